@@ -1,0 +1,17 @@
+//===- Layout.h - Moving between source and V-index layouts -----*- C++ -*-===//
+#ifndef VINDEX_STORE_LAYOUT_H
+#define VINDEX_STORE_LAYOUT_H
+
+#include <cstdint>
+
+namespace vindex {
+
+/// Dst[c][r] = Src[r][c] for a Rows x Cols row-major matrix of ElemSize-byte
+/// elements (2 or 4). Cache-blocked: HF's down_proj is [hidden, features]
+/// and the V-index stores it [features, hidden].
+void transposeMatrix(const uint8_t *Src, uint64_t Rows, uint64_t Cols,
+                     unsigned ElemSize, uint8_t *Dst);
+
+} // namespace vindex
+
+#endif // VINDEX_STORE_LAYOUT_H

@@ -1,0 +1,107 @@
+//===- Manifest.h - The V-index manifest in memory --------------*- C++ -*-===//
+//
+// manifest.vfb is a flatbuffer (schema lib/Store/Manifest.fbs). Tools work
+// on this plain C++ mirror and convert at the edges, so that no code outside
+// Manifest.cpp depends on generated accessors.
+//
+//===----------------------------------------------------------------------===//
+#ifndef VINDEX_STORE_MANIFEST_H
+#define VINDEX_STORE_MANIFEST_H
+
+#include "vindex/Formats/DType.h"
+#include "vindex/Formats/ModelConfig.h"
+#include "vindex/Formats/Safetensors.h"
+#include "vindex/Formats/TensorRole.h"
+
+#include "llvm/Support/Error.h"
+
+#include <string>
+#include <vector>
+
+namespace vindex {
+
+/// Bumped on every change a reader must know about.
+constexpr uint32_t kVindexFormatVersion = 1;
+constexpr llvm::StringLiteral kManifestFileName = "manifest.vfb";
+/// Uncompressed payloads start at multiples of this (mmap-able, SIMD-able).
+constexpr uint64_t kPayloadAlignment = 64;
+
+enum class Codec : uint8_t { None = 0, ZstdShuffle = 1 };
+
+struct TensorRecord {
+  std::string Name;
+  TensorRole Role = TensorRole::Other;
+  int Layer = -1;
+  DType Type = DType::F32;
+  Shape Dims;
+  bool Transposed = false;
+  std::string File;
+  uint64_t Offset = 0;
+  uint64_t StoredLength = 0;
+  uint64_t Length = 0;
+  Codec Compression = Codec::None;
+  uint64_t CodecChunk = 0;
+  uint64_t Checksum = 0;
+  uint32_t SourceShard = 0;
+
+  /// The shape in the source checkpoint (down is stored transposed).
+  Shape sourceDims() const;
+};
+
+struct ShardRecord {
+  std::string Name;
+  Metadata Meta;
+};
+
+struct LayerRecord {
+  uint32_t Index = 0;
+  uint64_t Features = 0;
+  uint8_t Band = 0;
+};
+
+struct AuxFileRecord {
+  std::string Name;
+  uint64_t Length = 0;
+  uint64_t Checksum = 0;
+};
+
+struct SourceFileRecord {
+  std::string Path;
+  uint64_t Size = 0;
+  std::string Sha256;
+};
+
+struct ProvenanceRecord {
+  std::string Tool;
+  std::string Version;
+  std::string CommandLine;
+  std::vector<SourceFileRecord> Sources;
+};
+
+struct PatchRecord {
+  std::string Name;
+  std::string Description;
+};
+
+struct Manifest {
+  uint32_t FormatVersion = kVindexFormatVersion;
+  ModelConfig Config;
+  std::vector<TensorRecord> Tensors;
+  std::vector<ShardRecord> Shards;
+  std::vector<LayerRecord> Layers;
+  std::vector<AuxFileRecord> Files;
+  ProvenanceRecord Provenance;
+  std::vector<PatchRecord> Patches;
+  Metadata IndexMetadata;
+  bool SourceIndex = false;
+};
+
+/// The flatbuffer bytes of M (deterministic for equal manifests).
+std::string serializeManifest(const Manifest &M);
+/// Verifies and converts a manifest.vfb. FileName is for messages.
+llvm::Expected<Manifest> parseManifest(llvm::ArrayRef<uint8_t> Bytes,
+                                       llvm::StringRef FileName);
+
+} // namespace vindex
+
+#endif // VINDEX_STORE_MANIFEST_H

@@ -1,0 +1,62 @@
+//===- Vindex.h - Reading a V-index directory -------------------*- C++ -*-===//
+//
+// Opening a V-index reads and verifies the manifest and maps the payload
+// files it names; nothing else is read until asked for. Uncompressed
+// tensors are views into the mapping (no copy); compressed ones are decoded
+// chunk by chunk.
+//
+//===----------------------------------------------------------------------===//
+#ifndef VINDEX_STORE_VINDEX_H
+#define VINDEX_STORE_VINDEX_H
+
+#include "vindex/Store/Manifest.h"
+#include "vindex/Support/MappedFile.h"
+
+#include "llvm/ADT/STLFunctionalExtras.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <memory>
+
+namespace vindex {
+
+class Vindex {
+public:
+  static llvm::Expected<std::unique_ptr<Vindex>> open(llvm::StringRef Dir);
+
+  llvm::StringRef directory() const { return Dir; }
+  const Manifest &manifest() const { return M; }
+  const ModelConfig &config() const { return M.Config; }
+
+  const TensorRecord *find(llvm::StringRef Name) const;
+  /// The tensor of a role in a layer (Layer -1 for global tensors).
+  const TensorRecord *find(TensorRole Role, int Layer = -1) const;
+
+  /// The stored bytes of T (compressed or not), a view into the mapping.
+  llvm::ArrayRef<uint8_t> stored(const TensorRecord &T) const;
+  /// Streams T's decoded bytes (V-index layout) in order, in chunks of at
+  /// most kCodecChunk bytes, checking the checksum at the end.
+  llvm::Error
+  read(const TensorRecord &T,
+       llvm::function_ref<llvm::Error(llvm::ArrayRef<uint8_t>)> Sink) const;
+  /// T's decoded bytes: a view into the mapping when uncompressed, otherwise
+  /// decoded into Storage. The checksum is not checked (see verify()).
+  llvm::Expected<llvm::ArrayRef<uint8_t>>
+  data(const TensorRecord &T, std::vector<uint8_t> &Storage) const;
+
+  /// Path of a file inside the V-index.
+  std::string path(llvm::StringRef Name) const;
+
+  /// Re-checks every tensor's and every copied file's checksum.
+  llvm::Error verify(unsigned Jobs) const;
+
+private:
+  llvm::Error load();
+  std::string Dir;
+  Manifest M;
+  llvm::StringMap<size_t> ByName;
+  llvm::StringMap<std::unique_ptr<MappedFile>> Files;
+};
+
+} // namespace vindex
+
+#endif // VINDEX_STORE_VINDEX_H

@@ -1,0 +1,50 @@
+//===- MappedFile.h - Read-only memory-mapped input files -------*- C++ -*-===//
+//
+// Inputs are mapped, not read: a tensor is a view into the page cache. Long
+// streaming passes call dropPages() behind themselves so that the resident
+// set stays flat however large the checkpoint is.
+//
+//===----------------------------------------------------------------------===//
+#ifndef VINDEX_SUPPORT_MAPPEDFILE_H
+#define VINDEX_SUPPORT_MAPPEDFILE_H
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/Support/Error.h"
+#include "llvm/Support/FileSystem.h"
+
+#include <memory>
+#include <string>
+
+namespace vindex {
+
+class MappedFile {
+public:
+  /// Maps Path read-only. An empty file maps to an empty view.
+  static llvm::Expected<std::unique_ptr<MappedFile>> open(llvm::StringRef Path);
+
+  llvm::StringRef path() const { return Path; }
+  uint64_t size() const { return Size; }
+  llvm::ArrayRef<uint8_t> bytes() const {
+    return {reinterpret_cast<const uint8_t *>(Region.const_data()),
+            static_cast<size_t>(Size)};
+  }
+  llvm::ArrayRef<uint8_t> slice(uint64_t Offset, uint64_t Length) const {
+    return bytes().slice(Offset, Length);
+  }
+
+  /// Hints that [Offset, Offset+Length) will be read front to back soon.
+  void willNeed(uint64_t Offset, uint64_t Length) const;
+  /// Releases the pages of [Offset, Offset+Length) from this process; the
+  /// data stays readable (it is faulted in again on access).
+  void dropPages(uint64_t Offset, uint64_t Length) const;
+
+private:
+  MappedFile() = default;
+  std::string Path;
+  uint64_t Size = 0;
+  llvm::sys::fs::mapped_file_region Region;
+};
+
+} // namespace vindex
+
+#endif // VINDEX_SUPPORT_MAPPEDFILE_H

@@ -1,0 +1,388 @@
+//===- HFConfig.cpp - config.json into a ModelConfig ----------------------===//
+//
+// Defaults follow the transformers configuration classes of each family
+// (Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config),
+// so a config.json that omits a field means what it means to transformers.
+//
+//===----------------------------------------------------------------------===//
+#include "vindex/Formats/ModelConfig.h"
+
+#include "vindex/Support/Error.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/JSON.h"
+
+#include <cmath>
+
+using namespace llvm;
+
+namespace vindex {
+
+ArrayRef<StringRef> supportedModelTypes() {
+  static const StringRef Types[] = {"gemma3_text", "gemma3",  "llama",
+                                    "mistral",     "qwen2",   "qwen3"};
+  return Types;
+}
+
+namespace {
+
+/// Typed access to one JSON object of config.json with located errors.
+class Fields {
+public:
+  Fields(const json::Object &O, StringRef File, StringRef Path)
+      : O(O), File(File), Path(Path) {}
+
+  std::string where(StringRef Key) const {
+    return Path.empty() ? Key.str() : (Path + "." + Key).str();
+  }
+  bool has(StringRef Key) const {
+    const json::Value *V = O.get(Key);
+    return V && V->kind() != json::Value::Null;
+  }
+  Error required(StringRef Key) const {
+    if (!has(Key))
+      return fileError(File, "missing required field '{0}'", where(Key));
+    return Error::success();
+  }
+  Error u64(StringRef Key, uint64_t &Out) const {
+    if (!has(Key))
+      return Error::success();
+    std::optional<uint64_t> V = O.get(Key)->getAsUINT64();
+    if (!V)
+      return fileError(File, "field '{0}' must be a non-negative integer",
+                       where(Key));
+    Out = *V;
+    return Error::success();
+  }
+  Error f64(StringRef Key, double &Out) const {
+    if (!has(Key))
+      return Error::success();
+    std::optional<double> V = O.get(Key)->getAsNumber();
+    if (!V)
+      return fileError(File, "field '{0}' must be a number", where(Key));
+    Out = *V;
+    return Error::success();
+  }
+  Error boolean(StringRef Key, bool &Out) const {
+    if (!has(Key))
+      return Error::success();
+    std::optional<bool> V = O.get(Key)->getAsBoolean();
+    if (!V)
+      return fileError(File, "field '{0}' must be true or false", where(Key));
+    Out = *V;
+    return Error::success();
+  }
+  Error string(StringRef Key, std::string &Out) const {
+    if (!has(Key))
+      return Error::success();
+    std::optional<StringRef> V = O.get(Key)->getAsString();
+    if (!V)
+      return fileError(File, "field '{0}' must be a string", where(Key));
+    Out = V->str();
+    return Error::success();
+  }
+  /// An id or a list of ids (eos_token_id may be either).
+  Error ids(StringRef Key, SmallVectorImpl<int64_t> &Out) const {
+    if (!has(Key))
+      return Error::success();
+    const json::Value *V = O.get(Key);
+    auto Bad = [&] {
+      return fileError(File, "field '{0}' must be an integer or a list of "
+                             "integers",
+                       where(Key));
+    };
+    if (std::optional<int64_t> I = V->getAsInteger()) {
+      Out.push_back(*I);
+      return Error::success();
+    }
+    const json::Array *A = V->getAsArray();
+    if (!A)
+      return Bad();
+    for (const json::Value &E : *A) {
+      std::optional<int64_t> I = E.getAsInteger();
+      if (!I)
+        return Bad();
+      Out.push_back(*I);
+    }
+    return Error::success();
+  }
+  Error id(StringRef Key, std::optional<int64_t> &Out) const {
+    SmallVector<int64_t, 1> V;
+    if (Error E = ids(Key, V))
+      return E;
+    if (!V.empty())
+      Out = V.front();
+    return Error::success();
+  }
+  const json::Object *object(StringRef Key) const {
+    return has(Key) ? O.get(Key)->getAsObject() : nullptr;
+  }
+  const json::Array *array(StringRef Key) const {
+    return has(Key) ? O.get(Key)->getAsArray() : nullptr;
+  }
+
+private:
+  const json::Object &O;
+  StringRef File;
+  std::string Path;
+};
+
+struct FamilyDefaults {
+  bool Gemma;
+  bool QKNorm;
+  bool AttentionBias;
+  bool Tied;
+  double RopeTheta;
+  double NormEps;
+};
+
+FamilyDefaults defaultsFor(StringRef Arch) {
+  if (Arch == "gemma3_text")
+    return {true, true, false, true, 1e6, 1e-6};
+  if (Arch == "qwen2")
+    return {false, false, true, false, 10000.0, 1e-6};
+  if (Arch == "qwen3")
+    return {false, true, false, false, 10000.0, 1e-6};
+  // llama, mistral
+  return {false, false, false, false, 10000.0, 1e-6};
+}
+
+Error parseActivation(StringRef File, StringRef Name, Activation &Out) {
+  if (Name == "silu" || Name == "swish")
+    Out = Activation::SiLU;
+  else if (Name == "gelu_pytorch_tanh" || Name == "gelu_new" ||
+           Name == "gelu_fast")
+    Out = Activation::GeluTanh;
+  else if (Name == "gelu")
+    Out = Activation::Gelu;
+  else
+    return fileError(File, "unsupported activation '{0}' (supported: silu, "
+                           "gelu, gelu_pytorch_tanh)",
+                     Name);
+  return Error::success();
+}
+
+Error parseRopeScaling(const Fields &F, RopeScaling &Out) {
+  if (!F.has("rope_scaling"))
+    return Error::success();
+  const json::Object *RS = F.object("rope_scaling");
+  if (!RS)
+    return fileError("config.json", "field 'rope_scaling' must be an object");
+  Fields S(*RS, "config.json", F.where("rope_scaling"));
+  if (Error E = S.string("rope_type", Out.Type))
+    return E;
+  if (Out.Type.empty())
+    if (Error E = S.string("type", Out.Type))
+      return E;
+  if (Error E = S.f64("factor", Out.Factor))
+    return E;
+  if (Error E = S.f64("low_freq_factor", Out.LowFreqFactor))
+    return E;
+  if (Error E = S.f64("high_freq_factor", Out.HighFreqFactor))
+    return E;
+  return S.u64("original_max_position_embeddings", Out.OriginalMaxPositions);
+}
+
+Error parseLayerKinds(const Fields &F, StringRef File, ModelConfig &C,
+                      bool Gemma) {
+  C.LayerKinds.assign(C.NumLayers, LayerKind::Full);
+  if (const json::Array *Types = F.array("layer_types")) {
+    if (Types->size() != C.NumLayers)
+      return fileError(File, "field '{0}' has {1} entries but there are {2} "
+                             "layers",
+                       F.where("layer_types"), Types->size(), C.NumLayers);
+    for (size_t I = 0; I < Types->size(); ++I) {
+      std::optional<StringRef> T = (*Types)[I].getAsString();
+      if (T == "full_attention")
+        C.LayerKinds[I] = LayerKind::Full;
+      else if (T == "sliding_attention")
+        C.LayerKinds[I] = LayerKind::Sliding;
+      else
+        return fileError(File, "field '{0}[{1}]' must be 'full_attention' "
+                               "or 'sliding_attention'",
+                         F.where("layer_types"), I);
+    }
+    return Error::success();
+  }
+  if (Gemma) {
+    // Older Gemma 3 configs give a pattern: every Nth layer is global.
+    uint64_t Pattern = 6;
+    if (Error E = F.u64("sliding_window_pattern", Pattern))
+      return E;
+    for (uint64_t I = 0; I < C.NumLayers; ++I)
+      C.LayerKinds[I] = Pattern && (I + 1) % Pattern ? LayerKind::Sliding
+                                                     : LayerKind::Full;
+    return Error::success();
+  }
+  // Mistral: a sliding window applies to every layer; Qwen 2 only with
+  // use_sliding_window (and then to layers from max_window_layers on).
+  if (C.SlidingWindow == 0)
+    return Error::success();
+  bool UseSliding = C.Architecture == "mistral";
+  uint64_t FirstSliding = 0;
+  if (C.Architecture == "qwen2" || C.Architecture == "qwen3") {
+    if (Error E = F.boolean("use_sliding_window", UseSliding))
+      return E;
+    if (Error E = F.u64("max_window_layers", FirstSliding))
+      return E;
+  }
+  if (!UseSliding) {
+    C.SlidingWindow = 0;
+    return Error::success();
+  }
+  for (uint64_t I = FirstSliding; I < C.NumLayers; ++I)
+    C.LayerKinds[I] = LayerKind::Sliding;
+  return Error::success();
+}
+
+Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
+  FamilyDefaults D = defaultsFor(C.Architecture);
+  if (D.Gemma) {
+    // Gemma3TextConfig has defaults for every size (those of the 2B-class
+    // model), and real multimodal configs rely on them: gemma-3-4b's
+    // text_config omits the head counts and the vocabulary size.
+    C.HiddenSize = 2304;
+    C.IntermediateSize = 9216;
+    C.NumLayers = 26;
+    C.NumHeads = 8;
+    C.VocabSize = 262208;
+  } else {
+    for (StringRef Key : {"hidden_size", "intermediate_size",
+                          "num_hidden_layers", "num_attention_heads",
+                          "vocab_size"})
+      if (Error E = F.required(Key))
+        return E;
+  }
+  if (Error E = F.u64("hidden_size", C.HiddenSize))
+    return E;
+  if (Error E = F.u64("intermediate_size", C.IntermediateSize))
+    return E;
+  if (Error E = F.u64("num_hidden_layers", C.NumLayers))
+    return E;
+  if (Error E = F.u64("num_attention_heads", C.NumHeads))
+    return E;
+  if (Error E = F.u64("vocab_size", C.VocabSize))
+    return E;
+  if (C.NumHeads == 0 || C.HiddenSize == 0 || C.NumLayers == 0)
+    return fileError(File, "'hidden_size', 'num_hidden_layers' and "
+                           "'num_attention_heads' must be positive");
+  C.NumKVHeads = D.Gemma ? 4 : C.NumHeads;
+  if (Error E = F.u64("num_key_value_heads", C.NumKVHeads))
+    return E;
+  if (C.NumKVHeads == 0 || C.NumHeads % C.NumKVHeads)
+    return fileError(File, "'num_key_value_heads' ({0}) must divide "
+                           "'num_attention_heads' ({1})",
+                     C.NumKVHeads, C.NumHeads);
+  C.HeadDim = D.Gemma ? 256 : C.HiddenSize / C.NumHeads;
+  if (Error E = F.u64("head_dim", C.HeadDim))
+    return E;
+  if (Error E = F.u64("max_position_embeddings", C.MaxPositions))
+    return E;
+
+  C.RopeTheta = D.RopeTheta;
+  if (Error E = F.f64("rope_theta", C.RopeTheta))
+    return E;
+  C.RopeLocalTheta = D.Gemma ? 10000.0 : C.RopeTheta;
+  if (Error E = F.f64("rope_local_base_freq", C.RopeLocalTheta))
+    return E;
+  if (Error E = parseRopeScaling(F, C.Scaling))
+    return E;
+  C.NormEps = D.NormEps;
+  if (Error E = F.f64("rms_norm_eps", C.NormEps))
+    return E;
+
+  std::string Act = D.Gemma ? "gelu_pytorch_tanh" : "silu";
+  if (Error E = F.string(D.Gemma ? "hidden_activation" : "hidden_act", Act))
+    return E;
+  if (Error E = parseActivation(File, Act, C.Act))
+    return E;
+
+  if (D.Gemma || C.Architecture == "mistral" ||
+      C.Architecture == "qwen2" || C.Architecture == "qwen3") {
+    C.SlidingWindow = D.Gemma ? 4096 : 0;
+    if (Error E = F.u64("sliding_window", C.SlidingWindow))
+      return E;
+  }
+  if (Error E = parseLayerKinds(F, File, C, D.Gemma))
+    return E;
+
+  C.TiedEmbeddings = D.Tied;
+  if (Error E = F.boolean("tie_word_embeddings", C.TiedEmbeddings))
+    return E;
+  C.AttentionBias = D.AttentionBias;
+  if (C.Architecture != "qwen2")
+    if (Error E = F.boolean("attention_bias", C.AttentionBias))
+      return E;
+  C.QKNorm = D.QKNorm;
+  C.PostNorms = D.Gemma;
+  C.Norm = D.Gemma ? NormStyle::OnePlusWeight : NormStyle::Weight;
+  C.EmbeddingScale = D.Gemma ? std::sqrt(double(C.HiddenSize)) : 1.0;
+  double QueryPreAttn = D.Gemma ? 256.0 : double(C.HeadDim);
+  if (D.Gemma)
+    if (Error E = F.f64("query_pre_attn_scalar", QueryPreAttn))
+      return E;
+  C.QueryScale = 1.0 / std::sqrt(QueryPreAttn);
+  if (Error E = F.f64("attn_logit_softcapping", C.AttnSoftcap))
+    return E;
+  if (Error E = F.f64("final_logit_softcapping", C.FinalSoftcap))
+    return E;
+  if (Error E = F.id("bos_token_id", C.BosId))
+    return E;
+  if (Error E = F.ids("eos_token_id", C.EosIds))
+    return E;
+  return F.id("pad_token_id", C.PadId);
+}
+
+} // namespace
+
+Expected<ModelConfig> parseHFConfig(StringRef Text, StringRef File) {
+  Expected<json::Value> Root = json::parse(Text);
+  if (!Root)
+    return fileError(File, "not valid JSON: {0}", toString(Root.takeError()));
+  const json::Object *Obj = Root->getAsObject();
+  if (!Obj)
+    return fileError(File, "must be a JSON object");
+  Fields Top(*Obj, File, "");
+  if (Error E = Top.required("model_type"))
+    return std::move(E);
+  ModelConfig C;
+  if (Error E = Top.string("model_type", C.SourceModelType))
+    return std::move(E);
+  if (!is_contained(supportedModelTypes(), StringRef(C.SourceModelType))) {
+    std::string List;
+    for (StringRef T : supportedModelTypes())
+      List += (List.empty() ? "" : ", ") + T.str();
+    return fileError(File, "unknown architecture '{0}' (supported: {1})",
+                     C.SourceModelType, List);
+  }
+  if (C.SourceModelType != "gemma3") {
+    C.Architecture = C.SourceModelType;
+    if (Error E = parseTextConfig(Top, File, C))
+      return std::move(E);
+    return C;
+  }
+  // Multimodal Gemma 3: the language model is described by text_config and
+  // its tensors live under "language_model."; the vision tower is ignored.
+  const json::Object *TextObj = Top.object("text_config");
+  if (!TextObj)
+    return fileError(File, "missing required field 'text_config' (model_type "
+                           "gemma3)");
+  C.Architecture = "gemma3_text";
+  C.TensorPrefix = "language_model.";
+  Fields TextFields(*TextObj, File, "text_config");
+  if (Error E = parseTextConfig(TextFields, File, C))
+    return std::move(E);
+  // Special ids may sit at the top level of the multimodal config.
+  if (!C.BosId)
+    if (Error E = Top.id("bos_token_id", C.BosId))
+      return std::move(E);
+  if (C.EosIds.empty())
+    if (Error E = Top.ids("eos_token_id", C.EosIds))
+      return std::move(E);
+  if (!C.PadId)
+    if (Error E = Top.id("pad_token_id", C.PadId))
+      return std::move(E);
+  return C;
+}
+
+} // namespace vindex

@@ -1,0 +1,331 @@
+//===- Decompose.cpp - Hugging Face checkpoint -> V-index -----------------===//
+//
+// One task per payload file (the global tensors, then one file per layer),
+// run on a thread pool. A task streams its tensors from the mapped source in
+// 4 MiB chunks, checksums (and optionally compresses) each chunk, writes it
+// and releases the source pages behind it; only the FFN down projection is
+// materialised whole, to transpose it. The plan does not depend on the
+// number of threads, so the output bytes do not either.
+//
+//===----------------------------------------------------------------------===//
+#include "vindex/Store/Decompose.h"
+
+#include "vindex/Formats/Checkpoint.h"
+#include "vindex/Store/Codec.h"
+#include "vindex/Store/Layout.h"
+#include "vindex/Store/Manifest.h"
+#include "vindex/Store/Vindex.h"
+#include "vindex/Support/AtomicDirectory.h"
+#include "vindex/Support/Checksum.h"
+#include "vindex/Support/Error.h"
+#include "vindex/Support/Progress.h"
+#include "vindex/Support/ToolMain.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/ThreadPool.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <map>
+
+using namespace llvm;
+
+namespace vindex {
+
+namespace {
+
+struct PayloadFile {
+  std::string Name;            ///< Relative to the V-index directory.
+  std::vector<size_t> Tensors; ///< Indices into the tensor records.
+};
+
+/// Checks the tensors a forward pass relies on against the config, so that a
+/// config that does not describe these weights is caught here, not later.
+Error checkShapes(const Checkpoint &C, ArrayRef<TensorRecord> Records) {
+  const ModelConfig &Cfg = C.config();
+  uint64_t D = Cfg.HiddenSize, F = Cfg.IntermediateSize;
+  std::vector<unsigned> FFNSeen(Cfg.NumLayers, 0);
+  for (const TensorRecord &R : Records) {
+    Shape Src = R.sourceDims();
+    Shape Want;
+    if (R.Layer >= 0 && uint64_t(R.Layer) >= Cfg.NumLayers)
+      return fileError(C.configPath(), "tensor '{0}' is in layer {1} but the "
+                                       "config has {2} layers",
+                       R.Name, R.Layer, Cfg.NumLayers);
+    switch (R.Role) {
+    case TensorRole::FFNGate:
+    case TensorRole::FFNUp:
+      Want = {F, D};
+      break;
+    case TensorRole::FFNDown:
+      Want = {D, F};
+      break;
+    case TensorRole::Embedding:
+    case TensorRole::LMHead:
+      Want = {Cfg.VocabSize, D};
+      break;
+    default:
+      continue;
+    }
+    if (isFFNRole(R.Role))
+      ++FFNSeen[R.Layer];
+    if (Src != Want)
+      return fileError(C.configPath(), "tensor '{0}' has shape {1} but the "
+                                       "config implies {2}",
+                       R.Name, shapeString(Src), shapeString(Want));
+  }
+  for (uint64_t L = 0; L < Cfg.NumLayers; ++L)
+    if (FFNSeen[L] != 3)
+      return fileError(C.configPath(), "layer {0} lacks some of "
+                                       "mlp.gate_proj, mlp.up_proj and "
+                                       "mlp.down_proj",
+                       L);
+  return Error::success();
+}
+
+std::string layerFileName(int Layer) {
+  return Layer < 0 ? "tensors/global.bin"
+                   : formatv("tensors/layer-{0:3}.bin", Layer).str();
+}
+
+class Decomposer {
+public:
+  Decomposer(const DecomposeOptions &Opts, const Checkpoint &C,
+             AtomicDirectory &Out)
+      : Opts(Opts), C(C), Out(Out) {}
+
+  Error run();
+
+private:
+  void planTensors();
+  Error writePayload(const PayloadFile &File, Progress &P);
+  Error emitTensor(TensorRecord &R, const CheckpointTensor &Src,
+                   raw_fd_ostream &OS, uint64_t &Pos, ZstdShuffleEncoder &Enc,
+                   Progress &P);
+  Error copyAuxFiles();
+  Manifest buildManifest();
+
+  const DecomposeOptions &Opts;
+  const Checkpoint &C;
+  AtomicDirectory &Out;
+  std::vector<TensorRecord> Records;
+  std::vector<PayloadFile> Payloads;
+  std::vector<SourceFileRecord> Sources;
+  std::vector<AuxFileRecord> AuxFiles;
+};
+
+void Decomposer::planTensors() {
+  ArrayRef<CheckpointTensor> Tensors = C.tensors();
+  std::map<int, std::vector<size_t>> ByLayer;
+  for (size_t I = 0; I < Tensors.size(); ++I) {
+    const SafetensorsEntry &E = *Tensors[I].Entry;
+    TensorClass Class = classifyTensor(Tensors[I].Name);
+    TensorRecord R;
+    R.Name = Tensors[I].Name;
+    R.Role = Class.Role;
+    R.Layer = Class.Layer;
+    R.Type = E.Type;
+    R.Dims = E.Dims;
+    R.Transposed = R.Role == TensorRole::FFNDown && R.Dims.size() == 2;
+    if (R.Transposed)
+      std::swap(R.Dims[0], R.Dims[1]);
+    R.File = layerFileName(R.Layer);
+    R.Length = E.Length;
+    R.SourceShard = Tensors[I].Shard;
+    Records.push_back(std::move(R));
+    ByLayer[Class.Layer].push_back(I);
+  }
+  // Within a file: attention, norms, then gate, up, down (role order), so a
+  // layer's FFN is one contiguous region.
+  for (auto &[Layer, Indices] : ByLayer) {
+    llvm::stable_sort(Indices, [&](size_t A, size_t B) {
+      return std::make_pair(Records[A].Role, Records[A].Name) <
+             std::make_pair(Records[B].Role, Records[B].Name);
+    });
+    Payloads.push_back({layerFileName(Layer), std::move(Indices)});
+  }
+}
+
+Error Decomposer::emitTensor(TensorRecord &R, const CheckpointTensor &Src,
+                             raw_fd_ostream &OS, uint64_t &Pos,
+                             ZstdShuffleEncoder &Enc, Progress &P) {
+  const SafetensorsFile &Shard = *C.shards()[Src.Shard];
+  const SafetensorsEntry &E = *Src.Entry;
+  unsigned ElemSize = dtypeSize(E.Type);
+  ChunkedChecksum Sum;
+  R.Offset = Pos;
+  R.Compression = Opts.Compress ? Codec::ZstdShuffle : Codec::None;
+  R.CodecChunk = Opts.Compress ? kCodecChunk : 0;
+  auto Emit = [&](ArrayRef<uint8_t> Chunk) -> Error {
+    Sum.update(Chunk);
+    if (!Opts.Compress) {
+      OS.write(reinterpret_cast<const char *>(Chunk.data()), Chunk.size());
+      Pos += Chunk.size();
+      return Error::success();
+    }
+    Expected<ArrayRef<uint8_t>> Frame = Enc.encode(Chunk, ElemSize);
+    if (!Frame)
+      return Frame.takeError();
+    OS.write(reinterpret_cast<const char *>(Frame->data()), Frame->size());
+    Pos += Frame->size();
+    return Error::success();
+  };
+
+  if (R.Transposed) {
+    std::vector<uint8_t> Buf(E.Length);
+    transposeMatrix(Shard.data(E).data(), E.Dims[0], E.Dims[1], ElemSize,
+                    Buf.data());
+    Shard.file().dropPages(E.Offset, E.Length);
+    for (uint64_t Done = 0; Done < E.Length; Done += kCodecChunk)
+      if (Error Err = Emit(ArrayRef(Buf).slice(
+              Done, std::min(kCodecChunk, E.Length - Done))))
+        return Err;
+    P.advance(E.Length);
+  } else {
+    for (uint64_t Done = 0; Done < E.Length; Done += kCodecChunk) {
+      uint64_t N = std::min(kCodecChunk, E.Length - Done);
+      if (Error Err = Emit(Shard.data(E).slice(Done, N)))
+        return Err;
+      Shard.file().dropPages(E.Offset + Done, N);
+      P.advance(N);
+    }
+  }
+  R.StoredLength = Pos - R.Offset;
+  R.Checksum = Sum.final();
+  return Error::success();
+}
+
+Error Decomposer::writePayload(const PayloadFile &File, Progress &P) {
+  std::string Path = Out.file(File.Name);
+  std::error_code EC;
+  raw_fd_ostream OS(Path, EC, sys::fs::OF_None);
+  if (EC)
+    return fileError(Path, "cannot create: {0}", EC.message());
+  ZstdShuffleEncoder Enc(Opts.ZstdLevel);
+  uint64_t Pos = 0;
+  static const char Zeros[kPayloadAlignment] = {};
+  for (size_t I : File.Tensors) {
+    uint64_t Pad = alignTo(Pos, kPayloadAlignment) - Pos;
+    OS.write(Zeros, Pad);
+    Pos += Pad;
+    if (Error E = emitTensor(Records[I], C.tensors()[I], OS, Pos, Enc, P))
+      return E;
+  }
+  OS.close();
+  if (OS.has_error()) {
+    EC = OS.error();
+    OS.clear_error();
+    return fileError(Path, "write failed: {0}", EC.message());
+  }
+  return Error::success();
+}
+
+Error Decomposer::copyAuxFiles() {
+  std::vector<std::string> Files{C.configPath()};
+  for (const std::string &F : C.auxiliaryFiles())
+    Files.push_back(F);
+  for (const std::string &F : Files) {
+    ErrorOr<std::unique_ptr<MemoryBuffer>> Buf = MemoryBuffer::getFile(
+        F, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+    if (!Buf)
+      return fileError(F, "cannot read: {0}", Buf.getError().message());
+    StringRef Name = sys::path::filename(F);
+    StringRef Bytes = (*Buf)->getBuffer();
+    if (Error E = writeFileAtomically(Out.file(Name), Bytes))
+      return E;
+    AuxFiles.push_back({Name.str(), Bytes.size(),
+                        checksum(arrayRefFromStringRef(Bytes))});
+  }
+  return Error::success();
+}
+
+Manifest Decomposer::buildManifest() {
+  Manifest M;
+  M.Config = C.config();
+  M.Tensors = Records;
+  for (const auto &S : C.shards())
+    M.Shards.push_back({sys::path::filename(S->path()).str(), S->metadata()});
+  M.SourceIndex = !C.indexPath().empty();
+  for (uint64_t L = 0; L < M.Config.NumLayers; ++L)
+    M.Layers.push_back({uint32_t(L), M.Config.IntermediateSize, 0});
+  M.Files = AuxFiles;
+  M.Provenance = {"vindex-decompose", toolVersion().str(), Opts.CommandLine,
+                  Sources};
+  return M;
+}
+
+Error Decomposer::run() {
+  planTensors();
+  if (Error E = checkShapes(C, Records))
+    return E;
+  if (std::error_code EC =
+          sys::fs::create_directories(Out.file("tensors")))
+    return fileError(Out.file("tensors"), "cannot create: {0}", EC.message());
+
+  std::vector<std::string> SourcePaths = C.inputFiles();
+  Sources.resize(SourcePaths.size());
+  uint64_t Total = 0;
+  for (const CheckpointTensor &T : C.tensors())
+    Total += T.Entry->Length;
+  Progress P("decompose", Total);
+
+  // Errors land in per-task slots and the first in plan order is reported,
+  // so the message does not depend on the schedule either.
+  std::vector<std::string> Errors(Payloads.size() + SourcePaths.size());
+  {
+    DefaultThreadPool Pool(hardware_concurrency(Opts.Jobs));
+    for (size_t I = 0; I < Payloads.size(); ++I)
+      Pool.async([&, I] {
+        if (Error E = writePayload(Payloads[I], P))
+          Errors[I] = toString(std::move(E));
+      });
+    for (size_t I = 0; I < SourcePaths.size(); ++I)
+      Pool.async([&, I] {
+        Expected<std::unique_ptr<MappedFile>> F =
+            MappedFile::open(SourcePaths[I]);
+        if (!F) {
+          Errors[Payloads.size() + I] = toString(F.takeError());
+          return;
+        }
+        Sources[I] = {SourcePaths[I], (*F)->size(), sha256Hex(**F)};
+      });
+    Pool.wait();
+  }
+  P.finish();
+  for (const std::string &E : Errors)
+    if (!E.empty())
+      return makeError("{0}", E);
+  if (Error E = copyAuxFiles())
+    return E;
+  return writeFileAtomically(Out.file(kManifestFileName),
+                             serializeManifest(buildManifest()));
+}
+
+} // namespace
+
+Error decompose(const DecomposeOptions &Opts,
+                std::vector<std::string> &InputFiles) {
+  Expected<std::unique_ptr<Checkpoint>> C = Checkpoint::open(Opts.Input);
+  if (!C)
+    return C.takeError();
+  InputFiles = (*C)->inputFiles();
+  Expected<AtomicDirectory> Out = AtomicDirectory::create(Opts.Output);
+  if (!Out)
+    return Out.takeError();
+  if (Error E = Decomposer(Opts, **C, *Out).run())
+    return E;
+  if (Opts.Verify) {
+    Expected<std::unique_ptr<Vindex>> V = Vindex::open(Out->path());
+    if (!V)
+      return V.takeError();
+    if (Error E = (*V)->verify(Opts.Jobs))
+      return E;
+  }
+  return Out->commit();
+}
+
+} // namespace vindex

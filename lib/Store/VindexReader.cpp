@@ -1,0 +1,189 @@
+//===- VindexReader.cpp - Opening, reading and verifying a V-index --------===//
+#include "vindex/Store/Vindex.h"
+
+#include "vindex/Store/Codec.h"
+#include "vindex/Support/Checksum.h"
+#include "vindex/Support/Error.h"
+
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/ThreadPool.h"
+
+#include <mutex>
+
+using namespace llvm;
+
+namespace vindex {
+
+std::string Vindex::path(StringRef Name) const {
+  SmallString<256> P(Dir);
+  sys::path::append(P, Name);
+  return P.str().str();
+}
+
+Expected<std::unique_ptr<Vindex>> Vindex::open(StringRef Dir) {
+  if (!sys::fs::is_directory(Dir))
+    return fileError(Dir, "not a V-index directory");
+  std::unique_ptr<Vindex> V(new Vindex());
+  V->Dir = Dir.str();
+  if (Error E = V->load())
+    return std::move(E);
+  return std::move(V);
+}
+
+// A name from the manifest must stay inside the V-index directory.
+static bool isSafeRelativePath(StringRef P) {
+  if (P.empty() || sys::path::is_absolute(P))
+    return false;
+  for (StringRef C : make_range(sys::path::begin(P), sys::path::end(P)))
+    if (C == "..")
+      return false;
+  return true;
+}
+
+Error Vindex::load() {
+  std::string ManifestPath = path(kManifestFileName);
+  Expected<std::unique_ptr<MappedFile>> MF = MappedFile::open(ManifestPath);
+  if (!MF)
+    return MF.takeError();
+  Expected<Manifest> Parsed = parseManifest((*MF)->bytes(), ManifestPath);
+  if (!Parsed)
+    return Parsed.takeError();
+  M = std::move(*Parsed);
+
+  for (size_t I = 0; I < M.Tensors.size(); ++I) {
+    const TensorRecord &T = M.Tensors[I];
+    auto Bad = [&](const char *Problem) {
+      return fileError(ManifestPath, "tensor '{0}': {1}", T.Name, Problem);
+    };
+    if (!ByName.try_emplace(T.Name, I).second)
+      return Bad("appears twice");
+    if (!isSafeRelativePath(T.File))
+      return Bad("payload file name leaves the V-index directory");
+    std::optional<uint64_t> N = numElements(T.Dims);
+    if (!N || *N * dtypeSize(T.Type) != T.Length)
+      return Bad("shape and dtype disagree with the decoded length");
+    if (T.Compression == Codec::None && T.StoredLength != T.Length)
+      return Bad("uncompressed but stored length differs from length");
+    if (T.Compression == Codec::ZstdShuffle &&
+        (T.CodecChunk == 0 || T.CodecChunk % dtypeSize(T.Type)))
+      return Bad("invalid codec chunk size");
+    if (T.Compression != Codec::None && T.Compression != Codec::ZstdShuffle)
+      return Bad("unknown codec");
+    if (!M.Shards.empty() && T.SourceShard >= M.Shards.size())
+      return Bad("source shard index out of range");
+    auto &File = Files[T.File];
+    if (!File) {
+      Expected<std::unique_ptr<MappedFile>> Opened = MappedFile::open(path(T.File));
+      if (!Opened)
+        return Opened.takeError();
+      File = std::move(*Opened);
+    }
+    if (T.Offset > File->size() || T.StoredLength > File->size() - T.Offset)
+      return fileError(File->path(), "tensor '{0}' [{1}, {2}) lies past the "
+                                     "end of the file ({3} bytes)",
+                       T.Name, T.Offset, T.Offset + T.StoredLength,
+                       File->size());
+  }
+  return Error::success();
+}
+
+const TensorRecord *Vindex::find(StringRef Name) const {
+  auto It = ByName.find(Name);
+  return It == ByName.end() ? nullptr : &M.Tensors[It->second];
+}
+
+const TensorRecord *Vindex::find(TensorRole Role, int Layer) const {
+  for (const TensorRecord &T : M.Tensors)
+    if (T.Role == Role && T.Layer == Layer)
+      return &T;
+  return nullptr;
+}
+
+ArrayRef<uint8_t> Vindex::stored(const TensorRecord &T) const {
+  return Files.find(T.File)->second->slice(T.Offset, T.StoredLength);
+}
+
+Error Vindex::read(const TensorRecord &T,
+                   function_ref<Error(ArrayRef<uint8_t>)> Sink) const {
+  ChunkedChecksum Sum;
+  auto Feed = [&](ArrayRef<uint8_t> Chunk) -> Error {
+    Sum.update(Chunk);
+    return Sink(Chunk);
+  };
+  ArrayRef<uint8_t> Stored = stored(T);
+  const MappedFile &File = *Files.find(T.File)->second;
+  if (T.Compression == Codec::None) {
+    for (uint64_t Done = 0; Done < T.Length; Done += kCodecChunk) {
+      uint64_t N = std::min(kCodecChunk, T.Length - Done);
+      if (Error E = Feed(Stored.slice(Done, N)))
+        return E;
+      File.dropPages(T.Offset + Done, N);
+    }
+  } else if (Error E = decodeZstdShuffle(Stored, T.Length, T.CodecChunk,
+                                         dtypeSize(T.Type), Feed)) {
+    return fileError(path(T.File), "tensor '{0}': {1}", T.Name,
+                     toString(std::move(E)));
+  }
+  if (Sum.final() != T.Checksum)
+    return fileError(path(T.File), "tensor '{0}': checksum mismatch (the "
+                                   "payload is corrupt)",
+                     T.Name);
+  return Error::success();
+}
+
+Expected<ArrayRef<uint8_t>> Vindex::data(const TensorRecord &T,
+                                         std::vector<uint8_t> &Storage) const {
+  if (T.Compression == Codec::None)
+    return stored(T);
+  Storage.clear();
+  Storage.reserve(T.Length);
+  if (Error E = decodeZstdShuffle(stored(T), T.Length, T.CodecChunk,
+                                  dtypeSize(T.Type),
+                                  [&](ArrayRef<uint8_t> Chunk) {
+                                    Storage.insert(Storage.end(), Chunk.begin(),
+                                                   Chunk.end());
+                                    return Error::success();
+                                  }))
+    return fileError(path(T.File), "tensor '{0}': {1}", T.Name,
+                     toString(std::move(E)));
+  return ArrayRef<uint8_t>(Storage);
+}
+
+Error Vindex::verify(unsigned Jobs) const {
+  DefaultThreadPool Pool(hardware_concurrency(Jobs));
+  std::mutex Mu;
+  // The first error in manifest order is reported, whatever the schedule.
+  std::vector<std::optional<std::string>> Errors(M.Tensors.size() +
+                                                 M.Files.size());
+  for (size_t I = 0; I < M.Tensors.size(); ++I)
+    Pool.async([&, I] {
+      Error E = read(M.Tensors[I],
+                     [](ArrayRef<uint8_t>) { return Error::success(); });
+      if (E) {
+        std::lock_guard<std::mutex> Lock(Mu);
+        Errors[I] = toString(std::move(E));
+      }
+    });
+  for (size_t I = 0; I < M.Files.size(); ++I)
+    Pool.async([&, I] {
+      const AuxFileRecord &F = M.Files[I];
+      std::string Problem;
+      Expected<std::unique_ptr<MappedFile>> MF = MappedFile::open(path(F.Name));
+      if (!MF)
+        Problem = toString(MF.takeError());
+      else if ((*MF)->size() != F.Length || checksum((*MF)->bytes()) != F.Checksum)
+        Problem = path(F.Name) + ": checksum mismatch (the file was changed)";
+      if (!Problem.empty()) {
+        std::lock_guard<std::mutex> Lock(Mu);
+        Errors[M.Tensors.size() + I] = Problem;
+      }
+    });
+  Pool.wait();
+  for (const auto &E : Errors)
+    if (E)
+      return makeError("{0}", *E);
+  return Error::success();
+}
+
+} // namespace vindex

@@ -1,0 +1,74 @@
+//===- MappedFile.cpp -----------------------------------------------------===//
+#include "vindex/Support/MappedFile.h"
+
+#include "vindex/Support/Error.h"
+
+#include "llvm/Support/MathExtras.h"
+#include "llvm/Support/Process.h"
+
+#include <sys/mman.h>
+
+using namespace llvm;
+
+namespace vindex {
+
+Expected<std::unique_ptr<MappedFile>> MappedFile::open(StringRef Path) {
+  int FD;
+  if (std::error_code EC = sys::fs::openFileForRead(Path, FD))
+    return fileError(Path, "cannot open: {0}", EC.message());
+  sys::fs::file_status Status;
+  if (std::error_code EC = sys::fs::status(FD, Status)) {
+    sys::Process::SafelyCloseFileDescriptor(FD);
+    return fileError(Path, "cannot stat: {0}", EC.message());
+  }
+  if (Status.type() != sys::fs::file_type::regular_file) {
+    sys::Process::SafelyCloseFileDescriptor(FD);
+    return fileError(Path, "not a regular file");
+  }
+  std::unique_ptr<MappedFile> File(new MappedFile());
+  File->Path = Path.str();
+  File->Size = Status.getSize();
+  if (File->Size > 0) {
+    std::error_code EC;
+    File->Region = sys::fs::mapped_file_region(
+        sys::fs::convertFDToNativeFile(FD),
+        sys::fs::mapped_file_region::readonly, File->Size, 0, EC);
+    if (EC) {
+      sys::Process::SafelyCloseFileDescriptor(FD);
+      return fileError(Path, "cannot map: {0}", EC.message());
+    }
+  }
+  sys::Process::SafelyCloseFileDescriptor(FD);
+  return std::move(File);
+}
+
+// madvise works on whole pages: round the range inwards for dropping (never
+// drop a page another tensor is still reading) and outwards for prefetching.
+static void adviseRange(const MappedFile &F, uint64_t Offset, uint64_t Length,
+                        int Advice, bool Inwards) {
+  if (F.size() == 0 || Length == 0)
+    return;
+  uint64_t Page = sys::Process::getPageSizeEstimate();
+  uintptr_t Base = reinterpret_cast<uintptr_t>(F.bytes().data());
+  uintptr_t Begin = Base + Offset, End = Base + Offset + Length;
+  if (Inwards) {
+    Begin = alignTo(Begin, Page);
+    End = alignDown(End, Page);
+  } else {
+    Begin = alignDown(Begin, Page);
+    End = alignTo(End, Page);
+    End = std::min<uintptr_t>(End, alignTo(Base + F.size(), Page));
+  }
+  if (End > Begin)
+    ::madvise(reinterpret_cast<void *>(Begin), End - Begin, Advice);
+}
+
+void MappedFile::willNeed(uint64_t Offset, uint64_t Length) const {
+  adviseRange(*this, Offset, Length, MADV_WILLNEED, /*Inwards=*/false);
+}
+
+void MappedFile::dropPages(uint64_t Offset, uint64_t Length) const {
+  adviseRange(*this, Offset, Length, MADV_DONTNEED, /*Inwards=*/true);
+}
+
+} // namespace vindex

@@ -1,0 +1,44 @@
+//===- ToolMain.cpp -------------------------------------------------------===//
+#include "vindex/Support/ToolMain.h"
+
+#include "vindex/Support/Error.h"
+
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/WithColor.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace llvm;
+
+namespace vindex {
+
+StringRef toolVersion() { return VINDEX_VERSION_STRING; }
+
+static void printVersion(raw_ostream &OS) {
+  OS << "Vindex " << toolVersion() << " (LLVM " << LLVM_VERSION_STRING
+     << ")\n";
+}
+
+void parseToolCommandLine(int Argc, const char *const *Argv,
+                          StringRef Overview) {
+  cl::SetVersionPrinter(printVersion);
+  // Every tool links libLLVM, which registers hundreds of options; --help
+  // shows only ours (they live in the general category or our own).
+  cl::HideUnrelatedOptions(
+      {&cl::getGeneralCategory()});
+  std::string Errors;
+  raw_string_ostream ErrOS(Errors);
+  if (!cl::ParseCommandLineOptions(Argc, Argv, Overview, &ErrOS)) {
+    errs() << Errors;
+    errs() << "Run '" << Argv[0] << " --help' for usage.\n";
+    std::exit(ExitUsageError);
+  }
+}
+
+int exitWith(StringRef Tool, Error E) {
+  if (!E)
+    return ExitSuccess;
+  printError(Tool, std::move(E));
+  return ExitUserError;
+}
+
+} // namespace vindex
