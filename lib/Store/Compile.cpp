@@ -1,8 +1,9 @@
 //===- Compile.cpp - V-index -> Hugging Face safetensors ------------------===//
 //
 // Every output file's layout (header, then tensors in the source order) is
-// known before a byte is written, so tensors are written in parallel with
-// pwrite at fixed offsets: the bytes do not depend on the thread count.
+// known before a byte is written; each file is written front to back by one
+// task and the files in parallel, so the bytes do not depend on the thread
+// count.
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Store/Compile.h"
@@ -11,6 +12,7 @@
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/AtomicDirectory.h"
 #include "vindex/Support/Error.h"
+#include "vindex/Support/OutputFile.h"
 #include "vindex/Support/Progress.h"
 
 #include "llvm/ADT/STLExtras.h"
@@ -19,11 +21,9 @@
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
-#include "llvm/Support/Process.h"
 #include "llvm/Support/ThreadPool.h"
 
 #include <set>
-#include <unistd.h>
 
 using namespace llvm;
 
@@ -31,70 +31,56 @@ namespace vindex {
 
 namespace {
 
-/// An output file open for positional writes from several threads.
-class PositionalFile {
-public:
-  static Expected<std::unique_ptr<PositionalFile>> create(StringRef Path) {
-    int FD;
-    if (std::error_code EC = sys::fs::openFileForWrite(Path, FD))
-      return fileError(Path, "cannot create: {0}", EC.message());
-    return std::unique_ptr<PositionalFile>(new PositionalFile(Path, FD));
-  }
-  ~PositionalFile() { sys::Process::SafelyCloseFileDescriptor(FD); }
-
-  Error write(uint64_t Offset, ArrayRef<uint8_t> Data) const {
-    while (!Data.empty()) {
-      ssize_t N = ::pwrite(FD, Data.data(), Data.size(), Offset);
-      if (N < 0 && errno == EINTR)
-        continue;
-      if (N <= 0)
-        return fileError(Path, "write failed: {0}",
-                         std::error_code(errno, std::generic_category())
-                             .message());
-      Data = Data.drop_front(N);
-      Offset += N;
-    }
-    return Error::success();
-  }
-
-private:
-  PositionalFile(StringRef Path, int FD) : Path(Path.str()), FD(FD) {}
-  std::string Path;
-  int FD;
-};
-
 struct OutputShard {
   std::string Name;
   std::vector<const TensorRecord *> Tensors;
   std::unique_ptr<SafetensorsWriter> Writer;
-  std::unique_ptr<PositionalFile> File;
-  std::vector<uint64_t> Offsets; ///< Absolute offset of each tensor.
 };
 
-/// Writes one tensor in the source layout at Offset.
-Error writeTensor(const Vindex &V, const TensorRecord &T,
-                  const PositionalFile &File, uint64_t Offset, Progress &P) {
-  if (!T.Transposed) {
-    return V.read(T, [&](ArrayRef<uint8_t> Chunk) -> Error {
-      if (Error E = File.write(Offset, Chunk))
-        return E;
-      Offset += Chunk.size();
-      P.advance(Chunk.size());
-      return Error::success();
-    });
+/// Appends one tensor in the source layout, checking its checksum.
+Error writeTensor(const Vindex &V, const TensorRecord &T, OutputFile &Out,
+                  std::vector<uint8_t> &Scratch, Progress &P) {
+  auto Discard = [](ArrayRef<uint8_t>) { return Error::success(); };
+  if (!T.Transposed && T.Compression == Codec::None) {
+    // Verify through the mapping, then let the kernel copy the bytes.
+    if (Error E = V.read(T, Discard))
+      return E;
+    P.advance(T.Length);
+    return Out.copyFrom(V.payloadFile(T), T.Offset, T.Length);
   }
-  std::vector<uint8_t> Stored;
-  Stored.reserve(T.Length);
-  if (Error E = V.read(T, [&](ArrayRef<uint8_t> Chunk) {
-        Stored.insert(Stored.end(), Chunk.begin(), Chunk.end());
-        return Error::success();
-      }))
+  if (!T.Transposed)
+    return V.read(T, [&](ArrayRef<uint8_t> Chunk) {
+      P.advance(Chunk.size());
+      return Out.write(Chunk);
+    });
+  std::vector<uint8_t> Storage;
+  Expected<ArrayRef<uint8_t>> Stored = V.data(T, Storage);
+  if (!Stored)
+    return Stored.takeError();
+  if (Error E = V.read(T, Discard)) // checksum
     return E;
-  std::vector<uint8_t> Source(T.Length);
-  transposeMatrix(Stored.data(), T.Dims[0], T.Dims[1], dtypeSize(T.Type),
-                  Source.data());
+  // Scratch lives as long as the task: fresh memory is expensive to touch.
+  Scratch.resize(T.Length);
+  transposeMatrix(Stored->data(), T.Dims[0], T.Dims[1], dtypeSize(T.Type),
+                  Scratch.data());
+  if (T.Compression == Codec::None) // a view into the mapping: release it
+    V.payloadFile(T).dropPages(T.Offset, T.Length);
   P.advance(T.Length);
-  return File.write(Offset, Source);
+  return Out.write(Scratch);
+}
+
+Error writeShard(const Vindex &V, const OutputShard &S, StringRef Path,
+                 Progress &P) {
+  Expected<std::unique_ptr<OutputFile>> Out = OutputFile::create(Path);
+  if (!Out)
+    return Out.takeError();
+  if (Error E = (*Out)->write(arrayRefFromStringRef(S.Writer->header())))
+    return E;
+  std::vector<uint8_t> Scratch;
+  for (const TensorRecord *T : S.Tensors)
+    if (Error E = writeTensor(V, *T, **Out, Scratch, P))
+      return E;
+  return (*Out)->close();
 }
 
 /// config.json of the text model for a multimodal Gemma 3 source: the
@@ -171,39 +157,26 @@ Error compileSafetensors(const Vindex &V, StringRef OutDir, unsigned Jobs) {
   for (size_t I = 0; I < Shards.size(); ++I) {
     OutputShard &S = Shards[I];
     std::vector<SafetensorsWriter::Tensor> List;
-    for (const TensorRecord *T : S.Tensors)
+    for (const TensorRecord *T : S.Tensors) {
       List.push_back({T->Name, T->Type, T->sourceDims()});
+      Total += T->Length;
+    }
     S.Writer = std::make_unique<SafetensorsWriter>(
         std::move(List), M.Shards.empty() ? Metadata() : M.Shards[I].Meta);
-    Expected<std::unique_ptr<PositionalFile>> F =
-        PositionalFile::create(Out->file(S.Name));
-    if (!F)
-      return F.takeError();
-    S.File = std::move(*F);
-    if (Error E = S.File->write(0, arrayRefFromStringRef(S.Writer->header())))
-      return E;
-    uint64_t Offset = S.Writer->header().size();
-    for (size_t J = 0; J < S.Tensors.size(); ++J) {
-      S.Offsets.push_back(Offset);
-      Offset += S.Writer->byteLength(J);
-      Total += S.Writer->byteLength(J);
-    }
   }
 
   Progress P("compile", Total);
-  std::vector<std::pair<size_t, size_t>> Work;
-  for (size_t I = 0; I < Shards.size(); ++I)
-    for (size_t J = 0; J < Shards[I].Tensors.size(); ++J)
-      Work.emplace_back(I, J);
-  std::vector<std::string> Errors(Work.size());
+  // One sequential writer per output file: concurrent writes into one file
+  // serialise on the inode lock and cost far more system time than they
+  // save (measured: 11.4 s with 2 threads against 3.4 s with 1 on a 2 GB
+  // shard).
+  std::vector<std::string> Errors(Shards.size());
   {
     DefaultThreadPool Pool(hardware_concurrency(Jobs));
-    for (size_t W = 0; W < Work.size(); ++W)
-      Pool.async([&, W] {
-        const OutputShard &S = Shards[Work[W].first];
-        size_t J = Work[W].second;
-        if (Error E = writeTensor(V, *S.Tensors[J], *S.File, S.Offsets[J], P))
-          Errors[W] = toString(std::move(E));
+    for (size_t I = 0; I < Shards.size(); ++I)
+      Pool.async([&, I] {
+        if (Error E = writeShard(V, Shards[I], Out->file(Shards[I].Name), P))
+          Errors[I] = toString(std::move(E));
       });
     Pool.wait();
   }
@@ -211,8 +184,6 @@ Error compileSafetensors(const Vindex &V, StringRef OutDir, unsigned Jobs) {
   for (const std::string &E : Errors)
     if (!E.empty())
       return makeError("{0}", E);
-  for (OutputShard &S : Shards)
-    S.File.reset();
   if (M.SourceIndex)
     if (Error E = writeIndex(Shards, *Out))
       return E;

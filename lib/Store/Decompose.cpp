@@ -18,6 +18,7 @@
 #include "vindex/Support/AtomicDirectory.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
+#include "vindex/Support/OutputFile.h"
 #include "vindex/Support/Progress.h"
 #include "vindex/Support/ToolMain.h"
 
@@ -28,7 +29,6 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/ThreadPool.h"
-#include "llvm/Support/raw_ostream.h"
 
 #include <map>
 
@@ -104,8 +104,8 @@ private:
   void planTensors();
   Error writePayload(const PayloadFile &File, Progress &P);
   Error emitTensor(TensorRecord &R, const CheckpointTensor &Src,
-                   raw_fd_ostream &OS, uint64_t &Pos, ZstdShuffleEncoder &Enc,
-                   Progress &P);
+                   OutputFile &Out, ZstdShuffleEncoder &Enc,
+                   std::vector<uint8_t> &Scratch, Progress &P);
   Error copyAuxFiles();
   Manifest buildManifest();
 
@@ -151,77 +151,79 @@ void Decomposer::planTensors() {
 }
 
 Error Decomposer::emitTensor(TensorRecord &R, const CheckpointTensor &Src,
-                             raw_fd_ostream &OS, uint64_t &Pos,
-                             ZstdShuffleEncoder &Enc, Progress &P) {
+                             OutputFile &Out, ZstdShuffleEncoder &Enc,
+                             std::vector<uint8_t> &Scratch, Progress &P) {
   const SafetensorsFile &Shard = *C.shards()[Src.Shard];
   const SafetensorsEntry &E = *Src.Entry;
   unsigned ElemSize = dtypeSize(E.Type);
   ChunkedChecksum Sum;
-  R.Offset = Pos;
+  R.Offset = Out.size();
   R.Compression = Opts.Compress ? Codec::ZstdShuffle : Codec::None;
   R.CodecChunk = Opts.Compress ? kCodecChunk : 0;
-  auto Emit = [&](ArrayRef<uint8_t> Chunk) -> Error {
-    Sum.update(Chunk);
-    if (!Opts.Compress) {
-      OS.write(reinterpret_cast<const char *>(Chunk.data()), Chunk.size());
-      Pos += Chunk.size();
-      return Error::success();
-    }
-    Expected<ArrayRef<uint8_t>> Frame = Enc.encode(Chunk, ElemSize);
-    if (!Frame)
-      return Frame.takeError();
-    OS.write(reinterpret_cast<const char *>(Frame->data()), Frame->size());
-    Pos += Frame->size();
+  auto Finish = [&] {
+    R.StoredLength = Out.size() - R.Offset;
+    R.Checksum = Sum.final();
     return Error::success();
   };
 
-  if (R.Transposed) {
-    std::vector<uint8_t> Buf(E.Length);
-    transposeMatrix(Shard.data(E).data(), E.Dims[0], E.Dims[1], ElemSize,
-                    Buf.data());
-    Shard.file().dropPages(E.Offset, E.Length);
-    for (uint64_t Done = 0; Done < E.Length; Done += kCodecChunk)
-      if (Error Err = Emit(ArrayRef(Buf).slice(
-              Done, std::min(kCodecChunk, E.Length - Done))))
-        return Err;
-    P.advance(E.Length);
-  } else {
+  // Verbatim and uncompressed (all but the down projection): checksum the
+  // mapped source, then let the kernel copy the bytes.
+  if (!R.Transposed && !Opts.Compress) {
     for (uint64_t Done = 0; Done < E.Length; Done += kCodecChunk) {
       uint64_t N = std::min(kCodecChunk, E.Length - Done);
-      if (Error Err = Emit(Shard.data(E).slice(Done, N)))
-        return Err;
+      Sum.update(Shard.data(E).slice(Done, N));
       Shard.file().dropPages(E.Offset + Done, N);
       P.advance(N);
     }
+    if (Error Err = Out.copyFrom(Shard.file(), E.Offset, E.Length))
+      return Err;
+    return Finish();
   }
-  R.StoredLength = Pos - R.Offset;
-  R.Checksum = Sum.final();
-  return Error::success();
+
+  auto Emit = [&](ArrayRef<uint8_t> Chunk) -> Error {
+    Sum.update(Chunk);
+    if (!Opts.Compress)
+      return Out.write(Chunk);
+    Expected<ArrayRef<uint8_t>> Frame = Enc.encode(Chunk, ElemSize);
+    if (!Frame)
+      return Frame.takeError();
+    return Out.write(*Frame);
+  };
+  ArrayRef<uint8_t> Data = Shard.data(E);
+  if (R.Transposed) {
+    // Scratch lives as long as the task: fresh memory is expensive to touch.
+    Scratch.resize(E.Length);
+    transposeMatrix(Data.data(), E.Dims[0], E.Dims[1], ElemSize,
+                    Scratch.data());
+    Shard.file().dropPages(E.Offset, E.Length);
+    Data = ArrayRef(Scratch).take_front(E.Length);
+  }
+  for (uint64_t Done = 0; Done < E.Length; Done += kCodecChunk) {
+    uint64_t N = std::min(kCodecChunk, E.Length - Done);
+    if (Error Err = Emit(Data.slice(Done, N)))
+      return Err;
+    if (!R.Transposed)
+      Shard.file().dropPages(E.Offset + Done, N);
+    P.advance(N);
+  }
+  return Finish();
 }
 
 Error Decomposer::writePayload(const PayloadFile &File, Progress &P) {
-  std::string Path = Out.file(File.Name);
-  std::error_code EC;
-  raw_fd_ostream OS(Path, EC, sys::fs::OF_None);
-  if (EC)
-    return fileError(Path, "cannot create: {0}", EC.message());
+  Expected<std::unique_ptr<OutputFile>> Out =
+      OutputFile::create(this->Out.file(File.Name));
+  if (!Out)
+    return Out.takeError();
   ZstdShuffleEncoder Enc(Opts.ZstdLevel);
-  uint64_t Pos = 0;
-  static const char Zeros[kPayloadAlignment] = {};
+  std::vector<uint8_t> Scratch;
   for (size_t I : File.Tensors) {
-    uint64_t Pad = alignTo(Pos, kPayloadAlignment) - Pos;
-    OS.write(Zeros, Pad);
-    Pos += Pad;
-    if (Error E = emitTensor(Records[I], C.tensors()[I], OS, Pos, Enc, P))
+    if (Error E = (*Out)->padTo(kPayloadAlignment))
+      return E;
+    if (Error E =
+            emitTensor(Records[I], C.tensors()[I], **Out, Enc, Scratch, P))
       return E;
   }
-  OS.close();
-  if (OS.has_error()) {
-    EC = OS.error();
-    OS.clear_error();
-    return fileError(Path, "write failed: {0}", EC.message());
-  }
-  return Error::success();
+  return (*Out)->close();
 }
 
 Error Decomposer::copyAuxFiles() {
@@ -262,8 +264,8 @@ Error Decomposer::run() {
   planTensors();
   if (Error E = checkShapes(C, Records))
     return E;
-  if (std::error_code EC =
-          sys::fs::create_directories(Out.file("tensors")))
+  if (std::error_code EC = sys::fs::create_directories(
+          Out.file("tensors"), /*IgnoreExisting=*/true, sys::fs::all_all))
     return fileError(Out.file("tensors"), "cannot create: {0}", EC.message());
 
   std::vector<std::string> SourcePaths = C.inputFiles();

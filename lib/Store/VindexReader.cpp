@@ -100,8 +100,12 @@ const TensorRecord *Vindex::find(TensorRole Role, int Layer) const {
   return nullptr;
 }
 
+const MappedFile &Vindex::payloadFile(const TensorRecord &T) const {
+  return *Files.find(T.File)->second;
+}
+
 ArrayRef<uint8_t> Vindex::stored(const TensorRecord &T) const {
-  return Files.find(T.File)->second->slice(T.Offset, T.StoredLength);
+  return payloadFile(T).slice(T.Offset, T.StoredLength);
 }
 
 Error Vindex::read(const TensorRecord &T,
@@ -112,7 +116,7 @@ Error Vindex::read(const TensorRecord &T,
     return Sink(Chunk);
   };
   ArrayRef<uint8_t> Stored = stored(T);
-  const MappedFile &File = *Files.find(T.File)->second;
+  const MappedFile &File = payloadFile(T);
   if (T.Compression == Codec::None) {
     for (uint64_t Done = 0; Done < T.Length; Done += kCodecChunk) {
       uint64_t N = std::min(kCodecChunk, T.Length - Done);

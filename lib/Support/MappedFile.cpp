@@ -38,8 +38,13 @@ Expected<std::unique_ptr<MappedFile>> MappedFile::open(StringRef Path) {
       return fileError(Path, "cannot map: {0}", EC.message());
     }
   }
-  sys::Process::SafelyCloseFileDescriptor(FD);
+  File->FD = FD;
   return std::move(File);
+}
+
+MappedFile::~MappedFile() {
+  if (FD >= 0)
+    sys::Process::SafelyCloseFileDescriptor(FD);
 }
 
 // madvise works on whole pages: round the range inwards for dropping (never

@@ -68,3 +68,26 @@ TEST(Layout, TransposeIsItsOwnInverse) {
                   reinterpret_cast<uint8_t *>(B.data()));
   EXPECT_EQ(A, B);
 }
+
+TEST(Layout, TransposeMatchesScalarForBothElementSizes) {
+  // Sizes with ragged edges around the 8x8 / 4x4 register blocks and the
+  // 64x64 tiles.
+  for (auto [Rows, Cols] : {std::pair<uint64_t, uint64_t>{1, 1}, {7, 9},
+                            {8, 8}, {65, 130}, {128, 512}, {3, 200}}) {
+    std::vector<uint16_t> A(Rows * Cols), T(Rows * Cols);
+    std::vector<uint32_t> A4(Rows * Cols), T4(Rows * Cols);
+    for (size_t I = 0; I < A.size(); ++I) {
+      A[I] = uint16_t(I * 2654435761u);
+      A4[I] = uint32_t(I * 2654435761u);
+    }
+    transposeMatrix(reinterpret_cast<uint8_t *>(A.data()), Rows, Cols, 2,
+                    reinterpret_cast<uint8_t *>(T.data()));
+    transposeMatrix(reinterpret_cast<uint8_t *>(A4.data()), Rows, Cols, 4,
+                    reinterpret_cast<uint8_t *>(T4.data()));
+    for (uint64_t R = 0; R < Rows; ++R)
+      for (uint64_t C = 0; C < Cols; ++C) {
+        ASSERT_EQ(T[C * Rows + R], A[R * Cols + C]) << Rows << "x" << Cols;
+        ASSERT_EQ(T4[C * Rows + R], A4[R * Cols + C]) << Rows << "x" << Cols;
+      }
+  }
+}

@@ -33,6 +33,8 @@ public:
 
   /// The stored bytes of T (compressed or not), a view into the mapping.
   llvm::ArrayRef<uint8_t> stored(const TensorRecord &T) const;
+  /// The mapped payload file holding T.
+  const MappedFile &payloadFile(const TensorRecord &T) const;
   /// Streams T's decoded bytes (V-index layout) in order, in chunks of at
   /// most kCodecChunk bytes, checking the checksum at the end.
   llvm::Error

@@ -34,12 +34,23 @@ public:
 
   /// Hints that [Offset, Offset+Length) will be read front to back soon.
   void willNeed(uint64_t Offset, uint64_t Length) const;
+  /// The open descriptor (for in-kernel copies), valid while this lives.
+  int fd() const { return FD; }
+
   /// Releases the pages of [Offset, Offset+Length) from this process; the
   /// data stays readable (it is faulted in again on access).
   void dropPages(uint64_t Offset, uint64_t Length) const;
 
 private:
   MappedFile() = default;
+  MappedFile(const MappedFile &) = delete;
+  MappedFile &operator=(const MappedFile &) = delete;
+
+public:
+  ~MappedFile();
+
+private:
+  int FD = -1;
   std::string Path;
   uint64_t Size = 0;
   llvm::sys::fs::mapped_file_region Region;

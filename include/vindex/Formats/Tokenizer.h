@@ -1,0 +1,101 @@
+//===- Tokenizer.h - Hugging Face tokenizer.json BPE tokenizer --*- C++ -*-===//
+//
+// Part of Vindex.
+//
+//===----------------------------------------------------------------------===//
+///
+/// \file
+/// Loads a Hugging Face `tokenizer.json` and encodes/decodes text with it.
+///
+/// Two BPE families are supported, both described only by the file (never by
+/// an architecture name):
+///  * SentencePiece-style BPE (Gemma, Llama 2, Mistral): Prepend/Replace
+///    normalizers or a Metaspace pre-tokenizer, byte fallback to `<0xNN>`
+///    pieces, decoder Replace/ByteFallback/Fuse/Strip or Metaspace.
+///  * GPT-2 byte-level BPE (GPT-2, Llama 3): ByteLevel pre-tokenizer and
+///    decoder, optionally behind a `Split` with one of the well-known GPT-2,
+///    Llama-3 or Qwen-2 regexes (implemented as hand-written scanners).
+///
+/// Anything else (other model types, normalizers, pre-tokenizers, decoders or
+/// post-processors, unknown regexes) is rejected at load time with an
+/// llvm::Error that names the file and the component.
+///
+//===----------------------------------------------------------------------===//
+
+#ifndef VINDEX_FORMATS_TOKENIZER_H
+#define VINDEX_FORMATS_TOKENIZER_H
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vindex {
+
+class Tokenizer {
+public:
+  enum class Kind { SentencePieceBPE, ByteLevelBPE };
+
+  /// Parses tokenizer.json text; FileName is used in error messages only.
+  static llvm::Expected<Tokenizer> fromJSON(llvm::StringRef Text,
+                                            llvm::StringRef FileName);
+  /// Reads and parses a tokenizer.json file.
+  static llvm::Expected<Tokenizer> fromFile(llvm::StringRef Path);
+
+  Tokenizer(Tokenizer &&) noexcept;
+  Tokenizer &operator=(Tokenizer &&) noexcept;
+  ~Tokenizer();
+
+  /// Encodes text. AddSpecial=true applies the post_processor (e.g. prepends
+  /// <bos>). Added/special tokens written literally in \p Text are always
+  /// recognised, as Hugging Face does.
+  std::vector<int32_t> encode(llvm::StringRef Text,
+                              bool AddSpecial = true) const;
+
+  /// Decodes ids through the decoder pipeline; SkipSpecial drops special
+  /// tokens. Ids outside the vocabulary are dropped.
+  std::string decode(llvm::ArrayRef<int32_t> Ids,
+                     bool SkipSpecial = true) const;
+
+  /// The pieces the BPE model sees for \p Text, after added-token splitting,
+  /// normalization and pre-tokenization (added tokens appear as their
+  /// content). Meant for debugging and tests.
+  std::vector<std::string> preTokenize(llvm::StringRef Text) const;
+
+  /// The vocabulary string of an id (added tokens included); empty if the id
+  /// is unknown.
+  llvm::StringRef piece(int32_t Id) const;
+  /// The id of a vocabulary string (added tokens included).
+  std::optional<int32_t> id(llvm::StringRef Piece) const;
+  /// One more than the largest id of the model vocabulary and added tokens,
+  /// i.e. the number of embedding rows the ids can address.
+  size_t vocabSize() const;
+  /// True for added tokens marked `"special": true`.
+  bool isSpecial(int32_t Id) const;
+  /// The single special token the post_processor puts before the sequence,
+  /// else an added token named <bos>, <s>, <|begin_of_text|> or
+  /// <|startoftext|>.
+  std::optional<int32_t> bosId() const;
+  /// The single special token the post_processor puts after the sequence,
+  /// else an added token named <eos>, </s>, <|end_of_text|> or
+  /// <|endoftext|>. A model's generation_config.json is more authoritative.
+  std::optional<int32_t> eosId() const;
+  /// ByteLevelBPE when a ByteLevel pre-tokenizer or decoder is present.
+  Kind kind() const;
+
+  struct Impl;
+
+private:
+  explicit Tokenizer(std::unique_ptr<Impl> I);
+  std::unique_ptr<Impl> P;
+};
+
+} // namespace vindex
+
+#endif // VINDEX_FORMATS_TOKENIZER_H

@@ -1,0 +1,138 @@
+//===- Engine.h - The CPU forward pass over a V-index -----------*- C++ -*-===//
+//
+// The engine is the oracle of every later pass: probing, inserting,
+// balancing and verifying all run the model. It reads weights in place from
+// the V-index (f32 and bf16 are used as stored; f16 and compressed tensors
+// are decoded once at load), computes in f32, and exposes the residual
+// stream and the FFN activations of every layer.
+//
+//===----------------------------------------------------------------------===//
+#ifndef VINDEX_MODEL_ENGINE_H
+#define VINDEX_MODEL_ENGINE_H
+
+#include "vindex/Formats/ModelConfig.h"
+#include "vindex/Model/Kernels.h"
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/Support/Error.h"
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+namespace llvm {
+class ThreadPoolInterface;
+}
+
+namespace vindex {
+
+class Vindex;
+
+struct LayerWeights {
+  WeightMatrix Q, K, V, O;
+  std::vector<float> QBias, KBias, VBias;
+  /// Norm weights as applied (Gemma's 1 + w folded in), f32.
+  std::vector<float> InputNorm, PostAttnNorm, PreFFNNorm, PostFFNNorm;
+  std::vector<float> QNorm, KNorm;
+  /// Feature-major FFN: [F, d] each.
+  WeightMatrix Gate, Up, Down;
+  bool Sliding = false;
+  std::vector<float> RopeInvFreq; ///< head_dim / 2 inverse frequencies.
+};
+
+class Model {
+public:
+  /// Binds the weights of V (which must outlive the model).
+  static llvm::Expected<std::unique_ptr<Model>> load(const Vindex &V);
+
+  const ModelConfig &config() const { return Config; }
+  const WeightMatrix &embedding() const { return Embedding; }
+  const WeightMatrix &lmHead() const { return LMHead; }
+  llvm::ArrayRef<float> finalNorm() const { return FinalNorm; }
+  const LayerWeights &layer(size_t L) const { return Layers[L]; }
+  size_t numLayers() const { return Layers.size(); }
+
+private:
+  llvm::Error bind(const Vindex &V);
+  ModelConfig Config;
+  WeightMatrix Embedding, LMHead;
+  std::vector<float> FinalNorm;
+  std::vector<LayerWeights> Layers;
+  /// Decoded copies of tensors that cannot be used in place.
+  std::vector<std::vector<uint8_t>> Owned;
+};
+
+/// What a forward pass should record or change, per layer.
+struct ForwardOptions {
+  /// 0: the dense FFN. K > 0: the walk FFN, firing only the K features with
+  /// the largest gate scores at each position (exact KNN over the gates).
+  size_t WalkK = 0;
+  /// Record the residual stream: Residuals[0] is the input of layer 0
+  /// (after the embedding scale), Residuals[L + 1] the output of layer L;
+  /// each [T, hidden] for the positions of this call.
+  bool CaptureResiduals = false;
+  /// Record the FFN activations act(gate) * up per layer, [T, F].
+  bool CaptureFFN = false;
+  /// Called after layer L with that layer's output [T, hidden] for the
+  /// positions of this call; it may read or add to it (the hook editing
+  /// uses). Positions are absolute: the first row is position Start.
+  std::function<void(size_t Layer, size_t Start, size_t T,
+                      llvm::MutableArrayRef<float> Residual)>
+      AfterLayer;
+  /// Compute logits at every position rather than the last only.
+  bool AllLogits = false;
+};
+
+struct ForwardResult {
+  /// [vocab] at the last position, or [T, vocab] with AllLogits.
+  std::vector<float> Logits;
+  std::vector<std::vector<float>> Residuals;
+  std::vector<std::vector<float>> FFNActivations;
+  /// The last position after the final norm.
+  std::vector<float> FinalNormLast;
+};
+
+/// A sequence being run: the KV cache and scratch space. Feeding tokens in
+/// several calls equals feeding them at once.
+class Session {
+public:
+  /// Threads: 0 = one per core.
+  Session(const Model &M, unsigned Threads = 1);
+  ~Session();
+
+  /// Runs Tokens at positions position() ... and returns the result.
+  ForwardResult run(llvm::ArrayRef<int32_t> Tokens,
+                    const ForwardOptions &Opts = {});
+  size_t position() const { return Pos; }
+  void reset() { Pos = 0; }
+
+  /// Greedy decoding: feeds Prompt, then up to MaxNew argmax tokens, stopping
+  /// after an id in Stop. Returns the generated ids.
+  std::vector<int32_t> generate(llvm::ArrayRef<int32_t> Prompt, size_t MaxNew,
+                                llvm::ArrayRef<int64_t> Stop,
+                                const ForwardOptions &Opts = {});
+
+private:
+  void parallelFor(size_t N, size_t Grain,
+                   const std::function<void(size_t, size_t)> &Body);
+  void attention(const LayerWeights &W, size_t Layer, const float *X,
+                 size_t T, float *Out);
+  void ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
+           float *Out, std::vector<float> *Activations);
+  void project(const float *X, size_t T, const WeightMatrix &W, float *Y);
+
+  const Model &M;
+  unsigned Threads;
+  std::unique_ptr<llvm::ThreadPoolInterface> Pool;
+  size_t Pos = 0;
+  /// Per layer: keys and values [MaxPos, kv_heads * head_dim], grown on
+  /// demand.
+  std::vector<std::vector<float>> KCache, VCache;
+};
+
+/// Index of the largest element (the first one on ties).
+size_t argmax(llvm::ArrayRef<float> V);
+
+} // namespace vindex
+
+#endif // VINDEX_MODEL_ENGINE_H

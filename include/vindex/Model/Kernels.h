@@ -1,0 +1,63 @@
+//===- Kernels.h - The arithmetic of the forward pass -----------*- C++ -*-===//
+//
+// f32 activations against f32 or bf16 weights. Every output element is
+// computed by one call of one kernel with a fixed order of operations, and
+// work is split between threads only by output element, so results do not
+// depend on the thread count.
+//
+//===----------------------------------------------------------------------===//
+#ifndef VINDEX_MODEL_KERNELS_H
+#define VINDEX_MODEL_KERNELS_H
+
+#include "vindex/Formats/DType.h"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace vindex {
+
+/// A row-major [Rows, Cols] weight matrix, f32 or bf16, in place.
+struct WeightMatrix {
+  const void *Data = nullptr;
+  DType Type = DType::F32;
+  size_t Rows = 0;
+  size_t Cols = 0;
+
+  const float *f32Row(size_t R) const {
+    return static_cast<const float *>(Data) + R * Cols;
+  }
+  const uint16_t *bf16Row(size_t R) const {
+    return static_cast<const uint16_t *>(Data) + R * Cols;
+  }
+  /// Element (R, C) as f32.
+  float at(size_t R, size_t C) const;
+};
+
+inline float bf16ToFloat(uint16_t B) {
+  uint32_t Bits = uint32_t(B) << 16;
+  float F;
+  __builtin_memcpy(&F, &Bits, 4);
+  return F;
+}
+float f16ToFloat(uint16_t H);
+
+/// Dot product of X (N floats) with row R of W.
+float dotRow(const float *X, const WeightMatrix &W, size_t R);
+
+/// Y[t][n] = dot(X[t], W[n]) for t < T, n in [N0, N1). X is [T, W.Cols] with
+/// row stride XStride; Y has row stride YStride.
+void matmulNT(const float *X, size_t T, size_t XStride, const WeightMatrix &W,
+              size_t N0, size_t N1, float *Y, size_t YStride);
+
+/// Y[n] += A * W[R][n] for n < W.Cols (one feature's vector, scaled).
+void axpyRow(float A, const WeightMatrix &W, size_t R, float *Y);
+
+/// Y[t][c] += sum_{r in [R0,R1)} A[t][r] * W[r][c] for c in [C0, C1): the
+/// down projection over feature-major rows.
+void matmulNN(const float *A, size_t T, size_t AStride, const WeightMatrix &W,
+              size_t R0, size_t R1, size_t C0, size_t C1, float *Y,
+              size_t YStride);
+
+} // namespace vindex
+
+#endif // VINDEX_MODEL_KERNELS_H

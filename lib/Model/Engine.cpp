@@ -1,0 +1,553 @@
+//===- Engine.cpp - The CPU forward pass ----------------------------------===//
+//
+// Follows transformers' modeling_gemma3.py and modeling_llama.py (eager
+// attention) in f32: RMSNorm with Gemma's (1 + w), QK-norm before RoPE,
+// rotate-half RoPE with per-layer bases, GQA, causal and sliding-window
+// masks (q - window < k <= q), post-norms before the residual adds, GeGLU /
+// SwiGLU, tied or separate LM head.
+//
+//===----------------------------------------------------------------------===//
+#include "vindex/Model/Engine.h"
+
+#include "vindex/Store/Vindex.h"
+#include "vindex/Support/Error.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/ThreadPool.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+using namespace llvm;
+
+namespace vindex {
+
+//===----------------------------------------------------------------------===//
+// Loading
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+class Binder {
+public:
+  Binder(const Vindex &V, std::vector<std::vector<uint8_t>> &Owned)
+      : V(V), Owned(Owned) {}
+
+  const TensorRecord *find(TensorRole Role, int Layer) {
+    return V.find(Role, Layer);
+  }
+
+  /// The tensor's bytes in a dtype the kernels take (f32 or bf16).
+  Expected<WeightMatrix> matrix(TensorRole Role, int Layer, size_t Rows,
+                                size_t Cols) {
+    const TensorRecord *T = find(Role, Layer);
+    if (!T)
+      return missing(Role, Layer);
+    if (numElements(T->Dims).value_or(0) != Rows * Cols)
+      return makeError("tensor '{0}' has shape {1}, expected [{2}, {3}]",
+                       T->Name, shapeString(T->Dims), Rows, Cols);
+    Expected<ArrayRef<uint8_t>> Bytes = bytes(*T);
+    if (!Bytes)
+      return Bytes.takeError();
+    WeightMatrix W;
+    W.Rows = Rows;
+    W.Cols = Cols;
+    if (T->Type == DType::F16) {
+      std::vector<float> F = toFloats(*T, *Bytes);
+      Owned.emplace_back(reinterpret_cast<uint8_t *>(F.data()),
+                         reinterpret_cast<uint8_t *>(F.data() + F.size()));
+      W.Data = Owned.back().data();
+      W.Type = DType::F32;
+    } else {
+      W.Data = Bytes->data();
+      W.Type = T->Type;
+    }
+    return W;
+  }
+
+  /// A vector as f32, plus Add (Gemma norms store w for a scale of 1 + w).
+  Expected<std::vector<float>> vector(TensorRole Role, int Layer, size_t N,
+                                      float Add = 0.0f) {
+    const TensorRecord *T = find(Role, Layer);
+    if (!T)
+      return missing(Role, Layer);
+    if (numElements(T->Dims).value_or(0) != N)
+      return makeError("tensor '{0}' has shape {1}, expected [{2}]", T->Name,
+                       shapeString(T->Dims), N);
+    Expected<ArrayRef<uint8_t>> Bytes = bytes(*T);
+    if (!Bytes)
+      return Bytes.takeError();
+    std::vector<float> F = toFloats(*T, *Bytes);
+    for (float &X : F)
+      X += Add;
+    return F;
+  }
+
+private:
+  Error missing(TensorRole Role, int Layer) {
+    if (Layer < 0)
+      return makeError("{0}: the model has no {1} tensor", V.directory(),
+                       roleName(Role));
+    return makeError("{0}: layer {1} has no {2} tensor", V.directory(), Layer,
+                     roleName(Role));
+  }
+
+  Expected<ArrayRef<uint8_t>> bytes(const TensorRecord &T) {
+    std::vector<uint8_t> Storage;
+    Expected<ArrayRef<uint8_t>> B = V.data(T, Storage);
+    if (!B || Storage.empty())
+      return B;
+    Owned.push_back(std::move(Storage));
+    return ArrayRef<uint8_t>(Owned.back());
+  }
+
+  static std::vector<float> toFloats(const TensorRecord &T,
+                                     ArrayRef<uint8_t> B) {
+    size_t N = B.size() / dtypeSize(T.Type);
+    std::vector<float> F(N);
+    for (size_t I = 0; I < N; ++I) {
+      if (T.Type == DType::F32) {
+        std::memcpy(&F[I], B.data() + 4 * I, 4);
+      } else {
+        uint16_t H;
+        std::memcpy(&H, B.data() + 2 * I, 2);
+        F[I] = T.Type == DType::BF16 ? bf16ToFloat(H) : f16ToFloat(H);
+      }
+    }
+    return F;
+  }
+
+  const Vindex &V;
+  std::vector<std::vector<uint8_t>> &Owned;
+};
+
+/// transformers' inverse frequencies (computed in f32 as it does), with the
+/// "linear" and "llama3" scalings.
+Expected<std::vector<float>> ropeInvFreq(const ModelConfig &C, bool Sliding) {
+  double Base = Sliding ? C.RopeLocalTheta : C.RopeTheta;
+  size_t Dim = C.HeadDim;
+  std::vector<float> Inv(Dim / 2);
+  for (size_t I = 0; I < Dim / 2; ++I)
+    Inv[I] = 1.0f / powf(float(Base), float(2 * I) / float(Dim));
+  // Gemma 3 scales only its global layers; the local ones use the default.
+  bool Scaled = !C.Scaling.Type.empty() && C.Scaling.Type != "default" &&
+                !(Sliding && C.Architecture == "gemma3_text");
+  if (!Scaled)
+    return Inv;
+  const RopeScaling &S = C.Scaling;
+  if (S.Type == "linear") {
+    for (float &F : Inv)
+      F /= float(S.Factor);
+    return Inv;
+  }
+  if (S.Type == "llama3") {
+    double Old = double(S.OriginalMaxPositions);
+    double LowWave = Old / S.LowFreqFactor, HighWave = Old / S.HighFreqFactor;
+    for (float &F : Inv) {
+      double Wave = 2 * M_PI / F;
+      if (Wave > LowWave) {
+        F = float(F / S.Factor);
+      } else if (Wave >= HighWave) {
+        double Smooth = (Old / Wave - S.LowFreqFactor) /
+                        (S.HighFreqFactor - S.LowFreqFactor);
+        F = float((1 - Smooth) * F / S.Factor + Smooth * F);
+      }
+    }
+    return Inv;
+  }
+  return makeError("RoPE scaling '{0}' is not supported by the engine "
+                   "(supported: linear, llama3)",
+                   S.Type);
+}
+
+} // namespace
+
+Expected<std::unique_ptr<Model>> Model::load(const Vindex &V) {
+  std::unique_ptr<Model> M(new Model());
+  if (Error E = M->bind(V))
+    return std::move(E);
+  return std::move(M);
+}
+
+Error Model::bind(const Vindex &V) {
+  Config = V.config();
+  const ModelConfig &C = Config;
+  static const StringRef Supported[] = {"gemma3_text", "llama", "mistral",
+                                        "qwen2", "qwen3"};
+  if (!is_contained(Supported, StringRef(C.Architecture)))
+    return makeError("{0}: the engine does not run '{1}'", V.directory(),
+                     C.Architecture);
+  Binder B(V, Owned);
+  size_t D = C.HiddenSize, F = C.IntermediateSize, HD = C.HeadDim;
+  size_t QDim = C.NumHeads * HD, KVDim = C.NumKVHeads * HD;
+  float NormAdd = C.Norm == NormStyle::OnePlusWeight ? 1.0f : 0.0f;
+
+  Expected<WeightMatrix> Emb = B.matrix(TensorRole::Embedding, -1,
+                                        C.VocabSize, D);
+  if (!Emb)
+    return Emb.takeError();
+  Embedding = *Emb;
+  if (C.TiedEmbeddings || !B.find(TensorRole::LMHead, -1)) {
+    LMHead = Embedding;
+  } else {
+    Expected<WeightMatrix> Head = B.matrix(TensorRole::LMHead, -1,
+                                           C.VocabSize, D);
+    if (!Head)
+      return Head.takeError();
+    LMHead = *Head;
+  }
+  Expected<std::vector<float>> Final =
+      B.vector(TensorRole::FinalNorm, -1, D, NormAdd);
+  if (!Final)
+    return Final.takeError();
+  FinalNorm = std::move(*Final);
+
+  Layers.resize(C.NumLayers);
+  for (size_t L = 0; L < C.NumLayers; ++L) {
+    LayerWeights &W = Layers[L];
+    int I = int(L);
+    auto Mat = [&](TensorRole R, size_t Rows, size_t Cols,
+                   WeightMatrix &Out) -> Error {
+      Expected<WeightMatrix> M = B.matrix(R, I, Rows, Cols);
+      if (!M)
+        return M.takeError();
+      Out = *M;
+      return Error::success();
+    };
+    auto Vec = [&](TensorRole R, size_t N, float Add,
+                   std::vector<float> &Out) -> Error {
+      Expected<std::vector<float>> V = B.vector(R, I, N, Add);
+      if (!V)
+        return V.takeError();
+      Out = std::move(*V);
+      return Error::success();
+    };
+    if (Error E = Mat(TensorRole::AttnQ, QDim, D, W.Q))
+      return E;
+    if (Error E = Mat(TensorRole::AttnK, KVDim, D, W.K))
+      return E;
+    if (Error E = Mat(TensorRole::AttnV, KVDim, D, W.V))
+      return E;
+    if (Error E = Mat(TensorRole::AttnO, D, QDim, W.O))
+      return E;
+    if (Error E = Mat(TensorRole::FFNGate, F, D, W.Gate))
+      return E;
+    if (Error E = Mat(TensorRole::FFNUp, F, D, W.Up))
+      return E;
+    if (Error E = Mat(TensorRole::FFNDown, F, D, W.Down))
+      return E;
+    if (Error E = Vec(TensorRole::InputNorm, D, NormAdd, W.InputNorm))
+      return E;
+    if (Error E = Vec(TensorRole::PostAttnNorm, D, NormAdd, W.PostAttnNorm))
+      return E;
+    if (C.PostNorms) {
+      if (Error E = Vec(TensorRole::PreFFNNorm, D, NormAdd, W.PreFFNNorm))
+        return E;
+      if (Error E = Vec(TensorRole::PostFFNNorm, D, NormAdd, W.PostFFNNorm))
+        return E;
+    }
+    if (C.QKNorm) {
+      if (Error E = Vec(TensorRole::AttnQNorm, HD, NormAdd, W.QNorm))
+        return E;
+      if (Error E = Vec(TensorRole::AttnKNorm, HD, NormAdd, W.KNorm))
+        return E;
+    }
+    if (C.AttentionBias) {
+      if (Error E = Vec(TensorRole::AttnQBias, QDim, 0, W.QBias))
+        return E;
+      if (Error E = Vec(TensorRole::AttnKBias, KVDim, 0, W.KBias))
+        return E;
+      if (Error E = Vec(TensorRole::AttnVBias, KVDim, 0, W.VBias))
+        return E;
+    }
+    W.Sliding = L < C.LayerKinds.size() && C.LayerKinds[L] == LayerKind::Sliding;
+    Expected<std::vector<float>> Inv = ropeInvFreq(C, W.Sliding);
+    if (!Inv)
+      return Inv.takeError();
+    W.RopeInvFreq = std::move(*Inv);
+  }
+  return Error::success();
+}
+
+//===----------------------------------------------------------------------===//
+// Running
+//===----------------------------------------------------------------------===//
+
+size_t argmax(ArrayRef<float> V) {
+  return std::max_element(V.begin(), V.end()) - V.begin();
+}
+
+static void rmsNorm(const float *X, size_t N, ArrayRef<float> W, double Eps,
+                    float *Out) {
+  double SumSq = 0;
+  for (size_t I = 0; I < N; ++I)
+    SumSq += double(X[I]) * X[I];
+  float Scale = float(1.0 / std::sqrt(SumSq / double(N) + Eps));
+  for (size_t I = 0; I < N; ++I)
+    Out[I] = (X[I] * Scale) * W[I];
+}
+
+static float activate(Activation A, float X) {
+  switch (A) {
+  case Activation::SiLU:
+    return X / (1.0f + std::exp(-X));
+  case Activation::GeluTanh: {
+    const float K = 0.7978845608028654f; // sqrt(2 / pi)
+    return 0.5f * X * (1.0f + std::tanh(K * (X + 0.044715f * X * X * X)));
+  }
+  case Activation::Gelu:
+    return 0.5f * X * (1.0f + std::erf(X * 0.7071067811865476f));
+  }
+  return X;
+}
+
+// Rotate-half RoPE of one head vector at absolute position P.
+static void applyRope(float *V, size_t HD, ArrayRef<float> InvFreq, size_t P) {
+  size_t Half = HD / 2;
+  for (size_t I = 0; I < Half; ++I) {
+    float Angle = float(P) * InvFreq[I];
+    float C = std::cos(Angle), S = std::sin(Angle);
+    float A = V[I], B = V[I + Half];
+    V[I] = A * C - B * S;
+    V[I + Half] = B * C + A * S;
+  }
+}
+
+Session::Session(const Model &M, unsigned Threads)
+    : M(M), Threads(Threads ? Threads : llvm::hardware_concurrency().compute_thread_count()) {
+  if (this->Threads > 1)
+    Pool = std::make_unique<DefaultThreadPool>(
+        hardware_concurrency(this->Threads));
+  KCache.resize(M.numLayers());
+  VCache.resize(M.numLayers());
+}
+
+Session::~Session() = default;
+
+void Session::parallelFor(size_t N, size_t Grain,
+                          const std::function<void(size_t, size_t)> &Body) {
+  if (!Pool || N <= Grain) {
+    Body(0, N);
+    return;
+  }
+  size_t Chunks = std::min<size_t>(Threads * 4, (N + Grain - 1) / Grain);
+  size_t Step = (N + Chunks - 1) / Chunks;
+  ThreadPoolTaskGroup Group(*Pool);
+  for (size_t B = 0; B < N; B += Step)
+    Group.async([&, B] { Body(B, std::min(N, B + Step)); });
+  Group.wait();
+}
+
+void Session::project(const float *X, size_t T, const WeightMatrix &W,
+                      float *Y) {
+  parallelFor(W.Rows, 16, [&](size_t N0, size_t N1) {
+    matmulNT(X, T, W.Cols, W, N0, N1, Y, W.Rows);
+  });
+}
+
+void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
+                        size_t T, float *Out) {
+  const ModelConfig &C = M.config();
+  size_t HD = C.HeadDim, NH = C.NumHeads, NKV = C.NumKVHeads;
+  size_t QDim = NH * HD, KVDim = NKV * HD;
+  std::vector<float> Q(T * QDim), K(T * KVDim), V(T * KVDim);
+  project(X, T, W.Q, Q.data());
+  project(X, T, W.K, K.data());
+  project(X, T, W.V, V.data());
+  for (size_t Tk = 0; Tk < T; ++Tk) {
+    for (size_t I = 0; I < W.QBias.size(); ++I)
+      Q[Tk * QDim + I] += W.QBias[I];
+    for (size_t I = 0; I < W.KBias.size(); ++I)
+      K[Tk * KVDim + I] += W.KBias[I];
+    for (size_t I = 0; I < W.VBias.size(); ++I)
+      V[Tk * KVDim + I] += W.VBias[I];
+    for (size_t H = 0; H < NH; ++H) {
+      float *QH = &Q[Tk * QDim + H * HD];
+      if (C.QKNorm)
+        rmsNorm(QH, HD, W.QNorm, C.NormEps, QH);
+      applyRope(QH, HD, W.RopeInvFreq, Pos + Tk);
+    }
+    for (size_t H = 0; H < NKV; ++H) {
+      float *KH = &K[Tk * KVDim + H * HD];
+      if (C.QKNorm)
+        rmsNorm(KH, HD, W.KNorm, C.NormEps, KH);
+      applyRope(KH, HD, W.RopeInvFreq, Pos + Tk);
+    }
+  }
+  std::vector<float> &KC = KCache[Layer], &VC = VCache[Layer];
+  KC.resize((Pos + T) * KVDim);
+  VC.resize((Pos + T) * KVDim);
+  std::copy(K.begin(), K.end(), KC.begin() + Pos * KVDim);
+  std::copy(V.begin(), V.end(), VC.begin() + Pos * KVDim);
+
+  std::vector<float> Attn(T * QDim);
+  size_t Group = NH / NKV;
+  size_t Window = W.Sliding ? C.SlidingWindow : 0;
+  float Scale = float(C.QueryScale);
+  float Cap = float(C.AttnSoftcap);
+  parallelFor(NH * T, 1, [&](size_t B, size_t E) {
+    std::vector<float> Scores;
+    for (size_t Job = B; Job < E; ++Job) {
+      size_t H = Job / T, Tk = Job % T, P = Pos + Tk;
+      size_t Lo = Window && P + 1 > Window ? P + 1 - Window : 0;
+      const float *QH = &Q[Tk * QDim + H * HD];
+      size_t KVH = H / Group;
+      Scores.resize(P + 1 - Lo);
+      float Max = -INFINITY;
+      for (size_t J = Lo; J <= P; ++J) {
+        const float *KH = &KC[J * KVDim + KVH * HD];
+        float S = 0;
+        for (size_t I = 0; I < HD; ++I)
+          S += QH[I] * KH[I];
+        S *= Scale;
+        if (Cap > 0)
+          S = Cap * std::tanh(S / Cap);
+        Scores[J - Lo] = S;
+        Max = std::max(Max, S);
+      }
+      double Sum = 0;
+      for (float &S : Scores) {
+        S = std::exp(S - Max);
+        Sum += S;
+      }
+      float Inv = float(1.0 / Sum);
+      float *O = &Attn[Tk * QDim + H * HD];
+      std::fill(O, O + HD, 0.0f);
+      for (size_t J = Lo; J <= P; ++J) {
+        const float *VH = &VC[J * KVDim + KVH * HD];
+        float Pr = Scores[J - Lo] * Inv;
+        for (size_t I = 0; I < HD; ++I)
+          O[I] += Pr * VH[I];
+      }
+    }
+  });
+  project(Attn.data(), T, W.O, Out);
+}
+
+void Session::ffn(const LayerWeights &W, const float *X, size_t T,
+                  size_t WalkK, float *Out, std::vector<float> *Activations) {
+  const ModelConfig &C = M.config();
+  size_t F = C.IntermediateSize, D = C.HiddenSize;
+  std::vector<float> G(T * F), U(T * F);
+  project(X, T, W.Gate, G.data());
+  std::fill(Out, Out + T * D, 0.0f);
+  if (WalkK == 0 || WalkK >= F) {
+    // Dense (K = F is the walk with every feature fired: the same sums in
+    // the same order).
+    project(X, T, W.Up, U.data());
+    for (size_t I = 0; I < T * F; ++I)
+      G[I] = activate(C.Act, G[I]) * U[I];
+    parallelFor(D, 32, [&](size_t C0, size_t C1) {
+      matmulNN(G.data(), T, F, W.Down, 0, F, C0, C1, Out, D);
+    });
+    if (Activations)
+      *Activations = std::move(G);
+    return;
+  }
+  // Walk: per position, fire the K features whose gate vectors score
+  // highest against the input (exact KNN by inner product), then
+  // accumulate only their down vectors, in feature order.
+  if (Activations)
+    Activations->assign(T * F, 0.0f);
+  std::vector<uint32_t> Order(F);
+  for (size_t Tk = 0; Tk < T; ++Tk) {
+    const float *GT = &G[Tk * F];
+    std::iota(Order.begin(), Order.end(), 0);
+    std::nth_element(Order.begin(), Order.begin() + WalkK, Order.end(),
+                     [&](uint32_t A, uint32_t B) {
+                       return GT[A] > GT[B] || (GT[A] == GT[B] && A < B);
+                     });
+    std::sort(Order.begin(), Order.begin() + WalkK);
+    const float *XT = X + Tk * D;
+    float *OT = Out + Tk * D;
+    for (size_t J = 0; J < WalkK; ++J) {
+      uint32_t I = Order[J];
+      float A = activate(C.Act, GT[I]) * dotRow(XT, W.Up, I);
+      if (Activations)
+        (*Activations)[Tk * F + I] = A;
+      axpyRow(A, W.Down, I, OT);
+    }
+  }
+}
+
+ForwardResult Session::run(ArrayRef<int32_t> Tokens,
+                           const ForwardOptions &Opts) {
+  const ModelConfig &C = M.config();
+  size_t T = Tokens.size(), D = C.HiddenSize;
+  ForwardResult R;
+  std::vector<float> X(T * D), H(T * D), A(T * D);
+  float EmbScale = float(C.EmbeddingScale);
+  for (size_t Tk = 0; Tk < T; ++Tk) {
+    size_t Id = size_t(Tokens[Tk]) < C.VocabSize ? size_t(Tokens[Tk]) : 0;
+    for (size_t I = 0; I < D; ++I)
+      X[Tk * D + I] = M.embedding().at(Id, I) * EmbScale;
+  }
+  if (Opts.CaptureResiduals)
+    R.Residuals.push_back(X);
+  for (size_t L = 0; L < M.numLayers(); ++L) {
+    const LayerWeights &W = M.layer(L);
+    for (size_t Tk = 0; Tk < T; ++Tk)
+      rmsNorm(&X[Tk * D], D, W.InputNorm, C.NormEps, &H[Tk * D]);
+    attention(W, L, H.data(), T, A.data());
+    for (size_t Tk = 0; Tk < T; ++Tk) {
+      if (C.PostNorms)
+        rmsNorm(&A[Tk * D], D, W.PostAttnNorm, C.NormEps, &A[Tk * D]);
+      for (size_t I = 0; I < D; ++I)
+        X[Tk * D + I] += A[Tk * D + I];
+      rmsNorm(&X[Tk * D], D, C.PostNorms ? W.PreFFNNorm : W.PostAttnNorm,
+              C.NormEps, &H[Tk * D]);
+    }
+    std::vector<float> Act;
+    ffn(W, H.data(), T, Opts.WalkK, A.data(),
+        Opts.CaptureFFN ? &Act : nullptr);
+    for (size_t Tk = 0; Tk < T; ++Tk) {
+      if (C.PostNorms)
+        rmsNorm(&A[Tk * D], D, W.PostFFNNorm, C.NormEps, &A[Tk * D]);
+      for (size_t I = 0; I < D; ++I)
+        X[Tk * D + I] += A[Tk * D + I];
+    }
+    if (Opts.AfterLayer)
+      Opts.AfterLayer(L, Pos, T, X);
+    if (Opts.CaptureResiduals)
+      R.Residuals.push_back(X);
+    if (Opts.CaptureFFN)
+      R.FFNActivations.push_back(std::move(Act));
+  }
+  Pos += T;
+
+  size_t First = Opts.AllLogits ? 0 : T - 1, Rows = T - First;
+  std::vector<float> Normed(Rows * D);
+  for (size_t Tk = 0; Tk < Rows; ++Tk)
+    rmsNorm(&X[(First + Tk) * D], D, M.finalNorm(), C.NormEps,
+            &Normed[Tk * D]);
+  R.FinalNormLast.assign(Normed.end() - D, Normed.end());
+  R.Logits.resize(Rows * C.VocabSize);
+  project(Normed.data(), Rows, M.lmHead(), R.Logits.data());
+  if (C.FinalSoftcap > 0) {
+    float Cap = float(C.FinalSoftcap);
+    for (float &V : R.Logits)
+      V = Cap * std::tanh(V / Cap);
+  }
+  return R;
+}
+
+std::vector<int32_t> Session::generate(ArrayRef<int32_t> Prompt, size_t MaxNew,
+                                       ArrayRef<int64_t> Stop,
+                                       const ForwardOptions &Opts) {
+  reset();
+  std::vector<int32_t> Out;
+  if (Prompt.empty() || MaxNew == 0)
+    return Out;
+  std::vector<float> Logits = run(Prompt, Opts).Logits;
+  while (Out.size() < MaxNew) {
+    int32_t Next = int32_t(argmax(Logits));
+    Out.push_back(Next);
+    if (is_contained(Stop, int64_t(Next)) || Out.size() == MaxNew)
+      break;
+    Logits = run({Next}, Opts).Logits;
+  }
+  return Out;
+}
+
+} // namespace vindex
