@@ -1,0 +1,265 @@
+//===- EngineTest.cpp - The forward pass against independent references --===//
+//
+// references/<model>/ were computed by an independent PyTorch implementation
+// (and cross-checked against numpy and llama.cpp): token ids, last-position
+// logits of 31 prompts (some longer than the sliding window), and the
+// residual stream after every layer for three of them.
+//
+//===----------------------------------------------------------------------===//
+#include "vindex/Formats/Tokenizer.h"
+#include "vindex/Model/Engine.h"
+#include "vindex/Store/Decompose.h"
+#include "vindex/Store/Vindex.h"
+
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+
+#include "gtest/gtest.h"
+
+#include <cmath>
+#include <map>
+#include <numeric>
+
+using namespace vindex;
+using namespace llvm;
+
+namespace {
+
+std::string fixture(const Twine &Rel) {
+  return (Twine(VINDEX_TEST_FIXTURES) + "/" + Rel).str();
+}
+
+json::Value readJson(const std::string &Path) {
+  auto Buf = MemoryBuffer::getFile(Path);
+  EXPECT_TRUE(bool(Buf)) << Path;
+  Expected<json::Value> V = json::parse((*Buf)->getBuffer());
+  EXPECT_TRUE(bool(V)) << Path;
+  return std::move(*V);
+}
+
+std::vector<float> floats(const json::Value *V) {
+  std::vector<float> Out;
+  for (const json::Value &E : *V->getAsArray())
+    Out.push_back(float(*E.getAsNumber()));
+  return Out;
+}
+
+std::vector<int32_t> ints(const json::Value *V) {
+  std::vector<int32_t> Out;
+  for (const json::Value &E : *V->getAsArray())
+    Out.push_back(int32_t(*E.getAsInteger()));
+  return Out;
+}
+
+/// One decomposed fixture model, shared by the tests of a suite.
+struct Loaded {
+  SmallString<128> Dir;
+  std::unique_ptr<Vindex> V;
+  std::unique_ptr<Model> M;
+  std::unique_ptr<Tokenizer> Tok;
+};
+
+Loaded *load(StringRef Name, bool Compress = false) {
+  static std::map<std::string, std::unique_ptr<Loaded>> Cache;
+  std::string Key = (Name + (Compress ? "-zstd" : "")).str();
+  auto &Slot = Cache[Key];
+  if (Slot)
+    return Slot.get();
+  auto L = std::make_unique<Loaded>();
+  EXPECT_FALSE(sys::fs::createUniqueDirectory("vindex-engine-test", L->Dir));
+  DecomposeOptions Opts;
+  Opts.Input = fixture("models/" + Name);
+  Opts.Output = (L->Dir + "/m.vindex").str();
+  Opts.Compress = Compress;
+  std::vector<std::string> Inputs;
+  Error E = decompose(Opts, Inputs);
+  EXPECT_FALSE(bool(E)) << toString(std::move(E));
+  auto V = Vindex::open(Opts.Output);
+  EXPECT_TRUE(bool(V));
+  L->V = std::move(*V);
+  auto M = Model::load(*L->V);
+  EXPECT_TRUE(bool(M)) << toString(M.takeError());
+  L->M = std::move(*M);
+  auto T = Tokenizer::fromFile(L->V->path("tokenizer.json"));
+  EXPECT_TRUE(bool(T));
+  L->Tok = std::make_unique<Tokenizer>(std::move(*T));
+  Slot = std::move(L);
+  return Slot.get();
+}
+
+std::vector<size_t> topK(ArrayRef<float> V, size_t K) {
+  std::vector<size_t> I(V.size());
+  std::iota(I.begin(), I.end(), 0);
+  std::partial_sort(I.begin(), I.begin() + K, I.end(),
+                    [&](size_t A, size_t B) { return V[A] > V[B]; });
+  I.resize(K);
+  return I;
+}
+
+class EngineReference : public ::testing::TestWithParam<const char *> {};
+
+} // namespace
+
+// Token ids, last-position logits (1e-3 absolute) and top-5 on every
+// reference prompt, including those longer than the sliding window.
+TEST_P(EngineReference, LogitsMatchOnEveryPrompt) {
+  std::string Name = GetParam();
+  Loaded *L = load(Name);
+  json::Value G = readJson(fixture("references/" + Name + "/goldens.json"));
+  const json::Array &Prompts = *G.getAsObject()->getArray("prompts");
+  auto Bin = MemoryBuffer::getFile(fixture("references/" + Name +
+                                           "/logits_f32.bin"));
+  ASSERT_TRUE(bool(Bin));
+  size_t Vocab = L->M->config().VocabSize;
+  ASSERT_EQ((*Bin)->getBufferSize(), Prompts.size() * Vocab * 4);
+  const float *Ref = reinterpret_cast<const float *>((*Bin)->getBufferStart());
+  double Worst = 0;
+  for (size_t P = 0; P < Prompts.size(); ++P) {
+    const json::Object &Rec = *Prompts[P].getAsObject();
+    std::string Text = Rec.getString("text")->str();
+    std::vector<int32_t> Ids = L->Tok->encode(Text);
+    ASSERT_EQ(Ids, ints(Rec.get("token_ids"))) << Text;
+    Session S(*L->M, 1);
+    std::vector<float> Logits = S.run(Ids).Logits;
+    ASSERT_EQ(Logits.size(), Vocab);
+    const float *R = Ref + P * Vocab;
+    double MaxDiff = 0;
+    for (size_t I = 0; I < Vocab; ++I)
+      MaxDiff = std::max(MaxDiff, double(std::fabs(Logits[I] - R[I])));
+    Worst = std::max(Worst, MaxDiff);
+    EXPECT_LE(MaxDiff, 1e-3) << Name << " prompt " << P << ": " << Text;
+    std::vector<size_t> Want;
+    for (const json::Value &T : *Rec.getArray("top5"))
+      Want.push_back(size_t(*T.getAsObject()->getInteger("id")));
+    EXPECT_EQ(topK(Logits, 5), Want) << Text;
+  }
+  std::printf("[ measured ] %s: %zu prompts, max |logit - reference| = %.3g\n",
+              Name.c_str(), Prompts.size(), Worst);
+}
+
+// The residual stream after every layer (and the embedding output and final
+// norm) at the last position, within 1e-3 relative to its largest element.
+TEST_P(EngineReference, ResidualsMatchLayerByLayer) {
+  std::string Name = GetParam();
+  Loaded *L = load(Name);
+  json::Value H = readJson(fixture("references/" + Name +
+                                   "/hidden_states.json"));
+  size_t D = L->M->config().HiddenSize;
+  auto Check = [&](ArrayRef<float> Got, const json::Value *Want,
+                   const std::string &What) {
+    std::vector<float> W = floats(Want);
+    ASSERT_EQ(W.size(), D);
+    double Scale = 0, Diff = 0;
+    for (size_t I = 0; I < D; ++I) {
+      Scale = std::max(Scale, double(std::fabs(W[I])));
+      Diff = std::max(Diff, double(std::fabs(Got[I] - W[I])));
+    }
+    EXPECT_LE(Diff, 1e-3 * Scale) << What;
+  };
+  for (const json::Value &PV : *H.getAsObject()->getArray("prompts")) {
+    const json::Object &P = *PV.getAsObject();
+    std::vector<int32_t> Ids = ints(P.get("token_ids"));
+    Session S(*L->M, 1);
+    ForwardOptions Opts;
+    Opts.CaptureResiduals = true;
+    ForwardResult R = S.run(Ids, Opts);
+    size_t Last = Ids.size() - 1;
+    std::string Text = P.getString("text")->str();
+    Check(ArrayRef(R.Residuals[0]).slice(Last * D, D),
+          P.get("embedding_output_last"), Text + ": embedding");
+    const json::Array &Layers = *P.getArray("layer_outputs_last");
+    ASSERT_EQ(Layers.size() + 1, R.Residuals.size());
+    for (size_t I = 0; I < Layers.size(); ++I)
+      Check(ArrayRef(R.Residuals[I + 1]).slice(Last * D, D), &Layers[I],
+            Text + ": layer " + std::to_string(I));
+    Check(R.FinalNormLast, P.get("final_norm_last"), Text + ": final norm");
+  }
+}
+
+// Same results for any thread count, fed at once or token by token (KV
+// cache), and from a compressed V-index.
+TEST_P(EngineReference, DeterministicAcrossThreadsCacheAndCodec) {
+  std::string Name = GetParam();
+  Loaded *L = load(Name);
+  std::vector<int32_t> Ids = L->Tok->encode(
+      "Vienna is a city in Austria. The capital of Peru is Lima. The "
+      "currency of Japan is the");
+  Session One(*L->M, 1), Two(*L->M, 2);
+  std::vector<float> A = One.run(Ids).Logits, B = Two.run(Ids).Logits;
+  EXPECT_EQ(A, B);
+  Session Steps(*L->M, 2);
+  std::vector<float> C;
+  for (int32_t Id : Ids)
+    C = Steps.run({Id}).Logits;
+  EXPECT_EQ(A, C);
+  Loaded *Z = load(Name, /*Compress=*/true);
+  Session FromZstd(*Z->M, 1);
+  EXPECT_EQ(A, FromZstd.run(Ids).Logits);
+}
+
+// The walk with every feature fired is the dense FFN, exactly.
+TEST_P(EngineReference, WalkWithAllFeaturesIsDense) {
+  std::string Name = GetParam();
+  Loaded *L = load(Name);
+  std::vector<int32_t> Ids = L->Tok->encode("The capital of France is");
+  Session S(*L->M, 1);
+  std::vector<float> Dense = S.run(Ids).Logits;
+  ForwardOptions Walk;
+  Walk.WalkK = L->M->config().IntermediateSize;
+  S.reset();
+  EXPECT_EQ(S.run(Ids, Walk).Logits, Dense);
+  Walk.WalkK = L->M->config().IntermediateSize / 4;
+  S.reset();
+  std::vector<float> Sparse = S.run(Ids, Walk).Logits;
+  EXPECT_NE(Sparse, Dense);
+}
+
+// Greedy generation reproduces the references' continuations.
+TEST_P(EngineReference, GreedyContinuations) {
+  std::string Name = GetParam();
+  Loaded *L = load(Name);
+  json::Value G = readJson(fixture("references/" + Name + "/goldens.json"));
+  const ModelConfig &C = L->M->config();
+  Session S(*L->M, 1);
+  for (const json::Value &PV : *G.getAsObject()->getArray("prompts")) {
+    const json::Object &P = *PV.getAsObject();
+    std::vector<int32_t> Want = ints(P.get("greedy_continuation_ids"));
+    std::vector<int32_t> Got =
+        S.generate(ints(P.get("token_ids")), Want.size(), C.EosIds);
+    EXPECT_EQ(Got, Want) << P.getString("text")->str();
+  }
+}
+
+// The hook that probing and editing use: adding to the residual stream
+// after a layer changes what comes after it, and only that.
+TEST_P(EngineReference, ResidualHookAddsToTheStream) {
+  std::string Name = GetParam();
+  Loaded *L = load(Name);
+  std::vector<int32_t> Ids = L->Tok->encode("The capital of France is");
+  size_t D = L->M->config().HiddenSize, Last = L->M->numLayers() - 1;
+  Session S(*L->M, 1);
+  ForwardOptions Capture;
+  Capture.CaptureResiduals = true;
+  ForwardResult Base = S.run(Ids, Capture);
+  ForwardOptions Edit = Capture;
+  Edit.AfterLayer = [&](size_t Layer, size_t Start, size_t T,
+                        MutableArrayRef<float> X) {
+    if (Layer == Last)
+      X[(T - 1) * D] += 100.0f;
+  };
+  S.reset();
+  ForwardResult Edited = S.run(Ids, Edit);
+  EXPECT_EQ(Edited.Residuals[Last], Base.Residuals[Last]);
+  EXPECT_FLOAT_EQ(Edited.Residuals[Last + 1][(Ids.size() - 1) * D],
+                  Base.Residuals[Last + 1][(Ids.size() - 1) * D] + 100.0f);
+  EXPECT_NE(Edited.Logits, Base.Logits);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, EngineReference,
+                         ::testing::Values("tiny-gemma3", "tiny-llama"),
+                         [](const auto &Info) {
+                           std::string N = Info.param;
+                           std::replace(N.begin(), N.end(), '-', '_');
+                           return N;
+                         });
