@@ -256,6 +256,64 @@ TEST_P(EngineReference, ResidualHookAddsToTheStream) {
   EXPECT_NE(Edited.Logits, Base.Logits);
 }
 
+namespace {
+struct Recall {
+  size_t N = 0, First = 0, Full = 0;
+};
+
+/// Greedy recall as the fixtures' recall.py defines it: the target tokens
+/// are those encode(prompt + " " + target) adds after the prompt; "first"
+/// when the first generated token is the first target token, "full" when
+/// greedy generation reproduces every target token.
+Recall measureRecall(Loaded &L, StringRef File) {
+  Recall R;
+  auto Buf = MemoryBuffer::getFile(fixture("corpus/" + File));
+  EXPECT_TRUE(bool(Buf));
+  SmallVector<StringRef> Lines;
+  (*Buf)->getBuffer().split(Lines, '\n', -1, /*KeepEmpty=*/false);
+  Session S(*L.M, 1);
+  for (StringRef Line : Lines) {
+    json::Value V = cantFail(json::parse(Line));
+    const json::Object &O = *V.getAsObject();
+    if (*O.getString("relation") == "borders")
+      continue; // multi-valued; the README's figures are single-valued
+    std::string Prompt = O.getString("prompt")->str();
+    std::string Target = (*O.getArray("targets"))[0].getAsString()->str();
+    std::vector<int32_t> P = L.Tok->encode(Prompt);
+    std::vector<int32_t> Whole = L.Tok->encode(Prompt + " " + Target);
+    std::vector<int32_t> Want(Whole.begin() + P.size(), Whole.end());
+    std::vector<int32_t> Got = S.generate(P, Want.size(), {});
+    ++R.N;
+    R.First += !Got.empty() && Got[0] == Want[0];
+    R.Full += Got == Want;
+  }
+  return R;
+}
+} // namespace
+
+// The recall figures of the fixtures' README (BF16 weights, f32 compute),
+// reproduced within half a point.
+TEST_P(EngineReference, RecallMatchesTheFixtureReport) {
+  std::string Name = GetParam();
+  Loaded *L = load(Name);
+  struct Expect {
+    double CanonFirst, CanonFull, HeldFirst, HeldFull;
+  };
+  Expect E = Name == "tiny-gemma3" ? Expect{1.0, 1.0, 0.5263, 0.5168}
+                                   : Expect{1.0, 1.0, 0.5056, 0.5022};
+  Recall C = measureRecall(*L, "eval_canonical.jsonl");
+  Recall H = measureRecall(*L, "eval_heldout.jsonl");
+  EXPECT_EQ(C.N, 1161u);
+  std::printf("[ measured ] %s recall: canonical single first %.4f full %.4f "
+              "(n=%zu); held-out first %.4f full %.4f (n=%zu)\n",
+              Name.c_str(), double(C.First) / C.N, double(C.Full) / C.N, C.N,
+              double(H.First) / H.N, double(H.Full) / H.N, H.N);
+  EXPECT_NEAR(double(C.First) / C.N, E.CanonFirst, 0.005);
+  EXPECT_NEAR(double(C.Full) / C.N, E.CanonFull, 0.005);
+  EXPECT_NEAR(double(H.First) / H.N, E.HeldFirst, 0.005);
+  EXPECT_NEAR(double(H.Full) / H.N, E.HeldFull, 0.005);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, EngineReference,
                          ::testing::Values("tiny-gemma3", "tiny-llama"),
                          [](const auto &Info) {
