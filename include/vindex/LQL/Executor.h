@@ -1,0 +1,43 @@
+//===- Executor.h - Running LQL statements against a model ------*- C++ -*-===//
+#ifndef VINDEX_LQL_EXECUTOR_H
+#define VINDEX_LQL_EXECUTOR_H
+
+#include "vindex/LQL/AST.h"
+
+#include "llvm/Support/Error.h"
+#include "llvm/Support/raw_ostream.h"
+
+namespace vindex {
+class Model;
+class Tokenizer;
+} // namespace vindex
+
+namespace vindex::lql {
+
+enum class ResultFormat { Table, JSON, CSV };
+
+/// Runs statements against one loaded model (loaded once per process) and
+/// prints each result: an aligned table, one JSON object per line, or CSV.
+class Executor {
+public:
+  Executor(const Model &M, const Tokenizer &Tok, llvm::raw_ostream &OS,
+           ResultFormat Format, unsigned Threads)
+      : M(M), Tok(Tok), OS(OS), Format(Format), Threads(Threads) {}
+
+  llvm::Error run(const Statement &S);
+
+private:
+  llvm::Error infer(llvm::StringRef Kind, llvm::StringRef Prompt, unsigned Top,
+                    std::optional<unsigned> Generate, size_t WalkK);
+
+  const Model &M;
+  const Tokenizer &Tok;
+  llvm::raw_ostream &OS;
+  ResultFormat Format;
+  unsigned Threads;
+  bool CSVHeaderDone = false;
+};
+
+} // namespace vindex::lql
+
+#endif // VINDEX_LQL_EXECUTOR_H

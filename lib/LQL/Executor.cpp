@@ -1,0 +1,142 @@
+//===- Executor.cpp - INFER and WALK --------------------------------------===//
+#include "vindex/LQL/Executor.h"
+
+#include "vindex/Formats/Tokenizer.h"
+#include "vindex/Model/Engine.h"
+
+#include "llvm/Support/Format.h"
+#include "llvm/Support/JSON.h"
+
+#include <cmath>
+#include <numeric>
+
+using namespace llvm;
+
+namespace vindex::lql {
+
+namespace {
+
+struct Candidate {
+  int32_t Id;
+  float Logit;
+  double Prob;
+};
+
+std::vector<Candidate> topCandidates(ArrayRef<float> Logits, unsigned N) {
+  float Max = *std::max_element(Logits.begin(), Logits.end());
+  double Sum = 0;
+  for (float L : Logits)
+    Sum += std::exp(double(L) - Max);
+  std::vector<int32_t> Ids(Logits.size());
+  std::iota(Ids.begin(), Ids.end(), 0);
+  N = std::min<unsigned>(N, Ids.size());
+  std::partial_sort(Ids.begin(), Ids.begin() + N, Ids.end(),
+                    [&](int32_t A, int32_t B) {
+                      return Logits[A] > Logits[B] ||
+                             (Logits[A] == Logits[B] && A < B);
+                    });
+  std::vector<Candidate> Out;
+  for (unsigned I = 0; I < N; ++I)
+    Out.push_back({Ids[I], Logits[Ids[I]],
+                   std::exp(double(Logits[Ids[I]]) - Max) / Sum});
+  return Out;
+}
+
+/// True if the piece begins a new word (SentencePiece's U+2581 or GPT-2's
+/// byte-level space 'Ġ').
+bool startsWord(StringRef Piece) {
+  return Piece.starts_with("\xE2\x96\x81") || Piece.starts_with("\xC4\xA0") ||
+         Piece.starts_with(" ");
+}
+
+} // namespace
+
+Error Executor::run(const Statement &S) {
+  if (const auto *I = std::get_if<InferStmt>(&S.Node))
+    return infer("INFER", I->Prompt, I->Top, I->Generate, 0);
+  const auto &W = std::get<WalkStmt>(S.Node);
+  size_t F = M.config().IntermediateSize;
+  size_t K = W.K ? std::max<size_t>(1, *W.K) : std::max<size_t>(1, F / 4);
+  return infer("WALK", W.Prompt, W.Top, std::nullopt, K);
+}
+
+Error Executor::infer(StringRef Kind, StringRef Prompt, unsigned Top,
+                      std::optional<unsigned> Generate, size_t WalkK) {
+  std::vector<int32_t> Ids = Tok.encode(Prompt);
+  if (Ids.empty())
+    return createStringError(inconvertibleErrorCode(),
+                             "the prompt encodes to no tokens");
+  Session S(M, Threads);
+  ForwardOptions Opts;
+  Opts.WalkK = WalkK;
+  std::vector<float> Logits = S.run(Ids, Opts).Logits;
+  std::vector<Candidate> Cands = topCandidates(Logits, Top);
+
+  // Greedy generation of Generate tokens, extended to the end of the last
+  // word (never more than 32 extra tokens) so the text is whole words.
+  std::vector<int32_t> Generated;
+  if (Generate) {
+    ArrayRef<int64_t> Stop = M.config().EosIds;
+    for (size_t Step = 0; Step < *Generate + 32; ++Step) {
+      int32_t Next = int32_t(argmax(Logits));
+      bool Eos = is_contained(Stop, int64_t(Next)) || Tok.isSpecial(Next);
+      if (Eos || (Step >= *Generate && startsWord(Tok.piece(Next))))
+        break;
+      Generated.push_back(Next);
+      Logits = S.run({Next}, Opts).Logits;
+    }
+  }
+  std::string Text = Tok.decode(Generated);
+
+  if (Format == ResultFormat::JSON) {
+    json::Array TopJ;
+    for (const Candidate &C : Cands)
+      TopJ.push_back(json::Object{{"id", C.Id},
+                                  {"token", Tok.decode({C.Id})},
+                                  {"piece", Tok.piece(C.Id)},
+                                  {"prob", C.Prob},
+                                  {"logit", double(C.Logit)}});
+    json::Object Obj{{"statement", Kind},
+                     {"prompt", Prompt},
+                     {"tokens", json::Array(Ids)},
+                     {"top", std::move(TopJ)}};
+    if (WalkK)
+      Obj["k"] = int64_t(WalkK);
+    if (Generate)
+      Obj["generated"] =
+          json::Object{{"ids", json::Array(Generated)}, {"text", Text}};
+    OS << json::Value(std::move(Obj)) << "\n";
+    return Error::success();
+  }
+  if (Format == ResultFormat::CSV) {
+    if (!CSVHeaderDone)
+      OS << "statement,prompt,rank,id,token,prob,logit\n";
+    CSVHeaderDone = true;
+    auto Quote = [](StringRef S) {
+      std::string Q = "\"";
+      for (char C : S)
+        Q += C == '"' ? std::string("\"\"") : std::string(1, C);
+      return Q + "\"";
+    };
+    for (size_t R = 0; R < Cands.size(); ++R)
+      OS << Kind << "," << Quote(Prompt) << "," << R + 1 << ","
+         << Cands[R].Id << "," << Quote(Tok.decode({Cands[R].Id})) << ","
+         << format("%.6f", Cands[R].Prob) << ","
+         << format("%.4f", Cands[R].Logit) << "\n";
+    return Error::success();
+  }
+  OS << Kind << " '" << Prompt << "'  (" << Ids.size() << " tokens";
+  if (WalkK)
+    OS << ", K = " << WalkK;
+  OS << ")\n";
+  OS << "  rank  token                 prob      logit\n";
+  for (size_t R = 0; R < Cands.size(); ++R)
+    OS << format("  %4zu  %-18s  %8.4f  %9.3f\n", R + 1,
+                 Tok.decode({Cands[R].Id}).c_str(), Cands[R].Prob,
+                 double(Cands[R].Logit));
+  if (Generate)
+    OS << "  generated: " << Text << "\n";
+  return Error::success();
+}
+
+} // namespace vindex::lql
