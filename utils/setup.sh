@@ -7,7 +7,7 @@ PACKAGES=(
   cmake ninja-build g++ python3
   llvm-19-dev llvm-19-tools libmlir-19-dev mlir-19-tools
   libflatbuffers-dev flatbuffers-compiler
-  libzstd-dev zstd
+  libzstd-dev zstd libssl-dev
   libgtest-dev libbenchmark-dev
 )
 

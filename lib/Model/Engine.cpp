@@ -38,6 +38,10 @@ public:
     return V.find(Role, Layer);
   }
 
+  /// Convert bf16 matrices to f32 copies (small models: twice the memory,
+  /// but no conversion in the inner loops).
+  bool WidenBF16 = false;
+
   /// The tensor's bytes in a dtype the kernels take (f32 or bf16).
   Expected<WeightMatrix> matrix(TensorRole Role, int Layer, size_t Rows,
                                 size_t Cols) {
@@ -53,15 +57,29 @@ public:
     WeightMatrix W;
     W.Rows = Rows;
     W.Cols = Cols;
-    if (T->Type == DType::F16) {
+    if (T->Type == DType::F16 || (T->Type == DType::BF16 && WidenBF16)) {
       std::vector<float> F = toFloats(*T, *Bytes);
       Owned.emplace_back(reinterpret_cast<uint8_t *>(F.data()),
                          reinterpret_cast<uint8_t *>(F.data() + F.size()));
       W.Data = Owned.back().data();
       W.Type = DType::F32;
+    } else if (WidenBF16 && T->Type == DType::F32) {
+      W.Data = Bytes->data();
+      W.Type = DType::F32;
     } else {
       W.Data = Bytes->data();
       W.Type = T->Type;
+    }
+    if (WidenBF16 && W.Type == DType::F32) {
+      // Small models also keep the transpose, for the GEMM kernel.
+      std::vector<uint8_t> Tr(Rows * Cols * 4);
+      const float *Src = static_cast<const float *>(W.Data);
+      float *Dst = reinterpret_cast<float *>(Tr.data());
+      for (size_t R = 0; R < Rows; ++R)
+        for (size_t C = 0; C < Cols; ++C)
+          Dst[C * Rows + R] = Src[R * Cols + C];
+      Owned.push_back(std::move(Tr));
+      W.Transposed = reinterpret_cast<const float *>(Owned.back().data());
     }
     return W;
   }
@@ -179,6 +197,12 @@ Error Model::bind(const Vindex &V) {
     return makeError("{0}: the engine does not run '{1}'", V.directory(),
                      C.Architecture);
   Binder B(V, Owned);
+  // Models whose weights fit in 1 GiB as f32 are widened once at load; larger
+  // ones run from the mapped bf16 bytes.
+  uint64_t Elements = 0;
+  for (const TensorRecord &T : V.manifest().Tensors)
+    Elements += numElements(T.Dims).value_or(0);
+  B.WidenBF16 = Elements * 4 <= (uint64_t(1) << 30);
   size_t D = C.HiddenSize, F = C.IntermediateSize, HD = C.HeadDim;
   size_t QDim = C.NumHeads * HD, KVDim = C.NumKVHeads * HD;
   float NormAdd = C.Norm == NormStyle::OnePlusWeight ? 1.0f : 0.0f;
@@ -288,29 +312,24 @@ static void rmsNorm(const float *X, size_t N, ArrayRef<float> W, double Eps,
     Out[I] = (X[I] * Scale) * W[I];
 }
 
-static float activate(Activation A, float X) {
-  switch (A) {
-  case Activation::SiLU:
-    return X / (1.0f + std::exp(-X));
-  case Activation::GeluTanh: {
-    const float K = 0.7978845608028654f; // sqrt(2 / pi)
-    return 0.5f * X * (1.0f + std::tanh(K * (X + 0.044715f * X * X * X)));
+// cos and sin of position P's angles (computed once per token and layer,
+// shared by every head).
+static void ropeAngles(ArrayRef<float> InvFreq, size_t P, float *Cos,
+                       float *Sin) {
+  for (size_t I = 0; I < InvFreq.size(); ++I) {
+    float Angle = float(P) * InvFreq[I];
+    Cos[I] = std::cos(Angle);
+    Sin[I] = std::sin(Angle);
   }
-  case Activation::Gelu:
-    return 0.5f * X * (1.0f + std::erf(X * 0.7071067811865476f));
-  }
-  return X;
 }
 
-// Rotate-half RoPE of one head vector at absolute position P.
-static void applyRope(float *V, size_t HD, ArrayRef<float> InvFreq, size_t P) {
+// Rotate-half RoPE of one head vector.
+static void applyRope(float *V, size_t HD, const float *Cos, const float *Sin) {
   size_t Half = HD / 2;
   for (size_t I = 0; I < Half; ++I) {
-    float Angle = float(P) * InvFreq[I];
-    float C = std::cos(Angle), S = std::sin(Angle);
     float A = V[I], B = V[I + Half];
-    V[I] = A * C - B * S;
-    V[I + Half] = B * C + A * S;
+    V[I] = A * Cos[I] - B * Sin[I];
+    V[I + Half] = B * Cos[I] + A * Sin[I];
   }
 }
 
@@ -341,7 +360,10 @@ void Session::parallelFor(size_t N, size_t Grain,
 
 void Session::project(const float *X, size_t T, const WeightMatrix &W,
                       float *Y) {
-  parallelFor(W.Rows, 16, [&](size_t N0, size_t N1) {
+  // Waking a thread costs microseconds: give each task at least ~256K
+  // multiply-adds.
+  size_t Grain = std::max<size_t>(16, (1u << 18) / std::max<size_t>(1, T * W.Cols));
+  parallelFor(W.Rows, Grain, [&](size_t N0, size_t N1) {
     matmulNT(X, T, W.Cols, W, N0, N1, Y, W.Rows);
   });
 }
@@ -355,7 +377,9 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
   project(X, T, W.Q, Q.data());
   project(X, T, W.K, K.data());
   project(X, T, W.V, V.data());
+  std::vector<float> Cos(HD / 2), Sin(HD / 2);
   for (size_t Tk = 0; Tk < T; ++Tk) {
+    ropeAngles(W.RopeInvFreq, Pos + Tk, Cos.data(), Sin.data());
     for (size_t I = 0; I < W.QBias.size(); ++I)
       Q[Tk * QDim + I] += W.QBias[I];
     for (size_t I = 0; I < W.KBias.size(); ++I)
@@ -366,13 +390,13 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
       float *QH = &Q[Tk * QDim + H * HD];
       if (C.QKNorm)
         rmsNorm(QH, HD, W.QNorm, C.NormEps, QH);
-      applyRope(QH, HD, W.RopeInvFreq, Pos + Tk);
+      applyRope(QH, HD, Cos.data(), Sin.data());
     }
     for (size_t H = 0; H < NKV; ++H) {
       float *KH = &K[Tk * KVDim + H * HD];
       if (C.QKNorm)
         rmsNorm(KH, HD, W.KNorm, C.NormEps, KH);
-      applyRope(KH, HD, W.RopeInvFreq, Pos + Tk);
+      applyRope(KH, HD, Cos.data(), Sin.data());
     }
   }
   std::vector<float> &KC = KCache[Layer], &VC = VCache[Layer];
@@ -386,7 +410,8 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
   size_t Window = W.Sliding ? C.SlidingWindow : 0;
   float Scale = float(C.QueryScale);
   float Cap = float(C.AttnSoftcap);
-  parallelFor(NH * T, 1, [&](size_t B, size_t E) {
+  size_t AttnGrain = std::max<size_t>(1, (1u << 17) / ((Pos + T) * HD + 1));
+  parallelFor(NH * T, AttnGrain, [&](size_t B, size_t E) {
     std::vector<float> Scores;
     for (size_t Job = B; Job < E; ++Job) {
       size_t H = Job / T, Tk = Job % T, P = Pos + Tk;
@@ -396,11 +421,7 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
       Scores.resize(P + 1 - Lo);
       float Max = -INFINITY;
       for (size_t J = Lo; J <= P; ++J) {
-        const float *KH = &KC[J * KVDim + KVH * HD];
-        float S = 0;
-        for (size_t I = 0; I < HD; ++I)
-          S += QH[I] * KH[I];
-        S *= Scale;
+        float S = dotF32(QH, &KC[J * KVDim + KVH * HD], HD) * Scale;
         if (Cap > 0)
           S = Cap * std::tanh(S / Cap);
         Scores[J - Lo] = S;
@@ -414,12 +435,8 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
       float Inv = float(1.0 / Sum);
       float *O = &Attn[Tk * QDim + H * HD];
       std::fill(O, O + HD, 0.0f);
-      for (size_t J = Lo; J <= P; ++J) {
-        const float *VH = &VC[J * KVDim + KVH * HD];
-        float Pr = Scores[J - Lo] * Inv;
-        for (size_t I = 0; I < HD; ++I)
-          O[I] += Pr * VH[I];
-      }
+      for (size_t J = Lo; J <= P; ++J)
+        axpyF32(Scores[J - Lo] * Inv, &VC[J * KVDim + KVH * HD], O, HD);
     }
   });
   project(Attn.data(), T, W.O, Out);
@@ -436,9 +453,9 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T,
     // Dense (K = F is the walk with every feature fired: the same sums in
     // the same order).
     project(X, T, W.Up, U.data());
-    for (size_t I = 0; I < T * F; ++I)
-      G[I] = activate(C.Act, G[I]) * U[I];
-    parallelFor(D, 32, [&](size_t C0, size_t C1) {
+    activateAndMultiply(C.Act, G.data(), U.data(), T * F);
+    size_t Grain = std::max<size_t>(32, (1u << 18) / std::max<size_t>(1, T * F));
+    parallelFor(D, Grain, [&](size_t C0, size_t C1) {
       matmulNN(G.data(), T, F, W.Down, 0, F, C0, C1, Out, D);
     });
     if (Activations)
@@ -461,12 +478,16 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T,
     std::sort(Order.begin(), Order.begin() + WalkK);
     const float *XT = X + Tk * D;
     float *OT = Out + Tk * D;
+    std::vector<float> Acts(WalkK), Ups(WalkK);
     for (size_t J = 0; J < WalkK; ++J) {
-      uint32_t I = Order[J];
-      float A = activate(C.Act, GT[I]) * dotRow(XT, W.Up, I);
+      Acts[J] = GT[Order[J]];
+      Ups[J] = dotRow(XT, W.Up, Order[J]);
+    }
+    activateAndMultiply(C.Act, Acts.data(), Ups.data(), WalkK);
+    for (size_t J = 0; J < WalkK; ++J) {
       if (Activations)
-        (*Activations)[Tk * F + I] = A;
-      axpyRow(A, W.Down, I, OT);
+        (*Activations)[Tk * F + Order[J]] = Acts[J];
+      axpyRow(Acts[J], W.Down, Order[J], OT);
     }
   }
 }

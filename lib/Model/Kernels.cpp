@@ -8,7 +8,10 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Model/Kernels.h"
 
+#include <cmath>
 #include <cstring>
+
+#include <immintrin.h>
 
 namespace vindex {
 
@@ -35,6 +38,82 @@ static inline float hsum(V8 V) {
   float A = (V[0] + V[4]) + (V[2] + V[6]);
   float B = (V[1] + V[5]) + (V[3] + V[7]);
   return A + B;
+}
+
+// exp(x) for 8 lanes: Cephes' range reduction and degree-6 polynomial
+// (relative error about 1e-7), so the activations need no libm call per
+// element.
+static inline V8 expV8(V8 X) {
+  const V8 Hi = {88.3762626647949f, 88.3762626647949f, 88.3762626647949f,
+                 88.3762626647949f, 88.3762626647949f, 88.3762626647949f,
+                 88.3762626647949f, 88.3762626647949f};
+  X = X > Hi ? Hi : X;
+  X = X < -Hi ? -Hi : X;
+  __m256 XM = (__m256)X;
+  __m256 FX = _mm256_floor_ps(
+      _mm256_fmadd_ps(XM, _mm256_set1_ps(1.44269504088896341f),
+                      _mm256_set1_ps(0.5f)));
+  XM = _mm256_fnmadd_ps(FX, _mm256_set1_ps(0.693359375f), XM);
+  XM = _mm256_fnmadd_ps(FX, _mm256_set1_ps(-2.12194440e-4f), XM);
+  __m256 Y = _mm256_set1_ps(1.9875691500E-4f);
+  Y = _mm256_fmadd_ps(Y, XM, _mm256_set1_ps(1.3981999507E-3f));
+  Y = _mm256_fmadd_ps(Y, XM, _mm256_set1_ps(8.3334519073E-3f));
+  Y = _mm256_fmadd_ps(Y, XM, _mm256_set1_ps(4.1665795894E-2f));
+  Y = _mm256_fmadd_ps(Y, XM, _mm256_set1_ps(1.6666665459E-1f));
+  Y = _mm256_fmadd_ps(Y, XM, _mm256_set1_ps(5.0000001201E-1f));
+  Y = _mm256_fmadd_ps(Y, _mm256_mul_ps(XM, XM), XM);
+  Y = _mm256_add_ps(Y, _mm256_set1_ps(1.0f));
+  __m256i N = _mm256_cvttps_epi32(FX);
+  __m256i Pow2 = _mm256_slli_epi32(_mm256_add_epi32(N, _mm256_set1_epi32(127)), 23);
+  return (V8)_mm256_mul_ps(Y, _mm256_castsi256_ps(Pow2));
+}
+
+static inline V8 splat(float F) { return V8{F, F, F, F, F, F, F, F}; }
+
+// Multiply-adds are always fused, written out rather than left to the
+// compiler's contraction, so that a vector lane and the scalar tail compute
+// bit-identical chains (results must not depend on where a thread's share
+// of a row ends).
+static inline V8 fmaV(V8 A, V8 B, V8 C) {
+  return (V8)_mm256_fmadd_ps((__m256)A, (__m256)B, (__m256)C);
+}
+static inline float fmaS(float A, float B, float C) {
+  return __builtin_fmaf(A, B, C);
+}
+
+static inline V8 activateV8(Activation A, V8 X) {
+  switch (A) {
+  case Activation::SiLU:
+    return X / (splat(1.0f) + expV8(-X));
+  case Activation::GeluTanh: {
+    // tanh(u) = 1 - 2 / (exp(2u) + 1)
+    V8 U = splat(0.7978845608028654f) * (X + splat(0.044715f) * X * X * X);
+    V8 Tanh = splat(1.0f) - splat(2.0f) / (expV8(splat(2.0f) * U) + splat(1.0f));
+    return splat(0.5f) * X * (splat(1.0f) + Tanh);
+  }
+  case Activation::Gelu: {
+    V8 Out;
+    for (int I = 0; I < 8; ++I)
+      Out[I] = 0.5f * X[I] * (1.0f + std::erf(X[I] * 0.7071067811865476f));
+    return Out;
+  }
+  }
+  return X;
+}
+
+void activateAndMultiply(Activation A, float *G, const float *U, size_t N) {
+  size_t I = 0;
+  for (; I + 8 <= N; I += 8)
+    store8(G + I, activateV8(A, load8(G + I)) * load8(U + I));
+  if (I < N) {
+    // The tail goes through the same vector code, so a value does not
+    // depend on where in an array it sits.
+    float GT[8] = {}, UT[8] = {};
+    std::memcpy(GT, G + I, (N - I) * 4);
+    std::memcpy(UT, U + I, (N - I) * 4);
+    store8(GT, activateV8(A, load8(GT)) * load8(UT));
+    std::memcpy(G + I, GT, (N - I) * 4);
+  }
 }
 
 float f16ToFloat(uint16_t H) {
@@ -66,34 +145,60 @@ float WeightMatrix::at(size_t R, size_t C) const {
   return Type == DType::BF16 ? bf16ToFloat(bf16Row(R)[C]) : f32Row(R)[C];
 }
 
+// Every output element is one chain of 8-lane multiply-adds over K in
+// steps of 8, a fixed horizontal sum, then the scalar tail: whatever block
+// shape computes it, the value is the same, so blocking (and threading) can
+// change freely without changing results.
+template <bool BF16> static inline V8 loadW(const void *Row, size_t I) {
+  if constexpr (BF16)
+    return loadBF16x8(static_cast<const uint16_t *>(Row) + I);
+  else
+    return load8(static_cast<const float *>(Row) + I);
+}
+template <bool BF16> static inline float scalarW(const void *Row, size_t I) {
+  if constexpr (BF16)
+    return bf16ToFloat(static_cast<const uint16_t *>(Row)[I]);
+  else
+    return static_cast<const float *>(Row)[I];
+}
+template <bool BF16>
+static inline const void *rowPtr(const WeightMatrix &W, size_t R) {
+  if constexpr (BF16)
+    return W.bf16Row(R);
+  else
+    return W.f32Row(R);
+}
+
+/// Y[t][n] for TB tokens x NB rows.
+template <bool BF16, unsigned TB, unsigned NB>
+static inline void block(const float *X, size_t XStride, const void *const *Rows,
+                         size_t K, float *Y, size_t YStride) {
+  V8 Acc[TB][NB] = {};
+  size_t KV = K / 8 * 8;
+  for (size_t I = 0; I < KV; I += 8) {
+    V8 XV[TB];
+    for (unsigned T = 0; T < TB; ++T)
+      XV[T] = load8(X + T * XStride + I);
+    for (unsigned N = 0; N < NB; ++N) {
+      V8 WV = loadW<BF16>(Rows[N], I);
+      for (unsigned T = 0; T < TB; ++T)
+        Acc[T][N] = fmaV(XV[T], WV, Acc[T][N]);
+    }
+  }
+  for (unsigned T = 0; T < TB; ++T)
+    for (unsigned N = 0; N < NB; ++N) {
+      float S = hsum(Acc[T][N]);
+      for (size_t I = KV; I < K; ++I)
+        S = fmaS(X[T * XStride + I], scalarW<BF16>(Rows[N], I), S);
+      Y[T * YStride + N] = S;
+    }
+}
+
 template <bool BF16>
 static inline float dotImpl(const float *X, const void *Row, size_t N) {
-  V8 A0 = {}, A1 = {}, A2 = {}, A3 = {};
-  size_t K = 0;
-  auto W = [&](size_t I) {
-    if constexpr (BF16)
-      return loadBF16x8(static_cast<const uint16_t *>(Row) + I);
-    else
-      return load8(static_cast<const float *>(Row) + I);
-  };
-  for (; K + 32 <= N; K += 32) {
-    A0 += load8(X + K) * W(K);
-    A1 += load8(X + K + 8) * W(K + 8);
-    A2 += load8(X + K + 16) * W(K + 16);
-    A3 += load8(X + K + 24) * W(K + 24);
-  }
-  for (; K + 8 <= N; K += 8)
-    A0 += load8(X + K) * W(K);
-  float S = hsum((A0 + A1) + (A2 + A3));
-  for (; K < N; ++K) {
-    float WK;
-    if constexpr (BF16)
-      WK = bf16ToFloat(static_cast<const uint16_t *>(Row)[K]);
-    else
-      WK = static_cast<const float *>(Row)[K];
-    S += X[K] * WK;
-  }
-  return S;
+  float Y;
+  block<BF16, 1, 1>(X, 0, &Row, N, &Y, 0);
+  return Y;
 }
 
 float dotRow(const float *X, const WeightMatrix &W, size_t R) {
@@ -101,23 +206,112 @@ float dotRow(const float *X, const WeightMatrix &W, size_t R) {
                                : dotImpl<false>(X, W.f32Row(R), W.Cols);
 }
 
-// Four tokens against one weight row share the row's loads; each (t, n) is
-// still the same dotImpl sequence of operations as a single call.
+float dotF32(const float *A, const float *B, size_t N) {
+  return dotImpl<false>(A, B, N);
+}
+
+void axpyF32(float A, const float *X, float *Y, size_t N) {
+  V8 AV = {A, A, A, A, A, A, A, A};
+  size_t I = 0;
+  for (; I + 8 <= N; I += 8)
+    store8(Y + I, fmaV(AV, load8(X + I), load8(Y + I)));
+  for (; I < N; ++I)
+    Y[I] = fmaS(A, X[I], Y[I]);
+}
+
 template <bool BF16>
 static void matmulNTImpl(const float *X, size_t T, size_t XStride,
                          const WeightMatrix &W, size_t N0, size_t N1, float *Y,
                          size_t YStride) {
   const size_t K = W.Cols;
-  for (size_t N = N0; N < N1; ++N) {
-    const void *Row = BF16 ? static_cast<const void *>(W.bf16Row(N))
-                           : static_cast<const void *>(W.f32Row(N));
-    for (size_t T0 = 0; T0 < T; ++T0)
-      Y[T0 * YStride + N] = dotImpl<BF16>(X + T0 * XStride, Row, K);
+  const void *Rows[8];
+  size_t T0 = 0;
+  // 4 tokens x 2 rows: each weight vector is converted once and used 4
+  // times, with 8 independent chains in flight.
+  for (; T0 + 4 <= T; T0 += 4) {
+    const float *XT = X + T0 * XStride;
+    float *YT = Y + T0 * YStride;
+    size_t N = N0;
+    for (; N + 2 <= N1; N += 2) {
+      Rows[0] = rowPtr<BF16>(W, N);
+      Rows[1] = rowPtr<BF16>(W, N + 1);
+      block<BF16, 4, 2>(XT, XStride, Rows, K, YT + N, YStride);
+    }
+    for (; N < N1; ++N) {
+      Rows[0] = rowPtr<BF16>(W, N);
+      block<BF16, 4, 1>(XT, XStride, Rows, K, YT + N, YStride);
+    }
+  }
+  // Remaining tokens (generation: one) against 8 rows at a time.
+  for (; T0 < T; ++T0) {
+    const float *XT = X + T0 * XStride;
+    float *YT = Y + T0 * YStride;
+    size_t N = N0;
+    for (; N + 8 <= N1; N += 8) {
+      for (unsigned J = 0; J < 8; ++J)
+        Rows[J] = rowPtr<BF16>(W, N + J);
+      block<BF16, 1, 8>(XT, 0, Rows, K, YT + N, 0);
+    }
+    for (; N < N1; ++N) {
+      Rows[0] = rowPtr<BF16>(W, N);
+      block<BF16, 1, 1>(XT, 0, Rows, K, YT + N, 0);
+    }
+  }
+}
+
+// Y[t][n] = sum_k X[t][k] * Wt[k][n] over the transposed copy: TB tokens
+// by 16 columns of accumulators, each element a chain of multiply-adds over
+// k in order starting from zero (the scalar tails compute the same chain).
+template <unsigned TB>
+static inline void gemmBlock(const float *X, size_t XStride, const float *Wt,
+                             size_t Rows, size_t K, size_t N, float *Y,
+                             size_t YStride) {
+  V8 Acc[TB][2] = {};
+  for (size_t I = 0; I < K; ++I) {
+    V8 W0 = load8(Wt + I * Rows + N), W1 = load8(Wt + I * Rows + N + 8);
+    for (unsigned T = 0; T < TB; ++T) {
+      V8 XV = splat(X[T * XStride + I]);
+      Acc[T][0] = fmaV(XV, W0, Acc[T][0]);
+      Acc[T][1] = fmaV(XV, W1, Acc[T][1]);
+    }
+  }
+  for (unsigned T = 0; T < TB; ++T) {
+    store8(Y + T * YStride + N, Acc[T][0]);
+    store8(Y + T * YStride + N + 8, Acc[T][1]);
+  }
+}
+
+static void gemmTransposed(const float *X, size_t T, size_t XStride,
+                           const WeightMatrix &W, size_t N0, size_t N1,
+                           float *Y, size_t YStride) {
+  const size_t K = W.Cols, Rows = W.Rows;
+  const float *Wt = W.Transposed;
+  size_t T0 = 0;
+  for (; T0 < T; T0 += (T - T0 >= 4 ? 4 : 1)) {
+    bool Four = T - T0 >= 4;
+    const float *XT = X + T0 * XStride;
+    float *YT = Y + T0 * YStride;
+    size_t N = N0;
+    for (; N + 16 <= N1; N += 16) {
+      if (Four)
+        gemmBlock<4>(XT, XStride, Wt, Rows, K, N, YT, YStride);
+      else
+        gemmBlock<1>(XT, XStride, Wt, Rows, K, N, YT, YStride);
+    }
+    for (unsigned TT = 0; TT < (Four ? 4u : 1u); ++TT)
+      for (size_t M = N; M < N1; ++M) {
+        float Acc = 0;
+        for (size_t I = 0; I < K; ++I)
+          Acc = fmaS(XT[TT * XStride + I], Wt[I * Rows + M], Acc);
+        YT[TT * YStride + M] = Acc;
+      }
   }
 }
 
 void matmulNT(const float *X, size_t T, size_t XStride, const WeightMatrix &W,
               size_t N0, size_t N1, float *Y, size_t YStride) {
+  if (W.Transposed)
+    return gemmTransposed(X, T, XStride, W, N0, N1, Y, YStride);
   if (W.Type == DType::BF16)
     matmulNTImpl<true>(X, T, XStride, W, N0, N1, Y, YStride);
   else
@@ -135,12 +329,12 @@ static inline void axpyImpl(float A, const void *Row, size_t C0, size_t C1,
       W = loadBF16x8(static_cast<const uint16_t *>(Row) + C);
     else
       W = load8(static_cast<const float *>(Row) + C);
-    store8(Y + C, load8(Y + C) + AV * W);
+    store8(Y + C, fmaV(AV, W, load8(Y + C)));
   }
   for (; C < C1; ++C) {
     float W = BF16 ? bf16ToFloat(static_cast<const uint16_t *>(Row)[C])
                    : static_cast<const float *>(Row)[C];
-    Y[C] += A * W;
+    Y[C] = fmaS(A, W, Y[C]);
   }
 }
 
@@ -151,24 +345,56 @@ void axpyRow(float A, const WeightMatrix &W, size_t R, float *Y) {
     axpyImpl<false>(A, W.f32Row(R), 0, W.Cols, Y);
 }
 
+// Y[t][c0:c1] += sum_r A[t][r] * W[r][c0:c1], with the partial sums of 64
+// columns held in registers across all rows (no store per row). The sum for
+// an element runs over rows in order starting from zero and is then added
+// to Y once, so it equals a chain of axpyRow calls into a zeroed Y.
+template <bool BF16>
+static void matmulNNImpl(const float *A, size_t T, size_t AStride,
+                         const WeightMatrix &W, size_t R0, size_t R1,
+                         size_t C0, size_t C1, float *Y, size_t YStride) {
+  constexpr size_t Block = 64;
+  for (size_t T0 = 0; T0 < T; ++T0) {
+    const float *AT = A + T0 * AStride;
+    float *YT = Y + T0 * YStride;
+    size_t C = C0;
+    for (; C + Block <= C1; C += Block) {
+      V8 Acc[Block / 8] = {};
+      for (size_t R = R0; R < R1; ++R) {
+        float S = AT[R];
+        V8 AV = {S, S, S, S, S, S, S, S};
+        const void *Row = rowPtr<BF16>(W, R);
+        for (size_t J = 0; J < Block / 8; ++J)
+          Acc[J] = fmaV(AV, loadW<BF16>(Row, C + 8 * J), Acc[J]);
+      }
+      for (size_t J = 0; J < Block / 8; ++J)
+        store8(YT + C + 8 * J, load8(YT + C + 8 * J) + Acc[J]);
+    }
+    for (; C + 8 <= C1; C += 8) {
+      V8 Acc = {};
+      for (size_t R = R0; R < R1; ++R) {
+        float S = AT[R];
+        V8 AV = {S, S, S, S, S, S, S, S};
+        Acc = fmaV(AV, loadW<BF16>(rowPtr<BF16>(W, R), C), Acc);
+      }
+      store8(YT + C, load8(YT + C) + Acc);
+    }
+    for (; C < C1; ++C) {
+      float Acc = 0;
+      for (size_t R = R0; R < R1; ++R)
+        Acc = fmaS(AT[R], scalarW<BF16>(rowPtr<BF16>(W, R), C), Acc);
+      YT[C] += Acc;
+    }
+  }
+}
+
 void matmulNN(const float *A, size_t T, size_t AStride, const WeightMatrix &W,
               size_t R0, size_t R1, size_t C0, size_t C1, float *Y,
               size_t YStride) {
-  // Rows outer so each feature's vector is read once for all tokens; the
-  // sum over rows for an element is in row order whatever the caller splits
-  // (callers split by columns only).
-  for (size_t R = R0; R < R1; ++R) {
-    const void *Row = W.Type == DType::BF16
-                          ? static_cast<const void *>(W.bf16Row(R))
-                          : static_cast<const void *>(W.f32Row(R));
-    for (size_t T0 = 0; T0 < T; ++T0) {
-      float Act = A[T0 * AStride + R];
-      if (W.Type == DType::BF16)
-        axpyImpl<true>(Act, Row, C0, C1, Y + T0 * YStride);
-      else
-        axpyImpl<false>(Act, Row, C0, C1, Y + T0 * YStride);
-    }
-  }
+  if (W.Type == DType::BF16)
+    matmulNNImpl<true>(A, T, AStride, W, R0, R1, C0, C1, Y, YStride);
+  else
+    matmulNNImpl<false>(A, T, AStride, W, R0, R1, C0, C1, Y, YStride);
 }
 
 } // namespace vindex

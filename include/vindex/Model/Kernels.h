@@ -10,6 +10,7 @@
 #define VINDEX_MODEL_KERNELS_H
 
 #include "vindex/Formats/DType.h"
+#include "vindex/Formats/ModelConfig.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -22,6 +23,9 @@ struct WeightMatrix {
   DType Type = DType::F32;
   size_t Rows = 0;
   size_t Cols = 0;
+  /// Optional f32 copy laid out [Cols, Rows] (the transpose). When present
+  /// matmulNT runs as a register-blocked GEMM over it: no horizontal sums.
+  const float *Transposed = nullptr;
 
   const float *f32Row(size_t R) const {
     return static_cast<const float *>(Data) + R * Cols;
@@ -40,6 +44,15 @@ inline float bf16ToFloat(uint16_t B) {
   return F;
 }
 float f16ToFloat(uint16_t H);
+
+/// G[i] = act(G[i]) * U[i]: the gated FFN's activation. Vectorised; each
+/// value is computed by the same code wherever it sits in the array.
+void activateAndMultiply(Activation A, float *G, const float *U, size_t N);
+
+/// Dot product of two f32 vectors (the same chain as every kernel here).
+float dotF32(const float *A, const float *B, size_t N);
+/// Y[i] += A * X[i].
+void axpyF32(float A, const float *X, float *Y, size_t N);
 
 /// Dot product of X (N floats) with row R of W.
 float dotRow(const float *X, const WeightMatrix &W, size_t R);

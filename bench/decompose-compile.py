@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Throughput and memory of vindex-decompose and vindex-compile against cp.
+
+Generates (once) a synthetic checkpoint with Gemma 3 4B's text shapes, then,
+in one run and alternating so that the page cache treats them alike:
+  cp -r CKPT COPY && sync            (the peer: the same bytes copied)
+  vindex-decompose CKPT -o V && sync
+  vindex-compile V --format=safetensors -o HF && sync
+Prints one JSON object: per job the median wall time, GB/s of checkpoint
+bytes, the ratio to cp, and peak RSS (from wait4). Usage:
+
+  bench/decompose-compile.py [--layers N] [--reps R] [--work DIR] [--jobs J]
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(cmd):
+    """Runs cmd then sync; returns (wall seconds, peak RSS bytes)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd)
+    _, status, ru = os.wait4(p.pid, 0)
+    subprocess.run(["sync"], check=True)
+    wall = time.monotonic() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit("bench: failed: %s" % " ".join(cmd))
+    return wall, ru.ru_maxrss * 1024
+
+
+def tree_bytes(path):
+    return sum(os.path.getsize(os.path.join(r, f))
+               for r, _, fs in os.walk(path) for f in fs)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--layers", type=int, default=34)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=0)
+    ap.add_argument("--work", default=os.path.join(ROOT, "out", "bench"))
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"))
+    ap.add_argument("--compress", default="none")
+    a = ap.parse_args()
+
+    ckpt = os.path.join(a.work, "gemma3-4b-synthetic-%dl" % a.layers)
+    if not os.path.exists(os.path.join(ckpt, "config.json")):
+        os.makedirs(a.work, exist_ok=True)
+        subprocess.run([os.path.join(a.bin, "vindex-make-synthetic"), "-o",
+                        ckpt, "--layers", str(a.layers)], check=True,
+                       stdout=subprocess.DEVNULL)
+    size = tree_bytes(ckpt)
+    copy, vdx, hf = (os.path.join(a.work, n) for n in ("copy", "v.vindex", "hf"))
+    jobs = ["--jobs", str(a.jobs)] if a.jobs else []
+    res = {"cp": [], "decompose": [], "compile": []}
+    # Fresh memory costs ~2 s/GiB on first touch here while memory freed a
+    # moment ago is cheap, so each job deletes its own previous output just
+    # before it runs: every job then writes into equally recycled pages.
+    # The first round only warms up and is not counted.
+    bins = {"decompose": [os.path.join(a.bin, "vindex-decompose"), ckpt,
+                          "-o", vdx, "--compress=" + a.compress] + jobs,
+            "compile": [os.path.join(a.bin, "vindex-compile"), vdx,
+                        "--format=safetensors", "-o", hf] + jobs,
+            "cp": ["cp", "-r", ckpt, copy]}
+    outs = {"cp": copy, "decompose": vdx, "compile": hf}
+    for rep in range(a.reps + 1):
+        for job in ("cp", "decompose", "compile"):
+            shutil.rmtree(outs[job], ignore_errors=True)
+            subprocess.run(["sync"])
+            r = run(bins[job])
+            if rep:
+                res[job].append(r)
+    vindex_bytes = tree_bytes(vdx)
+    for p in (copy, vdx, hf):
+        shutil.rmtree(p, ignore_errors=True)
+
+    out = {"benchmark": "decompose-compile", "layers": a.layers,
+           "checkpoint_bytes": size, "vindex_bytes": vindex_bytes,
+           "compress": a.compress, "reps": a.reps, "jobs": a.jobs or os.cpu_count()}
+    cp_wall = statistics.median(w for w, _ in res["cp"])
+    for job, runs in res.items():
+        wall = statistics.median(w for w, _ in runs)
+        out[job] = {"wall_s": round(wall, 3),
+                    "walls_s": [round(w, 3) for w, _ in runs],
+                    "gb_per_s": round(size / wall / 1e9, 3),
+                    "vs_cp": round(cp_wall / wall, 3),
+                    "peak_rss_mib": round(max(r for _, r in runs) / 2**20, 1)}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
