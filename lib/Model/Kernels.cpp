@@ -262,23 +262,24 @@ static void matmulNTImpl(const float *X, size_t T, size_t XStride,
 // Y[t][n] = sum_k X[t][k] * Wt[k][n] over the transposed copy: TB tokens
 // by 16 columns of accumulators, each element a chain of multiply-adds over
 // k in order starting from zero (the scalar tails compute the same chain).
-template <unsigned TB>
+template <unsigned TB, unsigned NV>
 static inline void gemmBlock(const float *X, size_t XStride, const float *Wt,
                              size_t Rows, size_t K, size_t N, float *Y,
                              size_t YStride) {
-  V8 Acc[TB][2] = {};
+  V8 Acc[TB][NV] = {};
   for (size_t I = 0; I < K; ++I) {
-    V8 W0 = load8(Wt + I * Rows + N), W1 = load8(Wt + I * Rows + N + 8);
+    V8 W[NV];
+    for (unsigned J = 0; J < NV; ++J)
+      W[J] = load8(Wt + I * Rows + N + 8 * J);
     for (unsigned T = 0; T < TB; ++T) {
       V8 XV = splat(X[T * XStride + I]);
-      Acc[T][0] = fmaV(XV, W0, Acc[T][0]);
-      Acc[T][1] = fmaV(XV, W1, Acc[T][1]);
+      for (unsigned J = 0; J < NV; ++J)
+        Acc[T][J] = fmaV(XV, W[J], Acc[T][J]);
     }
   }
-  for (unsigned T = 0; T < TB; ++T) {
-    store8(Y + T * YStride + N, Acc[T][0]);
-    store8(Y + T * YStride + N + 8, Acc[T][1]);
-  }
+  for (unsigned T = 0; T < TB; ++T)
+    for (unsigned J = 0; J < NV; ++J)
+      store8(Y + T * YStride + N + 8 * J, Acc[T][J]);
 }
 
 static void gemmTransposed(const float *X, size_t T, size_t XStride,
@@ -291,12 +292,17 @@ static void gemmTransposed(const float *X, size_t T, size_t XStride,
     bool Four = T - T0 >= 4;
     const float *XT = X + T0 * XStride;
     float *YT = Y + T0 * YStride;
+    // Eight chains in flight either way: 4 tokens x 16 columns, or one
+    // token x 64 columns (generation).
     size_t N = N0;
-    for (; N + 16 <= N1; N += 16) {
-      if (Four)
-        gemmBlock<4>(XT, XStride, Wt, Rows, K, N, YT, YStride);
-      else
-        gemmBlock<1>(XT, XStride, Wt, Rows, K, N, YT, YStride);
+    if (Four) {
+      for (; N + 16 <= N1; N += 16)
+        gemmBlock<4, 2>(XT, XStride, Wt, Rows, K, N, YT, YStride);
+    } else {
+      for (; N + 64 <= N1; N += 64)
+        gemmBlock<1, 8>(XT, XStride, Wt, Rows, K, N, YT, YStride);
+      for (; N + 16 <= N1; N += 16)
+        gemmBlock<1, 2>(XT, XStride, Wt, Rows, K, N, YT, YStride);
     }
     for (unsigned TT = 0; TT < (Four ? 4u : 1u); ++TT)
       for (size_t M = N; M < N1; ++M) {
