@@ -285,6 +285,16 @@ Error Model::bind(const Vindex &V) {
       if (Error E = Vec(TensorRole::AttnVBias, KVDim, 0, W.VBias))
         return E;
     }
+    // |up_i| * |down_i|: with |act(gate_i)| it bounds feature i's output.
+    W.WalkScale.resize(F);
+    for (size_t I = 0; I < F; ++I) {
+      double U = 0, Dn = 0;
+      for (size_t J = 0; J < D; ++J) {
+        U += double(W.Up.at(I, J)) * W.Up.at(I, J);
+        Dn += double(W.Down.at(I, J)) * W.Down.at(I, J);
+      }
+      W.WalkScale[I] = float(std::sqrt(U * Dn));
+    }
     W.Sliding = L < C.LayerKinds.size() && C.LayerKinds[L] == LayerKind::Sliding;
     Expected<std::vector<float>> Inv = ropeInvFreq(C, W.Sliding);
     if (!Inv)
@@ -462,18 +472,27 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T,
       *Activations = std::move(G);
     return;
   }
-  // Walk: per position, fire the K features whose gate vectors score
-  // highest against the input (exact KNN by inner product), then
-  // accumulate only their down vectors, in feature order.
+  // Walk: per position, score every feature from its gate (exact KNN over
+  // the gate vectors: one dot product each), fire the K best, and
+  // accumulate only their down vectors, in feature order. The score bounds
+  // the feature's contribution: |act(gate)| * |up| * |down| (the input's
+  // norm is common to all), which ranks SwiGLU's negative-gate features
+  // correctly where the raw gate score would not.
   if (Activations)
     Activations->assign(T * F, 0.0f);
   std::vector<uint32_t> Order(F);
+  std::vector<float> Score(F), Ones(F, 1.0f);
   for (size_t Tk = 0; Tk < T; ++Tk) {
     const float *GT = &G[Tk * F];
+    std::copy(GT, GT + F, Score.begin());
+    activateAndMultiply(C.Act, Score.data(), Ones.data(), F);
+    for (size_t I = 0; I < F; ++I)
+      Score[I] = std::fabs(Score[I]) * W.WalkScale[I];
     std::iota(Order.begin(), Order.end(), 0);
     std::nth_element(Order.begin(), Order.begin() + WalkK, Order.end(),
                      [&](uint32_t A, uint32_t B) {
-                       return GT[A] > GT[B] || (GT[A] == GT[B] && A < B);
+                       return Score[A] > Score[B] ||
+                              (Score[A] == Score[B] && A < B);
                      });
     std::sort(Order.begin(), Order.begin() + WalkK);
     const float *XT = X + Tk * D;

@@ -282,11 +282,11 @@ static inline void gemmBlock(const float *X, size_t XStride, const float *Wt,
       store8(Y + T * YStride + N + 8 * J, Acc[T][J]);
 }
 
-static void gemmTransposed(const float *X, size_t T, size_t XStride,
-                           const WeightMatrix &W, size_t N0, size_t N1,
-                           float *Y, size_t YStride) {
-  const size_t K = W.Cols, Rows = W.Rows;
-  const float *Wt = W.Transposed;
+void gemmKN(const float *X, size_t T, size_t XStride, const float *W,
+            size_t K, size_t N, size_t N0, size_t N1, float *Y,
+            size_t YStride) {
+  const size_t Rows = N;
+  const float *Wt = W;
   size_t T0 = 0;
   for (; T0 < T; T0 += (T - T0 >= 4 ? 4 : 1)) {
     bool Four = T - T0 >= 4;
@@ -294,18 +294,18 @@ static void gemmTransposed(const float *X, size_t T, size_t XStride,
     float *YT = Y + T0 * YStride;
     // Eight chains in flight either way: 4 tokens x 16 columns, or one
     // token x 64 columns (generation).
-    size_t N = N0;
+    size_t Col = N0;
     if (Four) {
-      for (; N + 16 <= N1; N += 16)
-        gemmBlock<4, 2>(XT, XStride, Wt, Rows, K, N, YT, YStride);
+      for (; Col + 16 <= N1; Col += 16)
+        gemmBlock<4, 2>(XT, XStride, Wt, Rows, K, Col, YT, YStride);
     } else {
-      for (; N + 64 <= N1; N += 64)
-        gemmBlock<1, 8>(XT, XStride, Wt, Rows, K, N, YT, YStride);
-      for (; N + 16 <= N1; N += 16)
-        gemmBlock<1, 2>(XT, XStride, Wt, Rows, K, N, YT, YStride);
+      for (; Col + 64 <= N1; Col += 64)
+        gemmBlock<1, 8>(XT, XStride, Wt, Rows, K, Col, YT, YStride);
+      for (; Col + 16 <= N1; Col += 16)
+        gemmBlock<1, 2>(XT, XStride, Wt, Rows, K, Col, YT, YStride);
     }
     for (unsigned TT = 0; TT < (Four ? 4u : 1u); ++TT)
-      for (size_t M = N; M < N1; ++M) {
+      for (size_t M = Col; M < N1; ++M) {
         float Acc = 0;
         for (size_t I = 0; I < K; ++I)
           Acc = fmaS(XT[TT * XStride + I], Wt[I * Rows + M], Acc);
@@ -317,7 +317,8 @@ static void gemmTransposed(const float *X, size_t T, size_t XStride,
 void matmulNT(const float *X, size_t T, size_t XStride, const WeightMatrix &W,
               size_t N0, size_t N1, float *Y, size_t YStride) {
   if (W.Transposed)
-    return gemmTransposed(X, T, XStride, W, N0, N1, Y, YStride);
+    return gemmKN(X, T, XStride, W.Transposed, W.Cols, W.Rows, N0, N1, Y,
+                  YStride);
   if (W.Type == DType::BF16)
     matmulNTImpl<true>(X, T, XStride, W, N0, N1, Y, YStride);
   else
@@ -397,6 +398,11 @@ static void matmulNNImpl(const float *A, size_t T, size_t AStride,
 void matmulNN(const float *A, size_t T, size_t AStride, const WeightMatrix &W,
               size_t R0, size_t R1, size_t C0, size_t C1, float *Y,
               size_t YStride) {
+  // f32 rows over the whole range are already the [K, N] layout of the
+  // GEMM kernel, whose chains equal the ones below (Y must be zero).
+  if (W.Type == DType::F32 && R0 == 0 && R1 == W.Rows)
+    return gemmKN(A, T, AStride, W.f32Row(0), W.Rows, W.Cols, C0, C1, Y,
+                  YStride);
   if (W.Type == DType::BF16)
     matmulNNImpl<true>(A, T, AStride, W, R0, R1, C0, C1, Y, YStride);
   else

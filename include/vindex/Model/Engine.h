@@ -36,6 +36,8 @@ struct LayerWeights {
   std::vector<float> QNorm, KNorm;
   /// Feature-major FFN: [F, d] each.
   WeightMatrix Gate, Up, Down;
+  /// |up_i| * |down_i| per feature: the walk's ranking scale.
+  std::vector<float> WalkScale;
   bool Sliding = false;
   std::vector<float> RopeInvFreq; ///< head_dim / 2 inverse frequencies.
 };

@@ -65,8 +65,15 @@ void matmulNT(const float *X, size_t T, size_t XStride, const WeightMatrix &W,
 /// Y[n] += A * W[R][n] for n < W.Cols (one feature's vector, scaled).
 void axpyRow(float A, const WeightMatrix &W, size_t R, float *Y);
 
+/// Y[t][n] = sum_k X[t][k] * W[k][n] for n in [N0, N1), W row-major [K, N]
+/// f32: the register-blocked GEMM. Each element is one chain of fused
+/// multiply-adds over k in order from zero.
+void gemmKN(const float *X, size_t T, size_t XStride, const float *W, size_t K,
+            size_t N, size_t N0, size_t N1, float *Y, size_t YStride);
+
 /// Y[t][c] += sum_{r in [R0,R1)} A[t][r] * W[r][c] for c in [C0, C1): the
-/// down projection over feature-major rows.
+/// down projection over feature-major rows. For f32 weights over all rows
+/// Y must start at zero (the GEMM kernel stores rather than adds).
 void matmulNN(const float *A, size_t T, size_t AStride, const WeightMatrix &W,
               size_t R0, size_t R1, size_t C0, size_t C1, float *Y,
               size_t YStride);
