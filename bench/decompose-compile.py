@@ -10,6 +10,11 @@ Prints one JSON object: per job the median wall time, GB/s of checkpoint
 bytes, the ratio to cp, and peak RSS (from wait4). Usage:
 
   bench/decompose-compile.py [--layers N] [--reps R] [--work DIR] [--jobs J]
+                             [--compress none|zstd] [--cold]
+
+--cold drops the page cache (as root) before every job, so each one reads
+its input from disk and writes into fresh memory; without it the input is
+in the page cache and each job recycles the pages its previous output held.
 """
 import argparse
 import json
@@ -48,6 +53,7 @@ def main():
     ap.add_argument("--work", default=os.path.join(ROOT, "out", "bench"))
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"))
     ap.add_argument("--compress", default="none")
+    ap.add_argument("--cold", action="store_true")
     a = ap.parse_args()
 
     ckpt = os.path.join(a.work, "gemma3-4b-synthetic-%dl" % a.layers)
@@ -74,6 +80,9 @@ def main():
         for job in ("cp", "decompose", "compile"):
             shutil.rmtree(outs[job], ignore_errors=True)
             subprocess.run(["sync"])
+            if a.cold:
+                with open("/proc/sys/vm/drop_caches", "w") as f:
+                    f.write("3\n")
             r = run(bins[job])
             if rep:
                 res[job].append(r)
@@ -83,7 +92,8 @@ def main():
 
     out = {"benchmark": "decompose-compile", "layers": a.layers,
            "checkpoint_bytes": size, "vindex_bytes": vindex_bytes,
-           "compress": a.compress, "reps": a.reps, "jobs": a.jobs or os.cpu_count()}
+           "compress": a.compress, "cache": "cold" if a.cold else "warm",
+           "reps": a.reps, "jobs": a.jobs or os.cpu_count()}
     cp_wall = statistics.median(w for w, _ in res["cp"])
     for job, runs in res.items():
         wall = statistics.median(w for w, _ in runs)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end on the bundled tiny model, as far as the pipeline
-# exists today: decompose tiny-gemma3 into a V-index, compile it back to a
-# Hugging Face checkpoint, and check that every tensor came back bit-exact.
+# exists today: decompose tiny-gemma3 into a V-index, ask the model a fact
+# through the engine, compile the V-index back to a Hugging Face checkpoint,
+# and check that every tensor came back bit-exact.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${VINDEX_BUILD_DIR:-$root/build}"
@@ -9,13 +10,17 @@ out="${VINDEX_DEMO_DIR:-$root/out/demo}"
 model="$root/test/fixtures/models/tiny-gemma3"
 
 "$root/utils/setup.sh"
-"$root/utils/build.sh" vindex-decompose vindex-compile >/dev/null
+"$root/utils/build.sh" vindex-decompose vindex-compile larql-opt >/dev/null
 bin="$build/bin"
 mkdir -p "$out"
 
 echo "== vindex-decompose $model -> $out/tiny-gemma3.vindex"
 "$bin/vindex-decompose" "$model" -o "$out/tiny-gemma3.vindex" --verify \
   --depfile "$out/tiny-gemma3.vindex.d"
+echo "== larql-opt: what does the model know?"
+"$bin/larql-opt" "$out/tiny-gemma3.vindex" \
+  -e "INFER 'The capital of France is' TOP 3 GENERATE 1" \
+  -e "INFER 'The currency of Japan is the' TOP 1 GENERATE 2"
 echo "== vindex-compile --format=safetensors -> $out/tiny-gemma3-hf"
 "$bin/vindex-compile" "$out/tiny-gemma3.vindex" --format=safetensors \
   -o "$out/tiny-gemma3-hf"
@@ -23,4 +28,8 @@ echo "== round trip check (independent reader)"
 /usr/bin/python3 "$root/test/lit/Inputs/st.py" compare "$model" "$out/tiny-gemma3-hf"
 files=$(find "$out/tiny-gemma3.vindex" -type f | wc -l)
 bytes=$(du -sb "$out/tiny-gemma3.vindex" | cut -f1)
-echo "summary: tiny-gemma3 -> V-index ($files files, $bytes bytes) -> safetensors: bit-exact"
+answer=$("$bin/larql-opt" "$out/tiny-gemma3.vindex" --format=json \
+  -e "INFER 'The capital of France is' TOP 1 GENERATE 1" |
+  sed -n 's/.*"text":"\([^"]*\)".*/\1/p')
+echo "summary: tiny-gemma3 -> V-index ($files files, $bytes bytes) -> safetensors: bit-exact;"
+echo "         'The capital of France is' -> '$answer'"

@@ -285,16 +285,6 @@ Error Model::bind(const Vindex &V) {
       if (Error E = Vec(TensorRole::AttnVBias, KVDim, 0, W.VBias))
         return E;
     }
-    // |up_i| * |down_i|: with |act(gate_i)| it bounds feature i's output.
-    W.WalkScale.resize(F);
-    for (size_t I = 0; I < F; ++I) {
-      double U = 0, Dn = 0;
-      for (size_t J = 0; J < D; ++J) {
-        U += double(W.Up.at(I, J)) * W.Up.at(I, J);
-        Dn += double(W.Down.at(I, J)) * W.Down.at(I, J);
-      }
-      W.WalkScale[I] = float(std::sqrt(U * Dn));
-    }
     W.Sliding = L < C.LayerKinds.size() && C.LayerKinds[L] == LayerKind::Sliding;
     Expected<std::vector<float>> Inv = ropeInvFreq(C, W.Sliding);
     if (!Inv)
@@ -307,6 +297,25 @@ Error Model::bind(const Vindex &V) {
 //===----------------------------------------------------------------------===//
 // Running
 //===----------------------------------------------------------------------===//
+
+ArrayRef<float> LayerWeights::walkScale() const {
+  // Computed on first use: it reads all of up and down, which a model that
+  // never walks should not pay for at load.
+  std::call_once(*WalkScaleOnce, [&] {
+    size_t F = Up.Rows, D = Up.Cols;
+    WalkScale.resize(F);
+    std::vector<float> Row(D);
+    for (size_t I = 0; I < F; ++I) {
+      double U = 0, Dn = 0;
+      for (size_t J = 0; J < D; ++J) {
+        U += double(Up.at(I, J)) * Up.at(I, J);
+        Dn += double(Down.at(I, J)) * Down.at(I, J);
+      }
+      WalkScale[I] = float(std::sqrt(U * Dn));
+    }
+  });
+  return WalkScale;
+}
 
 size_t argmax(ArrayRef<float> V) {
   return std::max_element(V.begin(), V.end()) - V.begin();
@@ -482,12 +491,13 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T,
     Activations->assign(T * F, 0.0f);
   std::vector<uint32_t> Order(F);
   std::vector<float> Score(F), Ones(F, 1.0f);
+  ArrayRef<float> Scale = W.walkScale();
   for (size_t Tk = 0; Tk < T; ++Tk) {
     const float *GT = &G[Tk * F];
     std::copy(GT, GT + F, Score.begin());
     activateAndMultiply(C.Act, Score.data(), Ones.data(), F);
     for (size_t I = 0; I < F; ++I)
-      Score[I] = std::fabs(Score[I]) * W.WalkScale[I];
+      Score[I] = std::fabs(Score[I]) * Scale[I];
     std::iota(Order.begin(), Order.end(), 0);
     std::nth_element(Order.begin(), Order.begin() + WalkK, Order.end(),
                      [&](uint32_t A, uint32_t B) {

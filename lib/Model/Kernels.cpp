@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include <immintrin.h>
 
@@ -219,12 +220,45 @@ void axpyF32(float A, const float *X, float *Y, size_t N) {
     Y[I] = fmaS(A, X[I], Y[I]);
 }
 
+// bf16 weights against several tokens: widen a panel of 16 rows into an f32
+// [K, 16] buffer once, then run the GEMM kernel over every token with it, so
+// the conversion is paid once per weight rather than once per token.
+static void matmulNTPanelsBF16(const float *X, size_t T, size_t XStride,
+                               const WeightMatrix &W, size_t N0, size_t N1,
+                               float *Y, size_t YStride) {
+  const size_t K = W.Cols;
+  constexpr size_t P = 16;
+  thread_local std::vector<float> Panel;
+  Panel.resize(K * P);
+  size_t N = N0;
+  for (; N + P <= N1; N += P) {
+    for (size_t R = 0; R < P; ++R) {
+      const uint16_t *Row = W.bf16Row(N + R);
+      for (size_t I = 0; I < K; ++I)
+        Panel[I * P + R] = bf16ToFloat(Row[I]);
+    }
+    gemmKN(X, T, XStride, Panel.data(), K, P, 0, P, Y + N, YStride,
+           /*Accumulate=*/false);
+  }
+  for (; N < N1; ++N)
+    for (size_t T0 = 0; T0 < T; ++T0) {
+      float Acc = 0;
+      const uint16_t *Row = W.bf16Row(N);
+      for (size_t I = 0; I < K; ++I)
+        Acc = fmaS(X[T0 * XStride + I], bf16ToFloat(Row[I]), Acc);
+      Y[T0 * YStride + N] = Acc;
+    }
+}
+
 template <bool BF16>
 static void matmulNTImpl(const float *X, size_t T, size_t XStride,
                          const WeightMatrix &W, size_t N0, size_t N1, float *Y,
                          size_t YStride) {
   const size_t K = W.Cols;
   const void *Rows[8];
+  if constexpr (BF16)
+    if (T >= 4)
+      return matmulNTPanelsBF16(X, T, XStride, W, N0, N1, Y, YStride);
   size_t T0 = 0;
   // 4 tokens x 2 rows: each weight vector is converted once and used 4
   // times, with 8 independent chains in flight.
@@ -265,8 +299,12 @@ static void matmulNTImpl(const float *X, size_t T, size_t XStride,
 template <unsigned TB, unsigned NV>
 static inline void gemmBlock(const float *X, size_t XStride, const float *Wt,
                              size_t Rows, size_t K, size_t N, float *Y,
-                             size_t YStride) {
+                             size_t YStride, bool Accumulate) {
   V8 Acc[TB][NV] = {};
+  if (Accumulate) // continue the chains where an earlier call left them
+    for (unsigned T = 0; T < TB; ++T)
+      for (unsigned J = 0; J < NV; ++J)
+        Acc[T][J] = load8(Y + T * YStride + N + 8 * J);
   for (size_t I = 0; I < K; ++I) {
     V8 W[NV];
     for (unsigned J = 0; J < NV; ++J)
@@ -284,7 +322,7 @@ static inline void gemmBlock(const float *X, size_t XStride, const float *Wt,
 
 void gemmKN(const float *X, size_t T, size_t XStride, const float *W,
             size_t K, size_t N, size_t N0, size_t N1, float *Y,
-            size_t YStride) {
+            size_t YStride, bool Accumulate) {
   const size_t Rows = N;
   const float *Wt = W;
   size_t T0 = 0;
@@ -297,16 +335,19 @@ void gemmKN(const float *X, size_t T, size_t XStride, const float *W,
     size_t Col = N0;
     if (Four) {
       for (; Col + 16 <= N1; Col += 16)
-        gemmBlock<4, 2>(XT, XStride, Wt, Rows, K, Col, YT, YStride);
+        gemmBlock<4, 2>(XT, XStride, Wt, Rows, K, Col, YT, YStride,
+                        Accumulate);
     } else {
       for (; Col + 64 <= N1; Col += 64)
-        gemmBlock<1, 8>(XT, XStride, Wt, Rows, K, Col, YT, YStride);
+        gemmBlock<1, 8>(XT, XStride, Wt, Rows, K, Col, YT, YStride,
+                        Accumulate);
       for (; Col + 16 <= N1; Col += 16)
-        gemmBlock<1, 2>(XT, XStride, Wt, Rows, K, Col, YT, YStride);
+        gemmBlock<1, 2>(XT, XStride, Wt, Rows, K, Col, YT, YStride,
+                        Accumulate);
     }
     for (unsigned TT = 0; TT < (Four ? 4u : 1u); ++TT)
       for (size_t M = Col; M < N1; ++M) {
-        float Acc = 0;
+        float Acc = Accumulate ? YT[TT * YStride + M] : 0.0f;
         for (size_t I = 0; I < K; ++I)
           Acc = fmaS(XT[TT * XStride + I], Wt[I * Rows + M], Acc);
         YT[TT * YStride + M] = Acc;
@@ -318,7 +359,7 @@ void matmulNT(const float *X, size_t T, size_t XStride, const WeightMatrix &W,
               size_t N0, size_t N1, float *Y, size_t YStride) {
   if (W.Transposed)
     return gemmKN(X, T, XStride, W.Transposed, W.Cols, W.Rows, N0, N1, Y,
-                  YStride);
+                  YStride, /*Accumulate=*/false);
   if (W.Type == DType::BF16)
     matmulNTImpl<true>(X, T, XStride, W, N0, N1, Y, YStride);
   else
@@ -402,7 +443,26 @@ void matmulNN(const float *A, size_t T, size_t AStride, const WeightMatrix &W,
   // GEMM kernel, whose chains equal the ones below (Y must be zero).
   if (W.Type == DType::F32 && R0 == 0 && R1 == W.Rows)
     return gemmKN(A, T, AStride, W.f32Row(0), W.Rows, W.Cols, C0, C1, Y,
-                  YStride);
+                  YStride, /*Accumulate=*/false);
+  if (W.Type == DType::BF16 && T >= 4) {
+    // Widen 64 rows (their columns C0..C1) at a time and continue the GEMM
+    // chains across the panels: the conversion is paid once per weight.
+    constexpr size_t P = 64;
+    size_t Width = C1 - C0;
+    thread_local std::vector<float> Panel;
+    Panel.resize(P * Width);
+    for (size_t R = R0; R < R1; R += P) {
+      size_t Rn = std::min(P, R1 - R);
+      for (size_t I = 0; I < Rn; ++I) {
+        const uint16_t *Row = W.bf16Row(R + I) + C0;
+        for (size_t C = 0; C < Width; ++C)
+          Panel[I * Width + C] = bf16ToFloat(Row[C]);
+      }
+      gemmKN(A + R, T, AStride, Panel.data(), Rn, Width, 0, Width, Y + C0,
+             YStride, /*Accumulate=*/true);
+    }
+    return;
+  }
   if (W.Type == DType::BF16)
     matmulNNImpl<true>(A, T, AStride, W, R0, R1, C0, C1, Y, YStride);
   else

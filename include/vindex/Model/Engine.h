@@ -17,6 +17,7 @@
 #include "llvm/Support/Error.h"
 
 #include <functional>
+#include <mutex>
 #include <memory>
 #include <vector>
 
@@ -36,10 +37,17 @@ struct LayerWeights {
   std::vector<float> QNorm, KNorm;
   /// Feature-major FFN: [F, d] each.
   WeightMatrix Gate, Up, Down;
-  /// |up_i| * |down_i| per feature: the walk's ranking scale.
-  std::vector<float> WalkScale;
   bool Sliding = false;
   std::vector<float> RopeInvFreq; ///< head_dim / 2 inverse frequencies.
+
+  /// |up_i| * |down_i| per feature: the walk's ranking scale (computed on
+  /// first use, thread-safe).
+  llvm::ArrayRef<float> walkScale() const;
+
+private:
+  mutable std::vector<float> WalkScale;
+  std::unique_ptr<std::once_flag> WalkScaleOnce =
+      std::make_unique<std::once_flag>();
 };
 
 class Model {

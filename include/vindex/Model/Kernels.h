@@ -68,8 +68,11 @@ void axpyRow(float A, const WeightMatrix &W, size_t R, float *Y);
 /// Y[t][n] = sum_k X[t][k] * W[k][n] for n in [N0, N1), W row-major [K, N]
 /// f32: the register-blocked GEMM. Each element is one chain of fused
 /// multiply-adds over k in order from zero.
+/// With Accumulate the chains start from Y's values instead of zero (a
+/// GEMM over K split into consecutive parts gives the same bits).
 void gemmKN(const float *X, size_t T, size_t XStride, const float *W, size_t K,
-            size_t N, size_t N0, size_t N1, float *Y, size_t YStride);
+            size_t N, size_t N0, size_t N1, float *Y, size_t YStride,
+            bool Accumulate);
 
 /// Y[t][c] += sum_{r in [R0,R1)} A[t][r] * W[r][c] for c in [C0, C1): the
 /// down projection over feature-major rows. For f32 weights over all rows
