@@ -176,7 +176,22 @@ static inline void block(const float *X, size_t XStride, const void *const *Rows
                          size_t K, float *Y, size_t YStride) {
   V8 Acc[TB][NB] = {};
   size_t KV = K / 8 * 8;
+  // Generation streams each weight once: prefetch the next block of rows
+  // (contiguous after this one) at the pace this block is read, 128 bytes
+  // of it per step, since the hardware prefetcher does not see 8 short
+  // interleaved streams coming.
+  constexpr size_t ElemBytes = BF16 ? 2 : 4;
+  const char *Next =
+      static_cast<const char *>(Rows[0]) + NB * K * ElemBytes;
   for (size_t I = 0; I < KV; I += 8) {
+    if constexpr (TB == 1 && NB == 8) {
+      __builtin_prefetch(Next + I * NB * ElemBytes);
+      __builtin_prefetch(Next + I * NB * ElemBytes + 64);
+      if constexpr (!BF16) {
+        __builtin_prefetch(Next + I * NB * ElemBytes + 128);
+        __builtin_prefetch(Next + I * NB * ElemBytes + 192);
+      }
+    }
     V8 XV[TB];
     for (unsigned T = 0; T < TB; ++T)
       XV[T] = load8(X + T * XStride + I);
