@@ -6,6 +6,7 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
@@ -132,6 +133,12 @@ Error Checkpoint::loadIndex(StringRef Path) {
   const json::Object *Map = Obj ? Obj->getObject("weight_map") : nullptr;
   if (!Map)
     return fileError(Path, "missing 'weight_map' object");
+  if (const json::Object *Meta = Obj->getObject("metadata")) {
+    for (const auto &KV : *Meta)
+      IndexMeta.emplace_back(KV.first.str(),
+                             formatv("{0}", KV.second).str());
+    llvm::sort(IndexMeta);
+  }
   // Shards in name order: model-00001-of-00003 first.
   std::vector<std::string> ShardNames;
   StringMap<std::string> TensorToShard;

@@ -162,13 +162,14 @@ Error parseActivation(StringRef File, StringRef Name, Activation &Out) {
   return Error::success();
 }
 
-Error parseRopeScaling(const Fields &F, RopeScaling &Out) {
+Error parseRopeScaling(const Fields &F, StringRef File, RopeScaling &Out) {
   if (!F.has("rope_scaling"))
     return Error::success();
   const json::Object *RS = F.object("rope_scaling");
   if (!RS)
-    return fileError("config.json", "field 'rope_scaling' must be an object");
-  Fields S(*RS, "config.json", F.where("rope_scaling"));
+    return fileError(File, "field '{0}' must be an object",
+                     F.where("rope_scaling"));
+  Fields S(*RS, File, F.where("rope_scaling"));
   if (Error E = S.string("rope_type", Out.Type))
     return E;
   if (Out.Type.empty())
@@ -263,9 +264,11 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
     return E;
   if (Error E = F.u64("vocab_size", C.VocabSize))
     return E;
-  if (C.NumHeads == 0 || C.HiddenSize == 0 || C.NumLayers == 0)
+  if (C.NumHeads == 0 || C.HiddenSize == 0 || C.NumLayers == 0 ||
+      C.VocabSize == 0)
     return fileError(File, "'hidden_size', 'num_hidden_layers' and "
-                           "'num_attention_heads' must be positive");
+                           "'num_attention_heads' and 'vocab_size' must be "
+                           "positive");
   C.NumKVHeads = D.Gemma ? 4 : C.NumHeads;
   if (Error E = F.u64("num_key_value_heads", C.NumKVHeads))
     return E;
@@ -276,6 +279,9 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
   C.HeadDim = D.Gemma ? 256 : C.HiddenSize / C.NumHeads;
   if (Error E = F.u64("head_dim", C.HeadDim))
     return E;
+  if (C.HeadDim == 0 || C.HeadDim % 2)
+    return fileError(File, "'head_dim' ({0}) must be a positive even number",
+                     C.HeadDim);
   if (Error E = F.u64("max_position_embeddings", C.MaxPositions))
     return E;
 
@@ -285,7 +291,7 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
   C.RopeLocalTheta = D.Gemma ? 10000.0 : C.RopeTheta;
   if (Error E = F.f64("rope_local_base_freq", C.RopeLocalTheta))
     return E;
-  if (Error E = parseRopeScaling(F, C.Scaling))
+  if (Error E = parseRopeScaling(F, File, C.Scaling))
     return E;
   C.NormEps = D.NormEps;
   if (Error E = F.f64("rms_norm_eps", C.NormEps))

@@ -3,6 +3,8 @@
 
 #include "llvm/ADT/StringSwitch.h"
 
+#include <cstdint>
+
 using namespace llvm;
 
 namespace vindex {
@@ -15,10 +17,13 @@ TensorClass classifyTensor(StringRef Name) {
   if (Name == "model.norm.weight")
     return {TensorRole::FinalNorm, -1};
   StringRef Rest = Name;
-  unsigned Layer;
-  if (!Rest.consume_front("model.layers.") || Rest.consumeInteger(10, Layer) ||
+  unsigned long long Index;
+  if (!Rest.consume_front("model.layers.") || Rest.consumeInteger(10, Index) ||
       !Rest.consume_front("."))
     return {};
+  // An absurd index stays absurd (and is rejected against the config)
+  // rather than wrapping into a plausible or negative one.
+  int Layer = Index > uint64_t(INT32_MAX) ? INT32_MAX : int(Index);
   TensorRole Role = StringSwitch<TensorRole>(Rest)
                         .Case("self_attn.q_proj.weight", TensorRole::AttnQ)
                         .Case("self_attn.k_proj.weight", TensorRole::AttnK)
@@ -40,7 +45,7 @@ TensorClass classifyTensor(StringRef Name) {
                         .Case("mlp.up_proj.weight", TensorRole::FFNUp)
                         .Case("mlp.down_proj.weight", TensorRole::FFNDown)
                         .Default(TensorRole::Other);
-  return {Role, static_cast<int>(Layer)};
+  return {Role, Layer};
 }
 
 StringRef roleName(TensorRole R) {

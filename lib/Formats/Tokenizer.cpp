@@ -35,6 +35,11 @@
 using namespace llvm;
 using namespace vindex;
 
+/// The largest token id accepted (16M; real vocabularies have at most a few
+/// hundred thousand), so that a corrupt file cannot make us allocate
+/// gigabytes.
+static constexpr int64_t kMaxTokenId = int64_t(1) << 24;
+
 //===----------------------------------------------------------------------===//
 // Unicode helpers
 //===----------------------------------------------------------------------===//
@@ -1527,7 +1532,9 @@ Error Loader::parseModel(const json::Value *V) {
   for (const auto &[Key, IdValue] : *Vocab) {
     StringRef Piece = Key;
     std::optional<int64_t> Id = IdValue.getAsInteger();
-    if (!Id || *Id < 0 || *Id >= INT32_MAX)
+    // Ids index a table: bound them far above any real vocabulary (262K)
+    // so that a corrupt file cannot make us allocate gigabytes.
+    if (!Id || *Id < 0 || *Id >= kMaxTokenId)
       return fail("model.vocab['" + Piece + "'] is not a valid id");
     T.Model.Vocab[Piece] = int32_t(*Id);
     if (size_t(*Id) >= T.Pieces.size())
@@ -1674,6 +1681,8 @@ Error Loader::parseAddedTokens(const json::Value *V) {
     T.AddedById[Tok.Id] = Index;
     (Tok.Normalized ? T.NormalizedTrie : T.RawTrie)
         .insert(Tok.Normalized ? Tok.DecodeAs : Tok.Content, Index);
+    if (Tok.Id < 0 || Tok.Id >= kMaxTokenId)
+      return fail(Path + ": id " + Twine(Tok.Id) + " is not a valid id");
     if (size_t(Tok.Id) >= T.Pieces.size())
       T.Pieces.resize(Tok.Id + 1);
     T.Pieces[Tok.Id] = Tok.Content;

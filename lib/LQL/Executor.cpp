@@ -56,7 +56,8 @@ Error Executor::run(const Statement &S) {
     return infer("INFER", I->Prompt, I->Top, I->Generate, 0);
   const auto &W = std::get<WalkStmt>(S.Node);
   size_t F = M.config().IntermediateSize;
-  size_t K = W.K ? std::max<size_t>(1, *W.K) : std::max<size_t>(1, F / 4);
+  // More features than the layer has is all of them: the dense FFN.
+  size_t K = W.K ? std::min<size_t>(*W.K, F) : std::max<size_t>(1, F / 4);
   return infer("WALK", W.Prompt, W.Top, std::nullopt, K);
 }
 
@@ -77,7 +78,10 @@ Error Executor::infer(StringRef Kind, StringRef Prompt, unsigned Top,
   std::vector<int32_t> Generated;
   if (Generate) {
     ArrayRef<int64_t> Stop = M.config().EosIds;
-    for (size_t Step = 0; Step < *Generate + 32; ++Step) {
+    uint64_t Limit = uint64_t(*Generate) + 32;
+    if (uint64_t Max = M.config().MaxPositions)
+      Limit = std::min<uint64_t>(Limit, Max > Ids.size() ? Max - Ids.size() : 0);
+    for (uint64_t Step = 0; Step < Limit; ++Step) {
       int32_t Next = int32_t(argmax(Logits));
       bool Eos = is_contained(Stop, int64_t(Next)) || Tok.isSpecial(Next);
       if (Eos || (Step >= *Generate && startsWord(Tok.piece(Next))))

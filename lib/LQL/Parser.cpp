@@ -247,9 +247,14 @@ private:
             unexpected("K after WITH");
             return std::nullopt;
           }
+          SMLoc At = Cur.loc();
           std::optional<unsigned> N = integer("a feature count after WITH K");
           if (!N)
             return std::nullopt;
+          if (*N == 0) {
+            Lex.error(At, "WITH K needs at least one feature");
+            return std::nullopt;
+          }
           W.K = *N;
         } else {
           break;

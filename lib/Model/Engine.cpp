@@ -49,8 +49,9 @@ public:
     if (!T)
       return missing(Role, Layer);
     if (numElements(T->Dims).value_or(0) != Rows * Cols)
-      return makeError("tensor '{0}' has shape {1}, expected [{2}, {3}]",
-                       T->Name, shapeString(T->Dims), Rows, Cols);
+      return makeError("{0}: tensor '{1}' has shape {2}, expected [{3}, {4}]",
+                       V.directory(), T->Name, shapeString(T->Dims), Rows,
+                       Cols);
     Expected<ArrayRef<uint8_t>> Bytes = bytes(*T);
     if (!Bytes)
       return Bytes.takeError();
@@ -91,8 +92,8 @@ public:
     if (!T)
       return missing(Role, Layer);
     if (numElements(T->Dims).value_or(0) != N)
-      return makeError("tensor '{0}' has shape {1}, expected [{2}]", T->Name,
-                       shapeString(T->Dims), N);
+      return makeError("{0}: tensor '{1}' has shape {2}, expected [{3}]",
+                       V.directory(), T->Name, shapeString(T->Dims), N);
     Expected<ArrayRef<uint8_t>> Bytes = bytes(*T);
     if (!Bytes)
       return Bytes.takeError();
@@ -181,14 +182,15 @@ Expected<std::vector<float>> ropeInvFreq(const ModelConfig &C, bool Sliding) {
 
 } // namespace
 
-Expected<std::unique_ptr<Model>> Model::load(const Vindex &V) {
+Expected<std::unique_ptr<Model>> Model::load(const Vindex &V,
+                                             const LoadOptions &Opts) {
   std::unique_ptr<Model> M(new Model());
-  if (Error E = M->bind(V))
+  if (Error E = M->bind(V, Opts))
     return std::move(E);
   return std::move(M);
 }
 
-Error Model::bind(const Vindex &V) {
+Error Model::bind(const Vindex &V, const LoadOptions &Opts) {
   Config = V.config();
   const ModelConfig &C = Config;
   static const StringRef Supported[] = {"gemma3_text", "llama", "mistral",
@@ -196,13 +198,28 @@ Error Model::bind(const Vindex &V) {
   if (!is_contained(Supported, StringRef(C.Architecture)))
     return makeError("{0}: the engine does not run '{1}'", V.directory(),
                      C.Architecture);
+  // A tensor the engine would not use changes the model (an MLP bias, an
+  // o_proj bias...): refuse rather than compute something else.
+  for (const TensorRecord &T : V.manifest().Tensors) {
+    bool Unused = T.Role == TensorRole::Other ||
+                  (!C.AttentionBias && (T.Role == TensorRole::AttnQBias ||
+                                        T.Role == TensorRole::AttnKBias ||
+                                        T.Role == TensorRole::AttnVBias)) ||
+                  (!C.QKNorm && (T.Role == TensorRole::AttnQNorm ||
+                                 T.Role == TensorRole::AttnKNorm)) ||
+                  (!C.PostNorms && (T.Role == TensorRole::PreFFNNorm ||
+                                    T.Role == TensorRole::PostFFNNorm));
+    if (Unused)
+      return makeError("{0}: the engine does not support tensor '{1}'",
+                       V.directory(), T.Name);
+  }
   Binder B(V, Owned);
-  // Models whose weights fit in 1 GiB as f32 are widened once at load; larger
-  // ones run from the mapped bf16 bytes.
+  // Models whose weights fit the budget as f32 are widened once at load;
+  // larger ones run from the mapped bytes.
   uint64_t Elements = 0;
   for (const TensorRecord &T : V.manifest().Tensors)
     Elements += numElements(T.Dims).value_or(0);
-  B.WidenBF16 = Elements * 4 <= (uint64_t(1) << 30);
+  B.WidenBF16 = Elements * 4 <= Opts.WidenBudget;
   size_t D = C.HiddenSize, F = C.IntermediateSize, HD = C.HeadDim;
   size_t QDim = C.NumHeads * HD, KVDim = C.NumKVHeads * HD;
   float NormAdd = C.Norm == NormStyle::OnePlusWeight ? 1.0f : 0.0f;
@@ -212,7 +229,7 @@ Error Model::bind(const Vindex &V) {
   if (!Emb)
     return Emb.takeError();
   Embedding = *Emb;
-  if (C.TiedEmbeddings || !B.find(TensorRole::LMHead, -1)) {
+  if (C.TiedEmbeddings && !B.find(TensorRole::LMHead, -1)) {
     LMHead = Embedding;
   } else {
     Expected<WeightMatrix> Head = B.matrix(TensorRole::LMHead, -1,
@@ -526,6 +543,8 @@ ForwardResult Session::run(ArrayRef<int32_t> Tokens,
   const ModelConfig &C = M.config();
   size_t T = Tokens.size(), D = C.HiddenSize;
   ForwardResult R;
+  if (T == 0)
+    return R;
   std::vector<float> X(T * D), H(T * D), A(T * D);
   float EmbScale = float(C.EmbeddingScale);
   for (size_t Tk = 0; Tk < T; ++Tk) {

@@ -8,9 +8,11 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Store/Compile.h"
 
+#include "vindex/Formats/Checkpoint.h"
 #include "vindex/Store/Layout.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/AtomicDirectory.h"
+#include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/OutputFile.h"
 #include "vindex/Support/Progress.h"
@@ -21,6 +23,7 @@
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/ThreadPool.h"
 
 #include <set>
@@ -69,6 +72,21 @@ Error writeTensor(const Vindex &V, const TensorRecord &T, OutputFile &Out,
   return Out.write(Scratch);
 }
 
+/// An earlier compile output: only files a compile writes (or nothing).
+bool isReplaceableCheckpoint(StringRef Dir) {
+  std::error_code EC;
+  for (sys::fs::directory_iterator It(Dir, EC), End; It != End && !EC;
+       It.increment(EC)) {
+    StringRef Name = sys::path::filename(It->path());
+    bool Ours = Name == "config.json" || Name.ends_with(".safetensors") ||
+                Name == "model.safetensors.index.json" ||
+                is_contained(auxiliaryFileNames(), Name);
+    if (!Ours || It->type() != sys::fs::file_type::regular_file)
+      return false;
+  }
+  return !EC;
+}
+
 Error writeShard(const Vindex &V, const OutputShard &S, StringRef Path,
                  Progress &P) {
   Expected<std::unique_ptr<OutputFile>> Out = OutputFile::create(Path);
@@ -113,6 +131,10 @@ Error copyAuxFiles(const Vindex &V, const AtomicDirectory &Out) {
       return fileError(V.path(F.Name), "cannot read: {0}",
                        Buf.getError().message());
     std::string Bytes = (*Buf)->getBuffer().str();
+    if (Bytes.size() != F.Length ||
+        checksum(arrayRefFromStringRef(Bytes)) != F.Checksum)
+      return fileError(V.path(F.Name), "checksum mismatch (the file was "
+                                       "changed)");
     if (F.Name == "config.json" && Cfg.SourceModelType != Cfg.Architecture) {
       Expected<std::string> Derived = textModelConfig(Bytes, V.path(F.Name));
       if (!Derived)
@@ -125,7 +147,8 @@ Error copyAuxFiles(const Vindex &V, const AtomicDirectory &Out) {
   return Error::success();
 }
 
-Error writeIndex(ArrayRef<OutputShard> Shards, const AtomicDirectory &Out) {
+Error writeIndex(ArrayRef<OutputShard> Shards, const Metadata &Source,
+                 const AtomicDirectory &Out) {
   json::Object WeightMap;
   uint64_t Total = 0;
   for (const OutputShard &S : Shards)
@@ -133,7 +156,18 @@ Error writeIndex(ArrayRef<OutputShard> Shards, const AtomicDirectory &Out) {
       WeightMap[T->Name] = S.Name;
       Total += T->Length;
     }
-  json::Object Index{{"metadata", json::Object{{"total_size", Total}}},
+  // The source index's metadata comes back as it was (values are stored as
+  // JSON text), except total_size, which describes the tensors written.
+  json::Object Meta;
+  for (const auto &[Key, Text] : Source) {
+    Expected<json::Value> V = json::parse(Text);
+    if (V)
+      Meta[Key] = std::move(*V);
+    else
+      consumeError(V.takeError());
+  }
+  Meta["total_size"] = Total;
+  json::Object Index{{"metadata", std::move(Meta)},
                      {"weight_map", std::move(WeightMap)}};
   return writeFileAtomically(
       Out.file("model.safetensors.index.json"),
@@ -150,7 +184,8 @@ Error compileSafetensors(const Vindex &V, StringRef OutDir, unsigned Jobs) {
   for (const TensorRecord &T : M.Tensors)
     Shards[M.Shards.empty() ? 0 : T.SourceShard].Tensors.push_back(&T);
 
-  Expected<AtomicDirectory> Out = AtomicDirectory::create(OutDir);
+  Expected<AtomicDirectory> Out =
+      AtomicDirectory::create(OutDir, isReplaceableCheckpoint);
   if (!Out)
     return Out.takeError();
   uint64_t Total = 0;
@@ -185,7 +220,7 @@ Error compileSafetensors(const Vindex &V, StringRef OutDir, unsigned Jobs) {
     if (!E.empty())
       return makeError("{0}", E);
   if (M.SourceIndex)
-    if (Error E = writeIndex(Shards, *Out))
+    if (Error E = writeIndex(Shards, M.IndexMetadata, *Out))
       return E;
   if (Error E = copyAuxFiles(V, *Out))
     return E;

@@ -56,7 +56,19 @@ Error checkShapes(const Checkpoint &C, ArrayRef<TensorRecord> Records) {
       return fileError(C.configPath(), "tensor '{0}' is in layer {1} but the "
                                        "config has {2} layers",
                        R.Name, R.Layer, Cfg.NumLayers);
+    uint64_t QDim = Cfg.NumHeads * Cfg.HeadDim;
+    uint64_t KVDim = Cfg.NumKVHeads * Cfg.HeadDim;
     switch (R.Role) {
+    case TensorRole::AttnQ:
+      Want = {QDim, D};
+      break;
+    case TensorRole::AttnK:
+    case TensorRole::AttnV:
+      Want = {KVDim, D};
+      break;
+    case TensorRole::AttnO:
+      Want = {D, QDim};
+      break;
     case TensorRole::FFNGate:
     case TensorRole::FFNUp:
       Want = {F, D};
@@ -252,6 +264,7 @@ Manifest Decomposer::buildManifest() {
   for (const auto &S : C.shards())
     M.Shards.push_back({sys::path::filename(S->path()).str(), S->metadata()});
   M.SourceIndex = !C.indexPath().empty();
+  M.IndexMetadata = C.indexMetadata();
   for (uint64_t L = 0; L < M.Config.NumLayers; ++L)
     M.Layers.push_back({uint32_t(L), M.Config.IntermediateSize, 0});
   M.Files = AuxFiles;
@@ -315,17 +328,25 @@ Error decompose(const DecomposeOptions &Opts,
   if (!C)
     return C.takeError();
   InputFiles = (*C)->inputFiles();
-  Expected<AtomicDirectory> Out = AtomicDirectory::create(Opts.Output);
+  Expected<AtomicDirectory> Out =
+      AtomicDirectory::create(Opts.Output, isReplaceableVindex);
   if (!Out)
     return Out.takeError();
   if (Error E = Decomposer(Opts, **C, *Out).run())
     return E;
   if (Opts.Verify) {
+    // Messages name the output as the user will know it, not the temporary.
+    auto Rename = [&](Error E) {
+      std::string Msg = toString(std::move(E));
+      for (size_t At; (At = Msg.find(Out->path().str())) != std::string::npos;)
+        Msg.replace(At, Out->path().size(), Opts.Output);
+      return makeError("{0}", Msg);
+    };
     Expected<std::unique_ptr<Vindex>> V = Vindex::open(Out->path());
     if (!V)
-      return V.takeError();
+      return Rename(V.takeError());
     if (Error E = (*V)->verify(Opts.Jobs))
-      return E;
+      return Rename(std::move(E));
   }
   return Out->commit();
 }

@@ -5,7 +5,9 @@
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
 
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/ThreadPool.h"
 
@@ -31,6 +33,12 @@ Expected<std::unique_ptr<Vindex>> Vindex::open(StringRef Dir) {
   return std::move(V);
 }
 
+// A file name from the manifest: one component, no way out of a directory.
+static bool isPlainFileName(StringRef Name) {
+  return !Name.empty() && Name != "." && Name != ".." &&
+         Name.find_first_of("/\\") == StringRef::npos;
+}
+
 // A name from the manifest must stay inside the V-index directory.
 static bool isSafeRelativePath(StringRef P) {
   if (P.empty() || sys::path::is_absolute(P))
@@ -51,17 +59,30 @@ Error Vindex::load() {
     return Parsed.takeError();
   M = std::move(*Parsed);
 
+  if (Error E = checkManifest(ManifestPath))
+    return E;
   for (size_t I = 0; I < M.Tensors.size(); ++I) {
     const TensorRecord &T = M.Tensors[I];
     auto Bad = [&](const char *Problem) {
       return fileError(ManifestPath, "tensor '{0}': {1}", T.Name, Problem);
     };
+    if (uint8_t(T.Type) > uint8_t(DType::BF16))
+      return Bad("unknown dtype");
+    if (uint8_t(T.Role) > uint8_t(TensorRole::FFNDown))
+      return Bad("unknown role");
+    if (T.Layer < -1 || (T.Layer >= 0 && uint64_t(T.Layer) >= M.Config.NumLayers))
+      return Bad("layer out of range");
+    if (T.Transposed && T.Dims.size() != 2)
+      return Bad("a transposed tensor must have two dimensions");
     if (!ByName.try_emplace(T.Name, I).second)
       return Bad("appears twice");
     if (!isSafeRelativePath(T.File))
       return Bad("payload file name leaves the V-index directory");
     std::optional<uint64_t> N = numElements(T.Dims);
-    if (!N || *N * dtypeSize(T.Type) != T.Length)
+    bool Overflow = !N;
+    uint64_t Bytes =
+        N ? SaturatingMultiply<uint64_t>(*N, dtypeSize(T.Type), &Overflow) : 0;
+    if (Overflow || Bytes != T.Length)
       return Bad("shape and dtype disagree with the decoded length");
     if (T.Compression == Codec::None && T.StoredLength != T.Length)
       return Bad("uncompressed but stored length differs from length");
@@ -85,6 +106,33 @@ Error Vindex::load() {
                        T.Name, T.Offset, T.Offset + T.StoredLength,
                        File->size());
   }
+  return Error::success();
+}
+
+// Everything a later step turns into a path or an array index is checked
+// here, once: a manifest is input like any other.
+Error Vindex::checkManifest(StringRef ManifestPath) const {
+  const ModelConfig &C = M.Config;
+  if (uint8_t(C.Norm) > uint8_t(NormStyle::OnePlusWeight) ||
+      uint8_t(C.Act) > uint8_t(Activation::Gelu))
+    return fileError(ManifestPath, "unknown norm style or activation");
+  if (C.LayerKinds.size() != C.NumLayers)
+    return fileError(ManifestPath, "{0} layer kinds for {1} layers",
+                     C.LayerKinds.size(), C.NumLayers);
+  for (LayerKind K : C.LayerKinds)
+    if (uint8_t(K) > uint8_t(LayerKind::Sliding))
+      return fileError(ManifestPath, "unknown layer kind");
+  StringSet<> Names;
+  for (const ShardRecord &S : M.Shards)
+    if (!isPlainFileName(S.Name) || !Names.insert(S.Name).second)
+      return fileError(ManifestPath, "invalid or repeated shard name '{0}'",
+                       S.Name);
+  Names.clear();
+  for (const AuxFileRecord &F : M.Files)
+    if (!isPlainFileName(F.Name) || !Names.insert(F.Name).second ||
+        F.Name == kManifestFileName)
+      return fileError(ManifestPath, "invalid or repeated file name '{0}'",
+                       F.Name);
   return Error::success();
 }
 

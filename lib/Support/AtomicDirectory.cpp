@@ -9,6 +9,9 @@
 #include "llvm/Support/Signals.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <mutex>
+#include <vector>
+
 using namespace llvm;
 
 namespace vindex {
@@ -21,7 +24,46 @@ Error removeTree(StringRef Path) {
   return Error::success();
 }
 
-Expected<AtomicDirectory> AtomicDirectory::create(StringRef Final) {
+// Temporary directories to remove if the process is interrupted. Removing
+// a tree is not async-signal-safe, but the alternative is leaving gigabytes
+// behind; LLVM's own RemoveFileOnSignal makes the same trade.
+static std::mutex PendingMutex;
+static std::vector<std::string> *Pending = new std::vector<std::string>();
+
+static void removePendingOnInterrupt() {
+  for (const std::string &P : *Pending)
+    sys::fs::remove_directories(P);
+}
+
+static void trackPending(const std::string &Path, bool Add) {
+  std::lock_guard<std::mutex> Lock(PendingMutex);
+  static bool Installed = false;
+  if (!Installed) {
+    sys::SetInterruptFunction(removePendingOnInterrupt);
+    Installed = true;
+  }
+  if (Add)
+    Pending->push_back(Path);
+  else
+    llvm::erase(*Pending, Path);
+}
+
+bool isReplaceableVindex(StringRef Dir) {
+  SmallString<256> Manifest(Dir);
+  sys::path::append(Manifest, "manifest.vfb");
+  if (sys::fs::exists(Manifest))
+    return true;
+  std::error_code EC;
+  return sys::fs::directory_iterator(Dir, EC) == sys::fs::directory_iterator() &&
+         !EC;
+}
+
+Expected<AtomicDirectory>
+AtomicDirectory::create(StringRef Final, ReplaceablePredicate Replaceable) {
+  if (sys::fs::exists(Final) &&
+      (!sys::fs::is_directory(Final) || !Replaceable(Final)))
+    return fileError(Final, "exists and is not an earlier output of this "
+                            "tool; refusing to replace it");
   SmallString<256> Model(Final);
   sys::path::remove_dots(Model, /*remove_dot_dot=*/true);
   if (Model.empty() || sys::path::filename(Model).empty())
@@ -40,20 +82,24 @@ Expected<AtomicDirectory> AtomicDirectory::create(StringRef Final) {
     if (EC)
       return fileError(Temp, "cannot create output directory: {0}",
                        EC.message());
-    return AtomicDirectory(Dir, Temp.str().str());
+    trackPending(Temp.str().str(), /*Add=*/true);
+    return AtomicDirectory(Dir, Temp.str().str(), Replaceable);
   }
   return makeError("{0}: cannot create a temporary output directory", Final);
 }
 
 AtomicDirectory::AtomicDirectory(AtomicDirectory &&Other)
     : FinalPath(std::move(Other.FinalPath)),
-      TempPath(std::move(Other.TempPath)), Committed(Other.Committed) {
+      TempPath(std::move(Other.TempPath)), Replaceable(Other.Replaceable),
+      Committed(Other.Committed) {
   Other.Committed = true;
 }
 
 AtomicDirectory::~AtomicDirectory() {
-  if (!Committed)
-    consumeError(removeTree(TempPath));
+  if (Committed)
+    return;
+  consumeError(removeTree(TempPath));
+  trackPending(TempPath, /*Add=*/false);
 }
 
 std::string AtomicDirectory::file(StringRef Name) const {
@@ -67,19 +113,22 @@ Error AtomicDirectory::commit() {
   // aside first, then swap in the new one, then delete the old one.
   std::string Old;
   if (sys::fs::exists(FinalPath)) {
-    if (!sys::fs::is_directory(FinalPath)) {
-      if (std::error_code EC = sys::fs::remove(FinalPath))
-        return fileError(FinalPath, "cannot replace: {0}", EC.message());
-    } else {
-      Old = TempPath + ".old";
-      if (std::error_code EC = sys::fs::rename(FinalPath, Old))
-        return fileError(FinalPath, "cannot replace: {0}", EC.message());
-    }
+    // Checked again: the directory may have appeared while we worked.
+    if (!sys::fs::is_directory(FinalPath) || !Replaceable(FinalPath))
+      return fileError(FinalPath, "exists and is not an earlier output of "
+                                  "this tool; refusing to replace it");
+    Old = TempPath + ".old";
+    if (std::error_code EC = sys::fs::rename(FinalPath, Old))
+      return fileError(FinalPath, "cannot replace: {0}", EC.message());
   }
-  if (std::error_code EC = sys::fs::rename(TempPath, FinalPath))
+  if (std::error_code EC = sys::fs::rename(TempPath, FinalPath)) {
+    if (!Old.empty()) // put the previous output back
+      sys::fs::rename(Old, FinalPath);
     return fileError(FinalPath, "cannot rename output into place: {0}",
                      EC.message());
+  }
   Committed = true;
+  trackPending(TempPath, /*Add=*/false);
   if (!Old.empty())
     return removeTree(Old);
   return Error::success();

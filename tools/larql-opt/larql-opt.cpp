@@ -74,11 +74,14 @@ int main(int argc, char **argv) {
   std::string VindexDir;
   std::vector<std::string> Scripts;
   for (const std::string &In : Inputs) {
-    if (VindexDir.empty() && Scripts.empty() && sys::fs::is_directory(In))
+    bool First = VindexDir.empty() && Scripts.empty();
+    if (First && (sys::fs::is_directory(In) || StringRef(In).ends_with(".vindex")))
       VindexDir = In;
     else
       Scripts.push_back(In);
   }
+  if (!VindexDir.empty() && !sys::fs::is_directory(VindexDir))
+    return exitWith(Tool, fileError(VindexDir, "no such V-index directory"));
   SourceMgr SM;
   // Diagnostics read "larql-opt: file:line:col: error: ..." (DESIGN 9).
   SM.setDiagHandler(
@@ -128,6 +131,12 @@ int main(int argc, char **argv) {
   Expected<Tokenizer> Tok = Tokenizer::fromFile((*V)->path("tokenizer.json"));
   if (!Tok)
     return exitWith(Tool, Tok.takeError());
+  if (Tok->vocabSize() > (*M)->config().VocabSize)
+    return exitWith(Tool, fileError((*V)->path("tokenizer.json"),
+                                    "{0} tokens but the model's vocabulary "
+                                    "has {1}",
+                                    Tok->vocabSize(),
+                                    (*M)->config().VocabSize));
   lql::Executor Exec(**M, *Tok, outs(), Format, Jobs);
   for (const lql::Statement &S : All)
     if (Error E = Exec.run(S)) {

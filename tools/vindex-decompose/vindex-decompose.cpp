@@ -23,7 +23,7 @@ static cl::opt<CompressKind> Compress(
                clEnumValN(CompressKind::Zstd, "zstd",
                           "byte-plane shuffle + zstd, for archival")),
     cl::init(CompressKind::None));
-static cl::opt<int> ZstdLevel("zstd-level", cl::desc("zstd level (1-19)"),
+static cl::opt<int> ZstdLevel("zstd-level", cl::desc("zstd level (1-22)"),
                               cl::init(3));
 static cl::opt<unsigned> Jobs("jobs",
                               cl::desc("Worker threads (default: all cores; "
@@ -73,6 +73,10 @@ int main(int argc, char **argv) {
     return exitWith(Tool, (*V)->verify(Jobs));
   }
 
+  if (ZstdLevel < 1 || ZstdLevel > 22) {
+    errs() << Tool << ": error: --zstd-level must be between 1 and 22\n";
+    return ExitUsageError;
+  }
   DecomposeOptions Opts;
   Opts.Input = Input;
   Opts.Output = Output;

@@ -40,6 +40,8 @@ public:
   }
   /// Text-model tensors, shard by shard in file order.
   llvm::ArrayRef<CheckpointTensor> tensors() const { return Tensors; }
+  /// The index's "metadata" entries, values as JSON text.
+  const Metadata &indexMetadata() const { return IndexMeta; }
   /// Tensors that are not part of the text model (a vision tower).
   size_t skippedTensors() const { return Skipped; }
   /// Tokenizer and generation files present beside config.json.
@@ -61,6 +63,7 @@ private:
   std::vector<std::unique_ptr<SafetensorsFile>> Shards;
   /// From the index: tensor name -> shard index, checked against the shards.
   llvm::StringMap<size_t> IndexMap;
+  Metadata IndexMeta;
   std::vector<CheckpointTensor> Tensors;
   size_t Skipped = 0;
   std::vector<std::string> AuxFiles;

@@ -50,10 +50,18 @@ private:
       std::make_unique<std::once_flag>();
 };
 
+struct LoadOptions {
+  /// Widen bf16 weights to f32 (and keep transposed copies for the GEMM
+  /// kernel) when all the weights fit in this many bytes as f32; larger
+  /// models run from the mapped bytes. 0 never widens.
+  uint64_t WidenBudget = uint64_t(1) << 30;
+};
+
 class Model {
 public:
   /// Binds the weights of V (which must outlive the model).
-  static llvm::Expected<std::unique_ptr<Model>> load(const Vindex &V);
+  static llvm::Expected<std::unique_ptr<Model>>
+  load(const Vindex &V, const LoadOptions &Opts = {});
 
   const ModelConfig &config() const { return Config; }
   const WeightMatrix &embedding() const { return Embedding; }
@@ -63,7 +71,7 @@ public:
   size_t numLayers() const { return Layers.size(); }
 
 private:
-  llvm::Error bind(const Vindex &V);
+  llvm::Error bind(const Vindex &V, const LoadOptions &Opts);
   ModelConfig Config;
   WeightMatrix Embedding, LMHead;
   std::vector<float> FinalNorm;
@@ -110,7 +118,9 @@ public:
   Session(const Model &M, unsigned Threads = 1);
   ~Session();
 
-  /// Runs Tokens at positions position() ... and returns the result.
+  /// Runs Tokens at positions position() ... and returns the result (empty
+  /// for no tokens). Ids must be below the vocabulary size (an id outside it
+  /// reads the embedding row 0).
   ForwardResult run(llvm::ArrayRef<int32_t> Tokens,
                     const ForwardOptions &Opts = {});
   size_t position() const { return Pos; }

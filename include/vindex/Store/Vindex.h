@@ -53,6 +53,7 @@ public:
 
 private:
   llvm::Error load();
+  llvm::Error checkManifest(llvm::StringRef ManifestPath) const;
   std::string Dir;
   Manifest M;
   llvm::StringMap<size_t> ByName;

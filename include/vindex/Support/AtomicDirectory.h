@@ -17,8 +17,16 @@ namespace vindex {
 
 class AtomicDirectory {
 public:
-  /// Creates "<Final>.tmp-XXXXXX" beside Final.
-  static llvm::Expected<AtomicDirectory> create(llvm::StringRef Final);
+  /// Decides whether an existing directory at the final path may be
+  /// replaced: only an earlier output of the same kind of tool may be, never
+  /// an arbitrary directory (the input, say).
+  using ReplaceablePredicate = bool (*)(llvm::StringRef ExistingDir);
+
+  /// Creates "<Final>.tmp-XXXXXX" beside Final. Fails if Final exists and is
+  /// not replaceable. The temporary directory is also removed if the process
+  /// is interrupted (SIGINT, SIGTERM...).
+  static llvm::Expected<AtomicDirectory>
+  create(llvm::StringRef Final, ReplaceablePredicate Replaceable);
 
   AtomicDirectory(AtomicDirectory &&Other);
   AtomicDirectory &operator=(AtomicDirectory &&) = delete;
@@ -32,12 +40,18 @@ public:
   llvm::Error commit();
 
 private:
-  AtomicDirectory(std::string Final, std::string Temp)
-      : FinalPath(std::move(Final)), TempPath(std::move(Temp)) {}
+  AtomicDirectory(std::string Final, std::string Temp,
+                  ReplaceablePredicate Replaceable)
+      : FinalPath(std::move(Final)), TempPath(std::move(Temp)),
+        Replaceable(Replaceable) {}
   std::string FinalPath;
   std::string TempPath;
+  ReplaceablePredicate Replaceable;
   bool Committed = false;
 };
+
+/// True for an empty directory or one holding a V-index (manifest.vfb).
+bool isReplaceableVindex(llvm::StringRef Dir);
 
 /// Removes a directory tree (no error if it does not exist).
 llvm::Error removeTree(llvm::StringRef Path);

@@ -6,6 +6,7 @@
   st.py multimodal SRC DST   wrap a gemma3_text checkpoint as multimodal gemma3
   st.py malform KIND DST     write a small checkpoint broken in one way
   st.py flip FILE OFFSET     flip one byte of FILE (corruption tests)
+  st.py convert SRC DST DT   copy a BF16 checkpoint with every tensor as F32 or F16
   st.py kinds                list the malform kinds
 """
 import json
@@ -192,7 +193,7 @@ def malformed(kind):
     raise SystemExit("unknown kind " + kind)
 
 
-CONFIG_KINDS = ["config-missing-field", "config-unknown-arch",
+CONFIG_KINDS = ["huge-layer", "mlp-bias", "config-missing-field", "config-unknown-arch",
                 "config-bad-json", "config-shape-mismatch", "missing-shard",
                 "index-not-in-shard"]
 
@@ -212,6 +213,16 @@ def cmd_malform(kind, dst):
     cfg_path = os.path.join(dst, "config.json")
     with open(cfg_path) as f:
         cfg = json.load(f)
+    if kind in ("huge-layer", "mlp-bias"):
+        tensors = read_checkpoint(dst)
+        if kind == "huge-layer":
+            t = tensors.pop("model.layers.0.mlp.up_proj.weight")
+            tensors["model.layers.3000000000.mlp.up_proj.weight"] = t
+        else:
+            tensors["model.layers.0.mlp.down_proj.bias"] = (
+                "F32", (cfg["hidden_size"],), struct.pack("<f", 10.0) * cfg["hidden_size"])
+        write_file(os.path.join(dst, "model.safetensors"), tensors,
+                   {"format": "pt"}, sorted(tensors))
     if kind == "config-missing-field":
         del cfg["hidden_size"]
     elif kind == "config-unknown-arch":
@@ -236,6 +247,26 @@ def cmd_malform(kind, dst):
     return 0
 
 
+def bf16_values(data):
+    n = len(data) // 2
+    halves = struct.unpack("<%dH" % n, data)
+    return struct.unpack("<%df" % n, struct.pack("<%dI" % n, *[h << 16 for h in halves]))
+
+
+def cmd_convert(src, dst, dtype):
+    tensors = read_checkpoint(src)
+    copy_aux(src, dst)
+    out = {}
+    for name, (dt, shape, data) in tensors.items():
+        assert dt == "BF16", name
+        vals = bf16_values(data)
+        fmt = {"F32": "f", "F16": "e"}[dtype]
+        out[name] = (dtype, shape, struct.pack("<%d%s" % (len(vals), fmt), *vals))
+    write_file(os.path.join(dst, "model.safetensors"), out, {"format": "pt"},
+               sorted(out))
+    return 0
+
+
 def cmd_flip(path, offset):
     with open(path, "r+b") as f:
         f.seek(int(offset))
@@ -248,7 +279,7 @@ def cmd_flip(path, offset):
 def main(argv):
     cmds = {"compare": cmd_compare, "shard": cmd_shard,
             "multimodal": cmd_multimodal, "malform": cmd_malform,
-            "flip": cmd_flip}
+            "flip": cmd_flip, "convert": cmd_convert}
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__)
         return 2
