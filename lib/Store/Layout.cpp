@@ -17,13 +17,18 @@
 
 namespace vindex {
 
+// Element by element through memcpy: safetensors does not align tensor
+// data, so the pointers may not be aligned for T.
 template <typename T>
 static void transposeScalar(const T *Src, uint64_t Rows, uint64_t Cols,
                             uint64_t R0, uint64_t R1, uint64_t C0, uint64_t C1,
                             T *Dst) {
+  const char *S = reinterpret_cast<const char *>(Src);
+  char *D = reinterpret_cast<char *>(Dst);
   for (uint64_t R = R0; R < R1; ++R)
     for (uint64_t C = C0; C < C1; ++C)
-      Dst[C * Rows + R] = Src[R * Cols + C];
+      std::memcpy(D + (C * Rows + R) * sizeof(T), S + (R * Cols + C) * sizeof(T),
+                  sizeof(T));
 }
 
 #if defined(__SSE2__)
