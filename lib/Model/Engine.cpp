@@ -264,44 +264,49 @@ Error Model::bind(const Vindex &V, const LoadOptions &Opts) {
       Out = std::move(*V);
       return Error::success();
     };
-    if (Error E = Mat(TensorRole::AttnQ, QDim, D, W.Q))
-      return E;
-    if (Error E = Mat(TensorRole::AttnK, KVDim, D, W.K))
-      return E;
-    if (Error E = Mat(TensorRole::AttnV, KVDim, D, W.V))
-      return E;
-    if (Error E = Mat(TensorRole::AttnO, D, QDim, W.O))
-      return E;
-    if (Error E = Mat(TensorRole::FFNGate, F, D, W.Gate))
-      return E;
-    if (Error E = Mat(TensorRole::FFNUp, F, D, W.Up))
-      return E;
-    if (Error E = Mat(TensorRole::FFNDown, F, D, W.Down))
-      return E;
-    if (Error E = Vec(TensorRole::InputNorm, D, NormAdd, W.InputNorm))
-      return E;
-    if (Error E = Vec(TensorRole::PostAttnNorm, D, NormAdd, W.PostAttnNorm))
-      return E;
-    if (C.PostNorms) {
-      if (Error E = Vec(TensorRole::PreFFNNorm, D, NormAdd, W.PreFFNNorm))
+    struct MatrixSpec {
+      TensorRole Role;
+      size_t Rows, Cols;
+      WeightMatrix LayerWeights::*Field;
+    };
+    const MatrixSpec Matrices[] = {
+        {TensorRole::AttnQ, QDim, D, &LayerWeights::Q},
+        {TensorRole::AttnK, KVDim, D, &LayerWeights::K},
+        {TensorRole::AttnV, KVDim, D, &LayerWeights::V},
+        {TensorRole::AttnO, D, QDim, &LayerWeights::O},
+        {TensorRole::FFNGate, F, D, &LayerWeights::Gate},
+        {TensorRole::FFNUp, F, D, &LayerWeights::Up},
+        {TensorRole::FFNDown, F, D, &LayerWeights::Down}};
+    for (const MatrixSpec &S : Matrices)
+      if (Error E = Mat(S.Role, S.Rows, S.Cols, W.*S.Field))
         return E;
-      if (Error E = Vec(TensorRole::PostFFNNorm, D, NormAdd, W.PostFFNNorm))
-        return E;
-    }
-    if (C.QKNorm) {
-      if (Error E = Vec(TensorRole::AttnQNorm, HD, NormAdd, W.QNorm))
-        return E;
-      if (Error E = Vec(TensorRole::AttnKNorm, HD, NormAdd, W.KNorm))
-        return E;
-    }
-    if (C.AttentionBias) {
-      if (Error E = Vec(TensorRole::AttnQBias, QDim, 0, W.QBias))
-        return E;
-      if (Error E = Vec(TensorRole::AttnKBias, KVDim, 0, W.KBias))
-        return E;
-      if (Error E = Vec(TensorRole::AttnVBias, KVDim, 0, W.VBias))
-        return E;
-    }
+    struct VectorSpec {
+      TensorRole Role;
+      size_t N;
+      float Add;
+      std::vector<float> LayerWeights::*Field;
+      bool Present;
+    };
+    const VectorSpec Vectors[] = {
+        {TensorRole::InputNorm, D, NormAdd, &LayerWeights::InputNorm, true},
+        {TensorRole::PostAttnNorm, D, NormAdd, &LayerWeights::PostAttnNorm,
+         true},
+        {TensorRole::PreFFNNorm, D, NormAdd, &LayerWeights::PreFFNNorm,
+         C.PostNorms},
+        {TensorRole::PostFFNNorm, D, NormAdd, &LayerWeights::PostFFNNorm,
+         C.PostNorms},
+        {TensorRole::AttnQNorm, HD, NormAdd, &LayerWeights::QNorm, C.QKNorm},
+        {TensorRole::AttnKNorm, HD, NormAdd, &LayerWeights::KNorm, C.QKNorm},
+        {TensorRole::AttnQBias, QDim, 0, &LayerWeights::QBias,
+         C.AttentionBias},
+        {TensorRole::AttnKBias, KVDim, 0, &LayerWeights::KBias,
+         C.AttentionBias},
+        {TensorRole::AttnVBias, KVDim, 0, &LayerWeights::VBias,
+         C.AttentionBias}};
+    for (const VectorSpec &S : Vectors)
+      if (S.Present)
+        if (Error E = Vec(S.Role, S.N, S.Add, W.*S.Field))
+          return E;
     W.Sliding = L < C.LayerKinds.size() && C.LayerKinds[L] == LayerKind::Sliding;
     Expected<std::vector<float>> Inv = ropeInvFreq(C, W.Sliding);
     if (!Inv)

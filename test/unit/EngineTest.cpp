@@ -101,6 +101,30 @@ std::vector<size_t> topK(ArrayRef<float> V, size_t K) {
   return I;
 }
 
+/// references/<model>/: the goldens and the raw last-position logits.
+struct References {
+  json::Value Goldens = nullptr;
+  std::unique_ptr<MemoryBuffer> Logits;
+  const json::Array &prompts() const {
+    return *Goldens.getAsObject()->getArray("prompts");
+  }
+  const float *logits(size_t Prompt, size_t Vocab) const {
+    return reinterpret_cast<const float *>(Logits->getBufferStart()) +
+           Prompt * Vocab;
+  }
+};
+
+References readReferences(const std::string &Name, size_t Vocab) {
+  References R;
+  R.Goldens = readJson(fixture("references/" + Name + "/goldens.json"));
+  auto Bin = MemoryBuffer::getFile(fixture("references/" + Name +
+                                           "/logits_f32.bin"));
+  EXPECT_TRUE(bool(Bin));
+  R.Logits = std::move(*Bin);
+  EXPECT_EQ(R.Logits->getBufferSize(), R.prompts().size() * Vocab * 4);
+  return R;
+}
+
 class EngineReference : public ::testing::TestWithParam<const char *> {};
 
 } // namespace
@@ -110,14 +134,9 @@ class EngineReference : public ::testing::TestWithParam<const char *> {};
 TEST_P(EngineReference, LogitsMatchOnEveryPrompt) {
   std::string Name = GetParam();
   Loaded *L = load(Name);
-  json::Value G = readJson(fixture("references/" + Name + "/goldens.json"));
-  const json::Array &Prompts = *G.getAsObject()->getArray("prompts");
-  auto Bin = MemoryBuffer::getFile(fixture("references/" + Name +
-                                           "/logits_f32.bin"));
-  ASSERT_TRUE(bool(Bin));
   size_t Vocab = L->M->config().VocabSize;
-  ASSERT_EQ((*Bin)->getBufferSize(), Prompts.size() * Vocab * 4);
-  const float *Ref = reinterpret_cast<const float *>((*Bin)->getBufferStart());
+  References Refs = readReferences(Name, Vocab);
+  const json::Array &Prompts = Refs.prompts();
   double Worst = 0;
   for (size_t P = 0; P < Prompts.size(); ++P) {
     const json::Object &Rec = *Prompts[P].getAsObject();
@@ -127,7 +146,7 @@ TEST_P(EngineReference, LogitsMatchOnEveryPrompt) {
     Session S(*L->M, 1);
     std::vector<float> Logits = S.run(Ids).Logits;
     ASSERT_EQ(Logits.size(), Vocab);
-    const float *R = Ref + P * Vocab;
+    const float *R = Refs.logits(P, Vocab);
     double MaxDiff = 0;
     for (size_t I = 0; I < Vocab; ++I)
       MaxDiff = std::max(MaxDiff, double(std::fabs(Logits[I] - R[I])));
@@ -266,13 +285,9 @@ TEST_P(EngineReference, MappedBF16KernelsMatchReferences) {
   std::string Name = GetParam();
   Loaded *L = load(Name, /*Compress=*/false, /*Widen=*/false);
   ASSERT_EQ(L->M->layer(0).Gate.Type, DType::BF16);
-  json::Value G = readJson(fixture("references/" + Name + "/goldens.json"));
-  const json::Array &Prompts = *G.getAsObject()->getArray("prompts");
-  auto Bin = MemoryBuffer::getFile(fixture("references/" + Name +
-                                           "/logits_f32.bin"));
-  ASSERT_TRUE(bool(Bin));
   size_t Vocab = L->M->config().VocabSize;
-  const float *Ref = reinterpret_cast<const float *>((*Bin)->getBufferStart());
+  References Refs = readReferences(Name, Vocab);
+  const json::Array &Prompts = Refs.prompts();
   double Worst = 0;
   for (size_t P = 0; P < Prompts.size(); ++P) {
     std::vector<int32_t> Ids = ints(Prompts[P].getAsObject()->get("token_ids"));
@@ -280,7 +295,8 @@ TEST_P(EngineReference, MappedBF16KernelsMatchReferences) {
     std::vector<float> A = One.run(Ids).Logits;
     EXPECT_EQ(A, Two.run(Ids).Logits) << "prompt " << P;
     for (size_t I = 0; I < Vocab; ++I)
-      Worst = std::max(Worst, double(std::fabs(A[I] - Ref[P * Vocab + I])));
+      Worst = std::max(Worst,
+                       double(std::fabs(A[I] - Refs.logits(P, Vocab)[I])));
     // Token by token (the single-token kernels) agrees to rounding.
     Session Steps(*L->M, 1);
     std::vector<float> C;
