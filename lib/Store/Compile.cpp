@@ -56,20 +56,31 @@ Error writeTensor(const Vindex &V, const TensorRecord &T, OutputFile &Out,
       P.advance(Chunk.size());
       return Out.write(Chunk);
     });
+  if (Error E = V.read(T, Discard)) // checksum
+    return E;
+  // Uncompressed payloads are read in place; compressed ones are decoded
+  // whole first (the only case where a task holds a whole tensor).
   std::vector<uint8_t> Storage;
   Expected<ArrayRef<uint8_t>> Stored = V.data(T, Storage);
   if (!Stored)
     return Stored.takeError();
-  if (Error E = V.read(T, Discard)) // checksum
-    return E;
-  // Scratch lives as long as the task: fresh memory is expensive to touch.
-  Scratch.resize(T.Length);
-  transposeMatrix(Stored->data(), T.Dims[0], T.Dims[1], dtypeSize(T.Type),
-                  Scratch.data());
+  // Back to [hidden, features] a strip of output rows at a time.
+  unsigned Elem = dtypeSize(T.Type);
+  uint64_t Features = T.Dims[0], Hidden = T.Dims[1];
+  uint64_t RowBytes = Features * Elem;
+  uint64_t Strip = std::max<uint64_t>(1, (4u << 20) / RowBytes);
+  Scratch.resize(Strip * RowBytes);
+  for (uint64_t D0 = 0; D0 < Hidden; D0 += Strip) {
+    uint64_t N = std::min(Strip, Hidden - D0);
+    transposeStrided(Stored->data() + D0 * Elem, Hidden, Features, N, Elem,
+                     Scratch.data(), Features);
+    if (Error E = Out.write(ArrayRef(Scratch).take_front(N * RowBytes)))
+      return E;
+  }
   if (T.Compression == Codec::None) // a view into the mapping: release it
     V.payloadFile(T).dropPages(T.Offset, T.Length);
   P.advance(T.Length);
-  return Out.write(Scratch);
+  return Error::success();
 }
 
 /// An earlier compile output: only files a compile writes (or nothing).

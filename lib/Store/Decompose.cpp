@@ -202,22 +202,47 @@ Error Decomposer::emitTensor(TensorRecord &R, const CheckpointTensor &Src,
     return Out.write(*Frame);
   };
   ArrayRef<uint8_t> Data = Shard.data(E);
-  if (R.Transposed) {
-    // Scratch lives as long as the task: fresh memory is expensive to touch.
-    Scratch.resize(E.Length);
-    transposeMatrix(Data.data(), E.Dims[0], E.Dims[1], ElemSize,
-                    Scratch.data());
-    Shard.file().dropPages(E.Offset, E.Length);
-    Data = ArrayRef(Scratch).take_front(E.Length);
-  }
-  for (uint64_t Done = 0; Done < E.Length; Done += kCodecChunk) {
-    uint64_t N = std::min(kCodecChunk, E.Length - Done);
-    if (Error Err = Emit(Data.slice(Done, N)))
-      return Err;
-    if (!R.Transposed)
+  if (!R.Transposed) {
+    for (uint64_t Done = 0; Done < E.Length; Done += kCodecChunk) {
+      uint64_t N = std::min(kCodecChunk, E.Length - Done);
+      if (Error Err = Emit(Data.slice(Done, N)))
+        return Err;
       Shard.file().dropPages(E.Offset + Done, N);
-    P.advance(N);
+      P.advance(N);
+    }
+    return Finish();
   }
+
+  // The down projection, transposed a strip of output rows (features) at a
+  // time, so memory stays at a few MiB whatever the tensor's size; codec
+  // chunks are cut at the same 4 MiB boundaries as any other tensor.
+  uint64_t Rows = E.Dims[0], Cols = E.Dims[1];
+  uint64_t RowBytes = Rows * ElemSize;
+  uint64_t Strip = std::max<uint64_t>(1, kCodecChunk / RowBytes);
+  Scratch.resize(Strip * RowBytes);
+  std::vector<uint8_t> Pending;
+  for (uint64_t F0 = 0; F0 < Cols; F0 += Strip) {
+    uint64_t N = std::min(Strip, Cols - F0);
+    transposeStrided(Data.data() + F0 * ElemSize, Cols, Rows, N, ElemSize,
+                     Scratch.data(), Rows);
+    ArrayRef<uint8_t> Block = ArrayRef(Scratch).take_front(N * RowBytes);
+    if (!Opts.Compress) {
+      if (Error Err = Emit(Block))
+        return Err;
+      continue;
+    }
+    Pending.insert(Pending.end(), Block.begin(), Block.end());
+    size_t Used = 0;
+    for (; Pending.size() - Used >= kCodecChunk; Used += kCodecChunk)
+      if (Error Err = Emit(ArrayRef(Pending).slice(Used, kCodecChunk)))
+        return Err;
+    Pending.erase(Pending.begin(), Pending.begin() + Used);
+  }
+  if (!Pending.empty())
+    if (Error Err = Emit(Pending))
+      return Err;
+  Shard.file().dropPages(E.Offset, E.Length);
+  P.advance(E.Length);
   return Finish();
 }
 

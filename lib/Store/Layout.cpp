@@ -20,15 +20,15 @@ namespace vindex {
 // Element by element through memcpy: safetensors does not align tensor
 // data, so the pointers may not be aligned for T.
 template <typename T>
-static void transposeScalar(const T *Src, uint64_t Rows, uint64_t Cols,
-                            uint64_t R0, uint64_t R1, uint64_t C0, uint64_t C1,
-                            T *Dst) {
+static void transposeScalar(const T *Src, uint64_t SrcStride,
+                            uint64_t DstStride, uint64_t R0, uint64_t R1,
+                            uint64_t C0, uint64_t C1, T *Dst) {
   const char *S = reinterpret_cast<const char *>(Src);
   char *D = reinterpret_cast<char *>(Dst);
   for (uint64_t R = R0; R < R1; ++R)
     for (uint64_t C = C0; C < C1; ++C)
-      std::memcpy(D + (C * Rows + R) * sizeof(T), S + (R * Cols + C) * sizeof(T),
-                  sizeof(T));
+      std::memcpy(D + (C * DstStride + R) * sizeof(T),
+                  S + (R * SrcStride + C) * sizeof(T), sizeof(T));
 }
 
 #if defined(__SSE2__)
@@ -74,8 +74,8 @@ static inline void transpose4x4u32(const uint32_t *Src, uint64_t SrcStride,
 #endif
 
 template <typename T, unsigned K>
-static void transposeTiled(const T *Src, uint64_t Rows, uint64_t Cols,
-                           T *Dst) {
+static void transposeTiled(const T *Src, uint64_t SrcStride, uint64_t Rows,
+                           uint64_t Cols, T *Dst, uint64_t DstStride) {
   constexpr uint64_t Tile = 64;
   for (uint64_t R0 = 0; R0 < Rows; R0 += Tile) {
     uint64_t R1 = std::min(Rows, R0 + Tile);
@@ -87,27 +87,37 @@ static void transposeTiled(const T *Src, uint64_t Rows, uint64_t Cols,
       for (uint64_t R = R0; R < RB; R += K)
         for (uint64_t C = C0; C < CB; C += K) {
           if constexpr (K == 8)
-            transpose8x8u16(Src + R * Cols + C, Cols, Dst + C * Rows + R, Rows);
+            transpose8x8u16(Src + R * SrcStride + C, SrcStride,
+                            Dst + C * DstStride + R, DstStride);
           else
-            transpose4x4u32(Src + R * Cols + C, Cols, Dst + C * Rows + R, Rows);
+            transpose4x4u32(Src + R * SrcStride + C, SrcStride,
+                            Dst + C * DstStride + R, DstStride);
         }
-      transposeScalar(Src, Rows, Cols, R0, RB, CB, C1, Dst);
-      transposeScalar(Src, Rows, Cols, RB, R1, C0, C1, Dst);
+      transposeScalar(Src, SrcStride, DstStride, R0, RB, CB, C1, Dst);
+      transposeScalar(Src, SrcStride, DstStride, RB, R1, C0, C1, Dst);
 #else
-      transposeScalar(Src, Rows, Cols, R0, R1, C0, C1, Dst);
+      transposeScalar(Src, SrcStride, DstStride, R0, R1, C0, C1, Dst);
 #endif
     }
   }
 }
 
+void transposeStrided(const uint8_t *Src, uint64_t SrcStride, uint64_t Rows,
+                      uint64_t Cols, unsigned ElemSize, uint8_t *Dst,
+                      uint64_t DstStride) {
+  if (ElemSize == 2)
+    transposeTiled<uint16_t, 8>(reinterpret_cast<const uint16_t *>(Src),
+                                SrcStride, Rows, Cols,
+                                reinterpret_cast<uint16_t *>(Dst), DstStride);
+  else
+    transposeTiled<uint32_t, 4>(reinterpret_cast<const uint32_t *>(Src),
+                                SrcStride, Rows, Cols,
+                                reinterpret_cast<uint32_t *>(Dst), DstStride);
+}
+
 void transposeMatrix(const uint8_t *Src, uint64_t Rows, uint64_t Cols,
                      unsigned ElemSize, uint8_t *Dst) {
-  if (ElemSize == 2)
-    transposeTiled<uint16_t, 8>(reinterpret_cast<const uint16_t *>(Src), Rows,
-                                Cols, reinterpret_cast<uint16_t *>(Dst));
-  else
-    transposeTiled<uint32_t, 4>(reinterpret_cast<const uint32_t *>(Src), Rows,
-                                Cols, reinterpret_cast<uint32_t *>(Dst));
+  transposeStrided(Src, Cols, Rows, Cols, ElemSize, Dst, Rows);
 }
 
 } // namespace vindex

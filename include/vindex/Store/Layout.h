@@ -12,6 +12,12 @@ namespace vindex {
 void transposeMatrix(const uint8_t *Src, uint64_t Rows, uint64_t Cols,
                      unsigned ElemSize, uint8_t *Dst);
 
+/// The same on sub-matrices: Src rows are SrcStride elements apart, Dst rows
+/// DstStride elements apart. Lets a large matrix be transposed in strips.
+void transposeStrided(const uint8_t *Src, uint64_t SrcStride, uint64_t Rows,
+                      uint64_t Cols, unsigned ElemSize, uint8_t *Dst,
+                      uint64_t DstStride);
+
 } // namespace vindex
 
 #endif // VINDEX_STORE_LAYOUT_H
