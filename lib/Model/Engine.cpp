@@ -487,12 +487,13 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T,
                   size_t WalkK, float *Out, std::vector<float> *Activations) {
   const ModelConfig &C = M.config();
   size_t F = C.IntermediateSize, D = C.HiddenSize;
-  std::vector<float> G(T * F), U(T * F);
+  std::vector<float> G(T * F);
   project(X, T, W.Gate, G.data());
   std::fill(Out, Out + T * D, 0.0f);
   if (WalkK == 0 || WalkK >= F) {
     // Dense (K = F is the walk with every feature fired: the same sums in
     // the same order).
+    std::vector<float> U(T * F);
     project(X, T, W.Up, U.data());
     activateAndMultiply(C.Act, G.data(), U.data(), T * F);
     size_t Grain = std::max<size_t>(32, (1u << 18) / std::max<size_t>(1, T * F));
