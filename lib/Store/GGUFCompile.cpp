@@ -230,7 +230,14 @@ Error GGUFCompiler::plan() {
         break;
       case GGUFOutputType::Q8_0:
         // As llama.cpp's converter: rows that are not whole blocks in F16.
-        P.Out = Src.back() % kQ8_0Block ? GGMLType::F16 : GGMLType::Q8_0;
+        // The vocabulary matrices (the output projection, or the embedding
+        // tied to it) stay F16 too: their error lands on the logits
+        // directly (tiny-gemma3 in Q8_0 throughout loses the top-1 of a
+        // prompt whose top two logits are 0.009 apart).
+        P.Out = Src.back() % kQ8_0Block || T.Role == TensorRole::Embedding ||
+                        T.Role == TensorRole::LMHead
+                    ? GGMLType::F16
+                    : GGMLType::Q8_0;
         break;
       }
     }
@@ -305,9 +312,10 @@ Error GGUFCompiler::buildKVs() {
   }
   Add("general.source.files",
       GGUFValue::array(GGUFType::String, std::move(Sources)));
+  // llama_ftype from the bulk of the weights (the FFN matrices).
   uint32_t FileType = 0; // LLAMA_FTYPE_ALL_F32
   for (const Planned &P : Tensors)
-    if (P.T->Role == TensorRole::Embedding)
+    if (P.T->Role == TensorRole::FFNGate)
       FileType = P.Out == GGMLType::F16    ? 1
                  : P.Out == GGMLType::Q8_0 ? 7
                  : P.Out == GGMLType::BF16 ? 32
