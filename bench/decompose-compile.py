@@ -66,6 +66,12 @@ def main():
         subprocess.run([os.path.join(a.bin, "vindex-make-synthetic"), "-o",
                         ckpt, "--layers", str(a.layers)], check=True,
                        stdout=subprocess.DEVNULL)
+    tok = os.path.join(ckpt, "tokenizer.json")
+    if a.gguf and not os.path.exists(tok):
+        # GGUF needs a tokenizer; the synthetic checkpoint has none. The
+        # fixture's (2048 pieces) is padded to the 262k rows with [PADn].
+        shutil.copy(os.path.join(ROOT, "test", "fixtures", "models",
+                                 "tiny-gemma3", "tokenizer.json"), tok)
     size = tree_bytes(ckpt)
     copy, vdx, hf, gguf = (os.path.join(a.work, n)
                            for n in ("copy", "v.vindex", "hf", "m.gguf"))

@@ -83,19 +83,20 @@ bool isNormRole(TensorRole R) {
   }
 }
 
-float loadFloat(const uint8_t *P, DType T) {
+void decodeRow(const uint8_t *P, DType T, uint64_t N, float *Dst) {
   switch (T) {
-  case DType::F32: {
-    float F;
-    std::memcpy(&F, P, 4);
-    return F;
-  }
+  case DType::F32:
+    std::memcpy(Dst, P, N * 4);
+    return;
   case DType::F16:
-    return halfToFloat(support::endian::read16le(P));
+    for (uint64_t I = 0; I < N; ++I)
+      Dst[I] = halfToFloat(support::endian::read16le(P + 2 * I));
+    return;
   case DType::BF16:
-    return bfloatToFloat(support::endian::read16le(P));
+    for (uint64_t I = 0; I < N; ++I)
+      Dst[I] = bfloatToFloat(support::endian::read16le(P + 2 * I));
+    return;
   }
-  return 0;
 }
 
 void encodeRow(const float *Src, uint64_t N, GGMLType T, uint8_t *Dst) {
@@ -388,60 +389,73 @@ Error GGUFCompiler::buildKVs() {
 Error GGUFCompiler::writeTensor(const Planned &P, OutputFile &Out,
                                 Progress &Prog) {
   const TensorRecord &T = *P.T;
+  auto Discard = [](ArrayRef<uint8_t>) { return Error::success(); };
+  bool Mapped = T.Compression == Codec::None;
+  bool Verbatim =
+      !P.PlusOne && !P.PermuteHeadDim && P.Out == storedGGMLType(T.Type);
+  Prog.advance(T.Length);
+  if (Verbatim && !T.Transposed) {
+    if (!Mapped) // decode, check and write chunk by chunk
+      return V.read(T,
+                    [&](ArrayRef<uint8_t> Chunk) { return Out.write(Chunk); });
+    // Check through the mapping (releasing it behind), then let the kernel
+    // copy the bytes.
+    if (Error E = V.read(T, Discard))
+      return E;
+    return Out.copyFrom(V.payloadFile(T), T.Offset, T.Length);
+  }
+
+  // The checksum first (read() releases the mapped pages behind it), then
+  // the values in Hugging Face layout: a view into the mapping, or decoded
+  // (and for the down projection transposed back) into memory.
+  if (Error E = V.read(T, Discard))
+    return E;
   Expected<ArrayRef<uint8_t>> Data = V.data(T, Storage);
   if (!Data)
     return Data.takeError();
-  if (checksum(*Data) != T.Checksum)
-    return fileError(V.path(T.File),
-                     "tensor '{0}' at offset {1}: checksum "
-                     "mismatch",
-                     T.Name, T.Offset);
   ArrayRef<uint8_t> Src = *Data;
   unsigned ElemSize = dtypeSize(T.Type);
   if (T.Transposed) {
     Transposed.resize(T.Length);
     transposeMatrix(Src.data(), T.Dims[0], T.Dims[1], ElemSize,
                     Transposed.data());
+    if (Mapped)
+      V.payloadFile(T).dropPages(T.Offset, T.Length);
     Src = Transposed;
+    Mapped = false;
   }
-  Shape Dims = T.sourceDims();
-  uint64_t Cols = Dims.back();
+  if (Verbatim)
+    return Out.write(Src);
+
+  uint64_t Cols = T.sourceDims().back();
   uint64_t Rows = Cols ? T.Length / ElemSize / Cols : 0;
-  bool Verbatim =
-      !P.PlusOne && !P.PermuteHeadDim && P.Out == storedGGMLType(T.Type);
-  Error Result = Error::success();
-  if (Verbatim) {
-    if (!T.Transposed && T.Compression == Codec::None)
-      Result = Out.copyFrom(V.payloadFile(T), T.Offset, T.Length);
-    else
-      Result = Out.write(Src);
-  } else {
-    uint64_t RowBytes = *ggmlRowSize(P.Out, Cols);
-    uint64_t ChunkRows = std::max<uint64_t>(1, (4u << 20) / RowBytes);
-    Row.resize(Cols);
-    for (uint64_t R0 = 0; R0 < Rows && !Result; R0 += ChunkRows) {
-      uint64_t N = std::min(ChunkRows, Rows - R0);
-      OutBuf.resize(N * RowBytes);
-      for (uint64_t R = R0; R < R0 + N; ++R) {
-        uint64_t SrcRow =
-            P.PermuteHeadDim ? qkPermutedSource(R, P.PermuteHeadDim) : R;
-        const uint8_t *S = Src.data() + SrcRow * Cols * ElemSize;
-        for (uint64_t I = 0; I < Cols; ++I)
-          Row[I] = loadFloat(S + I * ElemSize, T.Type);
-        if (P.PlusOne)
-          for (float &X : Row)
-            X += 1.0f;
-        encodeRow(Row.data(), Cols, P.Out, OutBuf.data() + (R - R0) * RowBytes);
-      }
-      Result = Out.write(OutBuf);
+  uint64_t RowBytes = *ggmlRowSize(P.Out, Cols);
+  uint64_t ChunkRows = std::max<uint64_t>(1, (4u << 20) / RowBytes);
+  Row.resize(Cols);
+  for (uint64_t R0 = 0; R0 < Rows; R0 += ChunkRows) {
+    uint64_t N = std::min(ChunkRows, Rows - R0);
+    OutBuf.resize(N * RowBytes);
+    for (uint64_t R = R0; R < R0 + N; ++R) {
+      uint64_t SrcRow =
+          P.PermuteHeadDim ? qkPermutedSource(R, P.PermuteHeadDim) : R;
+      decodeRow(Src.data() + SrcRow * Cols * ElemSize, T.Type, Cols,
+                Row.data());
+      if (P.PlusOne)
+        for (float &X : Row)
+          X += 1.0f;
+      encodeRow(Row.data(), Cols, P.Out, OutBuf.data() + (R - R0) * RowBytes);
     }
+    if (Error E = Out.write(OutBuf))
+      return E;
+    // Q/K rows come from anywhere within their head: release whole chunks
+    // only when rows map to themselves.
+    if (Mapped && !P.PermuteHeadDim)
+      V.payloadFile(T).dropPages(T.Offset + R0 * Cols * ElemSize,
+                                 N * Cols * ElemSize);
   }
-  if (T.Compression == Codec::None)
+  if (Mapped)
     V.payloadFile(T).dropPages(T.Offset, T.Length);
-  Prog.advance(T.Length);
-  if (Result)
-    return Result;
-  return Out.padTo(kGGUFDefaultAlignment);
+  return Error::success();
 }
 
 Error GGUFCompiler::run(StringRef Path) {
@@ -468,9 +482,12 @@ Error GGUFCompiler::run(StringRef Path) {
   Progress Prog("compile", Total);
   if (Error E = Out->file().write(arrayRefFromStringRef(W.header())))
     return E;
-  for (const Planned &P : Tensors)
+  for (const Planned &P : Tensors) {
     if (Error E = writeTensor(P, Out->file(), Prog))
       return E;
+    if (Error E = Out->file().padTo(W.alignment()))
+      return E;
+  }
   Prog.finish();
   if (Out->file().size() != W.totalSize())
     return makeError("{0}: internal error: wrote {1} bytes, planned {2}", Path,
