@@ -6,11 +6,13 @@ in one run and alternating so that the page cache treats them alike:
   cp -r CKPT COPY && sync            (the peer: the same bytes copied)
   vindex-decompose CKPT -o V && sync
   vindex-compile V --format=safetensors -o HF && sync
+  vindex-compile V --format=gguf --type=T -o G.gguf && sync   (with --gguf T)
 Prints one JSON object: per job the median wall time, GB/s of checkpoint
 bytes, the ratio to cp, and peak RSS (from wait4). Usage:
 
   bench/decompose-compile.py [--layers N] [--reps R] [--work DIR] [--jobs J]
                              [--compress none|zstd] [--cold]
+                             [--gguf auto|f32|f16|bf16|q8_0]
 
 --cold drops the page cache (as root) before every job, so each one reads
 its input from disk and writes into fresh memory; without it the input is
@@ -54,6 +56,8 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"))
     ap.add_argument("--compress", default="none")
     ap.add_argument("--cold", action="store_true")
+    ap.add_argument("--gguf", default="",
+                    help="also time vindex-compile --format=gguf --type=T")
     a = ap.parse_args()
 
     ckpt = os.path.join(a.work, "gemma3-4b-synthetic-%dl" % a.layers)
@@ -62,10 +66,19 @@ def main():
         subprocess.run([os.path.join(a.bin, "vindex-make-synthetic"), "-o",
                         ckpt, "--layers", str(a.layers)], check=True,
                        stdout=subprocess.DEVNULL)
+    tok = os.path.join(ckpt, "tokenizer.json")
+    if a.gguf and not os.path.exists(tok):
+        # GGUF needs a tokenizer; the synthetic checkpoint has none. The
+        # fixture's (2048 pieces) is padded to the 262k rows with [PADn].
+        shutil.copy(os.path.join(ROOT, "test", "fixtures", "models",
+                                 "tiny-gemma3", "tokenizer.json"), tok)
     size = tree_bytes(ckpt)
-    copy, vdx, hf = (os.path.join(a.work, n) for n in ("copy", "v.vindex", "hf"))
+    copy, vdx, hf, gguf = (os.path.join(a.work, n)
+                           for n in ("copy", "v.vindex", "hf", "m.gguf"))
     jobs = ["--jobs", str(a.jobs)] if a.jobs else []
     res = {"cp": [], "decompose": [], "compile": []}
+    if a.gguf:
+        res["compile-gguf"] = []
     # Fresh memory costs ~2 s/GiB on first touch here while memory freed a
     # moment ago is cheap, so each job deletes its own previous output just
     # before it runs: every job then writes into equally recycled pages.
@@ -74,11 +87,17 @@ def main():
                           "-o", vdx, "--compress=" + a.compress] + jobs,
             "compile": [os.path.join(a.bin, "vindex-compile"), vdx,
                         "--format=safetensors", "-o", hf] + jobs,
+            "compile-gguf": [os.path.join(a.bin, "vindex-compile"), vdx,
+                             "--format=gguf", "--type=" + (a.gguf or "auto"),
+                             "-o", gguf] + jobs,
             "cp": ["cp", "-r", ckpt, copy]}
-    outs = {"cp": copy, "decompose": vdx, "compile": hf}
+    outs = {"cp": copy, "decompose": vdx, "compile": hf,
+            "compile-gguf": gguf}
     for rep in range(a.reps + 1):
-        for job in ("cp", "decompose", "compile"):
+        for job in res:
             shutil.rmtree(outs[job], ignore_errors=True)
+            if os.path.isfile(outs[job]):
+                os.remove(outs[job])
             subprocess.run(["sync"])
             if a.cold:
                 with open("/proc/sys/vm/drop_caches", "w") as f:
@@ -87,13 +106,19 @@ def main():
             if rep:
                 res[job].append(r)
     vindex_bytes = tree_bytes(vdx)
+    gguf_bytes = os.path.getsize(gguf) if a.gguf else 0
     for p in (copy, vdx, hf):
         shutil.rmtree(p, ignore_errors=True)
+    if a.gguf:
+        os.remove(gguf)
 
     out = {"benchmark": "decompose-compile", "layers": a.layers,
            "checkpoint_bytes": size, "vindex_bytes": vindex_bytes,
            "compress": a.compress, "cache": "cold" if a.cold else "warm",
            "reps": a.reps, "jobs": a.jobs or os.cpu_count()}
+    if a.gguf:
+        out["gguf_type"] = a.gguf
+        out["gguf_bytes"] = gguf_bytes
     cp_wall = statistics.median(w for w, _ in res["cp"])
     for job, runs in res.items():
         wall = statistics.median(w for w, _ in runs)

@@ -349,6 +349,8 @@ Error Decomposer::run() {
 
 Error decompose(const DecomposeOptions &Opts,
                 std::vector<std::string> &InputFiles) {
+  if (isGGUFInput(Opts.Input))
+    return decomposeGGUF(Opts, InputFiles);
   Expected<std::unique_ptr<Checkpoint>> C = Checkpoint::open(Opts.Input);
   if (!C)
     return C.takeError();

@@ -23,6 +23,9 @@ config.substitutions.append(
     ("%st", config.python_executable + " " +
      os.path.join(config.vindex_src_root, "test", "lit", "Inputs", "st.py")))
 config.substitutions.append(
+    ("%gguf", config.python_executable + " " +
+     os.path.join(config.vindex_src_root, "test", "lit", "Inputs", "gguf.py")))
+config.substitutions.append(
     ("%expect-exit", config.python_executable + " " +
      os.path.join(config.vindex_src_root, "test", "lit", "Inputs",
                   "expect-exit.py")))

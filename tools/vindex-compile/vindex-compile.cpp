@@ -15,20 +15,26 @@ static cl::opt<std::string> Input(cl::Positional, cl::Required,
                                   cl::desc("IN.vindex"));
 static cl::opt<std::string> Output("o", cl::Required,
                                    cl::desc("Output (a directory for "
-                                            "safetensors)"),
+                                            "safetensors, a file for gguf)"),
                                    cl::value_desc("OUT"));
 enum class OutputFormat { Safetensors, GGUF };
-static cl::opt<OutputFormat> Format(
-    "format", cl::Required, cl::desc("Output format"),
-    cl::values(clEnumValN(OutputFormat::Safetensors, "safetensors",
-                          "a Hugging Face checkpoint directory"),
-               clEnumValN(OutputFormat::GGUF, "gguf",
-                          "a GGUF file for llama.cpp (not yet available)")));
+static cl::opt<OutputFormat>
+    Format("format", cl::Required, cl::desc("Output format"),
+           cl::values(clEnumValN(OutputFormat::Safetensors, "safetensors",
+                                 "a Hugging Face checkpoint directory"),
+                      clEnumValN(OutputFormat::GGUF, "gguf",
+                                 "a GGUF file for llama.cpp")));
+static cl::opt<std::string>
+    Type("type",
+         cl::desc("GGUF matrix type: auto (as stored), f32, f16, bf16 or "
+                  "q8_0; vectors are always f32"),
+         cl::value_desc("TYPE"), cl::init("auto"));
 static cl::opt<unsigned> Jobs("jobs",
                               cl::desc("Worker threads (default: all cores; "
                                        "the output does not depend on it)"),
                               cl::init(0));
-static cl::alias JobsShort("j", cl::aliasopt(Jobs), cl::desc("Alias for --jobs"));
+static cl::alias JobsShort("j", cl::aliasopt(Jobs),
+                           cl::desc("Alias for --jobs"));
 static cl::opt<std::string> Depfile("depfile",
                                     cl::desc("Write a make dependency file"),
                                     cl::value_desc("FILE"));
@@ -39,11 +45,15 @@ Lowers a V-index back to files other tools load. --format=safetensors writes
 a Hugging Face checkpoint directory: config.json, the tensors in the source's
 shards (with model.safetensors.index.json when the source had one) and the
 tokenizer files. For an unpatched V-index every tensor equals the source's
-byte for byte. Every payload checksum is checked on the way.
+byte for byte. --format=gguf writes one GGUF v3 file that llama.cpp loads:
+general.* metadata, the hyperparameters, the tokenizer (tokenizer.ggml.*)
+and every tensor under llama.cpp's name and conventions, the matrices in
+--type. Every payload checksum is checked on the way.
 
 Examples:
   vindex-compile tiny-gemma3.vindex --format=safetensors -o tiny-gemma3-hf
   vindex-compile m.vindex --format=safetensors -o out --depfile out.d
+  vindex-compile tiny-gemma3.vindex --format=gguf -o tiny.gguf --type=q8_0
 
 Exit status: 0 success, 1 bad input, 2 bad command line.
 )";
@@ -52,13 +62,20 @@ int main(int argc, char **argv) {
   InitLLVM X(argc, argv);
   parseToolCommandLine(argc, argv, Overview);
   const char *Tool = "vindex-compile";
-  if (Format == OutputFormat::GGUF)
-    return exitWith(Tool, makeError("--format=gguf is not implemented yet; "
-                                    "use --format=safetensors"));
+  std::optional<GGUFOutputType> GGUFType = parseGGUFOutputType(Type);
+  if (!GGUFType || (Type.getNumOccurrences() && Format != OutputFormat::GGUF)) {
+    errs() << Tool << ": error: --type=" << Type
+           << (GGUFType ? " applies to --format=gguf only"
+                        : " is not one of auto, f32, f16, bf16, q8_0")
+           << "\n";
+    return ExitUsageError;
+  }
   Expected<std::unique_ptr<Vindex>> V = Vindex::open(Input);
   if (!V)
     return exitWith(Tool, V.takeError());
-  if (Error E = compileSafetensors(**V, Output, Jobs))
+  if (Error E = Format == OutputFormat::GGUF
+                    ? compileGGUF(**V, Output, *GGUFType, Jobs)
+                    : compileSafetensors(**V, Output, Jobs))
     return exitWith(Tool, std::move(E));
   if (!Depfile.empty())
     return exitWith(Tool, writeDepfile(Depfile, Output, vindexInputFiles(**V)));

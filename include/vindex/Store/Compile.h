@@ -4,6 +4,7 @@
 
 #include "llvm/Support/Error.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,18 @@ class Vindex;
 /// an unpatched V-index every tensor equals the source byte for byte.
 llvm::Error compileSafetensors(const Vindex &V, llvm::StringRef OutDir,
                                unsigned Jobs);
+
+/// Element type of the matrices in a GGUF (1-D tensors are always F32).
+/// Auto keeps each matrix's stored type.
+enum class GGUFOutputType { Auto, F32, F16, BF16, Q8_0 };
+std::optional<GGUFOutputType> parseGGUFOutputType(llvm::StringRef Name);
+
+/// Writes a GGUF file for llama.cpp atomically: general.* metadata, the
+/// hyperparameters llama.cpp reads, the tokenizer from tokenizer.json and
+/// every tensor under llama.cpp's name with its transforms. The bytes depend
+/// only on the V-index and Type.
+llvm::Error compileGGUF(const Vindex &V, llvm::StringRef Path,
+                        GGUFOutputType Type, unsigned Jobs);
 
 /// The files of a V-index that a compile reads (for a depfile).
 std::vector<std::string> vindexInputFiles(const Vindex &V);

@@ -10,7 +10,8 @@
 namespace vindex {
 
 struct DecomposeOptions {
-  std::string Input;  ///< Checkpoint directory, .safetensors or index.json.
+  std::string
+      Input; ///< Checkpoint directory, .safetensors, index.json or .gguf.
   std::string Output; ///< The V-index directory to create.
   bool Compress = false;
   int ZstdLevel = 3;
@@ -19,6 +20,16 @@ struct DecomposeOptions {
   /// Recorded in provenance: only what determines the output bytes.
   std::string CommandLine;
 };
+
+/// True if Input names a GGUF file (by its .gguf name or its magic).
+bool isGGUFInput(llvm::StringRef Input);
+
+/// A GGUF (F32, F16, BF16 or Q8_0 tensors) -> V-index, written atomically:
+/// config.json and tokenizer.json are rebuilt from its metadata and
+/// llama.cpp's tensor transforms are undone. decompose() calls it for GGUF
+/// inputs.
+llvm::Error decomposeGGUF(const DecomposeOptions &Opts,
+                          std::vector<std::string> &InputFiles);
 
 /// Writes the V-index atomically. InputFiles receives every file read (for
 /// a depfile).

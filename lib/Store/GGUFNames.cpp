@@ -1,0 +1,524 @@
+//===- GGUFNames.cpp - Names and tokenizer of llama.cpp -------------------===//
+//
+// Token scores. A SentencePiece BPE vocabulary in tokenizer.json carries
+// merges but no scores, and llama.cpp's SPM tokenizer merges by score: it
+// repeatedly merges the adjacent pair whose concatenation is the
+// highest-scoring piece (leftmost on ties). llama.cpp's converter, when it
+// has only tokenizer.json (LlamaHfVocab), writes -1000 for every piece,
+// which loses the merge order. We derive scores from the merge list
+// instead: the piece produced by the k-th distinct merge result (k = 1, 2,
+// ... in merge order) scores -k; pieces no merge produces (single
+// characters, bytes, special tokens) score 0. Merging the highest score
+// first is then merging the earliest merge first, which is what BPE over
+// tokenizer.json does, and is also how sentencepiece orders BPE scores.
+// The reader inverts this: pieces with negative scores, by decreasing
+// score, each with every split into two vocabulary pieces, give the merges.
+//
+//===----------------------------------------------------------------------===//
+#include "GGUFNames.h"
+
+#include "vindex/Formats/Tokenizer.h"
+#include "vindex/Support/Error.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSwitch.h"
+#include "llvm/Support/ConvertUTF.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+
+#include <map>
+
+using namespace llvm;
+
+namespace vindex {
+
+StringRef ggufArchitecture(const ModelConfig &C) {
+  return StringSwitch<StringRef>(C.Architecture)
+      .Case("gemma3_text", "gemma3")
+      .Case("llama", "llama")
+      .Case("mistral", "llama")
+      .Case("qwen2", "qwen2")
+      .Case("qwen3", "qwen3")
+      .Default("");
+}
+
+bool ggufPermutesQK(StringRef Arch) { return Arch == "llama"; }
+
+namespace {
+
+struct NameRow {
+  TensorRole Role;
+  const char *GGUF; ///< Without "blk.N." and ".weight"/".bias".
+  const char *HF;   ///< Without "model.layers.N.".
+  bool Bias;
+};
+
+/// Per-layer tensors. post_attention_layernorm is the pre-FFN norm outside
+/// Gemma; the table for Gemma overrides it.
+const NameRow LayerRows[] = {
+    {TensorRole::InputNorm, "attn_norm", "input_layernorm.weight", false},
+    {TensorRole::AttnQ, "attn_q", "self_attn.q_proj.weight", false},
+    {TensorRole::AttnK, "attn_k", "self_attn.k_proj.weight", false},
+    {TensorRole::AttnV, "attn_v", "self_attn.v_proj.weight", false},
+    {TensorRole::AttnO, "attn_output", "self_attn.o_proj.weight", false},
+    {TensorRole::AttnQBias, "attn_q", "self_attn.q_proj.bias", true},
+    {TensorRole::AttnKBias, "attn_k", "self_attn.k_proj.bias", true},
+    {TensorRole::AttnVBias, "attn_v", "self_attn.v_proj.bias", true},
+    {TensorRole::AttnQNorm, "attn_q_norm", "self_attn.q_norm.weight", false},
+    {TensorRole::AttnKNorm, "attn_k_norm", "self_attn.k_norm.weight", false},
+    {TensorRole::PreFFNNorm, "ffn_norm", "pre_feedforward_layernorm.weight",
+     false},
+    {TensorRole::PostFFNNorm, "post_ffw_norm",
+     "post_feedforward_layernorm.weight", false},
+    {TensorRole::FFNGate, "ffn_gate", "mlp.gate_proj.weight", false},
+    {TensorRole::FFNUp, "ffn_up", "mlp.up_proj.weight", false},
+    {TensorRole::FFNDown, "ffn_down", "mlp.down_proj.weight", false},
+};
+
+const char *postAttnNormName(StringRef Arch) {
+  return Arch == "gemma3" ? "post_attention_norm" : "ffn_norm";
+}
+
+} // namespace
+
+std::string ggufTensorName(StringRef Arch, TensorRole Role, int Layer) {
+  switch (Role) {
+  case TensorRole::Embedding:
+    return "token_embd.weight";
+  case TensorRole::LMHead:
+    return "output.weight";
+  case TensorRole::FinalNorm:
+    return "output_norm.weight";
+  default:
+    break;
+  }
+  if (Layer < 0)
+    return "";
+  if (Role == TensorRole::PostAttnNorm)
+    return formatv("blk.{0}.{1}.weight", Layer, postAttnNormName(Arch));
+  for (const NameRow &R : LayerRows)
+    if (R.Role == Role)
+      return formatv("blk.{0}.{1}.{2}", Layer, R.GGUF,
+                     R.Bias ? "bias" : "weight");
+  return "";
+}
+
+std::optional<HFTensorName> hfTensorName(StringRef Arch, StringRef Name) {
+  if (Name == "token_embd.weight")
+    return HFTensorName{"model.embed_tokens.weight", TensorRole::Embedding, -1};
+  if (Name == "output.weight")
+    return HFTensorName{"lm_head.weight", TensorRole::LMHead, -1};
+  if (Name == "output_norm.weight")
+    return HFTensorName{"model.norm.weight", TensorRole::FinalNorm, -1};
+  StringRef Rest = Name;
+  unsigned Layer;
+  if (!Rest.consume_front("blk.") || Rest.consumeInteger(10, Layer) ||
+      !Rest.consume_front("."))
+    return std::nullopt;
+  bool Bias = Rest.consume_back(".bias");
+  if (!Bias && !Rest.consume_back(".weight"))
+    return std::nullopt;
+  std::string Prefix = formatv("model.layers.{0}.", Layer);
+  if (!Bias && Rest == postAttnNormName(Arch))
+    return HFTensorName{Prefix + "post_attention_layernorm.weight",
+                        TensorRole::PostAttnNorm, int(Layer)};
+  for (const NameRow &R : LayerRows)
+    if (R.Bias == Bias && Rest == R.GGUF)
+      return HFTensorName{Prefix + R.HF, R.Role, int(Layer)};
+  return std::nullopt;
+}
+
+//===----------------------------------------------------------------------===//
+// tokenizer.json -> tokenizer.ggml.*
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+enum TokenType : int32_t {
+  Normal = 1,
+  Unknown = 2,
+  Control = 3,
+  UserDefined = 4,
+  Unused = 5,
+  Byte = 6,
+};
+
+bool isBytePiece(StringRef P) {
+  return P.size() == 6 && P.starts_with("<0x") && P.ends_with(">") &&
+         isHexDigit(P[3]) && isHexDigit(P[4]);
+}
+
+/// A merge as "a b" (either spelling tokenizer.json uses).
+std::optional<std::pair<std::string, std::string>>
+mergePair(const json::Value &M) {
+  if (std::optional<StringRef> S = M.getAsString()) {
+    auto [A, B] = S->split(' ');
+    return std::make_pair(A.str(), B.str());
+  }
+  if (const json::Array *A = M.getAsArray())
+    if (A->size() == 2)
+      if (auto X = (*A)[0].getAsString())
+        if (auto Y = (*A)[1].getAsString())
+          return std::make_pair(X->str(), Y->str());
+  return std::nullopt;
+}
+
+/// True if a normalizer or pre-tokenizer prepends "▁" to the text
+/// (SentencePiece's add_dummy_prefix).
+bool addsSpacePrefix(const json::Value *V) {
+  if (!V)
+    return false;
+  const json::Object *O = V->getAsObject();
+  if (!O)
+    return false;
+  std::optional<StringRef> Type = O->getString("type");
+  if (Type == "Sequence") {
+    for (StringRef Key : {"normalizers", "pretokenizers"})
+      if (const json::Array *A = O->getArray(Key))
+        for (const json::Value &E : *A)
+          if (addsSpacePrefix(&E))
+            return true;
+    return false;
+  }
+  if (Type == "Prepend")
+    return O->getString("prepend") == "\xE2\x96\x81";
+  if (Type == "Metaspace") {
+    if (std::optional<StringRef> S = O->getString("prepend_scheme"))
+      return *S != "never";
+    return O->getBoolean("add_prefix_space").value_or(true);
+  }
+  return false;
+}
+
+/// llama.cpp's pre-tokenizer name for a byte-level BPE's Split regex.
+std::string bpePre(const json::Value *Pre) {
+  std::string Text;
+  if (Pre)
+    Text = formatv("{0}", *Pre).str();
+  if (StringRef(Text).contains("\\\\p{N}{1,3}"))
+    return "llama-bpe";
+  if (StringRef(Text).contains("\\\\p{N}"))
+    return "qwen2";
+  return "gpt2";
+}
+
+} // namespace
+
+Expected<std::vector<GGUFKV>> ggufTokenizerKVs(StringRef Text, StringRef File,
+                                               const ModelConfig &C,
+                                               uint64_t NVocab) {
+  Expected<Tokenizer> Tok = Tokenizer::fromJSON(Text, File);
+  if (!Tok)
+    return Tok.takeError();
+  Expected<json::Value> Root = json::parse(Text);
+  if (!Root)
+    return fileError(File, "not valid JSON: {0}", toString(Root.takeError()));
+  const json::Object &Top = *Root->getAsObject();
+  const json::Object *Model = Top.getObject("model");
+  if (!Model || Model->getString("type") != "BPE")
+    return fileError(File, "only BPE tokenizers can be written to GGUF");
+  if (Tok->vocabSize() > NVocab)
+    return fileError(File,
+                     "the tokenizer has {0} ids but the embedding only "
+                     "{1} rows",
+                     Tok->vocabSize(), NVocab);
+  bool SPM = Tok->kind() == Tokenizer::Kind::SentencePieceBPE;
+
+  std::vector<GGUFKV> KVs;
+  auto Add = [&](StringRef Key, GGUFValue V) {
+    KVs.push_back({Key.str(), std::move(V)});
+  };
+  Add("tokenizer.ggml.model", GGUFValue::string(SPM ? "llama" : "gpt2"));
+  Add("tokenizer.ggml.pre",
+      GGUFValue::string(SPM ? "default" : bpePre(Top.get("pre_tokenizer"))));
+
+  std::optional<int32_t> Unk;
+  if (std::optional<StringRef> U = Model->getString("unk_token"))
+    Unk = Tok->id(*U);
+  bool ByteFallback = Model->getBoolean("byte_fallback").value_or(false);
+  StringMap<bool> Added; // content -> special
+  if (const json::Array *A = Top.getArray("added_tokens"))
+    for (const json::Value &E : *A)
+      if (const json::Object *O = E.getAsObject())
+        if (std::optional<StringRef> Content = O->getString("content"))
+          Added[*Content] = O->getBoolean("special").value_or(false);
+
+  // Scores from the merge order (see the file comment).
+  StringMap<float> Scores;
+  std::vector<GGUFValue> Merges;
+  if (const json::Array *A = Model->getArray("merges")) {
+    for (size_t I = 0; I < A->size(); ++I) {
+      auto M = mergePair((*A)[I]);
+      if (!M)
+        return fileError(File, "model.merges[{0}] is not a pair of strings", I);
+      if (SPM)
+        Scores.try_emplace(M->first + M->second, -float(Scores.size() + 1));
+      else
+        Merges.push_back(GGUFValue::string(M->first + " " + M->second));
+    }
+  }
+
+  std::vector<GGUFValue> Tokens, ScoreVals, Types;
+  for (uint64_t I = 0; I < NVocab; ++I) {
+    StringRef P = Tok->piece(int32_t(I));
+    int32_t Type = Normal;
+    std::string Piece = P.str();
+    if (P.empty()) {
+      Piece = formatv("[PAD{0}]", I).str();
+      Type = Unused;
+    } else if (Unk && *Unk == int32_t(I)) {
+      Type = Unknown;
+    } else if (auto It = Added.find(P); It != Added.end()) {
+      Type = It->second ? Control : UserDefined;
+    } else if (SPM && ByteFallback && isBytePiece(P)) {
+      Type = Byte;
+    }
+    Tokens.push_back(GGUFValue::string(std::move(Piece)));
+    if (SPM) {
+      auto It = Scores.find(P);
+      ScoreVals.push_back(GGUFValue::f32(
+          Type == Normal && It != Scores.end() ? It->second : 0.0f));
+    }
+    Types.push_back(GGUFValue::i32(Type));
+  }
+  Add("tokenizer.ggml.tokens",
+      GGUFValue::array(GGUFType::String, std::move(Tokens)));
+  if (SPM)
+    Add("tokenizer.ggml.scores",
+        GGUFValue::array(GGUFType::Float32, std::move(ScoreVals)));
+  Add("tokenizer.ggml.token_type",
+      GGUFValue::array(GGUFType::Int32, std::move(Types)));
+  if (!SPM)
+    Add("tokenizer.ggml.merges",
+        GGUFValue::array(GGUFType::String, std::move(Merges)));
+
+  // Special ids: config.json first (what the model was trained with), then
+  // the tokenizer. SPM defaults in llama.cpp (bos 1, eos 2, unk 0) are not
+  // Gemma's, so every id we know is written.
+  std::optional<int64_t> Bos = C.BosId, Eos, Pad = C.PadId;
+  if (!Bos)
+    Bos = Tok->bosId();
+  if (!C.EosIds.empty())
+    Eos = C.EosIds.front();
+  else
+    Eos = Tok->eosId();
+  if (!Pad)
+    for (StringRef Name : {"<pad>", "[PAD]", "<|endoftext|>"})
+      if (std::optional<int32_t> Id = Tok->id(Name)) {
+        Pad = *Id;
+        break;
+      }
+  auto AddId = [&](StringRef Key, std::optional<int64_t> Id) {
+    if (Id && *Id >= 0 && uint64_t(*Id) < NVocab)
+      Add(Key, GGUFValue::u32(uint32_t(*Id)));
+  };
+  AddId("tokenizer.ggml.bos_token_id", Bos);
+  AddId("tokenizer.ggml.eos_token_id", Eos);
+  AddId("tokenizer.ggml.unknown_token_id", Unk);
+  AddId("tokenizer.ggml.padding_token_id", Pad);
+  // Whether the post-processor adds BOS/EOS, observed on a probe text.
+  std::vector<int32_t> With = Tok->encode("a", true),
+                       Without = Tok->encode("a", false);
+  bool AddBos = With.size() > Without.size() && !With.empty() &&
+                Tok->isSpecial(With.front()) &&
+                (Without.empty() || With.front() != Without.front());
+  bool AddEos = With.size() > Without.size() && !With.empty() &&
+                Tok->isSpecial(With.back()) &&
+                (Without.empty() || With.back() != Without.back());
+  Add("tokenizer.ggml.add_bos_token", GGUFValue::boolean(AddBos));
+  Add("tokenizer.ggml.add_eos_token", GGUFValue::boolean(AddEos));
+  if (SPM)
+    Add("tokenizer.ggml.add_space_prefix",
+        GGUFValue::boolean(addsSpacePrefix(Top.get("normalizer")) ||
+                           addsSpacePrefix(Top.get("pre_tokenizer"))));
+  return KVs;
+}
+
+//===----------------------------------------------------------------------===//
+// tokenizer.ggml.* -> tokenizer.json
+//===----------------------------------------------------------------------===//
+
+Expected<std::string> tokenizerJsonFromGGUF(const GGUFFile &G) {
+  auto Missing = [&](StringRef Key) {
+    return fileError(G.path(), "missing required key '{0}'", Key);
+  };
+  const GGUFValue *ModelKV = G.find("tokenizer.ggml.model");
+  if (!ModelKV)
+    return Missing("tokenizer.ggml.model");
+  if (ModelKV->Type != GGUFType::String)
+    return fileError(G.path(),
+                     "key 'tokenizer.ggml.model' must be STRING, "
+                     "not {0}",
+                     ggufTypeName(ModelKV->Type));
+  if (ModelKV->Str != "llama")
+    return fileError(G.path(),
+                     "tokenizer.ggml.model '{0}' is not supported "
+                     "as input (supported: llama)",
+                     ModelKV->Str);
+  auto ArrayKV = [&](StringRef Key, GGUFType Elem,
+                     bool Required) -> Expected<const GGUFValue *> {
+    const GGUFValue *V = G.find(Key);
+    if (!V) {
+      if (Required)
+        return Missing(Key);
+      return nullptr;
+    }
+    if (V->Type != GGUFType::Array || V->ElemType != Elem)
+      return fileError(G.path(), "key '{0}' must be an array of {1}", Key,
+                       ggufTypeName(Elem));
+    return V;
+  };
+  Expected<const GGUFValue *> TokensKV =
+      ArrayKV("tokenizer.ggml.tokens", GGUFType::String, true);
+  if (!TokensKV)
+    return TokensKV.takeError();
+  const std::vector<GGUFValue> &Tokens = (*TokensKV)->Elems;
+  Expected<const GGUFValue *> ScoresKV =
+      ArrayKV("tokenizer.ggml.scores", GGUFType::Float32, false);
+  if (!ScoresKV)
+    return ScoresKV.takeError();
+  Expected<const GGUFValue *> TypesKV =
+      ArrayKV("tokenizer.ggml.token_type", GGUFType::Int32, false);
+  if (!TypesKV)
+    return TypesKV.takeError();
+  for (const GGUFValue *A : {*ScoresKV, *TypesKV})
+    if (A && A->Elems.size() != Tokens.size())
+      return fileError(G.path(),
+                       "tokenizer arrays differ in length ({0} "
+                       "tokens, {1} entries)",
+                       Tokens.size(), A->Elems.size());
+  auto TypeOf = [&](size_t I) -> int32_t {
+    return *TypesKV ? int32_t((*TypesKV)->Elems[I].Bits) : Normal;
+  };
+  auto IdKV = [&](StringRef Key) -> std::optional<int64_t> {
+    const GGUFValue *V = G.find(Key);
+    if (!V)
+      return std::nullopt;
+    std::optional<int64_t> I = V->asInt();
+    if (I && *I >= 0 && uint64_t(*I) < Tokens.size())
+      return I;
+    return std::nullopt;
+  };
+  auto Flag = [&](StringRef Key, bool Default) {
+    const GGUFValue *V = G.find(Key);
+    return V && V->Type == GGUFType::Bool ? V->Bits != 0 : Default;
+  };
+  std::optional<int64_t> Bos = IdKV("tokenizer.ggml.bos_token_id");
+  std::optional<int64_t> Unk = IdKV("tokenizer.ggml.unknown_token_id");
+  bool AddBos = Flag("tokenizer.ggml.add_bos_token", true);
+  bool SpacePrefix = Flag("tokenizer.ggml.add_space_prefix", true);
+
+  json::Object Vocab;
+  json::Array AddedTokens;
+  StringMap<int64_t> Ids;
+  bool HasBytes = false;
+  for (size_t I = 0; I < Tokens.size(); ++I) {
+    const std::string &P = Tokens[I].Str;
+    int32_t Type = TypeOf(I);
+    if (Type == Unused)
+      continue;
+    Vocab[P] = int64_t(I);
+    Ids[P] = int64_t(I);
+    HasBytes |= Type == Byte;
+    if (Type == Control || Type == UserDefined || Type == Unknown)
+      AddedTokens.push_back(json::Object{{"id", int64_t(I)},
+                                         {"content", P},
+                                         {"single_word", false},
+                                         {"lstrip", false},
+                                         {"rstrip", false},
+                                         {"normalized", false},
+                                         {"special", Type != UserDefined}});
+  }
+
+  // Merges: merge-produced pieces by decreasing score, each with every
+  // split into two vocabulary pieces (see the file comment).
+  std::vector<std::pair<float, size_t>> Ranked;
+  if (*ScoresKV)
+    for (size_t I = 0; I < Tokens.size(); ++I) {
+      float S = float(*(*ScoresKV)->Elems[I].asFloat());
+      if (TypeOf(I) == Normal && S < 0)
+        Ranked.push_back({-S, I});
+    }
+  llvm::stable_sort(Ranked);
+  json::Array Merges;
+  for (auto [Score, I] : Ranked) {
+    StringRef P = Tokens[I].Str;
+    std::vector<std::tuple<int64_t, int64_t, size_t>> Splits;
+    for (size_t Cut = 1; Cut < P.size(); ++Cut) {
+      if ((uint8_t(P[Cut]) & 0xC0) == 0x80) // inside a UTF-8 sequence
+        continue;
+      auto A = Ids.find(P.take_front(Cut)), B = Ids.find(P.drop_front(Cut));
+      if (A != Ids.end() && B != Ids.end())
+        Splits.push_back({A->second, B->second, Cut});
+    }
+    llvm::sort(Splits);
+    for (auto [A, B, Cut] : Splits)
+      Merges.push_back(
+          json::Array{P.take_front(Cut).str(), P.drop_front(Cut).str()});
+  }
+
+  json::Array Normalizers;
+  if (SpacePrefix)
+    Normalizers.push_back(
+        json::Object{{"type", "Prepend"}, {"prepend", "\xE2\x96\x81"}});
+  Normalizers.push_back(json::Object{{"type", "Replace"},
+                                     {"pattern", json::Object{{"String", " "}}},
+                                     {"content", "\xE2\x96\x81"}});
+  json::Array Decoders{
+      json::Object{{"type", "Replace"},
+                   {"pattern", json::Object{{"String", "\xE2\x96\x81"}}},
+                   {"content", " "}},
+      json::Object{{"type", "ByteFallback"}}, json::Object{{"type", "Fuse"}}};
+  if (SpacePrefix)
+    Decoders.push_back(json::Object{
+        {"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
+
+  json::Value PostProcessor = nullptr;
+  if (AddBos && Bos) {
+    std::string B = Tokens[*Bos].Str;
+    auto Special = [&](int TypeId) {
+      return json::Object{
+          {"SpecialToken", json::Object{{"id", B}, {"type_id", TypeId}}}};
+    };
+    auto Seq = [&](StringRef Id, int TypeId) {
+      return json::Object{
+          {"Sequence", json::Object{{"id", Id}, {"type_id", TypeId}}}};
+    };
+    PostProcessor = json::Object{
+        {"type", "TemplateProcessing"},
+        {"single", json::Array{Special(0), Seq("A", 0)}},
+        {"pair", json::Array{Special(0), Seq("A", 0), Special(1), Seq("B", 1)}},
+        {"special_tokens",
+         json::Object{{B, json::Object{{"id", B},
+                                       {"ids", json::Array{*Bos}},
+                                       {"tokens", json::Array{B}}}}}}};
+  }
+
+  json::Object Model{
+      {"type", "BPE"},
+      {"dropout", nullptr},
+      {"unk_token", Unk ? json::Value(Tokens[*Unk].Str) : json::Value(nullptr)},
+      {"continuing_subword_prefix", nullptr},
+      {"end_of_word_suffix", nullptr},
+      {"fuse_unk", true},
+      {"byte_fallback", HasBytes},
+      {"ignore_merges", false},
+      {"vocab", std::move(Vocab)},
+      {"merges", std::move(Merges)}};
+  json::Object Root{
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens", std::move(AddedTokens)},
+      {"normalizer", json::Object{{"type", "Sequence"},
+                                  {"normalizers", std::move(Normalizers)}}},
+      {"pre_tokenizer", nullptr},
+      {"post_processor", std::move(PostProcessor)},
+      {"decoder",
+       json::Object{{"type", "Sequence"}, {"decoders", std::move(Decoders)}}},
+      {"model", std::move(Model)}};
+  return formatv("{0:2}", json::Value(std::move(Root))).str() + "\n";
+}
+
+} // namespace vindex

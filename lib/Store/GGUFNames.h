@@ -1,0 +1,61 @@
+//===- GGUFNames.h - What llama.cpp calls things (private) ------*- C++ -*-===//
+//
+// Shared by the GGUF writer (GGUFCompile.cpp) and reader (GGUFDecompose.cpp):
+// the architecture names, tensor names and the tokenizer translation, each
+// written once so that the two directions cannot disagree. The rules are
+// those of ../shared/notes/gguf-for-llama-cpp.md (read from llama.cpp).
+//
+//===----------------------------------------------------------------------===//
+#ifndef VINDEX_LIB_STORE_GGUFNAMES_H
+#define VINDEX_LIB_STORE_GGUFNAMES_H
+
+#include "vindex/Formats/GGUF.h"
+#include "vindex/Formats/ModelConfig.h"
+#include "vindex/Formats/TensorRole.h"
+
+#include "llvm/Support/Error.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vindex {
+
+/// llama.cpp's architecture for a config ("gemma3", "llama", ...), or "" if
+/// llama.cpp has no matching one we write.
+llvm::StringRef ggufArchitecture(const ModelConfig &C);
+/// Whether llama.cpp expects the Q/K rows in the interleaved (NORM RoPE)
+/// order, i.e. the converter's permutation applies.
+bool ggufPermutesQK(llvm::StringRef Arch);
+
+/// llama.cpp's name for a tensor of a role ("blk.3.ffn_down.weight"), or ""
+/// when it has none.
+std::string ggufTensorName(llvm::StringRef Arch, TensorRole Role, int Layer);
+/// The Hugging Face name of a llama.cpp tensor, with its role; nullopt if
+/// unknown.
+struct HFTensorName {
+  std::string Name;
+  TensorRole Role;
+  int Layer;
+};
+std::optional<HFTensorName> hfTensorName(llvm::StringRef Arch,
+                                         llvm::StringRef GGUFName);
+
+/// Row I of the permuted Q/K matrix is row qkPermutedSource(I) of the HF one
+/// (heads of HeadDim rows; the converter's reshape/swapaxes).
+inline uint64_t qkPermutedSource(uint64_t I, uint64_t HeadDim) {
+  uint64_t H = I / HeadDim, R = I % HeadDim, Half = HeadDim / 2;
+  return H * HeadDim + (R % 2) * Half + R / 2;
+}
+
+/// The tokenizer.ggml.* KVs for tokenizer.json text, for an embedding of
+/// NVocab rows.
+llvm::Expected<std::vector<GGUFKV>>
+ggufTokenizerKVs(llvm::StringRef TokenizerJson, llvm::StringRef FileName,
+                 const ModelConfig &C, uint64_t NVocab);
+/// A tokenizer.json equivalent to the tokenizer.ggml.* KVs of G.
+llvm::Expected<std::string> tokenizerJsonFromGGUF(const GGUFFile &G);
+
+} // namespace vindex
+
+#endif // VINDEX_LIB_STORE_GGUFNAMES_H
