@@ -567,7 +567,8 @@ Error decomposeGGUF(const DecomposeOptions &Opts,
   if (!G)
     return G.takeError();
   InputFiles = {Opts.Input};
-  Expected<AtomicDirectory> Out = AtomicDirectory::create(Opts.Output);
+  Expected<AtomicDirectory> Out =
+      AtomicDirectory::create(Opts.Output, isReplaceableVindex);
   if (!Out)
     return Out.takeError();
   if (Error E = GGUFDecomposer(Opts, **G, *Out).run())
