@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job, end to end on the bundled tiny model, as far as the pipeline
 # exists today: decompose tiny-gemma3 into a V-index, ask the model a fact
-# through the engine, compile the V-index back to a Hugging Face checkpoint,
-# and check that every tensor came back bit-exact.
+# through the engine, compile the V-index back to a Hugging Face checkpoint
+# (every tensor bit-exact) and to a GGUF for llama.cpp, and read the GGUF
+# back to show the same answer. (Probing and patching come next.)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${VINDEX_BUILD_DIR:-$root/build}"
@@ -26,10 +27,19 @@ echo "== vindex-compile --format=safetensors -> $out/tiny-gemma3-hf"
   -o "$out/tiny-gemma3-hf"
 echo "== round trip check (independent reader)"
 /usr/bin/python3 "$root/test/lit/Inputs/st.py" compare "$model" "$out/tiny-gemma3-hf"
+echo "== vindex-compile --format=gguf -> $out/tiny-gemma3.gguf (for llama.cpp)"
+"$bin/vindex-compile" "$out/tiny-gemma3.vindex" --format=gguf --type=f32 \
+  -o "$out/tiny-gemma3.gguf"
+echo "== vindex-decompose the GGUF, and ask again"
+"$bin/vindex-decompose" "$out/tiny-gemma3.gguf" -o "$out/from-gguf.vindex"
+"$bin/larql-opt" "$out/from-gguf.vindex" \
+  -e "INFER 'The capital of France is' TOP 1 GENERATE 1"
 files=$(find "$out/tiny-gemma3.vindex" -type f | wc -l)
 bytes=$(du -sb "$out/tiny-gemma3.vindex" | cut -f1)
 answer=$("$bin/larql-opt" "$out/tiny-gemma3.vindex" --format=json \
   -e "INFER 'The capital of France is' TOP 1 GENERATE 1" |
   sed -n 's/.*"text":"\([^"]*\)".*/\1/p')
+gguf_bytes=$(stat -c %s "$out/tiny-gemma3.gguf")
 echo "summary: tiny-gemma3 -> V-index ($files files, $bytes bytes) -> safetensors: bit-exact;"
+echo "         -> GGUF ($gguf_bytes bytes, f32) -> V-index: same answer;"
 echo "         'The capital of France is' -> '$answer'"
