@@ -207,7 +207,11 @@ int main(int argc, char **argv) {
     return mlir::success();
   });
   mlir::OwningOpRef<mlir::ModuleOp> Module = lql::lowerToIR(Ctx, SM, All);
-  if (failed(mlir::verify(*Module)))
+  // Each statement on its own, so that every error of a script is reported.
+  bool Invalid = false;
+  for (mlir::Operation &Op : *Module->getBody())
+    Invalid |= failed(mlir::verify(&Op));
+  if (Invalid || failed(mlir::verify(*Module)))
     return ExitUserError;
   if (EmitKind == Emit::MLIR)
     Module->print(outs()), outs() << "\n";
