@@ -213,7 +213,7 @@ class Parser {
 public:
   Parser(SourceMgr &SM, unsigned Buf) : Lex(SM, Buf) { advance(); }
 
-  std::optional<std::vector<Statement>> parse() {
+  std::optional<std::vector<Statement>> parse(std::vector<Statement> *Clean) {
     std::vector<Statement> Out;
     while (Cur.Kind != Tok::Eof) {
       if (Cur.Kind == Tok::Semi) {
@@ -222,12 +222,15 @@ public:
       }
       Statement S;
       S.Loc = Cur.loc();
+      unsigned ErrorsBefore = Lex.errors();
       if (statement(S)) {
-        Out.push_back(std::move(S));
         if (Cur.Kind != Tok::Semi && Cur.Kind != Tok::Eof) {
           unexpected("';' or the end of the script", Keywords);
           recover();
         }
+        if (Clean && Lex.errors() == ErrorsBefore)
+          Clean->push_back(S);
+        Out.push_back(std::move(S));
       } else {
         recover();
       }
@@ -844,9 +847,9 @@ private:
 
 } // namespace
 
-std::optional<std::vector<Statement>> parseScript(SourceMgr &SM,
-                                                  unsigned BufferID) {
-  return Parser(SM, BufferID).parse();
+std::optional<std::vector<Statement>>
+parseScript(SourceMgr &SM, unsigned BufferID, std::vector<Statement> *Clean) {
+  return Parser(SM, BufferID).parse(Clean);
 }
 
 } // namespace vindex::lql

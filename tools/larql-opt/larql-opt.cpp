@@ -174,18 +174,13 @@ int main(int argc, char **argv) {
   }
 
   // Parse everything first: a script with errors runs nothing.
+  // Statements that parsed cleanly are still lowered and verified when
+  // others failed, so that one run reports every error.
   std::vector<lql::Statement> All;
   bool Failed = false;
-  for (unsigned B = 1; B <= SM.getNumBuffers(); ++B) {
-    std::optional<std::vector<lql::Statement>> Parsed =
-        lql::parseScript(SM, B);
-    if (!Parsed)
+  for (unsigned B = 1; B <= SM.getNumBuffers(); ++B)
+    if (!lql::parseScript(SM, B, &All))
       Failed = true;
-    else
-      All.insert(All.end(), Parsed->begin(), Parsed->end());
-  }
-  if (Failed)
-    return ExitUserError;
 
   // Lower to the larql dialect and verify; verifier errors point into the
   // script like the parser's.
@@ -211,7 +206,7 @@ int main(int argc, char **argv) {
   bool Invalid = false;
   for (mlir::Operation &Op : *Module->getBody())
     Invalid |= failed(mlir::verify(&Op));
-  if (Invalid || failed(mlir::verify(*Module)))
+  if (Failed || Invalid || failed(mlir::verify(*Module)))
     return ExitUserError;
   if (EmitKind == Emit::MLIR)
     Module->print(outs()), outs() << "\n";
