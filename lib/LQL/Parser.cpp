@@ -549,14 +549,26 @@ private:
     if (consumeKeyword("DESCRIBE")) {
       DescribeStmt D;
       std::optional<std::string> E = string("an entity string after DESCRIBE");
-      if (!E || !optLayer(D.Layer))
+      if (!E)
         return false;
       D.Entity = *E;
-      for (StringRef B : schema::Bands)
-        if (consumeKeyword(B)) {
-          D.Band = B.str();
-          break;
+      // AT LAYER and a band selector, each at most once, in either order.
+      bool Progress = true;
+      while (Progress) {
+        Progress = false;
+        if (!D.Layer && isKeyword("AT")) {
+          if (!optLayer(D.Layer))
+            return false;
+          Progress = true;
         }
+        if (!D.Band)
+          for (StringRef B : schema::Bands)
+            if (consumeKeyword(B)) {
+              D.Band = B.str();
+              Progress = true;
+              break;
+            }
+      }
       S.Node = std::move(D);
       return true;
     }

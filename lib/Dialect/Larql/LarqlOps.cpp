@@ -102,6 +102,8 @@ LogicalResult SelectOp::verify() {
   if (!schema::columns(Table))
     return emitOpError("unknown table '")
            << Table << "' (expected " << join(schema::Tables) << ")";
+  if (auto Cols = getColumns(); Cols && Cols->empty())
+    return emitOpError("'columns' must not be empty (leave it out for *)");
   if (auto Cols = getColumns())
     for (Attribute C : *Cols)
       if (failed(checkColumn(*this, Table, cast<StringAttr>(C).getValue())))

@@ -38,3 +38,8 @@ larql.select "edges" {order_by = ["score"]}
 
 // expected-error @+1 {{'larql.select' op unknown column 'top_output' in table 'edges'}}
 larql.select "edges" {order_by = [["top_output", "asc"]]}
+
+// -----
+
+// expected-error @+1 {{'larql.select' op 'columns' must not be empty (leave it out for *)}}
+larql.select "edges" {columns = []}
