@@ -21,14 +21,6 @@ StringRef tableName(Table T) {
   return schema::Tables[static_cast<unsigned>(T)];
 }
 
-ArrayRef<StringRef> tableColumns(Table T) {
-  static const std::vector<StringRef> Cols[3] = {
-      {std::begin(schema::EdgeColumns), std::end(schema::EdgeColumns)},
-      {std::begin(schema::FeatureColumns), std::end(schema::FeatureColumns)},
-      {std::begin(schema::EntityColumns), std::end(schema::EntityColumns)}};
-  return Cols[static_cast<unsigned>(T)];
-}
-
 StringRef Statement::keyword() const {
   static const char *const Names[] = {
       "SELECT", "DESCRIBE", "SHOW",    "INFER",         "WALK",
@@ -520,7 +512,7 @@ private:
     return true;
   }
   /// k = literal [, ...] with columns of edges.
-  bool assignments(Assignments &Out, StringRef Close) {
+  bool assignments(Assignments &Out) {
     do {
       Token At = Cur;
       std::optional<std::string> K = column(Table::Edges, "a column name");
@@ -539,7 +531,6 @@ private:
         return false;
       Out.emplace_back(*K, std::move(*V));
     } while (consumePunct(","));
-    (void)Close;
     return true;
   }
 
@@ -662,7 +653,7 @@ private:
         if (!expectPunct("(", "to open a VALUES row"))
           return false;
         Assignments Row;
-        if (!assignments(Row, ")") ||
+        if (!assignments(Row) ||
             !expectPunct(")", "to close the VALUES row"))
           return false;
         I.Rows.push_back(std::move(Row));
@@ -690,7 +681,7 @@ private:
     if (consumeKeyword("UPDATE")) {
       UpdateStmt U;
       if (!editTable("UPDATE") || !expectKeyword("SET", "UPDATE edges") ||
-          !assignments(U.Set, "") ||
+          !assignments(U.Set) ||
           !expectKeyword("WHERE", "the SET list") ||
           !where(Table::Edges, U.Where))
         return false;

@@ -29,8 +29,6 @@ using Literal = std::variant<int64_t, double, std::string>;
 /// The tables of SELECT (and of INSERT/DELETE/UPDATE, which take edges only).
 enum class Table { Edges, Features, Entities };
 llvm::StringRef tableName(Table T);
-/// The columns a table has, in the order `SELECT *` shows them.
-llvm::ArrayRef<llvm::StringRef> tableColumns(Table T);
 
 /// A WHERE expression: a comparison of a column against literals, or AND/OR
 /// of two expressions.
