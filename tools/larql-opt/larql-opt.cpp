@@ -138,6 +138,12 @@ int main(int argc, char **argv) {
                : ExitSuccess;
   }
 
+  if (VerifyDiagnostics || SplitInputFile) {
+    errs() << Tool << ": error: -verify-diagnostics and -split-input-file "
+           << "apply to a .mlir input\n";
+    return ExitUsageError;
+  }
+
   std::string VindexDir;
   std::vector<std::string> Scripts;
   for (const std::string &In : Inputs) {
