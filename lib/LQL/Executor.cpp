@@ -54,7 +54,13 @@ bool startsWord(StringRef Piece) {
 Error Executor::run(const Statement &S) {
   if (const auto *I = std::get_if<InferStmt>(&S.Node))
     return infer("INFER", I->Prompt, I->Top, I->Generate, 0);
-  const auto &W = std::get<WalkStmt>(S.Node);
+  const auto *WP = std::get_if<WalkStmt>(&S.Node);
+  if (!WP)
+    return createStringError(inconvertibleErrorCode(),
+                             "%s does not run against a V-index yet (this "
+                             "build parses, checks and lowers it: --emit=mlir)",
+                             S.keyword().str().c_str());
+  const WalkStmt &W = *WP;
   size_t F = M.config().IntermediateSize;
   // More features than the layer has is all of them: the dense FFN.
   size_t K = W.K ? std::min<size_t>(*W.K, F) : std::max<size_t>(1, F / 4);

@@ -2,20 +2,33 @@
 //
 // larql-opt [IN.vindex] [SCRIPT.lql ...] [-e 'STMT']... [--format=...]
 //
-// Without a V-index the scripts are only parsed and checked (a linter for
-// CI); with one they run against it, the model being loaded once. Today the
-// language is INFER and WALK; the rest of LQL, the MLIR dialects and the
-// passes arrive with their own issue.
+// larql-opt SCRIPT.lql --emit=mlir       print the lowered `larql` IR
+// larql-opt X.mlir [-verify-diagnostics] [-split-input-file]
+//
+// Without a V-index the scripts are parsed, checked and lowered to the
+// `larql` dialect (a linter for CI); with one they run against it, the model
+// being loaded once (INFER and WALK today). A .mlir input (or `-`, standard
+// input) is parsed, verified and printed back, as mlir-opt does.
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/LQL/Executor.h"
 #include "vindex/LQL/Parser.h"
+#include "vindex/LQL/ToIR.h"
+#include "vindex/RegisterAll.h"
 #include "vindex/Model/Engine.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/ToolMain.h"
 
+#include "mlir/IR/AsmState.h"
+#include "mlir/Support/FileUtilities.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/Timing.h"
+#include "mlir/Tools/mlir-opt/MlirOptMain.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
@@ -44,13 +57,30 @@ static cl::opt<unsigned> Jobs("jobs",
                                        "do not depend on it)"),
                               cl::init(1));
 
+enum class Emit { None, MLIR };
+static cl::opt<Emit> EmitKind(
+    "emit", cl::desc("What to print for LQL scripts"),
+    cl::values(clEnumValN(Emit::None, "none", "nothing (default)"),
+               clEnumValN(Emit::MLIR, "mlir", "the lowered larql IR")),
+    cl::init(Emit::None));
+static cl::opt<bool> VerifyDiagnostics(
+    "verify-diagnostics",
+    cl::desc("Check the diagnostics of a .mlir input against its "
+             "expected-* comments"),
+    cl::init(false));
+static cl::opt<bool> SplitInputFile(
+    "split-input-file",
+    cl::desc("Process each '// -----' chunk of a .mlir input on its own"),
+    cl::init(false));
+
 static const char *Overview = R"(larql-opt: run LQL against a V-index
 
 Statements come from scripts (.lql) and -e, in that order, separated by ';'.
 Keywords are case-insensitive; strings take '...' or "..."; -- and /* */ are
 comments. Without a V-index the statements are only parsed and checked.
 
-Statements available in this build:
+Every statement of LQL parses, is checked and lowers to the larql dialect
+(docs/lql.md). Statements that run against a V-index in this build:
   INFER 'prompt' [TOP n] [GENERATE m]   next-token distribution; greedy
                                         continuation of m tokens (whole words)
   WALK 'prompt' [TOP n] [WITH K k]      the same through the walk FFN: per
@@ -62,14 +92,57 @@ Examples:
   larql-opt tiny.vindex -e "INFER 'The capital of Peru is' TOP 3 GENERATE 4" --format=json
   larql-opt tiny.vindex -e "WALK 'The capital of France is' TOP 5 WITH K 64"
   larql-opt checks.lql                  # lint a script without a model
+  larql-opt edits.lql --emit=mlir       # print the lowered larql IR
+  larql-opt edits.mlir                  # parse, verify and print IR back
+  larql-opt invalid.mlir -split-input-file -verify-diagnostics
+
+Inputs ending in .mlir, and `-` (standard input), are larql IR; the rest
+are LQL scripts.
 
 Exit status: 0 success, 1 bad input or script, 2 bad command line.
 )";
 
 int main(int argc, char **argv) {
   InitLLVM X(argc, argv);
+  mlir::registerAsmPrinterCLOptions();
+  mlir::registerMLIRContextCLOptions();
+  mlir::registerPassManagerCLOptions();
+  mlir::registerDefaultTimingManagerCLOptions();
   parseToolCommandLine(argc, argv, Overview);
   const char *Tool = "larql-opt";
+
+  mlir::DialectRegistry Registry;
+  registerAllDialects(Registry);
+
+  // .mlir input: parse, verify and print back, as mlir-opt does.
+  bool AnyMLIR = llvm::any_of(Inputs, [](const std::string &In) {
+    return In == "-" || StringRef(In).ends_with(".mlir");
+  });
+  if (AnyMLIR) {
+    if (Inputs.size() != 1 || !Statements.empty()) {
+      errs() << Tool << ": error: a .mlir input is processed alone\n";
+      return ExitUsageError;
+    }
+    std::string ErrorMessage;
+    std::unique_ptr<MemoryBuffer> Buf =
+        mlir::openInputFile(Inputs.front(), &ErrorMessage);
+    if (!Buf)
+      return exitWith(Tool, fileError(Inputs.front(), "cannot read: {0}",
+                                      ErrorMessage));
+    mlir::MlirOptMainConfig Config;
+    Config.verifyDiagnostics(VerifyDiagnostics);
+    if (SplitInputFile)
+      Config.splitInputFile().outputSplitMarker();
+    return failed(mlir::MlirOptMain(outs(), std::move(Buf), Registry, Config))
+               ? ExitUserError
+               : ExitSuccess;
+  }
+
+  if (VerifyDiagnostics || SplitInputFile) {
+    errs() << Tool << ": error: -verify-diagnostics and -split-input-file "
+           << "apply to a .mlir input\n";
+    return ExitUsageError;
+  }
 
   std::string VindexDir;
   std::vector<std::string> Scripts;
@@ -107,18 +180,42 @@ int main(int argc, char **argv) {
   }
 
   // Parse everything first: a script with errors runs nothing.
+  // Statements that parsed cleanly are still lowered and verified when
+  // others failed, so that one run reports every error.
   std::vector<lql::Statement> All;
   bool Failed = false;
-  for (unsigned B = 1; B <= SM.getNumBuffers(); ++B) {
-    std::optional<std::vector<lql::Statement>> Parsed =
-        lql::parseScript(SM, B);
-    if (!Parsed)
+  for (unsigned B = 1; B <= SM.getNumBuffers(); ++B)
+    if (!lql::parseScript(SM, B, &All))
       Failed = true;
-    else
-      All.insert(All.end(), Parsed->begin(), Parsed->end());
-  }
-  if (Failed)
+
+  // Lower to the larql dialect and verify; verifier errors point into the
+  // script like the parser's.
+  mlir::MLIRContext Ctx(Registry);
+  mlir::ScopedDiagnosticHandler Diags(&Ctx, [&](mlir::Diagnostic &D) {
+    SMLoc Loc;
+    if (auto FL = dyn_cast<mlir::FileLineColLoc>(D.getLocation()))
+      for (unsigned B = 1; B <= SM.getNumBuffers(); ++B)
+        if (SM.getMemoryBuffer(B)->getBufferIdentifier() ==
+            FL.getFilename().getValue()) {
+          Loc = SM.FindLocForLineAndColumn(B, FL.getLine(), FL.getColumn());
+          break;
+        }
+    SourceMgr::DiagKind Kind =
+        D.getSeverity() == mlir::DiagnosticSeverity::Error     ? SourceMgr::DK_Error
+        : D.getSeverity() == mlir::DiagnosticSeverity::Warning ? SourceMgr::DK_Warning
+                                                                : SourceMgr::DK_Note;
+    SM.PrintMessage(Loc, Kind, D.str());
+    return mlir::success();
+  });
+  mlir::OwningOpRef<mlir::ModuleOp> Module = lql::lowerToIR(Ctx, SM, All);
+  // Each statement on its own, so that every error of a script is reported.
+  bool Invalid = false;
+  for (mlir::Operation &Op : *Module->getBody())
+    Invalid |= failed(mlir::verify(&Op));
+  if (Failed || Invalid || failed(mlir::verify(*Module)))
     return ExitUserError;
+  if (EmitKind == Emit::MLIR)
+    Module->print(outs()), outs() << "\n";
   if (VindexDir.empty())
     return ExitSuccess;
 

@@ -1,0 +1,243 @@
+//===- LarqlOps.cpp - larql op verifiers ----------------------------------===//
+//
+// What the grammar cannot check: names against the schema (for IR written by
+// hand), literal types against column types, positive counts, the FORMAT of
+// a model, the columns an INSERT row needs.
+//
+//===----------------------------------------------------------------------===//
+#include "vindex/Dialect/Larql/LarqlOps.h"
+#include "vindex/LQL/Schema.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/StringExtras.h"
+#include "mlir/IR/OpImplementation.h"
+
+using namespace mlir;
+using namespace vindex::larql;
+namespace schema = vindex::lql::schema;
+
+#define GET_OP_CLASSES
+#include "vindex/Dialect/Larql/LarqlOps.cpp.inc"
+
+namespace {
+
+LogicalResult checkColumn(Operation *Op, StringRef Table, StringRef Column) {
+  if (!schema::hasColumn(Table, Column))
+    return Op->emitOpError("unknown column '")
+           << Column << "' in table '" << Table << "'";
+  return success();
+}
+
+/// VALUE may be compared with (or assigned to) COLUMN.
+LogicalResult checkValue(Operation *Op, StringRef Column, Attribute Value) {
+  bool Numeric = schema::isNumericColumn(Column);
+  if (Numeric && !isa<IntegerAttr, FloatAttr>(Value))
+    return Op->emitOpError("column '")
+           << Column << "' is numeric and takes a number, not " << Value;
+  if (!Numeric && !isa<StringAttr>(Value))
+    return Op->emitOpError("column '")
+           << Column << "' is text and takes a string, not " << Value;
+  return success();
+}
+
+LogicalResult verifyWhere(Operation *Op, StringRef Table, Attribute A) {
+  auto E = dyn_cast<ArrayAttr>(A);
+  if (!E || E.size() != 3 || !isa<StringAttr>(E[0]))
+    return Op->emitOpError("malformed WHERE expression ")
+           << A << ": expected [op, lhs, rhs]";
+  StringRef Kind = cast<StringAttr>(E[0]).getValue();
+  if (Kind == "and" || Kind == "or")
+    return failure(failed(verifyWhere(Op, Table, E[1])) ||
+                   failed(verifyWhere(Op, Table, E[2])));
+  if (!llvm::is_contained(schema::CompareOps, Kind))
+    return Op->emitOpError("unknown WHERE operator '") << Kind << "'";
+  auto Col = dyn_cast<StringAttr>(E[1]);
+  if (!Col)
+    return Op->emitOpError("WHERE compares a column name, not ") << E[1];
+  if (failed(checkColumn(Op, Table, Col.getValue())))
+    return failure();
+  if (Kind == "in") {
+    auto Vals = dyn_cast<ArrayAttr>(E[2]);
+    if (!Vals || Vals.empty())
+      return Op->emitOpError("IN needs a non-empty list of values");
+    for (Attribute V : Vals)
+      if (failed(checkValue(Op, Col.getValue(), V)))
+        return failure();
+    return success();
+  }
+  if (Kind == "like" && schema::isNumericColumn(Col.getValue()))
+    return Op->emitOpError("LIKE needs a text column; '")
+           << Col.getValue() << "' is numeric";
+  return checkValue(Op, Col.getValue(), E[2]);
+}
+
+LogicalResult checkLayer(Operation *Op, std::optional<uint64_t> Layer) {
+  if (Layer && static_cast<int64_t>(*Layer) < 0)
+    return Op->emitOpError("layer must be non-negative, not ")
+           << static_cast<int64_t>(*Layer);
+  return success();
+}
+
+LogicalResult checkAssignments(Operation *Op, DictionaryAttr D) {
+  for (NamedAttribute N : D)
+    if (failed(checkColumn(Op, "edges", N.getName().getValue())) ||
+        failed(checkValue(Op, N.getName().getValue(), N.getValue())))
+      return failure();
+  return success();
+}
+
+template <typename Range>
+std::string join(const Range &R) {
+  std::string S;
+  llvm::ListSeparator LS(", ");
+  for (llvm::StringRef X : R)
+    (S += LS) += X;
+  return S;
+}
+
+} // namespace
+
+LogicalResult SelectOp::verify() {
+  StringRef Table = getTable();
+  if (!schema::columns(Table))
+    return emitOpError("unknown table '")
+           << Table << "' (expected " << join(schema::Tables) << ")";
+  if (auto Cols = getColumns(); Cols && Cols->empty())
+    return emitOpError("'columns' must not be empty (leave it out for *)");
+  if (auto Cols = getColumns())
+    for (Attribute C : *Cols)
+      if (failed(checkColumn(*this, Table, cast<StringAttr>(C).getValue())))
+        return failure();
+  if (getLayer() && !getNearest())
+    return emitOpError("'layer' is the layer of NEAREST TO and needs 'nearest'");
+  if (failed(checkLayer(*this, getLayer())))
+    return failure();
+  if (auto W = getWhere(); W && failed(verifyWhere(*this, Table, *W)))
+    return failure();
+  if (auto Order = getOrderBy())
+    for (Attribute K : *Order) {
+      auto Key = dyn_cast<ArrayAttr>(K);
+      if (!Key || Key.size() != 2 || !isa<StringAttr>(Key[0]) ||
+          !isa<StringAttr>(Key[1]))
+        return emitOpError("ORDER BY key must be [column, \"asc\"|\"desc\"], not ")
+               << K;
+      if (failed(checkColumn(*this, Table, cast<StringAttr>(Key[0]).getValue())))
+        return failure();
+      StringRef Dir = cast<StringAttr>(Key[1]).getValue();
+      if (Dir != "asc" && Dir != "desc")
+        return emitOpError("ORDER BY direction must be \"asc\" or \"desc\", not \"")
+               << Dir << "\"";
+    }
+  if (auto Limit = getLimitAttr(); Limit && Limit.getInt() <= 0)
+    return emitOpError("LIMIT must be positive, not ") << Limit.getInt();
+  return success();
+}
+
+LogicalResult DescribeOp::verify() {
+  if (auto Band = getBand(); Band && !llvm::is_contained(schema::Bands, *Band))
+    return emitOpError("unknown band '")
+           << *Band << "' (expected " << join(schema::Bands) << ")";
+  return checkLayer(*this, getLayer());
+}
+
+LogicalResult ShowOp::verify() {
+  StringRef What = getWhat();
+  if (!llvm::is_contained(schema::ShowKinds, What))
+    return emitOpError("cannot show '")
+           << What << "' (expected " << join(schema::ShowKinds) << ")";
+  if (What == "features" && !getLayer())
+    return emitOpError("SHOW FEATURES needs a 'layer'");
+  if (What != "features" && getLayer())
+    return emitOpError("only SHOW FEATURES takes a 'layer'");
+  return checkLayer(*this, getLayer());
+}
+
+LogicalResult InferOp::verify() {
+  if (getTopAttr().getInt() <= 0)
+    return emitOpError("TOP must be positive, not ") << getTopAttr().getInt();
+  if (auto G = getGenerateAttr(); G && G.getInt() < 0)
+    return emitOpError("GENERATE must be non-negative, not ") << G.getInt();
+  return success();
+}
+
+LogicalResult WalkOp::verify() {
+  if (getTopAttr().getInt() <= 0)
+    return emitOpError("TOP must be positive, not ") << getTopAttr().getInt();
+  if (auto K = getKAttr(); K && K.getInt() <= 0)
+    return emitOpError("WITH K needs at least one feature");
+  return success();
+}
+
+LogicalResult InsertOp::verify() {
+  if (getRows().empty())
+    return emitOpError("needs at least one row");
+  unsigned N = 0;
+  for (Attribute R : getRows()) {
+    ++N;
+    auto Row = dyn_cast<DictionaryAttr>(R);
+    if (!Row)
+      return emitOpError("row ") << N << " must be a dictionary, not " << R;
+    if (failed(checkAssignments(*this, Row)))
+      return failure();
+    for (StringRef Need : {"entity", "relation", "target"})
+      if (!Row.get(Need))
+        return emitOpError("row ") << N << " needs '" << Need << "'";
+  }
+  if (auto M = getMode(); M && *M != "knn" && *M != "compose")
+    return emitOpError("unknown MODE '") << *M << "' (expected knn, compose)";
+  return checkLayer(*this, getLayer());
+}
+
+LogicalResult DeleteOp::verify() {
+  return verifyWhere(*this, "edges", getWhere());
+}
+
+LogicalResult UpdateOp::verify() {
+  if (getSet().empty())
+    return emitOpError("SET needs at least one column");
+  if (failed(checkAssignments(*this, getSet())))
+    return failure();
+  return verifyWhere(*this, "edges", getWhere());
+}
+
+LogicalResult CreateRelationOp::verify() {
+  if (getName().empty())
+    return emitOpError("needs a relation name");
+  if (!getPromptTemplate().contains("{entity}"))
+    return emitOpError("the template of a relation needs an {entity} "
+                       "placeholder");
+  return success();
+}
+
+LogicalResult CompileOp::verify() {
+  StringRef Target = getTarget();
+  if (Target == "vindex") {
+    if (getFormat())
+      return emitOpError("COMPILE INTO VINDEX takes no FORMAT");
+  } else if (Target == "model") {
+    if (!getFormat())
+      return emitOpError("COMPILE INTO MODEL needs a FORMAT (")
+             << join(schema::Formats) << ")";
+    if (!llvm::is_contained(schema::Formats, *getFormat()))
+      return emitOpError("unknown FORMAT '")
+             << *getFormat() << "' (expected " << join(schema::Formats) << ")";
+  } else {
+    return emitOpError("unknown target '")
+           << Target << "' (expected vindex, model)";
+  }
+  if (getPath().empty())
+    return emitOpError("needs a path");
+  return success();
+}
+
+LogicalResult BeginPatchOp::verify() {
+  if (getName().empty())
+    return emitOpError("needs a patch name");
+  return success();
+}
+
+LogicalResult ApplyPatchOp::verify() {
+  if (getPath().empty())
+    return emitOpError("needs a path");
+  return success();
+}
