@@ -24,11 +24,13 @@ using namespace vindex;
 
 static cl::opt<std::string> Input(cl::Positional, cl::Required,
                                   cl::desc("IN.vindex"));
-static cl::list<unsigned> ThreadCounts("jobs", cl::CommaSeparated,
-                                       cl::desc("Thread counts to measure (default 1,2)"));
+static cl::list<unsigned>
+    ThreadCounts("jobs", cl::CommaSeparated,
+                 cl::desc("Thread counts to measure (default 1,2)"));
 static cl::opt<unsigned> Reps("reps", cl::init(3), cl::desc("Runs per case"));
-static cl::list<unsigned> PromptSizes("prompt", cl::CommaSeparated,
-                                      cl::desc("Prompt lengths (default 64,512)"));
+static cl::list<unsigned>
+    PromptSizes("prompt", cl::CommaSeparated,
+                cl::desc("Prompt lengths (default 64,512)"));
 static cl::opt<unsigned> GenTokens("gen", cl::init(128),
                                    cl::desc("Tokens generated"));
 

@@ -27,8 +27,9 @@ static cl::opt<std::string> OutDir("o", cl::Required,
                                    cl::desc("Output checkpoint directory"));
 static cl::opt<unsigned> Layers("layers", cl::init(34),
                                 cl::desc("Decoder layers (Gemma 3 4B: 34)"));
-static cl::opt<unsigned> Shards("shards", cl::init(0),
-                                cl::desc("Shards (default: about 1.6 GB each)"));
+static cl::opt<unsigned>
+    Shards("shards", cl::init(0),
+           cl::desc("Shards (default: about 1.6 GB each)"));
 static cl::opt<uint64_t> Seed("seed", cl::init(1), cl::desc("PRNG seed"));
 
 namespace {
@@ -92,29 +93,28 @@ std::string configJson() {
   json::Array Types;
   for (unsigned L = 0; L < Layers; ++L)
     Types.push_back((L + 1) % 6 ? "sliding_attention" : "full_attention");
-  json::Object C{
-      {"architectures", json::Array{"Gemma3ForCausalLM"}},
-      {"model_type", "gemma3_text"},
-      {"hidden_size", Hidden},
-      {"intermediate_size", FFN},
-      {"num_hidden_layers", Layers.getValue()},
-      {"num_attention_heads", Heads},
-      {"num_key_value_heads", KVHeads},
-      {"head_dim", HeadDim},
-      {"vocab_size", Vocab},
-      {"hidden_activation", "gelu_pytorch_tanh"},
-      {"max_position_embeddings", 131072},
-      {"query_pre_attn_scalar", 256},
-      {"rms_norm_eps", 1e-6},
-      {"rope_theta", 1000000.0},
-      {"rope_local_base_freq", 10000.0},
-      {"sliding_window", 1024},
-      {"layer_types", std::move(Types)},
-      {"tie_word_embeddings", true},
-      {"bos_token_id", 2},
-      {"eos_token_id", 1},
-      {"pad_token_id", 0},
-      {"torch_dtype", "bfloat16"}};
+  json::Object C{{"architectures", json::Array{"Gemma3ForCausalLM"}},
+                 {"model_type", "gemma3_text"},
+                 {"hidden_size", Hidden},
+                 {"intermediate_size", FFN},
+                 {"num_hidden_layers", Layers.getValue()},
+                 {"num_attention_heads", Heads},
+                 {"num_key_value_heads", KVHeads},
+                 {"head_dim", HeadDim},
+                 {"vocab_size", Vocab},
+                 {"hidden_activation", "gelu_pytorch_tanh"},
+                 {"max_position_embeddings", 131072},
+                 {"query_pre_attn_scalar", 256},
+                 {"rms_norm_eps", 1e-6},
+                 {"rope_theta", 1000000.0},
+                 {"rope_local_base_freq", 10000.0},
+                 {"sliding_window", 1024},
+                 {"layer_types", std::move(Types)},
+                 {"tie_word_embeddings", true},
+                 {"bos_token_id", 2},
+                 {"eos_token_id", 1},
+                 {"pad_token_id", 0},
+                 {"torch_dtype", "bfloat16"}};
   return formatv("{0:2}", json::Value(std::move(C))).str() + "\n";
 }
 
@@ -142,7 +142,8 @@ int main(int argc, char **argv) {
   uint64_t Total = 0;
   for (auto &T : All)
     Total += *numElements(T.Dims) * 2;
-  unsigned NShards = Shards ? Shards : std::max<uint64_t>(1, Total / 1600000000);
+  unsigned NShards =
+      Shards ? Shards : std::max<uint64_t>(1, Total / 1600000000);
 
   // Contiguous runs of tensors of about equal size per shard.
   std::vector<std::vector<SafetensorsWriter::Tensor>> Parts(NShards);
@@ -157,9 +158,8 @@ int main(int argc, char **argv) {
   std::vector<uint16_t> Buf(1 << 20);
   json::Object WeightMap;
   for (unsigned S = 0; S < NShards; ++S) {
-    std::string Name = formatv("model-{0:5}-of-{1:5}.safetensors", S + 1,
-                               NShards)
-                           .str();
+    std::string Name =
+        formatv("model-{0:5}-of-{1:5}.safetensors", S + 1, NShards).str();
     for (auto &C : Name)
       if (C == ' ')
         C = '0';

@@ -16,12 +16,16 @@ using namespace llvm;
 namespace vindex {
 
 ArrayRef<StringRef> auxiliaryFileNames() {
-  static const StringRef Names[] = {
-      "tokenizer.json",         "tokenizer.model",
-      "tokenizer_config.json",  "special_tokens_map.json",
-      "added_tokens.json",      "vocab.json",
-      "merges.txt",             "generation_config.json",
-      "chat_template.jinja",    "chat_template.json"};
+  static const StringRef Names[] = {"tokenizer.json",
+                                    "tokenizer.model",
+                                    "tokenizer_config.json",
+                                    "special_tokens_map.json",
+                                    "added_tokens.json",
+                                    "vocab.json",
+                                    "merges.txt",
+                                    "generation_config.json",
+                                    "chat_template.jinja",
+                                    "chat_template.json"};
   return Names;
 }
 
@@ -135,8 +139,7 @@ Error Checkpoint::loadIndex(StringRef Path) {
     return fileError(Path, "missing 'weight_map' object");
   if (const json::Object *Meta = Obj->getObject("metadata")) {
     for (const auto &KV : *Meta)
-      IndexMeta.emplace_back(KV.first.str(),
-                             formatv("{0}", KV.second).str());
+      IndexMeta.emplace_back(KV.first.str(), formatv("{0}", KV.second).str());
     llvm::sort(IndexMeta);
   }
   // Shards in name order: model-00001-of-00003 first.
@@ -145,8 +148,9 @@ Error Checkpoint::loadIndex(StringRef Path) {
   for (const auto &KV : *Map) {
     std::optional<StringRef> File = KV.second.getAsString();
     if (!File || !isPlainFileName(*File))
-      return fileError(Path, "weight_map entry '{0}' must name a file in "
-                             "the checkpoint directory",
+      return fileError(Path,
+                       "weight_map entry '{0}' must name a file in "
+                       "the checkpoint directory",
                        KV.first.str());
     TensorToShard[KV.first.str()] = File->str();
     if (!is_contained(ShardNames, *File))
@@ -161,8 +165,9 @@ Error Checkpoint::loadIndex(StringRef Path) {
       for (const auto &KV : TensorToShard)
         if (KV.second == Name && (Example.empty() || KV.first() < Example))
           Example = KV.first().str();
-      return fileError(Path, "shard '{0}' (holding tensor '{1}') does not "
-                             "exist",
+      return fileError(Path,
+                       "shard '{0}' (holding tensor '{1}') does not "
+                       "exist",
                        Name, Example);
     }
     Files.push_back(File);
@@ -174,20 +179,23 @@ Error Checkpoint::loadIndex(StringRef Path) {
     for (const SafetensorsEntry &E : Shards[I]->entries()) {
       auto It = TensorToShard.find(E.Name);
       if (It == TensorToShard.end())
-        return fileError(Path, "tensor '{0}' of shard '{1}' is not in "
-                               "weight_map",
+        return fileError(Path,
+                         "tensor '{0}' of shard '{1}' is not in "
+                         "weight_map",
                          E.Name, ShardNames[I]);
       if (It->second != ShardNames[I])
-        return fileError(Path, "tensor '{0}' is mapped to shard '{1}' but "
-                               "found in shard '{2}'",
+        return fileError(Path,
+                         "tensor '{0}' is mapped to shard '{1}' but "
+                         "found in shard '{2}'",
                          E.Name, It->second, ShardNames[I]);
       IndexMap[E.Name] = I;
     }
   }
   for (const auto &KV : TensorToShard)
     if (!IndexMap.count(KV.first()))
-      return fileError(Path, "tensor '{0}' is mapped to shard '{1}' but not "
-                             "found in it",
+      return fileError(Path,
+                       "tensor '{0}' is mapped to shard '{1}' but not "
+                       "found in it",
                        KV.first(), KV.second);
   return Error::success();
 }
@@ -217,8 +225,9 @@ Error Checkpoint::collectTensors() {
         continue;
       }
       if (!Seen.insert(Name).second)
-        return fileError(Shards[I]->path(), "tensor '{0}' appears in more "
-                                            "than one shard",
+        return fileError(Shards[I]->path(),
+                         "tensor '{0}' appears in more "
+                         "than one shard",
                          Name);
       Tensors.push_back({Name, I, &E});
     }

@@ -19,8 +19,8 @@ using namespace llvm;
 namespace vindex {
 
 ArrayRef<StringRef> supportedModelTypes() {
-  static const StringRef Types[] = {"gemma3_text", "gemma3",  "llama",
-                                    "mistral",     "qwen2",   "qwen3"};
+  static const StringRef Types[] = {"gemma3_text", "gemma3", "llama",
+                                    "mistral",     "qwen2",  "qwen3"};
   return Types;
 }
 
@@ -87,8 +87,9 @@ public:
       return Error::success();
     const json::Value *V = O.get(Key);
     auto Bad = [&] {
-      return fileError(File, "field '{0}' must be an integer or a list of "
-                             "integers",
+      return fileError(File,
+                       "field '{0}' must be an integer or a list of "
+                       "integers",
                        where(Key));
     };
     if (std::optional<int64_t> I = V->getAsInteger()) {
@@ -156,8 +157,9 @@ Error parseActivation(StringRef File, StringRef Name, Activation &Out) {
   else if (Name == "gelu")
     Out = Activation::Gelu;
   else
-    return fileError(File, "unsupported activation '{0}' (supported: silu, "
-                           "gelu, gelu_pytorch_tanh)",
+    return fileError(File,
+                     "unsupported activation '{0}' (supported: silu, "
+                     "gelu, gelu_pytorch_tanh)",
                      Name);
   return Error::success();
 }
@@ -189,8 +191,9 @@ Error parseLayerKinds(const Fields &F, StringRef File, ModelConfig &C,
   C.LayerKinds.assign(C.NumLayers, LayerKind::Full);
   if (const json::Array *Types = F.array("layer_types")) {
     if (Types->size() != C.NumLayers)
-      return fileError(File, "field '{0}' has {1} entries but there are {2} "
-                             "layers",
+      return fileError(File,
+                       "field '{0}' has {1} entries but there are {2} "
+                       "layers",
                        F.where("layer_types"), Types->size(), C.NumLayers);
     for (size_t I = 0; I < Types->size(); ++I) {
       std::optional<StringRef> T = (*Types)[I].getAsString();
@@ -199,8 +202,9 @@ Error parseLayerKinds(const Fields &F, StringRef File, ModelConfig &C,
       else if (T == "sliding_attention")
         C.LayerKinds[I] = LayerKind::Sliding;
       else
-        return fileError(File, "field '{0}[{1}]' must be 'full_attention' "
-                               "or 'sliding_attention'",
+        return fileError(File,
+                         "field '{0}[{1}]' must be 'full_attention' "
+                         "or 'sliding_attention'",
                          F.where("layer_types"), I);
     }
     return Error::success();
@@ -211,8 +215,8 @@ Error parseLayerKinds(const Fields &F, StringRef File, ModelConfig &C,
     if (Error E = F.u64("sliding_window_pattern", Pattern))
       return E;
     for (uint64_t I = 0; I < C.NumLayers; ++I)
-      C.LayerKinds[I] = Pattern && (I + 1) % Pattern ? LayerKind::Sliding
-                                                     : LayerKind::Full;
+      C.LayerKinds[I] =
+          Pattern && (I + 1) % Pattern ? LayerKind::Sliding : LayerKind::Full;
     return Error::success();
   }
   // Mistral: a sliding window applies to every layer; Qwen 2 only with
@@ -248,9 +252,9 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
     C.NumHeads = 8;
     C.VocabSize = 262208;
   } else {
-    for (StringRef Key : {"hidden_size", "intermediate_size",
-                          "num_hidden_layers", "num_attention_heads",
-                          "vocab_size"})
+    for (StringRef Key :
+         {"hidden_size", "intermediate_size", "num_hidden_layers",
+          "num_attention_heads", "vocab_size"})
       if (Error E = F.required(Key))
         return E;
   }
@@ -273,8 +277,9 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
   if (Error E = F.u64("num_key_value_heads", C.NumKVHeads))
     return E;
   if (C.NumKVHeads == 0 || C.NumHeads % C.NumKVHeads)
-    return fileError(File, "'num_key_value_heads' ({0}) must divide "
-                           "'num_attention_heads' ({1})",
+    return fileError(File,
+                     "'num_key_value_heads' ({0}) must divide "
+                     "'num_attention_heads' ({1})",
                      C.NumKVHeads, C.NumHeads);
   C.HeadDim = D.Gemma ? 256 : C.HiddenSize / C.NumHeads;
   if (Error E = F.u64("head_dim", C.HeadDim))
@@ -303,8 +308,8 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
   if (Error E = parseActivation(File, Act, C.Act))
     return E;
 
-  if (D.Gemma || C.Architecture == "mistral" ||
-      C.Architecture == "qwen2" || C.Architecture == "qwen3") {
+  if (D.Gemma || C.Architecture == "mistral" || C.Architecture == "qwen2" ||
+      C.Architecture == "qwen3") {
     C.SlidingWindow = D.Gemma ? 4096 : 0;
     if (Error E = F.u64("sliding_window", C.SlidingWindow))
       return E;

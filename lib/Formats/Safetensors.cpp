@@ -55,8 +55,7 @@ static std::vector<std::string> topLevelKeys(StringRef Json) {
         if (Json[I] == '\\')
           ++I;
       if (Depth == 1 && ExpectKey) {
-        if (Expected<json::Value> K =
-                json::parse(Json.slice(Start, I + 1)))
+        if (Expected<json::Value> K = json::parse(Json.slice(Start, I + 1)))
           Keys.push_back(K->getAsString()->str());
         else
           consumeError(K.takeError());
@@ -122,9 +121,8 @@ static Error parseEntry(StringRef Name, const json::Value &V,
   if (!O->get("data_offsets"))
     return makeError("tensor '{0}': missing 'data_offsets'", Name);
   Shape Offsets;
-  if (Error Err =
-          parseUnsignedArray(O->get("data_offsets"), "data_offsets", Name,
-                             Offsets))
+  if (Error Err = parseUnsignedArray(O->get("data_offsets"), "data_offsets",
+                                     Name, Offsets))
     return Err;
   if (Offsets.size() != 2)
     return makeError("tensor '{0}': 'data_offsets' must have 2 entries, not "
@@ -172,8 +170,7 @@ static Error checkLayout(std::vector<SafetensorsEntry> &Entries,
                          uint64_t DataSize) {
   llvm::stable_sort(Entries, [](const SafetensorsEntry &A,
                                 const SafetensorsEntry &B) {
-    return A.Offset < B.Offset ||
-           (A.Offset == B.Offset && A.Length < B.Length);
+    return A.Offset < B.Offset || (A.Offset == B.Offset && A.Length < B.Length);
   });
   uint64_t Cursor = 0;
   const SafetensorsEntry *Prev = nullptr;

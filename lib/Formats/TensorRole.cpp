@@ -24,27 +24,25 @@ TensorClass classifyTensor(StringRef Name) {
   // An absurd index stays absurd (and is rejected against the config)
   // rather than wrapping into a plausible or negative one.
   int Layer = Index > uint64_t(INT32_MAX) ? INT32_MAX : int(Index);
-  TensorRole Role = StringSwitch<TensorRole>(Rest)
-                        .Case("self_attn.q_proj.weight", TensorRole::AttnQ)
-                        .Case("self_attn.k_proj.weight", TensorRole::AttnK)
-                        .Case("self_attn.v_proj.weight", TensorRole::AttnV)
-                        .Case("self_attn.o_proj.weight", TensorRole::AttnO)
-                        .Case("self_attn.q_proj.bias", TensorRole::AttnQBias)
-                        .Case("self_attn.k_proj.bias", TensorRole::AttnKBias)
-                        .Case("self_attn.v_proj.bias", TensorRole::AttnVBias)
-                        .Case("self_attn.q_norm.weight", TensorRole::AttnQNorm)
-                        .Case("self_attn.k_norm.weight", TensorRole::AttnKNorm)
-                        .Case("input_layernorm.weight", TensorRole::InputNorm)
-                        .Case("post_attention_layernorm.weight",
-                              TensorRole::PostAttnNorm)
-                        .Case("pre_feedforward_layernorm.weight",
-                              TensorRole::PreFFNNorm)
-                        .Case("post_feedforward_layernorm.weight",
-                              TensorRole::PostFFNNorm)
-                        .Case("mlp.gate_proj.weight", TensorRole::FFNGate)
-                        .Case("mlp.up_proj.weight", TensorRole::FFNUp)
-                        .Case("mlp.down_proj.weight", TensorRole::FFNDown)
-                        .Default(TensorRole::Other);
+  TensorRole Role =
+      StringSwitch<TensorRole>(Rest)
+          .Case("self_attn.q_proj.weight", TensorRole::AttnQ)
+          .Case("self_attn.k_proj.weight", TensorRole::AttnK)
+          .Case("self_attn.v_proj.weight", TensorRole::AttnV)
+          .Case("self_attn.o_proj.weight", TensorRole::AttnO)
+          .Case("self_attn.q_proj.bias", TensorRole::AttnQBias)
+          .Case("self_attn.k_proj.bias", TensorRole::AttnKBias)
+          .Case("self_attn.v_proj.bias", TensorRole::AttnVBias)
+          .Case("self_attn.q_norm.weight", TensorRole::AttnQNorm)
+          .Case("self_attn.k_norm.weight", TensorRole::AttnKNorm)
+          .Case("input_layernorm.weight", TensorRole::InputNorm)
+          .Case("post_attention_layernorm.weight", TensorRole::PostAttnNorm)
+          .Case("pre_feedforward_layernorm.weight", TensorRole::PreFFNNorm)
+          .Case("post_feedforward_layernorm.weight", TensorRole::PostFFNNorm)
+          .Case("mlp.gate_proj.weight", TensorRole::FFNGate)
+          .Case("mlp.up_proj.weight", TensorRole::FFNUp)
+          .Case("mlp.down_proj.weight", TensorRole::FFNDown)
+          .Default(TensorRole::Other);
   return {Role, Layer};
 }
 

@@ -30,15 +30,14 @@ std::vector<Candidate> topCandidates(ArrayRef<float> Logits, unsigned N) {
   std::vector<int32_t> Ids(Logits.size());
   std::iota(Ids.begin(), Ids.end(), 0);
   N = std::min<unsigned>(N, Ids.size());
-  std::partial_sort(Ids.begin(), Ids.begin() + N, Ids.end(),
-                    [&](int32_t A, int32_t B) {
-                      return Logits[A] > Logits[B] ||
-                             (Logits[A] == Logits[B] && A < B);
-                    });
+  std::partial_sort(
+      Ids.begin(), Ids.begin() + N, Ids.end(), [&](int32_t A, int32_t B) {
+        return Logits[A] > Logits[B] || (Logits[A] == Logits[B] && A < B);
+      });
   std::vector<Candidate> Out;
   for (unsigned I = 0; I < N; ++I)
-    Out.push_back({Ids[I], Logits[Ids[I]],
-                   std::exp(double(Logits[Ids[I]]) - Max) / Sum});
+    Out.push_back(
+        {Ids[I], Logits[Ids[I]], std::exp(double(Logits[Ids[I]]) - Max) / Sum});
   return Out;
 }
 
@@ -86,7 +85,8 @@ Error Executor::infer(StringRef Kind, StringRef Prompt, unsigned Top,
     ArrayRef<int64_t> Stop = M.config().EosIds;
     uint64_t Limit = uint64_t(*Generate) + 32;
     if (uint64_t Max = M.config().MaxPositions)
-      Limit = std::min<uint64_t>(Limit, Max > Ids.size() ? Max - Ids.size() : 0);
+      Limit =
+          std::min<uint64_t>(Limit, Max > Ids.size() ? Max - Ids.size() : 0);
     for (uint64_t Step = 0; Step < Limit; ++Step) {
       int32_t Next = int32_t(argmax(Logits));
       bool Eos = is_contained(Stop, int64_t(Next)) || Tok.isSpecial(Next);
@@ -129,8 +129,8 @@ Error Executor::infer(StringRef Kind, StringRef Prompt, unsigned Top,
       return Q + "\"";
     };
     for (size_t R = 0; R < Cands.size(); ++R)
-      OS << Kind << "," << Quote(Prompt) << "," << R + 1 << ","
-         << Cands[R].Id << "," << Quote(Tok.decode({Cands[R].Id})) << ","
+      OS << Kind << "," << Quote(Prompt) << "," << R + 1 << "," << Cands[R].Id
+         << "," << Quote(Tok.decode({Cands[R].Id})) << ","
          << format("%.6f", Cands[R].Prob) << ","
          << format("%.4f", Cands[R].Logit) << "\n";
     return Error::success();

@@ -23,8 +23,8 @@ StringRef tableName(Table T) {
 
 StringRef Statement::keyword() const {
   static const char *const Names[] = {
-      "SELECT", "DESCRIBE", "SHOW",    "INFER",         "WALK",
-      "TRACE",  "INSERT",   "DELETE",  "UPDATE",        "CREATE RELATION",
+      "SELECT",  "DESCRIBE",    "SHOW",       "INFER",      "WALK",
+      "TRACE",   "INSERT",      "DELETE",     "UPDATE",     "CREATE RELATION",
       "COMPILE", "BEGIN PATCH", "SAVE PATCH", "APPLY PATCH"};
   return Names[Node.index()];
 }
@@ -167,19 +167,19 @@ private:
 
 /// Every keyword of the language, for suggestions.
 const char *const Keywords[] = {
-    "SELECT",   "DESCRIBE", "SHOW",     "INFER",     "WALK",      "TRACE",
-    "INSERT",   "DELETE",   "UPDATE",   "CREATE",    "COMPILE",   "BEGIN",
-    "SAVE",     "APPLY",    "FROM",     "NEAREST",   "TO",        "AT",
-    "LAYER",    "WHERE",    "ORDER",    "BY",        "ASC",       "DESC",
-    "LIMIT",    "AND",      "OR",       "IN",        "LIKE",      "SYNTAX",
-    "KNOWLEDGE", "OUTPUT",  "RELATIONS", "LAYERS",   "ENTITIES",  "FEATURES",
-    "PATCHES",  "MODEL",    "TOP",      "GENERATE",  "WITH",      "K",
-    "INTO",     "VALUES",   "MODE",     "SET",       "RELATION",  "AS",
-    "CURRENT",  "VINDEX",   "FORMAT",   "PATCH"};
+    "SELECT",    "DESCRIBE", "SHOW",      "INFER",    "WALK",     "TRACE",
+    "INSERT",    "DELETE",   "UPDATE",    "CREATE",   "COMPILE",  "BEGIN",
+    "SAVE",      "APPLY",    "FROM",      "NEAREST",  "TO",       "AT",
+    "LAYER",     "WHERE",    "ORDER",     "BY",       "ASC",      "DESC",
+    "LIMIT",     "AND",      "OR",        "IN",       "LIKE",     "SYNTAX",
+    "KNOWLEDGE", "OUTPUT",   "RELATIONS", "LAYERS",   "ENTITIES", "FEATURES",
+    "PATCHES",   "MODEL",    "TOP",       "GENERATE", "WITH",     "K",
+    "INTO",      "VALUES",   "MODE",      "SET",      "RELATION", "AS",
+    "CURRENT",   "VINDEX",   "FORMAT",    "PATCH"};
 
 const char *const StatementKeywords[] = {
-    "SELECT", "DESCRIBE", "SHOW",    "INFER", "WALK", "TRACE", "INSERT",
-    "DELETE", "UPDATE",   "CREATE",  "COMPILE", "BEGIN", "SAVE", "APPLY"};
+    "SELECT", "DESCRIBE", "SHOW",   "INFER",   "WALK",  "TRACE", "INSERT",
+    "DELETE", "UPDATE",   "CREATE", "COMPILE", "BEGIN", "SAVE",  "APPLY"};
 
 /// The candidate closest to WORD (case-insensitively), if it is close.
 template <typename Range>
@@ -249,8 +249,8 @@ private:
   void unexpected(const Twine &Want, ArrayRef<const char *> Suggest = {}) {
     if (Cur.Kind == Tok::Error)
       return; // already reported by the lexer
-    std::string Got = Cur.Kind == Tok::Eof ? "end of script"
-                                           : "'" + Cur.Text.str() + "'";
+    std::string Got =
+        Cur.Kind == Tok::Eof ? "end of script" : "'" + Cur.Text.str() + "'";
     std::string Hint;
     if (Cur.Kind == Tok::Ident) {
       SmallVector<StringRef> Cands(Suggest.begin(), Suggest.end());
@@ -399,7 +399,7 @@ private:
     std::optional<std::string> T = choice(schema::Tables, What);
     if (!T)
       return std::nullopt;
-    return *T == "edges" ? Table::Edges
+    return *T == "edges"      ? Table::Edges
            : *T == "features" ? Table::Features
                               : Table::Entities;
   }
@@ -470,8 +470,8 @@ private:
         Cur.Text != "," && Cur.Text != "*") {
       E->Op = Cur.Text == "<>" ? "!=" : Cur.Text.str();
       advance();
-      std::optional<Literal> L = literal(Twine("a number or string after '") +
-                                         E->Op + "'");
+      std::optional<Literal> L =
+          literal(Twine("a number or string after '") + E->Op + "'");
       if (!L)
         return nullptr;
       E->Values.push_back(std::move(*L));
@@ -653,8 +653,7 @@ private:
         if (!expectPunct("(", "to open a VALUES row"))
           return false;
         Assignments Row;
-        if (!assignments(Row) ||
-            !expectPunct(")", "to close the VALUES row"))
+        if (!assignments(Row) || !expectPunct(")", "to close the VALUES row"))
           return false;
         I.Rows.push_back(std::move(Row));
       } while (consumePunct(","));
@@ -681,8 +680,7 @@ private:
     if (consumeKeyword("UPDATE")) {
       UpdateStmt U;
       if (!editTable("UPDATE") || !expectKeyword("SET", "UPDATE edges") ||
-          !assignments(U.Set) ||
-          !expectKeyword("WHERE", "the SET list") ||
+          !assignments(U.Set) || !expectKeyword("WHERE", "the SET list") ||
           !where(Table::Edges, U.Where))
         return false;
       S.Node = std::move(U);
@@ -692,7 +690,8 @@ private:
       CreateRelationStmt C;
       if (!expectKeyword("RELATION", "CREATE"))
         return false;
-      std::optional<std::string> N = name("a relation name after CREATE RELATION");
+      std::optional<std::string> N =
+          name("a relation name after CREATE RELATION");
       if (!N || !expectKeyword("AS", "the relation name"))
         return false;
       Token At = Cur;
@@ -799,8 +798,7 @@ private:
     }
     if (!expectKeyword("FROM", "the column list"))
       return false;
-    std::optional<Table> T =
-        table("EDGES, FEATURES or ENTITIES after FROM");
+    std::optional<Table> T = table("EDGES, FEATURES or ENTITIES after FROM");
     if (!T)
       return false;
     Sel.From = *T;
@@ -811,7 +809,8 @@ private:
     if (consumeKeyword("NEAREST")) {
       if (!expectKeyword("TO", "NEAREST"))
         return false;
-      std::optional<std::string> E = string("an entity string after NEAREST TO");
+      std::optional<std::string> E =
+          string("an entity string after NEAREST TO");
       if (!E || !optLayer(Sel.Layer))
         return false;
       Sel.Nearest = *E;
@@ -823,7 +822,8 @@ private:
         return false;
       do {
         OrderKey K;
-        std::optional<std::string> C = column(*T, "a column name after ORDER BY");
+        std::optional<std::string> C =
+            column(*T, "a column name after ORDER BY");
         if (!C)
           return false;
         K.Column = *C;

@@ -34,9 +34,9 @@ public:
 
   ArrayAttr expr(const Expr &E) {
     if (E.K != Expr::Kind::Cmp)
-      return B.getArrayAttr({B.getStringAttr(E.K == Expr::Kind::And ? "and"
-                                                                    : "or"),
-                             expr(*E.LHS), expr(*E.RHS)});
+      return B.getArrayAttr(
+          {B.getStringAttr(E.K == Expr::Kind::And ? "and" : "or"), expr(*E.LHS),
+           expr(*E.RHS)});
     Attribute Value;
     if (E.Op == "in") {
       SmallVector<Attribute> Vals;
@@ -73,7 +73,8 @@ public:
     if (!S.OrderBy.empty()) {
       SmallVector<Attribute> Keys;
       for (const OrderKey &K : S.OrderBy)
-        Keys.push_back(B.getStrArrayAttr({K.Column, K.Descending ? "desc" : "asc"}));
+        Keys.push_back(
+            B.getStrArrayAttr({K.Column, K.Descending ? "desc" : "asc"}));
       Order = B.getArrayAttr(Keys);
     }
     B.create<larql::SelectOp>(L, B.getStringAttr(tableName(S.From)), Cols,

@@ -224,16 +224,16 @@ Error Model::bind(const Vindex &V, const LoadOptions &Opts) {
   size_t QDim = C.NumHeads * HD, KVDim = C.NumKVHeads * HD;
   float NormAdd = C.Norm == NormStyle::OnePlusWeight ? 1.0f : 0.0f;
 
-  Expected<WeightMatrix> Emb = B.matrix(TensorRole::Embedding, -1,
-                                        C.VocabSize, D);
+  Expected<WeightMatrix> Emb =
+      B.matrix(TensorRole::Embedding, -1, C.VocabSize, D);
   if (!Emb)
     return Emb.takeError();
   Embedding = *Emb;
   if (C.TiedEmbeddings && !B.find(TensorRole::LMHead, -1)) {
     LMHead = Embedding;
   } else {
-    Expected<WeightMatrix> Head = B.matrix(TensorRole::LMHead, -1,
-                                           C.VocabSize, D);
+    Expected<WeightMatrix> Head =
+        B.matrix(TensorRole::LMHead, -1, C.VocabSize, D);
     if (!Head)
       return Head.takeError();
     LMHead = *Head;
@@ -297,8 +297,7 @@ Error Model::bind(const Vindex &V, const LoadOptions &Opts) {
          C.PostNorms},
         {TensorRole::AttnQNorm, HD, NormAdd, &LayerWeights::QNorm, C.QKNorm},
         {TensorRole::AttnKNorm, HD, NormAdd, &LayerWeights::KNorm, C.QKNorm},
-        {TensorRole::AttnQBias, QDim, 0, &LayerWeights::QBias,
-         C.AttentionBias},
+        {TensorRole::AttnQBias, QDim, 0, &LayerWeights::QBias, C.AttentionBias},
         {TensorRole::AttnKBias, KVDim, 0, &LayerWeights::KBias,
          C.AttentionBias},
         {TensorRole::AttnVBias, KVDim, 0, &LayerWeights::VBias,
@@ -307,7 +306,8 @@ Error Model::bind(const Vindex &V, const LoadOptions &Opts) {
       if (S.Present)
         if (Error E = Vec(S.Role, S.N, S.Add, W.*S.Field))
           return E;
-    W.Sliding = L < C.LayerKinds.size() && C.LayerKinds[L] == LayerKind::Sliding;
+    W.Sliding =
+        L < C.LayerKinds.size() && C.LayerKinds[L] == LayerKind::Sliding;
     Expected<std::vector<float>> Inv = ropeInvFreq(C, W.Sliding);
     if (!Inv)
       return Inv.takeError();
@@ -375,7 +375,9 @@ static void applyRope(float *V, size_t HD, const float *Cos, const float *Sin) {
 }
 
 Session::Session(const Model &M, unsigned Threads)
-    : M(M), Threads(Threads ? Threads : llvm::hardware_concurrency().compute_thread_count()) {
+    : M(M),
+      Threads(Threads ? Threads
+                      : llvm::hardware_concurrency().compute_thread_count()) {
   if (this->Threads > 1)
     Pool = std::make_unique<DefaultThreadPool>(
         hardware_concurrency(this->Threads));
@@ -403,7 +405,8 @@ void Session::project(const float *X, size_t T, const WeightMatrix &W,
                       float *Y) {
   // Waking a thread costs microseconds: give each task at least ~256K
   // multiply-adds.
-  size_t Grain = std::max<size_t>(16, (1u << 18) / std::max<size_t>(1, T * W.Cols));
+  size_t Grain =
+      std::max<size_t>(16, (1u << 18) / std::max<size_t>(1, T * W.Cols));
   parallelFor(W.Rows, Grain, [&](size_t N0, size_t N1) {
     matmulNT(X, T, W.Cols, W, N0, N1, Y, W.Rows);
   });
@@ -483,8 +486,8 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
   project(Attn.data(), T, W.O, Out);
 }
 
-void Session::ffn(const LayerWeights &W, const float *X, size_t T,
-                  size_t WalkK, float *Out, std::vector<float> *Activations) {
+void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
+                  float *Out, std::vector<float> *Activations) {
   const ModelConfig &C = M.config();
   size_t F = C.IntermediateSize, D = C.HiddenSize;
   std::vector<float> G(T * F);
@@ -496,7 +499,8 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T,
     std::vector<float> U(T * F);
     project(X, T, W.Up, U.data());
     activateAndMultiply(C.Act, G.data(), U.data(), T * F);
-    size_t Grain = std::max<size_t>(32, (1u << 18) / std::max<size_t>(1, T * F));
+    size_t Grain =
+        std::max<size_t>(32, (1u << 18) / std::max<size_t>(1, T * F));
     parallelFor(D, Grain, [&](size_t C0, size_t C1) {
       matmulNN(G.data(), T, F, W.Down, 0, F, C0, C1, Out, D);
     });
@@ -574,8 +578,7 @@ ForwardResult Session::run(ArrayRef<int32_t> Tokens,
               C.NormEps, &H[Tk * D]);
     }
     std::vector<float> Act;
-    ffn(W, H.data(), T, Opts.WalkK, A.data(),
-        Opts.CaptureFFN ? &Act : nullptr);
+    ffn(W, H.data(), T, Opts.WalkK, A.data(), Opts.CaptureFFN ? &Act : nullptr);
     for (size_t Tk = 0; Tk < T; ++Tk) {
       if (C.PostNorms)
         rmsNorm(&A[Tk * D], D, W.PostFFNNorm, C.NormEps, &A[Tk * D]);
@@ -594,8 +597,7 @@ ForwardResult Session::run(ArrayRef<int32_t> Tokens,
   size_t First = Opts.AllLogits ? 0 : T - 1, Rows = T - First;
   std::vector<float> Normed(Rows * D);
   for (size_t Tk = 0; Tk < Rows; ++Tk)
-    rmsNorm(&X[(First + Tk) * D], D, M.finalNorm(), C.NormEps,
-            &Normed[Tk * D]);
+    rmsNorm(&X[(First + Tk) * D], D, M.finalNorm(), C.NormEps, &Normed[Tk * D]);
   R.FinalNormLast.assign(Normed.end() - D, Normed.end());
   R.Logits.resize(Rows * C.VocabSize);
   project(Normed.data(), Rows, M.lmHead(), R.Logits.data());

@@ -51,9 +51,8 @@ static inline V8 expV8(V8 X) {
   X = X > Hi ? Hi : X;
   X = X < -Hi ? -Hi : X;
   __m256 XM = (__m256)X;
-  __m256 FX = _mm256_floor_ps(
-      _mm256_fmadd_ps(XM, _mm256_set1_ps(1.44269504088896341f),
-                      _mm256_set1_ps(0.5f)));
+  __m256 FX = _mm256_floor_ps(_mm256_fmadd_ps(
+      XM, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
   XM = _mm256_fnmadd_ps(FX, _mm256_set1_ps(0.693359375f), XM);
   XM = _mm256_fnmadd_ps(FX, _mm256_set1_ps(-2.12194440e-4f), XM);
   __m256 Y = _mm256_set1_ps(1.9875691500E-4f);
@@ -65,7 +64,8 @@ static inline V8 expV8(V8 X) {
   Y = _mm256_fmadd_ps(Y, _mm256_mul_ps(XM, XM), XM);
   Y = _mm256_add_ps(Y, _mm256_set1_ps(1.0f));
   __m256i N = _mm256_cvttps_epi32(FX);
-  __m256i Pow2 = _mm256_slli_epi32(_mm256_add_epi32(N, _mm256_set1_epi32(127)), 23);
+  __m256i Pow2 =
+      _mm256_slli_epi32(_mm256_add_epi32(N, _mm256_set1_epi32(127)), 23);
   return (V8)_mm256_mul_ps(Y, _mm256_castsi256_ps(Pow2));
 }
 
@@ -89,7 +89,8 @@ static inline V8 activateV8(Activation A, V8 X) {
   case Activation::GeluTanh: {
     // tanh(u) = 1 - 2 / (exp(2u) + 1)
     V8 U = splat(0.7978845608028654f) * (X + splat(0.044715f) * X * X * X);
-    V8 Tanh = splat(1.0f) - splat(2.0f) / (expV8(splat(2.0f) * U) + splat(1.0f));
+    V8 Tanh =
+        splat(1.0f) - splat(2.0f) / (expV8(splat(2.0f) * U) + splat(1.0f));
     return splat(0.5f) * X * (splat(1.0f) + Tanh);
   }
   case Activation::Gelu: {
@@ -172,8 +173,9 @@ static inline const void *rowPtr(const WeightMatrix &W, size_t R) {
 
 /// Y[t][n] for TB tokens x NB rows.
 template <bool BF16, unsigned TB, unsigned NB>
-static inline void block(const float *X, size_t XStride, const void *const *Rows,
-                         size_t K, float *Y, size_t YStride) {
+static inline void block(const float *X, size_t XStride,
+                         const void *const *Rows, size_t K, float *Y,
+                         size_t YStride) {
   V8 Acc[TB][NB] = {};
   size_t KV = K / 8 * 8;
   // Generation streams each weight once: prefetch the next block of rows
@@ -181,8 +183,7 @@ static inline void block(const float *X, size_t XStride, const void *const *Rows
   // of it per step, since the hardware prefetcher does not see 8 short
   // interleaved streams coming.
   constexpr size_t ElemBytes = BF16 ? 2 : 4;
-  const char *Next =
-      static_cast<const char *>(Rows[0]) + NB * K * ElemBytes;
+  const char *Next = static_cast<const char *>(Rows[0]) + NB * K * ElemBytes;
   for (size_t I = 0; I < KV; I += 8) {
     if constexpr (TB == 1 && NB == 8) {
       __builtin_prefetch(Next + I * NB * ElemBytes);
@@ -335,9 +336,9 @@ static inline void gemmBlock(const float *X, size_t XStride, const float *Wt,
       store8(Y + T * YStride + N + 8 * J, Acc[T][J]);
 }
 
-void gemmKN(const float *X, size_t T, size_t XStride, const float *W,
-            size_t K, size_t N, size_t N0, size_t N1, float *Y,
-            size_t YStride, bool Accumulate) {
+void gemmKN(const float *X, size_t T, size_t XStride, const float *W, size_t K,
+            size_t N, size_t N0, size_t N1, float *Y, size_t YStride,
+            bool Accumulate) {
   const size_t Rows = N;
   const float *Wt = W;
   size_t T0 = 0;
@@ -350,15 +351,12 @@ void gemmKN(const float *X, size_t T, size_t XStride, const float *W,
     size_t Col = N0;
     if (Four) {
       for (; Col + 16 <= N1; Col += 16)
-        gemmBlock<4, 2>(XT, XStride, Wt, Rows, K, Col, YT, YStride,
-                        Accumulate);
+        gemmBlock<4, 2>(XT, XStride, Wt, Rows, K, Col, YT, YStride, Accumulate);
     } else {
       for (; Col + 64 <= N1; Col += 64)
-        gemmBlock<1, 8>(XT, XStride, Wt, Rows, K, Col, YT, YStride,
-                        Accumulate);
+        gemmBlock<1, 8>(XT, XStride, Wt, Rows, K, Col, YT, YStride, Accumulate);
       for (; Col + 16 <= N1; Col += 16)
-        gemmBlock<1, 2>(XT, XStride, Wt, Rows, K, Col, YT, YStride,
-                        Accumulate);
+        gemmBlock<1, 2>(XT, XStride, Wt, Rows, K, Col, YT, YStride, Accumulate);
     }
     for (unsigned TT = 0; TT < (Four ? 4u : 1u); ++TT)
       for (size_t M = Col; M < N1; ++M) {
@@ -414,8 +412,8 @@ void axpyRow(float A, const WeightMatrix &W, size_t R, float *Y) {
 // to Y once, so it equals a chain of axpyRow calls into a zeroed Y.
 template <bool BF16>
 static void matmulNNImpl(const float *A, size_t T, size_t AStride,
-                         const WeightMatrix &W, size_t R0, size_t R1,
-                         size_t C0, size_t C1, float *Y, size_t YStride) {
+                         const WeightMatrix &W, size_t R0, size_t R1, size_t C0,
+                         size_t C1, float *Y, size_t YStride) {
   constexpr size_t Block = 64;
   for (size_t T0 = 0; T0 < T; ++T0) {
     const float *AT = A + T0 * AStride;

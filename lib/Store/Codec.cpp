@@ -9,8 +9,7 @@ using namespace llvm;
 
 namespace vindex {
 
-void shuffleBytePlanes(ArrayRef<uint8_t> Raw, unsigned ElemSize,
-                       uint8_t *Out) {
+void shuffleBytePlanes(ArrayRef<uint8_t> Raw, unsigned ElemSize, uint8_t *Out) {
   size_t N = Raw.size() / ElemSize;
   for (unsigned B = 0; B < ElemSize; ++B) {
     uint8_t *Plane = Out + B * N;
@@ -36,22 +35,21 @@ ZstdShuffleEncoder::~ZstdShuffleEncoder() {
   ZSTD_freeCCtx(static_cast<ZSTD_CCtx *>(Ctx));
 }
 
-Expected<ArrayRef<uint8_t>>
-ZstdShuffleEncoder::encode(ArrayRef<uint8_t> Raw, unsigned ElemSize) {
+Expected<ArrayRef<uint8_t>> ZstdShuffleEncoder::encode(ArrayRef<uint8_t> Raw,
+                                                       unsigned ElemSize) {
   Shuffled.resize_for_overwrite(Raw.size());
   shuffleBytePlanes(Raw, ElemSize, Shuffled.data());
   Frame.resize_for_overwrite(ZSTD_compressBound(Raw.size()));
-  size_t N = ZSTD_compressCCtx(static_cast<ZSTD_CCtx *>(Ctx), Frame.data(),
-                               Frame.size(), Shuffled.data(), Shuffled.size(),
-                               Level);
+  size_t N =
+      ZSTD_compressCCtx(static_cast<ZSTD_CCtx *>(Ctx), Frame.data(),
+                        Frame.size(), Shuffled.data(), Shuffled.size(), Level);
   if (ZSTD_isError(N))
     return makeError("zstd compression failed: {0}", ZSTD_getErrorName(N));
   return ArrayRef<uint8_t>(Frame.data(), N);
 }
 
 Error decodeZstdShuffle(ArrayRef<uint8_t> Stored, uint64_t Length,
-                        uint64_t Chunk,
-                        unsigned ElemSize,
+                        uint64_t Chunk, unsigned ElemSize,
                         function_ref<Error(ArrayRef<uint8_t>)> Sink) {
   if (Chunk == 0 || Chunk % ElemSize)
     return makeError("invalid codec chunk size {0}", Chunk);
@@ -59,14 +57,13 @@ Error decodeZstdShuffle(ArrayRef<uint8_t> Stored, uint64_t Length,
   uint64_t Done = 0;
   while (Done < Length) {
     uint64_t Want = std::min(Chunk, Length - Done);
-    size_t FrameSize = ZSTD_findFrameCompressedSize(Stored.data(),
-                                                    Stored.size());
+    size_t FrameSize =
+        ZSTD_findFrameCompressedSize(Stored.data(), Stored.size());
     if (ZSTD_isError(FrameSize))
       return makeError("corrupt zstd frame at decoded byte {0}: {1}", Done,
                        ZSTD_getErrorName(FrameSize));
     Planes.resize_for_overwrite(Want);
-    size_t Got = ZSTD_decompress(Planes.data(), Want, Stored.data(),
-                                 FrameSize);
+    size_t Got = ZSTD_decompress(Planes.data(), Want, Stored.data(), FrameSize);
     if (ZSTD_isError(Got))
       return makeError("corrupt zstd frame at decoded byte {0}: {1}", Done,
                        ZSTD_getErrorName(Got));

@@ -125,8 +125,8 @@ Expected<std::string> textModelConfig(StringRef Text, StringRef File) {
   json::Object Out = *TextCfg;
   Out["model_type"] = "gemma3_text";
   Out["architectures"] = json::Array{"Gemma3ForCausalLM"};
-  for (StringRef Key : {"bos_token_id", "eos_token_id", "pad_token_id",
-                        "torch_dtype"})
+  for (StringRef Key :
+       {"bos_token_id", "eos_token_id", "pad_token_id", "torch_dtype"})
     if (!Out.get(Key))
       if (const json::Value *V = Top->get(Key))
         Out[Key] = *V;

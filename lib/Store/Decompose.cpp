@@ -53,8 +53,9 @@ Error checkShapes(const Checkpoint &C, ArrayRef<TensorRecord> Records) {
     Shape Src = R.sourceDims();
     Shape Want;
     if (R.Layer >= 0 && uint64_t(R.Layer) >= Cfg.NumLayers)
-      return fileError(C.configPath(), "tensor '{0}' is in layer {1} but the "
-                                       "config has {2} layers",
+      return fileError(C.configPath(),
+                       "tensor '{0}' is in layer {1} but the "
+                       "config has {2} layers",
                        R.Name, R.Layer, Cfg.NumLayers);
     uint64_t QDim = Cfg.NumHeads * Cfg.HeadDim;
     uint64_t KVDim = Cfg.NumKVHeads * Cfg.HeadDim;
@@ -86,15 +87,17 @@ Error checkShapes(const Checkpoint &C, ArrayRef<TensorRecord> Records) {
     if (isFFNRole(R.Role))
       ++FFNSeen[R.Layer];
     if (Src != Want)
-      return fileError(C.configPath(), "tensor '{0}' has shape {1} but the "
-                                       "config implies {2}",
+      return fileError(C.configPath(),
+                       "tensor '{0}' has shape {1} but the "
+                       "config implies {2}",
                        R.Name, shapeString(Src), shapeString(Want));
   }
   for (uint64_t L = 0; L < Cfg.NumLayers; ++L)
     if (FFNSeen[L] != 3)
-      return fileError(C.configPath(), "layer {0} lacks some of "
-                                       "mlp.gate_proj, mlp.up_proj and "
-                                       "mlp.down_proj",
+      return fileError(C.configPath(),
+                       "layer {0} lacks some of "
+                       "mlp.gate_proj, mlp.up_proj and "
+                       "mlp.down_proj",
                        L);
   return Error::success();
 }
@@ -276,8 +279,8 @@ Error Decomposer::copyAuxFiles() {
     StringRef Bytes = (*Buf)->getBuffer();
     if (Error E = writeFileAtomically(Out.file(Name), Bytes))
       return E;
-    AuxFiles.push_back({Name.str(), Bytes.size(),
-                        checksum(arrayRefFromStringRef(Bytes))});
+    AuxFiles.push_back(
+        {Name.str(), Bytes.size(), checksum(arrayRefFromStringRef(Bytes))});
   }
   return Error::success();
 }

@@ -37,11 +37,16 @@ static inline void transpose8x8u16(const uint16_t *Src, uint64_t SrcStride,
                                    uint16_t *Dst, uint64_t DstStride) {
   __m128i R[8];
   for (int I = 0; I < 8; ++I)
-    R[I] = _mm_loadu_si128(reinterpret_cast<const __m128i *>(Src + I * SrcStride));
-  __m128i A0 = _mm_unpacklo_epi16(R[0], R[1]), A1 = _mm_unpackhi_epi16(R[0], R[1]);
-  __m128i A2 = _mm_unpacklo_epi16(R[2], R[3]), A3 = _mm_unpackhi_epi16(R[2], R[3]);
-  __m128i A4 = _mm_unpacklo_epi16(R[4], R[5]), A5 = _mm_unpackhi_epi16(R[4], R[5]);
-  __m128i A6 = _mm_unpacklo_epi16(R[6], R[7]), A7 = _mm_unpackhi_epi16(R[6], R[7]);
+    R[I] =
+        _mm_loadu_si128(reinterpret_cast<const __m128i *>(Src + I * SrcStride));
+  __m128i A0 = _mm_unpacklo_epi16(R[0], R[1]),
+          A1 = _mm_unpackhi_epi16(R[0], R[1]);
+  __m128i A2 = _mm_unpacklo_epi16(R[2], R[3]),
+          A3 = _mm_unpackhi_epi16(R[2], R[3]);
+  __m128i A4 = _mm_unpacklo_epi16(R[4], R[5]),
+          A5 = _mm_unpackhi_epi16(R[4], R[5]);
+  __m128i A6 = _mm_unpacklo_epi16(R[6], R[7]),
+          A7 = _mm_unpackhi_epi16(R[6], R[7]);
   __m128i B0 = _mm_unpacklo_epi32(A0, A2), B1 = _mm_unpackhi_epi32(A0, A2);
   __m128i B2 = _mm_unpacklo_epi32(A1, A3), B3 = _mm_unpackhi_epi32(A1, A3);
   __m128i B4 = _mm_unpacklo_epi32(A4, A6), B5 = _mm_unpackhi_epi32(A4, A6);
@@ -58,12 +63,16 @@ static inline void transpose8x8u16(const uint16_t *Src, uint64_t SrcStride,
 static inline void transpose4x4u32(const uint32_t *Src, uint64_t SrcStride,
                                    uint32_t *Dst, uint64_t DstStride) {
   __m128i R0 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(Src));
-  __m128i R1 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(Src + SrcStride));
-  __m128i R2 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(Src + 2 * SrcStride));
-  __m128i R3 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(Src + 3 * SrcStride));
+  __m128i R1 =
+      _mm_loadu_si128(reinterpret_cast<const __m128i *>(Src + SrcStride));
+  __m128i R2 =
+      _mm_loadu_si128(reinterpret_cast<const __m128i *>(Src + 2 * SrcStride));
+  __m128i R3 =
+      _mm_loadu_si128(reinterpret_cast<const __m128i *>(Src + 3 * SrcStride));
   __m128i A0 = _mm_unpacklo_epi32(R0, R1), A1 = _mm_unpackhi_epi32(R0, R1);
   __m128i A2 = _mm_unpacklo_epi32(R2, R3), A3 = _mm_unpackhi_epi32(R2, R3);
-  _mm_storeu_si128(reinterpret_cast<__m128i *>(Dst), _mm_unpacklo_epi64(A0, A2));
+  _mm_storeu_si128(reinterpret_cast<__m128i *>(Dst),
+                   _mm_unpacklo_epi64(A0, A2));
   _mm_storeu_si128(reinterpret_cast<__m128i *>(Dst + DstStride),
                    _mm_unpackhi_epi64(A0, A2));
   _mm_storeu_si128(reinterpret_cast<__m128i *>(Dst + 2 * DstStride),

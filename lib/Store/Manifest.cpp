@@ -48,11 +48,11 @@ public:
     std::vector<flatbuffers::Offset<fb::Patch>> Patches;
     for (const PatchRecord &P : M.Patches)
       Patches.push_back(fb::CreatePatch(B, str(P.Name), str(P.Description)));
-    auto Root = fb::CreateManifest(
-        B, M.FormatVersion, Config, B.CreateVector(Tensors),
-        B.CreateVector(Shards), B.CreateVector(Layers), B.CreateVector(Files),
-        Prov, B.CreateVector(Patches), keyValues(M.IndexMetadata),
-        M.SourceIndex);
+    auto Root =
+        fb::CreateManifest(B, M.FormatVersion, Config, B.CreateVector(Tensors),
+                           B.CreateVector(Shards), B.CreateVector(Layers),
+                           B.CreateVector(Files), Prov, B.CreateVector(Patches),
+                           keyValues(M.IndexMetadata), M.SourceIndex);
     B.Finish(Root, fb::ManifestIdentifier());
     return std::string(reinterpret_cast<const char *>(B.GetBufferPointer()),
                        B.GetSize());
@@ -162,8 +162,8 @@ static std::string str(const flatbuffers::String *S) {
   return S ? S->str() : std::string();
 }
 
-static Metadata keyValues(
-    const flatbuffers::Vector<flatbuffers::Offset<fb::KeyValue>> *KVs) {
+static Metadata
+keyValues(const flatbuffers::Vector<flatbuffers::Offset<fb::KeyValue>> *KVs) {
   Metadata Meta;
   if (KVs)
     for (const fb::KeyValue *KV : *KVs)
@@ -250,8 +250,9 @@ Expected<Manifest> parseManifest(ArrayRef<uint8_t> Bytes, StringRef File) {
   Manifest M;
   M.FormatVersion = F->format_version();
   if (M.FormatVersion != kVindexFormatVersion)
-    return fileError(File, "format version {0} is not supported (this build "
-                           "reads version {1})",
+    return fileError(File,
+                     "format version {0} is not supported (this build "
+                     "reads version {1})",
                      M.FormatVersion, kVindexFormatVersion);
   if (!F->config())
     return fileError(File, "manifest has no model config");

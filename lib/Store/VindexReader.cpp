@@ -70,7 +70,8 @@ Error Vindex::load() {
       return Bad("unknown dtype");
     if (uint8_t(T.Role) > uint8_t(TensorRole::FFNDown))
       return Bad("unknown role");
-    if (T.Layer < -1 || (T.Layer >= 0 && uint64_t(T.Layer) >= M.Config.NumLayers))
+    if (T.Layer < -1 ||
+        (T.Layer >= 0 && uint64_t(T.Layer) >= M.Config.NumLayers))
       return Bad("layer out of range");
     if (T.Transposed && T.Dims.size() != 2)
       return Bad("a transposed tensor must have two dimensions");
@@ -95,14 +96,16 @@ Error Vindex::load() {
       return Bad("source shard index out of range");
     auto &File = Files[T.File];
     if (!File) {
-      Expected<std::unique_ptr<MappedFile>> Opened = MappedFile::open(path(T.File));
+      Expected<std::unique_ptr<MappedFile>> Opened =
+          MappedFile::open(path(T.File));
       if (!Opened)
         return Opened.takeError();
       File = std::move(*Opened);
     }
     if (T.Offset > File->size() || T.StoredLength > File->size() - T.Offset)
-      return fileError(File->path(), "tensor '{0}' [{1}, {2}) lies past the "
-                                     "end of the file ({3} bytes)",
+      return fileError(File->path(),
+                       "tensor '{0}' [{1}, {2}) lies past the "
+                       "end of the file ({3} bytes)",
                        T.Name, T.Offset, T.Offset + T.StoredLength,
                        File->size());
   }
@@ -178,8 +181,9 @@ Error Vindex::read(const TensorRecord &T,
                      toString(std::move(E)));
   }
   if (Sum.final() != T.Checksum)
-    return fileError(path(T.File), "tensor '{0}': checksum mismatch (the "
-                                   "payload is corrupt)",
+    return fileError(path(T.File),
+                     "tensor '{0}': checksum mismatch (the "
+                     "payload is corrupt)",
                      T.Name);
   return Error::success();
 }
@@ -190,13 +194,12 @@ Expected<ArrayRef<uint8_t>> Vindex::data(const TensorRecord &T,
     return stored(T);
   Storage.clear();
   Storage.reserve(T.Length);
-  if (Error E = decodeZstdShuffle(stored(T), T.Length, T.CodecChunk,
-                                  dtypeSize(T.Type),
-                                  [&](ArrayRef<uint8_t> Chunk) {
-                                    Storage.insert(Storage.end(), Chunk.begin(),
-                                                   Chunk.end());
-                                    return Error::success();
-                                  }))
+  if (Error E = decodeZstdShuffle(
+          stored(T), T.Length, T.CodecChunk, dtypeSize(T.Type),
+          [&](ArrayRef<uint8_t> Chunk) {
+            Storage.insert(Storage.end(), Chunk.begin(), Chunk.end());
+            return Error::success();
+          }))
     return fileError(path(T.File), "tensor '{0}': {1}", T.Name,
                      toString(std::move(E)));
   return ArrayRef<uint8_t>(Storage);
@@ -224,7 +227,8 @@ Error Vindex::verify(unsigned Jobs) const {
       Expected<std::unique_ptr<MappedFile>> MF = MappedFile::open(path(F.Name));
       if (!MF)
         Problem = toString(MF.takeError());
-      else if ((*MF)->size() != F.Length || checksum((*MF)->bytes()) != F.Checksum)
+      else if ((*MF)->size() != F.Length ||
+               checksum((*MF)->bytes()) != F.Checksum)
         Problem = path(F.Name) + ": checksum mismatch (the file was changed)";
       if (!Problem.empty()) {
         std::lock_guard<std::mutex> Lock(Mu);

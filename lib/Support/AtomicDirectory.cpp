@@ -54,7 +54,8 @@ bool isReplaceableVindex(StringRef Dir) {
   if (sys::fs::exists(Manifest))
     return true;
   std::error_code EC;
-  return sys::fs::directory_iterator(Dir, EC) == sys::fs::directory_iterator() &&
+  return sys::fs::directory_iterator(Dir, EC) ==
+             sys::fs::directory_iterator() &&
          !EC;
 }
 
@@ -75,8 +76,8 @@ AtomicDirectory::create(StringRef Final, ReplaceablePredicate Replaceable) {
   for (int Attempt = 0; Attempt < 64; ++Attempt) {
     SmallString<256> Temp;
     sys::fs::createUniquePath(Model, Temp, /*MakeAbsolute=*/false);
-    std::error_code EC = sys::fs::create_directory(Temp, /*IgnoreExisting=*/false,
-                                                  sys::fs::all_all);
+    std::error_code EC = sys::fs::create_directory(
+        Temp, /*IgnoreExisting=*/false, sys::fs::all_all);
     if (EC == std::errc::file_exists)
       continue;
     if (EC)
@@ -137,8 +138,8 @@ Error AtomicDirectory::commit() {
 Error writeFileAtomically(StringRef Path, StringRef Data) {
   SmallString<256> Temp;
   int FD;
-  if (std::error_code EC = sys::fs::createUniqueFile(Path + ".tmp-%%%%%%", FD,
-                                                     Temp))
+  if (std::error_code EC =
+          sys::fs::createUniqueFile(Path + ".tmp-%%%%%%", FD, Temp))
     return fileError(Path, "cannot create: {0}", EC.message());
   {
     raw_fd_ostream OS(FD, /*shouldClose=*/true);

@@ -21,7 +21,8 @@ void ChunkedChecksum::flushChunk(ArrayRef<uint8_t> Chunk) {
 
 void ChunkedChecksum::update(ArrayRef<uint8_t> Data) {
   if (!Pending.empty()) {
-    size_t Take = std::min<size_t>(kChecksumChunk - Pending.size(), Data.size());
+    size_t Take =
+        std::min<size_t>(kChecksumChunk - Pending.size(), Data.size());
     Pending.append(Data.begin(), Data.begin() + Take);
     Data = Data.drop_front(Take);
     if (Pending.size() < kChecksumChunk)

@@ -14,17 +14,24 @@ namespace vindex {
 StringRef toolVersion() { return VINDEX_VERSION_STRING; }
 
 static void printVersion(raw_ostream &OS) {
-  OS << "Vindex " << toolVersion() << " (LLVM " << LLVM_VERSION_STRING
-     << ")\n";
+  OS << "Vindex " << toolVersion() << " (LLVM " << LLVM_VERSION_STRING << ")\n";
 }
 
-void parseToolCommandLine(int Argc, const char *const *Argv,
-                          StringRef Overview) {
+cl::OptionCategory &toolOptions() {
+  static cl::OptionCategory Category("Options");
+  return Category;
+}
+
+void parseToolCommandLine(int Argc, const char *const *Argv, StringRef Overview,
+                          ArrayRef<StringRef> AlsoShow) {
   cl::SetVersionPrinter(printVersion);
-  // Every tool links libLLVM, which registers hundreds of options; --help
-  // shows only ours (they live in the general category or our own).
-  cl::HideUnrelatedOptions(
-      {&cl::getGeneralCategory()});
+  cl::HideUnrelatedOptions(toolOptions());
+  StringMap<cl::Option *> &Registered = cl::getRegisteredOptions();
+  for (StringRef Name : AlsoShow)
+    if (cl::Option *O = Registered.lookup(Name)) {
+      O->setHiddenFlag(cl::NotHidden);
+      O->addCategory(toolOptions());
+    }
   std::string Errors;
   raw_string_ostream ErrOS(Errors);
   if (!cl::ParseCommandLineOptions(Argc, Argv, Overview, &ErrOS)) {

@@ -32,8 +32,8 @@ TEST(Checksum, IndependentOfHowTheDataIsSplit) {
                        size_t(kChecksumChunk) + 7}) {
     ChunkedChecksum C;
     for (size_t Off = 0; Off < Data.size(); Off += Piece)
-      C.update(llvm::ArrayRef(Data).slice(
-          Off, std::min(Piece, Data.size() - Off)));
+      C.update(
+          llvm::ArrayRef(Data).slice(Off, std::min(Piece, Data.size() - Off)));
     EXPECT_EQ(C.final(), Whole) << "piece " << Piece;
   }
 }

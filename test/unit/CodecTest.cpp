@@ -27,19 +27,18 @@ TEST(Codec, ZstdShuffleRoundTripsAcrossChunks) {
   ZstdShuffleEncoder Enc;
   std::vector<uint8_t> Stored;
   for (uint64_t Off = 0; Off < Raw.size(); Off += Chunk) {
-    auto Frame = Enc.encode(ArrayRef(Raw).slice(Off, std::min<uint64_t>(
-                                                         Chunk, Raw.size() - Off)),
-                            4);
+    auto Frame = Enc.encode(
+        ArrayRef(Raw).slice(Off, std::min<uint64_t>(Chunk, Raw.size() - Off)),
+        4);
     ASSERT_TRUE(bool(Frame));
     Stored.insert(Stored.end(), Frame->begin(), Frame->end());
   }
   std::vector<uint8_t> Decoded;
-  ASSERT_FALSE(bool(decodeZstdShuffle(Stored, Raw.size(), Chunk, 4,
-                                      [&](ArrayRef<uint8_t> C) {
-                                        Decoded.insert(Decoded.end(), C.begin(),
-                                                       C.end());
-                                        return Error::success();
-                                      })));
+  ASSERT_FALSE(bool(
+      decodeZstdShuffle(Stored, Raw.size(), Chunk, 4, [&](ArrayRef<uint8_t> C) {
+        Decoded.insert(Decoded.end(), C.begin(), C.end());
+        return Error::success();
+      })));
   EXPECT_EQ(Decoded, Raw);
 }
 
@@ -50,10 +49,12 @@ TEST(Codec, CorruptFrameIsAnError) {
   ASSERT_TRUE(bool(Frame));
   std::vector<uint8_t> Stored(Frame->begin(), Frame->end());
   Stored.resize(Stored.size() / 2);
-  Error E = decodeZstdShuffle(Stored, Raw.size(), 4096, 2,
-                              [](ArrayRef<uint8_t>) { return Error::success(); });
+  Error E =
+      decodeZstdShuffle(Stored, Raw.size(), 4096, 2,
+                        [](ArrayRef<uint8_t>) { return Error::success(); });
   ASSERT_TRUE(bool(E));
-  EXPECT_NE(toString(std::move(E)).find("corrupt zstd frame"), std::string::npos);
+  EXPECT_NE(toString(std::move(E)).find("corrupt zstd frame"),
+            std::string::npos);
 }
 
 TEST(Layout, TransposeIsItsOwnInverse) {
@@ -72,8 +73,12 @@ TEST(Layout, TransposeIsItsOwnInverse) {
 TEST(Layout, TransposeMatchesScalarForBothElementSizes) {
   // Sizes with ragged edges around the 8x8 / 4x4 register blocks and the
   // 64x64 tiles.
-  for (auto [Rows, Cols] : {std::pair<uint64_t, uint64_t>{1, 1}, {7, 9},
-                            {8, 8}, {65, 130}, {128, 512}, {3, 200}}) {
+  for (auto [Rows, Cols] : {std::pair<uint64_t, uint64_t>{1, 1},
+                            {7, 9},
+                            {8, 8},
+                            {65, 130},
+                            {128, 512},
+                            {3, 200}}) {
     std::vector<uint16_t> A(Rows * Cols), T(Rows * Cols);
     std::vector<uint32_t> A4(Rows * Cols), T4(Rows * Cols);
     for (size_t I = 0; I < A.size(); ++I) {

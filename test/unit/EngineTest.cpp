@@ -6,8 +6,8 @@
 // residual stream after every layer for three of them.
 //
 //===----------------------------------------------------------------------===//
-#include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
+#include "vindex/Formats/Tokenizer.h"
 #include "vindex/Store/Decompose.h"
 #include "vindex/Store/Vindex.h"
 
@@ -117,8 +117,8 @@ struct References {
 References readReferences(const std::string &Name, size_t Vocab) {
   References R;
   R.Goldens = readJson(fixture("references/" + Name + "/goldens.json"));
-  auto Bin = MemoryBuffer::getFile(fixture("references/" + Name +
-                                           "/logits_f32.bin"));
+  auto Bin =
+      MemoryBuffer::getFile(fixture("references/" + Name + "/logits_f32.bin"));
   EXPECT_TRUE(bool(Bin));
   R.Logits = std::move(*Bin);
   EXPECT_EQ(R.Logits->getBufferSize(), R.prompts().size() * Vocab * 4);
@@ -166,8 +166,8 @@ TEST_P(EngineReference, LogitsMatchOnEveryPrompt) {
 TEST_P(EngineReference, ResidualsMatchLayerByLayer) {
   std::string Name = GetParam();
   Loaded *L = load(Name);
-  json::Value H = readJson(fixture("references/" + Name +
-                                   "/hidden_states.json"));
+  json::Value H =
+      readJson(fixture("references/" + Name + "/hidden_states.json"));
   size_t D = L->M->config().HiddenSize;
   auto Check = [&](ArrayRef<float> Got, const json::Value *Want,
                    const std::string &What) {
@@ -295,8 +295,8 @@ TEST_P(EngineReference, MappedBF16KernelsMatchReferences) {
     std::vector<float> A = One.run(Ids).Logits;
     EXPECT_EQ(A, Two.run(Ids).Logits) << "prompt " << P;
     for (size_t I = 0; I < Vocab; ++I)
-      Worst = std::max(Worst,
-                       double(std::fabs(A[I] - Refs.logits(P, Vocab)[I])));
+      Worst =
+          std::max(Worst, double(std::fabs(A[I] - Refs.logits(P, Vocab)[I])));
     // Token by token (the single-token kernels) agrees to rounding.
     Session Steps(*L->M, 1);
     std::vector<float> C;

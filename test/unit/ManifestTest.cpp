@@ -35,7 +35,9 @@ static Manifest sample() {
   M.Shards = {{"a.safetensors", {{"format", "pt"}}}, {"b.safetensors", {}}};
   M.Layers = {{0, 384, 0}, {1, 384, 2}};
   M.Files = {{"tokenizer.json", 10, 99}};
-  M.Provenance = {"vindex-decompose", "0.1.0", "vindex-decompose x",
+  M.Provenance = {"vindex-decompose",
+                  "0.1.0",
+                  "vindex-decompose x",
                   {{"x/config.json", 5, std::string(64, 'a')}}};
   M.SourceIndex = true;
   return M;

@@ -51,15 +51,18 @@ TEST(Safetensors, ZeroSizedTensorsAreFine) {
 }
 
 TEST(Safetensors, RejectsBadOffsets) {
-  EXPECT_EQ(parse(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", 4),
-            "f.safetensors: tensor 'a': data_offsets [4, 0] end before they "
-            "begin");
-  EXPECT_EQ(parse(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", 4),
-            "f.safetensors: tensor 'a': 'data_offsets' must have 2 entries, "
-            "not 3");
-  EXPECT_EQ(parse(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8),
-            "f.safetensors: data bytes [0, 4) before tensor 'a' belong to no "
-            "tensor");
+  EXPECT_EQ(
+      parse(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", 4),
+      "f.safetensors: tensor 'a': data_offsets [4, 0] end before they "
+      "begin");
+  EXPECT_EQ(
+      parse(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", 4),
+      "f.safetensors: tensor 'a': 'data_offsets' must have 2 entries, "
+      "not 3");
+  EXPECT_EQ(
+      parse(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8),
+      "f.safetensors: data bytes [0, 4) before tensor 'a' belong to no "
+      "tensor");
 }
 
 TEST(Safetensors, RejectsOverflowingShapes) {

@@ -28,7 +28,8 @@ protected:
 // The V-index stores gate/up verbatim and down transposed; reading it back
 // through the store gives the source tensors in those layouts.
 TEST_P(StoreRoundTrip, FeatureMajorFFN) {
-  std::string Model = (Twine(VINDEX_TEST_FIXTURES) + "/models/tiny-llama").str();
+  std::string Model =
+      (Twine(VINDEX_TEST_FIXTURES) + "/models/tiny-llama").str();
   std::string Out = (Tmp + "/l.vindex").str();
   DecomposeOptions Opts;
   Opts.Input = Model;

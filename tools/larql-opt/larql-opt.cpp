@@ -15,18 +15,18 @@
 #include "vindex/LQL/Executor.h"
 #include "vindex/LQL/Parser.h"
 #include "vindex/LQL/ToIR.h"
-#include "vindex/RegisterAll.h"
 #include "vindex/Model/Engine.h"
+#include "vindex/RegisterAll.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/ToolMain.h"
 
 #include "mlir/IR/AsmState.h"
-#include "mlir/Support/FileUtilities.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
 #include "mlir/Support/Timing.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 #include "llvm/Support/CommandLine.h"
@@ -38,12 +38,14 @@
 using namespace llvm;
 using namespace vindex;
 
-static cl::list<std::string>
-    Inputs(cl::Positional, cl::desc("[IN.vindex] [SCRIPT.lql ...]"));
+static cl::list<std::string> Inputs(cl::Positional,
+                                    cl::desc("[IN.vindex] [SCRIPT.lql ...]"),
+                                    cl::cat(toolOptions()));
 static cl::list<std::string> Statements("e",
                                         cl::desc("Run one LQL statement "
                                                  "(repeatable)"),
-                                        cl::value_desc("STMT"));
+                                        cl::value_desc("STMT"),
+                                        cl::cat(toolOptions()));
 static cl::opt<lql::ResultFormat> Format(
     "format", cl::desc("How results are printed"),
     cl::values(clEnumValN(lql::ResultFormat::Table, "table",
@@ -51,27 +53,27 @@ static cl::opt<lql::ResultFormat> Format(
                clEnumValN(lql::ResultFormat::JSON, "json",
                           "one JSON object per statement result per line"),
                clEnumValN(lql::ResultFormat::CSV, "csv", "CSV rows")),
-    cl::init(lql::ResultFormat::Table));
+    cl::init(lql::ResultFormat::Table), cl::cat(toolOptions()));
 static cl::opt<unsigned> Jobs("jobs",
                               cl::desc("Threads of the forward pass (results "
                                        "do not depend on it)"),
-                              cl::init(1));
+                              cl::init(1), cl::cat(toolOptions()));
 
 enum class Emit { None, MLIR };
-static cl::opt<Emit> EmitKind(
-    "emit", cl::desc("What to print for LQL scripts"),
-    cl::values(clEnumValN(Emit::None, "none", "nothing (default)"),
-               clEnumValN(Emit::MLIR, "mlir", "the lowered larql IR")),
-    cl::init(Emit::None));
+static cl::opt<Emit>
+    EmitKind("emit", cl::desc("What to print for LQL scripts"),
+             cl::values(clEnumValN(Emit::None, "none", "nothing (default)"),
+                        clEnumValN(Emit::MLIR, "mlir", "the lowered larql IR")),
+             cl::init(Emit::None), cl::cat(toolOptions()));
 static cl::opt<bool> VerifyDiagnostics(
     "verify-diagnostics",
     cl::desc("Check the diagnostics of a .mlir input against its "
              "expected-* comments"),
-    cl::init(false));
+    cl::init(false), cl::cat(toolOptions()));
 static cl::opt<bool> SplitInputFile(
     "split-input-file",
     cl::desc("Process each '// -----' chunk of a .mlir input on its own"),
-    cl::init(false));
+    cl::init(false), cl::cat(toolOptions()));
 
 static const char *Overview = R"(larql-opt: run LQL against a V-index
 
@@ -84,8 +86,9 @@ Every statement of LQL parses, is checked and lowers to the larql dialect
   INFER 'prompt' [TOP n] [GENERATE m]   next-token distribution; greedy
                                         continuation of m tokens (whole words)
   WALK 'prompt' [TOP n] [WITH K k]      the same through the walk FFN: per
-                                        layer only the k features with the
-                                        highest gate scores fire (default F/4)
+                                        layer only the k features scoring
+                                        highest (|act(gate)|*|up|*|down|)
+                                        fire (default F/4)
 
 Examples:
   larql-opt tiny.vindex -e "INFER 'The capital of France is' TOP 5"
@@ -108,7 +111,10 @@ int main(int argc, char **argv) {
   mlir::registerMLIRContextCLOptions();
   mlir::registerPassManagerCLOptions();
   mlir::registerDefaultTimingManagerCLOptions();
-  parseToolCommandLine(argc, argv, Overview);
+  parseToolCommandLine(argc, argv, Overview,
+                       {"mlir-print-debuginfo", "mlir-pretty-debuginfo",
+                        "mlir-print-op-generic", "mlir-print-ir-after-all",
+                        "mlir-print-ir-before-all", "mlir-timing"});
   const char *Tool = "larql-opt";
 
   mlir::DialectRegistry Registry;
@@ -127,8 +133,8 @@ int main(int argc, char **argv) {
     std::unique_ptr<MemoryBuffer> Buf =
         mlir::openInputFile(Inputs.front(), &ErrorMessage);
     if (!Buf)
-      return exitWith(Tool, fileError(Inputs.front(), "cannot read: {0}",
-                                      ErrorMessage));
+      return exitWith(
+          Tool, fileError(Inputs.front(), "cannot read: {0}", ErrorMessage));
     mlir::MlirOptMainConfig Config;
     Config.verifyDiagnostics(VerifyDiagnostics);
     if (SplitInputFile)
@@ -148,7 +154,8 @@ int main(int argc, char **argv) {
   std::vector<std::string> Scripts;
   for (const std::string &In : Inputs) {
     bool First = VindexDir.empty() && Scripts.empty();
-    if (First && (sys::fs::is_directory(In) || StringRef(In).ends_with(".vindex")))
+    if (First &&
+        (sys::fs::is_directory(In) || StringRef(In).ends_with(".vindex")))
       VindexDir = In;
     else
       Scripts.push_back(In);
@@ -165,8 +172,8 @@ int main(int argc, char **argv) {
   for (const std::string &S : Scripts) {
     ErrorOr<std::unique_ptr<MemoryBuffer>> Buf = MemoryBuffer::getFile(S);
     if (!Buf)
-      return exitWith(Tool, fileError(S, "cannot read: {0}",
-                                      Buf.getError().message()));
+      return exitWith(
+          Tool, fileError(S, "cannot read: {0}", Buf.getError().message()));
     SM.AddNewSourceBuffer(std::move(*Buf), SMLoc());
   }
   for (size_t I = 0; I < Statements.size(); ++I)
@@ -201,9 +208,10 @@ int main(int argc, char **argv) {
           break;
         }
     SourceMgr::DiagKind Kind =
-        D.getSeverity() == mlir::DiagnosticSeverity::Error     ? SourceMgr::DK_Error
-        : D.getSeverity() == mlir::DiagnosticSeverity::Warning ? SourceMgr::DK_Warning
-                                                                : SourceMgr::DK_Note;
+        D.getSeverity() == mlir::DiagnosticSeverity::Error ? SourceMgr::DK_Error
+        : D.getSeverity() == mlir::DiagnosticSeverity::Warning
+            ? SourceMgr::DK_Warning
+            : SourceMgr::DK_Note;
     SM.PrintMessage(Loc, Kind, D.str());
     return mlir::success();
   });
@@ -229,11 +237,11 @@ int main(int argc, char **argv) {
   if (!Tok)
     return exitWith(Tool, Tok.takeError());
   if (Tok->vocabSize() > (*M)->config().VocabSize)
-    return exitWith(Tool, fileError((*V)->path("tokenizer.json"),
-                                    "{0} tokens but the model's vocabulary "
-                                    "has {1}",
-                                    Tok->vocabSize(),
-                                    (*M)->config().VocabSize));
+    return exitWith(Tool,
+                    fileError((*V)->path("tokenizer.json"),
+                              "{0} tokens but the model's vocabulary "
+                              "has {1}",
+                              Tok->vocabSize(), (*M)->config().VocabSize));
   lql::Executor Exec(**M, *Tok, outs(), Format, Jobs);
   for (const lql::Statement &S : All)
     if (Error E = Exec.run(S)) {

@@ -14,16 +14,22 @@
 using namespace llvm;
 using namespace vindex;
 
-static cl::opt<std::string> Input(cl::Positional, cl::desc("IN.vindex"));
+static cl::opt<std::string> Input(cl::Positional, cl::desc("IN.vindex"),
+                                  cl::cat(toolOptions()));
 static cl::opt<std::string> Output("o", cl::desc("Output V-index"),
-                                   cl::value_desc("OUT.vindex"));
-static cl::opt<std::string> Facts("facts", cl::desc("Facts (entity, relation, "
-                                                    "target) as TSV"),
-                                  cl::value_desc("FACTS.tsv"));
+                                   cl::value_desc("OUT.vindex"),
+                                   cl::cat(toolOptions()));
+static cl::opt<std::string> Facts("facts",
+                                  cl::desc("Facts (entity, relation, "
+                                           "target) as TSV"),
+                                  cl::value_desc("FACTS.tsv"),
+                                  cl::cat(toolOptions()));
 static cl::opt<std::string> Templates("templates",
                                       cl::desc("Prompt templates per relation"),
-                                      cl::value_desc("TEMPLATES.json"));
-static cl::opt<unsigned> Jobs("jobs", cl::desc("Worker threads"), cl::init(0));
+                                      cl::value_desc("TEMPLATES.json"),
+                                      cl::cat(toolOptions()));
+static cl::opt<unsigned> Jobs("jobs", cl::desc("Worker threads"), cl::init(0),
+                              cl::cat(toolOptions()));
 
 static const char *Overview = R"(larql-probe: label the features of a V-index
 

@@ -12,32 +12,37 @@ using namespace llvm;
 using namespace vindex;
 
 static cl::opt<std::string> Input(cl::Positional, cl::Required,
-                                  cl::desc("IN.vindex"));
+                                  cl::desc("IN.vindex"),
+                                  cl::cat(toolOptions()));
 static cl::opt<std::string> Output("o", cl::Required,
                                    cl::desc("Output (a directory for "
                                             "safetensors, a file for gguf)"),
-                                   cl::value_desc("OUT"));
+                                   cl::value_desc("OUT"),
+                                   cl::cat(toolOptions()));
 enum class OutputFormat { Safetensors, GGUF };
 static cl::opt<OutputFormat>
     Format("format", cl::Required, cl::desc("Output format"),
            cl::values(clEnumValN(OutputFormat::Safetensors, "safetensors",
                                  "a Hugging Face checkpoint directory"),
                       clEnumValN(OutputFormat::GGUF, "gguf",
-                                 "a GGUF file for llama.cpp")));
+                                 "a GGUF file for llama.cpp")),
+           cl::cat(toolOptions()));
 static cl::opt<std::string>
     Type("type",
          cl::desc("GGUF matrix type: auto (as stored), f32, f16, bf16 or "
                   "q8_0; vectors are always f32"),
-         cl::value_desc("TYPE"), cl::init("auto"));
+         cl::value_desc("TYPE"), cl::init("auto"), cl::cat(toolOptions()));
 static cl::opt<unsigned> Jobs("jobs",
                               cl::desc("Worker threads (default: all cores; "
                                        "the output does not depend on it)"),
-                              cl::init(0));
+                              cl::init(0), cl::cat(toolOptions()));
 static cl::alias JobsShort("j", cl::aliasopt(Jobs),
-                           cl::desc("Alias for --jobs"));
+                           cl::desc("Alias for --jobs"),
+                           cl::cat(toolOptions()));
 static cl::opt<std::string> Depfile("depfile",
                                     cl::desc("Write a make dependency file"),
-                                    cl::value_desc("FILE"));
+                                    cl::value_desc("FILE"),
+                                    cl::cat(toolOptions()));
 
 static const char *Overview = R"(vindex-compile: V-index -> model files
 

@@ -12,32 +12,40 @@ using namespace vindex;
 
 static cl::opt<std::string> Input(cl::Positional, cl::Required,
                                   cl::desc("INPUT"),
-                                  cl::value_desc("checkpoint"));
+                                  cl::value_desc("checkpoint"),
+                                  cl::cat(toolOptions()));
 static cl::opt<std::string> Output("o", cl::desc("Output V-index directory"),
-                                   cl::value_desc("OUT.vindex"));
+                                   cl::value_desc("OUT.vindex"),
+                                   cl::cat(toolOptions()));
 enum class CompressKind { None, Zstd };
-static cl::opt<CompressKind> Compress(
-    "compress", cl::desc("Payload compression"),
-    cl::values(clEnumValN(CompressKind::None, "none",
-                          "raw, 64-byte aligned, mmap-able (default)"),
-               clEnumValN(CompressKind::Zstd, "zstd",
-                          "byte-plane shuffle + zstd, for archival")),
-    cl::init(CompressKind::None));
+static cl::opt<CompressKind>
+    Compress("compress", cl::desc("Payload compression"),
+             cl::values(clEnumValN(CompressKind::None, "none",
+                                   "raw, 64-byte aligned, mmap-able (default)"),
+                        clEnumValN(CompressKind::Zstd, "zstd",
+                                   "byte-plane shuffle + zstd, for archival")),
+             cl::init(CompressKind::None), cl::cat(toolOptions()));
 static cl::opt<int> ZstdLevel("zstd-level", cl::desc("zstd level (1-22)"),
-                              cl::init(3));
+                              cl::init(3), cl::cat(toolOptions()));
 static cl::opt<unsigned> Jobs("jobs",
                               cl::desc("Worker threads (default: all cores; "
                                        "the output does not depend on it)"),
-                              cl::init(0));
-static cl::alias JobsShort("j", cl::aliasopt(Jobs), cl::desc("Alias for --jobs"));
+                              cl::init(0), cl::cat(toolOptions()));
+static cl::alias JobsShort("j", cl::aliasopt(Jobs),
+                           cl::desc("Alias for --jobs"),
+                           cl::cat(toolOptions()));
 static cl::opt<std::string> Depfile("depfile",
                                     cl::desc("Write a make dependency file"),
-                                    cl::value_desc("FILE"));
+                                    cl::value_desc("FILE"),
+                                    cl::cat(toolOptions()));
 static cl::opt<bool>
-    Verify("verify", cl::desc("Re-check every checksum of the written V-index "
-                              "(or, without -o, of INPUT as a V-index)"));
+    Verify("verify",
+           cl::desc("Re-check every checksum of the written V-index "
+                    "(or, without -o, of INPUT as a V-index)"),
+           cl::cat(toolOptions()));
 
-static const char *Overview = R"(vindex-decompose: Hugging Face checkpoint -> V-index
+static const char *Overview =
+    R"(vindex-decompose: Hugging Face checkpoint -> V-index
 
 Reads a checkpoint (config.json, model.safetensors or shards with their
 model.safetensors.index.json, tokenizer files) and writes a V-index: a

@@ -18,14 +18,15 @@
 namespace vindex {
 
 struct CheckpointTensor {
-  std::string Name;  ///< Name in the text model (prefix stripped).
-  size_t Shard = 0;  ///< Index into Checkpoint::shards().
+  std::string Name; ///< Name in the text model (prefix stripped).
+  size_t Shard = 0; ///< Index into Checkpoint::shards().
   const SafetensorsEntry *Entry = nullptr;
 };
 
 class Checkpoint {
 public:
-  static llvm::Expected<std::unique_ptr<Checkpoint>> open(llvm::StringRef Input);
+  static llvm::Expected<std::unique_ptr<Checkpoint>>
+  open(llvm::StringRef Input);
 
   const ModelConfig &config() const { return Config; }
   /// config.json as given.

@@ -65,8 +65,8 @@ struct ModelConfig {
   double AttnSoftcap = 0.0;    ///< 0: none.
   double FinalSoftcap = 0.0;   ///< 0: none.
   bool TiedEmbeddings = false;
-  bool QKNorm = false;    ///< q_norm/k_norm before RoPE (Gemma 3, Qwen 3).
-  bool PostNorms = false; ///< Post-attention and post-FFN norms (Gemma).
+  bool QKNorm = false;        ///< q_norm/k_norm before RoPE (Gemma 3, Qwen 3).
+  bool PostNorms = false;     ///< Post-attention and post-FFN norms (Gemma).
   bool AttentionBias = false; ///< q/k/v biases (Qwen 2).
 
   std::optional<int64_t> BosId;

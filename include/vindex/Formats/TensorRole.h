@@ -1,4 +1,5 @@
-//===- TensorRole.h - What a checkpoint tensor is, from its name -*- C++ -*-===//
+//===- TensorRole.h - What a checkpoint tensor is, from its name -*- C++
+//-*-===//
 #ifndef VINDEX_FORMATS_TENSORROLE_H
 #define VINDEX_FORMATS_TENSORROLE_H
 

@@ -71,7 +71,7 @@ struct DescribeStmt {
 
 /// SHOW RELATIONS|LAYERS|ENTITIES|FEATURES n|PATCHES|MODEL
 struct ShowStmt {
-  std::string What; ///< lower case
+  std::string What;             ///< lower case
   std::optional<int64_t> Layer; ///< FEATURES n
 };
 

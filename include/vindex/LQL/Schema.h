@@ -21,7 +21,7 @@ inline constexpr llvm::StringLiteral Tables[] = {"edges", "features",
 inline constexpr llvm::StringLiteral EdgeColumns[] = {
     "entity", "relation", "target", "layer", "feature", "score"};
 inline constexpr llvm::StringLiteral FeatureColumns[] = {
-    "layer",   "feature",    "gate_norm", "up_norm",
+    "layer",     "feature",    "gate_norm", "up_norm",
     "down_norm", "top_output", "top_input"};
 inline constexpr llvm::StringLiteral EntityColumns[] = {"entity", "relation",
                                                         "layer", "feature"};

@@ -17,8 +17,8 @@
 #include "llvm/Support/Error.h"
 
 #include <functional>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 namespace llvm {
@@ -95,7 +95,7 @@ struct ForwardOptions {
   /// positions of this call; it may read or add to it (the hook editing
   /// uses). Positions are absolute: the first row is position Start.
   std::function<void(size_t Layer, size_t Start, size_t T,
-                      llvm::MutableArrayRef<float> Residual)>
+                     llvm::MutableArrayRef<float> Residual)>
       AfterLayer;
   /// Compute logits at every position rather than the last only.
   bool AllLogits = false;
@@ -135,8 +135,8 @@ public:
 private:
   void parallelFor(size_t N, size_t Grain,
                    const std::function<void(size_t, size_t)> &Body);
-  void attention(const LayerWeights &W, size_t Layer, const float *X,
-                 size_t T, float *Out);
+  void attention(const LayerWeights &W, size_t Layer, const float *X, size_t T,
+                 float *Out);
   void ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
            float *Out, std::vector<float> *Activations);
   void project(const float *X, size_t T, const WeightMatrix &W, float *Y);

@@ -45,10 +45,10 @@ private:
 
 /// Decodes a ZstdShuffle payload of Length decoded bytes, calling Sink once
 /// per chunk (in order) with the decoded bytes.
-llvm::Error
-decodeZstdShuffle(llvm::ArrayRef<uint8_t> Stored, uint64_t Length,
-                  uint64_t Chunk, unsigned ElemSize,
-                  llvm::function_ref<llvm::Error(llvm::ArrayRef<uint8_t>)> Sink);
+llvm::Error decodeZstdShuffle(
+    llvm::ArrayRef<uint8_t> Stored, uint64_t Length, uint64_t Chunk,
+    unsigned ElemSize,
+    llvm::function_ref<llvm::Error(llvm::ArrayRef<uint8_t>)> Sink);
 
 } // namespace vindex
 

@@ -15,8 +15,7 @@
 namespace vindex {
 
 /// An error whose message is formatted with llvm::formatv.
-template <typename... Ts>
-llvm::Error makeError(const char *Fmt, Ts &&...Vals) {
+template <typename... Ts> llvm::Error makeError(const char *Fmt, Ts &&...Vals) {
   return llvm::createStringError(
       llvm::inconvertibleErrorCode(),
       llvm::formatv(Fmt, std::forward<Ts>(Vals)...).str());

@@ -28,8 +28,7 @@ public:
   uint64_t size() const { return Pos; }
   llvm::Error write(llvm::ArrayRef<uint8_t> Data);
   /// Appends Length bytes of Src from Offset.
-  llvm::Error copyFrom(const MappedFile &Src, uint64_t Offset,
-                       uint64_t Length);
+  llvm::Error copyFrom(const MappedFile &Src, uint64_t Offset, uint64_t Length);
   /// Appends zeros up to the next multiple of Alignment.
   llvm::Error padTo(uint64_t Alignment);
   llvm::Error close();

@@ -7,7 +7,9 @@
 #ifndef VINDEX_SUPPORT_TOOLMAIN_H
 #define VINDEX_SUPPORT_TOOLMAIN_H
 
+#include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
+#include "llvm/Support/CommandLine.h"
 #include "llvm/Support/Error.h"
 
 #include <string>
@@ -19,10 +21,16 @@ enum ExitCode : int { ExitSuccess = 0, ExitUserError = 1, ExitUsageError = 2 };
 /// The version string printed by --version and recorded in provenance.
 llvm::StringRef toolVersion();
 
+/// The category every tool option belongs to: --help shows only these
+/// (libLLVM registers hundreds of its own options in the general category).
+llvm::cl::OptionCategory &toolOptions();
+
 /// Parses the command line with llvm::cl; on a usage error prints it and
-/// exits with ExitUsageError. Hides LLVM's own options from --help.
+/// exits with ExitUsageError. --help shows the tool's options and AlsoShow
+/// (options registered by a library, e.g. MLIR's printing flags).
 void parseToolCommandLine(int Argc, const char *const *Argv,
-                          llvm::StringRef Overview);
+                          llvm::StringRef Overview,
+                          llvm::ArrayRef<llvm::StringRef> AlsoShow = {});
 
 /// Reports E as "<tool>: error: ..." and returns ExitUserError (or
 /// ExitSuccess when E is success).

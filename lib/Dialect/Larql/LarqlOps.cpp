@@ -9,8 +9,8 @@
 #include "vindex/LQL/Schema.h"
 
 #include "mlir/IR/Builders.h"
-#include "llvm/ADT/StringExtras.h"
 #include "mlir/IR/OpImplementation.h"
+#include "llvm/ADT/StringExtras.h"
 
 using namespace mlir;
 using namespace vindex::larql;
@@ -86,8 +86,7 @@ LogicalResult checkAssignments(Operation *Op, DictionaryAttr D) {
   return success();
 }
 
-template <typename Range>
-std::string join(const Range &R) {
+template <typename Range> std::string join(const Range &R) {
   std::string S;
   llvm::ListSeparator LS(", ");
   for (llvm::StringRef X : R)
@@ -109,7 +108,8 @@ LogicalResult SelectOp::verify() {
       if (failed(checkColumn(*this, Table, cast<StringAttr>(C).getValue())))
         return failure();
   if (getLayer() && !getNearest())
-    return emitOpError("'layer' is the layer of NEAREST TO and needs 'nearest'");
+    return emitOpError(
+        "'layer' is the layer of NEAREST TO and needs 'nearest'");
   if (failed(checkLayer(*this, getLayer())))
     return failure();
   if (auto W = getWhere(); W && failed(verifyWhere(*this, Table, *W)))
@@ -119,13 +119,16 @@ LogicalResult SelectOp::verify() {
       auto Key = dyn_cast<ArrayAttr>(K);
       if (!Key || Key.size() != 2 || !isa<StringAttr>(Key[0]) ||
           !isa<StringAttr>(Key[1]))
-        return emitOpError("ORDER BY key must be [column, \"asc\"|\"desc\"], not ")
+        return emitOpError(
+                   "ORDER BY key must be [column, \"asc\"|\"desc\"], not ")
                << K;
-      if (failed(checkColumn(*this, Table, cast<StringAttr>(Key[0]).getValue())))
+      if (failed(
+              checkColumn(*this, Table, cast<StringAttr>(Key[0]).getValue())))
         return failure();
       StringRef Dir = cast<StringAttr>(Key[1]).getValue();
       if (Dir != "asc" && Dir != "desc")
-        return emitOpError("ORDER BY direction must be \"asc\" or \"desc\", not \"")
+        return emitOpError(
+                   "ORDER BY direction must be \"asc\" or \"desc\", not \"")
                << Dir << "\"";
     }
   if (auto Limit = getLimitAttr(); Limit && Limit.getInt() <= 0)
