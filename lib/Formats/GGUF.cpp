@@ -112,7 +112,9 @@ std::optional<uint64_t> ggmlRowSize(GGMLType T, uint64_t N) {
 std::optional<uint64_t> ggmlTensorBytes(GGMLType T, ArrayRef<uint64_t> Ne) {
   if (Ne.empty())
     return std::nullopt;
-  if (Ne[0] > (uint64_t(1) << 60))
+  // A zero dimension would make a tensor of no bytes whose other
+  // dimensions are unchecked; no model has one.
+  if (llvm::is_contained(Ne, 0u) || Ne[0] > (uint64_t(1) << 60))
     return std::nullopt;
   std::optional<uint64_t> Bytes = ggmlRowSize(T, Ne[0]);
   if (!Bytes)

@@ -31,6 +31,7 @@
 #include "llvm/Support/ThreadPool.h"
 
 #include <map>
+#include <set>
 
 using namespace llvm;
 
@@ -42,65 +43,6 @@ struct PayloadFile {
   std::string Name;            ///< Relative to the V-index directory.
   std::vector<size_t> Tensors; ///< Indices into the tensor records.
 };
-
-/// Checks the tensors a forward pass relies on against the config, so that a
-/// config that does not describe these weights is caught here, not later.
-Error checkShapes(const Checkpoint &C, ArrayRef<TensorRecord> Records) {
-  const ModelConfig &Cfg = C.config();
-  uint64_t D = Cfg.HiddenSize, F = Cfg.IntermediateSize;
-  std::vector<unsigned> FFNSeen(Cfg.NumLayers, 0);
-  for (const TensorRecord &R : Records) {
-    Shape Src = R.sourceDims();
-    Shape Want;
-    if (R.Layer >= 0 && uint64_t(R.Layer) >= Cfg.NumLayers)
-      return fileError(C.configPath(),
-                       "tensor '{0}' is in layer {1} but the "
-                       "config has {2} layers",
-                       R.Name, R.Layer, Cfg.NumLayers);
-    uint64_t QDim = Cfg.NumHeads * Cfg.HeadDim;
-    uint64_t KVDim = Cfg.NumKVHeads * Cfg.HeadDim;
-    switch (R.Role) {
-    case TensorRole::AttnQ:
-      Want = {QDim, D};
-      break;
-    case TensorRole::AttnK:
-    case TensorRole::AttnV:
-      Want = {KVDim, D};
-      break;
-    case TensorRole::AttnO:
-      Want = {D, QDim};
-      break;
-    case TensorRole::FFNGate:
-    case TensorRole::FFNUp:
-      Want = {F, D};
-      break;
-    case TensorRole::FFNDown:
-      Want = {D, F};
-      break;
-    case TensorRole::Embedding:
-    case TensorRole::LMHead:
-      Want = {Cfg.VocabSize, D};
-      break;
-    default:
-      continue;
-    }
-    if (isFFNRole(R.Role))
-      ++FFNSeen[R.Layer];
-    if (Src != Want)
-      return fileError(C.configPath(),
-                       "tensor '{0}' has shape {1} but the "
-                       "config implies {2}",
-                       R.Name, shapeString(Src), shapeString(Want));
-  }
-  for (uint64_t L = 0; L < Cfg.NumLayers; ++L)
-    if (FFNSeen[L] != 3)
-      return fileError(C.configPath(),
-                       "layer {0} lacks some of "
-                       "mlp.gate_proj, mlp.up_proj and "
-                       "mlp.down_proj",
-                       L);
-  return Error::success();
-}
 
 std::string layerFileName(int Layer) {
   return Layer < 0 ? "tensors/global.bin"
@@ -303,7 +245,7 @@ Manifest Decomposer::buildManifest() {
 
 Error Decomposer::run() {
   planTensors();
-  if (Error E = checkShapes(C, Records))
+  if (Error E = checkModelTensors(C.config(), Records, C.configPath()))
     return E;
   if (std::error_code EC = sys::fs::create_directories(
           Out.file("tensors"), /*IgnoreExisting=*/true, sys::fs::all_all))
@@ -349,6 +291,74 @@ Error Decomposer::run() {
 }
 
 } // namespace
+
+Error checkModelTensors(const ModelConfig &Cfg, ArrayRef<TensorRecord> Records,
+                        StringRef File) {
+  uint64_t D = Cfg.HiddenSize, F = Cfg.IntermediateSize, HD = Cfg.HeadDim;
+  uint64_t QDim = Cfg.NumHeads * HD, KVDim = Cfg.NumKVHeads * HD;
+  // The tensors every layer needs, by role.
+  const TensorRole Required[] = {TensorRole::AttnQ,     TensorRole::AttnK,
+                                 TensorRole::AttnV,     TensorRole::AttnO,
+                                 TensorRole::InputNorm, TensorRole::FFNGate,
+                                 TensorRole::FFNUp,     TensorRole::FFNDown};
+  std::vector<std::set<TensorRole>> Seen(Cfg.NumLayers);
+  for (const TensorRecord &R : Records) {
+    if (R.Layer >= 0 && uint64_t(R.Layer) >= Cfg.NumLayers)
+      return fileError(File, "tensor '{0}' is in layer {1} but the config "
+                             "has {2} layers",
+                       R.Name, R.Layer, Cfg.NumLayers);
+    if (R.Layer >= 0)
+      Seen[R.Layer].insert(R.Role);
+    Shape Want;
+    switch (R.Role) {
+    case TensorRole::AttnQ:
+      Want = {QDim, D};
+      break;
+    case TensorRole::AttnK:
+    case TensorRole::AttnV:
+      Want = {KVDim, D};
+      break;
+    case TensorRole::AttnO:
+      Want = {D, QDim};
+      break;
+    case TensorRole::FFNGate:
+    case TensorRole::FFNUp:
+      Want = {F, D};
+      break;
+    case TensorRole::FFNDown:
+      Want = {D, F};
+      break;
+    case TensorRole::Embedding:
+    case TensorRole::LMHead:
+      Want = {Cfg.VocabSize, D};
+      break;
+    case TensorRole::InputNorm:
+    case TensorRole::PostAttnNorm:
+    case TensorRole::PreFFNNorm:
+    case TensorRole::PostFFNNorm:
+    case TensorRole::FinalNorm:
+      Want = {D};
+      break;
+    case TensorRole::AttnQNorm:
+    case TensorRole::AttnKNorm:
+      Want = {HD};
+      break;
+    default:
+      continue;
+    }
+    if (R.sourceDims() != Want)
+      return fileError(File, "tensor '{0}' has shape {1} but the config "
+                             "implies {2}",
+                       R.Name, shapeString(R.sourceDims()),
+                       shapeString(Want));
+  }
+  for (uint64_t L = 0; L < Cfg.NumLayers; ++L)
+    for (TensorRole Role : Required)
+      if (!Seen[L].count(Role))
+        return fileError(File, "layer {0} has no {1} tensor", L,
+                         roleName(Role));
+  return Error::success();
+}
 
 Error decompose(const DecomposeOptions &Opts,
                 std::vector<std::string> &InputFiles) {

@@ -37,6 +37,7 @@
 #include "llvm/Support/ThreadPool.h"
 
 #include <cmath>
+#include <cassert>
 #include <cstring>
 #include <map>
 
@@ -176,6 +177,12 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
     return fileError(G.path(), "'{0}', '{1}' and '{2}' must be positive",
                      H.key("embedding_length"), H.key("block_count"),
                      H.key("attention.head_count"));
+  // Every layer has tensors, so more layers than tensors is corrupt (and
+  // would size tables by a number nobody checked).
+  if (Layers > G.tensors().size())
+    return fileError(G.path(), "'{0}' is {1} but the file has only {2} "
+                               "tensors",
+                     H.key("block_count"), Layers, G.tensors().size());
   TRY_ASSIGN(KVHeads, H.u64("attention.head_count_kv", Heads));
   TRY_ASSIGN(HeadDim, H.u64("attention.key_length", Embedding / Heads));
   TRY_ASSIGN(Context, H.u64("context_length", std::nullopt));
@@ -289,26 +296,12 @@ Error GGUFDecomposer::planTensors(const ModelConfig &C) {
     if (Permuted &&
         (R.Role == TensorRole::AttnQ || R.Role == TensorRole::AttnK))
       I.UnpermuteHeadDim = C.HeadDim;
-    if (R.Dims.size() == 2 && I.UnpermuteHeadDim &&
-        (R.Dims[0] % C.HeadDim || C.HeadDim % 2))
+    if (I.UnpermuteHeadDim &&
+        (R.Dims.size() != 2 || R.Dims[0] % C.HeadDim || C.HeadDim % 2))
       return fileError(G.path(),
                        "tensor '{0}' of shape {1} cannot be split "
                        "in heads of {2} rows",
                        T.Name, shapeString(R.Dims), C.HeadDim);
-    // Shapes the forward pass relies on.
-    Shape Want;
-    uint64_t D = C.HiddenSize, F = C.IntermediateSize;
-    if (R.Role == TensorRole::FFNGate || R.Role == TensorRole::FFNUp)
-      Want = {F, D};
-    else if (R.Role == TensorRole::FFNDown)
-      Want = {D, F};
-    else if (R.Role == TensorRole::Embedding || R.Role == TensorRole::LMHead)
-      Want = {C.VocabSize, D};
-    if (!Want.empty() && R.Dims != Want)
-      return fileError(G.path(),
-                       "tensor '{0}' has shape {1} but the "
-                       "hyperparameters imply {2}",
-                       T.Name, shapeString(R.Dims), shapeString(Want));
     R.Transposed = R.Role == TensorRole::FFNDown;
     if (R.Transposed)
       std::swap(R.Dims[0], R.Dims[1]);
@@ -320,17 +313,10 @@ Error GGUFDecomposer::planTensors(const ModelConfig &C) {
     R.Length = N * dtypeSize(R.Type);
     Items.push_back(std::move(I));
   }
-  std::vector<unsigned> FFN(C.NumLayers, 0);
+  std::vector<TensorRecord> Records;
   for (const Item &I : Items)
-    if (isFFNRole(I.R.Role))
-      ++FFN[I.R.Layer];
-  for (uint64_t L = 0; L < C.NumLayers; ++L)
-    if (FFN[L] != 3)
-      return fileError(G.path(),
-                       "layer {0} lacks some of blk.{0}.ffn_gate, "
-                       "ffn_up and ffn_down",
-                       L);
-  return Error::success();
+    Records.push_back(I.R);
+  return checkModelTensors(C, Records, G.path());
 }
 
 /// The tensor's values in Hugging Face layout and its V-index type, into
@@ -400,19 +386,14 @@ Error GGUFDecomposer::emit(Item &I, OutputFile &F, ZstdShuffleEncoder &Enc,
         }
       }
     }
-    if (!Exact) { // a vector that does not fit the matrices' type: keep F32
+    if (!Exact) {
+      // A vector that does not fit the matrices' type stays F32: Row holds
+      // its converted values (vectors are one row).
+      assert(Rows == 1 && "only vectors change type");
       R.Type = DType::F32;
       R.Length = N * 4;
-      std::vector<uint8_t> Wide(R.Length);
-      for (uint64_t C = 0; C < N; ++C) {
-        const uint8_t *S = Src.data() + C * 4;
-        float X;
-        std::memcpy(&X, S, 4);
-        if (I.MinusOne)
-          X -= 1.0f;
-        std::memcpy(Wide.data() + 4 * C, &X, 4);
-      }
-      Scratch = std::move(Wide);
+      Scratch.resize(R.Length);
+      std::memcpy(Scratch.data(), Row.data(), R.Length);
     }
   }
   ArrayRef<uint8_t> Data(Scratch.data(), R.Length);

@@ -113,8 +113,12 @@ std::optional<HFTensorName> hfTensorName(StringRef Arch, StringRef Name) {
     return HFTensorName{"model.norm.weight", TensorRole::FinalNorm, -1};
   StringRef Rest = Name;
   unsigned Layer;
-  if (!Rest.consume_front("blk.") || Rest.consumeInteger(10, Layer) ||
-      !Rest.consume_front("."))
+  if (!Rest.consume_front("blk."))
+    return std::nullopt;
+  // "blk.01" must not alias "blk.1": only canonical numbers are layers.
+  if (Rest.size() > 1 && Rest[0] == '0' && Rest[1] != '.')
+    return std::nullopt;
+  if (Rest.consumeInteger(10, Layer) || !Rest.consume_front("."))
     return std::nullopt;
   bool Bias = Rest.consume_back(".bias");
   if (!Bias && !Rest.consume_back(".weight"))
