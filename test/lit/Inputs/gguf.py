@@ -134,6 +134,21 @@ def malform(kind, src, dst):
     elif kind == "dims":
         tensors[0][1] = [1, 1, 1, 1, 1]
         out = serialize(version, kvs, tensors, body)
+    elif kind == "zero-dim":
+        tensors[1][1] = [0] + list(tensors[1][1][1:])
+        out = serialize(version, kvs, tensors, body)
+    elif kind.startswith("u32-key="):
+        key, value = kind.split("=", 1)[1].split(":")
+        for kv in kvs:
+            if kv[0] == key.encode():
+                kv[1], kv[2] = 4, int(value)
+        out = serialize(version, kvs, tensors, body)
+    elif kind.startswith("rename-tensor="):
+        old, new = kind.split("=", 1)[1].split(":")
+        for t in tensors:
+            if t[0] == old.encode():
+                t[0] = new.encode()
+        out = serialize(version, kvs, tensors, body)
     elif kind.startswith("drop-key="):
         key = kind.split("=", 1)[1].encode()
         kvs = [kv for kv in kvs if kv[0] != key]
