@@ -229,7 +229,9 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
     TRY_ASSIGN(Window, H.u64("attention.sliding_window", 0));
     TRY_ASSIGN(Pattern, H.u64("attention.sliding_window_pattern", 6));
     C["rope_local_base_freq"] = shortFloat(SwaTheta);
-    C["query_pre_attn_scalar"] = HeadDim;
+    // llama.cpp scales Gemma 3 27B (62 layers) by n_embd / n_head, every
+    // other size by the head dimension; the GGUF has no key for it.
+    C["query_pre_attn_scalar"] = Layers == 62 ? Embedding / Heads : HeadDim;
     json::Array Kinds;
     for (uint64_t L = 0; L < Layers; ++L)
       Kinds.push_back(Window && Pattern && L % Pattern < Pattern - 1
