@@ -112,8 +112,9 @@ TEST_P(GGUFRoundTrip, EngineAndTokenizerSurvive) {
     for (size_t I = 0; I < LA.size(); ++I)
       Diff = std::max(Diff, double(std::fabs(LA[I] - LB[I])));
     Worst = std::max(Worst, Diff);
-    if (!Quantized)
+    if (!Quantized) {
       EXPECT_LE(Diff, 1e-5) << P;
+    }
     EXPECT_EQ(argmax(LA), argmax(LB)) << P;
     Top1Kept += argmax(LA) == argmax(LB);
   }
