@@ -1,6 +1,8 @@
 //===- GGUF.cpp - GGUF v3 reader and writer -------------------------------===//
 #include "vindex/Formats/GGUF.h"
 
+#include "vindex/Formats/DType.h"
+
 #include "vindex/Support/Error.h"
 
 #include "llvm/ADT/StringExtras.h"
@@ -570,60 +572,6 @@ GGUFWriter::GGUFWriter(std::vector<GGUFKV> KVs, std::vector<Tensor> Tensors) {
 // Element conversions
 //===----------------------------------------------------------------------===//
 
-float halfToFloat(uint16_t H) {
-  uint32_t Sign = uint32_t(H & 0x8000) << 16;
-  uint32_t Exp = (H >> 10) & 0x1f, Man = H & 0x3ff;
-  uint32_t Bits;
-  if (Exp == 0) {
-    if (Man == 0) {
-      Bits = Sign;
-    } else {
-      float F = std::ldexp(float(Man), -24);
-      return Sign ? -F : F;
-    }
-  } else if (Exp == 31) {
-    Bits = Sign | 0x7f800000 | (Man << 13);
-  } else {
-    Bits = Sign | ((Exp + 112) << 23) | (Man << 13);
-  }
-  float F;
-  std::memcpy(&F, &Bits, 4);
-  return F;
-}
-
-uint16_t floatToHalf(float F) {
-  uint32_t X;
-  std::memcpy(&X, &F, 4);
-  uint32_t Sign = (X >> 16) & 0x8000;
-  uint32_t Abs = X & 0x7fffffff;
-  if (Abs >= 0x7f800000) // inf, nan
-    return Sign | (Abs > 0x7f800000 ? 0x7e00 : 0x7c00);
-  if (Abs >= 0x477ff000) // rounds to infinity
-    return Sign | 0x7c00;
-  if (Abs < 0x38800000) { // half subnormal (exact scaling, then RNE)
-    float A;
-    std::memcpy(&A, &Abs, 4);
-    return Sign | uint16_t(std::nearbyint(A * 16777216.0f));
-  }
-  uint32_t M = Abs - 0x38000000;
-  return Sign | uint16_t((M + 0xfff + ((M >> 13) & 1)) >> 13);
-}
-
-float bfloatToFloat(uint16_t B) {
-  uint32_t Bits = uint32_t(B) << 16;
-  float F;
-  std::memcpy(&F, &Bits, 4);
-  return F;
-}
-
-uint16_t floatToBfloat(float F) {
-  uint32_t X;
-  std::memcpy(&X, &F, 4);
-  if ((X & 0x7fffffff) > 0x7f800000)
-    return uint16_t((X >> 16) | 0x40);
-  return uint16_t((X + 0x7fff + ((X >> 16) & 1)) >> 16);
-}
-
 void quantizeQ8_0(const float *Src, uint64_t N, uint8_t *Dst) {
   for (uint64_t B = 0; B < N / kQ8_0Block; ++B) {
     const float *X = Src + B * kQ8_0Block;
@@ -633,7 +581,7 @@ void quantizeQ8_0(const float *Src, uint64_t N, uint8_t *Dst) {
       AMax = std::max(AMax, std::fabs(X[J]));
     float D = AMax / 127.0f;
     float ID = D ? 1.0f / D : 0.0f;
-    support::endian::write16le(Y, floatToHalf(D));
+    support::endian::write16le(Y, floatToF16(D));
     for (uint64_t J = 0; J < kQ8_0Block; ++J)
       Y[2 + J] = uint8_t(int8_t(std::roundf(X[J] * ID)));
   }
@@ -642,7 +590,7 @@ void quantizeQ8_0(const float *Src, uint64_t N, uint8_t *Dst) {
 void dequantizeQ8_0(const uint8_t *Src, uint64_t N, float *Dst) {
   for (uint64_t B = 0; B < N / kQ8_0Block; ++B) {
     const uint8_t *Y = Src + B * kQ8_0BlockBytes;
-    float D = halfToFloat(support::endian::read16le(Y));
+    float D = f16ToFloat(support::endian::read16le(Y));
     for (uint64_t J = 0; J < kQ8_0Block; ++J)
       Dst[B * kQ8_0Block + J] = float(int8_t(Y[2 + J])) * D;
   }

@@ -118,31 +118,6 @@ void activateAndMultiply(Activation A, float *G, const float *U, size_t N) {
   }
 }
 
-float f16ToFloat(uint16_t H) {
-  uint32_t Sign = uint32_t(H & 0x8000) << 16;
-  uint32_t Exp = (H >> 10) & 0x1f, Man = H & 0x3ff;
-  uint32_t Bits;
-  if (Exp == 0) {
-    if (Man == 0) {
-      Bits = Sign;
-    } else { // subnormal: normalise
-      int E = -1;
-      do {
-        ++E;
-        Man <<= 1;
-      } while (!(Man & 0x400));
-      Bits = Sign | (uint32_t(127 - 15 - E) << 23) | ((Man & 0x3ff) << 13);
-    }
-  } else if (Exp == 31) {
-    Bits = Sign | 0x7f800000 | (Man << 13);
-  } else {
-    Bits = Sign | ((Exp + 127 - 15) << 23) | (Man << 13);
-  }
-  float F;
-  std::memcpy(&F, &Bits, 4);
-  return F;
-}
-
 float WeightMatrix::at(size_t R, size_t C) const {
   return Type == DType::BF16 ? bf16ToFloat(bf16Row(R)[C]) : f32Row(R)[C];
 }

@@ -304,8 +304,9 @@ Error checkModelTensors(const ModelConfig &Cfg, ArrayRef<TensorRecord> Records,
   std::vector<std::set<TensorRole>> Seen(Cfg.NumLayers);
   for (const TensorRecord &R : Records) {
     if (R.Layer >= 0 && uint64_t(R.Layer) >= Cfg.NumLayers)
-      return fileError(File, "tensor '{0}' is in layer {1} but the config "
-                             "has {2} layers",
+      return fileError(File,
+                       "tensor '{0}' is in layer {1} but the config "
+                       "has {2} layers",
                        R.Name, R.Layer, Cfg.NumLayers);
     if (R.Layer >= 0)
       Seen[R.Layer].insert(R.Role);
@@ -347,10 +348,10 @@ Error checkModelTensors(const ModelConfig &Cfg, ArrayRef<TensorRecord> Records,
       continue;
     }
     if (R.sourceDims() != Want)
-      return fileError(File, "tensor '{0}' has shape {1} but the config "
-                             "implies {2}",
-                       R.Name, shapeString(R.sourceDims()),
-                       shapeString(Want));
+      return fileError(File,
+                       "tensor '{0}' has shape {1} but the config "
+                       "implies {2}",
+                       R.Name, shapeString(R.sourceDims()), shapeString(Want));
   }
   for (uint64_t L = 0; L < Cfg.NumLayers; ++L)
     for (TensorRole Role : Required)

@@ -90,11 +90,11 @@ void decodeRow(const uint8_t *P, DType T, uint64_t N, float *Dst) {
     return;
   case DType::F16:
     for (uint64_t I = 0; I < N; ++I)
-      Dst[I] = halfToFloat(support::endian::read16le(P + 2 * I));
+      Dst[I] = f16ToFloat(support::endian::read16le(P + 2 * I));
     return;
   case DType::BF16:
     for (uint64_t I = 0; I < N; ++I)
-      Dst[I] = bfloatToFloat(support::endian::read16le(P + 2 * I));
+      Dst[I] = bf16ToFloat(support::endian::read16le(P + 2 * I));
     return;
   }
 }
@@ -106,11 +106,11 @@ void encodeRow(const float *Src, uint64_t N, GGMLType T, uint8_t *Dst) {
     return;
   case GGMLType::F16:
     for (uint64_t I = 0; I < N; ++I)
-      support::endian::write16le(Dst + 2 * I, floatToHalf(Src[I]));
+      support::endian::write16le(Dst + 2 * I, floatToF16(Src[I]));
     return;
   case GGMLType::BF16:
     for (uint64_t I = 0; I < N; ++I)
-      support::endian::write16le(Dst + 2 * I, floatToBfloat(Src[I]));
+      support::endian::write16le(Dst + 2 * I, floatToBF16(Src[I]));
     return;
   case GGMLType::Q8_0:
     quantizeQ8_0(Src, N, Dst);

@@ -36,8 +36,8 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/ThreadPool.h"
 
-#include <cmath>
 #include <cassert>
+#include <cmath>
 #include <cstring>
 #include <map>
 
@@ -180,8 +180,9 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
   // Every layer has tensors, so more layers than tensors is corrupt (and
   // would size tables by a number nobody checked).
   if (Layers > G.tensors().size())
-    return fileError(G.path(), "'{0}' is {1} but the file has only {2} "
-                               "tensors",
+    return fileError(G.path(),
+                     "'{0}' is {1} but the file has only {2} "
+                     "tensors",
                      H.key("block_count"), Layers, G.tensors().size());
   TRY_ASSIGN(KVHeads, H.u64("attention.head_count_kv", Heads));
   TRY_ASSIGN(HeadDim, H.u64("attention.key_length", Embedding / Heads));
@@ -351,11 +352,11 @@ Error GGUFDecomposer::emit(Item &I, OutputFile &F, ZstdShuffleEncoder &Enc,
         break;
       case GGMLType::F16:
         for (uint64_t C = 0; C < Cols; ++C)
-          Row[C] = halfToFloat(support::endian::read16le(S + 2 * C));
+          Row[C] = f16ToFloat(support::endian::read16le(S + 2 * C));
         break;
       case GGMLType::BF16:
         for (uint64_t C = 0; C < Cols; ++C)
-          Row[C] = bfloatToFloat(support::endian::read16le(S + 2 * C));
+          Row[C] = bf16ToFloat(support::endian::read16le(S + 2 * C));
         break;
       case GGMLType::Q8_0:
         dequantizeQ8_0(S, Cols, Row.data());
@@ -374,14 +375,14 @@ Error GGUFDecomposer::emit(Item &I, OutputFile &F, ZstdShuffleEncoder &Enc,
           std::memcpy(D + 4 * C, &X, 4);
           break;
         case DType::F16: {
-          uint16_t H = floatToHalf(X);
-          Exact &= halfToFloat(H) == X || std::isnan(X);
+          uint16_t H = floatToF16(X);
+          Exact &= f16ToFloat(H) == X || std::isnan(X);
           support::endian::write16le(D + 2 * C, H);
           break;
         }
         case DType::BF16: {
-          uint16_t B = floatToBfloat(X);
-          Exact &= bfloatToFloat(B) == X || std::isnan(X);
+          uint16_t B = floatToBF16(X);
+          Exact &= bf16ToFloat(B) == X || std::isnan(X);
           support::endian::write16le(D + 2 * C, B);
           break;
         }

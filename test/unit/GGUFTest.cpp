@@ -150,19 +150,19 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 TEST(GGUFFormat, HalfAndBfloatRoundToNearestEven) {
-  EXPECT_EQ(floatToHalf(1.0f), 0x3c00);
-  EXPECT_EQ(floatToHalf(-2.0f), 0xc000);
-  EXPECT_EQ(floatToHalf(65504.0f), 0x7bff);
-  EXPECT_EQ(floatToHalf(65520.0f), 0x7c00);
-  EXPECT_EQ(floatToHalf(std::ldexp(1.0f, -24)), 0x0001);
-  EXPECT_EQ(floatToHalf(std::ldexp(1.0f, -25)), 0x0000);        // tie to even
-  EXPECT_EQ(floatToHalf(1.0f + std::ldexp(1.0f, -11)), 0x3c00); // tie
-  EXPECT_EQ(floatToHalf(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02);
+  EXPECT_EQ(floatToF16(1.0f), 0x3c00);
+  EXPECT_EQ(floatToF16(-2.0f), 0xc000);
+  EXPECT_EQ(floatToF16(65504.0f), 0x7bff);
+  EXPECT_EQ(floatToF16(65520.0f), 0x7c00);
+  EXPECT_EQ(floatToF16(std::ldexp(1.0f, -24)), 0x0001);
+  EXPECT_EQ(floatToF16(std::ldexp(1.0f, -25)), 0x0000);        // tie to even
+  EXPECT_EQ(floatToF16(1.0f + std::ldexp(1.0f, -11)), 0x3c00); // tie
+  EXPECT_EQ(floatToF16(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02);
   for (uint32_t H = 0; H < 0x7c00; ++H)
-    ASSERT_EQ(floatToHalf(halfToFloat(uint16_t(H))), H);
-  EXPECT_EQ(floatToBfloat(1.0f), 0x3f80);
-  EXPECT_EQ(floatToBfloat(1.0f + std::ldexp(1.0f, -8)), 0x3f80); // tie
-  EXPECT_EQ(bfloatToFloat(0x3fc0), 1.5f);
+    ASSERT_EQ(floatToF16(f16ToFloat(uint16_t(H))), H);
+  EXPECT_EQ(floatToBF16(1.0f), 0x3f80);
+  EXPECT_EQ(floatToBF16(1.0f + std::ldexp(1.0f, -8)), 0x3f80); // tie
+  EXPECT_EQ(bf16ToFloat(0x3fc0), 1.5f);
 }
 
 TEST(GGUFFormat, Q8_0MatchesGGMLReference) {

@@ -23,6 +23,18 @@ std::optional<DType> parseDType(llvm::StringRef Name);
 /// errors can say "not supported" rather than "unknown".
 bool isKnownSafetensorsDType(llvm::StringRef Name);
 
+/// Element conversions (narrowing rounds to nearest even, as ggml, numpy
+/// and torch do).
+inline float bf16ToFloat(uint16_t B) {
+  uint32_t Bits = uint32_t(B) << 16;
+  float F;
+  __builtin_memcpy(&F, &Bits, 4);
+  return F;
+}
+float f16ToFloat(uint16_t H);
+uint16_t floatToF16(float F);
+uint16_t floatToBF16(float F);
+
 } // namespace vindex
 
 #endif // VINDEX_FORMATS_DTYPE_H

@@ -160,13 +160,9 @@ private:
 };
 
 //===----------------------------------------------------------------------===//
-// Element conversions (round to nearest even, as ggml and numpy do).
+// Q8_0 (element conversions are in vindex/Formats/DType.h).
 //===----------------------------------------------------------------------===//
 
-float halfToFloat(uint16_t H);
-uint16_t floatToHalf(float F);
-float bfloatToFloat(uint16_t B);
-uint16_t floatToBfloat(float F);
 /// ggml's quantize_row_q8_0_ref: N (a multiple of 32) floats into N/32
 /// blocks of an f16 scale and 32 int8.
 void quantizeQ8_0(const float *Src, uint64_t N, uint8_t *Dst);

@@ -37,14 +37,6 @@ struct WeightMatrix {
   float at(size_t R, size_t C) const;
 };
 
-inline float bf16ToFloat(uint16_t B) {
-  uint32_t Bits = uint32_t(B) << 16;
-  float F;
-  __builtin_memcpy(&F, &Bits, 4);
-  return F;
-}
-float f16ToFloat(uint16_t H);
-
 /// G[i] = act(G[i]) * U[i]: the gated FFN's activation. Vectorised; each
 /// value is computed by the same code wherever it sits in the array.
 void activateAndMultiply(Activation A, float *G, const float *U, size_t N);
