@@ -335,6 +335,13 @@ Error readValue(Cursor &C, uint32_t Type, GGUFValue &Out, StringRef Key,
                   "KV '{0}' has {1} elements, past the end of the "
                   "file",
                   Key, Count);
+  // An element costs far more in memory than in the file; no real
+  // vocabulary array comes near this bound (262K tokens, ~500K merges).
+  constexpr uint64_t MaxArrayElements = uint64_t(1) << 23;
+  if (Count > MaxArrayElements)
+    return C.fail(CountAt, "KV '{0}' has {1} elements (at most {2} are "
+                           "accepted)",
+                  Key, Count, MaxArrayElements);
   Out.ElemType = GGUFType(Elem);
   Out.Elems.resize(Count);
   for (GGUFValue &V : Out.Elems)
@@ -460,27 +467,29 @@ Error GGUFFile::parse() {
                      "of the file ({1} bytes)",
                      DataOffset, Bytes.size());
 
-  // llama.cpp requires offset_i = sum_{j<i} PAD(nbytes_j, align).
+  // llama.cpp requires offset_i = sum_{j<i} PAD(nbytes_j, align). Errors
+  // name the file byte where the tensor's data would start.
   uint64_t Expected = 0;
   for (size_t I = 0; I < Tensors.size(); ++I) {
     const GGUFTensorInfo &T = Tensors[I];
+    uint64_t At = DataOffset + T.Offset;
     if (T.Offset % Alignment)
       return fileError(path(),
-                       "tensor '{0}': data offset {1} is not a "
+                       "byte {3}: tensor '{0}': data offset {1} is not a "
                        "multiple of the alignment {2}",
-                       T.Name, T.Offset, Alignment);
+                       T.Name, T.Offset, Alignment, At);
     if (I > 0 && T.Offset < Tensors[I - 1].Offset + Tensors[I - 1].Length)
       return fileError(path(),
-                       "tensor '{0}': data at offset {1} overlaps "
+                       "byte {5}: tensor '{0}': data at offset {1} overlaps "
                        "tensor '{2}' (offsets {3}-{4})",
                        T.Name, T.Offset, Tensors[I - 1].Name,
                        Tensors[I - 1].Offset,
-                       Tensors[I - 1].Offset + Tensors[I - 1].Length);
+                       Tensors[I - 1].Offset + Tensors[I - 1].Length, At);
     if (T.Offset != Expected)
       return fileError(path(),
-                       "tensor '{0}': data offset {1} is not the "
+                       "byte {3}: tensor '{0}': data offset {1} is not the "
                        "expected {2} (offsets must be sequential)",
-                       T.Name, T.Offset, Expected);
+                       T.Name, T.Offset, Expected, At);
     uint64_t End = DataOffset + T.Offset;
     if (End > Bytes.size() || T.Length > Bytes.size() - End)
       return fileError(path(),
