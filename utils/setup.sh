@@ -9,6 +9,7 @@ PACKAGES=(
   libflatbuffers-dev flatbuffers-compiler
   libzstd-dev zstd libssl-dev
   libgtest-dev libbenchmark-dev
+  clang-19 libclang-rt-19-dev
 )
 
 missing=()

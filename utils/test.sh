@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every test: the GoogleTest unit tests (through
-# ctest) and the lit suite. The last line is "N passed, N failed".
+# ctest), the lit suite and the parser fuzzer (utils/fuzz.sh, 60 s). The
+# last line is "N passed, N failed".
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${VINDEX_BUILD_DIR:-$root/build}"
@@ -13,6 +14,9 @@ unit_status=${PIPESTATUS[0]}
 /usr/bin/python3 /usr/lib/llvm-19/build/utils/lit/lit.py -sv "$build/test/lit" 2>&1 | tee -a "$log"
 lit_status=${PIPESTATUS[0]}
 
+# The LQL parser's libFuzzer target, FUZZ_SECONDS (default 60) of it.
+if "$root/utils/fuzz.sh" 2>&1 | tee -a "$log"; then fuzz_failed=0; else fuzz_failed=1; fi
+
 unit_total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' "$log" | tail -1)
 unit_failed=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -1)
 lit_passed=$(sed -n 's/^ *Passed *: *\([0-9]*\).*/\1/p' "$log" | tail -1)
@@ -21,7 +25,7 @@ unit_total=${unit_total:-0}; unit_failed=${unit_failed:-0}
 lit_passed=${lit_passed:-0}; lit_failed=${lit_failed:-0}
 if [ "$unit_status" -ne 0 ] && [ "$unit_failed" -eq 0 ]; then unit_failed=1; fi
 if [ "$lit_status" -ne 0 ] && [ "$lit_failed" -eq 0 ]; then lit_failed=1; fi
-passed=$(( unit_total - unit_failed + lit_passed ))
-failed=$(( unit_failed + lit_failed ))
+passed=$(( unit_total - unit_failed + lit_passed + 1 - fuzz_failed ))
+failed=$(( unit_failed + lit_failed + fuzz_failed ))
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
