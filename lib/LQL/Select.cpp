@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 using namespace llvm;
@@ -29,6 +30,8 @@ namespace {
 
 /// How many tokens top_output and top_input list, best first.
 constexpr size_t kTopTokens = 3;
+/// How many rows NEAREST TO returns without LIMIT.
+constexpr int64_t kNearestDefault = 10;
 
 using Value = std::variant<double, std::string>;
 
@@ -82,6 +85,7 @@ bool like(StringRef S, StringRef P) {
 class FeatureTable {
 public:
   FeatureTable(const Model &M, const Tokenizer &Tok) : M(M), Tok(Tok) {}
+  const Model &model() const { return M; }
 
   Value get(FeatureRow &R, StringRef Col) {
     const LayerWeights &W = M.layer(R.Layer);
@@ -221,28 +225,11 @@ private:
   std::vector<float> Buf;
 };
 
-} // namespace
-
-Error Executor::select(const SelectStmt &S) {
-  if (S.From != Table::Features)
-    return createStringError(
-        inconvertibleErrorCode(),
-        "SELECT FROM %s does not run against a V-index yet (it needs "
-        "labels; SELECT FROM features runs)",
-        tableName(S.From).str().c_str());
-  if (S.Nearest)
-    return createStringError(inconvertibleErrorCode(),
-                             "SELECT ... NEAREST TO does not run against a "
-                             "V-index yet");
-  std::vector<std::string> Cols = S.Columns;
-  if (Cols.empty())
-    for (StringRef C : schema::FeatureColumns)
-      Cols.push_back(C.str());
-
-  FeatureTable T(M, Tok);
-  std::vector<FeatureRow> Rows;
-  // Without ORDER BY the scan order is the result order: stop at LIMIT.
+/// Every (layer, feature) in order that passes WHERE; without ORDER BY the
+/// scan order is the result order, so it stops at LIMIT.
+void scan(const SelectStmt &S, FeatureTable &T, std::vector<FeatureRow> &Rows) {
   bool EarlyStop = S.OrderBy.empty() && S.Limit;
+  const Model &M = T.model();
   for (size_t L = 0; L < M.numLayers(); ++L) {
     size_t F = M.layer(L).Gate.Rows;
     for (size_t I = 0; I < F; ++I) {
@@ -253,10 +240,85 @@ Error Executor::select(const SelectStmt &S) {
         continue;
       Rows.push_back(std::move(R));
       if (EarlyStop && Rows.size() >= uint64_t(*S.Limit))
-        break;
+        return;
     }
-    if (EarlyStop && Rows.size() >= uint64_t(*S.Limit))
-      break;
+  }
+}
+
+} // namespace
+
+Error Executor::select(const SelectStmt &S) {
+  if (S.From != Table::Features)
+    return createStringError(
+        inconvertibleErrorCode(),
+        "SELECT FROM %s does not run against a V-index yet (it needs "
+        "labels; SELECT FROM features runs)",
+        tableName(S.From).str().c_str());
+  std::vector<std::string> Cols = S.Columns;
+  if (Cols.empty())
+    for (StringRef C : schema::FeatureColumns)
+      if (C != "score" || S.Nearest)
+        Cols.push_back(C.str());
+  if (!S.Nearest) {
+    bool Score = is_contained(Cols, "score") ||
+                 any_of(S.OrderBy,
+                        [](const OrderKey &K) { return K.Column == "score"; });
+    std::function<bool(const Expr &)> Uses = [&](const Expr &E) {
+      return E.K == Expr::Kind::Cmp ? E.Column == "score"
+                                    : Uses(*E.LHS) || Uses(*E.RHS);
+    };
+    if (Score || (S.Where && Uses(*S.Where)))
+      return createStringError(inconvertibleErrorCode(),
+                               "column 'score' of features is the score of "
+                               "NEAREST TO and needs it");
+  }
+
+  FeatureTable T(M, Tok);
+  std::vector<FeatureRow> Rows;
+  std::optional<int64_t> Limit = S.Limit;
+  if (S.Nearest) {
+    // KNN: the entity's last-token residual at the input of the layer
+    // against the layer's gate vectors, by dot product.
+    size_t NL = M.numLayers();
+    int64_t L = S.Layer ? *S.Layer : int64_t(NL / 2);
+    if (L < 0 || uint64_t(L) >= NL)
+      return createStringError(inconvertibleErrorCode(),
+                               "layer %lld is out of range (the model has "
+                               "%zu layers)",
+                               (long long)L, NL);
+    std::vector<int32_t> Ids = Tok.encode(*S.Nearest);
+    if (Ids.empty())
+      return createStringError(inconvertibleErrorCode(),
+                               "the entity encodes to no tokens");
+    Session Sess(M, Threads);
+    ForwardOptions Opts;
+    Opts.CaptureResiduals = true;
+    ForwardResult FR = Sess.run(Ids, Opts);
+    size_t D = M.config().HiddenSize;
+    const float *H = FR.Residuals[L].data() + (Ids.size() - 1) * D;
+    const WeightMatrix &G = M.layer(L).Gate;
+    for (size_t I = 0; I < G.Rows; ++I) {
+      FeatureRow R;
+      R.Layer = uint32_t(L);
+      R.Feature = uint32_t(I);
+      R.Score = double(dotRow(H, G, I));
+      Rows.push_back(std::move(R));
+    }
+    std::stable_sort(Rows.begin(), Rows.end(),
+                     [](const FeatureRow &A, const FeatureRow &B) {
+                       return *A.Score > *B.Score;
+                     });
+    if (S.Where) {
+      std::vector<FeatureRow> Kept;
+      for (FeatureRow &R : Rows)
+        if (T.eval(*S.Where, R))
+          Kept.push_back(std::move(R));
+      Rows = std::move(Kept);
+    }
+    if (!Limit)
+      Limit = kNearestDefault;
+  } else {
+    scan(S, T, Rows);
   }
 
   if (!S.OrderBy.empty()) {
@@ -284,8 +346,8 @@ Error Executor::select(const SelectStmt &S) {
       Sorted.push_back(std::move(Rows[I]));
     Rows = std::move(Sorted);
   }
-  if (S.Limit && Rows.size() > uint64_t(*S.Limit))
-    Rows.resize(*S.Limit);
+  if (Limit && Rows.size() > uint64_t(*Limit))
+    Rows.resize(*Limit);
 
   ResultTable R;
   R.Statement = "SELECT";

@@ -88,6 +88,9 @@ Every statement of LQL parses, is checked and lowers to the larql dialect
                                         one row per (layer, feature): layer,
                                         feature, gate_norm, up_norm,
                                         down_norm, top_output, top_input
+  SELECT ... FROM features NEAREST TO 'entity' [AT LAYER n] ...
+                                        KNN of the entity's residual at layer
+                                        n against its gates (column score)
   SHOW LAYERS | SHOW MODEL              per-layer summary; model facts
   INFER 'prompt' [TOP n] [GENERATE m]   next-token distribution; greedy
                                         continuation of m tokens (whole words)

@@ -9,6 +9,11 @@ readers) and checks larql-opt's --format=json output read from stdin:
   features.py CKPT top L0 L1 X N
       `SELECT * FROM features WHERE layer >= L0 AND layer <= L1 AND
        down_norm > X ORDER BY down_norm DESC LIMIT N`
+  features.py CKPT nearest0 TOKEN N
+      `SELECT * FROM features NEAREST TO 'x' AT LAYER 0 LIMIT N` where TOKEN
+      is the last token id of 'x': at the input of layer 0 the residual is
+      the token's embedding times the embedding scale (sqrt(hidden) for
+      Gemma), so the scores are gate_i . (scale * embed[TOKEN])
   features.py CKPT count L0 L1 X
       how many rows of layers L0..L1 have down_norm > X (printed)
 
@@ -105,7 +110,9 @@ def same(want, got):
     for k, w in want.items():
         g = got[k]
         if isinstance(w, float):
-            if not math.isclose(w, g, rel_tol=1e-5, abs_tol=1e-7):
+            # scores go through f32 sums of a hidden-sized product
+            tol = 1e-4 if k == "score" else 1e-5
+            if not math.isclose(w, g, rel_tol=tol, abs_tol=1e-6):
                 return False
         elif w != g:
             return False
@@ -125,6 +132,19 @@ def main(argv):
     got = json.loads(sys.stdin.readline())["rows"]
     if mode == "row":
         want = [ck.row(int(argv[3]), int(argv[4]))]
+    elif mode == "nearest0":
+        tok, n = int(argv[3]), int(argv[4])
+        scale = math.sqrt(ck.cfg["hidden_size"]) \
+            if ck.cfg["model_type"].startswith("gemma") else 1.0
+        h = [scale * x for x in ck.matrix("model.embed_tokens.weight")[tok]]
+        scores = [sum(a * b for a, b in zip(ck.vec(0, "gate", i), h))
+                  for i in range(F)]
+        ids = sorted(range(F), key=lambda i: (-scores[i], i))[:n]
+        want = []
+        for i in ids:
+            r = ck.row(0, i)
+            r["score"] = scores[i]
+            want.append(r)
     else:
         l0, l1, x, n = int(argv[3]), int(argv[4]), float(argv[5]), int(argv[6])
         rows = [ck.row(layer, i, False) for layer in range(l0, l1 + 1)
