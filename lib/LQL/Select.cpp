@@ -208,11 +208,10 @@ private:
     std::vector<int32_t> Ids(Vocab.Rows);
     std::iota(Ids.begin(), Ids.end(), 0);
     size_t N = std::min(kTopTokens, Ids.size());
-    std::partial_sort(Ids.begin(), Ids.begin() + N, Ids.end(),
-                      [&](int32_t A, int32_t B) {
-                        return Scores[A] > Scores[B] ||
-                               (Scores[A] == Scores[B] && A < B);
-                      });
+    std::partial_sort(
+        Ids.begin(), Ids.begin() + N, Ids.end(), [&](int32_t A, int32_t B) {
+          return Scores[A] > Scores[B] || (Scores[A] == Scores[B] && A < B);
+        });
     std::string S;
     ListSeparator LS(" | ");
     for (size_t I = 0; I < N; ++I)
