@@ -1,4 +1,4 @@
-//===- Executor.cpp - INFER and WALK --------------------------------------===//
+//===- Executor.cpp - Dispatch; INFER and WALK ----------------------------===//
 #include "vindex/LQL/Executor.h"
 
 #include "vindex/Formats/Tokenizer.h"
@@ -53,6 +53,10 @@ bool startsWord(StringRef Piece) {
 Error Executor::run(const Statement &S) {
   if (const auto *I = std::get_if<InferStmt>(&S.Node))
     return infer("INFER", I->Prompt, I->Top, I->Generate, 0);
+  if (const auto *Sel = std::get_if<SelectStmt>(&S.Node))
+    return select(*Sel);
+  if (const auto *Sh = std::get_if<ShowStmt>(&S.Node))
+    return show(*Sh);
   const auto *WP = std::get_if<WalkStmt>(&S.Node);
   if (!WP)
     return createStringError(inconvertibleErrorCode(),

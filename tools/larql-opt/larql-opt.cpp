@@ -7,8 +7,9 @@
 //
 // Without a V-index the scripts are parsed, checked and lowered to the
 // `larql` dialect (a linter for CI); with one they run against it, the model
-// being loaded once (INFER and WALK today). A .mlir input (or `-`, standard
-// input) is parsed, verified and printed back, as mlir-opt does.
+// being loaded once (SELECT FROM features, SHOW LAYERS/MODEL, INFER, WALK
+// today). A .mlir input (or `-`, standard input) is parsed, verified and
+// printed back, as mlir-opt does.
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Formats/Tokenizer.h"
@@ -83,6 +84,14 @@ comments. Without a V-index the statements are only parsed and checked.
 
 Every statement of LQL parses, is checked and lowers to the larql dialect
 (docs/lql.md). Statements that run against a V-index in this build:
+  SELECT cols|* FROM features [WHERE e] [ORDER BY col [DESC], ...] [LIMIT n]
+                                        one row per (layer, feature): layer,
+                                        feature, gate_norm, up_norm,
+                                        down_norm, top_output, top_input
+  SELECT ... FROM features NEAREST TO 'entity' [AT LAYER n] ...
+                                        KNN of the entity's residual at layer
+                                        n against its gates (column score)
+  SHOW LAYERS | SHOW MODEL              per-layer summary; model facts
   INFER 'prompt' [TOP n] [GENERATE m]   next-token distribution; greedy
                                         continuation of m tokens (whole words)
   WALK 'prompt' [TOP n] [WITH K k]      the same through the walk FFN: per
@@ -94,6 +103,7 @@ Examples:
   larql-opt tiny.vindex -e "INFER 'The capital of France is' TOP 5"
   larql-opt tiny.vindex -e "INFER 'The capital of Peru is' TOP 3 GENERATE 4" --format=json
   larql-opt tiny.vindex -e "WALK 'The capital of France is' TOP 5 WITH K 64"
+  larql-opt tiny.vindex -e "SELECT * FROM features WHERE layer = 3 ORDER BY down_norm DESC LIMIT 5"
   larql-opt checks.lql                  # lint a script without a model
   larql-opt edits.lql --emit=mlir       # print the lowered larql IR
   larql-opt edits.mlir                  # parse, verify and print IR back
@@ -242,7 +252,7 @@ int main(int argc, char **argv) {
                               "{0} tokens but the model's vocabulary "
                               "has {1}",
                               Tok->vocabSize(), (*M)->config().VocabSize));
-  lql::Executor Exec(**M, *Tok, outs(), Format, Jobs);
+  lql::Executor Exec(**M, *Tok, outs(), Format, Jobs, V->get());
   for (const lql::Statement &S : All)
     if (Error E = Exec.run(S)) {
       SM.PrintMessage(S.Loc, SourceMgr::DK_Error, toString(std::move(E)));

@@ -20,9 +20,10 @@ inline constexpr llvm::StringLiteral Tables[] = {"edges", "features",
                                                  "entities"};
 inline constexpr llvm::StringLiteral EdgeColumns[] = {
     "entity", "relation", "target", "layer", "feature", "score"};
+/// `score` is the KNN score of NEAREST TO (only with it; not part of * else).
 inline constexpr llvm::StringLiteral FeatureColumns[] = {
     "layer",     "feature",    "gate_norm", "up_norm",
-    "down_norm", "top_output", "top_input"};
+    "down_norm", "top_output", "top_input", "score"};
 inline constexpr llvm::StringLiteral EntityColumns[] = {"entity", "relation",
                                                         "layer", "feature"};
 

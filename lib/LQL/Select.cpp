@@ -1,0 +1,363 @@
+//===- Select.cpp - SELECT FROM features ----------------------------------===//
+//
+// One row per (layer, feature) of the FFN. Columns are computed on demand
+// and cached per row: the norms cost one pass over a feature's vector,
+// top_output and top_input one product with the whole vocabulary, so WHERE
+// evaluates the cheaper side of AND/OR first and the expensive columns are
+// only computed for rows that still need them (docs/lql.md, "features").
+//
+//===----------------------------------------------------------------------===//
+#include "ResultTable.h"
+
+#include "vindex/Formats/Tokenizer.h"
+#include "vindex/LQL/Executor.h"
+#include "vindex/LQL/Schema.h"
+#include "vindex/Model/Engine.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringExtras.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <numeric>
+
+using namespace llvm;
+
+namespace vindex::lql {
+
+namespace {
+
+/// How many tokens top_output and top_input list, best first.
+constexpr size_t kTopTokens = 3;
+/// How many rows NEAREST TO returns without LIMIT.
+constexpr int64_t kNearestDefault = 10;
+
+using Value = std::variant<double, std::string>;
+
+struct FeatureRow {
+  uint32_t Layer = 0, Feature = 0;
+  std::optional<double> GateNorm, UpNorm, DownNorm, Score;
+  std::optional<std::string> TopOutput, TopInput;
+};
+
+/// 0: layer, feature, score (known); 1: norms (one vector); 2: top tokens
+/// (a vocabulary-sized product).
+int columnCost(StringRef Col) {
+  if (Col == "layer" || Col == "feature" || Col == "score")
+    return 0;
+  if (Col.ends_with("_norm"))
+    return 1;
+  return 2;
+}
+
+int exprCost(const Expr &E) {
+  if (E.K == Expr::Kind::Cmp)
+    return columnCost(E.Column);
+  return std::max(exprCost(*E.LHS), exprCost(*E.RHS));
+}
+
+/// SQL LIKE: '%' any run of characters, '_' one character (a UTF-8 code
+/// point); case-sensitive.
+bool like(StringRef S, StringRef P) {
+  if (P.empty())
+    return S.empty();
+  if (P.front() == '%') {
+    P = P.drop_while([](char C) { return C == '%'; });
+    if (P.empty())
+      return true;
+    for (size_t I = 0; I <= S.size(); ++I)
+      if (like(S.drop_front(I), P))
+        return true;
+    return false;
+  }
+  if (S.empty())
+    return false;
+  if (P.front() == '_') {
+    size_t N = 1;
+    while (N < S.size() && (uint8_t(S[N]) & 0xC0) == 0x80)
+      ++N;
+    return like(S.drop_front(N), P.drop_front());
+  }
+  return S.front() == P.front() && like(S.drop_front(), P.drop_front());
+}
+
+class FeatureTable {
+public:
+  FeatureTable(const Model &M, const Tokenizer &Tok) : M(M), Tok(Tok) {}
+  const Model &model() const { return M; }
+
+  Value get(FeatureRow &R, StringRef Col) {
+    const LayerWeights &W = M.layer(R.Layer);
+    if (Col == "layer")
+      return double(R.Layer);
+    if (Col == "feature")
+      return double(R.Feature);
+    if (Col == "score")
+      return R.Score ? *R.Score : 0.0;
+    if (Col == "gate_norm")
+      return cached(R.GateNorm, [&] { return norm(W.Gate, R.Feature); });
+    if (Col == "up_norm")
+      return cached(R.UpNorm, [&] { return norm(W.Up, R.Feature); });
+    if (Col == "down_norm")
+      return cached(R.DownNorm, [&] { return norm(W.Down, R.Feature); });
+    if (Col == "top_output")
+      return cached(R.TopOutput, [&] {
+        return topTokens(M.lmHead(), W.Down, R.Feature, 1.0);
+      });
+    // top_input: the embedding as the first layer sees it (times Gemma's
+    // scale; a positive scale does not change the ranking).
+    return cached(R.TopInput, [&] {
+      return topTokens(M.embedding(), W.Gate, R.Feature,
+                       M.config().EmbeddingScale);
+    });
+  }
+
+  Cell cell(FeatureRow &R, StringRef Col) {
+    Value V = get(R, Col);
+    if (Col == "layer" || Col == "feature")
+      return int64_t(std::get<double>(V));
+    if (auto *D = std::get_if<double>(&V))
+      return *D;
+    return std::get<std::string>(V);
+  }
+
+  bool eval(const Expr &E, FeatureRow &R) {
+    if (E.K != Expr::Kind::Cmp) {
+      const Expr *A = E.LHS.get(), *B = E.RHS.get();
+      if (exprCost(*B) < exprCost(*A))
+        std::swap(A, B);
+      bool First = eval(*A, R);
+      if (E.K == Expr::Kind::And ? !First : First)
+        return First;
+      return eval(*B, R);
+    }
+    Value V = get(R, E.Column);
+    if (E.Op == "in")
+      return any_of(E.Values, [&](const Literal &L) { return cmp(V, "=", L); });
+    if (E.Op == "like") {
+      const auto *S = std::get_if<std::string>(&V);
+      const auto *P = std::get_if<std::string>(&E.Values.front());
+      return S && P && like(*S, *P);
+    }
+    return cmp(V, E.Op, E.Values.front());
+  }
+
+private:
+  template <typename T, typename F> T cached(std::optional<T> &Slot, F Fn) {
+    if (!Slot)
+      Slot = Fn();
+    return *Slot;
+  }
+
+  static bool cmp(const Value &V, StringRef Op, const Literal &L) {
+    int C;
+    if (const auto *D = std::get_if<double>(&V)) {
+      double X;
+      if (const auto *I = std::get_if<int64_t>(&L))
+        X = double(*I);
+      else if (const auto *F = std::get_if<double>(&L))
+        X = *F;
+      else
+        return false; // the verifier rejects text against numbers
+      C = *D < X ? -1 : *D > X ? 1 : 0;
+    } else {
+      const auto *S = std::get_if<std::string>(&L);
+      if (!S)
+        return false;
+      C = std::get<std::string>(V).compare(*S);
+      C = C < 0 ? -1 : C > 0 ? 1 : 0;
+    }
+    if (Op == "=")
+      return C == 0;
+    if (Op == "!=" || Op == "<>")
+      return C != 0;
+    if (Op == "<")
+      return C < 0;
+    if (Op == "<=")
+      return C <= 0;
+    if (Op == ">")
+      return C > 0;
+    return C >= 0;
+  }
+
+  void row(const WeightMatrix &W, size_t R, std::vector<float> &Out) {
+    Out.resize(W.Cols);
+    for (size_t C = 0; C < W.Cols; ++C)
+      Out[C] = W.at(R, C);
+  }
+
+  /// L2 norm, accumulated in double.
+  double norm(const WeightMatrix &W, size_t R) {
+    double S = 0;
+    for (size_t C = 0; C < W.Cols; ++C) {
+      double X = W.at(R, C);
+      S += X * X;
+    }
+    return std::sqrt(S);
+  }
+
+  /// The kTopTokens ids t with the largest Scale * (Vocab[t] . W[R]), ties
+  /// to the lower id, decoded and joined by " | ".
+  std::string topTokens(const WeightMatrix &Vocab, const WeightMatrix &W,
+                        size_t R, double Scale) {
+    row(W, R, Buf);
+    std::vector<float> Scores(Vocab.Rows);
+    for (size_t T = 0; T < Vocab.Rows; ++T)
+      Scores[T] = float(Scale) * dotRow(Buf.data(), Vocab, T);
+    std::vector<int32_t> Ids(Vocab.Rows);
+    std::iota(Ids.begin(), Ids.end(), 0);
+    size_t N = std::min(kTopTokens, Ids.size());
+    std::partial_sort(
+        Ids.begin(), Ids.begin() + N, Ids.end(), [&](int32_t A, int32_t B) {
+          return Scores[A] > Scores[B] || (Scores[A] == Scores[B] && A < B);
+        });
+    std::string S;
+    ListSeparator LS(" | ");
+    for (size_t I = 0; I < N; ++I)
+      (S += LS) += Tok.decode({Ids[I]});
+    return S;
+  }
+
+  const Model &M;
+  const Tokenizer &Tok;
+  std::vector<float> Buf;
+};
+
+/// Every (layer, feature) in order that passes WHERE; without ORDER BY the
+/// scan order is the result order, so it stops at LIMIT.
+void scan(const SelectStmt &S, FeatureTable &T, std::vector<FeatureRow> &Rows) {
+  bool EarlyStop = S.OrderBy.empty() && S.Limit;
+  const Model &M = T.model();
+  for (size_t L = 0; L < M.numLayers(); ++L) {
+    size_t F = M.layer(L).Gate.Rows;
+    for (size_t I = 0; I < F; ++I) {
+      FeatureRow R;
+      R.Layer = uint32_t(L);
+      R.Feature = uint32_t(I);
+      if (S.Where && !T.eval(*S.Where, R))
+        continue;
+      Rows.push_back(std::move(R));
+      if (EarlyStop && Rows.size() >= uint64_t(*S.Limit))
+        return;
+    }
+  }
+}
+
+} // namespace
+
+Error Executor::select(const SelectStmt &S) {
+  if (S.From != Table::Features)
+    return createStringError(
+        inconvertibleErrorCode(),
+        "SELECT FROM %s does not run against a V-index yet (it needs "
+        "labels; SELECT FROM features runs)",
+        tableName(S.From).str().c_str());
+  std::vector<std::string> Cols = S.Columns;
+  if (Cols.empty())
+    for (StringRef C : schema::FeatureColumns)
+      if (C != "score" || S.Nearest)
+        Cols.push_back(C.str());
+  if (!S.Nearest) {
+    bool Score = is_contained(Cols, "score") ||
+                 any_of(S.OrderBy,
+                        [](const OrderKey &K) { return K.Column == "score"; });
+    std::function<bool(const Expr &)> Uses = [&](const Expr &E) {
+      return E.K == Expr::Kind::Cmp ? E.Column == "score"
+                                    : Uses(*E.LHS) || Uses(*E.RHS);
+    };
+    if (Score || (S.Where && Uses(*S.Where)))
+      return createStringError(inconvertibleErrorCode(),
+                               "column 'score' of features is the score of "
+                               "NEAREST TO and needs it");
+  }
+
+  FeatureTable T(M, Tok);
+  std::vector<FeatureRow> Rows;
+  std::optional<int64_t> Limit = S.Limit;
+  if (S.Nearest) {
+    // KNN: the entity's last-token residual at the input of the layer
+    // against the layer's gate vectors, by dot product.
+    size_t NL = M.numLayers();
+    int64_t L = S.Layer ? *S.Layer : int64_t(NL / 2);
+    if (L < 0 || uint64_t(L) >= NL)
+      return createStringError(inconvertibleErrorCode(),
+                               "layer %lld is out of range (the model has "
+                               "%zu layers)",
+                               (long long)L, NL);
+    std::vector<int32_t> Ids = Tok.encode(*S.Nearest);
+    if (Ids.empty())
+      return createStringError(inconvertibleErrorCode(),
+                               "the entity encodes to no tokens");
+    Session Sess(M, Threads);
+    ForwardOptions Opts;
+    Opts.CaptureResiduals = true;
+    ForwardResult FR = Sess.run(Ids, Opts);
+    size_t D = M.config().HiddenSize;
+    const float *H = FR.Residuals[L].data() + (Ids.size() - 1) * D;
+    const WeightMatrix &G = M.layer(L).Gate;
+    for (size_t I = 0; I < G.Rows; ++I) {
+      FeatureRow R;
+      R.Layer = uint32_t(L);
+      R.Feature = uint32_t(I);
+      R.Score = double(dotRow(H, G, I));
+      Rows.push_back(std::move(R));
+    }
+    std::stable_sort(Rows.begin(), Rows.end(),
+                     [](const FeatureRow &A, const FeatureRow &B) {
+                       return *A.Score > *B.Score;
+                     });
+    if (S.Where) {
+      std::vector<FeatureRow> Kept;
+      for (FeatureRow &R : Rows)
+        if (T.eval(*S.Where, R))
+          Kept.push_back(std::move(R));
+      Rows = std::move(Kept);
+    }
+    if (!Limit)
+      Limit = kNearestDefault;
+  } else {
+    scan(S, T, Rows);
+  }
+
+  if (!S.OrderBy.empty()) {
+    // Compute the sort keys once per row, then sort stably by them; ties
+    // fall back to (layer, feature), the scan order.
+    std::vector<std::vector<Value>> Keys;
+    for (FeatureRow &R : Rows) {
+      Keys.emplace_back();
+      for (const OrderKey &K : S.OrderBy)
+        Keys.back().push_back(T.get(R, K.Column));
+    }
+    std::vector<size_t> Order(Rows.size());
+    std::iota(Order.begin(), Order.end(), 0);
+    std::stable_sort(Order.begin(), Order.end(), [&](size_t A, size_t B) {
+      for (size_t K = 0; K < S.OrderBy.size(); ++K) {
+        const Value &X = Keys[A][K], &Y = Keys[B][K];
+        if (X == Y)
+          continue;
+        return S.OrderBy[K].Descending ? Y < X : X < Y;
+      }
+      return false;
+    });
+    std::vector<FeatureRow> Sorted;
+    for (size_t I : Order)
+      Sorted.push_back(std::move(Rows[I]));
+    Rows = std::move(Sorted);
+  }
+  if (Limit && Rows.size() > uint64_t(*Limit))
+    Rows.resize(*Limit);
+
+  ResultTable R;
+  R.Statement = "SELECT";
+  R.Columns = Cols;
+  for (FeatureRow &Row : Rows) {
+    R.Rows.emplace_back();
+    for (const std::string &C : Cols)
+      R.Rows.back().push_back(T.cell(Row, C));
+  }
+  printResult(R, Format, OS);
+  return Error::success();
+}
+
+} // namespace vindex::lql
