@@ -32,9 +32,14 @@
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/LineEditor/LineEditor.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Process.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
+
+#include <functional>
 
 using namespace llvm;
 using namespace vindex;
@@ -70,6 +75,11 @@ static cl::opt<bool> VerifyDiagnostics(
     "verify-diagnostics",
     cl::desc("Check the diagnostics of a .mlir input against its "
              "expected-* comments"),
+    cl::init(false), cl::cat(toolOptions()));
+static cl::opt<bool> Shell(
+    "shell",
+    cl::desc("Read statements interactively (the default when no script or "
+             "-e is given and standard input is a terminal)"),
     cl::init(false), cl::cat(toolOptions()));
 static cl::opt<bool> SplitInputFile(
     "split-input-file",
@@ -114,6 +124,76 @@ are LQL scripts.
 
 Exit status: 0 success, 1 bad input or script, 2 bad command line.
 )";
+
+static const char *ShellHelp = R"(Statements end with ';' and may span lines.
+  .help        this text
+  .quit        leave (so does end of input)
+Without a V-index statements are only checked (add --emit=mlir to see the
+IR). The language: docs/lql.md; e.g.
+  INFER 'The capital of France is' TOP 3 GENERATE 1;
+  SELECT layer, feature, down_norm FROM features ORDER BY down_norm DESC LIMIT 5;
+)";
+
+/// The interactive shell: LLVM's LineEditor (line editing and history in
+/// ~/.larql_history on a terminal), statements gathered up to their ';',
+/// each one checked and run as soon as it is complete. An error is reported
+/// and the shell goes on; the exit status is 1 if any statement failed.
+static int
+runShell(SourceMgr &SM,
+         const std::function<bool(unsigned, std::vector<lql::Statement> &)>
+             &Check,
+         const std::function<bool(ArrayRef<lql::Statement>)> &Run,
+         StringRef VindexDir) {
+  SmallString<256> History;
+  if (sys::path::home_directory(History))
+    sys::path::append(History, ".larql_history");
+  LineEditor LE("larql-opt", History);
+  const char *Prompt = "larql> ", *More = "   ...> ";
+  LE.setPrompt(Prompt);
+  if (sys::Process::StandardInIsUserInput())
+    outs() << "larql-opt " << toolVersion()
+           << (VindexDir.empty() ? " (no V-index: statements are only checked)"
+                                 : (" on " + VindexDir).str())
+           << "; .help for help\n";
+  std::string Pending;
+  unsigned Count = 0;
+  bool AnyError = false; // the exit status says whether all went well
+  auto Submit = [&] {
+    SM.AddNewSourceBuffer(MemoryBuffer::getMemBufferCopy(
+                              Pending, "<shell #" + std::to_string(++Count) +
+                                           ">"),
+                          SMLoc());
+    Pending.clear();
+    std::vector<lql::Statement> Stmts;
+    if (!Check(SM.getNumBuffers(), Stmts) || (Run && !Run(Stmts)))
+      AnyError = true;
+    outs().flush();
+  };
+  while (std::optional<std::string> Line = LE.readLine()) {
+    StringRef L = StringRef(*Line).trim();
+    if (Pending.empty() && L.starts_with(".")) {
+      if (L == ".quit" || L == ".exit")
+        break;
+      if (L == ".help")
+        outs() << ShellHelp;
+      else {
+        errs() << "larql-opt: unknown command '" << L << "' (try .help)\n";
+        AnyError = true;
+      }
+      continue;
+    }
+    if (Pending.empty() && L.empty())
+      continue;
+    Pending += *Line + "\n";
+    bool Complete = L.ends_with(";");
+    LE.setPrompt(Complete ? Prompt : More);
+    if (Complete)
+      Submit();
+  }
+  if (!StringRef(Pending).trim().empty())
+    Submit();
+  return AnyError ? ExitUserError : ExitSuccess;
+}
 
 int main(int argc, char **argv) {
   InitLLVM X(argc, argv);
@@ -191,22 +271,16 @@ int main(int argc, char **argv) {
         MemoryBuffer::getMemBufferCopy(Statements[I],
                                        "<-e #" + std::to_string(I + 1) + ">"),
         SMLoc());
-  if (SM.getNumBuffers() == 0) {
+  bool Interactive =
+      Scripts.empty() && Statements.empty() &&
+      (Shell || sys::Process::StandardInIsUserInput());
+  if (SM.getNumBuffers() == 0 && !Interactive) {
     errs() << Tool << ": error: no statements (give a script or -e)\n";
     return ExitUsageError;
   }
 
-  // Parse everything first: a script with errors runs nothing.
-  // Statements that parsed cleanly are still lowered and verified when
-  // others failed, so that one run reports every error.
-  std::vector<lql::Statement> All;
-  bool Failed = false;
-  for (unsigned B = 1; B <= SM.getNumBuffers(); ++B)
-    if (!lql::parseScript(SM, B, &All))
-      Failed = true;
-
-  // Lower to the larql dialect and verify; verifier errors point into the
-  // script like the parser's.
+  // Lowering to the larql dialect and verifying: verifier errors point
+  // into the script like the parser's.
   mlir::MLIRContext Ctx(Registry);
   mlir::ScopedDiagnosticHandler Diags(&Ctx, [&](mlir::Diagnostic &D) {
     SMLoc Loc;
@@ -225,38 +299,70 @@ int main(int argc, char **argv) {
     SM.PrintMessage(Loc, Kind, D.str());
     return mlir::success();
   });
-  mlir::OwningOpRef<mlir::ModuleOp> Module = lql::lowerToIR(Ctx, SM, All);
-  // Each statement on its own, so that every error of a script is reported.
-  bool Invalid = false;
-  for (mlir::Operation &Op : *Module->getBody())
-    Invalid |= failed(mlir::verify(&Op));
-  if (Failed || Invalid || failed(mlir::verify(*Module)))
+  // Parses, lowers and verifies buffers [First, last]; every error is
+  // reported and then nothing runs. Statements that parsed cleanly are
+  // still lowered and verified when others failed.
+  auto Check = [&](unsigned First, std::vector<lql::Statement> &Out) {
+    bool Failed = false;
+    for (unsigned B = First; B <= SM.getNumBuffers(); ++B)
+      if (!lql::parseScript(SM, B, &Out))
+        Failed = true;
+    mlir::OwningOpRef<mlir::ModuleOp> Module = lql::lowerToIR(Ctx, SM, Out);
+    bool Invalid = false;
+    for (mlir::Operation &Op : *Module->getBody())
+      Invalid |= failed(mlir::verify(&Op));
+    if (Failed || Invalid || failed(mlir::verify(*Module)))
+      return false;
+    if (EmitKind == Emit::MLIR)
+      Module->print(outs()), outs() << "\n";
+    return true;
+  };
+
+  std::vector<lql::Statement> All;
+  if (!Check(1, All))
     return ExitUserError;
-  if (EmitKind == Emit::MLIR)
-    Module->print(outs()), outs() << "\n";
-  if (VindexDir.empty())
+  if (VindexDir.empty() && !Interactive)
     return ExitSuccess;
 
-  Expected<std::unique_ptr<Vindex>> V = Vindex::open(VindexDir);
-  if (!V)
-    return exitWith(Tool, V.takeError());
-  Expected<std::unique_ptr<Model>> M = Model::load(**V);
-  if (!M)
-    return exitWith(Tool, M.takeError());
-  Expected<Tokenizer> Tok = Tokenizer::fromFile((*V)->path("tokenizer.json"));
-  if (!Tok)
-    return exitWith(Tool, Tok.takeError());
-  if (Tok->vocabSize() > (*M)->config().VocabSize)
-    return exitWith(Tool,
-                    fileError((*V)->path("tokenizer.json"),
-                              "{0} tokens but the model's vocabulary "
-                              "has {1}",
-                              Tok->vocabSize(), (*M)->config().VocabSize));
-  lql::Executor Exec(**M, *Tok, outs(), Format, Jobs, V->get());
-  for (const lql::Statement &S : All)
-    if (Error E = Exec.run(S)) {
-      SM.PrintMessage(S.Loc, SourceMgr::DK_Error, toString(std::move(E)));
-      return ExitUserError;
-    }
-  return ExitSuccess;
+  // The V-index is mapped and the model loaded once for every statement.
+  std::unique_ptr<Vindex> V;
+  std::unique_ptr<Model> M;
+  std::optional<Tokenizer> Tok;
+  std::optional<lql::Executor> Exec;
+  if (!VindexDir.empty()) {
+    Expected<std::unique_ptr<Vindex>> OpenedV = Vindex::open(VindexDir);
+    if (!OpenedV)
+      return exitWith(Tool, OpenedV.takeError());
+    V = std::move(*OpenedV);
+    Expected<std::unique_ptr<Model>> LoadedM = Model::load(*V);
+    if (!LoadedM)
+      return exitWith(Tool, LoadedM.takeError());
+    M = std::move(*LoadedM);
+    Expected<Tokenizer> LoadedTok = Tokenizer::fromFile(V->path("tokenizer.json"));
+    if (!LoadedTok)
+      return exitWith(Tool, LoadedTok.takeError());
+    Tok.emplace(std::move(*LoadedTok));
+    if (Tok->vocabSize() > M->config().VocabSize)
+      return exitWith(Tool, fileError(V->path("tokenizer.json"),
+                                      "{0} tokens but the model's vocabulary "
+                                      "has {1}",
+                                      Tok->vocabSize(),
+                                      M->config().VocabSize));
+    Exec.emplace(*M, *Tok, outs(), Format, Jobs, V.get());
+  }
+  auto Run = [&](ArrayRef<lql::Statement> Stmts) {
+    for (const lql::Statement &S : Stmts)
+      if (Error E = Exec->run(S)) {
+        SM.PrintMessage(S.Loc, SourceMgr::DK_Error, toString(std::move(E)));
+        return false;
+      }
+    return true;
+  };
+  if (!Interactive)
+    return Run(All) ? ExitSuccess : ExitUserError;
+  return runShell(SM, Check,
+                  Exec ? std::function<bool(ArrayRef<lql::Statement>)>(Run)
+                       : std::function<bool(ArrayRef<lql::Statement>)>(),
+                  VindexDir);
 }
+
