@@ -59,9 +59,9 @@ int main(int argc, char **argv) {
                         return Scores[A] > Scores[B] ||
                                (Scores[A] == Scores[B] && A < B);
                       });
-    double S = std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                             Start)
-                   .count();
+    double S =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - Start)
+            .count();
     if (R == 0)
       continue; // the first pass faults the mapped weights in
     Best = std::min(Best, S);

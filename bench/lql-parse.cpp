@@ -59,9 +59,8 @@ int main(int argc, char **argv) {
   auto Start = std::chrono::steady_clock::now();
   for (unsigned R = 0; R < Reps; ++R) {
     SourceMgr SM;
-    SM.setDiagHandler([](const SMDiagnostic &D, void *) {
-      D.print("bench", errs());
-    });
+    SM.setDiagHandler(
+        [](const SMDiagnostic &D, void *) { D.print("bench", errs()); });
     SM.AddNewSourceBuffer(MemoryBuffer::getMemBuffer(Script, "bench.lql"),
                           SMLoc());
     std::optional<std::vector<vindex::lql::Statement>> S =
@@ -70,9 +69,9 @@ int main(int argc, char **argv) {
       return 1;
     Parsed += S->size();
   }
-  double Seconds = std::chrono::duration<double>(
-                       std::chrono::steady_clock::now() - Start)
-                       .count();
+  double Seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - Start)
+          .count();
   json::Object Out{{"benchmark", "lql-parse"},
                    {"statements", int64_t(Parsed)},
                    {"statements_per_s", Parsed / Seconds},

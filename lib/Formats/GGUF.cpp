@@ -339,8 +339,9 @@ Error readValue(Cursor &C, uint32_t Type, GGUFValue &Out, StringRef Key,
   // vocabulary array comes near this bound (262K tokens, ~500K merges).
   constexpr uint64_t MaxArrayElements = uint64_t(1) << 23;
   if (Count > MaxArrayElements)
-    return C.fail(CountAt, "KV '{0}' has {1} elements (at most {2} are "
-                           "accepted)",
+    return C.fail(CountAt,
+                  "KV '{0}' has {1} elements (at most {2} are "
+                  "accepted)",
                   Key, Count, MaxArrayElements);
   Out.ElemType = GGUFType(Elem);
   Out.Elems.resize(Count);

@@ -30,13 +30,13 @@
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Support/Timing.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
+#include "llvm/LineEditor/LineEditor.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
-#include "llvm/LineEditor/LineEditor.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
-#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
 
 #include <functional>
@@ -138,12 +138,11 @@ IR). The language: docs/lql.md; e.g.
 /// ~/.larql_history on a terminal), statements gathered up to their ';',
 /// each one checked and run as soon as it is complete. An error is reported
 /// and the shell goes on; the exit status is 1 if any statement failed.
-static int
-runShell(SourceMgr &SM,
-         const std::function<bool(unsigned, std::vector<lql::Statement> &)>
-             &Check,
-         const std::function<bool(ArrayRef<lql::Statement>)> &Run,
-         StringRef VindexDir) {
+static int runShell(
+    SourceMgr &SM,
+    const std::function<bool(unsigned, std::vector<lql::Statement> &)> &Check,
+    const std::function<bool(ArrayRef<lql::Statement>)> &Run,
+    StringRef VindexDir) {
   SmallString<256> History;
   if (sys::path::home_directory(History))
     sys::path::append(History, ".larql_history");
@@ -159,10 +158,10 @@ runShell(SourceMgr &SM,
   unsigned Count = 0;
   bool AnyError = false; // the exit status says whether all went well
   auto Submit = [&] {
-    SM.AddNewSourceBuffer(MemoryBuffer::getMemBufferCopy(
-                              Pending, "<shell #" + std::to_string(++Count) +
-                                           ">"),
-                          SMLoc());
+    SM.AddNewSourceBuffer(
+        MemoryBuffer::getMemBufferCopy(
+            Pending, "<shell #" + std::to_string(++Count) + ">"),
+        SMLoc());
     Pending.clear();
     std::vector<lql::Statement> Stmts;
     if (!Check(SM.getNumBuffers(), Stmts) || (Run && !Run(Stmts)))
@@ -271,9 +270,8 @@ int main(int argc, char **argv) {
         MemoryBuffer::getMemBufferCopy(Statements[I],
                                        "<-e #" + std::to_string(I + 1) + ">"),
         SMLoc());
-  bool Interactive =
-      Scripts.empty() && Statements.empty() &&
-      (Shell || sys::Process::StandardInIsUserInput());
+  bool Interactive = Scripts.empty() && Statements.empty() &&
+                     (Shell || sys::Process::StandardInIsUserInput());
   if (SM.getNumBuffers() == 0 && !Interactive) {
     errs() << Tool << ": error: no statements (give a script or -e)\n";
     return ExitUsageError;
@@ -338,7 +336,8 @@ int main(int argc, char **argv) {
     if (!LoadedM)
       return exitWith(Tool, LoadedM.takeError());
     M = std::move(*LoadedM);
-    Expected<Tokenizer> LoadedTok = Tokenizer::fromFile(V->path("tokenizer.json"));
+    Expected<Tokenizer> LoadedTok =
+        Tokenizer::fromFile(V->path("tokenizer.json"));
     if (!LoadedTok)
       return exitWith(Tool, LoadedTok.takeError());
     Tok.emplace(std::move(*LoadedTok));
@@ -346,8 +345,7 @@ int main(int argc, char **argv) {
       return exitWith(Tool, fileError(V->path("tokenizer.json"),
                                       "{0} tokens but the model's vocabulary "
                                       "has {1}",
-                                      Tok->vocabSize(),
-                                      M->config().VocabSize));
+                                      Tok->vocabSize(), M->config().VocabSize));
     Exec.emplace(*M, *Tok, outs(), Format, Jobs, V.get());
   }
   auto Run = [&](ArrayRef<lql::Statement> Stmts) {
@@ -365,4 +363,3 @@ int main(int argc, char **argv) {
                        : std::function<bool(ArrayRef<lql::Statement>)>(),
                   VindexDir);
 }
-
