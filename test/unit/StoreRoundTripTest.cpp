@@ -54,8 +54,9 @@ TEST_P(StoreRoundTrip, FeatureMajorFFN) {
       ASSERT_NE(T, nullptr);
       EXPECT_EQ(T->Dims, (Shape{C.IntermediateSize, C.HiddenSize}));
       EXPECT_EQ(T->Compression, GetParam() ? Codec::ZstdShuffle : Codec::None);
-      if (!GetParam())
+      if (!GetParam()) {
         EXPECT_EQ(T->Offset % kPayloadAlignment, 0u);
+      }
       std::vector<uint8_t> Storage;
       auto Data = (*V)->data(*T, Storage);
       ASSERT_TRUE(bool(Data));
