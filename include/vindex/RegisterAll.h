@@ -7,14 +7,20 @@
 #define VINDEX_REGISTERALL_H
 
 #include "vindex/Dialect/Larql/LarqlDialect.h"
+#include "vindex/Dialect/Vindex/VindexDialect.h"
+
+#include "passes/Passes.h"
 
 #include "mlir/IR/DialectRegistry.h"
 
 namespace vindex {
 
 inline void registerAllDialects(mlir::DialectRegistry &Registry) {
-  Registry.insert<larql::LarqlDialect>();
+  Registry.insert<larql::LarqlDialect, vx::VindexDialect>();
 }
+
+/// Every pass of passes/Passes.td (larql-lower-to-vindex, ...).
+inline void registerAllPasses() { registerLarqlPasses(); }
 
 } // namespace vindex
 

@@ -4,6 +4,7 @@
 //
 // larql-opt SCRIPT.lql --emit=mlir       print the lowered `larql` IR
 // larql-opt X.mlir [-verify-diagnostics] [-split-input-file]
+// larql-opt X.{mlir,lql} --pass-pipeline='builtin.module(larql-lower-to-vindex)'
 //
 // Without a V-index the scripts are parsed, checked and lowered to the
 // `larql` dialect (a linter for CI); with one they run against it, the model
@@ -27,6 +28,7 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Support/Timing.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
@@ -118,6 +120,7 @@ Examples:
   larql-opt edits.lql --emit=mlir       # print the lowered larql IR
   larql-opt edits.mlir                  # parse, verify and print IR back
   larql-opt invalid.mlir -split-input-file -verify-diagnostics
+  larql-opt edits.lql --emit=mlir --pass-pipeline='builtin.module(larql-lower-to-vindex)'
 
 Inputs ending in .mlir, and `-` (standard input), are larql IR; the rest
 are LQL scripts.
@@ -200,8 +203,12 @@ int main(int argc, char **argv) {
   mlir::registerMLIRContextCLOptions();
   mlir::registerPassManagerCLOptions();
   mlir::registerDefaultTimingManagerCLOptions();
+  registerAllPasses();
+  // --pass-pipeline='builtin.module(larql-lower-to-vindex)' and one flag per
+  // registered pass, as mlir-opt has.
+  mlir::PassPipelineCLParser PassPipeline("", "Passes to run", "p");
   parseToolCommandLine(argc, argv, Overview,
-                       {"mlir-print-debuginfo", "mlir-pretty-debuginfo",
+                       {"pass-pipeline", "mlir-print-debuginfo", "mlir-pretty-debuginfo",
                         "mlir-print-op-generic", "mlir-print-ir-after-all",
                         "mlir-print-ir-before-all", "mlir-timing"});
   const char *Tool = "larql-opt";
@@ -226,6 +233,11 @@ int main(int argc, char **argv) {
           Tool, fileError(Inputs.front(), "cannot read: {0}", ErrorMessage));
     mlir::MlirOptMainConfig Config;
     Config.verifyDiagnostics(VerifyDiagnostics);
+    Config.setPassPipelineSetupFn([&](mlir::PassManager &PM) {
+      return PassPipeline.addToPipeline(PM, [&](const Twine &Msg) {
+        return mlir::emitError(mlir::UnknownLoc::get(PM.getContext()), Msg);
+      });
+    });
     if (SplitInputFile)
       Config.splitInputFile().outputSplitMarker();
     return failed(mlir::MlirOptMain(outs(), std::move(Buf), Registry, Config))
@@ -311,6 +323,20 @@ int main(int argc, char **argv) {
       Invalid |= failed(mlir::verify(&Op));
     if (Failed || Invalid || failed(mlir::verify(*Module)))
       return false;
+    // The pass pipeline (--pass-pipeline, --mlir-print-ir-after-all, ...)
+    // runs on the lowered module before it is printed.
+    if (PassPipeline.hasAnyOccurrences()) {
+      mlir::PassManager PM(&Ctx);
+      if (failed(mlir::applyPassManagerCLOptions(PM)) ||
+          failed(PassPipeline.addToPipeline(PM,
+                                            [&](const Twine &Msg) {
+                                              return mlir::emitError(
+                                                  mlir::UnknownLoc::get(&Ctx),
+                                                  Msg);
+                                            })) ||
+          failed(PM.run(*Module)))
+        return false;
+    }
     if (EmitKind == Emit::MLIR)
       Module->print(outs()), outs() << "\n";
     return true;

@@ -1,0 +1,27 @@
+//===- Passes.h - Passes over larql and vindex IR ---------------*- C++ -*-===//
+//
+// registerLarqlPasses() registers every pass of passes/Passes.td.
+//
+//===----------------------------------------------------------------------===//
+#ifndef VINDEX_PASSES_PASSES_H
+#define VINDEX_PASSES_PASSES_H
+
+#include "vindex/Dialect/Larql/LarqlDialect.h"
+#include "vindex/Dialect/Vindex/VindexDialect.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/Pass.h"
+
+#include <memory>
+
+namespace vindex {
+
+#define GEN_PASS_DECL
+#include "passes/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "passes/Passes.h.inc"
+
+} // namespace vindex
+
+#endif // VINDEX_PASSES_PASSES_H
