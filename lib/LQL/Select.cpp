@@ -292,6 +292,7 @@ Error Executor::select(const SelectStmt &S) {
     Session Sess(M, Threads);
     ForwardOptions Opts;
     Opts.CaptureResiduals = true;
+    Opts.StopAfter = size_t(L); // the input of layer L is all we need
     ForwardResult FR = Sess.run(Ids, Opts);
     size_t D = M.config().HiddenSize;
     const float *H = FR.Residuals[L].data() + (Ids.size() - 1) * D;

@@ -564,7 +564,9 @@ ForwardResult Session::run(ArrayRef<int32_t> Tokens,
   }
   if (Opts.CaptureResiduals)
     R.Residuals.push_back(X);
-  for (size_t L = 0; L < M.numLayers(); ++L) {
+  size_t Layers = std::min(Opts.StopAfter.value_or(M.numLayers()),
+                           M.numLayers());
+  for (size_t L = 0; L < Layers; ++L) {
     const LayerWeights &W = M.layer(L);
     for (size_t Tk = 0; Tk < T; ++Tk)
       rmsNorm(&X[Tk * D], D, W.InputNorm, C.NormEps, &H[Tk * D]);
@@ -591,6 +593,10 @@ ForwardResult Session::run(ArrayRef<int32_t> Tokens,
       R.Residuals.push_back(X);
     if (Opts.CaptureFFN)
       R.FFNActivations.push_back(std::move(Act));
+  }
+  if (Layers < M.numLayers()) {
+    reset();
+    return R;
   }
   Pos += T;
 

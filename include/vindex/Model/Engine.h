@@ -17,6 +17,7 @@
 #include "llvm/Support/Error.h"
 
 #include <functional>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -99,6 +100,10 @@ struct ForwardOptions {
       AfterLayer;
   /// Compute logits at every position rather than the last only.
   bool AllLogits = false;
+  /// Run only the first StopAfter layers and return no logits (what
+  /// probing needs: a residual mid-model, not the LM head); unset runs all.
+  /// Later layers' KV caches are then missing, so the session is reset.
+  std::optional<size_t> StopAfter;
 };
 
 struct ForwardResult {
