@@ -7,7 +7,10 @@
 // the time for the 100 (the Rust LARQL reports about 78 us for 100).
 //
 //===----------------------------------------------------------------------===//
+#include "vindex/LQL/Diagnostics.h"
 #include "vindex/LQL/Parser.h"
+
+#include "mlir/IR/MLIRContext.h"
 
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
@@ -57,14 +60,14 @@ int main(int argc, char **argv) {
     Script += std::string(Statements[I % std::size(Statements)]) + ";\n";
   size_t Parsed = 0;
   auto Start = std::chrono::steady_clock::now();
+  mlir::MLIRContext Ctx(mlir::MLIRContext::Threading::DISABLED);
   for (unsigned R = 0; R < Reps; ++R) {
     SourceMgr SM;
-    SM.setDiagHandler(
-        [](const SMDiagnostic &D, void *) { D.print("bench", errs()); });
+    vindex::lql::ScriptDiagnosticPrinter Printer(Ctx, SM, "bench", errs());
     SM.AddNewSourceBuffer(MemoryBuffer::getMemBuffer(Script, "bench.lql"),
                           SMLoc());
     std::optional<std::vector<vindex::lql::Statement>> S =
-        vindex::lql::parseScript(SM, 1);
+        vindex::lql::parseScript(SM, 1, Ctx);
     if (!S)
       return 1;
     Parsed += S->size();

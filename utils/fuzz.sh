@@ -15,7 +15,8 @@ clang++-19 -std=c++20 -O1 -g -fno-exceptions \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$root/include" -isystem /usr/lib/llvm-19/include \
   "$root/test/fuzz/LQLParserFuzzer.cpp" "$root/lib/LQL/Parser.cpp" \
-  -L/usr/lib/llvm-19/lib -lLLVM-19 -Wl,-rpath,/usr/lib/llvm-19/lib \
+  "$root/lib/LQL/Diagnostics.cpp" \
+  -L/usr/lib/llvm-19/lib -lMLIR -lLLVM-19 -Wl,-rpath,/usr/lib/llvm-19/lib \
   -o "$out/lql-parser-fuzzer"
 
 # Seeds: every LQL script of the test suite.

@@ -9,7 +9,10 @@
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/LQL/Parser.h"
+#include "vindex/LQL/Diagnostics.h"
 #include "vindex/LQL/Schema.h"
+
+#include "mlir/IR/Diagnostics.h"
 
 #include "llvm/ADT/StringExtras.h"
 
@@ -42,8 +45,8 @@ struct Token {
 
 class Lexer {
 public:
-  Lexer(SourceMgr &SM, unsigned Buf)
-      : SM(SM), Text(SM.getMemoryBuffer(Buf)->getBuffer()), Cur(Text.begin()) {}
+  Lexer(SourceMgr &SM, unsigned Buf, mlir::MLIRContext &Ctx)
+      : SM(SM), Ctx(Ctx), Text(SM.getMemoryBuffer(Buf)->getBuffer()), Cur(Text.begin()) {}
 
   Token next() {
     skipSpaceAndComments();
@@ -96,10 +99,13 @@ public:
     return T;
   }
 
-  void error(SMLoc Loc, const Twine &Msg, ArrayRef<SMRange> Ranges = {}) {
-    SM.PrintMessage(Loc, SourceMgr::DK_Error, Msg, Ranges);
+  /// Reports MSG at the token RANGE (or the position Range.Start) as an
+  /// MLIR diagnostic.
+  void error(SMRange Range, const Twine &Msg) {
+    mlir::emitError(toLocation(Ctx, SM, Range), Msg);
     ++Errors;
   }
+  void error(SMLoc Loc, const Twine &Msg) { error(SMRange(Loc, Loc), Msg); }
   unsigned errors() const { return Errors; }
 
 private:
@@ -160,6 +166,7 @@ private:
   }
 
   SourceMgr &SM;
+  mlir::MLIRContext &Ctx;
   StringRef Text;
   const char *Cur;
   unsigned Errors = 0;
@@ -203,7 +210,10 @@ std::optional<std::string> closest(StringRef Word, const Range &Candidates,
 
 class Parser {
 public:
-  Parser(SourceMgr &SM, unsigned Buf) : Lex(SM, Buf) { advance(); }
+  Parser(SourceMgr &SM, unsigned Buf, mlir::MLIRContext &Ctx)
+      : Lex(SM, Buf, Ctx) {
+    advance();
+  }
 
   std::optional<std::vector<Statement>> parse(std::vector<Statement> *Clean) {
     std::vector<Statement> Out;
@@ -242,7 +252,7 @@ private:
     return SMRange(T.loc(), SMLoc::getFromPointer(T.Text.end()));
   }
   void error(const Token &T, const Twine &Msg) {
-    Lex.error(T.loc(), Msg, range(T));
+    Lex.error(range(T), Msg);
   }
   /// "expected WANT, found 'TOK'", with "; did you mean 'K'?" when the token
   /// is a word close to one of SUGGEST (keywords, upper case).
@@ -851,8 +861,9 @@ private:
 } // namespace
 
 std::optional<std::vector<Statement>>
-parseScript(SourceMgr &SM, unsigned BufferID, std::vector<Statement> *Clean) {
-  return Parser(SM, BufferID).parse(Clean);
+parseScript(SourceMgr &SM, unsigned BufferID, mlir::MLIRContext &Ctx,
+            std::vector<Statement> *Clean) {
+  return Parser(SM, BufferID, Ctx).parse(Clean);
 }
 
 } // namespace vindex::lql

@@ -8,16 +8,6 @@ using namespace mlir;
 
 namespace vindex::lql {
 
-Location toLocation(MLIRContext &Ctx, const llvm::SourceMgr &SM,
-                    llvm::SMLoc Loc) {
-  unsigned Buf = SM.FindBufferContainingLoc(Loc);
-  if (!Buf)
-    return UnknownLoc::get(&Ctx);
-  auto [Line, Col] = SM.getLineAndColumn(Loc, Buf);
-  return FileLineColLoc::get(
-      &Ctx, SM.getMemoryBuffer(Buf)->getBufferIdentifier(), Line, Col);
-}
-
 namespace {
 
 class Lowering {

@@ -6,7 +6,10 @@
 // kept in test/fuzz/crashers/ and replayed on every run.
 //
 //===----------------------------------------------------------------------===//
+#include "vindex/LQL/Diagnostics.h"
 #include "vindex/LQL/Parser.h"
+
+#include "mlir/IR/MLIRContext.h"
 
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
@@ -16,18 +19,18 @@
 #include <cstdint>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *Data, size_t Size) {
+  // One context for every input: diagnostics are formatted (exercising
+  // locations and token ranges) and dropped.
+  static mlir::MLIRContext Ctx(mlir::MLIRContext::Threading::DISABLED);
   llvm::SourceMgr SM;
-  // Diagnostics are formatted (exercising locations and ranges) and dropped.
-  SM.setDiagHandler([](const llvm::SMDiagnostic &D, void *) {
-    std::string Text;
-    llvm::raw_string_ostream OS(Text);
-    D.print("fuzz", OS);
-  });
+  std::string Text;
+  llvm::raw_string_ostream OS(Text);
+  vindex::lql::ScriptDiagnosticPrinter Printer(Ctx, SM, "fuzz", OS);
   SM.AddNewSourceBuffer(
       llvm::MemoryBuffer::getMemBufferCopy(
           llvm::StringRef(reinterpret_cast<const char *>(Data), Size),
           "fuzz.lql"),
       llvm::SMLoc());
-  (void)vindex::lql::parseScript(SM, 1);
+  (void)vindex::lql::parseScript(SM, 1, Ctx);
   return 0;
 }

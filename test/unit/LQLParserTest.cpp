@@ -1,5 +1,8 @@
 //===- LQLParserTest.cpp - The LQL parser's AST ---------------------------===//
+#include "vindex/LQL/Diagnostics.h"
 #include "vindex/LQL/Parser.h"
+
+#include "mlir/IR/MLIRContext.h"
 
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/raw_ostream.h"
@@ -18,16 +21,13 @@ struct Parsed {
 
 Parsed parse(llvm::StringRef Text) {
   Parsed P;
+  mlir::MLIRContext Ctx;
   llvm::SourceMgr SM;
-  SM.setDiagHandler(
-      [](const llvm::SMDiagnostic &D, void *Out) {
-        llvm::raw_string_ostream OS(*static_cast<std::string *>(Out));
-        D.print("", OS, /*ShowColors=*/false);
-      },
-      &P.Diags);
+  llvm::raw_string_ostream OS(P.Diags);
+  ScriptDiagnosticPrinter Printer(Ctx, SM, "", OS);
   unsigned Buf = SM.AddNewSourceBuffer(
       llvm::MemoryBuffer::getMemBufferCopy(Text, "t.lql"), llvm::SMLoc());
-  P.Stmts = parseScript(SM, Buf, &P.Clean);
+  P.Stmts = parseScript(SM, Buf, Ctx, &P.Clean);
   return P;
 }
 

@@ -75,8 +75,8 @@ static cl::opt<Emit>
              cl::init(Emit::None), cl::cat(toolOptions()));
 static cl::opt<bool> VerifyDiagnostics(
     "verify-diagnostics",
-    cl::desc("Check the diagnostics of a .mlir input against its "
-             "expected-* comments"),
+    cl::desc("Check the diagnostics of a .mlir or .lql input against its "
+             "expected-error/note comments, as mlir-opt does"),
     cl::init(false), cl::cat(toolOptions()));
 static cl::opt<bool> Shell(
     "shell",
@@ -245,9 +245,8 @@ int main(int argc, char **argv) {
                : ExitSuccess;
   }
 
-  if (VerifyDiagnostics || SplitInputFile) {
-    errs() << Tool << ": error: -verify-diagnostics and -split-input-file "
-           << "apply to a .mlir input\n";
+  if (SplitInputFile) {
+    errs() << Tool << ": error: -split-input-file applies to a .mlir input\n";
     return ExitUsageError;
   }
 
@@ -264,12 +263,6 @@ int main(int argc, char **argv) {
   if (!VindexDir.empty() && !sys::fs::is_directory(VindexDir))
     return exitWith(Tool, fileError(VindexDir, "no such V-index directory"));
   SourceMgr SM;
-  // Diagnostics read "larql-opt: file:line:col: error: ..." (DESIGN 9).
-  SM.setDiagHandler(
-      [](const SMDiagnostic &D, void *Tool) {
-        D.print(static_cast<const char *>(Tool), errs());
-      },
-      const_cast<char *>(Tool));
   for (const std::string &S : Scripts) {
     ErrorOr<std::unique_ptr<MemoryBuffer>> Buf = MemoryBuffer::getFile(S);
     if (!Buf)
@@ -289,33 +282,35 @@ int main(int argc, char **argv) {
     return ExitUsageError;
   }
 
-  // Lowering to the larql dialect and verifying: verifier errors point
-  // into the script like the parser's.
+  // Every diagnostic, the parser's, the verifiers' and the executor's, is
+  // an MLIR diagnostic located in the script: printed as "larql-opt:
+  // file:line:col: error: ..." with the token underlined (DESIGN 9), or
+  // checked against the script's expected-error comments under
+  // -verify-diagnostics, as mlir-opt does.
   mlir::MLIRContext Ctx(Registry);
-  mlir::ScopedDiagnosticHandler Diags(&Ctx, [&](mlir::Diagnostic &D) {
-    SMLoc Loc;
-    if (auto FL = dyn_cast<mlir::FileLineColLoc>(D.getLocation()))
-      for (unsigned B = 1; B <= SM.getNumBuffers(); ++B)
-        if (SM.getMemoryBuffer(B)->getBufferIdentifier() ==
-            FL.getFilename().getValue()) {
-          Loc = SM.FindLocForLineAndColumn(B, FL.getLine(), FL.getColumn());
-          break;
-        }
-    SourceMgr::DiagKind Kind =
-        D.getSeverity() == mlir::DiagnosticSeverity::Error ? SourceMgr::DK_Error
-        : D.getSeverity() == mlir::DiagnosticSeverity::Warning
-            ? SourceMgr::DK_Warning
-            : SourceMgr::DK_Note;
-    SM.PrintMessage(Loc, Kind, D.str());
-    return mlir::success();
-  });
+  // A verifier error names the statement's op; the op's generic form (MLIR's
+  // "see current operation" note) would only repeat the script line.
+  Ctx.printOpOnDiagnostic(false);
+  std::optional<lql::ScriptDiagnosticPrinter> Printer;
+  std::optional<mlir::SourceMgrDiagnosticVerifierHandler> Verifier;
+  if (VerifyDiagnostics)
+    Verifier.emplace(SM, &Ctx, errs());
+  else
+    Printer.emplace(Ctx, SM, Tool, errs());
+  // With -verify-diagnostics the exit status says whether the diagnostics
+  // were exactly the expected ones.
+  auto Finish = [&](bool Ok) {
+    if (Verifier)
+      return succeeded(Verifier->verify()) ? ExitSuccess : ExitUserError;
+    return Ok ? ExitSuccess : ExitUserError;
+  };
   // Parses, lowers and verifies buffers [First, last]; every error is
   // reported and then nothing runs. Statements that parsed cleanly are
   // still lowered and verified when others failed.
   auto Check = [&](unsigned First, std::vector<lql::Statement> &Out) {
     bool Failed = false;
     for (unsigned B = First; B <= SM.getNumBuffers(); ++B)
-      if (!lql::parseScript(SM, B, &Out))
+      if (!lql::parseScript(SM, B, Ctx, &Out))
         Failed = true;
     mlir::OwningOpRef<mlir::ModuleOp> Module = lql::lowerToIR(Ctx, SM, Out);
     bool Invalid = false;
@@ -344,9 +339,9 @@ int main(int argc, char **argv) {
 
   std::vector<lql::Statement> All;
   if (!Check(1, All))
-    return ExitUserError;
+    return Finish(false);
   if (VindexDir.empty() && !Interactive)
-    return ExitSuccess;
+    return Finish(true);
 
   // The V-index is mapped and the model loaded once for every statement.
   std::unique_ptr<Vindex> V;
@@ -377,13 +372,14 @@ int main(int argc, char **argv) {
   auto Run = [&](ArrayRef<lql::Statement> Stmts) {
     for (const lql::Statement &S : Stmts)
       if (Error E = Exec->run(S)) {
-        SM.PrintMessage(S.Loc, SourceMgr::DK_Error, toString(std::move(E)));
+        mlir::emitError(lql::toLocation(Ctx, SM, S.Loc))
+            << toString(std::move(E));
         return false;
       }
     return true;
   };
   if (!Interactive)
-    return Run(All) ? ExitSuccess : ExitUserError;
+    return Finish(Run(All));
   return runShell(SM, Check,
                   Exec ? std::function<bool(ArrayRef<lql::Statement>)>(Run)
                        : std::function<bool(ArrayRef<lql::Statement>)>(),

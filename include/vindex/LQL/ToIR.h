@@ -3,6 +3,7 @@
 #define VINDEX_LQL_TOIR_H
 
 #include "vindex/LQL/AST.h"
+#include "vindex/LQL/Diagnostics.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
@@ -16,10 +17,6 @@ namespace vindex::lql {
 mlir::OwningOpRef<mlir::ModuleOp> lowerToIR(mlir::MLIRContext &Ctx,
                                             const llvm::SourceMgr &SM,
                                             llvm::ArrayRef<Statement> Stmts);
-
-/// The location of LOC in SM as an MLIR location.
-mlir::Location toLocation(mlir::MLIRContext &Ctx, const llvm::SourceMgr &SM,
-                          llvm::SMLoc Loc);
 
 } // namespace vindex::lql
 
