@@ -19,6 +19,7 @@
 #include "vindex/LQL/ToIR.h"
 #include "vindex/Model/Engine.h"
 #include "vindex/RegisterAll.h"
+#include "vindex/Store/Copy.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/ToolMain.h"
@@ -62,6 +63,12 @@ static cl::opt<lql::ResultFormat> Format(
                           "one JSON object per statement result per line"),
                clEnumValN(lql::ResultFormat::CSV, "csv", "CSV rows")),
     cl::init(lql::ResultFormat::Table), cl::cat(toolOptions()));
+static cl::opt<std::string>
+    OutputPath("o",
+               cl::desc("Write the V-index as the script leaves it to this "
+                        "directory (atomically, only if every statement "
+                        "succeeded)"),
+               cl::value_desc("OUT.vindex"), cl::cat(toolOptions()));
 static cl::opt<unsigned> Jobs("jobs",
                               cl::desc("Threads of the forward pass (results "
                                        "do not depend on it)"),
@@ -116,6 +123,9 @@ Examples:
   larql-opt tiny.vindex -e "INFER 'The capital of Peru is' TOP 3 GENERATE 4" --format=json
   larql-opt tiny.vindex -e "WALK 'The capital of France is' TOP 5 WITH K 64"
   larql-opt tiny.vindex -e "SELECT * FROM features WHERE layer = 3 ORDER BY down_norm DESC LIMIT 5"
+  larql-opt tiny.vindex queries.lql -o out.vindex
+                                        # run a script, write the V-index it
+                                        # leaves (a make rule's output)
   larql-opt checks.lql                  # lint a script without a model
   larql-opt edits.lql --emit=mlir       # print the lowered larql IR
   larql-opt edits.mlir                  # parse, verify and print IR back
@@ -277,6 +287,16 @@ int main(int argc, char **argv) {
         SMLoc());
   bool Interactive = Scripts.empty() && Statements.empty() &&
                      (Shell || sys::Process::StandardInIsUserInput());
+  if (!OutputPath.empty() && (VindexDir.empty() || Interactive)) {
+    errs() << Tool << ": error: -o writes the V-index a script leaves: it "
+           << "needs an input V-index and a script or -e\n";
+    return ExitUsageError;
+  }
+  if (!OutputPath.empty() && sys::fs::equivalent(VindexDir, OutputPath)) {
+    errs() << Tool << ": error: -o " << OutputPath << " is the input "
+           << "V-index; inputs are never modified (write to another path)\n";
+    return ExitUsageError;
+  }
   if (SM.getNumBuffers() == 0 && !Interactive) {
     errs() << Tool << ": error: no statements (give a script or -e)\n";
     return ExitUsageError;
@@ -378,8 +398,16 @@ int main(int argc, char **argv) {
       }
     return true;
   };
-  if (!Interactive)
-    return Finish(Run(All));
+  if (!Interactive) {
+    if (!Run(All))
+      return Finish(false);
+    // Statements that edit the store do not run yet (they fail above), so
+    // the V-index a script leaves is its input, written again.
+    if (!OutputPath.empty())
+      if (Error E = copyVindex(*V, OutputPath))
+        return exitWith(Tool, std::move(E));
+    return Finish(true);
+  }
   return runShell(SM, Check,
                   Exec ? std::function<bool(ArrayRef<lql::Statement>)>(Run)
                        : std::function<bool(ArrayRef<lql::Statement>)>(),
