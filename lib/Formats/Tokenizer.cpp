@@ -23,6 +23,7 @@
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSwitch.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/JSON.h"
@@ -754,6 +755,14 @@ static constexpr StringLiteral Llama3Pattern =
     R"re((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re";
 static constexpr StringLiteral Qwen2Pattern =
     R"re((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re";
+
+StringRef vindex::byteLevelSplitPattern(StringRef Family) {
+  return StringSwitch<StringRef>(Family)
+      .Case("gpt2", GPT2Pattern)
+      .Case("llama3", Llama3Pattern)
+      .Case("qwen2", Qwen2Pattern)
+      .Default("");
+}
 
 //===----------------------------------------------------------------------===//
 // Pipeline components

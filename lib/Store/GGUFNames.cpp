@@ -343,23 +343,28 @@ Expected<std::vector<GGUFKV>> ggufTokenizerKVs(StringRef Text, StringRef File,
 // tokenizer.ggml.* -> tokenizer.json
 //===----------------------------------------------------------------------===//
 
-Expected<std::string> tokenizerJsonFromGGUF(const GGUFFile &G) {
+namespace {
+
+/// The tokenizer.ggml.* arrays and ids of a GGUF, checked.
+struct GGUFVocab {
+  const std::vector<GGUFValue> *Tokens = nullptr;
+  const GGUFValue *Scores = nullptr; ///< FLOAT32 array or null.
+  const GGUFValue *Types = nullptr;  ///< INT32 array or null.
+  const GGUFValue *Merges = nullptr; ///< STRING array or null.
+  std::optional<int64_t> Bos, Eos, Unk;
+  bool AddBos = true, AddEos = false, SpacePrefix = true;
+
+  size_t size() const { return Tokens->size(); }
+  const std::string &piece(size_t I) const { return (*Tokens)[I].Str; }
+  int32_t type(size_t I) const {
+    return Types ? int32_t(Types->Elems[I].Bits) : Normal;
+  }
+};
+
+Expected<GGUFVocab> readVocab(const GGUFFile &G) {
   auto Missing = [&](StringRef Key) {
     return fileError(G.path(), "missing required key '{0}'", Key);
   };
-  const GGUFValue *ModelKV = G.find("tokenizer.ggml.model");
-  if (!ModelKV)
-    return Missing("tokenizer.ggml.model");
-  if (ModelKV->Type != GGUFType::String)
-    return fileError(G.path(),
-                     "key 'tokenizer.ggml.model' must be STRING, "
-                     "not {0}",
-                     ggufTypeName(ModelKV->Type));
-  if (ModelKV->Str != "llama")
-    return fileError(G.path(),
-                     "tokenizer.ggml.model '{0}' is not supported "
-                     "as input (supported: llama)",
-                     ModelKV->Str);
   auto ArrayKV = [&](StringRef Key, GGUFType Elem,
                      bool Required) -> Expected<const GGUFValue *> {
     const GGUFValue *V = G.find(Key);
@@ -373,34 +378,36 @@ Expected<std::string> tokenizerJsonFromGGUF(const GGUFFile &G) {
                        ggufTypeName(Elem));
     return V;
   };
-  Expected<const GGUFValue *> TokensKV =
+  GGUFVocab Vocab;
+  Expected<const GGUFValue *> Tokens =
       ArrayKV("tokenizer.ggml.tokens", GGUFType::String, true);
-  if (!TokensKV)
-    return TokensKV.takeError();
-  const std::vector<GGUFValue> &Tokens = (*TokensKV)->Elems;
-  Expected<const GGUFValue *> ScoresKV =
-      ArrayKV("tokenizer.ggml.scores", GGUFType::Float32, false);
-  if (!ScoresKV)
-    return ScoresKV.takeError();
-  Expected<const GGUFValue *> TypesKV =
-      ArrayKV("tokenizer.ggml.token_type", GGUFType::Int32, false);
-  if (!TypesKV)
-    return TypesKV.takeError();
-  for (const GGUFValue *A : {*ScoresKV, *TypesKV})
-    if (A && A->Elems.size() != Tokens.size())
+  if (!Tokens)
+    return Tokens.takeError();
+  Vocab.Tokens = &(*Tokens)->Elems;
+  for (auto [Key, Elem, Slot] :
+       {std::make_tuple("tokenizer.ggml.scores", GGUFType::Float32,
+                        &Vocab.Scores),
+        std::make_tuple("tokenizer.ggml.token_type", GGUFType::Int32,
+                        &Vocab.Types),
+        std::make_tuple("tokenizer.ggml.merges", GGUFType::String,
+                        &Vocab.Merges)}) {
+    Expected<const GGUFValue *> A = ArrayKV(Key, Elem, false);
+    if (!A)
+      return A.takeError();
+    *Slot = *A;
+  }
+  for (const GGUFValue *A : {Vocab.Scores, Vocab.Types})
+    if (A && A->Elems.size() != Vocab.size())
       return fileError(G.path(),
                        "tokenizer arrays differ in length ({0} "
                        "tokens, {1} entries)",
-                       Tokens.size(), A->Elems.size());
-  auto TypeOf = [&](size_t I) -> int32_t {
-    return *TypesKV ? int32_t((*TypesKV)->Elems[I].Bits) : Normal;
-  };
+                       Vocab.size(), A->Elems.size());
   auto IdKV = [&](StringRef Key) -> std::optional<int64_t> {
     const GGUFValue *V = G.find(Key);
     if (!V)
       return std::nullopt;
     std::optional<int64_t> I = V->asInt();
-    if (I && *I >= 0 && uint64_t(*I) < Tokens.size())
+    if (I && *I >= 0 && uint64_t(*I) < Vocab.size())
       return I;
     return std::nullopt;
   };
@@ -408,46 +415,131 @@ Expected<std::string> tokenizerJsonFromGGUF(const GGUFFile &G) {
     const GGUFValue *V = G.find(Key);
     return V && V->Type == GGUFType::Bool ? V->Bits != 0 : Default;
   };
-  std::optional<int64_t> Bos = IdKV("tokenizer.ggml.bos_token_id");
-  std::optional<int64_t> Unk = IdKV("tokenizer.ggml.unknown_token_id");
-  bool AddBos = Flag("tokenizer.ggml.add_bos_token", true);
-  bool SpacePrefix = Flag("tokenizer.ggml.add_space_prefix", true);
+  Vocab.Bos = IdKV("tokenizer.ggml.bos_token_id");
+  Vocab.Eos = IdKV("tokenizer.ggml.eos_token_id");
+  Vocab.Unk = IdKV("tokenizer.ggml.unknown_token_id");
+  Vocab.AddBos = Flag("tokenizer.ggml.add_bos_token", true);
+  Vocab.AddEos = Flag("tokenizer.ggml.add_eos_token", false);
+  Vocab.SpacePrefix = Flag("tokenizer.ggml.add_space_prefix", true);
+  return Vocab;
+}
 
+/// model.vocab (every used piece) and added_tokens (control, user-defined
+/// and unknown pieces) of a vocabulary.
+std::pair<json::Object, json::Array> vocabularyJson(const GGUFVocab &V) {
   json::Object Vocab;
-  json::Array AddedTokens;
-  StringMap<int64_t> Ids;
-  bool HasBytes = false;
-  for (size_t I = 0; I < Tokens.size(); ++I) {
-    const std::string &P = Tokens[I].Str;
-    int32_t Type = TypeOf(I);
+  json::Array Added;
+  for (size_t I = 0; I < V.size(); ++I) {
+    int32_t Type = V.type(I);
     if (Type == Unused)
       continue;
-    Vocab[P] = int64_t(I);
-    Ids[P] = int64_t(I);
-    HasBytes |= Type == Byte;
+    Vocab[V.piece(I)] = int64_t(I);
     if (Type == Control || Type == UserDefined || Type == Unknown)
-      AddedTokens.push_back(json::Object{{"id", int64_t(I)},
-                                         {"content", P},
-                                         {"single_word", false},
-                                         {"lstrip", false},
-                                         {"rstrip", false},
-                                         {"normalized", false},
-                                         {"special", Type != UserDefined}});
+      Added.push_back(json::Object{{"id", int64_t(I)},
+                                   {"content", V.piece(I)},
+                                   {"single_word", false},
+                                   {"lstrip", false},
+                                   {"rstrip", false},
+                                   {"normalized", false},
+                                   {"special", Type != UserDefined}});
   }
+  return {std::move(Vocab), std::move(Added)};
+}
+
+/// A TemplateProcessing post-processor adding BOS and/or EOS, or null.
+json::Value specialTokensProcessor(const GGUFVocab &V) {
+  std::optional<int64_t> Bos = V.AddBos ? V.Bos : std::nullopt;
+  std::optional<int64_t> Eos = V.AddEos ? V.Eos : std::nullopt;
+  if (!Bos && !Eos)
+    return nullptr;
+  auto Special = [&](int64_t Id, int TypeId) {
+    return json::Object{
+        {"SpecialToken",
+         json::Object{{"id", V.piece(Id)}, {"type_id", TypeId}}}};
+  };
+  auto Seq = [&](StringRef Id, int TypeId) {
+    return json::Object{
+        {"Sequence", json::Object{{"id", Id}, {"type_id", TypeId}}}};
+  };
+  json::Array Single, Pair;
+  for (int Part = 0; Part < 2; ++Part) {
+    json::Array &Out = Part ? Pair : Single;
+    for (int TypeId = 0; TypeId <= Part; ++TypeId) {
+      if (Bos)
+        Out.push_back(Special(*Bos, TypeId));
+      Out.push_back(Seq(TypeId ? "B" : "A", TypeId));
+      if (Eos)
+        Out.push_back(Special(*Eos, TypeId));
+    }
+  }
+  json::Object Specials;
+  for (std::optional<int64_t> Id : {Bos, Eos})
+    if (Id)
+      Specials[V.piece(*Id)] =
+          json::Object{{"id", V.piece(*Id)},
+                       {"ids", json::Array{*Id}},
+                       {"tokens", json::Array{V.piece(*Id)}}};
+  return json::Object{{"type", "TemplateProcessing"},
+                      {"single", std::move(Single)},
+                      {"pair", std::move(Pair)},
+                      {"special_tokens", std::move(Specials)}};
+}
+
+json::Object bpeModel(const GGUFVocab &V, json::Object Vocab,
+                      json::Array Merges, bool ByteFallback, bool FuseUnk) {
+  return json::Object{{"type", "BPE"},
+                      {"dropout", nullptr},
+                      {"unk_token", V.Unk ? json::Value(V.piece(*V.Unk))
+                                          : json::Value(nullptr)},
+                      {"continuing_subword_prefix", nullptr},
+                      {"end_of_word_suffix", nullptr},
+                      {"fuse_unk", FuseUnk},
+                      {"byte_fallback", ByteFallback},
+                      {"ignore_merges", false},
+                      {"vocab", std::move(Vocab)},
+                      {"merges", std::move(Merges)}};
+}
+
+std::string tokenizerJson(json::Array Added, json::Value Normalizer,
+                          json::Value PreTokenizer, json::Value Decoder,
+                          json::Value PostProcessor, json::Object Model) {
+  json::Object Root{{"version", "1.0"},
+                    {"truncation", nullptr},
+                    {"padding", nullptr},
+                    {"added_tokens", std::move(Added)},
+                    {"normalizer", std::move(Normalizer)},
+                    {"pre_tokenizer", std::move(PreTokenizer)},
+                    {"post_processor", std::move(PostProcessor)},
+                    {"decoder", std::move(Decoder)},
+                    {"model", std::move(Model)}};
+  return formatv("{0:2}", json::Value(std::move(Root))).str() + "\n";
+}
+
+/// tokenizer.ggml.model "llama": SentencePiece BPE, merges recovered from
+/// the scores (see the file comment).
+std::string sentencePieceJson(const GGUFVocab &V) {
+  auto [Vocab, Added] = vocabularyJson(V);
+  StringMap<int64_t> Ids;
+  bool HasBytes = false;
+  for (size_t I = 0; I < V.size(); ++I)
+    if (V.type(I) != Unused) {
+      Ids[V.piece(I)] = int64_t(I);
+      HasBytes |= V.type(I) == Byte;
+    }
 
   // Merges: merge-produced pieces by decreasing score, each with every
-  // split into two vocabulary pieces (see the file comment).
+  // split into two vocabulary pieces.
   std::vector<std::pair<float, size_t>> Ranked;
-  if (*ScoresKV)
-    for (size_t I = 0; I < Tokens.size(); ++I) {
-      float S = float(*(*ScoresKV)->Elems[I].asFloat());
-      if (TypeOf(I) == Normal && S < 0)
+  if (V.Scores)
+    for (size_t I = 0; I < V.size(); ++I) {
+      float S = float(*V.Scores->Elems[I].asFloat());
+      if (V.type(I) == Normal && S < 0)
         Ranked.push_back({-S, I});
     }
   llvm::stable_sort(Ranked);
   json::Array Merges;
   for (auto [Score, I] : Ranked) {
-    StringRef P = Tokens[I].Str;
+    StringRef P = V.piece(I);
     std::vector<std::tuple<int64_t, int64_t, size_t>> Splits;
     for (size_t Cut = 1; Cut < P.size(); ++Cut) {
       if ((uint8_t(P[Cut]) & 0xC0) == 0x80) // inside a UTF-8 sequence
@@ -463,7 +555,7 @@ Expected<std::string> tokenizerJsonFromGGUF(const GGUFFile &G) {
   }
 
   json::Array Normalizers;
-  if (SpacePrefix)
+  if (V.SpacePrefix)
     Normalizers.push_back(
         json::Object{{"type", "Prepend"}, {"prepend", "\xE2\x96\x81"}});
   Normalizers.push_back(json::Object{{"type", "Replace"},
@@ -474,55 +566,100 @@ Expected<std::string> tokenizerJsonFromGGUF(const GGUFFile &G) {
                    {"pattern", json::Object{{"String", "\xE2\x96\x81"}}},
                    {"content", " "}},
       json::Object{{"type", "ByteFallback"}}, json::Object{{"type", "Fuse"}}};
-  if (SpacePrefix)
+  if (V.SpacePrefix)
     Decoders.push_back(json::Object{
         {"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
+  return tokenizerJson(
+      std::move(Added),
+      json::Object{{"type", "Sequence"}, {"normalizers", std::move(Normalizers)}},
+      nullptr,
+      json::Object{{"type", "Sequence"}, {"decoders", std::move(Decoders)}},
+      specialTokensProcessor(V),
+      bpeModel(V, std::move(Vocab), std::move(Merges), HasBytes,
+               /*FuseUnk=*/true));
+}
 
-  json::Value PostProcessor = nullptr;
-  if (AddBos && Bos) {
-    std::string B = Tokens[*Bos].Str;
-    auto Special = [&](int TypeId) {
-      return json::Object{
-          {"SpecialToken", json::Object{{"id", B}, {"type_id", TypeId}}}};
-    };
-    auto Seq = [&](StringRef Id, int TypeId) {
-      return json::Object{
-          {"Sequence", json::Object{{"id", Id}, {"type_id", TypeId}}}};
-    };
-    PostProcessor = json::Object{
-        {"type", "TemplateProcessing"},
-        {"single", json::Array{Special(0), Seq("A", 0)}},
-        {"pair", json::Array{Special(0), Seq("A", 0), Special(1), Seq("B", 1)}},
-        {"special_tokens",
-         json::Object{{B, json::Object{{"id", B},
-                                       {"ids", json::Array{*Bos}},
-                                       {"tokens", json::Array{B}}}}}}};
+/// tokenizer.ggml.model "gpt2": byte-level BPE with the merges as stored
+/// and the split regex that tokenizer.ggml.pre names. llama.cpp applies no
+/// normalizer to these vocabularies, so none is written (Qwen's
+/// tokenizer.json has NFC, which GGUF does not record).
+Expected<std::string> byteLevelJson(const GGUFFile &G, const GGUFVocab &V) {
+  if (!V.Merges)
+    return fileError(G.path(), "missing required key 'tokenizer.ggml.merges' "
+                               "(a gpt2 vocabulary needs its merges)");
+  std::string Pre = "default";
+  if (const GGUFValue *P = G.find("tokenizer.ggml.pre");
+      P && P->Type == GGUFType::String)
+    Pre = P->Str;
+  StringRef Family = StringSwitch<StringRef>(Pre)
+                         .Cases("default", "gpt2", "gpt2")
+                         .Cases("llama-bpe", "llama3", "llama3")
+                         .Case("qwen2", "qwen2")
+                         .Default("");
+  if (Family.empty())
+    return fileError(G.path(),
+                     "tokenizer.ggml.pre '{0}' is not supported as input "
+                     "(supported: default, gpt2, llama-bpe, llama3, qwen2)",
+                     Pre);
+  auto [Vocab, Added] = vocabularyJson(V);
+  json::Array Merges;
+  for (size_t I = 0; I < V.Merges->Elems.size(); ++I) {
+    StringRef M = V.Merges->Elems[I].Str;
+    auto [A, B] = M.split(' ');
+    if (A.empty() || B.empty() || B.contains(' '))
+      return fileError(G.path(),
+                       "tokenizer.ggml.merges[{0}] is '{1}', not two pieces "
+                       "separated by one space",
+                       I, M);
+    Merges.push_back(json::Array{A.str(), B.str()});
   }
+  auto ByteLevel = [](bool UseRegex) {
+    return json::Object{{"type", "ByteLevel"},
+                        {"add_prefix_space", false},
+                        {"trim_offsets", true},
+                        {"use_regex", UseRegex}};
+  };
+  json::Value PreTokenizer = ByteLevel(/*UseRegex=*/true);
+  if (Family != "gpt2")
+    PreTokenizer = json::Object{
+        {"type", "Sequence"},
+        {"pretokenizers",
+         json::Array{
+             json::Object{{"type", "Split"},
+                          {"pattern", json::Object{{"Regex",
+                                                    byteLevelSplitPattern(
+                                                        Family)}}},
+                          {"behavior", "Isolated"},
+                          {"invert", false}},
+             ByteLevel(/*UseRegex=*/false)}}};
+  return tokenizerJson(std::move(Added), nullptr, std::move(PreTokenizer),
+                       ByteLevel(/*UseRegex=*/true), specialTokensProcessor(V),
+                       bpeModel(V, std::move(Vocab), std::move(Merges),
+                                /*ByteFallback=*/false, /*FuseUnk=*/false));
+}
 
-  json::Object Model{
-      {"type", "BPE"},
-      {"dropout", nullptr},
-      {"unk_token", Unk ? json::Value(Tokens[*Unk].Str) : json::Value(nullptr)},
-      {"continuing_subword_prefix", nullptr},
-      {"end_of_word_suffix", nullptr},
-      {"fuse_unk", true},
-      {"byte_fallback", HasBytes},
-      {"ignore_merges", false},
-      {"vocab", std::move(Vocab)},
-      {"merges", std::move(Merges)}};
-  json::Object Root{
-      {"version", "1.0"},
-      {"truncation", nullptr},
-      {"padding", nullptr},
-      {"added_tokens", std::move(AddedTokens)},
-      {"normalizer", json::Object{{"type", "Sequence"},
-                                  {"normalizers", std::move(Normalizers)}}},
-      {"pre_tokenizer", nullptr},
-      {"post_processor", std::move(PostProcessor)},
-      {"decoder",
-       json::Object{{"type", "Sequence"}, {"decoders", std::move(Decoders)}}},
-      {"model", std::move(Model)}};
-  return formatv("{0:2}", json::Value(std::move(Root))).str() + "\n";
+} // namespace
+
+Expected<std::string> tokenizerJsonFromGGUF(const GGUFFile &G) {
+  const GGUFValue *ModelKV = G.find("tokenizer.ggml.model");
+  if (!ModelKV)
+    return fileError(G.path(), "missing required key 'tokenizer.ggml.model'");
+  if (ModelKV->Type != GGUFType::String)
+    return fileError(G.path(),
+                     "key 'tokenizer.ggml.model' must be STRING, "
+                     "not {0}",
+                     ggufTypeName(ModelKV->Type));
+  if (ModelKV->Str != "llama" && ModelKV->Str != "gpt2")
+    return fileError(G.path(),
+                     "tokenizer.ggml.model '{0}' is not supported "
+                     "as input (supported: llama, gpt2)",
+                     ModelKV->Str);
+  Expected<GGUFVocab> Vocab = readVocab(G);
+  if (!Vocab)
+    return Vocab.takeError();
+  if (ModelKV->Str == "llama")
+    return sentencePieceJson(*Vocab);
+  return byteLevelJson(G, *Vocab);
 }
 
 } // namespace vindex

@@ -38,6 +38,11 @@
 
 namespace vindex {
 
+/// The pre-tokenizer split regexes of byte-level BPE tokenizers that we
+/// implement, exactly as tokenizer.json spells them (a Split pre-tokenizer's
+/// pattern.Regex): Family is "gpt2", "llama3" or "qwen2"; empty otherwise.
+llvm::StringRef byteLevelSplitPattern(llvm::StringRef Family);
+
 class Tokenizer {
 public:
   enum class Kind { SentencePieceBPE, ByteLevelBPE };

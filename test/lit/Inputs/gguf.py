@@ -143,6 +143,12 @@ def malform(kind, src, dst):
             if kv[0] == key.encode():
                 kv[1], kv[2] = 4, int(value)
         out = serialize(version, kvs, tensors, body)
+    elif kind.startswith("string-key="):
+        key, value = kind.split("=", 1)[1].split(":", 1)
+        for kv in kvs:
+            if kv[0] == key.encode():
+                kv[1], kv[2] = 8, value.encode()
+        out = serialize(version, kvs, tensors, body)
     elif kind.startswith("rename-tensor="):
         old, new = kind.split("=", 1)[1].split(":")
         for t in tensors:
