@@ -204,7 +204,7 @@ std::string bpePre(const json::Value *Pre) {
     return "llama-bpe";
   if (StringRef(Text).contains("\\\\p{N}"))
     return "qwen2";
-  return "gpt2";
+  return "gpt-2"; // llama.cpp's spelling: "gpt2" is refused when loading
 }
 
 } // namespace
@@ -587,19 +587,21 @@ Expected<std::string> byteLevelJson(const GGUFFile &G, const GGUFVocab &V) {
   if (!V.Merges)
     return fileError(G.path(), "missing required key 'tokenizer.ggml.merges' "
                                "(a gpt2 vocabulary needs its merges)");
-  std::string Pre = "default";
+  std::string Pre;
   if (const GGUFValue *P = G.find("tokenizer.ggml.pre");
       P && P->Type == GGUFType::String)
     Pre = P->Str;
+  // llama.cpp's names for the split regexes we implement ("default" is
+  // not GPT-2's regex there, so it is not accepted).
   StringRef Family = StringSwitch<StringRef>(Pre)
-                         .Cases("default", "gpt2", "gpt2")
-                         .Cases("llama-bpe", "llama3", "llama3")
+                         .Case("gpt-2", "gpt2")
+                         .Cases("llama-bpe", "llama3", "llama-v3", "llama3")
                          .Case("qwen2", "qwen2")
                          .Default("");
   if (Family.empty())
     return fileError(G.path(),
                      "tokenizer.ggml.pre '{0}' is not supported as input "
-                     "(supported: default, gpt2, llama-bpe, llama3, qwen2)",
+                     "(supported: gpt-2, llama-bpe, llama3, llama-v3, qwen2)",
                      Pre);
   auto [Vocab, Added] = vocabularyJson(V);
   json::Array Merges;
