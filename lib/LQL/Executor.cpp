@@ -57,6 +57,8 @@ Error Executor::run(const Statement &S) {
     return select(*Sel);
   if (const auto *Sh = std::get_if<ShowStmt>(&S.Node))
     return show(*Sh);
+  if (const auto *C = std::get_if<CompileStmt>(&S.Node))
+    return compile(*C);
   const auto *WP = std::get_if<WalkStmt>(&S.Node);
   if (!WP)
     return createStringError(inconvertibleErrorCode(),

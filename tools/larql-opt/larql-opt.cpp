@@ -117,6 +117,9 @@ Every statement of LQL parses, is checked and lowers to the larql dialect
                                         layer only the k features scoring
                                         highest (|act(gate)|*|up|*|down|)
                                         fire (default F/4)
+  COMPILE CURRENT INTO VINDEX 'path'    write the V-index as it is now
+  COMPILE CURRENT INTO MODEL 'path' FORMAT gguf|safetensors
+                                        compile it, as vindex-compile does
 
 Examples:
   larql-opt tiny.vindex -e "INFER 'The capital of France is' TOP 5"

@@ -34,6 +34,7 @@ private:
                     std::optional<unsigned> Generate, size_t WalkK);
   llvm::Error select(const SelectStmt &S); ///< Select.cpp
   llvm::Error show(const ShowStmt &S);     ///< Show.cpp
+  llvm::Error compile(const CompileStmt &S); ///< Compile.cpp
 
   const Model &M;
   const Tokenizer &Tok;
