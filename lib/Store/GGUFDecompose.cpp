@@ -254,6 +254,29 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
       return fileError(G.path(), "rope scaling '{0}' is not supported", S->Str);
     }
   }
+  if (const GGUFTensorInfo *R = G.findTensor("rope_freqs.weight")) {
+    // llama.cpp's form of a llama3 RoPE scaling: per-pair factors.
+    if (Arch != "llama" || R->Type != GGMLType::F32 || R->Ne.size() != 1 ||
+        R->Ne[0] != HeadDim / 2)
+      return fileError(G.path(),
+                       "tensor 'rope_freqs.weight' must be F32 of {0} "
+                       "elements in a llama model",
+                       HeadDim / 2);
+    ArrayRef<uint8_t> Bytes = G.data(*R);
+    std::vector<float> Factors(R->Ne[0]);
+    std::memcpy(Factors.data(), Bytes.data(), Factors.size() * 4);
+    std::optional<RopeScaling> S =
+        llama3ScalingFromFactors(Factors, Theta, HeadDim);
+    if (!S)
+      return fileError(G.path(), "tensor 'rope_freqs.weight' is not a "
+                                 "llama3 RoPE scaling we can express");
+    C["rope_scaling"] = json::Object{
+        {"rope_type", "llama3"},
+        {"factor", shortFloat(float(S->Factor))},
+        {"low_freq_factor", S->LowFreqFactor},
+        {"high_freq_factor", S->HighFreqFactor},
+        {"original_max_position_embeddings", S->OriginalMaxPositions}};
+  }
   if (Arch == "qwen2")
     C["attention_bias"] = true;
   for (auto [Key, HFKey] :
@@ -270,6 +293,8 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
 Error GGUFDecomposer::planTensors(const ModelConfig &C) {
   bool Permuted = ggufPermutesQK(Arch);
   for (const GGUFTensorInfo &T : G.tensors()) {
+    if (T.Name == "rope_freqs.weight")
+      continue; // In config.json's rope_scaling (buildConfig).
     std::optional<HFTensorName> HF = hfTensorName(Arch, T.Name);
     if (!HF)
       return fileError(G.path(),
