@@ -376,6 +376,20 @@ Error GGUFCompiler::buildKVs() {
       Add(A("attention.sliding_window_pattern"),
           GGUFValue::u32(uint32_t(Pattern)));
     }
+  } else if (C.SlidingWindow &&
+             is_contained(C.LayerKinds, LayerKind::Sliding)) {
+    // Mistral (and Qwen with use_sliding_window): every layer slides. The
+    // window is recorded under llama.cpp's key so that it survives a round
+    // trip, but llama.cpp's llama/qwen2/qwen3 graphs do not read it (its
+    // converter drops it): past the window llama.cpp attends to every
+    // earlier token.
+    if (is_contained(C.LayerKinds, LayerKind::Full))
+      return fileError(V.directory(),
+                       "a mix of sliding and full attention layers "
+                       "cannot be written for architecture '{0}'",
+                       Arch);
+    Add(A("attention.sliding_window"),
+        GGUFValue::u32(uint32_t(C.SlidingWindow)));
   }
   if (C.FinalSoftcap)
     Add(A("final_logit_softcapping"), GGUFValue::f32(float(C.FinalSoftcap)));

@@ -190,16 +190,21 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
   TRY_ASSIGN(Eps, H.f32("attention.layer_norm_rms_epsilon", std::nullopt));
   TRY_ASSIGN(Theta, H.f32("rope.freq_base", 10000.0f));
   bool Gemma = Arch == "gemma3";
+  // Outside Gemma a window slides over every layer (written by us; see
+  // GGUFCompile.cpp): a llama one is Mistral's.
+  TRY_ASSIGN(Window, H.u64("attention.sliding_window", 0));
+  bool Mistral = Arch == "llama" && Window;
 
   json::Object C;
-  std::string ModelType = Gemma ? "gemma3_text" : Arch;
+  std::string ModelType = Gemma ? "gemma3_text" : Mistral ? "mistral" : Arch;
   C["model_type"] = ModelType;
   C["architectures"] =
-      json::Array{Gemma ? "Gemma3ForCausalLM"
-                        : StringSwitch<const char *>(Arch)
-                              .Case("qwen2", "Qwen2ForCausalLM")
-                              .Case("qwen3", "Qwen3ForCausalLM")
-                              .Default("LlamaForCausalLM")};
+      json::Array{Gemma     ? "Gemma3ForCausalLM"
+                  : Mistral ? "MistralForCausalLM"
+                            : StringSwitch<const char *>(Arch)
+                                  .Case("qwen2", "Qwen2ForCausalLM")
+                                  .Case("qwen3", "Qwen3ForCausalLM")
+                                  .Default("LlamaForCausalLM")};
   if (const GGUFValue *N = G.find("general.name"))
     if (N->Type == GGUFType::String)
       C["_name_or_path"] = N->Str;
@@ -227,7 +232,6 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
                                                 : "float32";
   if (Gemma) {
     TRY_ASSIGN(SwaTheta, H.f32("rope.freq_base_swa", 10000.0f));
-    TRY_ASSIGN(Window, H.u64("attention.sliding_window", 0));
     TRY_ASSIGN(Pattern, H.u64("attention.sliding_window_pattern", 6));
     C["rope_local_base_freq"] = shortFloat(SwaTheta);
     // llama.cpp scales Gemma 3 27B (62 layers) by n_embd / n_head, every
@@ -240,6 +244,12 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
                           : "full_attention");
     C["layer_types"] = std::move(Kinds);
     C["sliding_window"] = Window ? Window : 4096;
+  } else if (Mistral) {
+    C["sliding_window"] = Window;
+  } else if (Window) {
+    C["use_sliding_window"] = true;
+    C["sliding_window"] = Window;
+    C["max_window_layers"] = 0;
   }
   if (G.find(H.key("final_logit_softcapping"))) {
     TRY_ASSIGN(Cap, H.f32("final_logit_softcapping", 0.0f));
