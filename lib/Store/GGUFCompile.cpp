@@ -48,12 +48,14 @@ std::optional<GGUFOutputType> parseGGUFOutputType(StringRef Name) {
 namespace {
 
 struct Planned {
-  const TensorRecord *T;
+  const TensorRecord *T; ///< Null for a tensor llama.cpp derives (Values).
   std::string Name;
   GGMLType Out;
   SmallVector<uint64_t, 4> Ne; ///< ggml order.
   bool PlusOne = false;
   uint64_t PermuteHeadDim = 0; ///< Rows permuted in heads of this size.
+  std::vector<float> Values;   ///< The F32 data of a derived tensor.
+  int layer() const { return T ? T->Layer : -1; }
 };
 
 GGMLType storedGGMLType(DType T) {
@@ -254,13 +256,30 @@ Error GGUFCompiler::plan() {
     }
     Tensors.push_back(std::move(P));
   }
+  // llama.cpp applies a llama3 RoPE scaling through per-pair frequency
+  // factors, which its converter derives from config.json.
+  if (C.Scaling.Type == "llama3") {
+    if (Arch != "llama")
+      return fileError(V.directory(),
+                       "llama3 RoPE scaling cannot be written for "
+                       "architecture '{0}'",
+                       Arch);
+    Planned P;
+    P.T = nullptr;
+    P.Name = "rope_freqs.weight";
+    P.Out = GGMLType::F32;
+    P.Values = llama3RopeFactors(C.RopeTheta, C.HeadDim, C.Scaling);
+    P.Ne = {P.Values.size()};
+    Tensors.push_back(std::move(P));
+  }
   // Globals first (token_embd, output_norm, output), then layer by layer in
   // llama.cpp's name order.
   auto Key = [](const Planned &P) {
     static const StringRef GlobalOrder[] = {
-        "token_embd.weight", "output_norm.weight", "output.weight"};
+        "token_embd.weight", "output_norm.weight", "output.weight",
+        "rope_freqs.weight"};
     int G = find(GlobalOrder, P.Name) - std::begin(GlobalOrder);
-    return std::make_tuple(P.T->Layer, G, P.Name);
+    return std::make_tuple(P.layer(), G, P.Name);
   };
   llvm::sort(Tensors, [&](const Planned &A, const Planned &B) {
     return Key(A) < Key(B);
@@ -316,7 +335,7 @@ Error GGUFCompiler::buildKVs() {
   // llama_ftype from the bulk of the weights (the FFN matrices).
   uint32_t FileType = 0; // LLAMA_FTYPE_ALL_F32
   for (const Planned &P : Tensors)
-    if (P.T->Role == TensorRole::FFNGate)
+    if (P.T && P.T->Role == TensorRole::FFNGate)
       FileType = P.Out == GGMLType::F16    ? 1
                  : P.Out == GGMLType::Q8_0 ? 7
                  : P.Out == GGMLType::BF16 ? 32
@@ -357,6 +376,20 @@ Error GGUFCompiler::buildKVs() {
       Add(A("attention.sliding_window_pattern"),
           GGUFValue::u32(uint32_t(Pattern)));
     }
+  } else if (C.SlidingWindow &&
+             is_contained(C.LayerKinds, LayerKind::Sliding)) {
+    // Mistral (and Qwen with use_sliding_window): every layer slides. The
+    // window is recorded under llama.cpp's key so that it survives a round
+    // trip, but llama.cpp's llama/qwen2/qwen3 graphs do not read it (its
+    // converter drops it): past the window llama.cpp attends to every
+    // earlier token.
+    if (is_contained(C.LayerKinds, LayerKind::Full))
+      return fileError(V.directory(),
+                       "a mix of sliding and full attention layers "
+                       "cannot be written for architecture '{0}'",
+                       Arch);
+    Add(A("attention.sliding_window"),
+        GGUFValue::u32(uint32_t(C.SlidingWindow)));
   }
   if (C.FinalSoftcap)
     Add(A("final_logit_softcapping"), GGUFValue::f32(float(C.FinalSoftcap)));
@@ -365,7 +398,8 @@ Error GGUFCompiler::buildKVs() {
   if (C.Scaling.Type == "linear") {
     Add(A("rope.scaling.type"), GGUFValue::string("linear"));
     Add(A("rope.scaling.factor"), GGUFValue::f32(float(C.Scaling.Factor)));
-  } else if (!C.Scaling.Type.empty() && C.Scaling.Type != "default") {
+  } else if (!C.Scaling.Type.empty() && C.Scaling.Type != "default" &&
+             C.Scaling.Type != "llama3") { // llama3: rope_freqs.weight
     return fileError(V.directory(),
                      "rope scaling '{0}' is not supported in "
                      "GGUF output yet",
@@ -388,6 +422,10 @@ Error GGUFCompiler::buildKVs() {
 
 Error GGUFCompiler::writeTensor(const Planned &P, OutputFile &Out,
                                 Progress &Prog) {
+  if (!P.T)
+    return Out.write(ArrayRef<uint8_t>(
+        reinterpret_cast<const uint8_t *>(P.Values.data()),
+        P.Values.size() * sizeof(float)));
   const TensorRecord &T = *P.T;
   auto Discard = [](ArrayRef<uint8_t>) { return Error::success(); };
   bool Mapped = T.Compression == Codec::None;
@@ -473,7 +511,7 @@ Error GGUFCompiler::run(StringRef Path) {
   uint64_t Total = 0;
   for (const Planned &P : Tensors) {
     List.push_back({P.Name, P.Ne, P.Out});
-    Total += P.T->Length;
+    Total += P.T ? P.T->Length : 0;
   }
   GGUFWriter W(std::move(KVs), std::move(List));
   Expected<AtomicOutput> Out = AtomicOutput::create(Path);

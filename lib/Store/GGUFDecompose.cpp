@@ -190,16 +190,21 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
   TRY_ASSIGN(Eps, H.f32("attention.layer_norm_rms_epsilon", std::nullopt));
   TRY_ASSIGN(Theta, H.f32("rope.freq_base", 10000.0f));
   bool Gemma = Arch == "gemma3";
+  // Outside Gemma a window slides over every layer (written by us; see
+  // GGUFCompile.cpp): a llama one is Mistral's.
+  TRY_ASSIGN(Window, H.u64("attention.sliding_window", 0));
+  bool Mistral = Arch == "llama" && Window;
 
   json::Object C;
-  std::string ModelType = Gemma ? "gemma3_text" : Arch;
+  std::string ModelType = Gemma ? "gemma3_text" : Mistral ? "mistral" : Arch;
   C["model_type"] = ModelType;
   C["architectures"] =
-      json::Array{Gemma ? "Gemma3ForCausalLM"
-                        : StringSwitch<const char *>(Arch)
-                              .Case("qwen2", "Qwen2ForCausalLM")
-                              .Case("qwen3", "Qwen3ForCausalLM")
-                              .Default("LlamaForCausalLM")};
+      json::Array{Gemma     ? "Gemma3ForCausalLM"
+                  : Mistral ? "MistralForCausalLM"
+                            : StringSwitch<const char *>(Arch)
+                                  .Case("qwen2", "Qwen2ForCausalLM")
+                                  .Case("qwen3", "Qwen3ForCausalLM")
+                                  .Default("LlamaForCausalLM")};
   if (const GGUFValue *N = G.find("general.name"))
     if (N->Type == GGUFType::String)
       C["_name_or_path"] = N->Str;
@@ -227,7 +232,6 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
                                                 : "float32";
   if (Gemma) {
     TRY_ASSIGN(SwaTheta, H.f32("rope.freq_base_swa", 10000.0f));
-    TRY_ASSIGN(Window, H.u64("attention.sliding_window", 0));
     TRY_ASSIGN(Pattern, H.u64("attention.sliding_window_pattern", 6));
     C["rope_local_base_freq"] = shortFloat(SwaTheta);
     // llama.cpp scales Gemma 3 27B (62 layers) by n_embd / n_head, every
@@ -240,6 +244,12 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
                           : "full_attention");
     C["layer_types"] = std::move(Kinds);
     C["sliding_window"] = Window ? Window : 4096;
+  } else if (Mistral) {
+    C["sliding_window"] = Window;
+  } else if (Window) {
+    C["use_sliding_window"] = true;
+    C["sliding_window"] = Window;
+    C["max_window_layers"] = 0;
   }
   if (G.find(H.key("final_logit_softcapping"))) {
     TRY_ASSIGN(Cap, H.f32("final_logit_softcapping", 0.0f));
@@ -253,6 +263,29 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
     } else if (S->Str != "none") {
       return fileError(G.path(), "rope scaling '{0}' is not supported", S->Str);
     }
+  }
+  if (const GGUFTensorInfo *R = G.findTensor("rope_freqs.weight")) {
+    // llama.cpp's form of a llama3 RoPE scaling: per-pair factors.
+    if (Arch != "llama" || R->Type != GGMLType::F32 || R->Ne.size() != 1 ||
+        R->Ne[0] != HeadDim / 2)
+      return fileError(G.path(),
+                       "tensor 'rope_freqs.weight' must be F32 of {0} "
+                       "elements in a llama model",
+                       HeadDim / 2);
+    ArrayRef<uint8_t> Bytes = G.data(*R);
+    std::vector<float> Factors(R->Ne[0]);
+    std::memcpy(Factors.data(), Bytes.data(), Factors.size() * 4);
+    std::optional<RopeScaling> S =
+        llama3ScalingFromFactors(Factors, Theta, HeadDim);
+    if (!S)
+      return fileError(G.path(), "tensor 'rope_freqs.weight' is not a "
+                                 "llama3 RoPE scaling we can express");
+    C["rope_scaling"] = json::Object{
+        {"rope_type", "llama3"},
+        {"factor", shortFloat(float(S->Factor))},
+        {"low_freq_factor", S->LowFreqFactor},
+        {"high_freq_factor", S->HighFreqFactor},
+        {"original_max_position_embeddings", S->OriginalMaxPositions}};
   }
   if (Arch == "qwen2")
     C["attention_bias"] = true;
@@ -270,6 +303,8 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
 Error GGUFDecomposer::planTensors(const ModelConfig &C) {
   bool Permuted = ggufPermutesQK(Arch);
   for (const GGUFTensorInfo &T : G.tensors()) {
+    if (T.Name == "rope_freqs.weight")
+      continue; // In config.json's rope_scaling (buildConfig).
     std::optional<HFTensorName> HF = hfTensorName(Arch, T.Name);
     if (!HF)
       return fileError(G.path(),

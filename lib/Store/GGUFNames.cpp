@@ -27,6 +27,8 @@
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 
 using namespace llvm;
@@ -131,6 +133,75 @@ std::optional<HFTensorName> hfTensorName(StringRef Arch, StringRef Name) {
     if (R.Bias == Bias && Rest == R.GGUF)
       return HFTensorName{Prefix + R.HF, R.Role, int(Layer)};
   return std::nullopt;
+}
+
+//===----------------------------------------------------------------------===//
+// llama3 RoPE scaling as a rope_freqs tensor
+//===----------------------------------------------------------------------===//
+
+std::vector<float> llama3RopeFactors(double Base, uint64_t HeadDim,
+                                     const RopeScaling &S) {
+  // convert_hf_to_gguf.py (LlamaModel.generate_extra_tensors) computes on
+  // f32 tensors: every step below rounds to f32 as torch does.
+  float Old = float(S.OriginalMaxPositions);
+  float LowWave = float(double(S.OriginalMaxPositions) / S.LowFreqFactor);
+  float HighWave = float(double(S.OriginalMaxPositions) / S.HighFreqFactor);
+  float Factor = float(S.Factor), Low = float(S.LowFreqFactor);
+  float Span = float(S.HighFreqFactor - S.LowFreqFactor);
+  std::vector<float> Out;
+  for (uint64_t I = 0; I < HeadDim; I += 2) {
+    float Freq = 1.0f / powf(float(Base), float(I) / float(HeadDim));
+    float Wave = float(2 * M_PI) / Freq;
+    if (Wave < HighWave) {
+      Out.push_back(1.0f);
+    } else if (Wave > LowWave) {
+      Out.push_back(Factor);
+    } else {
+      float Smooth = (Old / Wave - Low) / Span;
+      Out.push_back(1.0f / ((1.0f - Smooth) / Factor + Smooth));
+    }
+  }
+  return Out;
+}
+
+std::optional<RopeScaling> llama3ScalingFromFactors(ArrayRef<float> F,
+                                                    double Base,
+                                                    uint64_t HeadDim) {
+  if (F.empty() || F.size() != HeadDim / 2)
+    return std::nullopt;
+  RopeScaling S;
+  S.Type = "llama3";
+  S.Factor = *std::max_element(F.begin(), F.end());
+  S.LowFreqFactor = 1.0;
+  // Llama 3's own values, for factors that do not determine them.
+  S.HighFreqFactor = 4.0;
+  S.OriginalMaxPositions = 8192;
+  // Between the two wavelengths the factor is 1 / ((1 - s) / factor + s)
+  // with s = (old / wavelength - low) / (high - low): linear in
+  // 1 / wavelength. Two such points give old and high (low being 1).
+  std::vector<std::pair<double, double>> Points; // (1 / wavelength, s)
+  for (size_t I = 0; I < F.size(); ++I) {
+    if (F[I] == 1.0f || F[I] == float(S.Factor))
+      continue;
+    double Freq = 1.0 / std::pow(Base, double(2 * I) / double(HeadDim));
+    double Inv = 1.0 / S.Factor;
+    Points.push_back({Freq / (2 * M_PI), (1.0 / F[I] - Inv) / (1.0 - Inv)});
+  }
+  if (Points.size() >= 2) {
+    auto [X0, Y0] = Points.front();
+    auto [X1, Y1] = Points.back();
+    double Alpha = (Y1 - Y0) / (X1 - X0), Beta = Y0 - Alpha * X0;
+    if (Beta < 0 && Alpha > 0) {
+      // Beta = -low / (high - low), Alpha = old / (high - low).
+      double Span = -1.0 / Beta;
+      S.HighFreqFactor = std::round((1.0 + Span) * 1e4) / 1e4;
+      S.OriginalMaxPositions = uint64_t(std::llround(Alpha * Span));
+    }
+  }
+  std::vector<float> Again = llama3RopeFactors(Base, HeadDim, S);
+  if (!std::equal(Again.begin(), Again.end(), F.begin(), F.end()))
+    return std::nullopt;
+  return S;
 }
 
 //===----------------------------------------------------------------------===//

@@ -48,6 +48,19 @@ inline uint64_t qkPermutedSource(uint64_t I, uint64_t HeadDim) {
   return H * HeadDim + (R % 2) * Half + R / 2;
 }
 
+/// llama.cpp's rope_freqs.weight for a "llama3" RoPE scaling: for each
+/// rotated pair of a head of HeadDim with base Base, the factor its
+/// frequency is divided by. The converter's formula, in f32 as it computes
+/// it.
+std::vector<float> llama3RopeFactors(double Base, uint64_t HeadDim,
+                                     const RopeScaling &S);
+/// The llama3 scaling whose factors (llama3RopeFactors) are exactly F, or
+/// nullopt if there is none we can find. Assumes low_freq_factor 1, as
+/// every Llama 3 checkpoint has, when F does not determine it.
+std::optional<RopeScaling> llama3ScalingFromFactors(llvm::ArrayRef<float> F,
+                                                    double Base,
+                                                    uint64_t HeadDim);
+
 /// The tokenizer.ggml.* KVs for tokenizer.json text, for an embedding of
 /// NVocab rows.
 llvm::Expected<std::vector<GGUFKV>>

@@ -5,8 +5,10 @@
   gguf.py malform KIND IN OUT    writes IN with one defect (see malform())
   gguf.py check HF F32.GGUF ARCH every tensor of the F32 GGUF against the HF
                                  checkpoint with llama.cpp's transforms
+                                 (ARCH: gemma3, llama, qwen2, qwen3)
 """
 import json
+import math
 import os
 import struct
 import sys
@@ -217,13 +219,13 @@ def hf_name(name, arch):
         return "lm_head.weight"
     if name == "output_norm.weight":
         return "model.norm.weight"
-    _, layer, part, _ = name.split(".")
+    _, layer, part, kind = name.split(".")
     if part == "ffn_norm":
         part = ("pre_feedforward_layernorm" if arch == "gemma3"
                 else "post_attention_layernorm")
     else:
         part = HF_NAMES[part]
-    return "model.layers.%s.%s.weight" % (layer, part)
+    return "model.layers.%s.%s.%s" % (layer, part, kind)
 
 
 def floats(dtype, raw):
@@ -240,6 +242,32 @@ def f32(x):
     return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
+def llama3_rope_factors(cfg):
+    """rope_freqs.weight as convert_hf_to_gguf.py derives it for a llama3
+    rope_scaling (LlamaModel.generate_extra_tensors), rounding each step to
+    f32 as its torch tensors do."""
+    rs = cfg["rope_scaling"]
+    base = cfg.get("rope_theta", 10000.0)
+    dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    factor = rs.get("factor", 8.0)
+    low = rs.get("low_freq_factor", 1.0)
+    high = rs.get("high_freq_factor", 4.0)
+    old = rs.get("original_max_position_embeddings", 8192)
+    out = []
+    for i in range(0, dim, 2):
+        freq = f32(1.0 / f32(f32(base) ** f32(f32(i) / dim)))
+        wave = f32(f32(2 * math.pi) / freq)
+        if wave < f32(old / high):
+            out.append(1.0)
+        elif wave > f32(old / low):
+            out.append(f32(factor))
+        else:
+            smooth = f32(f32(f32(old / wave) - low) / f32(high - low))
+            out.append(f32(1 / f32(f32(f32(1 - smooth) / f32(factor)) +
+                                   smooth)))
+    return out
+
+
 def check(hf_dir, path, arch):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import st
@@ -250,6 +278,14 @@ def check(hf_dir, path, arch):
     for i, (name, dims, t, off) in enumerate(tensors):
         name = name.decode()
         assert t == 0, name + " is not F32"
+        if name == "rope_freqs.weight":
+            assert arch == "llama", name
+            assert cfg["rope_scaling"]["rope_type"] == "llama3", name
+            want = llama3_rope_factors(cfg)
+            got = list(struct.unpack_from("<%df" % len(want), body, off))
+            if dims != [len(want)] or got != want:
+                sys.exit("tensor %s is not llama3's factors %s" % (name, want))
+            continue
         src = hf_name(name, arch)
         seen.add(src)
         dtype, shape, raw = hf[src]
