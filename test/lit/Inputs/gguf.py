@@ -151,6 +151,15 @@ def malform(kind, src, dst):
             if kv[0] == key.encode():
                 kv[1], kv[2] = 8, value.encode()
         out = serialize(version, kvs, tensors, body)
+    elif kind.startswith("scale-f32="):
+        # Multiplies element 0 of an F32 tensor by 1.5.
+        name = kind.split("=", 1)[1].encode()
+        body = bytearray(body)
+        for n, dims, t, o in tensors:
+            if n == name:
+                (v,) = struct.unpack_from("<f", body, o)
+                struct.pack_into("<f", body, o, v * 1.5)
+        out = serialize(version, kvs, tensors, bytes(body))
     elif kind.startswith("rename-tensor="):
         old, new = kind.split("=", 1)[1].split(":")
         for t in tensors:
