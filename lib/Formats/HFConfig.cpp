@@ -183,7 +183,31 @@ Error parseRopeScaling(const Fields &F, StringRef File, RopeScaling &Out) {
     return E;
   if (Error E = S.f64("high_freq_factor", Out.HighFreqFactor))
     return E;
-  return S.u64("original_max_position_embeddings", Out.OriginalMaxPositions);
+  if (Error E = S.u64("original_max_position_embeddings",
+                      Out.OriginalMaxPositions))
+    return E;
+  // What each scaling needs: a missing value must not silently become 0.
+  SmallVector<StringRef, 4> Needed;
+  if (Out.Type == "linear")
+    Needed = {"factor"};
+  else if (Out.Type == "llama3")
+    Needed = {"factor", "low_freq_factor", "high_freq_factor",
+              "original_max_position_embeddings"};
+  for (StringRef Key : Needed)
+    if (!S.has(Key))
+      return fileError(File, "missing required field '{0}' (rope_type {1})",
+                       S.where(Key), Out.Type);
+  if (!Needed.empty() && !(Out.Factor > 0))
+    return fileError(File, "field '{0}' must be positive", S.where("factor"));
+  if (Out.Type == "llama3" &&
+      !(Out.LowFreqFactor > 0 && Out.HighFreqFactor > Out.LowFreqFactor &&
+        Out.OriginalMaxPositions > 0))
+    return fileError(File,
+                     "field '{0}' needs 0 < low_freq_factor < "
+                     "high_freq_factor and original_max_position_embeddings "
+                     "> 0",
+                     F.where("rope_scaling"));
+  return Error::success();
 }
 
 Error parseLayerKinds(const Fields &F, StringRef File, ModelConfig &C,

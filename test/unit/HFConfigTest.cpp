@@ -175,4 +175,25 @@ TEST(HFConfig, Errors) {
       "num_attention_heads": 4, "vocab_size": 3})"),
             "config.json: unsupported activation 'relu6' (supported: silu, "
             "gelu, gelu_pytorch_tanh)");
+  EXPECT_EQ(parseError(R"({"model_type": "llama", "hidden_size": 8,
+      "intermediate_size": 8, "num_hidden_layers": 1,
+      "num_attention_heads": 4, "vocab_size": 3,
+      "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+        "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}})"),
+            "config.json: missing required field "
+            "'rope_scaling.low_freq_factor' (rope_type llama3)");
+  EXPECT_EQ(parseError(R"({"model_type": "llama", "hidden_size": 8,
+      "intermediate_size": 8, "num_hidden_layers": 1,
+      "num_attention_heads": 4, "vocab_size": 3,
+      "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+        "low_freq_factor": 4.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192}})"),
+            "config.json: field 'rope_scaling' needs 0 < low_freq_factor < "
+            "high_freq_factor and original_max_position_embeddings > 0");
+  EXPECT_EQ(parseError(R"({"model_type": "llama", "hidden_size": 8,
+      "intermediate_size": 8, "num_hidden_layers": 1,
+      "num_attention_heads": 4, "vocab_size": 3,
+      "rope_scaling": {"type": "linear"}})"),
+            "config.json: missing required field 'rope_scaling.factor' "
+            "(rope_type linear)");
 }
