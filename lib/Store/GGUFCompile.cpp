@@ -124,16 +124,10 @@ class AtomicOutput {
 public:
   static Expected<AtomicOutput> create(StringRef Final) {
     SmallString<256> Temp;
-    int FD;
-    if (std::error_code EC =
-            sys::fs::createUniqueFile(Final + ".tmp-%%%%%%", FD, Temp))
-      return fileError(Final, "cannot create: {0}", EC.message());
-    sys::fs::closeFile(FD);
-    Expected<std::unique_ptr<OutputFile>> F = OutputFile::create(Temp);
-    if (!F) {
-      sys::fs::remove(Temp);
+    Expected<std::unique_ptr<OutputFile>> F =
+        OutputFile::createUnique((Final + ".tmp-%%%%%%").str(), Temp);
+    if (!F)
       return F.takeError();
-    }
     return AtomicOutput(Final.str(), Temp.str().str(), std::move(*F));
   }
   AtomicOutput(AtomicOutput &&O)

@@ -22,6 +22,15 @@ Expected<std::unique_ptr<OutputFile>> OutputFile::create(StringRef Path) {
   return std::unique_ptr<OutputFile>(new OutputFile(Path.str(), FD));
 }
 
+Expected<std::unique_ptr<OutputFile>>
+OutputFile::createUnique(StringRef Model, SmallVectorImpl<char> &Path) {
+  int FD;
+  if (std::error_code EC = sys::fs::createUniqueFile(Model, FD, Path))
+    return fileError(Model, "cannot create: {0}", EC.message());
+  return std::unique_ptr<OutputFile>(
+      new OutputFile(std::string(Path.begin(), Path.end()), FD));
+}
+
 OutputFile::~OutputFile() {
   if (FD >= 0)
     sys::Process::SafelyCloseFileDescriptor(FD);
