@@ -13,6 +13,7 @@
 #include "GGUFNames.h"
 
 #include "vindex/Formats/GGUF.h"
+#include "vindex/Formats/RowConversion.h"
 #include "vindex/Store/Layout.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Checksum.h"
@@ -23,7 +24,6 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSwitch.h"
-#include "llvm/Support/Endian.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -80,41 +80,6 @@ bool isNormRole(TensorRole R) {
     return true;
   default:
     return false;
-  }
-}
-
-void decodeRow(const uint8_t *P, DType T, uint64_t N, float *Dst) {
-  switch (T) {
-  case DType::F32:
-    std::memcpy(Dst, P, N * 4);
-    return;
-  case DType::F16:
-    for (uint64_t I = 0; I < N; ++I)
-      Dst[I] = f16ToFloat(support::endian::read16le(P + 2 * I));
-    return;
-  case DType::BF16:
-    for (uint64_t I = 0; I < N; ++I)
-      Dst[I] = bf16ToFloat(support::endian::read16le(P + 2 * I));
-    return;
-  }
-}
-
-void encodeRow(const float *Src, uint64_t N, GGMLType T, uint8_t *Dst) {
-  switch (T) {
-  case GGMLType::F32:
-    std::memcpy(Dst, Src, N * 4);
-    return;
-  case GGMLType::F16:
-    for (uint64_t I = 0; I < N; ++I)
-      support::endian::write16le(Dst + 2 * I, floatToF16(Src[I]));
-    return;
-  case GGMLType::BF16:
-    for (uint64_t I = 0; I < N; ++I)
-      support::endian::write16le(Dst + 2 * I, floatToBF16(Src[I]));
-    return;
-  case GGMLType::Q8_0:
-    quantizeQ8_0(Src, N, Dst);
-    return;
   }
 }
 
