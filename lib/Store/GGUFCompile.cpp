@@ -4,16 +4,24 @@
 // tokenizer.json before a byte is written; then each tensor is lowered in
 // turn (llama.cpp's name, Hugging Face row order, Gemma norms + 1, Llama
 // Q/K rows permuted, the output type) and appended, so one tensor at a time
-// is in memory. Tensors that need no change are copied in the kernel. The
-// file is written under a temporary name and renamed into place.
+// is in memory. The file is written under a temporary name and renamed
+// into place.
 //
 // Each tensor is cut into pieces of one checksum chunk (4 MiB) of its stored
 // bytes: the pool hashes a piece and converts its rows (or transposes them
 // back) while this thread writes the earlier pieces in file order, so
-// quantization runs on every core, the checksum pass overlaps the in-kernel
-// copies, and the bytes do not depend on the thread count. A checksum
-// mismatch is found when the tensor's last piece is written, before the
-// output is renamed into place.
+// quantization runs on every core, hashing overlaps the writes, and the
+// bytes do not depend on the thread count. A checksum mismatch is found
+// when the tensor's last piece is written, before the output is renamed
+// into place.
+//
+// Pieces of tensors written unchanged are read with pread(2) into the
+// piece's buffer, hashed there and written from it, rather than hashed
+// through the mapping and copied with copy_file_range(2) as the safetensors
+// compile does: GGUF data is only 32-byte aligned in the file, and the
+// kernel's splice copies into a file position that is not page aligned cost
+// about twice a write(2) of the same bytes (4-layer synthetic Gemma 3 4B,
+// 2.1 GB warm: 3.2-3.4 s against 2.1-2.2 s for the whole compile + sync).
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Store/Compile.h"
@@ -80,6 +88,7 @@ struct Slot {
   size_t Tensor = 0;
   uint64_t Begin = 0, End = 0;
   std::shared_future<void> Done;
+  std::string Problem;             ///< An error computing the piece.
   std::vector<uint8_t> Buf, Strip; ///< Output bytes; a transposed strip.
   std::vector<float> Row;
 };
@@ -414,20 +423,24 @@ Error GGUFCompiler::prepare(size_t I, Progress &Prog) {
   return Error::success();
 }
 
-/// Computes one piece: the hash of its stored chunk (mapped payloads) and,
-/// unless the writer copies it from the payload, its output bytes.
+/// Computes one piece: its output bytes and the hash of its stored chunk
+/// (mapped payloads).
 void GGUFCompiler::compute(Slot &S) {
   Planned &P = Tensors[S.Tensor];
   const TensorRecord &T = *P.T;
   ArrayRef<uint8_t> Chunk(P.Src + S.Begin, S.End - S.Begin);
+  S.Problem.clear();
+  if (P.Verbatim && !T.Transposed) { // only mapped: see prepare()
+    S.Buf.resize(Chunk.size());
+    if (Error E = V.payloadFile(T).readInto(T.Offset + S.Begin, S.Buf))
+      S.Problem = toString(std::move(E));
+    else if (!Chunk.empty())
+      P.Hashes[S.Begin / kChecksumChunk] = chunkHash(S.Buf);
+    return;
+  }
   if (P.Mapped && !Chunk.empty())
     P.Hashes[S.Begin / kChecksumChunk] = chunkHash(Chunk);
   S.Buf.clear();
-  if (P.Verbatim && !T.Transposed) {
-    if (P.Mapped && !Chunk.empty())
-      V.payloadFile(T).dropPages(T.Offset + S.Begin, Chunk.size());
-    return;
-  }
   // Rows (Hugging Face layout) whose first byte falls in [Begin, End).
   unsigned ElemSize = dtypeSize(T.Type);
   uint64_t Cols = T.sourceDims().back();
@@ -475,14 +488,10 @@ Error GGUFCompiler::writeNext() {
     S.Done.wait();
   const Planned &P = Tensors[S.Tensor];
   const TensorRecord &T = *P.T;
-  if (!P.Verbatim || T.Transposed) {
-    if (Error E = Out->write(S.Buf))
-      return E;
-  } else if (S.End > S.Begin) {
-    if (Error E = Out->copyFrom(V.payloadFile(T), T.Offset + S.Begin,
-                                S.End - S.Begin))
-      return E;
-  }
+  if (!S.Problem.empty())
+    return makeError("{0}", S.Problem);
+  if (Error E = Out->write(S.Buf))
+    return E;
   Prog->advance(S.End - S.Begin);
   if (S.End < T.Length)
     return Error::success();
