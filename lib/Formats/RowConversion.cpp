@@ -114,6 +114,19 @@ void decodeRow(const uint8_t *Src, DType T, uint64_t N, float *Dst) {
   }
 }
 
+void decodeRow(const uint8_t *Src, GGMLType T, uint64_t N, float *Dst) {
+  switch (T) {
+  case GGMLType::F32:
+    return decodeRow(Src, DType::F32, N, Dst);
+  case GGMLType::F16:
+    return decodeRow(Src, DType::F16, N, Dst);
+  case GGMLType::BF16:
+    return decodeRow(Src, DType::BF16, N, Dst);
+  case GGMLType::Q8_0:
+    return dequantizeQ8_0(Src, N, Dst);
+  }
+}
+
 void encodeRow(const float *Src, uint64_t N, GGMLType T, uint8_t *Dst) {
   switch (T) {
   case GGMLType::F32:

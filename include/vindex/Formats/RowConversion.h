@@ -19,6 +19,9 @@ namespace vindex {
 
 /// N little-endian elements of type T at Src, widened to floats.
 void decodeRow(const uint8_t *Src, DType T, uint64_t N, float *Dst);
+/// A row of N elements of ggml type T (for Q8_0, N is a multiple of 32),
+/// widened to floats.
+void decodeRow(const uint8_t *Src, GGMLType T, uint64_t N, float *Dst);
 /// N floats as a row of ggml type T (for Q8_0, N is a multiple of 32).
 void encodeRow(const float *Src, uint64_t N, GGMLType T, uint8_t *Dst);
 
