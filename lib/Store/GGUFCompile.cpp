@@ -4,8 +4,24 @@
 // tokenizer.json before a byte is written; then each tensor is lowered in
 // turn (llama.cpp's name, Hugging Face row order, Gemma norms + 1, Llama
 // Q/K rows permuted, the output type) and appended, so one tensor at a time
-// is in memory. Tensors that need no change are copied in the kernel. The
-// file is written under a temporary name and renamed into place.
+// is in memory. The file is written under a temporary name and renamed
+// into place.
+//
+// Each tensor is cut into pieces of one checksum chunk (4 MiB) of its stored
+// bytes: the pool hashes a piece and converts its rows (or transposes them
+// back) while this thread writes the earlier pieces in file order, so
+// quantization runs on every core, hashing overlaps the writes, and the
+// bytes do not depend on the thread count. A checksum mismatch is found
+// when the tensor's last piece is written, before the output is renamed
+// into place.
+//
+// Pieces of tensors written unchanged are read with pread(2) into the
+// piece's buffer, hashed there and written from it, rather than hashed
+// through the mapping and copied with copy_file_range(2) as the safetensors
+// compile does: GGUF data is only 32-byte aligned in the file, and the
+// kernel's splice copies into a file position that is not page aligned cost
+// about twice a write(2) of the same bytes (4-layer synthetic Gemma 3 4B,
+// 2.1 GB warm: 3.2-3.4 s against 2.1-2.2 s for the whole compile + sync).
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Store/Compile.h"
@@ -13,6 +29,7 @@
 #include "GGUFNames.h"
 
 #include "vindex/Formats/GGUF.h"
+#include "vindex/Formats/RowConversion.h"
 #include "vindex/Store/Layout.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Checksum.h"
@@ -23,13 +40,16 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSwitch.h"
-#include "llvm/Support/Endian.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/ThreadPool.h"
 
 #include <cstring>
+#include <future>
+#include <optional>
 
 using namespace llvm;
 
@@ -56,6 +76,23 @@ struct Planned {
   uint64_t PermuteHeadDim = 0; ///< Rows permuted in heads of this size.
   std::vector<float> Values;   ///< The F32 data of a derived tensor.
   int layer() const { return T ? T->Layer : -1; }
+  // Set when the tensor's turn comes (prepare()):
+  bool Verbatim = false; ///< Output bytes = stored bytes (maybe transposed).
+  bool Mapped = false;   ///< Uncompressed: read, and hashed, in place.
+  bool Streamed = false; ///< Compressed, unchanged: written by prepare().
+  const uint8_t *Src = nullptr; ///< The stored (V-index layout) bytes.
+  std::vector<uint64_t> Hashes; ///< Of each checksum chunk (mapped).
+};
+
+/// One piece of the output in flight: the part of a tensor that comes from
+/// its stored bytes [Begin, End), one checksum chunk.
+struct Slot {
+  size_t Tensor = 0;
+  uint64_t Begin = 0, End = 0;
+  std::shared_future<void> Done;
+  std::string Problem;             ///< An error computing the piece.
+  std::vector<uint8_t> Buf, Strip; ///< Output bytes; a transposed strip.
+  std::vector<float> Row;
 };
 
 GGMLType storedGGMLType(DType T) {
@@ -85,57 +122,16 @@ bool isNormRole(TensorRole R) {
   }
 }
 
-void decodeRow(const uint8_t *P, DType T, uint64_t N, float *Dst) {
-  switch (T) {
-  case DType::F32:
-    std::memcpy(Dst, P, N * 4);
-    return;
-  case DType::F16:
-    for (uint64_t I = 0; I < N; ++I)
-      Dst[I] = f16ToFloat(support::endian::read16le(P + 2 * I));
-    return;
-  case DType::BF16:
-    for (uint64_t I = 0; I < N; ++I)
-      Dst[I] = bf16ToFloat(support::endian::read16le(P + 2 * I));
-    return;
-  }
-}
-
-void encodeRow(const float *Src, uint64_t N, GGMLType T, uint8_t *Dst) {
-  switch (T) {
-  case GGMLType::F32:
-    std::memcpy(Dst, Src, N * 4);
-    return;
-  case GGMLType::F16:
-    for (uint64_t I = 0; I < N; ++I)
-      support::endian::write16le(Dst + 2 * I, floatToF16(Src[I]));
-    return;
-  case GGMLType::BF16:
-    for (uint64_t I = 0; I < N; ++I)
-      support::endian::write16le(Dst + 2 * I, floatToBF16(Src[I]));
-    return;
-  case GGMLType::Q8_0:
-    quantizeQ8_0(Src, N, Dst);
-    return;
-  }
-}
-
 /// Writes the file under a temporary name and renames it into place; a
 /// failure leaves nothing behind.
 class AtomicOutput {
 public:
   static Expected<AtomicOutput> create(StringRef Final) {
     SmallString<256> Temp;
-    int FD;
-    if (std::error_code EC =
-            sys::fs::createUniqueFile(Final + ".tmp-%%%%%%", FD, Temp))
-      return fileError(Final, "cannot create: {0}", EC.message());
-    sys::fs::closeFile(FD);
-    Expected<std::unique_ptr<OutputFile>> F = OutputFile::create(Temp);
-    if (!F) {
-      sys::fs::remove(Temp);
+    Expected<std::unique_ptr<OutputFile>> F =
+        OutputFile::createUnique((Final + ".tmp-%%%%%%").str(), Temp);
+    if (!F)
       return F.takeError();
-    }
     return AtomicOutput(Final.str(), Temp.str().str(), std::move(*F));
   }
   AtomicOutput(AtomicOutput &&O)
@@ -185,20 +181,28 @@ Expected<std::string> readAux(const Vindex &V, StringRef Name) {
 class GGUFCompiler {
 public:
   GGUFCompiler(const Vindex &V, GGUFOutputType Type) : V(V), Type(Type) {}
-  Error run(StringRef Path);
+  Error run(StringRef Path, unsigned Threads);
 
 private:
   Error plan();
   Error buildKVs();
-  Error writeTensor(const Planned &P, OutputFile &Out, Progress &Prog);
+  Error writeTensors(unsigned Threads, Progress &P);
+  Error prepare(size_t I, Progress &P);
+  void compute(Slot &S);
+  Error writeNext();
+  Error drain();
 
   const Vindex &V;
   GGUFOutputType Type;
   StringRef Arch;
   std::vector<Planned> Tensors;
   std::vector<GGUFKV> KVs;
-  std::vector<uint8_t> Storage, Transposed, OutBuf;
-  std::vector<float> Row;
+  OutputFile *Out = nullptr;
+  Progress *Prog = nullptr;
+  uint64_t Alignment = kGGUFDefaultAlignment;
+  std::vector<uint8_t> Storage; ///< The compressed tensor being written.
+  std::vector<Slot> Slots;      ///< Ring of pieces in flight.
+  uint64_t Scheduled = 0, Written = 0;
 };
 
 Error GGUFCompiler::plan() {
@@ -420,83 +424,184 @@ Error GGUFCompiler::buildKVs() {
   return Error::success();
 }
 
-Error GGUFCompiler::writeTensor(const Planned &P, OutputFile &Out,
-                                Progress &Prog) {
-  if (!P.T)
-    return Out.write(ArrayRef<uint8_t>(
-        reinterpret_cast<const uint8_t *>(P.Values.data()),
-        P.Values.size() * sizeof(float)));
+Error GGUFCompiler::prepare(size_t I, Progress &Prog) {
+  Planned &P = Tensors[I];
   const TensorRecord &T = *P.T;
-  auto Discard = [](ArrayRef<uint8_t>) { return Error::success(); };
-  bool Mapped = T.Compression == Codec::None;
-  bool Verbatim =
+  P.Verbatim =
       !P.PlusOne && !P.PermuteHeadDim && P.Out == storedGGMLType(T.Type);
-  Prog.advance(T.Length);
-  if (Verbatim && !T.Transposed) {
-    if (!Mapped) // decode, check and write chunk by chunk
-      return V.read(T,
-                    [&](ArrayRef<uint8_t> Chunk) { return Out.write(Chunk); });
-    // Check through the mapping (releasing it behind), then let the kernel
-    // copy the bytes.
-    if (Error E = V.read(T, Discard))
-      return E;
-    return Out.copyFrom(V.payloadFile(T), T.Offset, T.Length);
+  P.Mapped = T.Compression == Codec::None;
+  if (P.Mapped) {
+    P.Src = V.stored(T).data();
+    P.Hashes.assign(divideCeil(T.Length, kChecksumChunk), 0);
+    return Error::success();
   }
-
-  // The checksum first (read() releases the mapped pages behind it), then
-  // the values in Hugging Face layout: a view into the mapping, or decoded
-  // (and for the down projection transposed back) into memory.
-  if (Error E = V.read(T, Discard))
+  // A compressed payload is decoded by this thread, its checksum checked on
+  // the way; the pieces then read the decoded bytes, so the earlier ones
+  // must be written first (only one tensor is held decoded).
+  if (Error E = drain())
     return E;
-  Expected<ArrayRef<uint8_t>> Data = V.data(T, Storage);
-  if (!Data)
-    return Data.takeError();
-  ArrayRef<uint8_t> Src = *Data;
-  unsigned ElemSize = dtypeSize(T.Type);
-  if (T.Transposed) {
-    Transposed.resize(T.Length);
-    transposeMatrix(Src.data(), T.Dims[0], T.Dims[1], ElemSize,
-                    Transposed.data());
-    if (Mapped)
-      V.payloadFile(T).dropPages(T.Offset, T.Length);
-    Src = Transposed;
-    Mapped = false;
+  if (P.Verbatim && !T.Transposed) {
+    P.Streamed = true;
+    Prog.advance(T.Length);
+    return V.read(T,
+                  [&](ArrayRef<uint8_t> Chunk) { return Out->write(Chunk); });
   }
-  if (Verbatim)
-    return Out.write(Src);
-
-  uint64_t Cols = T.sourceDims().back();
-  uint64_t Rows = Cols ? T.Length / ElemSize / Cols : 0;
-  uint64_t RowBytes = *ggmlRowSize(P.Out, Cols);
-  uint64_t ChunkRows = std::max<uint64_t>(1, (4u << 20) / RowBytes);
-  Row.resize(Cols);
-  for (uint64_t R0 = 0; R0 < Rows; R0 += ChunkRows) {
-    uint64_t N = std::min(ChunkRows, Rows - R0);
-    OutBuf.resize(N * RowBytes);
-    for (uint64_t R = R0; R < R0 + N; ++R) {
-      uint64_t SrcRow =
-          P.PermuteHeadDim ? qkPermutedSource(R, P.PermuteHeadDim) : R;
-      decodeRow(Src.data() + SrcRow * Cols * ElemSize, T.Type, Cols,
-                Row.data());
-      if (P.PlusOne)
-        for (float &X : Row)
-          X += 1.0f;
-      encodeRow(Row.data(), Cols, P.Out, OutBuf.data() + (R - R0) * RowBytes);
-    }
-    if (Error E = Out.write(OutBuf))
-      return E;
-    // Q/K rows come from anywhere within their head: release whole chunks
-    // only when rows map to themselves.
-    if (Mapped && !P.PermuteHeadDim)
-      V.payloadFile(T).dropPages(T.Offset + R0 * Cols * ElemSize,
-                                 N * Cols * ElemSize);
-  }
-  if (Mapped)
-    V.payloadFile(T).dropPages(T.Offset, T.Length);
+  Storage.clear();
+  Storage.reserve(T.Length);
+  if (Error E = V.read(T, [&](ArrayRef<uint8_t> Chunk) {
+        Storage.insert(Storage.end(), Chunk.begin(), Chunk.end());
+        return Error::success();
+      }))
+    return E;
+  P.Src = Storage.data();
   return Error::success();
 }
 
-Error GGUFCompiler::run(StringRef Path) {
+/// Computes one piece: its output bytes and the hash of its stored chunk
+/// (mapped payloads).
+void GGUFCompiler::compute(Slot &S) {
+  Planned &P = Tensors[S.Tensor];
+  const TensorRecord &T = *P.T;
+  ArrayRef<uint8_t> Chunk(P.Src + S.Begin, S.End - S.Begin);
+  S.Problem.clear();
+  if (P.Verbatim && !T.Transposed) { // only mapped: see prepare()
+    S.Buf.resize(Chunk.size());
+    if (Error E = V.payloadFile(T).readInto(T.Offset + S.Begin, S.Buf))
+      S.Problem = toString(std::move(E));
+    else if (!Chunk.empty())
+      P.Hashes[S.Begin / kChecksumChunk] = chunkHash(S.Buf);
+    return;
+  }
+  if (P.Mapped && !Chunk.empty())
+    P.Hashes[S.Begin / kChecksumChunk] = chunkHash(Chunk);
+  S.Buf.clear();
+  // Rows (Hugging Face layout) whose first byte falls in [Begin, End).
+  unsigned ElemSize = dtypeSize(T.Type);
+  uint64_t Cols = T.sourceDims().back();
+  uint64_t SrcRowBytes = Cols * ElemSize;
+  if (SrcRowBytes == 0)
+    return;
+  uint64_t Rows = T.Length / SrcRowBytes;
+  uint64_t R0 = std::min(Rows, divideCeil(S.Begin, SrcRowBytes));
+  uint64_t R1 = std::min(Rows, divideCeil(S.End, SrcRowBytes));
+  if (T.Transposed) {
+    // Back to [hidden, features], this strip of rows only.
+    std::vector<uint8_t> &Dst = P.Verbatim ? S.Buf : S.Strip;
+    Dst.resize((R1 - R0) * SrcRowBytes);
+    transposeStrided(P.Src + R0 * ElemSize, T.Dims[1], T.Dims[0], R1 - R0,
+                     ElemSize, Dst.data(), T.Dims[0]);
+    if (P.Verbatim)
+      return;
+  }
+  uint64_t RowBytes = *ggmlRowSize(P.Out, Cols);
+  S.Buf.resize((R1 - R0) * RowBytes);
+  S.Row.resize(Cols);
+  for (uint64_t R = R0; R < R1; ++R) {
+    const uint8_t *SrcRow =
+        T.Transposed ? S.Strip.data() + (R - R0) * SrcRowBytes
+        : P.PermuteHeadDim
+            ? P.Src + qkPermutedSource(R, P.PermuteHeadDim) * SrcRowBytes
+            : P.Src + R * SrcRowBytes;
+    decodeRow(SrcRow, T.Type, Cols, S.Row.data());
+    if (P.PlusOne)
+      for (float &X : S.Row)
+        X += 1.0f;
+    encodeRow(S.Row.data(), Cols, P.Out, S.Buf.data() + (R - R0) * RowBytes);
+  }
+  // Q/K rows come from anywhere within their head, and a transposed strip
+  // from the whole tensor: those are released when the tensor is done.
+  if (P.Mapped && !T.Transposed && !P.PermuteHeadDim && !Chunk.empty())
+    V.payloadFile(T).dropPages(T.Offset + S.Begin, Chunk.size());
+}
+
+/// Writes the oldest piece in flight once it is computed; after a tensor's
+/// last piece, checks its checksum and pads to the alignment.
+Error GGUFCompiler::writeNext() {
+  Slot &S = Slots[Written++ % Slots.size()];
+  if (S.Done.valid())
+    S.Done.wait();
+  const Planned &P = Tensors[S.Tensor];
+  const TensorRecord &T = *P.T;
+  if (!S.Problem.empty())
+    return makeError("{0}", S.Problem);
+  if (Error E = Out->write(S.Buf))
+    return E;
+  Prog->advance(S.End - S.Begin);
+  if (S.End < T.Length)
+    return Error::success();
+  if (P.Mapped) {
+    V.payloadFile(T).dropPages(T.Offset, T.Length);
+    if (combineChunkHashes(P.Hashes) != T.Checksum)
+      return fileError(V.path(T.File),
+                       "tensor '{0}': checksum mismatch (the "
+                       "payload is corrupt)",
+                       T.Name);
+  }
+  return Out->padTo(Alignment);
+}
+
+Error GGUFCompiler::drain() {
+  while (Written < Scheduled)
+    if (Error E = writeNext())
+      return E;
+  return Error::success();
+}
+
+/// Cuts every tensor into pieces of one checksum chunk of its bytes,
+/// computed by the pool (at most Slots.size() in flight) and written in
+/// order by this thread, so the bytes do not depend on the thread count.
+Error GGUFCompiler::writeTensors(unsigned Threads, Progress &P) {
+  Prog = &P;
+  std::optional<DefaultThreadPool> Pool;
+  if (Threads > 1)
+    Pool.emplace(hardware_concurrency(Threads));
+  Slots.resize(Threads > 1 ? 2 * Threads + 2 : 1);
+  auto Run = [&]() -> Error {
+    for (size_t I = 0; I < Tensors.size(); ++I) {
+      if (!Tensors[I].T) { // derived by us (rope_freqs): written as it is
+        const std::vector<float> &Values = Tensors[I].Values;
+        if (Error E = drain())
+          return E;
+        if (Error E = Out->write(ArrayRef<uint8_t>(
+                reinterpret_cast<const uint8_t *>(Values.data()),
+                Values.size() * sizeof(float))))
+          return E;
+        if (Error E = Out->padTo(Alignment))
+          return E;
+        continue;
+      }
+      const TensorRecord &T = *Tensors[I].T;
+      if (Error E = prepare(I, P))
+        return E;
+      if (Tensors[I].Streamed) {
+        if (Error E = Out->padTo(Alignment))
+          return E;
+        continue;
+      }
+      uint64_t Begin = 0;
+      do {
+        if (Scheduled - Written == Slots.size())
+          if (Error E = writeNext())
+            return E;
+        Slot &S = Slots[Scheduled++ % Slots.size()];
+        S.Tensor = I;
+        S.Begin = Begin;
+        S.End = Begin = std::min(T.Length, Begin + kChecksumChunk);
+        if (Pool)
+          S.Done = Pool->async([this, &S] { compute(S); });
+        else
+          compute(S);
+      } while (Begin < T.Length);
+    }
+    return drain();
+  };
+  Error E = Run();
+  if (Pool)
+    Pool->wait(); // nothing may still read the slots on an error
+  return E;
+}
+
+Error GGUFCompiler::run(StringRef Path, unsigned Threads) {
   Arch = ggufArchitecture(V.config());
   if (Arch.empty())
     return fileError(V.directory(),
@@ -514,31 +619,29 @@ Error GGUFCompiler::run(StringRef Path) {
     Total += P.T ? P.T->Length : 0;
   }
   GGUFWriter W(std::move(KVs), std::move(List));
-  Expected<AtomicOutput> Out = AtomicOutput::create(Path);
-  if (!Out)
-    return Out.takeError();
+  Alignment = W.alignment();
+  Expected<AtomicOutput> File = AtomicOutput::create(Path);
+  if (!File)
+    return File.takeError();
+  Out = &File->file();
   Progress Prog("compile", Total);
-  if (Error E = Out->file().write(arrayRefFromStringRef(W.header())))
+  if (Error E = Out->write(arrayRefFromStringRef(W.header())))
     return E;
-  for (const Planned &P : Tensors) {
-    if (Error E = writeTensor(P, Out->file(), Prog))
-      return E;
-    if (Error E = Out->file().padTo(W.alignment()))
-      return E;
-  }
+  if (Error E = writeTensors(Threads, Prog))
+    return E;
   Prog.finish();
-  if (Out->file().size() != W.totalSize())
+  if (Out->size() != W.totalSize())
     return makeError("{0}: internal error: wrote {1} bytes, planned {2}", Path,
-                     Out->file().size(), W.totalSize());
-  return Out->commit();
+                     Out->size(), W.totalSize());
+  return File->commit();
 }
 
 } // namespace
 
 Error compileGGUF(const Vindex &V, StringRef Path, GGUFOutputType Type,
                   unsigned Jobs) {
-  (void)Jobs; // One output file, written front to back.
-  return GGUFCompiler(V, Type).run(Path);
+  return GGUFCompiler(V, Type).run(
+      Path, hardware_concurrency(Jobs).compute_thread_count());
 }
 
 } // namespace vindex

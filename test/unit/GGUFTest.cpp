@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Formats/GGUF.h"
+#include "vindex/Formats/RowConversion.h"
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
 #include "vindex/Store/Compile.h"
@@ -14,6 +15,8 @@
 #include "vindex/Store/Vindex.h"
 
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/bit.h"
+#include "llvm/Support/Endian.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 
@@ -178,6 +181,65 @@ TEST(GGUFFormat, Q8_0MatchesGGMLReference) {
   dequantizeQ8_0(Q, 32, Back);
   for (int I = 0; I < 32; ++I)
     EXPECT_NEAR(Back[I], X[I], 5.25f / 127 / 2 + 1e-3f);
+}
+
+// The vectorised rows give exactly the bytes of the scalar definitions,
+// on ordinary values and on the ones where hardware and definition could
+// part: NaNs (with payloads), infinities, subnormals, ties, overflow.
+TEST(GGUFFormat, RowConversionsMatchScalarDefinitions) {
+  std::vector<float> X;
+  uint32_t Seed = 12345;
+  auto Next = [&] { return Seed = Seed * 1664525u + 1013904223u; };
+  for (int I = 0; I < 32 * 64; ++I) // random bit patterns, random floats
+    X.push_back(I % 2 ? float(int32_t(Next())) / 3e8f
+                      : bit_cast<float>(Next()));
+  const float Special[] = {0.0f,
+                           -0.0f,
+                           INFINITY,
+                           -INFINITY,
+                           bit_cast<float>(0x7fc00001u),
+                           bit_cast<float>(0xff812345u),
+                           bit_cast<float>(0x7f800001u),
+                           65504.0f,
+                           65520.0f,
+                           -65519.99f,
+                           std::ldexp(1.0f, -24),
+                           std::ldexp(1.0f, -25),
+                           std::ldexp(3.0f, -26),
+                           1.0f + std::ldexp(1.0f, -11),
+                           std::ldexp(1.0f, -140),
+                           1e-45f,
+                           127.5f,
+                           -0.5f};
+  for (float F : Special) { // alone in a block of zeros, and among values
+    for (int I = 0; I < 32; ++I)
+      X.push_back(I == 7 ? F : 0.0f);
+    for (int I = 0; I < 32; ++I)
+      X.push_back(I == 20 ? F : float(I) - 15.5f);
+  }
+  for (int I = 0; I < 32; ++I) // ties of the Q8_0 rounding: 127 * k / 254
+    X.push_back(I == 0 ? 127.0f : float(2 * I + 1) / 2);
+  X.push_back(1.5f); // a row length that is not a multiple of 8 (f16 only)
+  uint64_t N = X.size();
+
+  std::vector<uint8_t> Fast(2 * N), Ref(2 * N);
+  encodeRow(X.data(), N, GGMLType::F16, Fast.data());
+  for (uint64_t I = 0; I < N; ++I)
+    support::endian::write16le(Ref.data() + 2 * I, floatToF16(X[I]));
+  EXPECT_EQ(Fast, Ref);
+
+  uint64_t NQ = N / kQ8_0Block * kQ8_0Block;
+  std::vector<uint8_t> FastQ(*ggmlRowSize(GGMLType::Q8_0, NQ)),
+      RefQ(FastQ.size());
+  encodeRow(X.data(), NQ, GGMLType::Q8_0, FastQ.data());
+  quantizeQ8_0(X.data(), NQ, RefQ.data());
+  EXPECT_EQ(FastQ, RefQ);
+
+  std::vector<float> Wide(N), WideRef(N);
+  decodeRow(Ref.data(), DType::BF16, N, Wide.data()); // any bits will do
+  for (uint64_t I = 0; I < N; ++I)
+    WideRef[I] = bf16ToFloat(support::endian::read16le(Ref.data() + 2 * I));
+  EXPECT_EQ(std::memcmp(Wide.data(), WideRef.data(), 4 * N), 0);
 }
 
 TEST(GGUFFormat, WriterOutputReadsBack) {

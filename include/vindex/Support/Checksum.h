@@ -31,10 +31,15 @@ public:
   uint64_t final();
 
 private:
-  void flushChunk(llvm::ArrayRef<uint8_t> Chunk);
   llvm::SmallVector<uint8_t, 0> Pending;
-  llvm::SmallVector<uint8_t, 0> ChunkHashes;
+  llvm::SmallVector<uint64_t, 0> ChunkHashes;
 };
+
+/// The hash of one chunk (at most kChecksumChunk bytes). With
+/// combineChunkHashes, lets the chunks of a payload be hashed in parallel.
+uint64_t chunkHash(llvm::ArrayRef<uint8_t> Chunk);
+/// The checksum of a payload from the hashes of its chunks, in order.
+uint64_t combineChunkHashes(llvm::ArrayRef<uint64_t> Hashes);
 
 /// The checksum of a payload held whole in memory.
 uint64_t checksum(llvm::ArrayRef<uint8_t> Data);

@@ -36,6 +36,10 @@ public:
   void willNeed(uint64_t Offset, uint64_t Length) const;
   /// The open descriptor (for in-kernel copies), valid while this lives.
   int fd() const { return FD; }
+  /// Copies [Offset, Offset + Dst.size()) into Dst with pread(2), without
+  /// touching the mapping.
+  llvm::Error readInto(uint64_t Offset,
+                       llvm::MutableArrayRef<uint8_t> Dst) const;
 
   /// Releases the pages of [Offset, Offset+Length) from this process; the
   /// data stays readable (it is faulted in again on access).

@@ -7,6 +7,8 @@
   st.py malform KIND DST     write a small checkpoint broken in one way
   st.py flip FILE OFFSET     flip one byte of FILE (corruption tests)
   st.py convert SRC DST DT   copy a BF16 checkpoint with every tensor as F32 or F16
+  st.py grow SRC DST V F     copy a Llama checkpoint with V vocabulary rows and F
+                             FFN features (rows and features repeated cyclically)
   st.py kinds                list the malform kinds
 """
 import json
@@ -267,6 +269,38 @@ def cmd_convert(src, dst, dtype):
     return 0
 
 
+def cmd_grow(src, dst, vocab, ffn):
+    vocab, ffn = int(vocab), int(ffn)
+    tensors = read_checkpoint(src)
+    copy_aux(src, dst)
+    with open(os.path.join(src, "config.json")) as f:
+        cfg = json.load(f)
+    out = {}
+    for name, (dt, shape, data) in tensors.items():
+        size = DTYPE_SIZE[dt]
+        if name.endswith(("embed_tokens.weight", "lm_head.weight")) or \
+                name.endswith(("gate_proj.weight", "up_proj.weight")):
+            rows = vocab if "proj" not in name else ffn
+            row = len(data) // shape[0]
+            data = b"".join(data[(r % shape[0]) * row:(r % shape[0] + 1) * row]
+                            for r in range(rows))
+            shape = (rows,) + tuple(shape[1:])
+        elif name.endswith("down_proj.weight"):
+            cols, width = shape[1], shape[1] * size
+            data = b"".join(
+                b"".join(data[h * width + (c % cols) * size:
+                              h * width + (c % cols + 1) * size]
+                         for c in range(ffn)) for h in range(shape[0]))
+            shape = (shape[0], ffn)
+        out[name] = (dt, shape, data)
+    cfg["vocab_size"], cfg["intermediate_size"] = vocab, ffn
+    with open(os.path.join(dst, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    write_file(os.path.join(dst, "model.safetensors"), out, {"format": "pt"},
+               sorted(out))
+    return 0
+
+
 def cmd_flip(path, offset):
     with open(path, "r+b") as f:
         f.seek(int(offset))
@@ -279,7 +313,7 @@ def cmd_flip(path, offset):
 def main(argv):
     cmds = {"compare": cmd_compare, "shard": cmd_shard,
             "multimodal": cmd_multimodal, "malform": cmd_malform,
-            "flip": cmd_flip, "convert": cmd_convert}
+            "flip": cmd_flip, "convert": cmd_convert, "grow": cmd_grow}
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__)
         return 2
