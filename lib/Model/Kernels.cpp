@@ -317,14 +317,18 @@ void gemmKN(const float *X, size_t T, size_t XStride, const float *W, size_t K,
   const size_t Rows = N;
   const float *Wt = W;
   size_t T0 = 0;
-  for (; T0 < T; T0 += (T - T0 >= 4 ? 4 : 1)) {
-    bool Four = T - T0 >= 4;
+  for (unsigned Step; T0 < T; T0 += Step) {
+    Step = T - T0 >= 6 ? 6 : T - T0 >= 4 ? 4 : 1;
     const float *XT = X + T0 * XStride;
     float *YT = Y + T0 * YStride;
-    // Eight chains in flight either way: 4 tokens x 16 columns, or one
-    // token x 64 columns (generation).
+    // Twelve chains in flight for prompts (6 tokens x 16 columns: more than
+    // the 8 that two FMA units of latency 4 need), eight otherwise: 4
+    // tokens x 16 columns, or one token x 64 columns (generation).
     size_t Col = N0;
-    if (Four) {
+    if (Step == 6) {
+      for (; Col + 16 <= N1; Col += 16)
+        gemmBlock<6, 2>(XT, XStride, Wt, Rows, K, Col, YT, YStride, Accumulate);
+    } else if (Step == 4) {
       for (; Col + 16 <= N1; Col += 16)
         gemmBlock<4, 2>(XT, XStride, Wt, Rows, K, Col, YT, YStride, Accumulate);
     } else {
@@ -333,7 +337,7 @@ void gemmKN(const float *X, size_t T, size_t XStride, const float *W, size_t K,
       for (; Col + 16 <= N1; Col += 16)
         gemmBlock<1, 2>(XT, XStride, Wt, Rows, K, Col, YT, YStride, Accumulate);
     }
-    for (unsigned TT = 0; TT < (Four ? 4u : 1u); ++TT)
+    for (unsigned TT = 0; TT < Step; ++TT)
       for (size_t M = Col; M < N1; ++M) {
         float Acc = Accumulate ? YT[TT * YStride + M] : 0.0f;
         for (size_t I = 0; I < K; ++I)
