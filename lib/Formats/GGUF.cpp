@@ -507,6 +507,16 @@ const GGUFValue *GGUFFile::find(StringRef Key) const {
   return It == KVIndex.end() ? nullptr : &KVs[It->second].Value;
 }
 
+Expected<StringRef> GGUFFile::requiredString(StringRef Key) const {
+  const GGUFValue *V = find(Key);
+  if (!V)
+    return fileError(path(), "missing required key '{0}'", Key);
+  if (V->Type != GGUFType::String)
+    return fileError(path(), "key '{0}' must be STRING, not {1}", Key,
+                     ggufTypeName(V->Type));
+  return StringRef(V->Str);
+}
+
 const GGUFTensorInfo *GGUFFile::findTensor(StringRef Name) const {
   auto It = TensorIndex.find(Name);
   return It == TensorIndex.end() ? nullptr : &Tensors[It->second];

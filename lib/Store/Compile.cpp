@@ -136,16 +136,10 @@ Expected<std::string> textModelConfig(StringRef Text, StringRef File) {
 Error copyAuxFiles(const Vindex &V, const AtomicDirectory &Out) {
   const ModelConfig &Cfg = V.config();
   for (const AuxFileRecord &F : V.manifest().Files) {
-    ErrorOr<std::unique_ptr<MemoryBuffer>> Buf = MemoryBuffer::getFile(
-        V.path(F.Name), /*IsText=*/false, /*RequiresNullTerminator=*/false);
+    Expected<std::unique_ptr<MemoryBuffer>> Buf = V.readAuxFile(F.Name);
     if (!Buf)
-      return fileError(V.path(F.Name), "cannot read: {0}",
-                       Buf.getError().message());
+      return Buf.takeError();
     std::string Bytes = (*Buf)->getBuffer().str();
-    if (Bytes.size() != F.Length ||
-        checksum(arrayRefFromStringRef(Bytes)) != F.Checksum)
-      return fileError(V.path(F.Name), "checksum mismatch (the file was "
-                                       "changed)");
     if (F.Name == "config.json" && Cfg.SourceModelType != Cfg.Architecture) {
       Expected<std::string> Derived = textModelConfig(Bytes, V.path(F.Name));
       if (!Derived)

@@ -1,11 +1,9 @@
 //===- Copy.cpp - Writing a V-index as it is ------------------------------===//
 #include "vindex/Store/Copy.h"
 #include "vindex/Support/AtomicDirectory.h"
-#include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/OutputFile.h"
 
-#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -24,21 +22,16 @@ static Error copyMapped(const MappedFile &Src, StringRef To) {
   return (*Out)->close();
 }
 
-/// Copies Name from V to Out; with Length/Checksum, only if the file is
-/// still what the manifest recorded.
-static Error copyFile(const Vindex &V, StringRef Name,
-                      const AtomicDirectory &Out,
-                      const AuxFileRecord *Expect = nullptr) {
-  ErrorOr<std::unique_ptr<MemoryBuffer>> Buf = MemoryBuffer::getFile(
-      V.path(Name), /*IsText=*/false, /*RequiresNullTerminator=*/false);
+/// The manifest, as it is (it has no checksum of its own; Vindex::open
+/// validated it).
+static Error copyManifest(const Vindex &V, const AtomicDirectory &Out) {
+  ErrorOr<std::unique_ptr<MemoryBuffer>> Buf =
+      MemoryBuffer::getFile(V.path(kManifestFileName), /*IsText=*/false,
+                            /*RequiresNullTerminator=*/false);
   if (!Buf)
-    return fileError(V.path(Name), "cannot read: {0}",
+    return fileError(V.path(kManifestFileName), "cannot read: {0}",
                      Buf.getError().message());
-  ArrayRef<uint8_t> Bytes = arrayRefFromStringRef((*Buf)->getBuffer());
-  if (Expect &&
-      (Bytes.size() != Expect->Length || checksum(Bytes) != Expect->Checksum))
-    return fileError(V.path(Name), "checksum mismatch (the file was changed)");
-  return writeFileAtomically(Out.file(Name), (*Buf)->getBuffer());
+  return writeFileAtomically(Out.file(kManifestFileName), (*Buf)->getBuffer());
 }
 
 Error copyVindex(const Vindex &V, StringRef OutDir) {
@@ -60,10 +53,14 @@ Error copyVindex(const Vindex &V, StringRef OutDir) {
     if (Error E = copyMapped(V.payloadFile(T), Out->file(T.File)))
       return E;
   }
-  for (const AuxFileRecord &F : V.manifest().Files)
-    if (Error E = copyFile(V, F.Name, *Out, &F))
+  for (const AuxFileRecord &F : V.manifest().Files) {
+    Expected<std::unique_ptr<MemoryBuffer>> Buf = V.readAuxFile(F.Name);
+    if (!Buf)
+      return Buf.takeError();
+    if (Error E = writeFileAtomically(Out->file(F.Name), (*Buf)->getBuffer()))
       return E;
-  if (Error E = copyFile(V, kManifestFileName, *Out))
+  }
+  if (Error E = copyManifest(V, *Out))
     return E;
   return Out->commit();
 }

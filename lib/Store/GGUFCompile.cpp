@@ -166,15 +166,9 @@ private:
 };
 
 Expected<std::string> readAux(const Vindex &V, StringRef Name) {
-  bool Present = any_of(V.manifest().Files,
-                        [&](const AuxFileRecord &F) { return F.Name == Name; });
-  if (!Present)
-    return fileError(V.directory(), "has no {0} (needed for GGUF)", Name);
-  ErrorOr<std::unique_ptr<MemoryBuffer>> Buf = MemoryBuffer::getFile(
-      V.path(Name), /*IsText=*/false, /*RequiresNullTerminator=*/false);
+  Expected<std::unique_ptr<MemoryBuffer>> Buf = V.readAuxFile(Name);
   if (!Buf)
-    return fileError(V.path(Name), "cannot read: {0}",
-                     Buf.getError().message());
+    return Buf.takeError();
   return (*Buf)->getBuffer().str();
 }
 

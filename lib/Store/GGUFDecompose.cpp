@@ -86,34 +86,38 @@ public:
   }
 
   Expected<uint64_t> u64(StringRef Suffix, std::optional<uint64_t> Default) {
-    std::string K = key(Suffix);
-    const GGUFValue *V = G.find(K);
-    if (!V) {
-      if (Default)
-        return *Default;
-      return fileError(G.path(), "missing required key '{0}'", K);
-    }
-    std::optional<int64_t> I = V->isInteger() ? V->asInt() : std::nullopt;
+    Expected<const GGUFValue *> V = lookup(Suffix, Default.has_value());
+    if (!V)
+      return V.takeError();
+    if (!*V)
+      return *Default;
+    std::optional<int64_t> I = (*V)->isInteger() ? (*V)->asInt() : std::nullopt;
     if (!I || *I < 0)
-      return fileError(G.path(), "key '{0}' must be UINT32, not {1}", K,
-                       ggufTypeName(V->Type));
+      return fileError(G.path(), "key '{0}' must be UINT32, not {1}",
+                       key(Suffix), ggufTypeName((*V)->Type));
     return uint64_t(*I);
   }
   Expected<float> f32(StringRef Suffix, std::optional<float> Default) {
-    std::string K = key(Suffix);
-    const GGUFValue *V = G.find(K);
-    if (!V) {
-      if (Default)
-        return *Default;
-      return fileError(G.path(), "missing required key '{0}'", K);
-    }
-    if (V->Type != GGUFType::Float32 && V->Type != GGUFType::Float64)
-      return fileError(G.path(), "key '{0}' must be FLOAT32, not {1}", K,
-                       ggufTypeName(V->Type));
-    return float(*V->asFloat());
+    Expected<const GGUFValue *> V = lookup(Suffix, Default.has_value());
+    if (!V)
+      return V.takeError();
+    if (!*V)
+      return *Default;
+    if ((*V)->Type != GGUFType::Float32 && (*V)->Type != GGUFType::Float64)
+      return fileError(G.path(), "key '{0}' must be FLOAT32, not {1}",
+                       key(Suffix), ggufTypeName((*V)->Type));
+    return float(*(*V)->asFloat());
   }
 
 private:
+  /// The value of Arch.Suffix; null when it is absent but has a default.
+  Expected<const GGUFValue *> lookup(StringRef Suffix, bool HasDefault) {
+    const GGUFValue *V = G.find(key(Suffix));
+    if (!V && !HasDefault)
+      return fileError(G.path(), "missing required key '{0}'", key(Suffix));
+    return V;
+  }
+
   const GGUFFile &G;
   StringRef Arch;
 };
@@ -471,15 +475,10 @@ Error GGUFDecomposer::writePayload(const std::string &File,
 }
 
 Error GGUFDecomposer::run() {
-  const GGUFValue *ArchKV = G.find("general.architecture");
-  if (!ArchKV)
-    return fileError(G.path(), "missing required key 'general.architecture'");
-  if (ArchKV->Type != GGUFType::String)
-    return fileError(G.path(),
-                     "key 'general.architecture' must be STRING, "
-                     "not {0}",
-                     ggufTypeName(ArchKV->Type));
-  Arch = ArchKV->Str;
+  Expected<StringRef> ArchName = G.requiredString("general.architecture");
+  if (!ArchName)
+    return ArchName.takeError();
+  Arch = ArchName->str();
   if (!is_contained({"gemma3", "llama", "qwen2", "qwen3"}, Arch))
     return fileError(G.path(),
                      "architecture '{0}' is not supported as input "

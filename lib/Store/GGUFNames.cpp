@@ -721,23 +721,18 @@ Expected<std::string> byteLevelJson(const GGUFFile &G, const GGUFVocab &V) {
 } // namespace
 
 Expected<std::string> tokenizerJsonFromGGUF(const GGUFFile &G) {
-  const GGUFValue *ModelKV = G.find("tokenizer.ggml.model");
-  if (!ModelKV)
-    return fileError(G.path(), "missing required key 'tokenizer.ggml.model'");
-  if (ModelKV->Type != GGUFType::String)
-    return fileError(G.path(),
-                     "key 'tokenizer.ggml.model' must be STRING, "
-                     "not {0}",
-                     ggufTypeName(ModelKV->Type));
-  if (ModelKV->Str != "llama" && ModelKV->Str != "gpt2")
+  Expected<StringRef> Model = G.requiredString("tokenizer.ggml.model");
+  if (!Model)
+    return Model.takeError();
+  if (*Model != "llama" && *Model != "gpt2")
     return fileError(G.path(),
                      "tokenizer.ggml.model '{0}' is not supported "
                      "as input (supported: llama, gpt2)",
-                     ModelKV->Str);
+                     *Model);
   Expected<GGUFVocab> Vocab = readVocab(G);
   if (!Vocab)
     return Vocab.takeError();
-  if (ModelKV->Str == "llama")
+  if (*Model == "llama")
     return sentencePieceJson(*Vocab);
   return byteLevelJson(G, *Vocab);
 }

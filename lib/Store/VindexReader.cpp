@@ -5,6 +5,7 @@
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
 
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MathExtras.h"
@@ -222,17 +223,10 @@ Error Vindex::verify(unsigned Jobs) const {
     });
   for (size_t I = 0; I < M.Files.size(); ++I)
     Pool.async([&, I] {
-      const AuxFileRecord &F = M.Files[I];
-      std::string Problem;
-      Expected<std::unique_ptr<MappedFile>> MF = MappedFile::open(path(F.Name));
-      if (!MF)
-        Problem = toString(MF.takeError());
-      else if ((*MF)->size() != F.Length ||
-               checksum((*MF)->bytes()) != F.Checksum)
-        Problem = path(F.Name) + ": checksum mismatch (the file was changed)";
-      if (!Problem.empty()) {
+      Expected<std::unique_ptr<MemoryBuffer>> Buf = readAuxFile(M.Files[I].Name);
+      if (!Buf) {
         std::lock_guard<std::mutex> Lock(Mu);
-        Errors[M.Tensors.size() + I] = Problem;
+        Errors[M.Tensors.size() + I] = toString(Buf.takeError());
       }
     });
   Pool.wait();
@@ -240,6 +234,22 @@ Error Vindex::verify(unsigned Jobs) const {
     if (E)
       return makeError("{0}", *E);
   return Error::success();
+}
+
+Expected<std::unique_ptr<MemoryBuffer>>
+Vindex::readAuxFile(StringRef Name) const {
+  auto F = llvm::find_if(M.Files,
+                         [&](const AuxFileRecord &F) { return F.Name == Name; });
+  if (F == M.Files.end())
+    return fileError(Dir, "has no {0}", Name);
+  ErrorOr<std::unique_ptr<MemoryBuffer>> Buf = MemoryBuffer::getFile(
+      path(Name), /*IsText=*/false, /*RequiresNullTerminator=*/false);
+  if (!Buf)
+    return fileError(path(Name), "cannot read: {0}", Buf.getError().message());
+  ArrayRef<uint8_t> Bytes = arrayRefFromStringRef((*Buf)->getBuffer());
+  if (Bytes.size() != F->Length || checksum(Bytes) != F->Checksum)
+    return fileError(path(Name), "checksum mismatch (the file was changed)");
+  return std::move(*Buf);
 }
 
 } // namespace vindex

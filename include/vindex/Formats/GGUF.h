@@ -115,6 +115,9 @@ public:
   const MappedFile &file() const { return *File; }
   llvm::ArrayRef<GGUFKV> kvs() const { return KVs; }
   const GGUFValue *find(llvm::StringRef Key) const;
+  /// The STRING value of a required key; an error naming the key if it is
+  /// missing or of another type.
+  llvm::Expected<llvm::StringRef> requiredString(llvm::StringRef Key) const;
   llvm::ArrayRef<GGUFTensorInfo> tensors() const { return Tensors; }
   const GGUFTensorInfo *findTensor(llvm::StringRef Name) const;
   uint64_t alignment() const { return Alignment; }

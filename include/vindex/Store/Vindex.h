@@ -14,6 +14,7 @@
 
 #include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/Support/MemoryBuffer.h"
 
 #include <memory>
 
@@ -47,6 +48,11 @@ public:
 
   /// Path of a file inside the V-index.
   std::string path(llvm::StringRef Name) const;
+
+  /// The bytes of an auxiliary file the manifest lists (config.json,
+  /// tokenizer.json...), checked against its recorded length and checksum.
+  llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>>
+  readAuxFile(llvm::StringRef Name) const;
 
   /// Re-checks every tensor's and every copied file's checksum.
   llvm::Error verify(unsigned Jobs) const;
