@@ -5,7 +5,7 @@
 // feature = F}. Nothing else changes.
 //
 //===----------------------------------------------------------------------===//
-#include "passes/Passes.h"
+#include "vindex/Passes/Passes.h"
 #include "vindex/Dialect/Larql/LarqlOps.h"
 #include "vindex/Dialect/Vindex/VindexOps.h"
 
@@ -15,7 +15,7 @@
 
 namespace vindex {
 #define GEN_PASS_DEF_LARQLLOWERTOVINDEX
-#include "passes/Passes.h.inc"
+#include "vindex/Passes/Passes.h.inc"
 } // namespace vindex
 
 using namespace mlir;

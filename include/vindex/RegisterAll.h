@@ -9,7 +9,7 @@
 #include "vindex/Dialect/Larql/LarqlDialect.h"
 #include "vindex/Dialect/Vindex/VindexDialect.h"
 
-#include "passes/Passes.h"
+#include "vindex/Passes/Passes.h"
 
 #include "mlir/IR/DialectRegistry.h"
 

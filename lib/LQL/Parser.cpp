@@ -10,7 +10,7 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/LQL/Parser.h"
 #include "vindex/LQL/Diagnostics.h"
-#include "vindex/LQL/Schema.h"
+#include "vindex/Dialect/Larql/Schema.h"
 
 #include "mlir/IR/Diagnostics.h"
 

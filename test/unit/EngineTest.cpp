@@ -8,7 +8,7 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Model/Engine.h"
 #include "vindex/Formats/Tokenizer.h"
-#include "vindex/Store/Decompose.h"
+#include "vindex/Convert/Decompose.h"
 #include "vindex/Store/Vindex.h"
 
 #include "llvm/Support/FileSystem.h"

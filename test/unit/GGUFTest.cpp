@@ -10,8 +10,8 @@
 #include "vindex/Formats/RowConversion.h"
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
-#include "vindex/Store/Compile.h"
-#include "vindex/Store/Decompose.h"
+#include "vindex/Convert/Compile.h"
+#include "vindex/Convert/Decompose.h"
 #include "vindex/Store/Vindex.h"
 
 #include "llvm/ADT/StringExtras.h"

@@ -1,6 +1,6 @@
 //===- StoreRoundTripTest.cpp - decompose/open/read in process ------------===//
 #include "vindex/Formats/Safetensors.h"
-#include "vindex/Store/Decompose.h"
+#include "vindex/Convert/Decompose.h"
 #include "vindex/Store/Layout.h"
 #include "vindex/Store/Vindex.h"
 

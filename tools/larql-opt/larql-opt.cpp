@@ -14,7 +14,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Formats/Tokenizer.h"
-#include "vindex/LQL/Executor.h"
+#include "vindex/Exec/Executor.h"
 #include "vindex/LQL/Parser.h"
 #include "vindex/LQL/ToIR.h"
 #include "vindex/Model/Engine.h"

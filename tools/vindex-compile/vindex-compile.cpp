@@ -1,5 +1,5 @@
 //===- vindex-compile.cpp - V-index -> model files ------------------------===//
-#include "vindex/Store/Compile.h"
+#include "vindex/Convert/Compile.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Depfile.h"
 #include "vindex/Support/Error.h"

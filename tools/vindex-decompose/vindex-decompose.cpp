@@ -1,5 +1,5 @@
 //===- vindex-decompose.cpp - Hugging Face checkpoint -> V-index ----------===//
-#include "vindex/Store/Decompose.h"
+#include "vindex/Convert/Decompose.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Depfile.h"
 #include "vindex/Support/ToolMain.h"

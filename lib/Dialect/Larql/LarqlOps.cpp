@@ -6,7 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Dialect/Larql/LarqlOps.h"
-#include "vindex/LQL/Schema.h"
+#include "vindex/Dialect/Larql/Schema.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"

@@ -5,8 +5,8 @@
 // docs/lql.md documents each column.
 //
 //===----------------------------------------------------------------------===//
-#ifndef VINDEX_LQL_SCHEMA_H
-#define VINDEX_LQL_SCHEMA_H
+#ifndef VINDEX_DIALECT_LARQL_SCHEMA_H
+#define VINDEX_DIALECT_LARQL_SCHEMA_H
 
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/STLExtras.h"
@@ -61,4 +61,4 @@ inline constexpr llvm::StringLiteral CompareOps[] = {
 
 } // namespace vindex::lql::schema
 
-#endif // VINDEX_LQL_SCHEMA_H
+#endif // VINDEX_DIALECT_LARQL_SCHEMA_H

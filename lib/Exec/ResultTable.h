@@ -7,7 +7,7 @@
 #ifndef VINDEX_LIB_LQL_RESULTTABLE_H
 #define VINDEX_LIB_LQL_RESULTTABLE_H
 
-#include "vindex/LQL/Executor.h"
+#include "vindex/Exec/Executor.h"
 
 #include <cstdint>
 #include <string>

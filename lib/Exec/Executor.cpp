@@ -1,5 +1,5 @@
 //===- Executor.cpp - Dispatch; INFER and WALK ----------------------------===//
-#include "vindex/LQL/Executor.h"
+#include "vindex/Exec/Executor.h"
 
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"

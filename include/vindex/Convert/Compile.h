@@ -1,6 +1,6 @@
 //===- Compile.h - V-index -> model files -----------------------*- C++ -*-===//
-#ifndef VINDEX_STORE_COMPILE_H
-#define VINDEX_STORE_COMPILE_H
+#ifndef VINDEX_CONVERT_COMPILE_H
+#define VINDEX_CONVERT_COMPILE_H
 
 #include "llvm/Support/Error.h"
 
@@ -35,4 +35,4 @@ std::vector<std::string> vindexInputFiles(const Vindex &V);
 
 } // namespace vindex
 
-#endif // VINDEX_STORE_COMPILE_H
+#endif // VINDEX_CONVERT_COMPILE_H

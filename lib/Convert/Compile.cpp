@@ -6,7 +6,7 @@
 // count.
 //
 //===----------------------------------------------------------------------===//
-#include "vindex/Store/Compile.h"
+#include "vindex/Convert/Compile.h"
 
 #include "vindex/Formats/Checkpoint.h"
 #include "vindex/Store/Layout.h"

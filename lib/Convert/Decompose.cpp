@@ -8,7 +8,7 @@
 // number of threads, so the output bytes do not either.
 //
 //===----------------------------------------------------------------------===//
-#include "vindex/Store/Decompose.h"
+#include "vindex/Convert/Decompose.h"
 
 #include "vindex/Formats/Checkpoint.h"
 #include "vindex/Store/Codec.h"

@@ -1,7 +1,7 @@
 //===- Show.cpp - SHOW LAYERS and SHOW MODEL ------------------------------===//
 #include "ResultTable.h"
 
-#include "vindex/LQL/Executor.h"
+#include "vindex/Exec/Executor.h"
 #include "vindex/Model/Engine.h"
 #include "vindex/Store/Vindex.h"
 

@@ -10,7 +10,7 @@
 // tensor at a time is in memory; one task per payload file.
 //
 //===----------------------------------------------------------------------===//
-#include "vindex/Store/Decompose.h"
+#include "vindex/Convert/Decompose.h"
 
 #include "GGUFNames.h"
 

@@ -10,8 +10,8 @@
 #include "ResultTable.h"
 
 #include "vindex/Formats/Tokenizer.h"
-#include "vindex/LQL/Executor.h"
-#include "vindex/LQL/Schema.h"
+#include "vindex/Exec/Executor.h"
+#include "vindex/Dialect/Larql/Schema.h"
 #include "vindex/Model/Engine.h"
 
 #include "llvm/ADT/STLExtras.h"

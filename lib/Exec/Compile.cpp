@@ -9,8 +9,8 @@
 //===----------------------------------------------------------------------===//
 #include "ResultTable.h"
 
-#include "vindex/LQL/Executor.h"
-#include "vindex/Store/Compile.h"
+#include "vindex/Exec/Executor.h"
+#include "vindex/Convert/Compile.h"
 #include "vindex/Store/Copy.h"
 #include "vindex/Store/Vindex.h"
 

@@ -1,6 +1,6 @@
 //===- Decompose.h - Hugging Face checkpoint -> V-index ---------*- C++ -*-===//
-#ifndef VINDEX_STORE_DECOMPOSE_H
-#define VINDEX_STORE_DECOMPOSE_H
+#ifndef VINDEX_CONVERT_DECOMPOSE_H
+#define VINDEX_CONVERT_DECOMPOSE_H
 
 #include "vindex/Store/Manifest.h"
 
@@ -49,4 +49,4 @@ llvm::Error decompose(const DecomposeOptions &Opts,
 
 } // namespace vindex
 
-#endif // VINDEX_STORE_DECOMPOSE_H
+#endif // VINDEX_CONVERT_DECOMPOSE_H

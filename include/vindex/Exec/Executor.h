@@ -1,6 +1,6 @@
 //===- Executor.h - Running LQL statements against a model ------*- C++ -*-===//
-#ifndef VINDEX_LQL_EXECUTOR_H
-#define VINDEX_LQL_EXECUTOR_H
+#ifndef VINDEX_EXEC_EXECUTOR_H
+#define VINDEX_EXEC_EXECUTOR_H
 
 #include "vindex/LQL/AST.h"
 
@@ -47,4 +47,4 @@ private:
 
 } // namespace vindex::lql
 
-#endif // VINDEX_LQL_EXECUTOR_H
+#endif // VINDEX_EXEC_EXECUTOR_H

@@ -17,10 +17,10 @@
 namespace vindex {
 
 #define GEN_PASS_DECL
-#include "passes/Passes.h.inc"
+#include "vindex/Passes/Passes.h.inc"
 
 #define GEN_PASS_REGISTRATION
-#include "passes/Passes.h.inc"
+#include "vindex/Passes/Passes.h.inc"
 
 } // namespace vindex
 

@@ -24,7 +24,7 @@
 // 2.1 GB warm: 3.2-3.4 s against 2.1-2.2 s for the whole compile + sync).
 //
 //===----------------------------------------------------------------------===//
-#include "vindex/Store/Compile.h"
+#include "vindex/Convert/Compile.h"
 
 #include "GGUFNames.h"
 
