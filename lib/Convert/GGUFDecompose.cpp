@@ -16,6 +16,7 @@
 
 #include "vindex/Formats/GGUF.h"
 #include "vindex/Formats/RowConversion.h"
+#include "vindex/Store/Checks.h"
 #include "vindex/Store/Codec.h"
 #include "vindex/Store/Layout.h"
 #include "vindex/Store/Manifest.h"

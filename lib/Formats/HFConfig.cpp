@@ -292,25 +292,16 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
     return E;
   if (Error E = F.u64("vocab_size", C.VocabSize))
     return E;
-  if (C.NumHeads == 0 || C.HiddenSize == 0 || C.NumLayers == 0 ||
-      C.VocabSize == 0)
-    return fileError(File, "'hidden_size', 'num_hidden_layers' and "
-                           "'num_attention_heads' and 'vocab_size' must be "
-                           "positive");
   C.NumKVHeads = D.Gemma ? 4 : C.NumHeads;
   if (Error E = F.u64("num_key_value_heads", C.NumKVHeads))
     return E;
-  if (C.NumKVHeads == 0 || C.NumHeads % C.NumKVHeads)
-    return fileError(File,
-                     "'num_key_value_heads' ({0}) must divide "
-                     "'num_attention_heads' ({1})",
-                     C.NumKVHeads, C.NumHeads);
-  C.HeadDim = D.Gemma ? 256 : C.HiddenSize / C.NumHeads;
+  // No division by 0 heads: checkModelConfig refuses them just below.
+  C.HeadDim = D.Gemma ? 256 : C.HiddenSize / std::max<uint64_t>(C.NumHeads, 1);
   if (Error E = F.u64("head_dim", C.HeadDim))
     return E;
-  if (C.HeadDim == 0 || C.HeadDim % 2)
-    return fileError(File, "'head_dim' ({0}) must be a positive even number",
-                     C.HeadDim);
+  // Before anything is sized by these (the layer kinds below).
+  if (Error E = checkModelConfig(C, File))
+    return E;
   if (Error E = F.u64("max_position_embeddings", C.MaxPositions))
     return E;
 

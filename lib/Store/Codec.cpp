@@ -3,6 +3,8 @@
 
 #include "vindex/Support/Error.h"
 
+#include "llvm/Support/MathExtras.h"
+
 #include <zstd.h>
 
 using namespace llvm;
@@ -48,11 +50,29 @@ Expected<ArrayRef<uint8_t>> ZstdShuffleEncoder::encode(ArrayRef<uint8_t> Raw,
   return ArrayRef<uint8_t>(Frame.data(), N);
 }
 
+uint64_t minZstdShuffleStored(uint64_t Length, uint64_t Chunk) {
+  // A lower bound, generous to every zstd version: a frame starts with a
+  // 4-byte magic number, and a block decodes at most ZSTD_BLOCKSIZE_MAX
+  // bytes from at least 4 (a 3-byte header and one RLE byte or more).
+  constexpr uint64_t kMagic = 4, kMinBlock = 4;
+  if (Chunk == 0)
+    return Length ? UINT64_MAX : 0;
+  bool Overflow = false;
+  uint64_t Headers =
+      SaturatingMultiply(divideCeil(Length, Chunk), kMagic, &Overflow);
+  uint64_t Blocks = SaturatingMultiply(
+      divideCeil(Length, uint64_t(ZSTD_BLOCKSIZE_MAX)), kMinBlock, &Overflow);
+  return SaturatingAdd(Headers, Blocks, &Overflow);
+}
+
 Error decodeZstdShuffle(ArrayRef<uint8_t> Stored, uint64_t Length,
                         uint64_t Chunk, unsigned ElemSize,
                         function_ref<Error(ArrayRef<uint8_t>)> Sink) {
-  if (Chunk == 0 || Chunk % ElemSize)
+  if (Chunk == 0 || Chunk % ElemSize || Chunk > kCodecChunk)
     return makeError("invalid codec chunk size {0}", Chunk);
+  if (Stored.size() < minZstdShuffleStored(Length, Chunk))
+    return makeError("{0} stored bytes cannot hold {1} decoded bytes",
+                     Stored.size(), Length);
   SmallVector<uint8_t, 0> Planes, Raw;
   uint64_t Done = 0;
   while (Done < Length) {

@@ -1,6 +1,7 @@
 //===- VindexReader.cpp - Opening, reading and verifying a V-index --------===//
 #include "vindex/Store/Vindex.h"
 
+#include "vindex/Store/Checks.h"
 #include "vindex/Store/Codec.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
@@ -89,8 +90,22 @@ Error Vindex::load() {
     if (T.Compression == Codec::None && T.StoredLength != T.Length)
       return Bad("uncompressed but stored length differs from length");
     if (T.Compression == Codec::ZstdShuffle &&
-        (T.CodecChunk == 0 || T.CodecChunk % dtypeSize(T.Type)))
-      return Bad("invalid codec chunk size");
+        (T.CodecChunk == 0 || T.CodecChunk % dtypeSize(T.Type) ||
+         T.CodecChunk > kCodecChunk))
+      return fileError(ManifestPath,
+                       "tensor '{0}': invalid codec chunk size {1} (a "
+                       "multiple of the element size, at most {2})",
+                       T.Name, T.CodecChunk, kCodecChunk);
+    // Decoding sizes buffers by the claimed length: the stored bytes must
+    // be able to hold it.
+    if (T.Compression == Codec::ZstdShuffle &&
+        T.StoredLength < minZstdShuffleStored(T.Length, T.CodecChunk))
+      return fileError(ManifestPath,
+                       "tensor '{0}': {1} stored bytes cannot hold {2} "
+                       "decoded bytes",
+                       T.Name, T.StoredLength, T.Length);
+    if (T.Transposed != (T.Role == TensorRole::FFNDown))
+      return Bad("only the FFN down projection is stored transposed");
     if (T.Compression != Codec::None && T.Compression != Codec::ZstdShuffle)
       return Bad("unknown codec");
     if (!M.Shards.empty() && T.SourceShard >= M.Shards.size())
@@ -110,13 +125,15 @@ Error Vindex::load() {
                        T.Name, T.Offset, T.Offset + T.StoredLength,
                        File->size());
   }
-  return Error::success();
+  return checkModelTensors(M.Config, M.Tensors, ManifestPath);
 }
 
 // Everything a later step turns into a path or an array index is checked
 // here, once: a manifest is input like any other.
 Error Vindex::checkManifest(StringRef ManifestPath) const {
   const ModelConfig &C = M.Config;
+  if (Error E = checkModelConfig(C, ManifestPath, ConfigSpelling::Manifest))
+    return E;
   if (uint8_t(C.Norm) > uint8_t(NormStyle::OnePlusWeight) ||
       uint8_t(C.Act) > uint8_t(Activation::Gelu))
     return fileError(ManifestPath, "unknown norm style or activation");

@@ -14,7 +14,8 @@ config.test_exec_root = os.path.join(config.vindex_obj_root, "test", "lit")
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
-    ["vindex-decompose", "vindex-compile", "larql-probe", "larql-opt"],
+    ["vindex-decompose", "vindex-compile", "larql-probe", "larql-opt",
+     "vindex-manifest-edit"],
     [config.vindex_tools_dir])
 
 fixtures = os.path.join(config.vindex_src_root, "test", "fixtures")

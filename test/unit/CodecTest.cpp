@@ -57,6 +57,36 @@ TEST(Codec, CorruptFrameIsAnError) {
             std::string::npos);
 }
 
+// The bound a reader puts on a claimed decoded length holds for the most
+// compressible chunks there are, and refuses what it must.
+TEST(Codec, MinStoredBoundsRealFrames) {
+  std::vector<uint8_t> Zeros(kCodecChunk + 1000, 0);
+  ZstdShuffleEncoder Enc(19);
+  std::vector<uint8_t> Stored;
+  for (uint64_t Off = 0; Off < Zeros.size(); Off += kCodecChunk) {
+    auto Frame = Enc.encode(
+        ArrayRef(Zeros).slice(
+            Off, std::min<uint64_t>(kCodecChunk, Zeros.size() - Off)),
+        2);
+    ASSERT_TRUE(bool(Frame));
+    Stored.insert(Stored.end(), Frame->begin(), Frame->end());
+  }
+  EXPECT_GE(Stored.size(), minZstdShuffleStored(Zeros.size(), kCodecChunk));
+  auto Ignore = [](ArrayRef<uint8_t>) { return Error::success(); };
+  EXPECT_FALSE(
+      bool(decodeZstdShuffle(Stored, Zeros.size(), kCodecChunk, 2, Ignore)));
+  EXPECT_EQ(minZstdShuffleStored(0, kCodecChunk), 0u);
+  EXPECT_EQ(minZstdShuffleStored(UINT64_MAX, 2), UINT64_MAX);
+  // A claim the stored bytes cannot hold, and a chunk past kCodecChunk.
+  Error E =
+      decodeZstdShuffle(Stored, uint64_t(1) << 40, kCodecChunk, 2, Ignore);
+  EXPECT_EQ(toString(std::move(E)),
+            std::to_string(Stored.size()) +
+                " stored bytes cannot hold 1099511627776 decoded bytes");
+  E = decodeZstdShuffle(Stored, Zeros.size(), 2 * kCodecChunk, 2, Ignore);
+  EXPECT_EQ(toString(std::move(E)), "invalid codec chunk size 8388608");
+}
+
 TEST(Layout, TransposeIsItsOwnInverse) {
   const uint64_t Rows = 70, Cols = 130; // not multiples of the block
   std::vector<uint16_t> A(Rows * Cols), T(Rows * Cols), B(Rows * Cols);

@@ -167,6 +167,23 @@ TEST(HFConfig, Errors) {
       "num_attention_heads": 4, "num_key_value_heads": 3, "vocab_size": 3})"),
             "config.json: 'num_key_value_heads' (3) must divide "
             "'num_attention_heads' (4)");
+  EXPECT_EQ(parseError(R"({"model_type": "llama", "hidden_size": 8,
+      "intermediate_size": 0, "num_hidden_layers": 1,
+      "num_attention_heads": 4, "vocab_size": 3})"),
+            "config.json: field 'intermediate_size' must be positive");
+  EXPECT_EQ(parseError(R"({"model_type": "llama", "hidden_size": 8,
+      "intermediate_size": 8, "num_hidden_layers": 1,
+      "num_attention_heads": 0, "vocab_size": 3})"),
+            "config.json: field 'num_attention_heads' must be positive");
+  EXPECT_EQ(parseError(R"({"model_type": "llama", "hidden_size": 8,
+      "intermediate_size": 8, "num_hidden_layers": 1, "head_dim": 3,
+      "num_attention_heads": 4, "vocab_size": 3})"),
+            "config.json: 'head_dim' (3) must be a positive even number");
+  EXPECT_EQ(parseError(R"({"model_type": "llama", "hidden_size": 8,
+      "intermediate_size": 2305843009213693952, "num_hidden_layers": 1,
+      "num_attention_heads": 4, "vocab_size": 3})"),
+            "config.json: 'intermediate_size' (2305843009213693952) x "
+            "'hidden_size' (8) is too large for a weight matrix");
   EXPECT_EQ(parseError(R"({"model_type": "gemma3"})"),
             "config.json: missing required field 'text_config' (model_type "
             "gemma3)");
@@ -196,4 +213,26 @@ TEST(HFConfig, Errors) {
       "rope_scaling": {"type": "linear"}})"),
             "config.json: missing required field 'rope_scaling.factor' "
             "(rope_type linear)");
+}
+
+// The same invariants, named as the manifest names them.
+TEST(ModelConfigCheck, NamesManifestFields) {
+  ModelConfig C = parseFixture("tiny-llama");
+  EXPECT_FALSE(bool(checkModelConfig(C, "m", ConfigSpelling::Manifest)));
+  ModelConfig Bad = C;
+  Bad.NumKVHeads = 3;
+  EXPECT_EQ(toString(checkModelConfig(Bad, "m", ConfigSpelling::Manifest)),
+            "m: 'config.num_kv_heads' (3) must divide 'config.num_heads' "
+            "(4)");
+  Bad = C;
+  Bad.NumLayers = kMaxLayers + 1;
+  EXPECT_EQ(toString(checkModelConfig(Bad, "m", ConfigSpelling::Manifest)),
+            "m: field 'config.num_layers' is 65537, more than the 65536 "
+            "layers accepted");
+  Bad = C;
+  Bad.NumHeads = Bad.NumKVHeads = Bad.HeadDim = uint64_t(1) << 32;
+  EXPECT_EQ(toString(checkModelConfig(Bad, "m", ConfigSpelling::Manifest)),
+            "m: 'config.num_heads' (4294967296) x 'config.head_dim' "
+            "(4294967296) x 'config.hidden_size' (96) is too large for a "
+            "weight matrix");
 }

@@ -33,15 +33,6 @@ bool isGGUFInput(llvm::StringRef Input);
 llvm::Error decomposeGGUF(const DecomposeOptions &Opts,
                           std::vector<std::string> &InputFiles);
 
-/// Checks the tensors every pass relies on against the config: the shapes
-/// of the attention, FFN, norm, embedding and LM-head tensors, that every
-/// layer has its projections and input norm, and that no tensor names a
-/// layer past the last. Records hold V-index shapes (down transposed).
-/// File names the source in messages.
-llvm::Error checkModelTensors(const ModelConfig &Cfg,
-                              llvm::ArrayRef<TensorRecord> Records,
-                              llvm::StringRef File);
-
 /// Writes the V-index atomically. InputFiles receives every file read (for
 /// a depfile).
 llvm::Error decompose(const DecomposeOptions &Opts,

@@ -81,6 +81,26 @@ llvm::ArrayRef<llvm::StringRef> supportedModelTypes();
 llvm::Expected<ModelConfig> parseHFConfig(llvm::StringRef Text,
                                           llvm::StringRef FileName);
 
+/// More layers than any model has by orders of magnitude (the deepest have a
+/// few hundred): tables sized per layer from a file stay small.
+constexpr uint64_t kMaxLayers = 1u << 16;
+
+/// How the file being checked names the config's fields, for messages.
+enum class ConfigSpelling {
+  HFConfig, ///< config.json: num_attention_heads, num_key_value_heads...
+  Manifest, ///< manifest.vfb (Manifest.fbs): num_heads, num_kv_heads...
+};
+
+/// The size invariants every pass divides and multiplies by: hidden size,
+/// FFN width, layers, heads, KV heads, head dimension and vocabulary are
+/// positive, KV heads divide heads, the head dimension is even (RoPE rotates
+/// pairs), layers are at most kMaxLayers, and the weight matrices these
+/// sizes imply fit 64 bits even widened to f32. Checked when config.json is
+/// read and again when a V-index is opened, since a manifest is input too.
+/// FileName names the file in messages.
+llvm::Error checkModelConfig(const ModelConfig &C, llvm::StringRef FileName,
+                             ConfigSpelling Names = ConfigSpelling::HFConfig);
+
 } // namespace vindex
 
 #endif // VINDEX_FORMATS_MODELCONFIG_H

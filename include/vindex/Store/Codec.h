@@ -43,8 +43,15 @@ private:
   llvm::SmallVector<uint8_t, 0> Shuffled, Frame;
 };
 
+/// The fewest stored bytes that can hold a ZstdShuffle payload of Length
+/// decoded bytes in chunks of Chunk (saturating at UINT64_MAX): a reader
+/// refuses a claimed length its stored bytes cannot hold before sizing
+/// anything by that length.
+uint64_t minZstdShuffleStored(uint64_t Length, uint64_t Chunk);
+
 /// Decodes a ZstdShuffle payload of Length decoded bytes, calling Sink once
-/// per chunk (in order) with the decoded bytes.
+/// per chunk (in order) with the decoded bytes. Chunk is at most
+/// kCodecChunk, which bounds what a frame may ask to allocate.
 llvm::Error decodeZstdShuffle(
     llvm::ArrayRef<uint8_t> Stored, uint64_t Length, uint64_t Chunk,
     unsigned ElemSize,

@@ -197,7 +197,7 @@ def malformed(kind):
 
 CONFIG_KINDS = ["huge-layer", "mlp-bias", "config-missing-field", "config-unknown-arch",
                 "config-bad-json", "config-shape-mismatch", "missing-shard",
-                "index-not-in-shard"]
+                "index-not-in-shard", "config-zero-ffn", "config-huge-layers"]
 
 
 def cmd_malform(kind, dst):
@@ -215,9 +215,17 @@ def cmd_malform(kind, dst):
     cfg_path = os.path.join(dst, "config.json")
     with open(cfg_path) as f:
         cfg = json.load(f)
-    if kind in ("huge-layer", "mlp-bias"):
+    if kind in ("huge-layer", "mlp-bias", "config-zero-ffn"):
         tensors = read_checkpoint(dst)
-        if kind == "huge-layer":
+        if kind == "config-zero-ffn":
+            # FFN tensors of zero features, agreeing with the config.
+            for name, (dt, shape, _) in list(tensors.items()):
+                if ".mlp.down_proj." in name:
+                    tensors[name] = (dt, (shape[0], 0), b"")
+                elif ".mlp." in name:
+                    tensors[name] = (dt, (0, shape[1]), b"")
+            cfg["intermediate_size"] = 0
+        elif kind == "huge-layer":
             t = tensors.pop("model.layers.0.mlp.up_proj.weight")
             tensors["model.layers.3000000000.mlp.up_proj.weight"] = t
         else:
@@ -229,6 +237,8 @@ def cmd_malform(kind, dst):
         del cfg["hidden_size"]
     elif kind == "config-unknown-arch":
         cfg["model_type"] = "gpt_neox"
+    elif kind == "config-huge-layers":
+        cfg["num_hidden_layers"] = 3000000000
     elif kind == "config-shape-mismatch":
         cfg["intermediate_size"] = 400
     elif kind in ("missing-shard", "index-not-in-shard"):
