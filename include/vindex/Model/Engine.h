@@ -84,6 +84,11 @@ public:
   llvm::ArrayRef<float> finalNorm() const { return FinalNorm; }
   const LayerWeights &layer(size_t L) const { return Layers[L]; }
   size_t numLayers() const { return Layers.size(); }
+  /// The widest layer's FFN (the config's intermediate_size unless patches
+  /// appended slots).
+  size_t maxFFNWidth() const;
+  /// The view the weights come from.
+  const TensorView &view() const { return *View; }
 
 private:
   Model();

@@ -22,6 +22,7 @@
 #define VINDEX_STORE_PATCH_H
 
 #include "vindex/Formats/DType.h"
+#include "vindex/Store/Manifest.h"
 
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
@@ -36,11 +37,11 @@
 namespace vindex {
 
 class TensorView;
-struct TensorRecord;
+class Vindex;
 
 /// Where a patch came from: recorded in the manifest (provenance of edits).
 struct PatchOrigin {
-  /// Short name ("" gets "patch-N" when persisted).
+  /// Short name (may be empty).
   std::string Name;
   /// The statement text(s) that made it, as written in the script.
   std::string Statement;
@@ -126,6 +127,8 @@ public:
   uint64_t ffnWidth(unsigned Layer) const;
   /// Rows of Tensor with the changes recorded so far (0: no such tensor).
   uint64_t rows(llvm::StringRef Tensor) const;
+  /// Elements in one row of Tensor (0: no such tensor).
+  uint64_t rowElements(llvm::StringRef Tensor) const;
   bool empty() const;
 
   /// The recorded changes as a patch; the builder is then empty.
@@ -143,6 +146,10 @@ llvm::Expected<std::shared_ptr<const Patch>>
 readPatchFile(llvm::ArrayRef<uint8_t> Bytes, llvm::StringRef FileName);
 /// The bytes of P's patch file (deterministic).
 std::string serializePatch(const Patch &P);
+/// The manifest record of P persisted as File (relative to the V-index)
+/// with the bytes Bytes; V is the V-index P applies to.
+PatchRecord patchRecord(const Vindex &V, const Patch &P, llvm::StringRef File,
+                        llvm::ArrayRef<uint8_t> Bytes);
 
 } // namespace vindex
 
