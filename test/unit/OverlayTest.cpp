@@ -119,7 +119,9 @@ float maxDiff(ArrayRef<float> A, ArrayRef<float> B) {
   return D;
 }
 
-class Overlay : public ::testing::Test {
+/// The parameter: whether the base V-index is compressed (patched tensors
+/// then stream from decoded chunks, and materialise uncompressed).
+class Overlay : public ::testing::TestWithParam<bool> {
 protected:
   void SetUp() override {
     ASSERT_FALSE(sys::fs::createUniqueDirectory("vindex-overlay-test", Tmp));
@@ -127,6 +129,7 @@ protected:
     DecomposeOptions Opts;
     Opts.Input = fixture("models/tiny-llama");
     Opts.Output = Base;
+    Opts.Compress = GetParam();
     std::vector<std::string> Inputs;
     Error E = decompose(Opts, Inputs);
     ASSERT_FALSE(bool(E)) << toString(std::move(E));
@@ -240,7 +243,7 @@ protected:
 
 } // namespace
 
-TEST_F(Overlay, EveryConsumerSeesThePatch) {
+TEST_P(Overlay, EveryConsumerSeesThePatch) {
   // Record, persist (-o semantics) and reopen: the patch is checked on open.
   TensorView View(*BaseV);
   std::shared_ptr<const Patch> P = record(View);
@@ -295,8 +298,16 @@ TEST_F(Overlay, EveryConsumerSeesThePatch) {
   ASSERT_TRUE(bool(MemM)) << toString(MemM.takeError());
   auto KeptM = Model::load(KeptView);
   ASSERT_TRUE(bool(KeptM)) << toString(KeptM.takeError());
-  EXPECT_EQ((*MemM)->layer(kLayer).Gate.Rows, F + 1);
+  // What the features queries read: per-layer widths and patched rows.
+  const LayerWeights &W = (*MemM)->layer(kLayer);
+  EXPECT_EQ(W.Gate.Rows, F + 1);
   EXPECT_EQ((*MemM)->layer(0).Gate.Rows, F);
+  EXPECT_EQ((*MemM)->maxFFNWidth(), F + 1);
+  for (uint64_t I = 0; I < D; ++I) {
+    EXPECT_EQ(W.Gate.at(F, I), NewGate[I]);
+    EXPECT_EQ(W.Down.at(F, I), NewDown[I]);
+    EXPECT_EQ(W.Gate.at(kChangedRow, I), ChangedGate[I]);
+  }
   std::vector<float> BaseL = logits(**BaseM), MemL = logits(**MemM),
                      KeptL = logits(**KeptM);
   EXPECT_GT(maxDiff(BaseL, MemL), 1e-2f);
@@ -417,7 +428,7 @@ TEST_F(Overlay, EveryConsumerSeesThePatch) {
   EXPECT_EQ(readAll(G2), readAll(GPath));
 }
 
-TEST_F(Overlay, TamperedPatchIsRefusedByName) {
+TEST_P(Overlay, TamperedPatchIsRefusedByName) {
   TensorView View(*BaseV);
   ASSERT_OK(View.push(record(View)));
   std::string Kept = path("kept.vindex");
@@ -438,7 +449,7 @@ TEST_F(Overlay, TamperedPatchIsRefusedByName) {
   EXPECT_NE(Msg.find("checksum mismatch"), std::string::npos) << Msg;
 }
 
-TEST_F(Overlay, ModelReloadsWhenTheViewChanges) {
+TEST_P(Overlay, ModelReloadsWhenTheViewChanges) {
   TensorView View(*BaseV);
   auto M = Model::load(View);
   ASSERT_TRUE(bool(M)) << toString(M.takeError());
@@ -467,7 +478,7 @@ TEST_F(Overlay, ModelReloadsWhenTheViewChanges) {
   EXPECT_LT(maxDiff(Before, logits(**M)), 1e-5f);
 }
 
-TEST_F(Overlay, BuilderChecksItsArguments) {
+TEST_P(Overlay, BuilderChecksItsArguments) {
   TensorView View(*BaseV);
   PatchBuilder B(View);
   std::vector<float> V(D, 1.0f), Short(D - 1, 1.0f);
@@ -494,7 +505,7 @@ TEST_F(Overlay, BuilderChecksItsArguments) {
   EXPECT_FAILS(View.push(P));
 }
 
-TEST_F(Overlay, ApplierWritesVindexOps) {
+TEST_P(Overlay, ApplierWritesVindexOps) {
   mlir::MLIRContext Ctx;
   Ctx.loadDialect<vx::VindexDialect>();
   std::string Vec = "dense<0.5> : tensor<" + std::to_string(D) + "xf32>";
@@ -533,6 +544,8 @@ TEST_F(Overlay, ApplierWritesVindexOps) {
   ASSERT_OK(View.readRow(*View.find(TensorRole::FFNDown, 0), 3, Row));
   EXPECT_TRUE(llvm::all_of(Row, [](float X) { return X == 0.0f; }));
 }
+
+INSTANTIATE_TEST_SUITE_P(Codec, Overlay, ::testing::Bool());
 
 // config.json written from a ModelConfig reads back as that config.
 TEST(HFConfigWriter, RoundTrips) {
