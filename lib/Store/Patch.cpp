@@ -118,8 +118,7 @@ struct PatchBuilder::Impl {
       if (V[I].size() != View.rowElements(*T[I]))
         return makeError("the {0} vector of a feature of layer {1} has {2} "
                          "elements, not {3}",
-                         Names[I], Layer, V[I].size(),
-                         View.rowElements(*T[I]));
+                         Names[I], Layer, V[I].size(), View.rowElements(*T[I]));
     return Error::success();
   }
 };
@@ -132,8 +131,8 @@ static std::vector<uint8_t> encode(ArrayRef<float> Values, DType T) {
       std::memcpy(&Out[4 * I], &Values[I], 4);
       continue;
     }
-    uint16_t H = T == DType::BF16 ? floatToBF16(Values[I])
-                                  : floatToF16(Values[I]);
+    uint16_t H =
+        T == DType::BF16 ? floatToBF16(Values[I]) : floatToF16(Values[I]);
     std::memcpy(&Out[2 * I], &H, 2);
   }
   return Out;
@@ -300,9 +299,9 @@ std::string serializePatch(const Patch &P) {
                                       DataVec));
   }
   const PatchOrigin &O = P.origin();
-  auto Root = fb::CreatePatchFile(B, kPatchFileVersion, Str(O.Name),
-                                  Str(O.Statement), Str(O.ScriptSha256),
-                                  B.CreateVector(Edits));
+  auto Root =
+      fb::CreatePatchFile(B, kPatchFileVersion, Str(O.Name), Str(O.Statement),
+                          Str(O.ScriptSha256), B.CreateVector(Edits));
   B.Finish(Root, fb::PatchFileIdentifier());
   return std::string(reinterpret_cast<const char *>(B.GetBufferPointer()),
                      B.GetSize());
@@ -310,9 +309,8 @@ std::string serializePatch(const Patch &P) {
 
 Expected<std::shared_ptr<const Patch>> readPatchFile(ArrayRef<uint8_t> Bytes,
                                                      StringRef File) {
-  if (Bytes.size() < 8 ||
-      !flatbuffers::BufferHasIdentifier(Bytes.data(),
-                                        fb::PatchFileIdentifier()))
+  if (Bytes.size() < 8 || !flatbuffers::BufferHasIdentifier(
+                              Bytes.data(), fb::PatchFileIdentifier()))
     return fileError(File, "not a V-index patch (missing the 'VPAT' "
                            "identifier)");
   flatbuffers::Verifier V(Bytes.data(), Bytes.size());
@@ -334,8 +332,7 @@ Expected<std::shared_ptr<const Patch>> readPatchFile(ArrayRef<uint8_t> Bytes,
       TensorEdit E;
       E.Tensor = Str(R->tensor());
       auto Bad = [&](const char *Problem) {
-        return fileError(File, "edit of tensor '{0}': {1}", E.Tensor,
-                         Problem);
+        return fileError(File, "edit of tensor '{0}': {1}", E.Tensor, Problem);
       };
       if (R->dtype() > uint8_t(DType::BF16))
         return Bad("unknown dtype");
@@ -421,8 +418,8 @@ Error Vindex::loadPatches() {
     std::string Path = path(R.File);
     StringRef Dir = sys::path::parent_path(R.File, sys::path::Style::posix);
     StringRef Name = sys::path::filename(R.File, sys::path::Style::posix);
-    if (Dir != kPatchDirectory || Name.empty() || Name == "." ||
-        Name == ".." || Name.contains('\\'))
+    if (Dir != kPatchDirectory || Name.empty() || Name == "." || Name == ".." ||
+        Name.contains('\\'))
       return fileError(path(kManifestFileName),
                        "patch '{0}': its file '{1}' is not in {2}/", R.Name,
                        R.File, kPatchDirectory);

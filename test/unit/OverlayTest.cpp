@@ -65,7 +65,7 @@ std::string fixture(const Twine &Rel) {
   return (Twine(VINDEX_TEST_FIXTURES) + "/" + Rel).str();
 }
 
-constexpr unsigned kLayer = 1;     // the patched layer
+constexpr unsigned kLayer = 1;      // the patched layer
 constexpr uint64_t kChangedRow = 5; // the replaced gate row
 
 std::string layerName(unsigned L, StringRef Proj) {
@@ -151,8 +151,8 @@ protected:
   /// The patch of this test, recorded through the API.
   std::shared_ptr<const Patch> record(const TensorView &View) {
     PatchBuilder B(View, {"edit-1", "INSERT INTO edges ...", "ab12"});
-    Error E = B.setRow(layerName(kLayer, "gate_proj"), kChangedRow,
-                       ChangedGate);
+    Error E =
+        B.setRow(layerName(kLayer, "gate_proj"), kChangedRow, ChangedGate);
     EXPECT_FALSE(bool(E)) << toString(std::move(E));
     Expected<uint64_t> Slot = B.appendFeature(kLayer, NewGate, NewUp, NewDown);
     EXPECT_TRUE(bool(Slot)) << toString(Slot.takeError());
@@ -168,9 +168,9 @@ protected:
     std::string Dir = path("reference");
     EXPECT_FALSE(sys::fs::create_directories(Dir));
     std::string Src = fixture("models/tiny-llama");
-    for (StringRef Aux : {"tokenizer.json", "tokenizer_config.json",
-                          "special_tokens_map.json", "generation_config.json",
-                          "tokenizer.model"})
+    for (StringRef Aux :
+         {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+          "generation_config.json", "tokenizer.model"})
       writeAll(Dir + "/" + Aux.str(), readAll(Src + "/" + Aux.str()));
     auto Cfg = MemoryBuffer::getFile(Src + "/config.json");
     Expected<json::Value> J = json::parse((*Cfg)->getBuffer());
@@ -189,8 +189,8 @@ protected:
       Shape Dims = E.Dims;
       std::optional<unsigned> Layer;
       for (unsigned L = 0; L < BaseV->config().NumLayers; ++L)
-        if (StringRef(E.Name).starts_with(("model.layers." + Twine(L) + ".")
-                                              .str()))
+        if (StringRef(E.Name).starts_with(
+                ("model.layers." + Twine(L) + ".").str()))
           Layer = L;
       bool Gate = StringRef(E.Name).ends_with("gate_proj.weight");
       bool Up = StringRef(E.Name).ends_with("up_proj.weight");
@@ -203,17 +203,16 @@ protected:
           Row = bf16Bytes(Gate ? NewGate : NewUp);
         if (Gate && *Layer == kLayer) {
           std::vector<uint8_t> Changed = bf16Bytes(ChangedGate);
-          std::memcpy(Out.data() + kChangedRow * D * 2, Changed.data(),
-                      D * 2);
+          std::memcpy(Out.data() + kChangedRow * D * 2, Changed.data(), D * 2);
         }
         Out.insert(Out.end(), Row.begin(), Row.end());
         Dims[0] = F + 1;
       } else if (Down) {
         // [d, F]: a new last column.
         EXPECT_EQ(Dims, (Shape{D, F}));
-        std::vector<uint8_t> Col =
-            *Layer == kLayer ? bf16Bytes(NewDown)
-                             : std::vector<uint8_t>(D * 2, 0);
+        std::vector<uint8_t> Col = *Layer == kLayer
+                                       ? bf16Bytes(NewDown)
+                                       : std::vector<uint8_t>(D * 2, 0);
         std::vector<uint8_t> Wide;
         for (uint64_t R = 0; R < D; ++R) {
           Wide.insert(Wide.end(), Out.begin() + R * F * 2,
@@ -516,7 +515,8 @@ TEST_P(Overlay, ApplierWritesVindexOps) {
       "vindex.remove_feature {layer = 0 : i64, feature = 3 : i64}\n"
       "vindex.update_weights \"model.norm.weight\" {row_begin = 0 : i64, "
       "row_end = 1 : i64, values = dense<2.0> : tensor<1x" +
-      std::to_string(D) + "xf32>}\n"
+      std::to_string(D) +
+      "xf32>}\n"
       "vindex.install_feature {layer = 1 : i64, slot = " +
       std::to_string(F + 5) + " : i64, gate = " + Vec + ", up = " + Vec +
       ", down = " + Vec + "}\n";
@@ -550,7 +550,8 @@ INSTANTIATE_TEST_SUITE_P(Codec, Overlay, ::testing::Bool());
 // config.json written from a ModelConfig reads back as that config.
 TEST(HFConfigWriter, RoundTrips) {
   for (StringRef Name : {"tiny-llama", "tiny-gemma3"}) {
-    auto Buf = MemoryBuffer::getFile(fixture("models/" + Name + "/config.json"));
+    auto Buf =
+        MemoryBuffer::getFile(fixture("models/" + Name + "/config.json"));
     ASSERT_TRUE(bool(Buf));
     Expected<ModelConfig> C = parseHFConfig((*Buf)->getBuffer(), Name);
     ASSERT_TRUE(bool(C)) << toString(C.takeError());
