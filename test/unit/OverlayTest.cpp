@@ -448,6 +448,54 @@ TEST_P(Overlay, TamperedPatchIsRefusedByName) {
   EXPECT_NE(Msg.find("checksum mismatch"), std::string::npos) << Msg;
 }
 
+// Persisted patches stack under new ones across copies, and materialising
+// a stack equals the stack.
+TEST_P(Overlay, PatchesStackAcrossCopies) {
+  TensorView View(*BaseV);
+  ASSERT_OK(View.push(record(View)));
+  std::string One = path("one.vindex"), Two = path("two.vindex"),
+              Mat = path("mat.vindex");
+  ASSERT_OK(copyVindex(View, One, PatchMode::Keep));
+  auto V1 = Vindex::open(One);
+  ASSERT_TRUE(bool(V1)) << toString(V1.takeError());
+  TensorView View1(**V1);
+  PatchBuilder B(View1, {"second", "DELETE ...", ""});
+  ASSERT_OK(B.removeFeature(kLayer, 0));
+  Expected<uint64_t> Slot = B.appendFeature(kLayer, NewUp, NewGate, NewDown);
+  ASSERT_TRUE(bool(Slot)) << toString(Slot.takeError());
+  EXPECT_EQ(*Slot, F + 1);
+  ASSERT_OK(View1.push(B.finish()));
+  ASSERT_OK(copyVindex(View1, Two, PatchMode::Keep));
+  auto V2 = Vindex::open(Two);
+  ASSERT_TRUE(bool(V2)) << toString(V2.takeError());
+  ASSERT_EQ((*V2)->manifest().Patches.size(), 2u);
+  EXPECT_EQ((*V2)->manifest().Patches[1].File, "patches/0002.vpatch");
+  EXPECT_EQ((*V2)->manifest().Patches[1].Name, "second");
+  TensorView View2(**V2);
+  EXPECT_EQ(View2.ffnWidth(kLayer), F + 2);
+  auto M2 = Model::load(View2);
+  ASSERT_TRUE(bool(M2)) << toString(M2.takeError());
+  auto M1 = Model::load(View1);
+  ASSERT_TRUE(bool(M1)) << toString(M1.takeError());
+  std::vector<float> L2 = logits(**M2);
+  EXPECT_EQ(L2, logits(**M1));
+  ASSERT_OK(copyVindex(View2, Mat, PatchMode::Materialise));
+  auto VM = Vindex::open(Mat);
+  ASSERT_TRUE(bool(VM)) << toString(VM.takeError());
+  EXPECT_TRUE((*VM)->patches().empty());
+  auto MM = Model::load(**VM);
+  ASSERT_TRUE(bool(MM)) << toString(MM.takeError());
+  EXPECT_EQ(logits(**MM), L2);
+  // The removed feature reads as zeros in every matrix.
+  std::vector<float> Row;
+  TensorView MatView(**VM);
+  for (TensorRole R :
+       {TensorRole::FFNGate, TensorRole::FFNUp, TensorRole::FFNDown}) {
+    ASSERT_OK(MatView.readRow(*MatView.find(R, kLayer), 0, Row));
+    EXPECT_TRUE(llvm::all_of(Row, [](float X) { return X == 0.0f; }));
+  }
+}
+
 TEST_P(Overlay, ModelReloadsWhenTheViewChanges) {
   TensorView View(*BaseV);
   auto M = Model::load(View);
