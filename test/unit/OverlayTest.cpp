@@ -1,7 +1,8 @@
 //===- OverlayTest.cpp - One patch, seen by every consumer ----------------===//
 //
 // A patch that changes one FFN row and appends one feature slot is recorded
-// through the overlay API on tiny-llama and must show in every consumer:
+// through the overlay API on tiny-llama and tiny-gemma3 (uncompressed and
+// compressed) and must show in every consumer:
 // the engine, the safetensors compile, the GGUF compile, the copy that
 // keeps patches (-o) and the one that materialises them (COMPILE INTO
 // VINDEX), each reopened with its checksums verified.
@@ -119,17 +120,19 @@ float maxDiff(ArrayRef<float> A, ArrayRef<float> B) {
   return D;
 }
 
-/// The parameter: whether the base V-index is compressed (patched tensors
-/// then stream from decoded chunks, and materialise uncompressed).
-class Overlay : public ::testing::TestWithParam<bool> {
+/// The parameters: the fixture model, and whether the base V-index is
+/// compressed (patched tensors then stream from decoded chunks, and
+/// materialise uncompressed).
+class Overlay
+    : public ::testing::TestWithParam<std::tuple<const char *, bool>> {
 protected:
   void SetUp() override {
     ASSERT_FALSE(sys::fs::createUniqueDirectory("vindex-overlay-test", Tmp));
     Base = path("base.vindex");
     DecomposeOptions Opts;
-    Opts.Input = fixture("models/tiny-llama");
+    Opts.Input = source();
     Opts.Output = Base;
-    Opts.Compress = GetParam();
+    Opts.Compress = std::get<1>(GetParam());
     std::vector<std::string> Inputs;
     Error E = decompose(Opts, Inputs);
     ASSERT_FALSE(bool(E)) << toString(std::move(E));
@@ -147,6 +150,9 @@ protected:
   void TearDown() override { sys::fs::remove_directories(Tmp); }
 
   std::string path(const Twine &Name) { return (Tmp + "/" + Name).str(); }
+  std::string source() {
+    return fixture(Twine("models/") + std::get<0>(GetParam()));
+  }
 
   /// The patch of this test, recorded through the API.
   std::shared_ptr<const Patch> record(const TensorView &View) {
@@ -167,7 +173,7 @@ protected:
   std::string referenceCheckpoint() {
     std::string Dir = path("reference");
     EXPECT_FALSE(sys::fs::create_directories(Dir));
-    std::string Src = fixture("models/tiny-llama");
+    std::string Src = source();
     for (StringRef Aux :
          {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
           "generation_config.json", "tokenizer.model"})
@@ -347,7 +353,7 @@ TEST_P(Overlay, EveryConsumerSeesThePatch) {
       EXPECT_TRUE((*Got)->data(*G) == (*Want)->data(W)) << W.Name;
     }
     auto Cfg = MemoryBuffer::getFile(ST + "/config.json");
-    auto Src = MemoryBuffer::getFile(fixture("models/tiny-llama/config.json"));
+    auto Src = MemoryBuffer::getFile(source() + "/config.json");
     Expected<ModelConfig> GotC = parseHFConfig((*Cfg)->getBuffer(), "got");
     Expected<ModelConfig> SrcC = parseHFConfig((*Src)->getBuffer(), "src");
     ASSERT_TRUE(bool(GotC) && bool(SrcC));
@@ -366,7 +372,9 @@ TEST_P(Overlay, EveryConsumerSeesThePatch) {
   {
     auto G = GGUFFile::open(GPath);
     ASSERT_TRUE(bool(G)) << toString(G.takeError());
-    const GGUFValue *FFL = (*G)->find("llama.feed_forward_length");
+    Expected<StringRef> Arch = (*G)->requiredString("general.architecture");
+    ASSERT_TRUE(bool(Arch)) << toString(Arch.takeError());
+    const GGUFValue *FFL = (*G)->find((*Arch + ".feed_forward_length").str());
     ASSERT_NE(FFL, nullptr);
     EXPECT_EQ(FFL->asInt(), int64_t(F + 1));
     auto Tensor = [&](StringRef Name) {
@@ -593,7 +601,15 @@ TEST_P(Overlay, ApplierWritesVindexOps) {
   EXPECT_TRUE(llvm::all_of(Row, [](float X) { return X == 0.0f; }));
 }
 
-INSTANTIATE_TEST_SUITE_P(Codec, Overlay, ::testing::Bool());
+INSTANTIATE_TEST_SUITE_P(Models, Overlay,
+                         ::testing::Combine(::testing::Values("tiny-llama",
+                                                              "tiny-gemma3"),
+                                            ::testing::Bool()),
+                         [](const auto &Info) {
+                           std::string N = std::get<0>(Info.param);
+                           std::replace(N.begin(), N.end(), '-', '_');
+                           return N + (std::get<1>(Info.param) ? "_zstd" : "");
+                         });
 
 // config.json written from a ModelConfig reads back as that config.
 TEST(HFConfigWriter, RoundTrips) {
