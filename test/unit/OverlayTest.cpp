@@ -454,6 +454,37 @@ TEST_P(Overlay, TamperedPatchIsRefusedByName) {
   std::string Msg = toString(V.takeError());
   EXPECT_NE(Msg.find("patches/0001.vpatch"), std::string::npos) << Msg;
   EXPECT_NE(Msg.find("checksum mismatch"), std::string::npos) << Msg;
+
+  Bytes[Bytes.size() / 2] ^= 1; // restored
+  writeAll(File, Bytes);
+
+  // A manifest whose record disagrees with the file, or that points out of
+  // patches/, is refused too.
+  std::string ManifestPath = Kept + "/manifest.vfb";
+  std::vector<uint8_t> Original = readAll(ManifestPath);
+  auto Rewrite = [&](function_ref<void(PatchRecord &)> Edit) {
+    Expected<Manifest> M = parseManifest(Original, "m");
+    ASSERT_TRUE(bool(M)) << toString(M.takeError());
+    Edit(M->Patches[0]);
+    writeAll(ManifestPath, arrayRefFromStringRef(serializeManifest(*M)));
+  };
+  auto OpenError = [&] {
+    auto V = Vindex::open(Kept);
+    return V ? std::string() : toString(V.takeError());
+  };
+  Rewrite([](PatchRecord &R) { R.Statement = "something else"; });
+  Msg = OpenError();
+  EXPECT_NE(Msg.find("patches/0001.vpatch: does not match its record"),
+            std::string::npos)
+      << Msg;
+  Rewrite([](PatchRecord &R) { R.Tensors[0].AppendedRows = 2; });
+  Msg = OpenError();
+  EXPECT_NE(Msg.find("does not match its record"), std::string::npos) << Msg;
+  Rewrite([](PatchRecord &R) { R.File = "../x.vpatch"; });
+  Msg = OpenError();
+  EXPECT_NE(Msg.find("is not in patches/"), std::string::npos) << Msg;
+  writeAll(ManifestPath, Original);
+  EXPECT_EQ(OpenError(), "");
 }
 
 // Persisted patches stack under new ones across copies, and materialising
@@ -642,4 +673,49 @@ TEST(HFConfigWriter, RoundTrips) {
     ASSERT_TRUE(bool(Text));
     EXPECT_NE(Text->find("\"transformers_version\""), std::string::npos);
   }
+}
+
+// Patch records round-trip; a manifest with them is version 2, one without
+// stays version 1 (what earlier builds read).
+TEST(PatchRecords, RoundTripAndVersion) {
+  Manifest M;
+  M.Config.Architecture = "llama";
+  M.Config.NumLayers = 1;
+  M.Config.LayerKinds = {LayerKind::Full};
+  Expected<Manifest> V1 =
+      parseManifest(arrayRefFromStringRef(serializeManifest(M)), "m");
+  ASSERT_TRUE(bool(V1)) << toString(V1.takeError());
+  EXPECT_EQ(V1->FormatVersion, kVindexFormatVersion);
+  PatchRecord P;
+  P.Name = "p";
+  P.Description = "d";
+  P.File = "patches/0001.vpatch";
+  P.Length = 1234;
+  P.Checksum = 0xfeedfacecafebeefull;
+  P.Statement = "INSERT INTO edges VALUES (...)";
+  P.ScriptSha256 = std::string(64, 'c');
+  P.Tensors = {{"model.layers.0.mlp.gate_proj.weight", 0, 384, {3, 9}, 1},
+               {"model.norm.weight", -1, 1, {0}, 0}};
+  M.Patches = {P};
+  std::string Bytes = serializeManifest(M);
+  Expected<Manifest> V2 = parseManifest(arrayRefFromStringRef(Bytes), "m");
+  ASSERT_TRUE(bool(V2)) << toString(V2.takeError());
+  EXPECT_EQ(V2->FormatVersion, kVindexFormatVersionPatches);
+  EXPECT_EQ(serializeManifest(*V2), Bytes);
+  ASSERT_EQ(V2->Patches.size(), 1u);
+  const PatchRecord &B = V2->Patches[0];
+  EXPECT_EQ(B.Name, P.Name);
+  EXPECT_EQ(B.Description, P.Description);
+  EXPECT_EQ(B.File, P.File);
+  EXPECT_EQ(B.Length, P.Length);
+  EXPECT_EQ(B.Checksum, P.Checksum);
+  EXPECT_EQ(B.Statement, P.Statement);
+  EXPECT_EQ(B.ScriptSha256, P.ScriptSha256);
+  ASSERT_EQ(B.Tensors.size(), 2u);
+  EXPECT_EQ(B.Tensors[0].Name, P.Tensors[0].Name);
+  EXPECT_EQ(B.Tensors[0].Layer, 0);
+  EXPECT_EQ(B.Tensors[0].BaseRows, 384u);
+  EXPECT_EQ(B.Tensors[0].Rows, (std::vector<uint64_t>{3, 9}));
+  EXPECT_EQ(B.Tensors[0].AppendedRows, 1u);
+  EXPECT_EQ(B.Tensors[1].Layer, -1);
 }
