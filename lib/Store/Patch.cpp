@@ -77,11 +77,10 @@ struct PatchBuilder::Impl {
     ++E.AppendedRows;
   }
 
-  const TensorRecord *tensor(StringRef Name, Error &Err) const {
-    const TensorRecord *T = View.find(Name);
-    if (!T)
-      Err = makeError("the V-index has no tensor '{0}'", Name);
-    return T;
+  Expected<const TensorRecord *> tensor(StringRef Name) const {
+    if (const TensorRecord *T = View.find(Name))
+      return T;
+    return makeError("the V-index has no tensor '{0}'", Name);
   }
   Error checkRow(const TensorRecord &T, uint64_t Row, size_t Elements) const {
     uint64_t N = rows(T);
@@ -144,11 +143,10 @@ PatchBuilder::~PatchBuilder() = default;
 
 Error PatchBuilder::setRow(StringRef Tensor, uint64_t Row,
                            ArrayRef<float> Values) {
-  Error Err = Error::success();
-  const TensorRecord *T = I->tensor(Tensor, Err);
-  if (!T)
-    return Err;
-  consumeError(std::move(Err));
+  Expected<const TensorRecord *> Found = I->tensor(Tensor);
+  if (!Found)
+    return Found.takeError();
+  const TensorRecord *T = *Found;
   if (Error E = I->checkRow(*T, Row, Values.size()))
     return E;
   I->write(*T, Row, encode(Values, T->Type));
@@ -157,11 +155,10 @@ Error PatchBuilder::setRow(StringRef Tensor, uint64_t Row,
 
 Error PatchBuilder::setRowBytes(StringRef Tensor, uint64_t Row,
                                 ArrayRef<uint8_t> Bytes) {
-  Error Err = Error::success();
-  const TensorRecord *T = I->tensor(Tensor, Err);
-  if (!T)
-    return Err;
-  consumeError(std::move(Err));
+  Expected<const TensorRecord *> Found = I->tensor(Tensor);
+  if (!Found)
+    return Found.takeError();
+  const TensorRecord *T = *Found;
   if (Bytes.size() != I->View.rowBytes(*T))
     return makeError("a row of tensor '{0}' has {1} bytes, not {2}", T->Name,
                      I->View.rowBytes(*T), Bytes.size());
@@ -173,11 +170,10 @@ Error PatchBuilder::setRowBytes(StringRef Tensor, uint64_t Row,
 
 Error PatchBuilder::setRows(StringRef Tensor, uint64_t Begin,
                             ArrayRef<float> Values) {
-  Error Err = Error::success();
-  const TensorRecord *T = I->tensor(Tensor, Err);
-  if (!T)
-    return Err;
-  consumeError(std::move(Err));
+  Expected<const TensorRecord *> Found = I->tensor(Tensor);
+  if (!Found)
+    return Found.takeError();
+  const TensorRecord *T = *Found;
   uint64_t RowElems = I->View.rowElements(*T);
   if (RowElems == 0 || Values.empty() || Values.size() % RowElems)
     return makeError("{0} values are not whole rows of tensor '{1}' ({2} "
