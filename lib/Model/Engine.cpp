@@ -32,8 +32,12 @@ namespace {
 
 class Binder {
 public:
-  Binder(const TensorView &V, std::vector<std::vector<uint8_t>> &Owned)
-      : V(V), Owned(Owned) {}
+  Binder(const TensorView &V, BoundMatrices &Bound) : V(V), Bound(Bound) {}
+
+  /// Matrices bound at generation Since that are reused when no later patch
+  /// changed them (a reload rebuilds only the caches of what changed).
+  const BoundMatrices *Reuse = nullptr;
+  uint64_t Since = 0;
 
   const TensorRecord *find(TensorRole Role, int Layer) {
     return V.find(Role, Layer);
@@ -53,9 +57,22 @@ public:
     if (numElements(Dims).value_or(0) != Rows * Cols)
       return makeError("{0}: tensor '{1}' has shape {2}, expected [{3}, {4}]",
                        directory(), T->Name, shapeString(Dims), Rows, Cols);
-    Expected<ArrayRef<uint8_t>> Bytes = bytes(*T);
+    if (Reuse && !V.changedSince(*T, Since))
+      if (auto It = Reuse->find(T->Name); It != Reuse->end()) {
+        Bound[T->Name] = It->second;
+        return It->second.W;
+      }
+    BoundMatrix &B = Bound[T->Name];
+    B.Owned = std::make_shared<std::vector<std::vector<uint8_t>>>();
+    std::vector<std::vector<uint8_t>> &Owned = *B.Owned;
+    std::vector<uint8_t> Storage;
+    Expected<ArrayRef<uint8_t>> Bytes = V.data(*T, Storage);
     if (!Bytes)
       return Bytes.takeError();
+    if (!Storage.empty()) {
+      Owned.push_back(std::move(Storage));
+      Bytes = ArrayRef<uint8_t>(Owned.back());
+    }
     WeightMatrix W;
     W.Rows = Rows;
     W.Cols = Cols;
@@ -83,6 +100,7 @@ public:
       Owned.push_back(std::move(Tr));
       W.Transposed = reinterpret_cast<const float *>(Owned.back().data());
     }
+    B.W = W;
     return W;
   }
 
@@ -96,7 +114,8 @@ public:
     if (numElements(Dims).value_or(0) != N)
       return makeError("{0}: tensor '{1}' has shape {2}, expected [{3}]",
                        directory(), T->Name, shapeString(Dims), N);
-    Expected<ArrayRef<uint8_t>> Bytes = bytes(*T);
+    std::vector<uint8_t> Storage;
+    Expected<ArrayRef<uint8_t>> Bytes = V.data(*T, Storage);
     if (!Bytes)
       return Bytes.takeError();
     std::vector<float> F = toFloats(*T, *Bytes);
@@ -113,15 +132,6 @@ private:
                        roleName(Role));
     return makeError("{0}: layer {1} has no {2} tensor", directory(), Layer,
                      roleName(Role));
-  }
-
-  Expected<ArrayRef<uint8_t>> bytes(const TensorRecord &T) {
-    std::vector<uint8_t> Storage;
-    Expected<ArrayRef<uint8_t>> B = V.data(T, Storage);
-    if (!B || Storage.empty())
-      return B;
-    Owned.push_back(std::move(Storage));
-    return ArrayRef<uint8_t>(Owned.back());
   }
 
   static std::vector<float> toFloats(const TensorRecord &T,
@@ -141,7 +151,7 @@ private:
   }
 
   const TensorView &V;
-  std::vector<std::vector<uint8_t>> &Owned;
+  BoundMatrices &Bound;
 };
 
 /// transformers' inverse frequencies (computed in f32 as it does), with the
@@ -214,13 +224,13 @@ bool Model::stale() const { return Generation != View->generation(); }
 Error Model::reload() {
   if (!stale())
     return Error::success();
-  // Bound afresh, so that a failure leaves the model as it was; every
-  // derived cache (widened and transposed copies, walk scales) lives in the
-  // weights and goes with them.
+  // Bound afresh, so that a failure leaves the model as it was. The
+  // matrices no new patch changed keep their widened and transposed copies
+  // (shared); the others, and every walk scale, are rebuilt.
   Model Fresh;
   Fresh.View = View;
   Fresh.Opts = Opts;
-  if (Error E = Fresh.bind())
+  if (Error E = Fresh.bind(&Bound, Generation))
     return E;
   Generation = Fresh.Generation;
   Config = std::move(Fresh.Config);
@@ -228,7 +238,7 @@ Error Model::reload() {
   LMHead = Fresh.LMHead;
   FinalNorm = std::move(Fresh.FinalNorm);
   Layers = std::move(Fresh.Layers);
-  Owned = std::move(Fresh.Owned);
+  Bound = std::move(Fresh.Bound);
   return Error::success();
 }
 
@@ -239,7 +249,7 @@ size_t Model::maxFFNWidth() const {
   return F;
 }
 
-Error Model::bind() {
+Error Model::bind(const BoundMatrices *Reuse, uint64_t Since) {
   const TensorView &V = *View;
   Generation = V.generation();
   Config = V.config();
@@ -264,7 +274,9 @@ Error Model::bind() {
       return makeError("{0}: the engine does not support tensor '{1}'",
                        V.base().directory(), T.Name);
   }
-  Binder B(V, Owned);
+  Binder B(V, Bound);
+  B.Reuse = Reuse;
+  B.Since = Since;
   // Models whose weights fit the budget as f32 are widened once at load;
   // larger ones run from the mapped bytes.
   uint64_t Elements = 0;

@@ -98,6 +98,15 @@ bool TensorView::isPatched(const TensorRecord &T) const {
   return false;
 }
 
+bool TensorView::changedSince(const TensorRecord &T, uint64_t Since) const {
+  // Generation G is the stack with G pushed patches on the persisted ones.
+  for (size_t I = Persisted + std::min<uint64_t>(Since, Generation);
+       I < Stack.size(); ++I)
+    if (Stack[I]->find(T.Name))
+      return true;
+  return false;
+}
+
 TensorRecord TensorView::record(const TensorRecord &T) const {
   TensorRecord R = T;
   if (R.Dims.size() >= 2)

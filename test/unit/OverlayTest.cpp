@@ -542,10 +542,17 @@ TEST_P(Overlay, ModelReloadsWhenTheViewChanges) {
   std::vector<float> Before = logits(**M);
   ArrayRef<float> Scale = (*M)->layer(kLayer).walkScale();
   EXPECT_EQ(Scale.size(), F);
+  const void *Layer0Gate = (*M)->layer(0).Gate.Data;
+  const float *Layer0Tr = (*M)->layer(0).Gate.Transposed;
+  const void *PatchedGate = (*M)->layer(kLayer).Gate.Data;
   ASSERT_OK(View.push(record(View)));
   EXPECT_TRUE((*M)->stale());
   ASSERT_OK((*M)->reload());
   EXPECT_FALSE((*M)->stale());
+  // Unchanged matrices keep their copies; the patched ones are rebuilt.
+  EXPECT_EQ((*M)->layer(0).Gate.Data, Layer0Gate);
+  EXPECT_EQ((*M)->layer(0).Gate.Transposed, Layer0Tr);
+  EXPECT_NE((*M)->layer(kLayer).Gate.Data, PatchedGate);
   EXPECT_EQ((*M)->layer(kLayer).Gate.Rows, F + 1);
   EXPECT_EQ((*M)->layer(kLayer).walkScale().size(), F + 1);
   EXPECT_GT(maxDiff(Before, logits(**M)), 1e-2f);

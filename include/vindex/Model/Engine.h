@@ -14,6 +14,7 @@
 #include "vindex/Model/Kernels.h"
 
 #include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringMap.h"
 #include "llvm/Support/Error.h"
 
 #include <functional>
@@ -51,6 +52,16 @@ private:
   std::unique_ptr<std::once_flag> WalkScaleOnce =
       std::make_unique<std::once_flag>();
 };
+
+/// A matrix as the engine binds it, with the copies it owns (decoded,
+/// widened, transposed), shared so that a reload keeps those of unchanged
+/// tensors.
+struct BoundMatrix {
+  WeightMatrix W;
+  std::shared_ptr<std::vector<std::vector<uint8_t>>> Owned;
+};
+/// By tensor name.
+using BoundMatrices = llvm::StringMap<BoundMatrix>;
 
 struct LoadOptions {
   /// Widen bf16 weights to f32 (and keep transposed copies for the GEMM
@@ -92,7 +103,7 @@ public:
 
 private:
   Model();
-  llvm::Error bind();
+  llvm::Error bind(const BoundMatrices *Reuse = nullptr, uint64_t Since = 0);
   const TensorView *View = nullptr;
   std::unique_ptr<TensorView> OwnedView; ///< load(const Vindex &)
   uint64_t Generation = 0;
@@ -101,8 +112,8 @@ private:
   WeightMatrix Embedding, LMHead;
   std::vector<float> FinalNorm;
   std::vector<LayerWeights> Layers;
-  /// Decoded copies of tensors that cannot be used in place.
-  std::vector<std::vector<uint8_t>> Owned;
+  /// The matrices and the copies of them that cannot be used in place.
+  BoundMatrices Bound;
 };
 
 /// What a forward pass should record or change, per layer.

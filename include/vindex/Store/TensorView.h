@@ -70,6 +70,8 @@ public:
 
   /// True when some patch changes T.
   bool isPatched(const TensorRecord &T) const;
+  /// True when a patch pushed after generation Since changes T.
+  bool changedSince(const TensorRecord &T, uint64_t Since) const;
   /// T's rows with appended ones (a 1-D tensor is one row).
   uint64_t rows(const TensorRecord &T) const;
   /// Elements in one row of T.
