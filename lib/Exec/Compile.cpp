@@ -1,17 +1,20 @@
 //===- Compile.cpp - COMPILE CURRENT INTO VINDEX | MODEL ------------------===//
 //
-// The current state of the V-index (today its input: no statement edits the
-// store yet) is written as a V-index, or compiled to a model in the FORMAT
-// the statement names, with the same writers as vindex-compile (atomic
-// outputs; an earlier output of the same kind may be replaced, the input
-// never). Paths are relative to the working directory, as make expects.
+// The current state of the V-index (its view: the input with every patch
+// applied so far) is written as a V-index, the patches materialised into
+// the payloads, or compiled to a model in the FORMAT the statement names, with
+// the same writers as vindex-compile (atomic outputs; an earlier output of the
+// same kind may be replaced, the input never). Paths are relative to the
+// working directory, as make expects.
 //
 //===----------------------------------------------------------------------===//
 #include "ResultTable.h"
 
 #include "vindex/Exec/Executor.h"
 #include "vindex/Convert/Compile.h"
+#include "vindex/Model/Engine.h"
 #include "vindex/Store/Copy.h"
+#include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
 
 #include "llvm/Support/FileSystem.h"
@@ -43,13 +46,15 @@ Error Executor::compile(const CompileStmt &S) {
                              "COMPILE needs the V-index the model was "
                              "loaded from");
   std::string Format = S.Target == "vindex" ? "vindex" : S.Format.value_or("");
+  // The store as the model sees it: with every patch applied so far.
+  const TensorView &View = M.view();
   Error E = Error::success();
   if (Format == "vindex")
-    E = copyVindex(*V, S.Path);
+    E = copyVindex(View, S.Path, PatchMode::Materialise);
   else if (Format == "gguf")
-    E = compileGGUF(*V, S.Path, GGUFOutputType::Auto, Threads);
+    E = compileGGUF(View, S.Path, GGUFOutputType::Auto, Threads);
   else if (Format == "safetensors")
-    E = compileSafetensors(*V, S.Path, Threads);
+    E = compileSafetensors(View, S.Path, Threads);
   else
     E = createStringError(inconvertibleErrorCode(),
                           "COMPILE INTO MODEL needs FORMAT gguf or "

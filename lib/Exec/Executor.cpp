@@ -66,7 +66,7 @@ Error Executor::run(const Statement &S) {
                              "build parses, checks and lowers it: --emit=mlir)",
                              S.keyword().str().c_str());
   const WalkStmt &W = *WP;
-  size_t F = M.config().IntermediateSize;
+  size_t F = M.maxFFNWidth();
   // More features than the layer has is all of them: the dense FFN.
   size_t K = W.K ? std::min<size_t>(*W.K, F) : std::max<size_t>(1, F / 4);
   return infer("WALK", W.Prompt, W.Top, std::nullopt, K);

@@ -9,8 +9,27 @@ using namespace llvm;
 
 namespace vindex {
 
+/// Layer L's FFN width: its feature count in the manifest's layer table
+/// when there is one, else the config's.
+static Expected<uint64_t> ffnWidth(const ModelConfig &Cfg,
+                                   ArrayRef<LayerRecord> Layers, uint64_t L,
+                                   StringRef File) {
+  if (Layers.empty())
+    return Cfg.IntermediateSize;
+  uint64_t F = Layers[L].Features;
+  if (F == 0 || F > Cfg.IntermediateSize)
+    return fileError(File,
+                     "layer {0} has {1} features but the config's FFN width "
+                     "(the widest layer's) is {2}",
+                     L, F, Cfg.IntermediateSize);
+  return F;
+}
+
 Error checkModelTensors(const ModelConfig &Cfg, ArrayRef<TensorRecord> Records,
-                        StringRef File) {
+                        StringRef File, ArrayRef<LayerRecord> Layers) {
+  if (!Layers.empty() && Layers.size() != Cfg.NumLayers)
+    return fileError(File, "the layer table has {0} layers but the config {1}",
+                     Layers.size(), Cfg.NumLayers);
   uint64_t D = Cfg.HiddenSize, F = Cfg.IntermediateSize, HD = Cfg.HeadDim;
   uint64_t QDim = Cfg.NumHeads * HD, KVDim = Cfg.NumKVHeads * HD;
   // The tensors every layer needs, by role.
@@ -27,6 +46,14 @@ Error checkModelTensors(const ModelConfig &Cfg, ArrayRef<TensorRecord> Records,
                        R.Name, R.Layer, Cfg.NumLayers);
     if (R.Layer >= 0)
       Seen[R.Layer].insert(R.Role);
+    if (R.Layer >= 0 && (R.Role == TensorRole::FFNGate ||
+                         R.Role == TensorRole::FFNUp ||
+                         R.Role == TensorRole::FFNDown)) {
+      Expected<uint64_t> Width = ffnWidth(Cfg, Layers, R.Layer, File);
+      if (!Width)
+        return Width.takeError();
+      F = *Width;
+    }
     Shape Want;
     switch (R.Role) {
     case TensorRole::AttnQ:

@@ -125,7 +125,9 @@ Error Vindex::load() {
                        T.Name, T.Offset, T.Offset + T.StoredLength,
                        File->size());
   }
-  return checkModelTensors(M.Config, M.Tensors, ManifestPath);
+  if (Error E = checkModelTensors(M.Config, M.Tensors, ManifestPath, M.Layers))
+    return E;
+  return loadPatches();
 }
 
 // Everything a later step turns into a path or an array index is checked

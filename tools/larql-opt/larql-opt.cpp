@@ -20,6 +20,7 @@
 #include "vindex/Model/Engine.h"
 #include "vindex/RegisterAll.h"
 #include "vindex/Store/Copy.h"
+#include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/ToolMain.h"
@@ -404,10 +405,10 @@ int main(int argc, char **argv) {
   if (!Interactive) {
     if (!Run(All))
       return Finish(false);
-    // Statements that edit the store do not run yet (they fail above), so
-    // the V-index a script leaves is its input, written again.
+    // The V-index the script leaves: its input with the patches of the
+    // view kept as patches (patches/ and their manifest records).
     if (!OutputPath.empty())
-      if (Error E = copyVindex(*V, OutputPath))
+      if (Error E = copyVindex(M->view(), OutputPath, PatchMode::Keep))
         return exitWith(Tool, std::move(E));
     return Finish(true);
   }

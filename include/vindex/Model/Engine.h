@@ -14,6 +14,7 @@
 #include "vindex/Model/Kernels.h"
 
 #include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringMap.h"
 #include "llvm/Support/Error.h"
 
 #include <functional>
@@ -28,6 +29,7 @@ class ThreadPoolInterface;
 
 namespace vindex {
 
+class TensorView;
 class Vindex;
 
 struct LayerWeights {
@@ -51,6 +53,16 @@ private:
       std::make_unique<std::once_flag>();
 };
 
+/// A matrix as the engine binds it, with the copies it owns (decoded,
+/// widened, transposed), shared so that a reload keeps those of unchanged
+/// tensors.
+struct BoundMatrix {
+  WeightMatrix W;
+  std::shared_ptr<std::vector<std::vector<uint8_t>>> Owned;
+};
+/// By tensor name.
+using BoundMatrices = llvm::StringMap<BoundMatrix>;
+
 struct LoadOptions {
   /// Widen bf16 weights to f32 (and keep transposed copies for the GEMM
   /// kernel) when all the weights fit in this many bytes as f32; larger
@@ -60,9 +72,22 @@ struct LoadOptions {
 
 class Model {
 public:
-  /// Binds the weights of V (which must outlive the model).
+  /// Binds the weights of V (which must outlive the model), with its
+  /// persisted patches.
   static llvm::Expected<std::unique_ptr<Model>>
   load(const Vindex &V, const LoadOptions &Opts = {});
+  /// Binds the weights the view shows (it must outlive the model); each
+  /// layer's FFN has the view's width for it.
+  static llvm::Expected<std::unique_ptr<Model>>
+  load(const TensorView &V, const LoadOptions &Opts = {});
+  ~Model();
+
+  /// True when the view changed since the weights were bound.
+  bool stale() const;
+  /// Rebinds the weights, and drops every cache derived from them (widened
+  /// and transposed copies, walk scales), if the view changed. Sessions
+  /// keep their KV caches: reset them.
+  llvm::Error reload();
 
   const ModelConfig &config() const { return Config; }
   const WeightMatrix &embedding() const { return Embedding; }
@@ -70,15 +95,25 @@ public:
   llvm::ArrayRef<float> finalNorm() const { return FinalNorm; }
   const LayerWeights &layer(size_t L) const { return Layers[L]; }
   size_t numLayers() const { return Layers.size(); }
+  /// The widest layer's FFN (the config's intermediate_size unless patches
+  /// appended slots).
+  size_t maxFFNWidth() const;
+  /// The view the weights come from.
+  const TensorView &view() const { return *View; }
 
 private:
-  llvm::Error bind(const Vindex &V, const LoadOptions &Opts);
+  Model();
+  llvm::Error bind(const BoundMatrices *Reuse = nullptr, uint64_t Since = 0);
+  const TensorView *View = nullptr;
+  std::unique_ptr<TensorView> OwnedView; ///< load(const Vindex &)
+  uint64_t Generation = 0;
+  LoadOptions Opts;
   ModelConfig Config;
   WeightMatrix Embedding, LMHead;
   std::vector<float> FinalNorm;
   std::vector<LayerWeights> Layers;
-  /// Decoded copies of tensors that cannot be used in place.
-  std::vector<std::vector<uint8_t>> Owned;
+  /// The matrices and the copies of them that cannot be used in place.
+  BoundMatrices Bound;
 };
 
 /// What a forward pass should record or change, per layer.

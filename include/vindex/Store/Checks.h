@@ -19,9 +19,14 @@ namespace vindex {
 /// layer has its projections and input norm, and that no tensor names a
 /// layer past the last. Records hold V-index shapes (down transposed).
 /// Cfg has passed checkModelConfig. File names the source in messages.
+/// Layers, when given, is the manifest's per-layer table: a layer's FFN
+/// width is then its feature count (a materialised patch may have widened
+/// some layers; intermediate_size is the widest), which must be positive
+/// and at most intermediate_size.
 llvm::Error checkModelTensors(const ModelConfig &Cfg,
                               llvm::ArrayRef<TensorRecord> Records,
-                              llvm::StringRef File);
+                              llvm::StringRef File,
+                              llvm::ArrayRef<LayerRecord> Layers = {});
 
 } // namespace vindex
 
