@@ -6,18 +6,18 @@
 // larql-opt X.mlir [-verify-diagnostics] [-split-input-file]
 // larql-opt X.{mlir,lql} --pass-pipeline='builtin.module(larql-lower-to-vindex)'
 //
-// Without a V-index the scripts are parsed, checked and lowered to the
-// `larql` dialect (a linter for CI); with one they run against it, the model
-// being loaded once (SELECT FROM features, SHOW LAYERS/MODEL, INFER, WALK
-// today). A .mlir input (or `-`, standard input) is parsed, verified and
-// printed back, as mlir-opt does.
+// A script is parsed (lib/LQL), lowered to the `larql` dialect, verified
+// and rewritten by --pass-pipeline; the module that comes out is the
+// program. Without a V-index that is all (a linter for CI); with one its
+// ops run against it (lib/Exec), the engine and tokenizer being loaded
+// once, by the first op that needs them (INFER, WALK, NEAREST TO). A .mlir
+// input (or `-`, standard input) is parsed, verified and printed back, as
+// mlir-opt does.
 //
 //===----------------------------------------------------------------------===//
-#include "vindex/Formats/Tokenizer.h"
 #include "vindex/Exec/Executor.h"
 #include "vindex/LQL/Parser.h"
 #include "vindex/LQL/ToIR.h"
-#include "vindex/Model/Engine.h"
 #include "vindex/RegisterAll.h"
 #include "vindex/Store/Copy.h"
 #include "vindex/Store/Vindex.h"
@@ -156,9 +156,8 @@ IR). The language: docs/lql.md; e.g.
 /// and the shell goes on; the exit status is 1 if any statement failed.
 static int runShell(
     SourceMgr &SM,
-    const std::function<bool(unsigned, std::vector<lql::Statement> &)> &Check,
-    const std::function<bool(ArrayRef<lql::Statement>)> &Run,
-    StringRef VindexDir) {
+    const std::function<mlir::OwningOpRef<mlir::ModuleOp>(unsigned)> &Check,
+    const std::function<bool(mlir::ModuleOp)> &Run, StringRef VindexDir) {
   SmallString<256> History;
   if (sys::path::home_directory(History))
     sys::path::append(History, ".larql_history");
@@ -179,8 +178,8 @@ static int runShell(
             Pending, "<shell #" + std::to_string(++Count) + ">"),
         SMLoc());
     Pending.clear();
-    std::vector<lql::Statement> Stmts;
-    if (!Check(SM.getNumBuffers(), Stmts) || (Run && !Run(Stmts)))
+    mlir::OwningOpRef<mlir::ModuleOp> Module = Check(SM.getNumBuffers());
+    if (!Module || (Run && !Run(*Module)))
       AnyError = true;
     outs().flush();
   };
@@ -322,27 +321,31 @@ int main(int argc, char **argv) {
     Printer.emplace(Ctx, SM, Tool, errs());
   // With -verify-diagnostics the exit status says whether the diagnostics
   // were exactly the expected ones.
+  bool LoadFailed = false;
   auto Finish = [&](bool Ok) {
     if (Verifier)
       return succeeded(Verifier->verify()) ? ExitSuccess : ExitUserError;
     return Ok ? ExitSuccess : ExitUserError;
   };
-  // Parses, lowers and verifies buffers [First, last]; every error is
-  // reported and then nothing runs. Statements that parsed cleanly are
-  // still lowered and verified when others failed.
-  auto Check = [&](unsigned First, std::vector<lql::Statement> &Out) {
+  // Parses buffers [First, last], lowers them to one larql module, verifies
+  // it and runs the pass pipeline over it: what comes out is the program
+  // (printed by --emit=mlir). Every error is reported and then nothing runs;
+  // statements that parsed cleanly are still lowered and verified when
+  // others failed. The AST ends here.
+  auto Check = [&](unsigned First) -> mlir::OwningOpRef<mlir::ModuleOp> {
     bool Failed = false;
+    std::vector<lql::Statement> Clean;
     for (unsigned B = First; B <= SM.getNumBuffers(); ++B)
-      if (!lql::parseScript(SM, B, Ctx, &Out))
+      if (!lql::parseScript(SM, B, Ctx, &Clean))
         Failed = true;
-    mlir::OwningOpRef<mlir::ModuleOp> Module = lql::lowerToIR(Ctx, SM, Out);
+    mlir::OwningOpRef<mlir::ModuleOp> Module = lql::lowerToIR(Ctx, SM, Clean);
     bool Invalid = false;
     for (mlir::Operation &Op : *Module->getBody())
       Invalid |= failed(mlir::verify(&Op));
     if (Failed || Invalid || failed(mlir::verify(*Module)))
-      return false;
+      return nullptr;
     // The pass pipeline (--pass-pipeline, --mlir-print-ir-after-all, ...)
-    // runs on the lowered module before it is printed.
+    // rewrites the module before it is printed and run.
     if (PassPipeline.hasAnyOccurrences()) {
       mlir::PassManager PM(&Ctx);
       if (failed(mlir::applyPassManagerCLOptions(PM)) ||
@@ -353,56 +356,54 @@ int main(int argc, char **argv) {
                                                   Msg);
                                             })) ||
           failed(PM.run(*Module)))
-        return false;
+        return nullptr;
     }
     if (EmitKind == Emit::MLIR)
       Module->print(outs()), outs() << "\n";
-    return true;
+    return Module;
   };
 
-  std::vector<lql::Statement> All;
-  if (!Check(1, All))
+  mlir::OwningOpRef<mlir::ModuleOp> Program = Check(1);
+  if (!Program)
     return Finish(false);
   if (VindexDir.empty() && !Interactive)
     return Finish(true);
 
-  // The V-index is mapped and the model loaded once for every statement.
+  // The V-index is mapped once; the executor loads the engine and the
+  // tokenizer when a statement first needs them.
   std::unique_ptr<Vindex> V;
-  std::unique_ptr<Model> M;
-  std::optional<Tokenizer> Tok;
   std::optional<lql::Executor> Exec;
   if (!VindexDir.empty()) {
     Expected<std::unique_ptr<Vindex>> OpenedV = Vindex::open(VindexDir);
     if (!OpenedV)
       return exitWith(Tool, OpenedV.takeError());
     V = std::move(*OpenedV);
-    Expected<std::unique_ptr<Model>> LoadedM = Model::load(*V);
-    if (!LoadedM)
-      return exitWith(Tool, LoadedM.takeError());
-    M = std::move(*LoadedM);
-    Expected<Tokenizer> LoadedTok =
-        Tokenizer::fromFile(V->path("tokenizer.json"));
-    if (!LoadedTok)
-      return exitWith(Tool, LoadedTok.takeError());
-    Tok.emplace(std::move(*LoadedTok));
-    if (Tok->vocabSize() > M->config().VocabSize)
-      return exitWith(Tool, fileError(V->path("tokenizer.json"),
-                                      "{0} tokens but the model's vocabulary "
-                                      "has {1}",
-                                      Tok->vocabSize(), M->config().VocabSize));
-    Exec.emplace(*M, *Tok, outs(), Format, Jobs, V.get());
+    Exec.emplace(*V, outs(), Format, Jobs);
   }
-  auto Run = [&](ArrayRef<lql::Statement> Stmts) {
-    for (const lql::Statement &S : Stmts)
-      if (Error E = Exec->run(S)) {
-        mlir::emitError(lql::toLocation(Ctx, SM, S.Loc))
-            << toString(std::move(E));
+  // Runs the ops of a checked module in order, up to the first failure: a
+  // statement's error is reported at its op (the script location), an
+  // error loading the V-index's engine or tokenizer as the tool's.
+  auto Run = [&](mlir::ModuleOp Module) {
+    for (mlir::Operation &Op : *Module.getBody())
+      if (Error E = Exec->run(Op)) {
+        bool Reported = false;
+        handleAllErrors(
+            std::move(E),
+            [&](const lql::LoadError &L) {
+              printError(Tool, createStringError(inconvertibleErrorCode(),
+                                                 L.message()));
+              Reported = true;
+            },
+            [&](const ErrorInfoBase &Info) { Op.emitError() << Info.message(); });
+        LoadFailed |= Reported;
         return false;
       }
     return true;
   };
   if (!Interactive) {
-    if (!Run(All))
+    if (!Run(*Program))
+      return LoadFailed ? ExitUserError : Finish(false);
+    if (failed(Exec->finish()))
       return Finish(false);
     // Statements that edit the store do not run yet (they fail above), so
     // the V-index a script leaves is its input, written again.
@@ -412,7 +413,7 @@ int main(int argc, char **argv) {
     return Finish(true);
   }
   return runShell(SM, Check,
-                  Exec ? std::function<bool(ArrayRef<lql::Statement>)>(Run)
-                       : std::function<bool(ArrayRef<lql::Statement>)>(),
+                  Exec ? std::function<bool(mlir::ModuleOp)>(Run)
+                       : std::function<bool(mlir::ModuleOp)>(),
                   VindexDir);
 }
