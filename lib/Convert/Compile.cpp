@@ -9,7 +9,9 @@
 #include "vindex/Convert/Compile.h"
 
 #include "vindex/Formats/Checkpoint.h"
+#include "vindex/Formats/ModelConfig.h"
 #include "vindex/Store/Layout.h"
+#include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/AtomicDirectory.h"
 #include "vindex/Support/Checksum.h"
@@ -34,15 +36,88 @@ namespace vindex {
 
 namespace {
 
+/// A tensor as it is written: its base record and its record in the view
+/// (with appended rows, and the zero rows that pad a layer to the widest
+/// FFN when widths differ).
+struct OutputTensor {
+  const TensorRecord *Base;
+  TensorRecord Out;
+};
+
 struct OutputShard {
   std::string Name;
-  std::vector<const TensorRecord *> Tensors;
+  std::vector<OutputTensor> Tensors;
   std::unique_ptr<SafetensorsWriter> Writer;
 };
 
+/// Rows T is written with: the view's, or the widest layer's FFN width for
+/// an FFN matrix when layers differ (a zero row contributes exactly 0).
+uint64_t outputRows(const TensorView &V, const TensorRecord &T) {
+  if (isFFNRole(T.Role) && V.ffnWidthsChanged())
+    return std::max(V.rows(T), V.maxFFNWidth());
+  return V.rows(T);
+}
+
+OutputTensor outputTensor(const TensorView &V, const TensorRecord &T) {
+  OutputTensor O{&T, V.record(T)};
+  if (O.Out.Dims.size() >= 2) {
+    O.Out.Dims[0] = outputRows(V, T);
+    O.Out.Length = O.Out.Dims[0] * V.rowBytes(T);
+  }
+  return O;
+}
+
+/// A patched (or padded) tensor: streamed through the view, which checks
+/// the base payload's checksum; down is transposed back whole.
+Error writeThroughView(const TensorView &V, const OutputTensor &OT,
+                       OutputFile &Out, std::vector<uint8_t> &Scratch,
+                       Progress &P) {
+  const TensorRecord &T = OT.Out;
+  uint64_t Rows = T.Dims.empty() ? 1 : T.Dims[0];
+  if (!T.Transposed)
+    return V.read(
+        *OT.Base,
+        [&](ArrayRef<uint8_t> Chunk) {
+          P.advance(Chunk.size());
+          return Out.write(Chunk);
+        },
+        Rows);
+  std::vector<uint8_t> Whole;
+  Whole.reserve(T.Length);
+  if (Error E = V.read(
+          *OT.Base,
+          [&](ArrayRef<uint8_t> Chunk) {
+            Whole.insert(Whole.end(), Chunk.begin(), Chunk.end());
+            return Error::success();
+          },
+          Rows))
+    return E;
+  unsigned Elem = dtypeSize(T.Type);
+  uint64_t Features = T.Dims[0], Hidden = T.Dims[1];
+  uint64_t RowBytes = Features * Elem;
+  uint64_t Strip = std::max<uint64_t>(1, (4u << 20) / std::max<uint64_t>(
+                                                          1, RowBytes));
+  Scratch.resize(Strip * RowBytes);
+  for (uint64_t D0 = 0; D0 < Hidden; D0 += Strip) {
+    uint64_t N = std::min(Strip, Hidden - D0);
+    transposeStrided(Whole.data() + D0 * Elem, Hidden, Features, N, Elem,
+                     Scratch.data(), Features);
+    if (Error E = Out.write(ArrayRef(Scratch).take_front(N * RowBytes)))
+      return E;
+  }
+  P.advance(T.Length);
+  return Error::success();
+}
+
 /// Appends one tensor in the source layout, checking its checksum.
-Error writeTensor(const Vindex &V, const TensorRecord &T, OutputFile &Out,
-                  std::vector<uint8_t> &Scratch, Progress &P) {
+Error writeTensor(const TensorView &View, const OutputTensor &OT,
+                  OutputFile &Out, std::vector<uint8_t> &Scratch,
+                  Progress &P) {
+  const TensorRecord &T = *OT.Base;
+  if (View.isPatched(T) || OT.Out.Length != T.Length)
+    return writeThroughView(View, OT, Out, Scratch, P);
+  // Unchanged tensors keep their fast paths.
+  const Vindex &V = View.base();
   auto Discard = [](ArrayRef<uint8_t>) { return Error::success(); };
   if (!T.Transposed && T.Compression == Codec::None) {
     // Verify through the mapping, then let the kernel copy the bytes.
@@ -98,7 +173,7 @@ bool isReplaceableCheckpoint(StringRef Dir) {
   return !EC;
 }
 
-Error writeShard(const Vindex &V, const OutputShard &S, StringRef Path,
+Error writeShard(const TensorView &V, const OutputShard &S, StringRef Path,
                  Progress &P) {
   Expected<std::unique_ptr<OutputFile>> Out = OutputFile::create(Path);
   if (!Out)
@@ -106,8 +181,8 @@ Error writeShard(const Vindex &V, const OutputShard &S, StringRef Path,
   if (Error E = (*Out)->write(arrayRefFromStringRef(S.Writer->header())))
     return E;
   std::vector<uint8_t> Scratch;
-  for (const TensorRecord *T : S.Tensors)
-    if (Error E = writeTensor(V, *T, **Out, Scratch, P))
+  for (const OutputTensor &T : S.Tensors)
+    if (Error E = writeTensor(V, T, **Out, Scratch, P))
       return E;
   return (*Out)->close();
 }
@@ -133,14 +208,25 @@ Expected<std::string> textModelConfig(StringRef Text, StringRef File) {
   return formatv("{0:2}", json::Value(std::move(Out))).str() + "\n";
 }
 
-Error copyAuxFiles(const Vindex &V, const AtomicDirectory &Out) {
+Error copyAuxFiles(const TensorView &View, const AtomicDirectory &Out) {
+  const Vindex &V = View.base();
   const ModelConfig &Cfg = V.config();
   for (const AuxFileRecord &F : V.manifest().Files) {
     Expected<std::unique_ptr<MemoryBuffer>> Buf = V.readAuxFile(F.Name);
     if (!Buf)
       return Buf.takeError();
     std::string Bytes = (*Buf)->getBuffer().str();
-    if (F.Name == "config.json" && Cfg.SourceModelType != Cfg.Architecture) {
+    if (F.Name == "config.json" && View.ffnWidthsChanged()) {
+      // A true config: Hugging Face has one intermediate_size, so every
+      // layer is written as wide as the widest (outputRows).
+      ModelConfig C = Cfg;
+      C.IntermediateSize = View.maxFFNWidth();
+      Expected<std::string> Written = writeHFConfig(C, Bytes, V.path(F.Name));
+      if (!Written)
+        return Written.takeError();
+      Bytes = std::move(*Written);
+    } else if (F.Name == "config.json" &&
+               Cfg.SourceModelType != Cfg.Architecture) {
       Expected<std::string> Derived = textModelConfig(Bytes, V.path(F.Name));
       if (!Derived)
         return Derived.takeError();
@@ -157,9 +243,9 @@ Error writeIndex(ArrayRef<OutputShard> Shards, const Metadata &Source,
   json::Object WeightMap;
   uint64_t Total = 0;
   for (const OutputShard &S : Shards)
-    for (const TensorRecord *T : S.Tensors) {
-      WeightMap[T->Name] = S.Name;
-      Total += T->Length;
+    for (const OutputTensor &T : S.Tensors) {
+      WeightMap[T.Out.Name] = S.Name;
+      Total += T.Out.Length;
     }
   // The source index's metadata comes back as it was (values are stored as
   // JSON text), except total_size, which describes the tensors written.
@@ -182,12 +268,18 @@ Error writeIndex(ArrayRef<OutputShard> Shards, const Metadata &Source,
 } // namespace
 
 Error compileSafetensors(const Vindex &V, StringRef OutDir, unsigned Jobs) {
-  const Manifest &M = V.manifest();
+  return compileSafetensors(TensorView(V), OutDir, Jobs);
+}
+
+Error compileSafetensors(const TensorView &V, StringRef OutDir,
+                         unsigned Jobs) {
+  const Manifest &M = V.base().manifest();
   std::vector<OutputShard> Shards(std::max<size_t>(1, M.Shards.size()));
   for (size_t I = 0; I < Shards.size(); ++I)
     Shards[I].Name = M.Shards.empty() ? "model.safetensors" : M.Shards[I].Name;
   for (const TensorRecord &T : M.Tensors)
-    Shards[M.Shards.empty() ? 0 : T.SourceShard].Tensors.push_back(&T);
+    Shards[M.Shards.empty() ? 0 : T.SourceShard].Tensors.push_back(
+        outputTensor(V, T));
 
   Expected<AtomicDirectory> Out =
       AtomicDirectory::create(OutDir, isReplaceableCheckpoint);
@@ -197,9 +289,9 @@ Error compileSafetensors(const Vindex &V, StringRef OutDir, unsigned Jobs) {
   for (size_t I = 0; I < Shards.size(); ++I) {
     OutputShard &S = Shards[I];
     std::vector<SafetensorsWriter::Tensor> List;
-    for (const TensorRecord *T : S.Tensors) {
-      List.push_back({T->Name, T->Type, T->sourceDims()});
-      Total += T->Length;
+    for (const OutputTensor &T : S.Tensors) {
+      List.push_back({T.Out.Name, T.Out.Type, T.Out.sourceDims()});
+      Total += T.Out.Length;
     }
     S.Writer = std::make_unique<SafetensorsWriter>(
         std::move(List), M.Shards.empty() ? Metadata() : M.Shards[I].Meta);
@@ -238,6 +330,8 @@ std::vector<std::string> vindexInputFiles(const Vindex &V) {
     Files.insert(V.path(T.File));
   for (const AuxFileRecord &F : V.manifest().Files)
     Files.insert(V.path(F.Name));
+  for (const PatchRecord &P : V.manifest().Patches)
+    Files.insert(V.path(P.File));
   return {Files.begin(), Files.end()};
 }
 

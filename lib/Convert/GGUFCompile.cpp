@@ -31,6 +31,7 @@
 #include "vindex/Formats/GGUF.h"
 #include "vindex/Formats/RowConversion.h"
 #include "vindex/Store/Layout.h"
+#include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
@@ -75,6 +76,11 @@ struct Planned {
   bool PlusOne = false;
   uint64_t PermuteHeadDim = 0; ///< Rows permuted in heads of this size.
   std::vector<float> Values;   ///< The F32 data of a derived tensor.
+  /// T as written: with the view's appended rows and the zero rows that
+  /// pad every layer to the widest FFN when widths differ.
+  TensorRecord Eff;
+  /// Patched or padded: read through the view, not the payload.
+  bool ThroughView = false;
   int layer() const { return T ? T->Layer : -1; }
   // Set when the tensor's turn comes (prepare()):
   bool Verbatim = false; ///< Output bytes = stored bytes (maybe transposed).
@@ -174,7 +180,8 @@ Expected<std::string> readAux(const Vindex &V, StringRef Name) {
 
 class GGUFCompiler {
 public:
-  GGUFCompiler(const Vindex &V, GGUFOutputType Type) : V(V), Type(Type) {}
+  GGUFCompiler(const TensorView &View, GGUFOutputType Type)
+      : View(View), V(View.base()), Type(Type) {}
   Error run(StringRef Path, unsigned Threads);
 
 private:
@@ -186,6 +193,7 @@ private:
   Error writeNext();
   Error drain();
 
+  const TensorView &View;
   const Vindex &V;
   GGUFOutputType Type;
   StringRef Arch;
@@ -204,13 +212,20 @@ Error GGUFCompiler::plan() {
   for (const TensorRecord &T : V.manifest().Tensors) {
     Planned P;
     P.T = &T;
+    P.Eff = View.record(T);
+    if (isFFNRole(T.Role) && View.ffnWidthsChanged() &&
+        P.Eff.Dims.size() == 2) {
+      P.Eff.Dims[0] = std::max(P.Eff.Dims[0], View.maxFFNWidth());
+      P.Eff.Length = P.Eff.Dims[0] * View.rowBytes(T);
+    }
+    P.ThroughView = View.isPatched(T) || P.Eff.Length != T.Length;
     P.Name = ggufTensorName(Arch, T.Role, T.Layer);
     if (P.Name.empty())
       return fileError(V.directory(),
                        "tensor '{0}' has no llama.cpp name "
                        "for architecture '{1}'",
                        T.Name, Arch);
-    Shape Src = T.sourceDims();
+    Shape Src = P.Eff.sourceDims();
     P.Ne.assign(Src.rbegin(), Src.rend());
     GGMLType Stored = storedGGMLType(T.Type);
     if (Src.size() < 2) {
@@ -345,7 +360,10 @@ Error GGUFCompiler::buildKVs() {
   Add(A("context_length"), GGUFValue::u32(uint32_t(C.MaxPositions)));
   Add(A("embedding_length"), GGUFValue::u32(uint32_t(C.HiddenSize)));
   Add(A("block_count"), GGUFValue::u32(uint32_t(C.NumLayers)));
-  Add(A("feed_forward_length"), GGUFValue::u32(uint32_t(C.IntermediateSize)));
+  // One width for every layer (narrower ones are padded: plan()).
+  Add(A("feed_forward_length"),
+      GGUFValue::u32(uint32_t(View.ffnWidthsChanged() ? View.maxFFNWidth()
+                                                      : C.IntermediateSize)));
   Add(A("attention.head_count"), GGUFValue::u32(uint32_t(C.NumHeads)));
   Add(A("attention.head_count_kv"), GGUFValue::u32(uint32_t(C.NumKVHeads)));
   Add(A("attention.key_length"), GGUFValue::u32(uint32_t(C.HeadDim)));
@@ -423,6 +441,32 @@ Error GGUFCompiler::prepare(size_t I, Progress &Prog) {
   const TensorRecord &T = *P.T;
   P.Verbatim =
       !P.PlusOne && !P.PermuteHeadDim && P.Out == storedGGMLType(T.Type);
+  if (P.ThroughView) {
+    // As a compressed payload: built by this thread through the view (which
+    // checks the base checksum), then cut into pieces.
+    if (Error E = drain())
+      return E;
+    uint64_t Rows = P.Eff.Dims.empty() ? 1 : P.Eff.Dims[0];
+    if (P.Verbatim && !T.Transposed) {
+      P.Streamed = true;
+      Prog.advance(P.Eff.Length);
+      return View.read(
+          T, [&](ArrayRef<uint8_t> Chunk) { return Out->write(Chunk); },
+          Rows);
+    }
+    Storage.clear();
+    Storage.reserve(P.Eff.Length);
+    if (Error E = View.read(
+            T,
+            [&](ArrayRef<uint8_t> Chunk) {
+              Storage.insert(Storage.end(), Chunk.begin(), Chunk.end());
+              return Error::success();
+            },
+            Rows))
+      return E;
+    P.Src = Storage.data();
+    return Error::success();
+  }
   P.Mapped = T.Compression == Codec::None;
   if (P.Mapped) {
     P.Src = V.stored(T).data();
@@ -455,7 +499,7 @@ Error GGUFCompiler::prepare(size_t I, Progress &Prog) {
 /// (mapped payloads).
 void GGUFCompiler::compute(Slot &S) {
   Planned &P = Tensors[S.Tensor];
-  const TensorRecord &T = *P.T;
+  const TensorRecord &T = P.Eff;
   ArrayRef<uint8_t> Chunk(P.Src + S.Begin, S.End - S.Begin);
   S.Problem.clear();
   if (P.Verbatim && !T.Transposed) { // only mapped: see prepare()
@@ -515,7 +559,7 @@ Error GGUFCompiler::writeNext() {
   if (S.Done.valid())
     S.Done.wait();
   const Planned &P = Tensors[S.Tensor];
-  const TensorRecord &T = *P.T;
+  const TensorRecord &T = P.Eff;
   if (!S.Problem.empty())
     return makeError("{0}", S.Problem);
   if (Error E = Out->write(S.Buf))
@@ -564,7 +608,7 @@ Error GGUFCompiler::writeTensors(unsigned Threads, Progress &P) {
           return E;
         continue;
       }
-      const TensorRecord &T = *Tensors[I].T;
+      const TensorRecord &T = Tensors[I].Eff;
       if (Error E = prepare(I, P))
         return E;
       if (Tensors[I].Streamed) {
@@ -610,7 +654,7 @@ Error GGUFCompiler::run(StringRef Path, unsigned Threads) {
   uint64_t Total = 0;
   for (const Planned &P : Tensors) {
     List.push_back({P.Name, P.Ne, P.Out});
-    Total += P.T ? P.T->Length : 0;
+    Total += P.T ? P.Eff.Length : 0;
   }
   GGUFWriter W(std::move(KVs), std::move(List));
   Alignment = W.alignment();
@@ -633,6 +677,11 @@ Error GGUFCompiler::run(StringRef Path, unsigned Threads) {
 } // namespace
 
 Error compileGGUF(const Vindex &V, StringRef Path, GGUFOutputType Type,
+                  unsigned Jobs) {
+  return compileGGUF(TensorView(V), Path, Type, Jobs);
+}
+
+Error compileGGUF(const TensorView &V, StringRef Path, GGUFOutputType Type,
                   unsigned Jobs) {
   return GGUFCompiler(V, Type).run(
       Path, hardware_concurrency(Jobs).compute_thread_count());

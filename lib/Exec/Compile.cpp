@@ -1,8 +1,9 @@
 //===- Compile.cpp - COMPILE CURRENT INTO VINDEX | MODEL ------------------===//
 //
-// The current state of the V-index (today its input: no statement edits the
-// store yet) is written as a V-index, or compiled to a model in the FORMAT
-// the statement names, with the same writers as vindex-compile (atomic
+// The current state of the V-index (its view: the input with every patch
+// applied so far) is written as a V-index, the patches materialised into
+// the payloads, or compiled to a model in the FORMAT the statement names,
+// with the same writers as vindex-compile (atomic
 // outputs; an earlier output of the same kind may be replaced, the input
 // never). Paths are relative to the working directory, as make expects.
 //
@@ -13,6 +14,7 @@
 #include "vindex/Dialect/Larql/LarqlOps.h"
 #include "vindex/Exec/Executor.h"
 #include "vindex/Store/Copy.h"
+#include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
 
 #include "llvm/Support/FileSystem.h"
@@ -45,11 +47,11 @@ Error Executor::compile(mlir::Operation &Op) {
       C.getTarget() == "vindex" ? "vindex" : C.getFormat().value_or("").str();
   Error E = Error::success();
   if (Format == "vindex")
-    E = copyVindex(V, Path);
+    E = copyVindex(*View, Path, PatchMode::Materialise);
   else if (Format == "gguf")
-    E = compileGGUF(V, Path, GGUFOutputType::Auto, Threads);
+    E = compileGGUF(*View, Path, GGUFOutputType::Auto, Threads);
   else if (Format == "safetensors")
-    E = compileSafetensors(V, Path, Threads);
+    E = compileSafetensors(*View, Path, Threads);
   else
     E = createStringError(inconvertibleErrorCode(),
                           "COMPILE INTO MODEL needs FORMAT gguf or "

@@ -6,6 +6,9 @@
 #include "vindex/Dialect/Vindex/VindexOps.h"
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
+#include "vindex/Exec/Applier.h"
+#include "vindex/Store/Patch.h"
+#include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Error.h"
 
@@ -59,24 +62,33 @@ bool startsWord(StringRef Piece) {
 char LoadError::ID = 0;
 
 Executor::Executor(const Vindex &V, raw_ostream &OS, ResultFormat Format,
-                   unsigned Threads)
-    : V(V), OS(OS), Format(Format), Threads(Threads) {}
+                   unsigned Threads, OriginFn Origin)
+    : V(V), View(std::make_unique<TensorView>(V)), Origin(std::move(Origin)),
+      OS(OS), Format(Format), Threads(Threads) {}
 
 Executor::~Executor() = default;
 
 Error Executor::applyEdit(Operation &Op) {
-  return createStringError(inconvertibleErrorCode(),
-                           "%s does not run against a V-index yet (this "
-                           "build has no patch overlay to apply it to)",
-                           Op.getName().getStringRef().str().c_str());
+  // One patch per edit, named after the open BEGIN PATCH block if any.
+  PatchOrigin O = Origin ? Origin(Op) : PatchOrigin();
+  if (Recording)
+    O.Name = PatchName;
+  PatchBuilder B(*View, std::move(O));
+  if (Error E = applyVindexOp(&Op, B))
+    return E;
+  return View->push(B.finish());
 }
 
 Expected<const Model &> Executor::model() {
   if (!M) {
-    Expected<std::unique_ptr<Model>> Loaded = Model::load(V);
+    Expected<std::unique_ptr<Model>> Loaded = Model::load(*View);
     if (!Loaded)
       return make_error<LoadError>(Loaded.takeError());
     M = std::move(*Loaded);
+  } else if (M->stale()) {
+    // Edits since the weights were bound: rebind them.
+    if (Error E = M->reload())
+      return make_error<LoadError>(std::move(E));
   }
   Expected<const Tokenizer &> T = tokenizer();
   if (!T)
@@ -137,6 +149,13 @@ Error Executor::run(Operation &Op) {
     return savePatch(Op);
   if (isa<larql::ApplyPatchOp>(Op))
     return applyPatch(Op);
+  // An edit runs once a pass has lowered it to vindex ops.
+  if (isa<larql::DeleteOp>(Op))
+    return createStringError(
+        inconvertibleErrorCode(),
+        "DELETE runs once lowered to vindex ops: "
+        "--pass-pipeline='builtin.module(larql-lower-to-vindex)' lowers one "
+        "that pins a layer and a feature");
   return createStringError(inconvertibleErrorCode(),
                            "%s does not run against a V-index yet (this "
                            "build parses, checks and lowers it: --emit=mlir)",
@@ -155,7 +174,7 @@ Error Executor::infer(StringRef Kind, StringRef Prompt, unsigned Top,
   // features than the layer has is all of them: the dense FFN. INFER: 0.
   size_t WalkK = 0;
   if (Kind == "WALK") {
-    size_t F = M.config().IntermediateSize;
+    size_t F = M.maxFFNWidth();
     WalkK = WithK ? std::min<size_t>(*WithK, F) : std::max<size_t>(1, F / 4);
   }
   std::vector<int32_t> Ids = Tok.encode(Prompt);

@@ -4,6 +4,7 @@
 #include "vindex/Formats/DType.h"
 #include "vindex/Formats/Safetensors.h"
 #include "vindex/Model/Engine.h"
+#include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Error.h"
 
@@ -27,36 +28,39 @@ std::unique_ptr<FeatureWeights> FeatureWeights::fromModel(const Model &M) {
 
 namespace {
 
-/// Binds tensors of one V-index as WeightMatrix views.
+/// Binds tensors of one view as WeightMatrix views.
 struct Binder {
-  const Vindex &V;
+  const TensorView &V;
   std::vector<std::vector<uint8_t>> &Owned;
 
   Expected<WeightMatrix> matrix(TensorRole Role, int Layer, size_t Rows,
                                 size_t Cols) {
-    const TensorRecord *T = V.find(Role, Layer);
-    if (!T) {
+    StringRef Dir = V.base().directory();
+    const TensorRecord *Base = V.find(Role, Layer);
+    if (!Base) {
       if (Layer < 0)
-        return makeError("{0}: the model has no {1} tensor", V.directory(),
+        return makeError("{0}: the model has no {1} tensor", Dir,
                          roleName(Role));
-      return makeError("{0}: layer {1} has no {2} tensor", V.directory(),
-                       Layer, roleName(Role));
+      return makeError("{0}: layer {1} has no {2} tensor", Dir, Layer,
+                       roleName(Role));
     }
+    // The record as the view sees it (appended rows included).
+    TensorRecord Rec = V.record(*Base);
+    const TensorRecord *T = &Rec;
     if (numElements(T->Dims).value_or(0) != Rows * Cols)
       return makeError("{0}: tensor '{1}' has shape {2}, expected [{3}, {4}]",
-                       V.directory(), T->Name, shapeString(T->Dims), Rows,
-                       Cols);
+                       Dir, T->Name, shapeString(T->Dims), Rows, Cols);
     if (T->Type != DType::F32 && T->Type != DType::BF16 &&
         T->Type != DType::F16)
-      return makeError("{0}: tensor '{1}' is not f32, bf16 or f16",
-                       V.directory(), T->Name);
+      return makeError("{0}: tensor '{1}' is not f32, bf16 or f16", Dir,
+                       T->Name);
     std::vector<uint8_t> Storage;
-    Expected<ArrayRef<uint8_t>> Bytes = V.data(*T, Storage);
+    Expected<ArrayRef<uint8_t>> Bytes = V.data(*Base, Storage);
     if (!Bytes)
       return Bytes.takeError();
     if (Bytes->size() != Rows * Cols * dtypeSize(T->Type))
-      return makeError("{0}: tensor '{1}' holds {2} bytes, expected {3}",
-                       V.directory(), T->Name, Bytes->size(),
+      return makeError("{0}: tensor '{1}' holds {2} bytes, expected {3}", Dir,
+                       T->Name, Bytes->size(),
                        Rows * Cols * dtypeSize(T->Type));
     WeightMatrix W;
     W.Rows = Rows;
@@ -87,12 +91,12 @@ struct Binder {
 } // namespace
 
 Expected<std::unique_ptr<FeatureWeights>>
-FeatureWeights::fromVindex(const Vindex &V) {
+FeatureWeights::fromView(const TensorView &V) {
   auto W = std::make_unique<FeatureWeights>();
   W->Config = V.config();
   const ModelConfig &C = W->Config;
   Binder B{V, W->Owned};
-  size_t D = C.HiddenSize, F = C.IntermediateSize;
+  size_t D = C.HiddenSize;
   Expected<WeightMatrix> Emb =
       B.matrix(TensorRole::Embedding, -1, C.VocabSize, D);
   if (!Emb)
@@ -110,6 +114,7 @@ FeatureWeights::fromVindex(const Vindex &V) {
   W->Layers.resize(C.NumLayers);
   for (size_t L = 0; L < C.NumLayers; ++L) {
     Layer &LW = W->Layers[L];
+    size_t F = V.ffnWidth(unsigned(L)); // appended slots included
     for (auto [Role, Out] : {std::pair(TensorRole::FFNGate, &LW.Gate),
                              std::pair(TensorRole::FFNUp, &LW.Up),
                              std::pair(TensorRole::FFNDown, &LW.Down)}) {

@@ -3,8 +3,8 @@
 // Private to lib/Exec: SELECT FROM features and SHOW LAYERS read a
 // feature's gate/up/down rows and the vocabulary matrices (embedding, LM
 // head), nothing else of the model. They are bound from the engine when it
-// is loaded, else straight from the V-index (the engine need not be able to
-// run it: an unsupported tensor or architecture does not matter here).
+// is loaded, else straight from the V-index's view (the engine need not be
+// able to run it: an unsupported tensor or architecture does not matter).
 //
 //===----------------------------------------------------------------------===//
 #ifndef VINDEX_LIB_EXEC_FEATUREWEIGHTS_H
@@ -20,7 +20,7 @@
 
 namespace vindex {
 class Model;
-class Vindex;
+class TensorView;
 } // namespace vindex
 
 namespace vindex::lql {
@@ -34,10 +34,11 @@ public:
 
   /// Views of M's matrices (M must outlive the result).
   static std::unique_ptr<FeatureWeights> fromModel(const Model &M);
-  /// The matrices of V as stored (f32 and bf16 in place; f16 and compressed
-  /// tensors decoded), checked against the config's shapes.
+  /// The matrices the view shows, in their stored dtype (f32 and bf16 in
+  /// place when unpatched and uncompressed; f16 widened to f32), checked
+  /// against the config's shapes and the view's per-layer FFN widths.
   static llvm::Expected<std::unique_ptr<FeatureWeights>>
-  fromVindex(const Vindex &V);
+  fromView(const TensorView &V);
 
   const ModelConfig &config() const { return Config; }
   const WeightMatrix &embedding() const { return Embedding; }

@@ -16,6 +16,7 @@
 #include "vindex/Exec/Executor.h"
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
+#include "vindex/Store/TensorView.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
@@ -473,18 +474,22 @@ Error Executor::select(mlir::Operation &Op) {
 }
 
 Expected<const FeatureWeights &> Executor::weights() {
-  if (!FW) {
+  if (M && M->stale())
+    if (Error E = M->reload())
+      return make_error<LoadError>(std::move(E));
+  if (!FW || FWGeneration != View->generation()) {
     // The engine's matrices when it is loaded (no second copy), else the
-    // V-index's.
+    // view's; both show every patch so far.
     if (M) {
       FW = FeatureWeights::fromModel(*M);
     } else {
       Expected<std::unique_ptr<FeatureWeights>> Loaded =
-          FeatureWeights::fromVindex(V);
+          FeatureWeights::fromView(*View);
       if (!Loaded)
         return make_error<LoadError>(Loaded.takeError());
       FW = std::move(*Loaded);
     }
+    FWGeneration = View->generation();
   }
   return *FW;
 }

@@ -10,6 +10,7 @@
 #include "vindex/Support/Error.h"
 
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 
 #include <cmath>
@@ -418,6 +419,149 @@ Expected<ModelConfig> parseHFConfig(StringRef Text, StringRef File) {
     if (Error E = Top.id("pad_token_id", C.PadId))
       return std::move(E);
   return C;
+}
+
+} // namespace vindex
+
+//===----------------------------------------------------------------------===//
+// Writing
+//===----------------------------------------------------------------------===//
+
+namespace vindex {
+
+namespace {
+
+StringRef activationName(const ModelConfig &C) {
+  switch (C.Act) {
+  case Activation::SiLU:
+    return "silu";
+  case Activation::GeluTanh:
+    return "gelu_pytorch_tanh";
+  case Activation::Gelu:
+    return "gelu";
+  }
+  return "silu";
+}
+
+StringRef causalLMClass(StringRef Arch) {
+  if (Arch == "gemma3_text")
+    return "Gemma3ForCausalLM";
+  if (Arch == "mistral")
+    return "MistralForCausalLM";
+  if (Arch == "qwen2")
+    return "Qwen2ForCausalLM";
+  if (Arch == "qwen3")
+    return "Qwen3ForCausalLM";
+  return "LlamaForCausalLM";
+}
+
+json::Value ids(ArrayRef<int64_t> Ids) {
+  if (Ids.size() == 1)
+    return Ids.front();
+  return json::Array(Ids);
+}
+
+/// Sets every key parseTextConfig reads so that it reads back C.
+void writeTextConfig(const ModelConfig &C, json::Object &O) {
+  bool Gemma = C.Architecture == "gemma3_text";
+  O["model_type"] = C.Architecture;
+  if (!O.get("architectures"))
+    O["architectures"] = json::Array{causalLMClass(C.Architecture)};
+  O["hidden_size"] = C.HiddenSize;
+  O["intermediate_size"] = C.IntermediateSize;
+  O["num_hidden_layers"] = C.NumLayers;
+  O["num_attention_heads"] = C.NumHeads;
+  O["num_key_value_heads"] = C.NumKVHeads;
+  O["head_dim"] = C.HeadDim;
+  O["vocab_size"] = C.VocabSize;
+  if (C.MaxPositions)
+    O["max_position_embeddings"] = C.MaxPositions;
+  O["rope_theta"] = C.RopeTheta;
+  if (Gemma)
+    O["rope_local_base_freq"] = C.RopeLocalTheta;
+  if (C.Scaling.Type.empty()) {
+    O["rope_scaling"] = nullptr;
+  } else {
+    json::Object S{{"rope_type", C.Scaling.Type},
+                   {"factor", C.Scaling.Factor}};
+    if (C.Scaling.Type == "llama3") {
+      S["low_freq_factor"] = C.Scaling.LowFreqFactor;
+      S["high_freq_factor"] = C.Scaling.HighFreqFactor;
+      S["original_max_position_embeddings"] = C.Scaling.OriginalMaxPositions;
+    }
+    O["rope_scaling"] = std::move(S);
+  }
+  O["rms_norm_eps"] = C.NormEps;
+  O[Gemma ? "hidden_activation" : "hidden_act"] = activationName(C);
+  // Layer kinds: Gemma lists them; the others slide from a first layer on.
+  bool AnySliding = is_contained(C.LayerKinds, LayerKind::Sliding);
+  if (Gemma) {
+    json::Array Types;
+    for (LayerKind K : C.LayerKinds)
+      Types.push_back(K == LayerKind::Sliding ? "sliding_attention"
+                                              : "full_attention");
+    O["layer_types"] = std::move(Types);
+    O["sliding_window"] = C.SlidingWindow;
+  } else if (AnySliding) {
+    O["sliding_window"] = C.SlidingWindow;
+    if (C.Architecture == "qwen2" || C.Architecture == "qwen3") {
+      O["use_sliding_window"] = true;
+      O["max_window_layers"] =
+          uint64_t(find(C.LayerKinds, LayerKind::Sliding) -
+                   C.LayerKinds.begin());
+    }
+  } else if (O.get("sliding_window")) {
+    O["sliding_window"] = nullptr;
+  }
+  if (!Gemma && !AnySliding)
+    O.erase("layer_types");
+  O["tie_word_embeddings"] = C.TiedEmbeddings;
+  if (C.Architecture != "qwen2")
+    O["attention_bias"] = C.AttentionBias;
+  if (Gemma) {
+    // Written as the whole number it was, so that it reads back exactly.
+    double Q = 1.0 / (C.QueryScale * C.QueryScale), R = std::round(Q);
+    if (std::fabs(Q - R) <= 1e-9 * R && 1.0 / std::sqrt(R) == C.QueryScale)
+      O["query_pre_attn_scalar"] = int64_t(R);
+    else
+      O["query_pre_attn_scalar"] = Q;
+  }
+  O["attn_logit_softcapping"] =
+      C.AttnSoftcap ? json::Value(C.AttnSoftcap) : json::Value(nullptr);
+  O["final_logit_softcapping"] =
+      C.FinalSoftcap ? json::Value(C.FinalSoftcap) : json::Value(nullptr);
+  O["bos_token_id"] = C.BosId ? json::Value(*C.BosId) : json::Value(nullptr);
+  O["eos_token_id"] =
+      C.EosIds.empty() ? json::Value(nullptr) : ids(C.EosIds);
+  O["pad_token_id"] = C.PadId ? json::Value(*C.PadId) : json::Value(nullptr);
+}
+
+} // namespace
+
+Expected<std::string> writeHFConfig(const ModelConfig &C, StringRef Original,
+                                    StringRef File) {
+  json::Object O;
+  if (!Original.empty()) {
+    Expected<json::Value> Root = json::parse(Original);
+    if (!Root)
+      return fileError(File, "not valid JSON: {0}",
+                       toString(Root.takeError()));
+    json::Object *Top = Root->getAsObject();
+    if (!Top)
+      return fileError(File, "must be a JSON object");
+    O = *Top;
+    // A multimodal source: the text model is what a V-index holds.
+    if (json::Object *Text = Top->getObject("text_config");
+        Text && C.SourceModelType == "gemma3") {
+      O = *Text;
+      O.erase("architectures");
+      for (StringRef Key : {"torch_dtype", "transformers_version"})
+        if (const json::Value *V = Top->get(Key); V && !O.get(Key))
+          O[Key] = *V;
+    }
+  }
+  writeTextConfig(C, O);
+  return formatv("{0:2}", json::Value(std::move(O))).str() + "\n";
 }
 
 } // namespace vindex

@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Model/Engine.h"
 
+#include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Error.h"
 
@@ -31,7 +32,7 @@ namespace {
 
 class Binder {
 public:
-  Binder(const Vindex &V, std::vector<std::vector<uint8_t>> &Owned)
+  Binder(const TensorView &V, std::vector<std::vector<uint8_t>> &Owned)
       : V(V), Owned(Owned) {}
 
   const TensorRecord *find(TensorRole Role, int Layer) {
@@ -48,10 +49,10 @@ public:
     const TensorRecord *T = find(Role, Layer);
     if (!T)
       return missing(Role, Layer);
-    if (numElements(T->Dims).value_or(0) != Rows * Cols)
+    Shape Dims = V.record(*T).Dims; // with appended rows
+    if (numElements(Dims).value_or(0) != Rows * Cols)
       return makeError("{0}: tensor '{1}' has shape {2}, expected [{3}, {4}]",
-                       V.directory(), T->Name, shapeString(T->Dims), Rows,
-                       Cols);
+                       directory(), T->Name, shapeString(Dims), Rows, Cols);
     Expected<ArrayRef<uint8_t>> Bytes = bytes(*T);
     if (!Bytes)
       return Bytes.takeError();
@@ -91,9 +92,10 @@ public:
     const TensorRecord *T = find(Role, Layer);
     if (!T)
       return missing(Role, Layer);
-    if (numElements(T->Dims).value_or(0) != N)
+    Shape Dims = V.record(*T).Dims;
+    if (numElements(Dims).value_or(0) != N)
       return makeError("{0}: tensor '{1}' has shape {2}, expected [{3}]",
-                       V.directory(), T->Name, shapeString(T->Dims), N);
+                       directory(), T->Name, shapeString(Dims), N);
     Expected<ArrayRef<uint8_t>> Bytes = bytes(*T);
     if (!Bytes)
       return Bytes.takeError();
@@ -104,11 +106,12 @@ public:
   }
 
 private:
+  StringRef directory() const { return V.base().directory(); }
   Error missing(TensorRole Role, int Layer) {
     if (Layer < 0)
-      return makeError("{0}: the model has no {1} tensor", V.directory(),
+      return makeError("{0}: the model has no {1} tensor", directory(),
                        roleName(Role));
-    return makeError("{0}: layer {1} has no {2} tensor", V.directory(), Layer,
+    return makeError("{0}: layer {1} has no {2} tensor", directory(), Layer,
                      roleName(Role));
   }
 
@@ -137,7 +140,7 @@ private:
     return F;
   }
 
-  const Vindex &V;
+  const TensorView &V;
   std::vector<std::vector<uint8_t>> &Owned;
 };
 
@@ -182,25 +185,73 @@ Expected<std::vector<float>> ropeInvFreq(const ModelConfig &C, bool Sliding) {
 
 } // namespace
 
+Model::Model() = default;
+Model::~Model() = default;
+
 Expected<std::unique_ptr<Model>> Model::load(const Vindex &V,
                                              const LoadOptions &Opts) {
   std::unique_ptr<Model> M(new Model());
-  if (Error E = M->bind(V, Opts))
+  M->OwnedView = std::make_unique<TensorView>(V);
+  M->View = M->OwnedView.get();
+  M->Opts = Opts;
+  if (Error E = M->bind())
     return std::move(E);
   return std::move(M);
 }
 
-Error Model::bind(const Vindex &V, const LoadOptions &Opts) {
+Expected<std::unique_ptr<Model>> Model::load(const TensorView &V,
+                                             const LoadOptions &Opts) {
+  std::unique_ptr<Model> M(new Model());
+  M->View = &V;
+  M->Opts = Opts;
+  if (Error E = M->bind())
+    return std::move(E);
+  return std::move(M);
+}
+
+bool Model::stale() const { return Generation != View->generation(); }
+
+Error Model::reload() {
+  if (!stale())
+    return Error::success();
+  // Bound afresh, so that a failure leaves the model as it was; every
+  // derived cache (widened and transposed copies, walk scales) lives in the
+  // weights and goes with them.
+  Model Fresh;
+  Fresh.View = View;
+  Fresh.Opts = Opts;
+  if (Error E = Fresh.bind())
+    return E;
+  Generation = Fresh.Generation;
+  Config = std::move(Fresh.Config);
+  Embedding = Fresh.Embedding;
+  LMHead = Fresh.LMHead;
+  FinalNorm = std::move(Fresh.FinalNorm);
+  Layers = std::move(Fresh.Layers);
+  Owned = std::move(Fresh.Owned);
+  return Error::success();
+}
+
+size_t Model::maxFFNWidth() const {
+  size_t F = 0;
+  for (const LayerWeights &W : Layers)
+    F = std::max(F, W.Gate.Rows);
+  return F;
+}
+
+Error Model::bind() {
+  const TensorView &V = *View;
+  Generation = V.generation();
   Config = V.config();
   const ModelConfig &C = Config;
   static const StringRef Supported[] = {"gemma3_text", "llama", "mistral",
                                         "qwen2", "qwen3"};
   if (!is_contained(Supported, StringRef(C.Architecture)))
-    return makeError("{0}: the engine does not run '{1}'", V.directory(),
-                     C.Architecture);
+    return makeError("{0}: the engine does not run '{1}'",
+                     V.base().directory(), C.Architecture);
   // A tensor the engine would not use changes the model (an MLP bias, an
   // o_proj bias...): refuse rather than compute something else.
-  for (const TensorRecord &T : V.manifest().Tensors) {
+  for (const TensorRecord &T : V.base().manifest().Tensors) {
     bool Unused = T.Role == TensorRole::Other ||
                   (!C.AttentionBias && (T.Role == TensorRole::AttnQBias ||
                                         T.Role == TensorRole::AttnKBias ||
@@ -211,16 +262,16 @@ Error Model::bind(const Vindex &V, const LoadOptions &Opts) {
                                     T.Role == TensorRole::PostFFNNorm));
     if (Unused)
       return makeError("{0}: the engine does not support tensor '{1}'",
-                       V.directory(), T.Name);
+                       V.base().directory(), T.Name);
   }
   Binder B(V, Owned);
   // Models whose weights fit the budget as f32 are widened once at load;
   // larger ones run from the mapped bytes.
   uint64_t Elements = 0;
-  for (const TensorRecord &T : V.manifest().Tensors)
-    Elements += numElements(T.Dims).value_or(0);
+  for (const TensorRecord &T : V.base().manifest().Tensors)
+    Elements += numElements(V.record(T).Dims).value_or(0);
   B.WidenBF16 = Elements * 4 <= Opts.WidenBudget;
-  size_t D = C.HiddenSize, F = C.IntermediateSize, HD = C.HeadDim;
+  size_t D = C.HiddenSize, HD = C.HeadDim;
   size_t QDim = C.NumHeads * HD, KVDim = C.NumKVHeads * HD;
   float NormAdd = C.Norm == NormStyle::OnePlusWeight ? 1.0f : 0.0f;
 
@@ -248,6 +299,7 @@ Error Model::bind(const Vindex &V, const LoadOptions &Opts) {
   for (size_t L = 0; L < C.NumLayers; ++L) {
     LayerWeights &W = Layers[L];
     int I = int(L);
+    size_t F = V.ffnWidth(unsigned(L)); // appended slots widen a layer
     auto Mat = [&](TensorRole R, size_t Rows, size_t Cols,
                    WeightMatrix &Out) -> Error {
       Expected<WeightMatrix> M = B.matrix(R, I, Rows, Cols);
@@ -489,7 +541,7 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
 void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
                   float *Out, std::vector<float> *Activations) {
   const ModelConfig &C = M.config();
-  size_t F = C.IntermediateSize, D = C.HiddenSize;
+  size_t F = W.Gate.Rows, D = C.HiddenSize; // per layer: patches append
   std::vector<float> G(T * F);
   project(X, T, W.Gate, G.data());
   std::fill(Out, Out + T * D, 0.0f);

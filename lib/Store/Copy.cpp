@@ -1,11 +1,23 @@
 //===- Copy.cpp - Writing a V-index as it is ------------------------------===//
+//
+// A copy keeps the view's patches as patches (patches/ and manifest
+// records, over the base payloads copied as they are), or materialises them:
+// each payload file holding a patched tensor is written again, the patched
+// tensors uncompressed with their patches applied, the others as stored.
+//
+//===----------------------------------------------------------------------===//
 #include "vindex/Store/Copy.h"
+#include "vindex/Formats/ModelConfig.h"
+#include "vindex/Store/TensorView.h"
+#include "vindex/Support/Checksum.h"
 #include "vindex/Support/AtomicDirectory.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/OutputFile.h"
 
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 
@@ -35,6 +47,162 @@ static Error copyManifest(const Vindex &V, const AtomicDirectory &Out) {
 }
 
 Error copyVindex(const Vindex &V, StringRef OutDir) {
+  return copyVindex(TensorView(V), OutDir, PatchMode::Keep);
+}
+
+static Error createParent(StringRef File) {
+  SmallString<128> Dir(File);
+  sys::path::remove_filename(Dir);
+  if (std::error_code EC = sys::fs::create_directories(Dir))
+    return fileError(Dir, "cannot create: {0}", EC.message());
+  return Error::success();
+}
+
+static Error copyAuxFiles(const Vindex &V, const AtomicDirectory &Out,
+                          StringRef Skip = "") {
+  for (const AuxFileRecord &F : V.manifest().Files) {
+    if (F.Name == Skip)
+      continue;
+    Expected<std::unique_ptr<MemoryBuffer>> Buf = V.readAuxFile(F.Name);
+    if (!Buf)
+      return Buf.takeError();
+    if (Error E = writeFileAtomically(Out.file(F.Name), (*Buf)->getBuffer()))
+      return E;
+  }
+  return Error::success();
+}
+
+/// The base payload files, copied in the kernel.
+static Error copyPayloads(const Vindex &V, const AtomicDirectory &Out,
+                          const StringSet<> &Except = {}) {
+  StringSet<> Done;
+  for (const TensorRecord &T : V.manifest().Tensors) {
+    if (Except.contains(T.File) || !Done.insert(T.File).second)
+      continue;
+    if (Error E = createParent(Out.file(T.File)))
+      return E;
+    if (Error E = copyMapped(V.payloadFile(T), Out.file(T.File)))
+      return E;
+  }
+  return Error::success();
+}
+
+/// Every patch of the view written under patches/ (numbered in stack
+/// order), with its record.
+static Expected<std::vector<PatchRecord>>
+writePatches(const TensorView &View, const AtomicDirectory &Out) {
+  std::vector<PatchRecord> Records;
+  for (size_t I = 0; I < View.patches().size(); ++I) {
+    const Patch &P = *View.patches()[I];
+    std::string Bytes = serializePatch(P);
+    std::string File = formatv("{0}/{1:d4}.vpatch", kPatchDirectory, I + 1);
+    if (Error E = createParent(Out.file(File)))
+      return std::move(E);
+    if (Error E = writeFileAtomically(Out.file(File), Bytes))
+      return std::move(E);
+    Records.push_back(
+        patchRecord(View.base(), P, File, arrayRefFromStringRef(Bytes)));
+  }
+  return Records;
+}
+
+/// Rewrites one payload file: patched tensors with the view's bytes
+/// (uncompressed), the others as stored; updates their records.
+static Error materialiseFile(const TensorView &View, StringRef File,
+                             std::vector<TensorRecord> &Tensors,
+                             const AtomicDirectory &Out) {
+  const Vindex &V = View.base();
+  if (Error E = createParent(Out.file(File)))
+    return E;
+  Expected<std::unique_ptr<OutputFile>> F = OutputFile::create(Out.file(File));
+  if (!F)
+    return F.takeError();
+  std::vector<size_t> Order;
+  for (size_t I = 0; I < Tensors.size(); ++I)
+    if (Tensors[I].File == File)
+      Order.push_back(I);
+  llvm::stable_sort(Order, [&](size_t A, size_t B) {
+    return Tensors[A].Offset < Tensors[B].Offset;
+  });
+  for (size_t I : Order) {
+    const TensorRecord &Base = V.manifest().Tensors[I];
+    TensorRecord &R = Tensors[I];
+    if (Error E = (*F)->padTo(kPayloadAlignment))
+      return E;
+    R.Offset = (*F)->size();
+    if (!View.isPatched(Base)) {
+      if (Error E = V.read(Base, [](ArrayRef<uint8_t>) {
+            return Error::success();
+          }))
+        return E;
+      if (Error E = (*F)->copyFrom(V.payloadFile(Base), Base.Offset,
+                                   Base.StoredLength))
+        return E;
+      continue;
+    }
+    R = View.record(Base);
+    R.Offset = (*F)->size();
+    R.Compression = Codec::None;
+    R.CodecChunk = 0;
+    ChunkedChecksum Sum;
+    if (Error E = View.read(Base, [&](ArrayRef<uint8_t> Chunk) {
+          Sum.update(Chunk);
+          return (*F)->write(Chunk);
+        }))
+      return E;
+    R.StoredLength = R.Length;
+    R.Checksum = Sum.final();
+  }
+  return (*F)->close();
+}
+
+/// COMPILE CURRENT INTO VINDEX: the view's tensors as plain payloads.
+static Error materialise(const TensorView &View, const AtomicDirectory &Out) {
+  const Vindex &V = View.base();
+  Manifest M = V.manifest();
+  StringSet<> Rewritten;
+  for (const TensorRecord &T : M.Tensors)
+    if (View.isPatched(T))
+      Rewritten.insert(T.File);
+  if (Error E = copyPayloads(V, Out, Rewritten))
+    return E;
+  for (const auto &F : Rewritten)
+    if (Error E = materialiseFile(View, F.getKey(), M.Tensors, Out))
+      return E;
+  M.Patches.clear();
+  for (LayerRecord &L : M.Layers)
+    L.Features = View.ffnWidth(L.Index);
+  bool Widened = View.ffnWidthsChanged();
+  if (Widened) {
+    // The config (manifest and config.json) says the widest layer; the
+    // layers record their own widths.
+    M.Config.IntermediateSize = View.maxFFNWidth();
+    auto Cfg = llvm::find_if(
+        M.Files, [](const AuxFileRecord &F) { return F.Name == "config.json"; });
+    if (Cfg != M.Files.end()) {
+      Expected<std::unique_ptr<MemoryBuffer>> Old = V.readAuxFile(Cfg->Name);
+      if (!Old)
+        return Old.takeError();
+      Expected<std::string> Text =
+          writeHFConfig(M.Config, (*Old)->getBuffer(), V.path(Cfg->Name));
+      if (!Text)
+        return Text.takeError();
+      if (Error E = writeFileAtomically(Out.file(Cfg->Name), *Text))
+        return E;
+      Cfg->Length = Text->size();
+      Cfg->Checksum = checksum(arrayRefFromStringRef(*Text));
+      // The written config.json describes the text model itself.
+      M.Config.SourceModelType = M.Config.Architecture;
+    }
+  }
+  if (Error E = copyAuxFiles(V, Out, Widened ? "config.json" : ""))
+    return E;
+  return writeFileAtomically(Out.file(kManifestFileName),
+                             serializeManifest(M));
+}
+
+Error copyVindex(const TensorView &View, StringRef OutDir, PatchMode Mode) {
+  const Vindex &V = View.base();
   if (sys::fs::equivalent(V.directory(), OutDir))
     return fileError(OutDir, "is the input V-index; a V-index is never "
                              "modified in place (write to another path)");
@@ -42,25 +210,28 @@ Error copyVindex(const Vindex &V, StringRef OutDir) {
       AtomicDirectory::create(OutDir, isReplaceableVindex);
   if (!Out)
     return Out.takeError();
-  StringSet<> Done;
-  for (const TensorRecord &T : V.manifest().Tensors) {
-    if (!Done.insert(T.File).second)
-      continue;
-    SmallString<128> Dir(Out->file(T.File));
-    sys::path::remove_filename(Dir);
-    if (std::error_code EC = sys::fs::create_directories(Dir))
-      return fileError(Dir, "cannot create: {0}", EC.message());
-    if (Error E = copyMapped(V.payloadFile(T), Out->file(T.File)))
+  if (Mode == PatchMode::Materialise && View.hasPatches()) {
+    if (Error E = materialise(View, *Out))
       return E;
+    return Out->commit();
   }
-  for (const AuxFileRecord &F : V.manifest().Files) {
-    Expected<std::unique_ptr<MemoryBuffer>> Buf = V.readAuxFile(F.Name);
-    if (!Buf)
-      return Buf.takeError();
-    if (Error E = writeFileAtomically(Out->file(F.Name), (*Buf)->getBuffer()))
+  if (Error E = copyPayloads(V, *Out))
+    return E;
+  if (Error E = copyAuxFiles(V, *Out))
+    return E;
+  if (View.patches().empty()) {
+    // Byte for byte, as it was.
+    if (Error E = copyManifest(V, *Out))
       return E;
+    return Out->commit();
   }
-  if (Error E = copyManifest(V, *Out))
+  Expected<std::vector<PatchRecord>> Records = writePatches(View, *Out);
+  if (!Records)
+    return Records.takeError();
+  Manifest M = V.manifest();
+  M.Patches = std::move(*Records);
+  if (Error E = writeFileAtomically(Out->file(kManifestFileName),
+                                    serializeManifest(M)))
     return E;
   return Out->commit();
 }

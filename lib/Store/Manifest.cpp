@@ -47,9 +47,12 @@ public:
         str(M.Provenance.CommandLine), B.CreateVector(Sources));
     std::vector<flatbuffers::Offset<fb::Patch>> Patches;
     for (const PatchRecord &P : M.Patches)
-      Patches.push_back(fb::CreatePatch(B, str(P.Name), str(P.Description)));
+      Patches.push_back(patch(P));
+    // Patches need a reader that applies them (Manifest.h).
+    uint32_t Version =
+        M.Patches.empty() ? kVindexFormatVersion : kVindexFormatVersionPatches;
     auto Root =
-        fb::CreateManifest(B, M.FormatVersion, Config, B.CreateVector(Tensors),
+        fb::CreateManifest(B, Version, Config, B.CreateVector(Tensors),
                            B.CreateVector(Shards), B.CreateVector(Layers),
                            B.CreateVector(Files), Prov, B.CreateVector(Patches),
                            keyValues(M.IndexMetadata), M.SourceIndex);
@@ -120,6 +123,18 @@ private:
     CB.add_has_pad(C.PadId.has_value());
     CB.add_pad_id(C.PadId.value_or(0));
     return CB.Finish();
+  }
+
+  flatbuffers::Offset<fb::Patch> patch(const PatchRecord &P) {
+    std::vector<flatbuffers::Offset<fb::PatchedTensor>> Tensors;
+    for (const PatchedTensorRecord &T : P.Tensors)
+      Tensors.push_back(fb::CreatePatchedTensor(B, str(T.Name), T.Layer,
+                                                T.BaseRows,
+                                                B.CreateVector(T.Rows),
+                                                T.AppendedRows));
+    return fb::CreatePatch(B, str(P.Name), str(P.Description), str(P.File),
+                           P.Length, P.Checksum, str(P.Statement),
+                           str(P.ScriptSha256), B.CreateVector(Tensors));
   }
 
   flatbuffers::Offset<fb::Tensor> tensor(const TensorRecord &T) {
@@ -249,11 +264,13 @@ Expected<Manifest> parseManifest(ArrayRef<uint8_t> Bytes, StringRef File) {
   const fb::Manifest *F = fb::GetManifest(Bytes.data());
   Manifest M;
   M.FormatVersion = F->format_version();
-  if (M.FormatVersion != kVindexFormatVersion)
+  if (M.FormatVersion != kVindexFormatVersion &&
+      M.FormatVersion != kVindexFormatVersionPatches)
     return fileError(File,
                      "format version {0} is not supported (this build "
-                     "reads version {1})",
-                     M.FormatVersion, kVindexFormatVersion);
+                     "reads versions {1} and {2})",
+                     M.FormatVersion, kVindexFormatVersion,
+                     kVindexFormatVersionPatches);
   if (!F->config())
     return fileError(File, "manifest has no model config");
   M.Config = readConfig(*F->config());
@@ -279,8 +296,32 @@ Expected<Manifest> parseManifest(ArrayRef<uint8_t> Bytes, StringRef File) {
             {str(S->path()), S->size(), str(S->sha256())});
   }
   if (F->patches())
-    for (const fb::Patch *P : *F->patches())
-      M.Patches.push_back({str(P->name()), str(P->description())});
+    for (const fb::Patch *P : *F->patches()) {
+      PatchRecord R;
+      R.Name = str(P->name());
+      R.Description = str(P->description());
+      R.File = str(P->file());
+      R.Length = P->length();
+      R.Checksum = P->checksum();
+      R.Statement = str(P->statement());
+      R.ScriptSha256 = str(P->script_sha256());
+      if (P->tensors())
+        for (const fb::PatchedTensor *T : *P->tensors()) {
+          PatchedTensorRecord PT;
+          PT.Name = str(T->name());
+          PT.Layer = T->layer();
+          PT.BaseRows = T->base_rows();
+          if (T->rows())
+            PT.Rows.assign(T->rows()->begin(), T->rows()->end());
+          PT.AppendedRows = T->appended_rows();
+          R.Tensors.push_back(std::move(PT));
+        }
+      M.Patches.push_back(std::move(R));
+    }
+  if (!M.Patches.empty() && M.FormatVersion < kVindexFormatVersionPatches)
+    return fileError(File, "patch records in a version {0} manifest (patches "
+                           "need version {1})",
+                     M.FormatVersion, kVindexFormatVersionPatches);
   M.IndexMetadata = keyValues(F->index_metadata());
   M.SourceIndex = F->source_index();
   return M;

@@ -110,7 +110,7 @@ Error Vindex::load() {
                        T.Name, T.Offset, T.Offset + T.StoredLength,
                        File->size());
   }
-  return Error::success();
+  return loadPatches();
 }
 
 // Everything a later step turns into a path or an array index is checked

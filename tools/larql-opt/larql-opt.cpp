@@ -20,6 +20,8 @@
 #include "vindex/LQL/ToIR.h"
 #include "vindex/RegisterAll.h"
 #include "vindex/Store/Copy.h"
+#include "vindex/Store/Patch.h"
+#include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/ToolMain.h"
@@ -33,6 +35,7 @@
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Support/Timing.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/LineEditor/LineEditor.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
@@ -40,6 +43,7 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
+#include "llvm/Support/SHA256.h"
 #include "llvm/Support/SourceMgr.h"
 
 #include <functional>
@@ -102,7 +106,9 @@ Keywords are case-insensitive; strings take '...' or "..."; -- and /* */ are
 comments. Without a V-index the statements are only parsed and checked.
 
 Every statement of LQL parses, is checked and lowers to the larql dialect
-(docs/lql.md). Statements that run against a V-index in this build:
+(docs/lql.md); --pass-pipeline rewrites that IR, and what comes out is what
+runs (--emit=mlir prints it). The engine is loaded only by the statements
+that run the model. Statements that run against a V-index in this build:
   SELECT cols|* FROM features [WHERE e] [ORDER BY col [DESC], ...] [LIMIT n]
                                         one row per (layer, feature): layer,
                                         feature, gate_norm, up_norm,
@@ -120,6 +126,14 @@ Every statement of LQL parses, is checked and lowers to the larql dialect
   COMPILE CURRENT INTO VINDEX 'path'    write the V-index as it is now
   COMPILE CURRENT INTO MODEL 'path' FORMAT gguf|safetensors
                                         compile it, as vindex-compile does
+  DELETE FROM edges WHERE layer = L AND feature = F
+                                        zero the feature, once lowered to
+                                        vindex.remove_feature by the pass
+                                        larql-lower-to-vindex
+  BEGIN PATCH 'name'; ...; SAVE PATCH ['p.mlir'|'p.mlirbc']
+                                        also write the block's edits as
+                                        vindex IR (text or bytecode)
+  APPLY PATCH 'p.mlir'                  run a saved patch's edits
 
 Examples:
   larql-opt tiny.vindex -e "INFER 'The capital of France is' TOP 5"
@@ -128,7 +142,10 @@ Examples:
   larql-opt tiny.vindex -e "SELECT * FROM features WHERE layer = 3 ORDER BY down_norm DESC LIMIT 5"
   larql-opt tiny.vindex queries.lql -o out.vindex
                                         # run a script, write the V-index it
-                                        # leaves (a make rule's output)
+                                        # leaves (its edits as patches/)
+  larql-opt tiny.vindex edits.lql -o out.vindex --pass-pipeline='builtin.module(larql-lower-to-vindex)'
+  larql-opt tiny.vindex mixed.lql -o out.vindex --pass-pipeline='builtin.module(larql-strip-queries,larql-lower-to-vindex)'
+
   larql-opt checks.lql                  # lint a script without a model
   larql-opt edits.lql --emit=mlir       # print the lowered larql IR
   larql-opt edits.mlir                  # parse, verify and print IR back
@@ -207,6 +224,32 @@ static int runShell(
   if (!StringRef(Pending).trim().empty())
     Submit();
   return AnyError ? ExitUserError : ExitSuccess;
+}
+
+/// What an edit's patch records of where it came from: the statement's text
+/// (from its op's location to its ';') and the SHA-256 of its script (none
+/// for -e and the shell, whose buffer names start with '<').
+static PatchOrigin originOf(SourceMgr &SM, mlir::Operation &Op) {
+  PatchOrigin O;
+  auto FL = Op.getLoc()->findInstanceOf<mlir::FileLineColLoc>();
+  if (!FL)
+    return O;
+  for (unsigned B = 1; B <= SM.getNumBuffers(); ++B) {
+    const MemoryBuffer *Buf = SM.getMemoryBuffer(B);
+    if (Buf->getBufferIdentifier() != FL.getFilename().getValue())
+      continue;
+    SMLoc At = SM.FindLocForLineAndColumn(B, FL.getLine(), FL.getColumn());
+    if (!At.isValid())
+      return O;
+    StringRef Rest(At.getPointer(), Buf->getBufferEnd() - At.getPointer());
+    O.Statement = Rest.take_until([](char C) { return C == ';'; }).trim().str();
+    if (!Buf->getBufferIdentifier().starts_with("<"))
+      O.ScriptSha256 = toHex(SHA256::hash(arrayRefFromStringRef(
+                                 Buf->getBuffer())),
+                             /*LowerCase=*/true);
+    return O;
+  }
+  return O;
 }
 
 int main(int argc, char **argv) {
@@ -378,7 +421,8 @@ int main(int argc, char **argv) {
     if (!OpenedV)
       return exitWith(Tool, OpenedV.takeError());
     V = std::move(*OpenedV);
-    Exec.emplace(*V, outs(), Format, Jobs);
+    Exec.emplace(*V, outs(), Format, Jobs,
+                 [&](mlir::Operation &Op) { return originOf(SM, Op); });
   }
   // Runs the ops of a checked module in order, up to the first failure: a
   // statement's error is reported at its op (the script location), an
@@ -405,10 +449,10 @@ int main(int argc, char **argv) {
       return LoadFailed ? ExitUserError : Finish(false);
     if (failed(Exec->finish()))
       return Finish(false);
-    // Statements that edit the store do not run yet (they fail above), so
-    // the V-index a script leaves is its input, written again.
+    // The V-index the script leaves: its input with the patches of the
+    // view kept as patches (patches/ and their manifest records).
     if (!OutputPath.empty())
-      if (Error E = copyVindex(*V, OutputPath))
+      if (Error E = copyVindex(Exec->view(), OutputPath, PatchMode::Keep))
         return exitWith(Tool, std::move(E));
     return Finish(true);
   }

@@ -20,13 +20,16 @@
 #include "llvm/Support/Error.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <functional>
 #include <memory>
 #include <optional>
 
 namespace vindex {
 class Model;
+class TensorView;
 class Tokenizer;
 class Vindex;
+struct PatchOrigin;
 } // namespace vindex
 
 namespace vindex::lql {
@@ -53,12 +56,21 @@ private:
 
 /// Runs ops against one V-index and prints each result: an aligned table,
 /// one JSON object per line, or CSV. The model and tokenizer are loaded
-/// once, when an op first needs them.
+/// once, when an op first needs them. Edits (vindex ops) go through the
+/// applier into a patch each, pushed on the executor's view of the V-index:
+/// every later op (the engine, the features queries, COMPILE) sees them.
 class Executor {
 public:
+  /// Origin, when given, describes the statement an edit op came from (its
+  /// text, the script's hash) for the patch's record.
+  using OriginFn = std::function<PatchOrigin(mlir::Operation &)>;
   Executor(const Vindex &V, llvm::raw_ostream &OS, ResultFormat Format,
-           unsigned Threads);
+           unsigned Threads, OriginFn Origin = nullptr);
   ~Executor();
+
+  /// The V-index as the ops so far left it (its input with their patches):
+  /// what -o writes.
+  const TensorView &view() const { return *View; }
 
   /// Runs one op of a verified module. A failure is either a LoadError or
   /// the statement's own error (the caller reports it at Op's location).
@@ -89,12 +101,15 @@ private:
   llvm::Error applyPatch(mlir::Operation &Op);
 
   const Vindex &V;
+  std::unique_ptr<TensorView> View;
+  OriginFn Origin;
   llvm::raw_ostream &OS;
   ResultFormat Format;
   unsigned Threads;
   std::unique_ptr<Model> M;
   std::unique_ptr<Tokenizer> Tok;
   std::unique_ptr<FeatureWeights> FW;
+  uint64_t FWGeneration = 0; ///< the view's generation FW was bound at
   bool CSVHeaderDone = false;
   /// The edits since BEGIN PATCH (null when no patch is open).
   mlir::OwningOpRef<mlir::ModuleOp> Recording;

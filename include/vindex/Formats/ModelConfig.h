@@ -81,6 +81,14 @@ llvm::ArrayRef<llvm::StringRef> supportedModelTypes();
 llvm::Expected<ModelConfig> parseHFConfig(llvm::StringRef Text,
                                           llvm::StringRef FileName);
 
+/// config.json text for C (what parseHFConfig reads back as C). Keys of
+/// Original, the source's config.json text when given, that C does not
+/// describe are kept as they were; the keys C describes are written from
+/// C. FileName is for messages about Original.
+llvm::Expected<std::string> writeHFConfig(const ModelConfig &C,
+                                          llvm::StringRef Original = "",
+                                          llvm::StringRef FileName = "");
+
 } // namespace vindex
 
 #endif // VINDEX_FORMATS_MODELCONFIG_H

@@ -28,6 +28,7 @@ class ThreadPoolInterface;
 
 namespace vindex {
 
+class TensorView;
 class Vindex;
 
 struct LayerWeights {
@@ -60,9 +61,22 @@ struct LoadOptions {
 
 class Model {
 public:
-  /// Binds the weights of V (which must outlive the model).
+  /// Binds the weights of V (which must outlive the model), with its
+  /// persisted patches.
   static llvm::Expected<std::unique_ptr<Model>>
   load(const Vindex &V, const LoadOptions &Opts = {});
+  /// Binds the weights the view shows (it must outlive the model); each
+  /// layer's FFN has the view's width for it.
+  static llvm::Expected<std::unique_ptr<Model>>
+  load(const TensorView &V, const LoadOptions &Opts = {});
+  ~Model();
+
+  /// True when the view changed since the weights were bound.
+  bool stale() const;
+  /// Rebinds the weights, and drops every cache derived from them (widened
+  /// and transposed copies, walk scales), if the view changed. Sessions
+  /// keep their KV caches: reset them.
+  llvm::Error reload();
 
   const ModelConfig &config() const { return Config; }
   const WeightMatrix &embedding() const { return Embedding; }
@@ -70,9 +84,19 @@ public:
   llvm::ArrayRef<float> finalNorm() const { return FinalNorm; }
   const LayerWeights &layer(size_t L) const { return Layers[L]; }
   size_t numLayers() const { return Layers.size(); }
+  /// The widest layer's FFN (the config's intermediate_size unless patches
+  /// appended slots).
+  size_t maxFFNWidth() const;
+  /// The view the weights come from.
+  const TensorView &view() const { return *View; }
 
 private:
-  llvm::Error bind(const Vindex &V, const LoadOptions &Opts);
+  Model();
+  llvm::Error bind();
+  const TensorView *View = nullptr;
+  std::unique_ptr<TensorView> OwnedView; ///< load(const Vindex &)
+  uint64_t Generation = 0;
+  LoadOptions Opts;
   ModelConfig Config;
   WeightMatrix Embedding, LMHead;
   std::vector<float> FinalNorm;

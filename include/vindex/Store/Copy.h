@@ -15,6 +15,24 @@ namespace vindex {
 /// not modified.
 llvm::Error copyVindex(const Vindex &V, llvm::StringRef OutDir);
 
+class TensorView;
+
+/// What a copy does with the view's patches.
+enum class PatchMode {
+  /// The base payloads are copied as they are and every patch of the view
+  /// is written under patches/ with its manifest record (larql-opt -o):
+  /// the overlay stays an overlay.
+  Keep,
+  /// Patched tensors are written with their patches applied, into new
+  /// payload files; no patches are left (COMPILE CURRENT INTO VINDEX).
+  /// Layers record their FFN widths; a changed width rewrites config.json.
+  Materialise
+};
+
+/// Writes the V-index the view shows to OutDir, atomically (as above).
+llvm::Error copyVindex(const TensorView &V, llvm::StringRef OutDir,
+                       PatchMode Mode);
+
 } // namespace vindex
 
 #endif // VINDEX_STORE_COPY_H

@@ -20,8 +20,14 @@
 
 namespace vindex {
 
-/// Bumped on every change a reader must know about.
+/// Bumped on every change a reader must know about. A V-index without
+/// patches is written as version 1 (what earlier builds read); one with
+/// patches as version 2, which earlier builds refuse rather than ignore the
+/// patches.
 constexpr uint32_t kVindexFormatVersion = 1;
+constexpr uint32_t kVindexFormatVersionPatches = 2;
+/// The directory of persisted patches in a V-index.
+constexpr llvm::StringLiteral kPatchDirectory = "patches";
 constexpr llvm::StringLiteral kManifestFileName = "manifest.vfb";
 /// Uncompressed payloads start at multiples of this (mmap-able, SIMD-able).
 constexpr uint64_t kPayloadAlignment = 64;
@@ -78,9 +84,30 @@ struct ProvenanceRecord {
   std::vector<SourceFileRecord> Sources;
 };
 
+/// What a patch changes in one tensor.
+struct PatchedTensorRecord {
+  std::string Name;
+  int Layer = -1;
+  /// Rows before the patch; appended rows start here.
+  uint64_t BaseRows = 0;
+  /// Replaced rows (< BaseRows), ascending.
+  std::vector<uint64_t> Rows;
+  uint64_t AppendedRows = 0;
+};
+
+/// A persisted patch: its file under patches/ and what it changes.
 struct PatchRecord {
   std::string Name;
   std::string Description;
+  /// Relative to the V-index directory: "patches/NNNN.vpatch".
+  std::string File;
+  uint64_t Length = 0;
+  /// Chunked xxh3 of the file's bytes (as tensor payloads).
+  uint64_t Checksum = 0;
+  /// The statement text that made it and the script's SHA-256 (hex).
+  std::string Statement;
+  std::string ScriptSha256;
+  std::vector<PatchedTensorRecord> Tensors;
 };
 
 struct Manifest {

@@ -20,6 +20,8 @@
 
 namespace vindex {
 
+class Patch;
+
 class Vindex {
 public:
   static llvm::Expected<std::unique_ptr<Vindex>> open(llvm::StringRef Dir);
@@ -57,13 +59,22 @@ public:
   /// Re-checks every tensor's and every copied file's checksum.
   llvm::Error verify(unsigned Jobs) const;
 
+  /// The patches persisted under patches/, in manifest order, read and
+  /// checked against their manifest records on open (TensorView stacks
+  /// them on the payloads).
+  llvm::ArrayRef<std::shared_ptr<const Patch>> patches() const {
+    return Patches;
+  }
+
 private:
   llvm::Error load();
   llvm::Error checkManifest(llvm::StringRef ManifestPath) const;
+  llvm::Error loadPatches(); ///< PatchFile.cpp
   std::string Dir;
   Manifest M;
   llvm::StringMap<size_t> ByName;
   llvm::StringMap<std::unique_ptr<MappedFile>> Files;
+  std::vector<std::shared_ptr<const Patch>> Patches;
 };
 
 } // namespace vindex
