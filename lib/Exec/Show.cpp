@@ -1,7 +1,7 @@
-//===- Show.cpp - SHOW LAYERS and SHOW MODEL ------------------------------===//
+//===- Show.cpp - SHOW LAYERS, SHOW MODEL and SHOW PATCHES -----------------===//
 //
-// Neither needs the engine: SHOW MODEL reads the manifest, SHOW LAYERS the
-// down vectors.
+// None needs the engine: SHOW MODEL reads the manifest, SHOW LAYERS the
+// down vectors, SHOW PATCHES the view's patch stack.
 //
 //===----------------------------------------------------------------------===//
 #include "FeatureWeights.h"
@@ -9,6 +9,8 @@
 
 #include "vindex/Dialect/Larql/LarqlOps.h"
 #include "vindex/Exec/Executor.h"
+#include "vindex/Store/Patch.h"
+#include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
 
 #include "llvm/ADT/StringExtras.h"
@@ -91,9 +93,30 @@ Error Executor::show(mlir::Operation &Op) {
     printResult(R, Format, OS);
     return Error::success();
   }
+  if (What == "patches") {
+    // The stack of the view, oldest first: the V-index's own patches, then
+    // those of this run's edits.
+    R.Statement = "SHOW PATCHES";
+    R.Columns = {"patch", "name", "origin", "tensors", "rows", "statement"};
+    ArrayRef<std::shared_ptr<const Patch>> Stack = View->patches();
+    for (size_t I = 0; I < Stack.size(); ++I) {
+      const Patch &P = *Stack[I];
+      int64_t Rows = 0;
+      for (const TensorEdit &E : P.edits())
+        Rows += int64_t(E.Rows.size() + E.AppendedRows);
+      R.Rows.push_back({int64_t(I + 1), P.origin().Name,
+                        std::string(I < View->numPersisted() ? "v-index"
+                                                             : "this run"),
+                        int64_t(P.edits().size()), Rows,
+                        P.origin().Statement});
+    }
+    printResult(R, Format, OS);
+    return Error::success();
+  }
   return createStringError(inconvertibleErrorCode(),
                            "SHOW %s does not run against a V-index yet (it "
-                           "needs labels; SHOW LAYERS and SHOW MODEL run)",
+                           "needs labels; SHOW LAYERS, SHOW MODEL and SHOW "
+                           "PATCHES run)",
                            What.upper().c_str());
 }
 

@@ -117,6 +117,8 @@ that run the model. Statements that run against a V-index in this build:
                                         KNN of the entity's residual at layer
                                         n against its gates (column score)
   SHOW LAYERS | SHOW MODEL              per-layer summary; model facts
+  SHOW PATCHES                          the patches on the V-index: its own,
+                                        then this run's edits
   INFER 'prompt' [TOP n] [GENERATE m]   next-token distribution; greedy
                                         continuation of m tokens (whole words)
   WALK 'prompt' [TOP n] [WITH K k]      the same through the walk FFN: per
@@ -456,8 +458,11 @@ int main(int argc, char **argv) {
         return exitWith(Tool, std::move(E));
     return Finish(true);
   }
-  return runShell(SM, Check,
-                  Exec ? std::function<bool(mlir::ModuleOp)>(Run)
-                       : std::function<bool(mlir::ModuleOp)>(),
-                  VindexDir);
+  int Status = runShell(SM, Check,
+                        Exec ? std::function<bool(mlir::ModuleOp)>(Run)
+                             : std::function<bool(mlir::ModuleOp)>(),
+                        VindexDir);
+  if (Exec && failed(Exec->finish()))
+    return ExitUserError;
+  return Status;
 }
