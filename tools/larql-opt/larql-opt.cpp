@@ -30,6 +30,7 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
+#include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Support/FileUtilities.h"
@@ -155,7 +156,8 @@ Examples:
   larql-opt edits.lql --emit=mlir --pass-pipeline='builtin.module(larql-lower-to-vindex)'
 
 Inputs ending in .mlir, and `-` (standard input), are larql IR; the rest
-are LQL scripts.
+are LQL scripts. IR after a V-index (larql-opt IN.vindex X.mlir) runs
+against it as a script's IR does.
 
 Exit status: 0 success, 1 bad input or script, 2 bad command line.
 )";
@@ -244,7 +246,12 @@ static PatchOrigin originOf(SourceMgr &SM, mlir::Operation &Op) {
     if (!At.isValid())
       return O;
     StringRef Rest(At.getPointer(), Buf->getBufferEnd() - At.getPointer());
-    O.Statement = Rest.take_until([](char C) { return C == ';'; }).trim().str();
+    // A statement ends at its ';', an op of IR at the end of its line.
+    bool IR = Buf->getBufferIdentifier().ends_with(".mlir");
+    O.Statement =
+        Rest.take_until([&](char C) { return C == (IR ? '\n' : ';'); })
+            .trim()
+            .str();
     if (!Buf->getBufferIdentifier().starts_with("<"))
       O.ScriptSha256 = toHex(SHA256::hash(arrayRefFromStringRef(
                                  Buf->getBuffer())),
@@ -273,11 +280,14 @@ int main(int argc, char **argv) {
   mlir::DialectRegistry Registry;
   registerAllDialects(Registry);
 
-  // .mlir input: parse, verify and print back, as mlir-opt does.
-  bool AnyMLIR = llvm::any_of(Inputs, [](const std::string &In) {
-    return In == "-" || StringRef(In).ends_with(".mlir");
-  });
-  if (AnyMLIR) {
+  // .mlir input: parse, verify and print back, as mlir-opt does; after a
+  // V-index, run it against it (the IR is the program, whoever wrote it).
+  auto IsIR = [](StringRef In) { return In == "-" || In.ends_with(".mlir"); };
+  bool AnyMLIR = llvm::any_of(Inputs, IsIR);
+  bool RunIR = AnyMLIR && Inputs.size() == 2 && Statements.empty() &&
+               !SplitInputFile && !IsIR(Inputs[0]) &&
+               sys::fs::is_directory(Inputs[0]) && IsIR(Inputs[1]);
+  if (AnyMLIR && !RunIR) {
     if (Inputs.size() != 1 || !Statements.empty()) {
       errs() << Tool << ": error: a .mlir input is processed alone\n";
       return ExitUsageError;
@@ -321,7 +331,8 @@ int main(int argc, char **argv) {
     return exitWith(Tool, fileError(VindexDir, "no such V-index directory"));
   SourceMgr SM;
   for (const std::string &S : Scripts) {
-    ErrorOr<std::unique_ptr<MemoryBuffer>> Buf = MemoryBuffer::getFile(S);
+    ErrorOr<std::unique_ptr<MemoryBuffer>> Buf =
+        S == "-" ? MemoryBuffer::getSTDIN() : MemoryBuffer::getFile(S);
     if (!Buf)
       return exitWith(
           Tool, fileError(S, "cannot read: {0}", Buf.getError().message()));
@@ -378,17 +389,26 @@ int main(int argc, char **argv) {
   // statements that parsed cleanly are still lowered and verified when
   // others failed. The AST ends here.
   auto Check = [&](unsigned First) -> mlir::OwningOpRef<mlir::ModuleOp> {
-    bool Failed = false;
-    std::vector<lql::Statement> Clean;
-    for (unsigned B = First; B <= SM.getNumBuffers(); ++B)
-      if (!lql::parseScript(SM, B, Ctx, &Clean))
-        Failed = true;
-    mlir::OwningOpRef<mlir::ModuleOp> Module = lql::lowerToIR(Ctx, SM, Clean);
-    bool Invalid = false;
-    for (mlir::Operation &Op : *Module->getBody())
-      Invalid |= failed(mlir::verify(&Op));
-    if (Failed || Invalid || failed(mlir::verify(*Module)))
-      return nullptr;
+    mlir::OwningOpRef<mlir::ModuleOp> Module;
+    if (RunIR) {
+      // IR given as such: parsed and verified by MLIR's parser.
+      Module = mlir::parseSourceFile<mlir::ModuleOp>(
+          SM, mlir::ParserConfig(&Ctx));
+      if (!Module)
+        return nullptr;
+    } else {
+      bool Failed = false;
+      std::vector<lql::Statement> Clean;
+      for (unsigned B = First; B <= SM.getNumBuffers(); ++B)
+        if (!lql::parseScript(SM, B, Ctx, &Clean))
+          Failed = true;
+      Module = lql::lowerToIR(Ctx, SM, Clean);
+      bool Invalid = false;
+      for (mlir::Operation &Op : *Module->getBody())
+        Invalid |= failed(mlir::verify(&Op));
+      if (Failed || Invalid || failed(mlir::verify(*Module)))
+        return nullptr;
+    }
     // The pass pipeline (--pass-pipeline, --mlir-print-ir-after-all, ...)
     // rewrites the module before it is printed and run.
     if (PassPipeline.hasAnyOccurrences()) {
