@@ -95,8 +95,8 @@ Error writeThroughView(const TensorView &V, const OutputTensor &OT,
   unsigned Elem = dtypeSize(T.Type);
   uint64_t Features = T.Dims[0], Hidden = T.Dims[1];
   uint64_t RowBytes = Features * Elem;
-  uint64_t Strip = std::max<uint64_t>(1, (4u << 20) / std::max<uint64_t>(
-                                                          1, RowBytes));
+  uint64_t Strip =
+      std::max<uint64_t>(1, (4u << 20) / std::max<uint64_t>(1, RowBytes));
   Scratch.resize(Strip * RowBytes);
   for (uint64_t D0 = 0; D0 < Hidden; D0 += Strip) {
     uint64_t N = std::min(Strip, Hidden - D0);
@@ -111,8 +111,7 @@ Error writeThroughView(const TensorView &V, const OutputTensor &OT,
 
 /// Appends one tensor in the source layout, checking its checksum.
 Error writeTensor(const TensorView &View, const OutputTensor &OT,
-                  OutputFile &Out, std::vector<uint8_t> &Scratch,
-                  Progress &P) {
+                  OutputFile &Out, std::vector<uint8_t> &Scratch, Progress &P) {
   const TensorRecord &T = *OT.Base;
   if (View.isPatched(T) || OT.Out.Length != T.Length)
     return writeThroughView(View, OT, Out, Scratch, P);
@@ -271,8 +270,7 @@ Error compileSafetensors(const Vindex &V, StringRef OutDir, unsigned Jobs) {
   return compileSafetensors(TensorView(V), OutDir, Jobs);
 }
 
-Error compileSafetensors(const TensorView &V, StringRef OutDir,
-                         unsigned Jobs) {
+Error compileSafetensors(const TensorView &V, StringRef OutDir, unsigned Jobs) {
   const Manifest &M = V.base().manifest();
   std::vector<OutputShard> Shards(std::max<size_t>(1, M.Shards.size()));
   for (size_t I = 0; I < Shards.size(); ++I)

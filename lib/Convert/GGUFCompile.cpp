@@ -451,8 +451,7 @@ Error GGUFCompiler::prepare(size_t I, Progress &Prog) {
       P.Streamed = true;
       Prog.advance(P.Eff.Length);
       return View.read(
-          T, [&](ArrayRef<uint8_t> Chunk) { return Out->write(Chunk); },
-          Rows);
+          T, [&](ArrayRef<uint8_t> Chunk) { return Out->write(Chunk); }, Rows);
     }
     Storage.clear();
     Storage.reserve(P.Eff.Length);

@@ -2,10 +2,10 @@
 //
 // The current state of the V-index (its view: the input with every patch
 // applied so far) is written as a V-index, the patches materialised into
-// the payloads, or compiled to a model in the FORMAT the statement names,
-// with the same writers as vindex-compile (atomic
-// outputs; an earlier output of the same kind may be replaced, the input
-// never). Paths are relative to the working directory, as make expects.
+// the payloads, or compiled to a model in the FORMAT the statement names, with
+// the same writers as vindex-compile (atomic outputs; an earlier output of the
+// same kind may be replaced, the input never). Paths are relative to the
+// working directory, as make expects.
 //
 //===----------------------------------------------------------------------===//
 #include "ResultTable.h"

@@ -482,8 +482,7 @@ void writeTextConfig(const ModelConfig &C, json::Object &O) {
   if (C.Scaling.Type.empty()) {
     O["rope_scaling"] = nullptr;
   } else {
-    json::Object S{{"rope_type", C.Scaling.Type},
-                   {"factor", C.Scaling.Factor}};
+    json::Object S{{"rope_type", C.Scaling.Type}, {"factor", C.Scaling.Factor}};
     if (C.Scaling.Type == "llama3") {
       S["low_freq_factor"] = C.Scaling.LowFreqFactor;
       S["high_freq_factor"] = C.Scaling.HighFreqFactor;
@@ -506,9 +505,8 @@ void writeTextConfig(const ModelConfig &C, json::Object &O) {
     O["sliding_window"] = C.SlidingWindow;
     if (C.Architecture == "qwen2" || C.Architecture == "qwen3") {
       O["use_sliding_window"] = true;
-      O["max_window_layers"] =
-          uint64_t(find(C.LayerKinds, LayerKind::Sliding) -
-                   C.LayerKinds.begin());
+      O["max_window_layers"] = uint64_t(find(C.LayerKinds, LayerKind::Sliding) -
+                                        C.LayerKinds.begin());
     }
   } else if (O.get("sliding_window")) {
     O["sliding_window"] = nullptr;
@@ -531,8 +529,7 @@ void writeTextConfig(const ModelConfig &C, json::Object &O) {
   O["final_logit_softcapping"] =
       C.FinalSoftcap ? json::Value(C.FinalSoftcap) : json::Value(nullptr);
   O["bos_token_id"] = C.BosId ? json::Value(*C.BosId) : json::Value(nullptr);
-  O["eos_token_id"] =
-      C.EosIds.empty() ? json::Value(nullptr) : ids(C.EosIds);
+  O["eos_token_id"] = C.EosIds.empty() ? json::Value(nullptr) : ids(C.EosIds);
   O["pad_token_id"] = C.PadId ? json::Value(*C.PadId) : json::Value(nullptr);
 }
 
@@ -544,8 +541,7 @@ Expected<std::string> writeHFConfig(const ModelConfig &C, StringRef Original,
   if (!Original.empty()) {
     Expected<json::Value> Root = json::parse(Original);
     if (!Root)
-      return fileError(File, "not valid JSON: {0}",
-                       toString(Root.takeError()));
+      return fileError(File, "not valid JSON: {0}", toString(Root.takeError()));
     json::Object *Top = Root->getAsObject();
     if (!Top)
       return fileError(File, "must be a JSON object");

@@ -247,8 +247,8 @@ Error Model::bind() {
   static const StringRef Supported[] = {"gemma3_text", "llama", "mistral",
                                         "qwen2", "qwen3"};
   if (!is_contained(Supported, StringRef(C.Architecture)))
-    return makeError("{0}: the engine does not run '{1}'",
-                     V.base().directory(), C.Architecture);
+    return makeError("{0}: the engine does not run '{1}'", V.base().directory(),
+                     C.Architecture);
   // A tensor the engine would not use changes the model (an MLP bias, an
   // o_proj bias...): refuse rather than compute something else.
   for (const TensorRecord &T : V.base().manifest().Tensors) {

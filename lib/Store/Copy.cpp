@@ -9,8 +9,8 @@
 #include "vindex/Store/Copy.h"
 #include "vindex/Formats/ModelConfig.h"
 #include "vindex/Store/TensorView.h"
-#include "vindex/Support/Checksum.h"
 #include "vindex/Support/AtomicDirectory.h"
+#include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/OutputFile.h"
 
@@ -131,9 +131,8 @@ static Error materialiseFile(const TensorView &View, StringRef File,
       return E;
     R.Offset = (*F)->size();
     if (!View.isPatched(Base)) {
-      if (Error E = V.read(Base, [](ArrayRef<uint8_t>) {
-            return Error::success();
-          }))
+      if (Error E =
+              V.read(Base, [](ArrayRef<uint8_t>) { return Error::success(); }))
         return E;
       if (Error E = (*F)->copyFrom(V.payloadFile(Base), Base.Offset,
                                    Base.StoredLength))
@@ -177,8 +176,9 @@ static Error materialise(const TensorView &View, const AtomicDirectory &Out) {
     // The config (manifest and config.json) says the widest layer; the
     // layers record their own widths.
     M.Config.IntermediateSize = View.maxFFNWidth();
-    auto Cfg = llvm::find_if(
-        M.Files, [](const AuxFileRecord &F) { return F.Name == "config.json"; });
+    auto Cfg = llvm::find_if(M.Files, [](const AuxFileRecord &F) {
+      return F.Name == "config.json";
+    });
     if (Cfg != M.Files.end()) {
       Expected<std::unique_ptr<MemoryBuffer>> Old = V.readAuxFile(Cfg->Name);
       if (!Old)
@@ -197,8 +197,7 @@ static Error materialise(const TensorView &View, const AtomicDirectory &Out) {
   }
   if (Error E = copyAuxFiles(V, Out, Widened ? "config.json" : ""))
     return E;
-  return writeFileAtomically(Out.file(kManifestFileName),
-                             serializeManifest(M));
+  return writeFileAtomically(Out.file(kManifestFileName), serializeManifest(M));
 }
 
 Error copyVindex(const TensorView &View, StringRef OutDir, PatchMode Mode) {

@@ -51,11 +51,10 @@ public:
     // Patches need a reader that applies them (Manifest.h).
     uint32_t Version =
         M.Patches.empty() ? kVindexFormatVersion : kVindexFormatVersionPatches;
-    auto Root =
-        fb::CreateManifest(B, Version, Config, B.CreateVector(Tensors),
-                           B.CreateVector(Shards), B.CreateVector(Layers),
-                           B.CreateVector(Files), Prov, B.CreateVector(Patches),
-                           keyValues(M.IndexMetadata), M.SourceIndex);
+    auto Root = fb::CreateManifest(
+        B, Version, Config, B.CreateVector(Tensors), B.CreateVector(Shards),
+        B.CreateVector(Layers), B.CreateVector(Files), Prov,
+        B.CreateVector(Patches), keyValues(M.IndexMetadata), M.SourceIndex);
     B.Finish(Root, fb::ManifestIdentifier());
     return std::string(reinterpret_cast<const char *>(B.GetBufferPointer()),
                        B.GetSize());
@@ -128,10 +127,9 @@ private:
   flatbuffers::Offset<fb::Patch> patch(const PatchRecord &P) {
     std::vector<flatbuffers::Offset<fb::PatchedTensor>> Tensors;
     for (const PatchedTensorRecord &T : P.Tensors)
-      Tensors.push_back(fb::CreatePatchedTensor(B, str(T.Name), T.Layer,
-                                                T.BaseRows,
-                                                B.CreateVector(T.Rows),
-                                                T.AppendedRows));
+      Tensors.push_back(
+          fb::CreatePatchedTensor(B, str(T.Name), T.Layer, T.BaseRows,
+                                  B.CreateVector(T.Rows), T.AppendedRows));
     return fb::CreatePatch(B, str(P.Name), str(P.Description), str(P.File),
                            P.Length, P.Checksum, str(P.Statement),
                            str(P.ScriptSha256), B.CreateVector(Tensors));
@@ -319,8 +317,9 @@ Expected<Manifest> parseManifest(ArrayRef<uint8_t> Bytes, StringRef File) {
       M.Patches.push_back(std::move(R));
     }
   if (!M.Patches.empty() && M.FormatVersion < kVindexFormatVersionPatches)
-    return fileError(File, "patch records in a version {0} manifest (patches "
-                           "need version {1})",
+    return fileError(File,
+                     "patch records in a version {0} manifest (patches "
+                     "need version {1})",
                      M.FormatVersion, kVindexFormatVersionPatches);
   M.IndexMetadata = keyValues(F->index_metadata());
   M.SourceIndex = F->source_index();

@@ -77,11 +77,10 @@ struct PatchBuilder::Impl {
     ++E.AppendedRows;
   }
 
-  const TensorRecord *tensor(StringRef Name, Error &Err) const {
-    const TensorRecord *T = View.find(Name);
-    if (!T)
-      Err = makeError("the V-index has no tensor '{0}'", Name);
-    return T;
+  Expected<const TensorRecord *> tensor(StringRef Name) const {
+    if (const TensorRecord *T = View.find(Name))
+      return T;
+    return makeError("the V-index has no tensor '{0}'", Name);
   }
   Error checkRow(const TensorRecord &T, uint64_t Row, size_t Elements) const {
     uint64_t N = rows(T);
@@ -118,8 +117,7 @@ struct PatchBuilder::Impl {
       if (V[I].size() != View.rowElements(*T[I]))
         return makeError("the {0} vector of a feature of layer {1} has {2} "
                          "elements, not {3}",
-                         Names[I], Layer, V[I].size(),
-                         View.rowElements(*T[I]));
+                         Names[I], Layer, V[I].size(), View.rowElements(*T[I]));
     return Error::success();
   }
 };
@@ -132,8 +130,8 @@ static std::vector<uint8_t> encode(ArrayRef<float> Values, DType T) {
       std::memcpy(&Out[4 * I], &Values[I], 4);
       continue;
     }
-    uint16_t H = T == DType::BF16 ? floatToBF16(Values[I])
-                                  : floatToF16(Values[I]);
+    uint16_t H =
+        T == DType::BF16 ? floatToBF16(Values[I]) : floatToF16(Values[I]);
     std::memcpy(&Out[2 * I], &H, 2);
   }
   return Out;
@@ -145,11 +143,10 @@ PatchBuilder::~PatchBuilder() = default;
 
 Error PatchBuilder::setRow(StringRef Tensor, uint64_t Row,
                            ArrayRef<float> Values) {
-  Error Err = Error::success();
-  const TensorRecord *T = I->tensor(Tensor, Err);
-  if (!T)
-    return Err;
-  consumeError(std::move(Err));
+  Expected<const TensorRecord *> Found = I->tensor(Tensor);
+  if (!Found)
+    return Found.takeError();
+  const TensorRecord *T = *Found;
   if (Error E = I->checkRow(*T, Row, Values.size()))
     return E;
   I->write(*T, Row, encode(Values, T->Type));
@@ -158,11 +155,10 @@ Error PatchBuilder::setRow(StringRef Tensor, uint64_t Row,
 
 Error PatchBuilder::setRowBytes(StringRef Tensor, uint64_t Row,
                                 ArrayRef<uint8_t> Bytes) {
-  Error Err = Error::success();
-  const TensorRecord *T = I->tensor(Tensor, Err);
-  if (!T)
-    return Err;
-  consumeError(std::move(Err));
+  Expected<const TensorRecord *> Found = I->tensor(Tensor);
+  if (!Found)
+    return Found.takeError();
+  const TensorRecord *T = *Found;
   if (Bytes.size() != I->View.rowBytes(*T))
     return makeError("a row of tensor '{0}' has {1} bytes, not {2}", T->Name,
                      I->View.rowBytes(*T), Bytes.size());
@@ -174,11 +170,10 @@ Error PatchBuilder::setRowBytes(StringRef Tensor, uint64_t Row,
 
 Error PatchBuilder::setRows(StringRef Tensor, uint64_t Begin,
                             ArrayRef<float> Values) {
-  Error Err = Error::success();
-  const TensorRecord *T = I->tensor(Tensor, Err);
-  if (!T)
-    return Err;
-  consumeError(std::move(Err));
+  Expected<const TensorRecord *> Found = I->tensor(Tensor);
+  if (!Found)
+    return Found.takeError();
+  const TensorRecord *T = *Found;
   uint64_t RowElems = I->View.rowElements(*T);
   if (RowElems == 0 || Values.empty() || Values.size() % RowElems)
     return makeError("{0} values are not whole rows of tensor '{1}' ({2} "
@@ -300,9 +295,9 @@ std::string serializePatch(const Patch &P) {
                                       DataVec));
   }
   const PatchOrigin &O = P.origin();
-  auto Root = fb::CreatePatchFile(B, kPatchFileVersion, Str(O.Name),
-                                  Str(O.Statement), Str(O.ScriptSha256),
-                                  B.CreateVector(Edits));
+  auto Root =
+      fb::CreatePatchFile(B, kPatchFileVersion, Str(O.Name), Str(O.Statement),
+                          Str(O.ScriptSha256), B.CreateVector(Edits));
   B.Finish(Root, fb::PatchFileIdentifier());
   return std::string(reinterpret_cast<const char *>(B.GetBufferPointer()),
                      B.GetSize());
@@ -310,9 +305,8 @@ std::string serializePatch(const Patch &P) {
 
 Expected<std::shared_ptr<const Patch>> readPatchFile(ArrayRef<uint8_t> Bytes,
                                                      StringRef File) {
-  if (Bytes.size() < 8 ||
-      !flatbuffers::BufferHasIdentifier(Bytes.data(),
-                                        fb::PatchFileIdentifier()))
+  if (Bytes.size() < 8 || !flatbuffers::BufferHasIdentifier(
+                              Bytes.data(), fb::PatchFileIdentifier()))
     return fileError(File, "not a V-index patch (missing the 'VPAT' "
                            "identifier)");
   flatbuffers::Verifier V(Bytes.data(), Bytes.size());
@@ -334,8 +328,7 @@ Expected<std::shared_ptr<const Patch>> readPatchFile(ArrayRef<uint8_t> Bytes,
       TensorEdit E;
       E.Tensor = Str(R->tensor());
       auto Bad = [&](const char *Problem) {
-        return fileError(File, "edit of tensor '{0}': {1}", E.Tensor,
-                         Problem);
+        return fileError(File, "edit of tensor '{0}': {1}", E.Tensor, Problem);
       };
       if (R->dtype() > uint8_t(DType::BF16))
         return Bad("unknown dtype");
@@ -421,8 +414,8 @@ Error Vindex::loadPatches() {
     std::string Path = path(R.File);
     StringRef Dir = sys::path::parent_path(R.File, sys::path::Style::posix);
     StringRef Name = sys::path::filename(R.File, sys::path::Style::posix);
-    if (Dir != kPatchDirectory || Name.empty() || Name == "." ||
-        Name == ".." || Name.contains('\\'))
+    if (Dir != kPatchDirectory || Name.empty() || Name == "." || Name == ".." ||
+        Name.contains('\\'))
       return fileError(path(kManifestFileName),
                        "patch '{0}': its file '{1}' is not in {2}/", R.Name,
                        R.File, kPatchDirectory);

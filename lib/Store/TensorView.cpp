@@ -171,25 +171,25 @@ Error TensorView::readRow(const TensorRecord &T, uint64_t Row,
   }
   uint64_t BaseRows = T.Dims.size() < 2 ? 1 : T.Dims[0];
   if (Row >= BaseRows)
-    return makeError("tensor '{0}': row {1} is out of range ({2} rows)",
-                     T.Name, Row, rows(T));
+    return makeError("tensor '{0}': row {1} is out of range ({2} rows)", T.Name,
+                     Row, rows(T));
   if (T.Compression == Codec::None) {
     std::memcpy(Out.data(), V->stored(T).data() + Row * RB, RB);
     return Error::success();
   }
   // Compressed: decode from the start up to the row.
   uint64_t Begin = Row * RB, Done = 0;
-  return decodeZstdShuffle(
-      V->stored(T), T.Length, T.CodecChunk, dtypeSize(T.Type),
-      [&](ArrayRef<uint8_t> Chunk) {
-        uint64_t Lo = std::max(Done, Begin),
-                 Hi = std::min(Done + Chunk.size(), Begin + RB);
-        if (Lo < Hi)
-          std::memcpy(Out.data() + (Lo - Begin), Chunk.data() + (Lo - Done),
-                      Hi - Lo);
-        Done += Chunk.size();
-        return Error::success();
-      });
+  return decodeZstdShuffle(V->stored(T), T.Length, T.CodecChunk,
+                           dtypeSize(T.Type), [&](ArrayRef<uint8_t> Chunk) {
+                             uint64_t Lo = std::max(Done, Begin),
+                                      Hi = std::min(Done + Chunk.size(),
+                                                    Begin + RB);
+                             if (Lo < Hi)
+                               std::memcpy(Out.data() + (Lo - Begin),
+                                           Chunk.data() + (Lo - Done), Hi - Lo);
+                             Done += Chunk.size();
+                             return Error::success();
+                           });
 }
 
 Error TensorView::readRow(const TensorRecord &T, uint64_t Row,
@@ -245,16 +245,16 @@ Error TensorView::read(const TensorRecord &T,
       }))
     return E;
   // Appended rows, then zero rows up to PadToRows, in chunks.
-  uint64_t PerChunk = std::max<uint64_t>(1, kCodecChunk / std::max<uint64_t>(
-                                                              1, R.RowBytes));
+  uint64_t PerChunk =
+      std::max<uint64_t>(1, kCodecChunk / std::max<uint64_t>(1, R.RowBytes));
   uint64_t Total = std::max(R.Rows, PadToRows);
   for (uint64_t Row = R.BaseRows; Row < Total;) {
     uint64_t N = std::min(PerChunk, Total - Row);
     Buf.assign(N * R.RowBytes, 0);
     for (uint64_t I = 0; I < N; ++I)
       if (Row + I < R.Rows)
-        std::memcpy(Buf.data() + I * R.RowBytes,
-                    R.Extra[Row + I - R.BaseRows], R.RowBytes);
+        std::memcpy(Buf.data() + I * R.RowBytes, R.Extra[Row + I - R.BaseRows],
+                    R.RowBytes);
     if (Error E = Sink(Buf))
       return E;
     Row += N;
@@ -275,8 +275,8 @@ TensorView::data(const TensorRecord &T, std::vector<uint8_t> &Storage) const {
   applyReplaced(R.Replaced, R.RowBytes, 0, Storage);
   Storage.resize(R.Rows * R.RowBytes);
   for (uint64_t Row = R.BaseRows; Row < R.Rows; ++Row)
-    std::memcpy(Storage.data() + Row * R.RowBytes,
-                R.Extra[Row - R.BaseRows], R.RowBytes);
+    std::memcpy(Storage.data() + Row * R.RowBytes, R.Extra[Row - R.BaseRows],
+                R.RowBytes);
   return ArrayRef<uint8_t>(Storage);
 }
 

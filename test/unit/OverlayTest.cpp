@@ -1,7 +1,8 @@
 //===- OverlayTest.cpp - One patch, seen by every consumer ----------------===//
 //
 // A patch that changes one FFN row and appends one feature slot is recorded
-// through the overlay API on tiny-llama and must show in every consumer:
+// through the overlay API on tiny-llama and tiny-gemma3 (uncompressed and
+// compressed) and must show in every consumer:
 // the engine, the safetensors compile, the GGUF compile, the copy that
 // keeps patches (-o) and the one that materialises them (COMPILE INTO
 // VINDEX), each reopened with its checksums verified.
@@ -65,7 +66,7 @@ std::string fixture(const Twine &Rel) {
   return (Twine(VINDEX_TEST_FIXTURES) + "/" + Rel).str();
 }
 
-constexpr unsigned kLayer = 1;     // the patched layer
+constexpr unsigned kLayer = 1;      // the patched layer
 constexpr uint64_t kChangedRow = 5; // the replaced gate row
 
 std::string layerName(unsigned L, StringRef Proj) {
@@ -119,14 +120,19 @@ float maxDiff(ArrayRef<float> A, ArrayRef<float> B) {
   return D;
 }
 
-class Overlay : public ::testing::Test {
+/// The parameters: the fixture model, and whether the base V-index is
+/// compressed (patched tensors then stream from decoded chunks, and
+/// materialise uncompressed).
+class Overlay
+    : public ::testing::TestWithParam<std::tuple<const char *, bool>> {
 protected:
   void SetUp() override {
     ASSERT_FALSE(sys::fs::createUniqueDirectory("vindex-overlay-test", Tmp));
     Base = path("base.vindex");
     DecomposeOptions Opts;
-    Opts.Input = fixture("models/tiny-llama");
+    Opts.Input = source();
     Opts.Output = Base;
+    Opts.Compress = std::get<1>(GetParam());
     std::vector<std::string> Inputs;
     Error E = decompose(Opts, Inputs);
     ASSERT_FALSE(bool(E)) << toString(std::move(E));
@@ -144,12 +150,15 @@ protected:
   void TearDown() override { sys::fs::remove_directories(Tmp); }
 
   std::string path(const Twine &Name) { return (Tmp + "/" + Name).str(); }
+  std::string source() {
+    return fixture(Twine("models/") + std::get<0>(GetParam()));
+  }
 
   /// The patch of this test, recorded through the API.
   std::shared_ptr<const Patch> record(const TensorView &View) {
     PatchBuilder B(View, {"edit-1", "INSERT INTO edges ...", "ab12"});
-    Error E = B.setRow(layerName(kLayer, "gate_proj"), kChangedRow,
-                       ChangedGate);
+    Error E =
+        B.setRow(layerName(kLayer, "gate_proj"), kChangedRow, ChangedGate);
     EXPECT_FALSE(bool(E)) << toString(std::move(E));
     Expected<uint64_t> Slot = B.appendFeature(kLayer, NewGate, NewUp, NewDown);
     EXPECT_TRUE(bool(Slot)) << toString(Slot.takeError());
@@ -164,10 +173,10 @@ protected:
   std::string referenceCheckpoint() {
     std::string Dir = path("reference");
     EXPECT_FALSE(sys::fs::create_directories(Dir));
-    std::string Src = fixture("models/tiny-llama");
-    for (StringRef Aux : {"tokenizer.json", "tokenizer_config.json",
-                          "special_tokens_map.json", "generation_config.json",
-                          "tokenizer.model"})
+    std::string Src = source();
+    for (StringRef Aux :
+         {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+          "generation_config.json", "tokenizer.model"})
       writeAll(Dir + "/" + Aux.str(), readAll(Src + "/" + Aux.str()));
     auto Cfg = MemoryBuffer::getFile(Src + "/config.json");
     Expected<json::Value> J = json::parse((*Cfg)->getBuffer());
@@ -186,8 +195,8 @@ protected:
       Shape Dims = E.Dims;
       std::optional<unsigned> Layer;
       for (unsigned L = 0; L < BaseV->config().NumLayers; ++L)
-        if (StringRef(E.Name).starts_with(("model.layers." + Twine(L) + ".")
-                                              .str()))
+        if (StringRef(E.Name).starts_with(
+                ("model.layers." + Twine(L) + ".").str()))
           Layer = L;
       bool Gate = StringRef(E.Name).ends_with("gate_proj.weight");
       bool Up = StringRef(E.Name).ends_with("up_proj.weight");
@@ -200,17 +209,16 @@ protected:
           Row = bf16Bytes(Gate ? NewGate : NewUp);
         if (Gate && *Layer == kLayer) {
           std::vector<uint8_t> Changed = bf16Bytes(ChangedGate);
-          std::memcpy(Out.data() + kChangedRow * D * 2, Changed.data(),
-                      D * 2);
+          std::memcpy(Out.data() + kChangedRow * D * 2, Changed.data(), D * 2);
         }
         Out.insert(Out.end(), Row.begin(), Row.end());
         Dims[0] = F + 1;
       } else if (Down) {
         // [d, F]: a new last column.
         EXPECT_EQ(Dims, (Shape{D, F}));
-        std::vector<uint8_t> Col =
-            *Layer == kLayer ? bf16Bytes(NewDown)
-                             : std::vector<uint8_t>(D * 2, 0);
+        std::vector<uint8_t> Col = *Layer == kLayer
+                                       ? bf16Bytes(NewDown)
+                                       : std::vector<uint8_t>(D * 2, 0);
         std::vector<uint8_t> Wide;
         for (uint64_t R = 0; R < D; ++R) {
           Wide.insert(Wide.end(), Out.begin() + R * F * 2,
@@ -240,7 +248,7 @@ protected:
 
 } // namespace
 
-TEST_F(Overlay, EveryConsumerSeesThePatch) {
+TEST_P(Overlay, EveryConsumerSeesThePatch) {
   // Record, persist (-o semantics) and reopen: the patch is checked on open.
   TensorView View(*BaseV);
   std::shared_ptr<const Patch> P = record(View);
@@ -295,8 +303,16 @@ TEST_F(Overlay, EveryConsumerSeesThePatch) {
   ASSERT_TRUE(bool(MemM)) << toString(MemM.takeError());
   auto KeptM = Model::load(KeptView);
   ASSERT_TRUE(bool(KeptM)) << toString(KeptM.takeError());
-  EXPECT_EQ((*MemM)->layer(kLayer).Gate.Rows, F + 1);
+  // What the features queries read: per-layer widths and patched rows.
+  const LayerWeights &W = (*MemM)->layer(kLayer);
+  EXPECT_EQ(W.Gate.Rows, F + 1);
   EXPECT_EQ((*MemM)->layer(0).Gate.Rows, F);
+  EXPECT_EQ((*MemM)->maxFFNWidth(), F + 1);
+  for (uint64_t I = 0; I < D; ++I) {
+    EXPECT_EQ(W.Gate.at(F, I), NewGate[I]);
+    EXPECT_EQ(W.Down.at(F, I), NewDown[I]);
+    EXPECT_EQ(W.Gate.at(kChangedRow, I), ChangedGate[I]);
+  }
   std::vector<float> BaseL = logits(**BaseM), MemL = logits(**MemM),
                      KeptL = logits(**KeptM);
   EXPECT_GT(maxDiff(BaseL, MemL), 1e-2f);
@@ -337,7 +353,7 @@ TEST_F(Overlay, EveryConsumerSeesThePatch) {
       EXPECT_TRUE((*Got)->data(*G) == (*Want)->data(W)) << W.Name;
     }
     auto Cfg = MemoryBuffer::getFile(ST + "/config.json");
-    auto Src = MemoryBuffer::getFile(fixture("models/tiny-llama/config.json"));
+    auto Src = MemoryBuffer::getFile(source() + "/config.json");
     Expected<ModelConfig> GotC = parseHFConfig((*Cfg)->getBuffer(), "got");
     Expected<ModelConfig> SrcC = parseHFConfig((*Src)->getBuffer(), "src");
     ASSERT_TRUE(bool(GotC) && bool(SrcC));
@@ -356,7 +372,9 @@ TEST_F(Overlay, EveryConsumerSeesThePatch) {
   {
     auto G = GGUFFile::open(GPath);
     ASSERT_TRUE(bool(G)) << toString(G.takeError());
-    const GGUFValue *FFL = (*G)->find("llama.feed_forward_length");
+    Expected<StringRef> Arch = (*G)->requiredString("general.architecture");
+    ASSERT_TRUE(bool(Arch)) << toString(Arch.takeError());
+    const GGUFValue *FFL = (*G)->find((*Arch + ".feed_forward_length").str());
     ASSERT_NE(FFL, nullptr);
     EXPECT_EQ(FFL->asInt(), int64_t(F + 1));
     auto Tensor = [&](StringRef Name) {
@@ -417,7 +435,7 @@ TEST_F(Overlay, EveryConsumerSeesThePatch) {
   EXPECT_EQ(readAll(G2), readAll(GPath));
 }
 
-TEST_F(Overlay, TamperedPatchIsRefusedByName) {
+TEST_P(Overlay, TamperedPatchIsRefusedByName) {
   TensorView View(*BaseV);
   ASSERT_OK(View.push(record(View)));
   std::string Kept = path("kept.vindex");
@@ -436,9 +454,88 @@ TEST_F(Overlay, TamperedPatchIsRefusedByName) {
   std::string Msg = toString(V.takeError());
   EXPECT_NE(Msg.find("patches/0001.vpatch"), std::string::npos) << Msg;
   EXPECT_NE(Msg.find("checksum mismatch"), std::string::npos) << Msg;
+
+  Bytes[Bytes.size() / 2] ^= 1; // restored
+  writeAll(File, Bytes);
+
+  // A manifest whose record disagrees with the file, or that points out of
+  // patches/, is refused too.
+  std::string ManifestPath = Kept + "/manifest.vfb";
+  std::vector<uint8_t> Original = readAll(ManifestPath);
+  auto Rewrite = [&](function_ref<void(PatchRecord &)> Edit) {
+    Expected<Manifest> M = parseManifest(Original, "m");
+    ASSERT_TRUE(bool(M)) << toString(M.takeError());
+    Edit(M->Patches[0]);
+    writeAll(ManifestPath, arrayRefFromStringRef(serializeManifest(*M)));
+  };
+  auto OpenError = [&] {
+    auto V = Vindex::open(Kept);
+    return V ? std::string() : toString(V.takeError());
+  };
+  Rewrite([](PatchRecord &R) { R.Statement = "something else"; });
+  Msg = OpenError();
+  EXPECT_NE(Msg.find("patches/0001.vpatch: does not match its record"),
+            std::string::npos)
+      << Msg;
+  Rewrite([](PatchRecord &R) { R.Tensors[0].AppendedRows = 2; });
+  Msg = OpenError();
+  EXPECT_NE(Msg.find("does not match its record"), std::string::npos) << Msg;
+  Rewrite([](PatchRecord &R) { R.File = "../x.vpatch"; });
+  Msg = OpenError();
+  EXPECT_NE(Msg.find("is not in patches/"), std::string::npos) << Msg;
+  writeAll(ManifestPath, Original);
+  EXPECT_EQ(OpenError(), "");
 }
 
-TEST_F(Overlay, ModelReloadsWhenTheViewChanges) {
+// Persisted patches stack under new ones across copies, and materialising
+// a stack equals the stack.
+TEST_P(Overlay, PatchesStackAcrossCopies) {
+  TensorView View(*BaseV);
+  ASSERT_OK(View.push(record(View)));
+  std::string One = path("one.vindex"), Two = path("two.vindex"),
+              Mat = path("mat.vindex");
+  ASSERT_OK(copyVindex(View, One, PatchMode::Keep));
+  auto V1 = Vindex::open(One);
+  ASSERT_TRUE(bool(V1)) << toString(V1.takeError());
+  TensorView View1(**V1);
+  PatchBuilder B(View1, {"second", "DELETE ...", ""});
+  ASSERT_OK(B.removeFeature(kLayer, 0));
+  Expected<uint64_t> Slot = B.appendFeature(kLayer, NewUp, NewGate, NewDown);
+  ASSERT_TRUE(bool(Slot)) << toString(Slot.takeError());
+  EXPECT_EQ(*Slot, F + 1);
+  ASSERT_OK(View1.push(B.finish()));
+  ASSERT_OK(copyVindex(View1, Two, PatchMode::Keep));
+  auto V2 = Vindex::open(Two);
+  ASSERT_TRUE(bool(V2)) << toString(V2.takeError());
+  ASSERT_EQ((*V2)->manifest().Patches.size(), 2u);
+  EXPECT_EQ((*V2)->manifest().Patches[1].File, "patches/0002.vpatch");
+  EXPECT_EQ((*V2)->manifest().Patches[1].Name, "second");
+  TensorView View2(**V2);
+  EXPECT_EQ(View2.ffnWidth(kLayer), F + 2);
+  auto M2 = Model::load(View2);
+  ASSERT_TRUE(bool(M2)) << toString(M2.takeError());
+  auto M1 = Model::load(View1);
+  ASSERT_TRUE(bool(M1)) << toString(M1.takeError());
+  std::vector<float> L2 = logits(**M2);
+  EXPECT_EQ(L2, logits(**M1));
+  ASSERT_OK(copyVindex(View2, Mat, PatchMode::Materialise));
+  auto VM = Vindex::open(Mat);
+  ASSERT_TRUE(bool(VM)) << toString(VM.takeError());
+  EXPECT_TRUE((*VM)->patches().empty());
+  auto MM = Model::load(**VM);
+  ASSERT_TRUE(bool(MM)) << toString(MM.takeError());
+  EXPECT_EQ(logits(**MM), L2);
+  // The removed feature reads as zeros in every matrix.
+  std::vector<float> Row;
+  TensorView MatView(**VM);
+  for (TensorRole R :
+       {TensorRole::FFNGate, TensorRole::FFNUp, TensorRole::FFNDown}) {
+    ASSERT_OK(MatView.readRow(*MatView.find(R, kLayer), 0, Row));
+    EXPECT_TRUE(llvm::all_of(Row, [](float X) { return X == 0.0f; }));
+  }
+}
+
+TEST_P(Overlay, ModelReloadsWhenTheViewChanges) {
   TensorView View(*BaseV);
   auto M = Model::load(View);
   ASSERT_TRUE(bool(M)) << toString(M.takeError());
@@ -467,7 +564,7 @@ TEST_F(Overlay, ModelReloadsWhenTheViewChanges) {
   EXPECT_LT(maxDiff(Before, logits(**M)), 1e-5f);
 }
 
-TEST_F(Overlay, BuilderChecksItsArguments) {
+TEST_P(Overlay, BuilderChecksItsArguments) {
   TensorView View(*BaseV);
   PatchBuilder B(View);
   std::vector<float> V(D, 1.0f), Short(D - 1, 1.0f);
@@ -494,7 +591,7 @@ TEST_F(Overlay, BuilderChecksItsArguments) {
   EXPECT_FAILS(View.push(P));
 }
 
-TEST_F(Overlay, ApplierWritesVindexOps) {
+TEST_P(Overlay, ApplierWritesVindexOps) {
   mlir::MLIRContext Ctx;
   Ctx.loadDialect<vx::VindexDialect>();
   std::string Vec = "dense<0.5> : tensor<" + std::to_string(D) + "xf32>";
@@ -505,7 +602,8 @@ TEST_F(Overlay, ApplierWritesVindexOps) {
       "vindex.remove_feature {layer = 0 : i64, feature = 3 : i64}\n"
       "vindex.update_weights \"model.norm.weight\" {row_begin = 0 : i64, "
       "row_end = 1 : i64, values = dense<2.0> : tensor<1x" +
-      std::to_string(D) + "xf32>}\n"
+      std::to_string(D) +
+      "xf32>}\n"
       "vindex.install_feature {layer = 1 : i64, slot = " +
       std::to_string(F + 5) + " : i64, gate = " + Vec + ", up = " + Vec +
       ", down = " + Vec + "}\n";
@@ -534,10 +632,21 @@ TEST_F(Overlay, ApplierWritesVindexOps) {
   EXPECT_TRUE(llvm::all_of(Row, [](float X) { return X == 0.0f; }));
 }
 
+INSTANTIATE_TEST_SUITE_P(Models, Overlay,
+                         ::testing::Combine(::testing::Values("tiny-llama",
+                                                              "tiny-gemma3"),
+                                            ::testing::Bool()),
+                         [](const auto &Info) {
+                           std::string N = std::get<0>(Info.param);
+                           std::replace(N.begin(), N.end(), '-', '_');
+                           return N + (std::get<1>(Info.param) ? "_zstd" : "");
+                         });
+
 // config.json written from a ModelConfig reads back as that config.
 TEST(HFConfigWriter, RoundTrips) {
   for (StringRef Name : {"tiny-llama", "tiny-gemma3"}) {
-    auto Buf = MemoryBuffer::getFile(fixture("models/" + Name + "/config.json"));
+    auto Buf =
+        MemoryBuffer::getFile(fixture("models/" + Name + "/config.json"));
     ASSERT_TRUE(bool(Buf));
     Expected<ModelConfig> C = parseHFConfig((*Buf)->getBuffer(), Name);
     ASSERT_TRUE(bool(C)) << toString(C.takeError());
@@ -564,4 +673,49 @@ TEST(HFConfigWriter, RoundTrips) {
     ASSERT_TRUE(bool(Text));
     EXPECT_NE(Text->find("\"transformers_version\""), std::string::npos);
   }
+}
+
+// Patch records round-trip; a manifest with them is version 2, one without
+// stays version 1 (what earlier builds read).
+TEST(PatchRecords, RoundTripAndVersion) {
+  Manifest M;
+  M.Config.Architecture = "llama";
+  M.Config.NumLayers = 1;
+  M.Config.LayerKinds = {LayerKind::Full};
+  Expected<Manifest> V1 =
+      parseManifest(arrayRefFromStringRef(serializeManifest(M)), "m");
+  ASSERT_TRUE(bool(V1)) << toString(V1.takeError());
+  EXPECT_EQ(V1->FormatVersion, kVindexFormatVersion);
+  PatchRecord P;
+  P.Name = "p";
+  P.Description = "d";
+  P.File = "patches/0001.vpatch";
+  P.Length = 1234;
+  P.Checksum = 0xfeedfacecafebeefull;
+  P.Statement = "INSERT INTO edges VALUES (...)";
+  P.ScriptSha256 = std::string(64, 'c');
+  P.Tensors = {{"model.layers.0.mlp.gate_proj.weight", 0, 384, {3, 9}, 1},
+               {"model.norm.weight", -1, 1, {0}, 0}};
+  M.Patches = {P};
+  std::string Bytes = serializeManifest(M);
+  Expected<Manifest> V2 = parseManifest(arrayRefFromStringRef(Bytes), "m");
+  ASSERT_TRUE(bool(V2)) << toString(V2.takeError());
+  EXPECT_EQ(V2->FormatVersion, kVindexFormatVersionPatches);
+  EXPECT_EQ(serializeManifest(*V2), Bytes);
+  ASSERT_EQ(V2->Patches.size(), 1u);
+  const PatchRecord &B = V2->Patches[0];
+  EXPECT_EQ(B.Name, P.Name);
+  EXPECT_EQ(B.Description, P.Description);
+  EXPECT_EQ(B.File, P.File);
+  EXPECT_EQ(B.Length, P.Length);
+  EXPECT_EQ(B.Checksum, P.Checksum);
+  EXPECT_EQ(B.Statement, P.Statement);
+  EXPECT_EQ(B.ScriptSha256, P.ScriptSha256);
+  ASSERT_EQ(B.Tensors.size(), 2u);
+  EXPECT_EQ(B.Tensors[0].Name, P.Tensors[0].Name);
+  EXPECT_EQ(B.Tensors[0].Layer, 0);
+  EXPECT_EQ(B.Tensors[0].BaseRows, 384u);
+  EXPECT_EQ(B.Tensors[0].Rows, (std::vector<uint64_t>{3, 9}));
+  EXPECT_EQ(B.Tensors[0].AppendedRows, 1u);
+  EXPECT_EQ(B.Tensors[1].Layer, -1);
 }

@@ -1,4 +1,4 @@
-//===- Applier.h - vindex ops into the overlay -------------------*- C++ -*-===//
+//===- Applier.h - vindex ops into the overlay ----------------*- C++ -*-===//
 //
 // What runs an edit: the ops of the `vindex` dialect
 // (include/vindex/Dialect/Vindex/VindexOps.td), as the passes left them,

@@ -82,7 +82,7 @@ public:
 private:
   friend class PatchBuilder;
   friend llvm::Expected<std::shared_ptr<const Patch>>
-  readPatchFile(llvm::ArrayRef<uint8_t>, llvm::StringRef);
+      readPatchFile(llvm::ArrayRef<uint8_t>, llvm::StringRef);
   PatchOrigin Origin;
   std::vector<TensorEdit> Edits;
 };

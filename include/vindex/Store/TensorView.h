@@ -47,9 +47,7 @@ public:
   uint64_t generation() const { return Generation; }
 
   /// The stack, oldest first: the persisted patches, then pushed ones.
-  llvm::ArrayRef<std::shared_ptr<const Patch>> patches() const {
-    return Stack;
-  }
+  llvm::ArrayRef<std::shared_ptr<const Patch>> patches() const { return Stack; }
   /// How many of patches() came from the V-index's patches/.
   size_t numPersisted() const { return Persisted; }
   bool hasPatches() const { return !Stack.empty(); }
@@ -94,10 +92,10 @@ public:
   /// base payload's checksum is checked as it streams. PadToRows > rows(T)
   /// adds zero rows at the end (a config that gives every layer the widest
   /// FFN).
-  llvm::Error read(const TensorRecord &T,
-                   llvm::function_ref<llvm::Error(llvm::ArrayRef<uint8_t>)>
-                       Sink,
-                   uint64_t PadToRows = 0) const;
+  llvm::Error
+  read(const TensorRecord &T,
+       llvm::function_ref<llvm::Error(llvm::ArrayRef<uint8_t>)> Sink,
+       uint64_t PadToRows = 0) const;
   /// T's bytes with patches applied: a view into the mapping when T is
   /// unpatched and uncompressed, otherwise built in Storage. The base
   /// checksum is not checked (as Vindex::data).

@@ -69,7 +69,7 @@ public:
 private:
   llvm::Error load();
   llvm::Error checkManifest(llvm::StringRef ManifestPath) const;
-  llvm::Error loadPatches(); ///< PatchFile.cpp
+  llvm::Error loadPatches(); ///< Patch.cpp
   std::string Dir;
   Manifest M;
   llvm::StringMap<size_t> ByName;
