@@ -1,4 +1,4 @@
-//===- StripQueries.cpp - larql-strip-queries ------------------------------===//
+//===- StripQueries.cpp - larql-strip-queries ---------------------------===//
 //
 // Erases the larql ops that only read and print (SELECT, DESCRIBE, SHOW,
 // INFER, WALK, TRACE); edits, patch blocks and COMPILE are kept in order.

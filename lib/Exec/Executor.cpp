@@ -4,9 +4,9 @@
 
 #include "vindex/Dialect/Larql/LarqlOps.h"
 #include "vindex/Dialect/Vindex/VindexOps.h"
+#include "vindex/Exec/Applier.h"
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
-#include "vindex/Exec/Applier.h"
 #include "vindex/Store/Patch.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
@@ -95,9 +95,10 @@ Expected<const Model &> Executor::model() {
     return T.takeError();
   // Ids the tokenizer produces must be rows of the embedding.
   if (T->vocabSize() > M->config().VocabSize)
-    return make_error<LoadError>(fileError(
-        V.path("tokenizer.json"), "{0} tokens but the model's vocabulary has {1}",
-        T->vocabSize(), M->config().VocabSize));
+    return make_error<LoadError>(
+        fileError(V.path("tokenizer.json"),
+                  "{0} tokens but the model's vocabulary has {1}",
+                  T->vocabSize(), M->config().VocabSize));
   return *M;
 }
 
@@ -132,8 +133,7 @@ Error Executor::run(Operation &Op) {
     std::optional<size_t> K;
     if (std::optional<uint64_t> WK = W.getK())
       K = size_t(*WK);
-    return infer("WALK", W.getPrompt(), unsigned(W.getTop()), std::nullopt,
-                 K);
+    return infer("WALK", W.getPrompt(), unsigned(W.getTop()), std::nullopt, K);
   }
   if (isa<larql::SelectOp>(Op))
     return select(Op);

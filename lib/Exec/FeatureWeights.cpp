@@ -1,4 +1,4 @@
-//===- FeatureWeights.cpp - The FFN and vocabulary matrices queries read ----===//
+//===- FeatureWeights.cpp - The matrices the queries read ----------------===//
 #include "FeatureWeights.h"
 
 #include "vindex/Formats/DType.h"

@@ -1,4 +1,4 @@
-//===- FeatureWeights.h - The FFN and vocabulary matrices queries read -*- C++ -*-===//
+//===- FeatureWeights.h - The matrices the queries read --------*- C++ -*-===//
 //
 // Private to lib/Exec: SELECT FROM features and SHOW LAYERS read a
 // feature's gate/up/down rows and the vocabulary matrices (embedding, LM

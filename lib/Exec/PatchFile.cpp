@@ -35,7 +35,8 @@ bool Executor::isEdit(mlir::Operation &Op) {
 Error Executor::beginPatch(mlir::Operation &Op) {
   auto B = cast<larql::BeginPatchOp>(Op);
   if (Recording)
-    return opError("patch '" + PatchName + "' is still open (SAVE PATCH "
+    return opError("patch '" + PatchName +
+                   "' is still open (SAVE PATCH "
                    "ends it before another BEGIN PATCH)");
   Recording = mlir::ModuleOp::create(Op.getLoc());
   PatchName = B.getName().str();
@@ -78,14 +79,13 @@ Error Executor::savePatch(mlir::Operation &Op) {
     if (OS.has_error()) {
       std::string Msg = OS.error().message();
       OS.clear_error();
-      return joinErrors(
-          opError("cannot write patch '" + Path + "': " + Msg),
-          Tmp->discard());
+      return joinErrors(opError("cannot write patch '" + Path + "': " + Msg),
+                        Tmp->discard());
     }
   }
   if (Error E = Tmp->keep(Path))
-    return opError("cannot write patch '" + Path + "': " +
-                   toString(std::move(E)));
+    return opError("cannot write patch '" + Path +
+                   "': " + toString(std::move(E)));
   Recording = nullptr;
   PatchName.clear();
   return Error::success();
@@ -115,8 +115,7 @@ Error Executor::applyPatch(mlir::Operation &Op) {
     return opError("'" + Path + "' is not a valid patch (vindex IR)");
   for (mlir::Operation &E : *Patch->getBody())
     if (!isEdit(E))
-      return opError("'" + Path + "' holds '" +
-                     E.getName().getStringRef() +
+      return opError("'" + Path + "' holds '" + E.getName().getStringRef() +
                      "': a patch holds vindex ops only");
   for (mlir::Operation &E : *Patch->getBody())
     if (Error Err = edit(E))

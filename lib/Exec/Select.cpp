@@ -374,7 +374,9 @@ Error Executor::select(mlir::Operation &Op) {
       S.Nearest ||
       any_of(Cols, [](StringRef C) { return C.starts_with("top_"); }) ||
       any_of(S.OrderBy,
-             [](const OrderKey &K) { return StringRef(K.Column).starts_with("top_"); }) ||
+             [](const OrderKey &K) {
+               return StringRef(K.Column).starts_with("top_");
+             }) ||
       (S.Where && UsesTop(*S.Where));
   const Tokenizer *Tok = nullptr;
   if (NeedsTok) {

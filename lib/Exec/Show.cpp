@@ -1,4 +1,4 @@
-//===- Show.cpp - SHOW LAYERS, SHOW MODEL and SHOW PATCHES -----------------===//
+//===- Show.cpp - SHOW LAYERS, SHOW MODEL, SHOW PATCHES ------------------===//
 //
 // None needs the engine: SHOW MODEL reads the manifest, SHOW LAYERS the
 // down vectors, SHOW PATCHES the view's patch stack.
@@ -104,11 +104,10 @@ Error Executor::show(mlir::Operation &Op) {
       int64_t Rows = 0;
       for (const TensorEdit &E : P.edits())
         Rows += int64_t(E.Rows.size() + E.AppendedRows);
-      R.Rows.push_back({int64_t(I + 1), P.origin().Name,
-                        std::string(I < View->numPersisted() ? "v-index"
-                                                             : "this run"),
-                        int64_t(P.edits().size()), Rows,
-                        P.origin().Statement});
+      R.Rows.push_back(
+          {int64_t(I + 1), P.origin().Name,
+           std::string(I < View->numPersisted() ? "v-index" : "this run"),
+           int64_t(P.edits().size()), Rows, P.origin().Statement});
     }
     printResult(R, Format, OS);
     return Error::success();

@@ -253,9 +253,9 @@ static PatchOrigin originOf(SourceMgr &SM, mlir::Operation &Op) {
             .trim()
             .str();
     if (!Buf->getBufferIdentifier().starts_with("<"))
-      O.ScriptSha256 = toHex(SHA256::hash(arrayRefFromStringRef(
-                                 Buf->getBuffer())),
-                             /*LowerCase=*/true);
+      O.ScriptSha256 =
+          toHex(SHA256::hash(arrayRefFromStringRef(Buf->getBuffer())),
+                /*LowerCase=*/true);
     return O;
   }
   return O;
@@ -392,8 +392,8 @@ int main(int argc, char **argv) {
     mlir::OwningOpRef<mlir::ModuleOp> Module;
     if (RunIR) {
       // IR given as such: parsed and verified by MLIR's parser.
-      Module = mlir::parseSourceFile<mlir::ModuleOp>(
-          SM, mlir::ParserConfig(&Ctx));
+      Module =
+          mlir::parseSourceFile<mlir::ModuleOp>(SM, mlir::ParserConfig(&Ctx));
       if (!Module)
         return nullptr;
     } else {
@@ -460,7 +460,9 @@ int main(int argc, char **argv) {
                                                  L.message()));
               Reported = true;
             },
-            [&](const ErrorInfoBase &Info) { Op.emitError() << Info.message(); });
+            [&](const ErrorInfoBase &Info) {
+              Op.emitError() << Info.message();
+            });
         LoadFailed |= Reported;
         return false;
       }

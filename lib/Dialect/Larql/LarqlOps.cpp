@@ -19,8 +19,9 @@ namespace schema = vindex::lql::schema;
 #define GET_OP_CLASSES
 #include "vindex/Dialect/Larql/LarqlOps.cpp.inc"
 
-Location vindex::larql::withClauses(
-    Location Statement, ArrayRef<std::pair<StringRef, Location>> Clauses) {
+Location
+vindex::larql::withClauses(Location Statement,
+                           ArrayRef<std::pair<StringRef, Location>> Clauses) {
   SmallVector<Location> Locs{Statement};
   for (auto [Name, Loc] : Clauses)
     Locs.push_back(
