@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the LQL parser's libFuzzer target with Debian's clang-19 and runs
+# Builds the LQL front end's libFuzzer target (test/fuzz, linking the
+# VindexLQL library) with Debian's clang-19 in $build/fuzz-build and runs
 # it: first every input that ever crashed it (test/fuzz/crashers/), then
 # FUZZ_SECONDS (default 60) of fuzzing seeded with the LQL scripts of the
 # lit suite. Exit status 0 only if nothing crashed or leaked. New crashers
@@ -11,13 +12,20 @@ seconds="${FUZZ_SECONDS:-60}"
 out="$build/fuzz"
 mkdir -p "$out/corpus" "$out/artifacts"
 
-clang++-19 -std=c++20 -O1 -g -fno-exceptions \
-  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -I"$root/include" -isystem /usr/lib/llvm-19/include \
-  "$root/test/fuzz/LQLParserFuzzer.cpp" "$root/lib/LQL/Parser.cpp" \
-  "$root/lib/LQL/Diagnostics.cpp" \
-  -L/usr/lib/llvm-19/lib -lMLIR -lLLVM-19 -Wl,-rpath,/usr/lib/llvm-19/lib \
-  -o "$out/lql-parser-fuzzer"
+# A separate CMake build of the front end with clang-19 and the sanitizers
+# (libFuzzer's instrumentation on every object, its main only in the
+# target): the fuzz target links the VindexLQL library, as larql-opt does.
+# Debug with -O1: assertions stay on.
+cmake -S "$root" -B "$build/fuzz-build" -G Ninja -DVINDEX_FUZZ=ON \
+  -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
+  -DCMAKE_C_COMPILER=clang-19 -DCMAKE_CXX_COMPILER=clang++-19 \
+  -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
+  -DMLIR_DIR=/usr/lib/llvm-19/lib/cmake/mlir -DPython3_EXECUTABLE=/usr/bin/python3 \
+  >"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
+ninja -C "$build/fuzz-build" lql-fuzzer >"$out/build.log" 2>&1 ||
+  { tail -30 "$out/build.log"; exit 1; }
+cp "$build/fuzz-build/bin/lql-fuzzer" "$out/lql-parser-fuzzer"
 
 # Seeds: every LQL script of the test suite.
 find "$root/test/lit" -name '*.lql' -exec cp {} "$out/corpus/" \;

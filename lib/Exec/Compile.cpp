@@ -10,9 +10,9 @@
 //===----------------------------------------------------------------------===//
 #include "ResultTable.h"
 
-#include "vindex/Exec/Executor.h"
 #include "vindex/Convert/Compile.h"
-#include "vindex/Model/Engine.h"
+#include "vindex/Dialect/Larql/LarqlOps.h"
+#include "vindex/Exec/Executor.h"
 #include "vindex/Store/Copy.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
@@ -40,21 +40,18 @@ static uint64_t bytesAt(StringRef Path) {
   return Total;
 }
 
-Error Executor::compile(const CompileStmt &S) {
-  if (!V)
-    return createStringError(inconvertibleErrorCode(),
-                             "COMPILE needs the V-index the model was "
-                             "loaded from");
-  std::string Format = S.Target == "vindex" ? "vindex" : S.Format.value_or("");
-  // The store as the model sees it: with every patch applied so far.
-  const TensorView &View = M.view();
+Error Executor::compile(mlir::Operation &Op) {
+  auto C = cast<larql::CompileOp>(Op);
+  std::string Path = C.getPath().str();
+  std::string Format =
+      C.getTarget() == "vindex" ? "vindex" : C.getFormat().value_or("").str();
   Error E = Error::success();
   if (Format == "vindex")
-    E = copyVindex(View, S.Path, PatchMode::Materialise);
+    E = copyVindex(*View, Path, PatchMode::Materialise);
   else if (Format == "gguf")
-    E = compileGGUF(View, S.Path, GGUFOutputType::Auto, Threads);
+    E = compileGGUF(*View, Path, GGUFOutputType::Auto, Threads);
   else if (Format == "safetensors")
-    E = compileSafetensors(View, S.Path, Threads);
+    E = compileSafetensors(*View, Path, Threads);
   else
     E = createStringError(inconvertibleErrorCode(),
                           "COMPILE INTO MODEL needs FORMAT gguf or "
@@ -64,7 +61,7 @@ Error Executor::compile(const CompileStmt &S) {
   ResultTable R;
   R.Statement = "COMPILE";
   R.Columns = {"path", "format", "bytes"};
-  R.Rows.push_back({S.Path, Format, int64_t(bytesAt(S.Path))});
+  R.Rows.push_back({Path, Format, int64_t(bytesAt(Path))});
   printResult(R, this->Format, OS);
   return Error::success();
 }

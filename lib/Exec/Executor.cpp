@@ -1,8 +1,16 @@
 //===- Executor.cpp - Dispatch; INFER and WALK ----------------------------===//
 #include "vindex/Exec/Executor.h"
+#include "FeatureWeights.h"
 
+#include "vindex/Dialect/Larql/LarqlOps.h"
+#include "vindex/Dialect/Vindex/VindexOps.h"
+#include "vindex/Exec/Applier.h"
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
+#include "vindex/Store/Patch.h"
+#include "vindex/Store/TensorView.h"
+#include "vindex/Store/Vindex.h"
+#include "vindex/Support/Error.h"
 
 #include "llvm/Support/Format.h"
 #include "llvm/Support/JSON.h"
@@ -11,6 +19,7 @@
 #include <numeric>
 
 using namespace llvm;
+using mlir::Operation;
 
 namespace vindex::lql {
 
@@ -50,30 +59,124 @@ bool startsWord(StringRef Piece) {
 
 } // namespace
 
-Error Executor::run(const Statement &S) {
-  if (const auto *I = std::get_if<InferStmt>(&S.Node))
-    return infer("INFER", I->Prompt, I->Top, I->Generate, 0);
-  if (const auto *Sel = std::get_if<SelectStmt>(&S.Node))
-    return select(*Sel);
-  if (const auto *Sh = std::get_if<ShowStmt>(&S.Node))
-    return show(*Sh);
-  if (const auto *C = std::get_if<CompileStmt>(&S.Node))
-    return compile(*C);
-  const auto *WP = std::get_if<WalkStmt>(&S.Node);
-  if (!WP)
-    return createStringError(inconvertibleErrorCode(),
-                             "%s does not run against a V-index yet (this "
-                             "build parses, checks and lowers it: --emit=mlir)",
-                             S.keyword().str().c_str());
-  const WalkStmt &W = *WP;
-  size_t F = M.maxFFNWidth();
-  // More features than the layer has is all of them: the dense FFN.
-  size_t K = W.K ? std::min<size_t>(*W.K, F) : std::max<size_t>(1, F / 4);
-  return infer("WALK", W.Prompt, W.Top, std::nullopt, K);
+char LoadError::ID = 0;
+
+Executor::Executor(const Vindex &V, raw_ostream &OS, ResultFormat Format,
+                   unsigned Threads, OriginFn Origin)
+    : V(V), View(std::make_unique<TensorView>(V)), Origin(std::move(Origin)),
+      OS(OS), Format(Format), Threads(Threads) {}
+
+Executor::~Executor() = default;
+
+Error Executor::applyEdit(Operation &Op) {
+  // One patch per edit, named after the open BEGIN PATCH block if any.
+  PatchOrigin O = Origin ? Origin(Op) : PatchOrigin();
+  if (Recording)
+    O.Name = PatchName;
+  PatchBuilder B(*View, std::move(O));
+  if (Error E = applyVindexOp(&Op, B))
+    return E;
+  return View->push(B.finish());
+}
+
+Expected<const Model &> Executor::model() {
+  if (!M) {
+    Expected<std::unique_ptr<Model>> Loaded = Model::load(*View);
+    if (!Loaded)
+      return make_error<LoadError>(Loaded.takeError());
+    M = std::move(*Loaded);
+  } else if (M->stale()) {
+    // Edits since the weights were bound: rebind them.
+    if (Error E = M->reload())
+      return make_error<LoadError>(std::move(E));
+  }
+  Expected<const Tokenizer &> T = tokenizer();
+  if (!T)
+    return T.takeError();
+  // Ids the tokenizer produces must be rows of the embedding.
+  if (T->vocabSize() > M->config().VocabSize)
+    return make_error<LoadError>(
+        fileError(V.path("tokenizer.json"),
+                  "{0} tokens but the model's vocabulary has {1}",
+                  T->vocabSize(), M->config().VocabSize));
+  return *M;
+}
+
+Expected<const Tokenizer &> Executor::tokenizer() {
+  if (!Tok) {
+    Expected<Tokenizer> Loaded = Tokenizer::fromFile(V.path("tokenizer.json"));
+    if (!Loaded)
+      return make_error<LoadError>(Loaded.takeError());
+    Tok = std::make_unique<Tokenizer>(std::move(*Loaded));
+  }
+  return *Tok;
+}
+
+/// The statement an op stands for, as docs/lql.md writes it
+/// (larql.create_relation -> CREATE RELATION).
+static std::string keyword(Operation &Op) {
+  StringRef Name = Op.getName().stripDialect();
+  std::string K = Name.upper();
+  std::replace(K.begin(), K.end(), '_', ' ');
+  return K;
+}
+
+Error Executor::run(Operation &Op) {
+  if (auto I = dyn_cast<larql::InferOp>(Op)) {
+    std::optional<unsigned> Generate;
+    if (std::optional<uint64_t> G = I.getGenerate())
+      Generate = unsigned(*G);
+    return infer("INFER", I.getPrompt(), unsigned(I.getTop()), Generate,
+                 std::nullopt);
+  }
+  if (auto W = dyn_cast<larql::WalkOp>(Op)) {
+    std::optional<size_t> K;
+    if (std::optional<uint64_t> WK = W.getK())
+      K = size_t(*WK);
+    return infer("WALK", W.getPrompt(), unsigned(W.getTop()), std::nullopt, K);
+  }
+  if (isa<larql::SelectOp>(Op))
+    return select(Op);
+  if (isa<larql::ShowOp>(Op))
+    return show(Op);
+  if (isa<larql::CompileOp>(Op))
+    return compile(Op);
+  if (isEdit(Op))
+    return edit(Op);
+  if (isa<larql::BeginPatchOp>(Op))
+    return beginPatch(Op);
+  if (isa<larql::SavePatchOp>(Op))
+    return savePatch(Op);
+  if (isa<larql::ApplyPatchOp>(Op))
+    return applyPatch(Op);
+  // An edit runs once a pass has lowered it to vindex ops.
+  if (isa<larql::DeleteOp>(Op))
+    return createStringError(
+        inconvertibleErrorCode(),
+        "DELETE runs once lowered to vindex ops: "
+        "--pass-pipeline='builtin.module(larql-lower-to-vindex)' lowers one "
+        "that pins a layer and a feature");
+  return createStringError(inconvertibleErrorCode(),
+                           "%s does not run against a V-index yet (this "
+                           "build parses, checks and lowers it: --emit=mlir)",
+                           keyword(Op).c_str());
 }
 
 Error Executor::infer(StringRef Kind, StringRef Prompt, unsigned Top,
-                      std::optional<unsigned> Generate, size_t WalkK) {
+                      std::optional<unsigned> Generate,
+                      std::optional<size_t> WithK) {
+  Expected<const Model &> LoadedM = model();
+  if (!LoadedM)
+    return LoadedM.takeError();
+  const Model &M = *LoadedM;
+  const Tokenizer &Tok = *this->Tok;
+  // WALK fires K features per layer (a quarter of them by default); more
+  // features than the layer has is all of them: the dense FFN. INFER: 0.
+  size_t WalkK = 0;
+  if (Kind == "WALK") {
+    size_t F = M.maxFFNWidth();
+    WalkK = WithK ? std::min<size_t>(*WithK, F) : std::max<size_t>(1, F / 4);
+  }
   std::vector<int32_t> Ids = Tok.encode(Prompt);
   if (Ids.empty())
     return createStringError(inconvertibleErrorCode(),

@@ -9,10 +9,14 @@
 //===----------------------------------------------------------------------===//
 #include "ResultTable.h"
 
-#include "vindex/Formats/Tokenizer.h"
-#include "vindex/Exec/Executor.h"
+#include "FeatureWeights.h"
+
+#include "vindex/Dialect/Larql/LarqlOps.h"
 #include "vindex/Dialect/Larql/Schema.h"
+#include "vindex/Exec/Executor.h"
+#include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
+#include "vindex/Store/TensorView.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
@@ -34,6 +38,85 @@ constexpr size_t kTopTokens = 3;
 constexpr int64_t kNearestDefault = 10;
 
 using Value = std::variant<double, std::string>;
+using Literal = std::variant<int64_t, double, std::string>;
+
+/// A WHERE expression, read once from its attribute (the op's
+/// ["and"|"or", lhs, rhs] / [op, column, value] form, verified).
+struct Expr {
+  enum class Kind { Cmp, And, Or };
+  Kind K = Kind::Cmp;
+  std::string Column;
+  std::string Op; ///< "=", "!=", "<", "<=", ">", ">=", "in", "like"
+  std::vector<Literal> Values;
+  std::unique_ptr<Expr> LHS, RHS;
+};
+
+Literal literal(mlir::Attribute A) {
+  if (auto I = dyn_cast<mlir::IntegerAttr>(A))
+    return I.getInt();
+  if (auto F = dyn_cast<mlir::FloatAttr>(A))
+    return F.getValueAsDouble();
+  return cast<mlir::StringAttr>(A).getValue().str();
+}
+
+std::unique_ptr<Expr> toExpr(mlir::ArrayAttr A) {
+  auto E = std::make_unique<Expr>();
+  StringRef Kind = cast<mlir::StringAttr>(A[0]).getValue();
+  if (Kind == "and" || Kind == "or") {
+    E->K = Kind == "and" ? Expr::Kind::And : Expr::Kind::Or;
+    E->LHS = toExpr(cast<mlir::ArrayAttr>(A[1]));
+    E->RHS = toExpr(cast<mlir::ArrayAttr>(A[2]));
+    return E;
+  }
+  E->Op = Kind.str();
+  E->Column = cast<mlir::StringAttr>(A[1]).getValue().str();
+  if (Kind == "in")
+    for (mlir::Attribute V : cast<mlir::ArrayAttr>(A[2]))
+      E->Values.push_back(literal(V));
+  else
+    E->Values.push_back(literal(A[2]));
+  return E;
+}
+
+struct OrderKey {
+  std::string Column;
+  bool Descending = false;
+};
+
+/// What a larql.select asks for.
+struct Query {
+  std::string From;
+  std::vector<std::string> Columns; ///< empty means *
+  std::optional<std::string> Nearest;
+  std::optional<int64_t> Layer;
+  std::unique_ptr<Expr> Where;
+  std::vector<OrderKey> OrderBy;
+  std::optional<int64_t> Limit;
+};
+
+Query toQuery(larql::SelectOp Op) {
+  Query Q;
+  Q.From = Op.getTable().str();
+  if (std::optional<mlir::ArrayAttr> Cols = Op.getColumns())
+    for (mlir::Attribute C : *Cols)
+      Q.Columns.push_back(cast<mlir::StringAttr>(C).getValue().str());
+  if (std::optional<StringRef> N = Op.getNearest())
+    Q.Nearest = N->str();
+  if (mlir::IntegerAttr L = Op.getLayerAttr())
+    Q.Layer = L.getInt();
+  if (std::optional<mlir::ArrayAttr> W = Op.getWhere())
+    Q.Where = toExpr(*W);
+  if (std::optional<mlir::ArrayAttr> Order = Op.getOrderBy())
+    for (mlir::Attribute K : *Order) {
+      auto Key = cast<mlir::ArrayAttr>(K);
+      Q.OrderBy.push_back(
+          {cast<mlir::StringAttr>(Key[0]).getValue().str(),
+           cast<mlir::StringAttr>(Key[1]).getValue() == "desc"});
+    }
+  if (mlir::IntegerAttr L = Op.getLimitAttr())
+    Q.Limit = L.getInt();
+  return Q;
+}
 
 struct FeatureRow {
   uint32_t Layer = 0, Feature = 0;
@@ -84,11 +167,13 @@ bool like(StringRef S, StringRef P) {
 
 class FeatureTable {
 public:
-  FeatureTable(const Model &M, const Tokenizer &Tok) : M(M), Tok(Tok) {}
-  const Model &model() const { return M; }
+  /// Tok is needed only for the top_output and top_input columns.
+  FeatureTable(const FeatureWeights &M, const Tokenizer *Tok)
+      : M(M), Tok(Tok) {}
+  const FeatureWeights &model() const { return M; }
 
   Value get(FeatureRow &R, StringRef Col) {
-    const LayerWeights &W = M.layer(R.Layer);
+    const FeatureWeights::Layer &W = M.layer(R.Layer);
     if (Col == "layer")
       return double(R.Layer);
     if (Col == "feature")
@@ -215,20 +300,20 @@ private:
     std::string S;
     ListSeparator LS(" | ");
     for (size_t I = 0; I < N; ++I)
-      (S += LS) += Tok.decode({Ids[I]});
+      (S += LS) += Tok->decode({Ids[I]});
     return S;
   }
 
-  const Model &M;
-  const Tokenizer &Tok;
+  const FeatureWeights &M;
+  const Tokenizer *Tok;
   std::vector<float> Buf;
 };
 
 /// Every (layer, feature) in order that passes WHERE; without ORDER BY the
 /// scan order is the result order, so it stops at LIMIT.
-void scan(const SelectStmt &S, FeatureTable &T, std::vector<FeatureRow> &Rows) {
+void scan(const Query &S, FeatureTable &T, std::vector<FeatureRow> &Rows) {
   bool EarlyStop = S.OrderBy.empty() && S.Limit;
-  const Model &M = T.model();
+  const FeatureWeights &M = T.model();
   for (size_t L = 0; L < M.numLayers(); ++L) {
     size_t F = M.layer(L).Gate.Rows;
     for (size_t I = 0; I < F; ++I) {
@@ -246,13 +331,14 @@ void scan(const SelectStmt &S, FeatureTable &T, std::vector<FeatureRow> &Rows) {
 
 } // namespace
 
-Error Executor::select(const SelectStmt &S) {
-  if (S.From != Table::Features)
+Error Executor::select(mlir::Operation &Op) {
+  Query S = toQuery(cast<larql::SelectOp>(Op));
+  if (S.From != "features")
     return createStringError(
         inconvertibleErrorCode(),
         "SELECT FROM %s does not run against a V-index yet (it needs "
         "labels; SELECT FROM features runs)",
-        tableName(S.From).str().c_str());
+        S.From.c_str());
   std::vector<std::string> Cols = S.Columns;
   if (Cols.empty())
     for (StringRef C : schema::FeatureColumns)
@@ -272,31 +358,59 @@ Error Executor::select(const SelectStmt &S) {
                                "NEAREST TO and needs it");
   }
 
-  FeatureTable T(M, Tok);
+  // NEAREST TO runs the model; the other columns read the weights only, and
+  // the tokenizer only for the top_* columns.
+  if (S.Nearest)
+    if (Expected<const Model &> Loaded = model(); !Loaded)
+      return Loaded.takeError();
+  Expected<const FeatureWeights &> W = weights();
+  if (!W)
+    return W.takeError();
+  std::function<bool(const Expr &)> UsesTop = [&](const Expr &E) {
+    return E.K == Expr::Kind::Cmp ? E.Column.starts_with("top_")
+                                  : UsesTop(*E.LHS) || UsesTop(*E.RHS);
+  };
+  bool NeedsTok =
+      S.Nearest ||
+      any_of(Cols, [](StringRef C) { return C.starts_with("top_"); }) ||
+      any_of(S.OrderBy,
+             [](const OrderKey &K) {
+               return StringRef(K.Column).starts_with("top_");
+             }) ||
+      (S.Where && UsesTop(*S.Where));
+  const Tokenizer *Tok = nullptr;
+  if (NeedsTok) {
+    Expected<const Tokenizer &> Loaded = tokenizer();
+    if (!Loaded)
+      return Loaded.takeError();
+    Tok = &*Loaded;
+  }
+  FeatureTable T(*W, Tok);
   std::vector<FeatureRow> Rows;
   std::optional<int64_t> Limit = S.Limit;
   if (S.Nearest) {
+    const Model &Engine = *M;
     // KNN: the entity's last-token residual at the input of the layer
     // against the layer's gate vectors, by dot product.
-    size_t NL = M.numLayers();
+    size_t NL = Engine.numLayers();
     int64_t L = S.Layer ? *S.Layer : int64_t(NL / 2);
     if (L < 0 || uint64_t(L) >= NL)
       return createStringError(inconvertibleErrorCode(),
                                "layer %lld is out of range (the model has "
                                "%zu layers)",
                                (long long)L, NL);
-    std::vector<int32_t> Ids = Tok.encode(*S.Nearest);
+    std::vector<int32_t> Ids = Tok->encode(*S.Nearest);
     if (Ids.empty())
       return createStringError(inconvertibleErrorCode(),
                                "the entity encodes to no tokens");
-    Session Sess(M, Threads);
+    Session Sess(Engine, Threads);
     ForwardOptions Opts;
     Opts.CaptureResiduals = true;
     Opts.StopAfter = size_t(L); // the input of layer L is all we need
     ForwardResult FR = Sess.run(Ids, Opts);
-    size_t D = M.config().HiddenSize;
+    size_t D = Engine.config().HiddenSize;
     const float *H = FR.Residuals[L].data() + (Ids.size() - 1) * D;
-    const WeightMatrix &G = M.layer(L).Gate;
+    const WeightMatrix &G = W->layer(L).Gate;
     for (size_t I = 0; I < G.Rows; ++I) {
       FeatureRow R;
       R.Layer = uint32_t(L);
@@ -359,6 +473,27 @@ Error Executor::select(const SelectStmt &S) {
   }
   printResult(R, Format, OS);
   return Error::success();
+}
+
+Expected<const FeatureWeights &> Executor::weights() {
+  if (M && M->stale())
+    if (Error E = M->reload())
+      return make_error<LoadError>(std::move(E));
+  if (!FW || FWGeneration != View->generation()) {
+    // The engine's matrices when it is loaded (no second copy), else the
+    // view's; both show every patch so far.
+    if (M) {
+      FW = FeatureWeights::fromModel(*M);
+    } else {
+      Expected<std::unique_ptr<FeatureWeights>> Loaded =
+          FeatureWeights::fromView(*View);
+      if (!Loaded)
+        return make_error<LoadError>(Loaded.takeError());
+      FW = std::move(*Loaded);
+    }
+    FWGeneration = View->generation();
+  }
+  return *FW;
 }
 
 } // namespace vindex::lql

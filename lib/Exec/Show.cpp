@@ -1,8 +1,16 @@
-//===- Show.cpp - SHOW LAYERS and SHOW MODEL ------------------------------===//
+//===- Show.cpp - SHOW LAYERS, SHOW MODEL, SHOW PATCHES ------------------===//
+//
+// None needs the engine: SHOW MODEL reads the manifest, SHOW LAYERS the
+// down vectors, SHOW PATCHES the view's patch stack.
+//
+//===----------------------------------------------------------------------===//
+#include "FeatureWeights.h"
 #include "ResultTable.h"
 
+#include "vindex/Dialect/Larql/LarqlOps.h"
 #include "vindex/Exec/Executor.h"
-#include "vindex/Model/Engine.h"
+#include "vindex/Store/Patch.h"
+#include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
 
 #include "llvm/ADT/StringExtras.h"
@@ -13,10 +21,15 @@ using namespace llvm;
 
 namespace vindex::lql {
 
-Error Executor::show(const ShowStmt &S) {
-  const ModelConfig &C = M.config();
+Error Executor::show(mlir::Operation &Op) {
+  StringRef What = cast<larql::ShowOp>(Op).getWhat();
+  const ModelConfig &C = V.config();
   ResultTable R;
-  if (S.What == "layers") {
+  if (What == "layers") {
+    Expected<const FeatureWeights &> W = weights();
+    if (!W)
+      return W.takeError();
+    const FeatureWeights &M = *W;
     R.Statement = "SHOW LAYERS";
     R.Columns = {"layer", "kind", "features", "mean_down_norm",
                  "max_down_norm"};
@@ -40,7 +53,7 @@ Error Executor::show(const ShowStmt &S) {
     printResult(R, Format, OS);
     return Error::success();
   }
-  if (S.What == "model") {
+  if (What == "model") {
     R.Statement = "SHOW MODEL";
     R.Vertical = true;
     auto Add = [&](StringRef Name, Cell V) {
@@ -51,7 +64,7 @@ Error Executor::show(const ShowStmt &S) {
     };
     Add("architecture", C.Architecture);
     Add("model_type", C.SourceModelType);
-    Add("layers", int64_t(M.numLayers()));
+    Add("layers", int64_t(C.NumLayers));
     Add("hidden_size", int64_t(C.HiddenSize));
     Add("intermediate_size", int64_t(C.IntermediateSize));
     Add("heads", int64_t(C.NumHeads));
@@ -60,8 +73,9 @@ Error Executor::show(const ShowStmt &S) {
     Add("vocab_size", int64_t(C.VocabSize));
     Add("max_positions", int64_t(C.MaxPositions));
     int64_t Sliding = 0;
-    for (size_t L = 0; L < M.numLayers(); ++L)
-      Sliding += M.layer(L).Sliding;
+    for (size_t L = 0; L < C.NumLayers; ++L)
+      Sliding +=
+          L < C.LayerKinds.size() && C.LayerKinds[L] == LayerKind::Sliding;
     Add("sliding_layers", Sliding);
     Add("sliding_window", int64_t(C.SlidingWindow));
     // Bases are whole numbers in practice: print them so.
@@ -73,17 +87,36 @@ Error Executor::show(const ShowStmt &S) {
     Add("rope_theta", Number(C.RopeTheta));
     Add("rope_local_theta", Number(C.RopeLocalTheta));
     Add("tied_embeddings", C.TiedEmbeddings);
-    Add("vindex", V ? V->directory().str() : std::string());
-    Add("provenance_tool", V ? V->manifest().Provenance.Tool : std::string());
-    Add("provenance_version",
-        V ? V->manifest().Provenance.Version : std::string());
+    Add("vindex", V.directory().str());
+    Add("provenance_tool", V.manifest().Provenance.Tool);
+    Add("provenance_version", V.manifest().Provenance.Version);
+    printResult(R, Format, OS);
+    return Error::success();
+  }
+  if (What == "patches") {
+    // The stack of the view, oldest first: the V-index's own patches, then
+    // those of this run's edits.
+    R.Statement = "SHOW PATCHES";
+    R.Columns = {"patch", "name", "origin", "tensors", "rows", "statement"};
+    ArrayRef<std::shared_ptr<const Patch>> Stack = View->patches();
+    for (size_t I = 0; I < Stack.size(); ++I) {
+      const Patch &P = *Stack[I];
+      int64_t Rows = 0;
+      for (const TensorEdit &E : P.edits())
+        Rows += int64_t(E.Rows.size() + E.AppendedRows);
+      R.Rows.push_back(
+          {int64_t(I + 1), P.origin().Name,
+           std::string(I < View->numPersisted() ? "v-index" : "this run"),
+           int64_t(P.edits().size()), Rows, P.origin().Statement});
+    }
     printResult(R, Format, OS);
     return Error::success();
   }
   return createStringError(inconvertibleErrorCode(),
                            "SHOW %s does not run against a V-index yet (it "
-                           "needs labels; SHOW LAYERS and SHOW MODEL run)",
-                           StringRef(S.What).upper().c_str());
+                           "needs labels; SHOW LAYERS, SHOW MODEL and SHOW "
+                           "PATCHES run)",
+                           What.upper().c_str());
 }
 
 } // namespace vindex::lql

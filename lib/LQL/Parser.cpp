@@ -631,15 +631,13 @@ private:
             unexpected("K after WITH");
             return false;
           }
+          // A count of 0 parses; the verifier refuses it, at this token.
           SMLoc At = Cur.loc();
           std::optional<unsigned> N = integer("a feature count after WITH K");
           if (!N)
             return false;
-          if (*N == 0) {
-            Lex.error(At, "WITH K needs at least one feature");
-            return false;
-          }
           W.K = *N;
+          W.KLoc = SMRange(At, At);
         } else {
           break;
         }
@@ -704,14 +702,14 @@ private:
           name("a relation name after CREATE RELATION");
       if (!N || !expectKeyword("AS", "the relation name"))
         return false;
+      // The {entity} placeholder is the verifier's check, at this token.
       Token At = Cur;
       std::optional<std::string> T = string("a template string after AS");
       if (!T)
         return false;
-      if (StringRef(*T).find("{entity}") == StringRef::npos)
-        error(At, "the template of a relation needs an {entity} placeholder");
       C.Name = *N;
       C.Template = *T;
+      C.TemplateLoc = range(At);
       S.Node = std::move(C);
       return true;
     }

@@ -12,7 +12,8 @@ namespace {
 
 class Lowering {
 public:
-  Lowering(MLIRContext &Ctx) : B(&Ctx) {}
+  Lowering(MLIRContext &Ctx, const llvm::SourceMgr &SM)
+      : Ctx(Ctx), SM(SM), B(&Ctx) {}
 
   Attribute literal(const Literal &L) {
     if (const auto *I = std::get_if<int64_t>(&L))
@@ -85,6 +86,8 @@ public:
         S.Generate ? B.getI64IntegerAttr(*S.Generate) : IntegerAttr());
   }
   void lower(Location L, const WalkStmt &S) {
+    if (S.K)
+      L = larql::withClauses(L, {{"k", toLocation(Ctx, SM, S.KLoc)}});
     B.create<larql::WalkOp>(L, B.getStringAttr(S.Prompt),
                             B.getI64IntegerAttr(S.Top),
                             S.K ? B.getI64IntegerAttr(*S.K) : IntegerAttr());
@@ -106,6 +109,8 @@ public:
     B.create<larql::UpdateOp>(L, assignments(S.Set), expr(*S.Where));
   }
   void lower(Location L, const CreateRelationStmt &S) {
+    L = larql::withClauses(
+        L, {{"prompt_template", toLocation(Ctx, SM, S.TemplateLoc)}});
     B.create<larql::CreateRelationOp>(L, B.getStringAttr(S.Name),
                                       B.getStringAttr(S.Template));
   }
@@ -123,6 +128,8 @@ public:
     B.create<larql::ApplyPatchOp>(L, B.getStringAttr(S.Path));
   }
 
+  MLIRContext &Ctx;
+  const llvm::SourceMgr &SM;
   OpBuilder B;
 };
 
@@ -134,7 +141,7 @@ OwningOpRef<ModuleOp> lowerToIR(MLIRContext &Ctx, const llvm::SourceMgr &SM,
   Location ModLoc = Stmts.empty() ? Location(UnknownLoc::get(&Ctx))
                                   : toLocation(Ctx, SM, Stmts.front().Loc);
   OwningOpRef<ModuleOp> M = ModuleOp::create(ModLoc);
-  Lowering Low(Ctx);
+  Lowering Low(Ctx, SM);
   Low.B.setInsertionPointToEnd(M->getBody());
   for (const Statement &S : Stmts) {
     Location L = toLocation(Ctx, SM, S.Loc);

@@ -1,15 +1,20 @@
-//===- LQLParserFuzzer.cpp - libFuzzer target for the LQL parser ----------===//
+//===- LQLParserFuzzer.cpp - libFuzzer target for the LQL front end -------===//
 //
-// Any byte string is a script: the parser must report errors, never crash,
-// read out of bounds, loop or leak. Built and run by utils/fuzz.sh (clang's
-// -fsanitize=fuzzer,address,undefined); the inputs that ever crashed it are
-// kept in test/fuzz/crashers/ and replayed on every run.
+// Any byte string is a script: the front end (lexer, parser, lowering to
+// the larql dialect, the dialect's verifiers, the printer) must report
+// errors, never crash, read out of bounds, loop or leak. Built and run by
+// utils/fuzz.sh (clang's -fsanitize=fuzzer,address,undefined) against the
+// VindexLQL library; the inputs that ever crashed it are kept in
+// test/fuzz/crashers/ and replayed first on every run.
 //
 //===----------------------------------------------------------------------===//
+#include "vindex/Dialect/Larql/LarqlDialect.h"
 #include "vindex/LQL/Diagnostics.h"
 #include "vindex/LQL/Parser.h"
+#include "vindex/LQL/ToIR.h"
 
 #include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
 
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
@@ -22,6 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *Data, size_t Size) {
   // One context for every input: diagnostics are formatted (exercising
   // locations and token ranges) and dropped.
   static mlir::MLIRContext Ctx(mlir::MLIRContext::Threading::DISABLED);
+  Ctx.printOpOnDiagnostic(false);
   llvm::SourceMgr SM;
   std::string Text;
   llvm::raw_string_ostream OS(Text);
@@ -31,6 +37,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *Data, size_t Size) {
           llvm::StringRef(reinterpret_cast<const char *>(Data), Size),
           "fuzz.lql"),
       llvm::SMLoc());
-  (void)vindex::lql::parseScript(SM, 1, Ctx);
+  // What larql-opt does before running anything: the statements that
+  // parsed are lowered and verified, and the module printed.
+  std::vector<vindex::lql::Statement> Clean;
+  (void)vindex::lql::parseScript(SM, 1, Ctx, &Clean);
+  mlir::OwningOpRef<mlir::ModuleOp> Module =
+      vindex::lql::lowerToIR(Ctx, SM, Clean);
+  if (succeeded(mlir::verify(*Module)))
+    Module->print(OS);
   return 0;
 }

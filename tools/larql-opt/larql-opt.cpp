@@ -6,20 +6,21 @@
 // larql-opt X.mlir [-verify-diagnostics] [-split-input-file]
 // larql-opt X.{mlir,lql} --pass-pipeline='builtin.module(larql-lower-to-vindex)'
 //
-// Without a V-index the scripts are parsed, checked and lowered to the
-// `larql` dialect (a linter for CI); with one they run against it, the model
-// being loaded once (SELECT FROM features, SHOW LAYERS/MODEL, INFER, WALK
-// today). A .mlir input (or `-`, standard input) is parsed, verified and
-// printed back, as mlir-opt does.
+// A script is parsed (lib/LQL), lowered to the `larql` dialect, verified
+// and rewritten by --pass-pipeline; the module that comes out is the
+// program. Without a V-index that is all (a linter for CI); with one its
+// ops run against it (lib/Exec), the engine and tokenizer being loaded
+// once, by the first op that needs them (INFER, WALK, NEAREST TO). A .mlir
+// input (or `-`, standard input) is parsed, verified and printed back, as
+// mlir-opt does.
 //
 //===----------------------------------------------------------------------===//
-#include "vindex/Formats/Tokenizer.h"
 #include "vindex/Exec/Executor.h"
 #include "vindex/LQL/Parser.h"
 #include "vindex/LQL/ToIR.h"
-#include "vindex/Model/Engine.h"
 #include "vindex/RegisterAll.h"
 #include "vindex/Store/Copy.h"
+#include "vindex/Store/Patch.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Error.h"
@@ -29,11 +30,13 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
+#include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Support/Timing.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/LineEditor/LineEditor.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
@@ -41,6 +44,7 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
+#include "llvm/Support/SHA256.h"
 #include "llvm/Support/SourceMgr.h"
 
 #include <functional>
@@ -103,7 +107,9 @@ Keywords are case-insensitive; strings take '...' or "..."; -- and /* */ are
 comments. Without a V-index the statements are only parsed and checked.
 
 Every statement of LQL parses, is checked and lowers to the larql dialect
-(docs/lql.md). Statements that run against a V-index in this build:
+(docs/lql.md); --pass-pipeline rewrites that IR, and what comes out is what
+runs (--emit=mlir prints it). The engine is loaded only by the statements
+that run the model. Statements that run against a V-index in this build:
   SELECT cols|* FROM features [WHERE e] [ORDER BY col [DESC], ...] [LIMIT n]
                                         one row per (layer, feature): layer,
                                         feature, gate_norm, up_norm,
@@ -112,6 +118,8 @@ Every statement of LQL parses, is checked and lowers to the larql dialect
                                         KNN of the entity's residual at layer
                                         n against its gates (column score)
   SHOW LAYERS | SHOW MODEL              per-layer summary; model facts
+  SHOW PATCHES                          the patches on the V-index: its own,
+                                        then this run's edits
   INFER 'prompt' [TOP n] [GENERATE m]   next-token distribution; greedy
                                         continuation of m tokens (whole words)
   WALK 'prompt' [TOP n] [WITH K k]      the same through the walk FFN: per
@@ -121,6 +129,14 @@ Every statement of LQL parses, is checked and lowers to the larql dialect
   COMPILE CURRENT INTO VINDEX 'path'    write the V-index as it is now
   COMPILE CURRENT INTO MODEL 'path' FORMAT gguf|safetensors
                                         compile it, as vindex-compile does
+  DELETE FROM edges WHERE layer = L AND feature = F
+                                        zero the feature, once lowered to
+                                        vindex.remove_feature by the pass
+                                        larql-lower-to-vindex
+  BEGIN PATCH 'name'; ...; SAVE PATCH ['p.mlir'|'p.mlirbc']
+                                        also write the block's edits as
+                                        vindex IR (text or bytecode)
+  APPLY PATCH 'p.mlir'                  run a saved patch's edits
 
 Examples:
   larql-opt tiny.vindex -e "INFER 'The capital of France is' TOP 5"
@@ -129,7 +145,10 @@ Examples:
   larql-opt tiny.vindex -e "SELECT * FROM features WHERE layer = 3 ORDER BY down_norm DESC LIMIT 5"
   larql-opt tiny.vindex queries.lql -o out.vindex
                                         # run a script, write the V-index it
-                                        # leaves (a make rule's output)
+                                        # leaves (its edits as patches/)
+  larql-opt tiny.vindex edits.lql -o out.vindex --pass-pipeline='builtin.module(larql-lower-to-vindex)'
+  larql-opt tiny.vindex mixed.lql -o out.vindex --pass-pipeline='builtin.module(larql-strip-queries,larql-lower-to-vindex)'
+
   larql-opt checks.lql                  # lint a script without a model
   larql-opt edits.lql --emit=mlir       # print the lowered larql IR
   larql-opt edits.mlir                  # parse, verify and print IR back
@@ -137,7 +156,8 @@ Examples:
   larql-opt edits.lql --emit=mlir --pass-pipeline='builtin.module(larql-lower-to-vindex)'
 
 Inputs ending in .mlir, and `-` (standard input), are larql IR; the rest
-are LQL scripts.
+are LQL scripts. IR after a V-index (larql-opt IN.vindex X.mlir) runs
+against it as a script's IR does.
 
 Exit status: 0 success, 1 bad input or script, 2 bad command line.
 )";
@@ -157,9 +177,8 @@ IR). The language: docs/lql.md; e.g.
 /// and the shell goes on; the exit status is 1 if any statement failed.
 static int runShell(
     SourceMgr &SM,
-    const std::function<bool(unsigned, std::vector<lql::Statement> &)> &Check,
-    const std::function<bool(ArrayRef<lql::Statement>)> &Run,
-    StringRef VindexDir) {
+    const std::function<mlir::OwningOpRef<mlir::ModuleOp>(unsigned)> &Check,
+    const std::function<bool(mlir::ModuleOp)> &Run, StringRef VindexDir) {
   SmallString<256> History;
   if (sys::path::home_directory(History))
     sys::path::append(History, ".larql_history");
@@ -180,8 +199,8 @@ static int runShell(
             Pending, "<shell #" + std::to_string(++Count) + ">"),
         SMLoc());
     Pending.clear();
-    std::vector<lql::Statement> Stmts;
-    if (!Check(SM.getNumBuffers(), Stmts) || (Run && !Run(Stmts)))
+    mlir::OwningOpRef<mlir::ModuleOp> Module = Check(SM.getNumBuffers());
+    if (!Module || (Run && !Run(*Module)))
       AnyError = true;
     outs().flush();
   };
@@ -211,6 +230,37 @@ static int runShell(
   return AnyError ? ExitUserError : ExitSuccess;
 }
 
+/// What an edit's patch records of where it came from: the statement's text
+/// (from its op's location to its ';') and the SHA-256 of its script (none
+/// for -e and the shell, whose buffer names start with '<').
+static PatchOrigin originOf(SourceMgr &SM, mlir::Operation &Op) {
+  PatchOrigin O;
+  auto FL = Op.getLoc()->findInstanceOf<mlir::FileLineColLoc>();
+  if (!FL)
+    return O;
+  for (unsigned B = 1; B <= SM.getNumBuffers(); ++B) {
+    const MemoryBuffer *Buf = SM.getMemoryBuffer(B);
+    if (Buf->getBufferIdentifier() != FL.getFilename().getValue())
+      continue;
+    SMLoc At = SM.FindLocForLineAndColumn(B, FL.getLine(), FL.getColumn());
+    if (!At.isValid())
+      return O;
+    StringRef Rest(At.getPointer(), Buf->getBufferEnd() - At.getPointer());
+    // A statement ends at its ';', an op of IR at the end of its line.
+    bool IR = Buf->getBufferIdentifier().ends_with(".mlir");
+    O.Statement =
+        Rest.take_until([&](char C) { return C == (IR ? '\n' : ';'); })
+            .trim()
+            .str();
+    if (!Buf->getBufferIdentifier().starts_with("<"))
+      O.ScriptSha256 =
+          toHex(SHA256::hash(arrayRefFromStringRef(Buf->getBuffer())),
+                /*LowerCase=*/true);
+    return O;
+  }
+  return O;
+}
+
 int main(int argc, char **argv) {
   InitLLVM X(argc, argv);
   mlir::registerAsmPrinterCLOptions();
@@ -230,11 +280,14 @@ int main(int argc, char **argv) {
   mlir::DialectRegistry Registry;
   registerAllDialects(Registry);
 
-  // .mlir input: parse, verify and print back, as mlir-opt does.
-  bool AnyMLIR = llvm::any_of(Inputs, [](const std::string &In) {
-    return In == "-" || StringRef(In).ends_with(".mlir");
-  });
-  if (AnyMLIR) {
+  // .mlir input: parse, verify and print back, as mlir-opt does; after a
+  // V-index, run it against it (the IR is the program, whoever wrote it).
+  auto IsIR = [](StringRef In) { return In == "-" || In.ends_with(".mlir"); };
+  bool AnyMLIR = llvm::any_of(Inputs, IsIR);
+  bool RunIR = AnyMLIR && Inputs.size() == 2 && Statements.empty() &&
+               !SplitInputFile && !IsIR(Inputs[0]) &&
+               sys::fs::is_directory(Inputs[0]) && IsIR(Inputs[1]);
+  if (AnyMLIR && !RunIR) {
     if (Inputs.size() != 1 || !Statements.empty()) {
       errs() << Tool << ": error: a .mlir input is processed alone\n";
       return ExitUsageError;
@@ -278,7 +331,8 @@ int main(int argc, char **argv) {
     return exitWith(Tool, fileError(VindexDir, "no such V-index directory"));
   SourceMgr SM;
   for (const std::string &S : Scripts) {
-    ErrorOr<std::unique_ptr<MemoryBuffer>> Buf = MemoryBuffer::getFile(S);
+    ErrorOr<std::unique_ptr<MemoryBuffer>> Buf =
+        S == "-" ? MemoryBuffer::getSTDIN() : MemoryBuffer::getFile(S);
     if (!Buf)
       return exitWith(
           Tool, fileError(S, "cannot read: {0}", Buf.getError().message()));
@@ -323,27 +377,40 @@ int main(int argc, char **argv) {
     Printer.emplace(Ctx, SM, Tool, errs());
   // With -verify-diagnostics the exit status says whether the diagnostics
   // were exactly the expected ones.
+  bool LoadFailed = false;
   auto Finish = [&](bool Ok) {
     if (Verifier)
       return succeeded(Verifier->verify()) ? ExitSuccess : ExitUserError;
     return Ok ? ExitSuccess : ExitUserError;
   };
-  // Parses, lowers and verifies buffers [First, last]; every error is
-  // reported and then nothing runs. Statements that parsed cleanly are
-  // still lowered and verified when others failed.
-  auto Check = [&](unsigned First, std::vector<lql::Statement> &Out) {
-    bool Failed = false;
-    for (unsigned B = First; B <= SM.getNumBuffers(); ++B)
-      if (!lql::parseScript(SM, B, Ctx, &Out))
-        Failed = true;
-    mlir::OwningOpRef<mlir::ModuleOp> Module = lql::lowerToIR(Ctx, SM, Out);
-    bool Invalid = false;
-    for (mlir::Operation &Op : *Module->getBody())
-      Invalid |= failed(mlir::verify(&Op));
-    if (Failed || Invalid || failed(mlir::verify(*Module)))
-      return false;
+  // Parses buffers [First, last], lowers them to one larql module, verifies
+  // it and runs the pass pipeline over it: what comes out is the program
+  // (printed by --emit=mlir). Every error is reported and then nothing runs;
+  // statements that parsed cleanly are still lowered and verified when
+  // others failed. The AST ends here.
+  auto Check = [&](unsigned First) -> mlir::OwningOpRef<mlir::ModuleOp> {
+    mlir::OwningOpRef<mlir::ModuleOp> Module;
+    if (RunIR) {
+      // IR given as such: parsed and verified by MLIR's parser.
+      Module =
+          mlir::parseSourceFile<mlir::ModuleOp>(SM, mlir::ParserConfig(&Ctx));
+      if (!Module)
+        return nullptr;
+    } else {
+      bool Failed = false;
+      std::vector<lql::Statement> Clean;
+      for (unsigned B = First; B <= SM.getNumBuffers(); ++B)
+        if (!lql::parseScript(SM, B, Ctx, &Clean))
+          Failed = true;
+      Module = lql::lowerToIR(Ctx, SM, Clean);
+      bool Invalid = false;
+      for (mlir::Operation &Op : *Module->getBody())
+        Invalid |= failed(mlir::verify(&Op));
+      if (Failed || Invalid || failed(mlir::verify(*Module)))
+        return nullptr;
+    }
     // The pass pipeline (--pass-pipeline, --mlir-print-ir-after-all, ...)
-    // runs on the lowered module before it is printed.
+    // rewrites the module before it is printed and run.
     if (PassPipeline.hasAnyOccurrences()) {
       mlir::PassManager PM(&Ctx);
       if (failed(mlir::applyPassManagerCLOptions(PM)) ||
@@ -354,66 +421,70 @@ int main(int argc, char **argv) {
                                                   Msg);
                                             })) ||
           failed(PM.run(*Module)))
-        return false;
+        return nullptr;
     }
     if (EmitKind == Emit::MLIR)
       Module->print(outs()), outs() << "\n";
-    return true;
+    return Module;
   };
 
-  std::vector<lql::Statement> All;
-  if (!Check(1, All))
+  mlir::OwningOpRef<mlir::ModuleOp> Program = Check(1);
+  if (!Program)
     return Finish(false);
   if (VindexDir.empty() && !Interactive)
     return Finish(true);
 
-  // The V-index is mapped and the model loaded once for every statement.
+  // The V-index is mapped once; the executor loads the engine and the
+  // tokenizer when a statement first needs them.
   std::unique_ptr<Vindex> V;
-  std::unique_ptr<Model> M;
-  std::optional<Tokenizer> Tok;
   std::optional<lql::Executor> Exec;
   if (!VindexDir.empty()) {
     Expected<std::unique_ptr<Vindex>> OpenedV = Vindex::open(VindexDir);
     if (!OpenedV)
       return exitWith(Tool, OpenedV.takeError());
     V = std::move(*OpenedV);
-    Expected<std::unique_ptr<Model>> LoadedM = Model::load(*V);
-    if (!LoadedM)
-      return exitWith(Tool, LoadedM.takeError());
-    M = std::move(*LoadedM);
-    Expected<Tokenizer> LoadedTok =
-        Tokenizer::fromFile(V->path("tokenizer.json"));
-    if (!LoadedTok)
-      return exitWith(Tool, LoadedTok.takeError());
-    Tok.emplace(std::move(*LoadedTok));
-    if (Tok->vocabSize() > M->config().VocabSize)
-      return exitWith(Tool, fileError(V->path("tokenizer.json"),
-                                      "{0} tokens but the model's vocabulary "
-                                      "has {1}",
-                                      Tok->vocabSize(), M->config().VocabSize));
-    Exec.emplace(*M, *Tok, outs(), Format, Jobs, V.get());
+    Exec.emplace(*V, outs(), Format, Jobs,
+                 [&](mlir::Operation &Op) { return originOf(SM, Op); });
   }
-  auto Run = [&](ArrayRef<lql::Statement> Stmts) {
-    for (const lql::Statement &S : Stmts)
-      if (Error E = Exec->run(S)) {
-        mlir::emitError(lql::toLocation(Ctx, SM, S.Loc))
-            << toString(std::move(E));
+  // Runs the ops of a checked module in order, up to the first failure: a
+  // statement's error is reported at its op (the script location), an
+  // error loading the V-index's engine or tokenizer as the tool's.
+  auto Run = [&](mlir::ModuleOp Module) {
+    for (mlir::Operation &Op : *Module.getBody())
+      if (Error E = Exec->run(Op)) {
+        bool Reported = false;
+        handleAllErrors(
+            std::move(E),
+            [&](const lql::LoadError &L) {
+              printError(Tool, createStringError(inconvertibleErrorCode(),
+                                                 L.message()));
+              Reported = true;
+            },
+            [&](const ErrorInfoBase &Info) {
+              Op.emitError() << Info.message();
+            });
+        LoadFailed |= Reported;
         return false;
       }
     return true;
   };
   if (!Interactive) {
-    if (!Run(All))
+    if (!Run(*Program))
+      return LoadFailed ? ExitUserError : Finish(false);
+    if (failed(Exec->finish()))
       return Finish(false);
     // The V-index the script leaves: its input with the patches of the
     // view kept as patches (patches/ and their manifest records).
     if (!OutputPath.empty())
-      if (Error E = copyVindex(M->view(), OutputPath, PatchMode::Keep))
+      if (Error E = copyVindex(Exec->view(), OutputPath, PatchMode::Keep))
         return exitWith(Tool, std::move(E));
     return Finish(true);
   }
-  return runShell(SM, Check,
-                  Exec ? std::function<bool(ArrayRef<lql::Statement>)>(Run)
-                       : std::function<bool(ArrayRef<lql::Statement>)>(),
-                  VindexDir);
+  int Status = runShell(SM, Check,
+                        Exec ? std::function<bool(mlir::ModuleOp)>(Run)
+                             : std::function<bool(mlir::ModuleOp)>(),
+                        VindexDir);
+  if (Exec && failed(Exec->finish()))
+    return ExitUserError;
+  return Status;
 }

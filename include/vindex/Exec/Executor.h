@@ -1,48 +1,119 @@
-//===- Executor.h - Running LQL statements against a model ------*- C++ -*-===//
+//===- Executor.h - Running larql/vindex IR against a V-index ---*- C++ -*-===//
+//
+// The IR is the program: the executor walks a module (what the front end
+// lowered, after the pass pipeline) and runs each op, reading its
+// attributes. Query ops (larql.select, larql.show, larql.infer, ...) print
+// results; vindex ops (vindex.remove_feature, ...) are edits, handed to the
+// applier. The AST never reaches this library.
+//
+// The engine (Model::load) and the tokenizer are loaded on first use, by the
+// ops that need them, so that SHOW MODEL, SHOW LAYERS, SELECT FROM features
+// (without NEAREST TO), COMPILE and -o work on a V-index the engine cannot
+// run.
+//
+//===----------------------------------------------------------------------===//
 #ifndef VINDEX_EXEC_EXECUTOR_H
 #define VINDEX_EXEC_EXECUTOR_H
 
-#include "vindex/LQL/AST.h"
-
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
 #include "llvm/Support/Error.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <functional>
+#include <memory>
+#include <optional>
+
 namespace vindex {
 class Model;
+class TensorView;
 class Tokenizer;
 class Vindex;
+struct PatchOrigin;
 } // namespace vindex
 
 namespace vindex::lql {
 
+class FeatureWeights;
+
 enum class ResultFormat { Table, JSON, CSV };
 
-/// Runs statements against one loaded model (loaded once per process) and
-/// prints each result: an aligned table, one JSON object per line, or CSV.
-class Executor {
+/// An error loading what a statement needs from the V-index (the engine,
+/// the tokenizer): it concerns the V-index, not the statement, so the
+/// driver reports it without a script location.
+class LoadError : public llvm::ErrorInfo<LoadError> {
 public:
-  /// V, when given, is the V-index M was loaded from (SHOW MODEL prints its
-  /// path and provenance).
-  Executor(const Model &M, const Tokenizer &Tok, llvm::raw_ostream &OS,
-           ResultFormat Format, unsigned Threads, const Vindex *V = nullptr)
-      : M(M), Tok(Tok), OS(OS), Format(Format), Threads(Threads), V(V) {}
-
-  llvm::Error run(const Statement &S);
+  static char ID;
+  explicit LoadError(llvm::Error E) : Message(llvm::toString(std::move(E))) {}
+  void log(llvm::raw_ostream &OS) const override { OS << Message; }
+  std::error_code convertToErrorCode() const override {
+    return llvm::inconvertibleErrorCode();
+  }
 
 private:
-  llvm::Error infer(llvm::StringRef Kind, llvm::StringRef Prompt, unsigned Top,
-                    std::optional<unsigned> Generate, size_t WalkK);
-  llvm::Error select(const SelectStmt &S); ///< Select.cpp
-  llvm::Error show(const ShowStmt &S);     ///< Show.cpp
-  llvm::Error compile(const CompileStmt &S); ///< Compile.cpp
+  std::string Message;
+};
 
-  const Model &M;
-  const Tokenizer &Tok;
+/// Runs ops against one V-index and prints each result: an aligned table,
+/// one JSON object per line, or CSV. The model and tokenizer are loaded
+/// once, when an op first needs them. Edits (vindex ops) go through the
+/// applier into a patch each, pushed on the executor's view of the V-index:
+/// every later op (the engine, the features queries, COMPILE) sees them.
+class Executor {
+public:
+  /// Origin, when given, describes the statement an edit op came from (its
+  /// text, the script's hash) for the patch's record.
+  using OriginFn = std::function<PatchOrigin(mlir::Operation &)>;
+  Executor(const Vindex &V, llvm::raw_ostream &OS, ResultFormat Format,
+           unsigned Threads, OriginFn Origin = nullptr);
+  ~Executor();
+
+  /// The V-index as the ops so far left it (its input with their patches):
+  /// what -o writes.
+  const TensorView &view() const { return *View; }
+
+  /// Runs one op of a verified module. A failure is either a LoadError or
+  /// the statement's own error (the caller reports it at Op's location).
+  llvm::Error run(mlir::Operation &Op);
+  /// After the last op: a patch still open (BEGIN PATCH without SAVE PATCH)
+  /// is an error, reported at its BEGIN PATCH.
+  mlir::LogicalResult finish();
+
+private:
+  llvm::Expected<const Model &> model();
+  llvm::Expected<const Tokenizer &> tokenizer();
+  /// The FFN and vocabulary matrices (Select.cpp): the engine's once it is
+  /// loaded, else read from the V-index without it.
+  llvm::Expected<const FeatureWeights &> weights();
+
+  llvm::Error infer(llvm::StringRef Kind, llvm::StringRef Prompt, unsigned Top,
+                    std::optional<unsigned> Generate, std::optional<size_t> K);
+  llvm::Error select(mlir::Operation &Op);  ///< Select.cpp
+  llvm::Error show(mlir::Operation &Op);    ///< Show.cpp
+  llvm::Error compile(mlir::Operation &Op); ///< Compile.cpp
+
+  // PatchFile.cpp
+  static bool isEdit(mlir::Operation &Op); ///< an op of the vindex dialect
+  llvm::Error edit(mlir::Operation &Op);   ///< apply, and record if open
+  llvm::Error applyEdit(mlir::Operation &Op);
+  llvm::Error beginPatch(mlir::Operation &Op);
+  llvm::Error savePatch(mlir::Operation &Op);
+  llvm::Error applyPatch(mlir::Operation &Op);
+
+  const Vindex &V;
+  std::unique_ptr<TensorView> View;
+  OriginFn Origin;
   llvm::raw_ostream &OS;
   ResultFormat Format;
   unsigned Threads;
-  const Vindex *V;
+  std::unique_ptr<Model> M;
+  std::unique_ptr<Tokenizer> Tok;
+  std::unique_ptr<FeatureWeights> FW;
+  uint64_t FWGeneration = 0; ///< the view's generation FW was bound at
   bool CSVHeaderDone = false;
+  /// The edits since BEGIN PATCH (null when no patch is open).
+  mlir::OwningOpRef<mlir::ModuleOp> Recording;
+  std::string PatchName;
 };
 
 } // namespace vindex::lql

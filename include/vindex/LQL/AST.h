@@ -87,6 +87,7 @@ struct WalkStmt {
   std::string Prompt;
   unsigned Top = 5;
   std::optional<unsigned> K;
+  llvm::SMRange KLoc; ///< the count after WITH K
 };
 
 /// TRACE 'prompt'
@@ -119,6 +120,7 @@ struct UpdateStmt {
 struct CreateRelationStmt {
   std::string Name;
   std::string Template;
+  llvm::SMRange TemplateLoc; ///< the template string
 };
 
 /// COMPILE CURRENT INTO VINDEX 'path'

@@ -16,4 +16,16 @@ def LarqlLowerToVindex : Pass<"larql-lower-to-vindex", "::mlir::ModuleOp"> {
   let dependentDialects = ["::vindex::vx::VindexDialect"];
 }
 
+def LarqlStripQueries : Pass<"larql-strip-queries", "::mlir::ModuleOp"> {
+  let summary = "Drop the read-only query ops, keeping the edits";
+  let description = [{
+    Erases `larql.select`, `larql.describe`, `larql.show`, `larql.infer`,
+    `larql.walk` and `larql.trace`: ops that only read the V-index and print.
+    What is left changes the V-index or writes it (edits, patch blocks,
+    COMPILE), so a script written to explore and patch can be run as a patch
+    only, e.g. in a make rule: `larql-opt in.vindex edits.lql -o out.vindex
+    --pass-pipeline='builtin.module(larql-strip-queries)'`.
+  }];
+}
+
 #endif // VINDEX_PASSES

@@ -19,7 +19,37 @@ namespace schema = vindex::lql::schema;
 #define GET_OP_CLASSES
 #include "vindex/Dialect/Larql/LarqlOps.cpp.inc"
 
+Location
+vindex::larql::withClauses(Location Statement,
+                           ArrayRef<std::pair<StringRef, Location>> Clauses) {
+  SmallVector<Location> Locs{Statement};
+  for (auto [Name, Loc] : Clauses)
+    Locs.push_back(
+        NameLoc::get(StringAttr::get(Statement.getContext(), Name), Loc));
+  return FusedLoc::get(Statement.getContext(), Locs);
+}
+
+std::optional<Location> vindex::larql::clauseLoc(Operation *Op,
+                                                 StringRef Attr) {
+  auto Fused = dyn_cast<FusedLoc>(Op->getLoc());
+  if (!Fused)
+    return std::nullopt;
+  for (Location L : Fused.getLocations())
+    if (auto N = dyn_cast<NameLoc>(L); N && N.getName().getValue() == Attr)
+      return N.getChildLoc();
+  return std::nullopt;
+}
+
 namespace {
+
+/// An error about attribute Attr of Op: at its clause, worded as the
+/// script's reader sees it, when the op came from a script; else an op
+/// error (IR written by hand).
+InFlightDiagnostic clauseError(Operation *Op, StringRef Attr) {
+  if (std::optional<Location> L = vindex::larql::clauseLoc(Op, Attr))
+    return mlir::emitError(*L);
+  return Op->emitOpError();
+}
 
 LogicalResult checkColumn(Operation *Op, StringRef Table, StringRef Column) {
   if (!schema::hasColumn(Table, Column))
@@ -167,7 +197,7 @@ LogicalResult WalkOp::verify() {
   if (getTopAttr().getInt() <= 0)
     return emitOpError("TOP must be positive, not ") << getTopAttr().getInt();
   if (auto K = getKAttr(); K && K.getInt() <= 0)
-    return emitOpError("WITH K needs at least one feature");
+    return clauseError(*this, "k") << "WITH K needs at least one feature";
   return success();
 }
 
@@ -207,8 +237,8 @@ LogicalResult CreateRelationOp::verify() {
   if (getName().empty())
     return emitOpError("needs a relation name");
   if (!getPromptTemplate().contains("{entity}"))
-    return emitOpError("the template of a relation needs an {entity} "
-                       "placeholder");
+    return clauseError(*this, "prompt_template")
+           << "the template of a relation needs an {entity} placeholder";
   return success();
 }
 

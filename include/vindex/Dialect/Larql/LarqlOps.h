@@ -9,7 +9,26 @@
 #include "mlir/IR/OpDefinition.h"
 #include "mlir/IR/OpImplementation.h"
 
+#include <optional>
+#include <utility>
+
 #define GET_OP_CLASSES
 #include "vindex/Dialect/Larql/LarqlOps.h.inc"
+
+namespace vindex::larql {
+
+/// Clause locations. An op lowered from a script is located at its
+/// statement's first token; a clause a verifier checks (WITH K's count, a
+/// relation's template) can be located too, so that its error points where
+/// the script wrote it: a NameLoc named after the op's attribute, fused
+/// after the statement's location (which stays the op's first position).
+mlir::Location
+withClauses(mlir::Location Statement,
+            llvm::ArrayRef<std::pair<llvm::StringRef, mlir::Location>> Clauses);
+/// The location of the clause that set Op's attribute Attr, if recorded.
+std::optional<mlir::Location> clauseLoc(mlir::Operation *Op,
+                                        llvm::StringRef Attr);
+
+} // namespace vindex::larql
 
 #endif
