@@ -9,13 +9,13 @@
 #include "vindex/Convert/Compile.h"
 
 #include "vindex/Formats/Checkpoint.h"
-#include "vindex/Store/Layout.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/AtomicDirectory.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/OutputFile.h"
 #include "vindex/Support/Progress.h"
+#include "vindex/Support/Transpose.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"

@@ -12,7 +12,6 @@
 
 #include "vindex/Formats/Checkpoint.h"
 #include "vindex/Store/Codec.h"
-#include "vindex/Store/Layout.h"
 #include "vindex/Store/Manifest.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/AtomicDirectory.h"
@@ -21,6 +20,7 @@
 #include "vindex/Support/OutputFile.h"
 #include "vindex/Support/Progress.h"
 #include "vindex/Support/ToolMain.h"
+#include "vindex/Support/Transpose.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"

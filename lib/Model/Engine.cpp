@@ -11,6 +11,7 @@
 
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Error.h"
+#include "vindex/Support/Transpose.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/ThreadPool.h"
@@ -74,11 +75,8 @@ public:
     if (WidenBF16 && W.Type == DType::F32) {
       // Small models also keep the transpose, for the GEMM kernel.
       std::vector<uint8_t> Tr(Rows * Cols * 4);
-      const float *Src = static_cast<const float *>(W.Data);
-      float *Dst = reinterpret_cast<float *>(Tr.data());
-      for (size_t R = 0; R < Rows; ++R)
-        for (size_t C = 0; C < Cols; ++C)
-          Dst[C * Rows + R] = Src[R * Cols + C];
+      transposeMatrix(static_cast<const uint8_t *>(W.Data), Rows, Cols, 4,
+                      Tr.data());
       Owned.push_back(std::move(Tr));
       W.Transposed = reinterpret_cast<const float *>(Owned.back().data());
     }
