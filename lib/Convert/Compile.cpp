@@ -10,7 +10,7 @@
 
 #include "vindex/Formats/Checkpoint.h"
 #include "vindex/Store/Vindex.h"
-#include "vindex/Support/AtomicDirectory.h"
+#include "vindex/Support/AtomicOutput.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/OutputFile.h"

@@ -14,7 +14,7 @@
 #include "vindex/Store/Codec.h"
 #include "vindex/Store/Manifest.h"
 #include "vindex/Store/Vindex.h"
-#include "vindex/Support/AtomicDirectory.h"
+#include "vindex/Support/AtomicOutput.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/OutputFile.h"

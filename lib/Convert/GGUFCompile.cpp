@@ -31,6 +31,7 @@
 #include "vindex/Formats/GGUF.h"
 #include "vindex/Formats/RowConversion.h"
 #include "vindex/Store/Vindex.h"
+#include "vindex/Support/AtomicOutput.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/OutputFile.h"
@@ -121,49 +122,6 @@ bool isNormRole(TensorRole R) {
     return false;
   }
 }
-
-/// Writes the file under a temporary name and renames it into place; a
-/// failure leaves nothing behind.
-class AtomicOutput {
-public:
-  static Expected<AtomicOutput> create(StringRef Final) {
-    SmallString<256> Temp;
-    Expected<std::unique_ptr<OutputFile>> F =
-        OutputFile::createUnique((Final + ".tmp-%%%%%%").str(), Temp);
-    if (!F)
-      return F.takeError();
-    return AtomicOutput(Final.str(), Temp.str().str(), std::move(*F));
-  }
-  AtomicOutput(AtomicOutput &&O)
-      : Final(std::move(O.Final)), Temp(std::move(O.Temp)),
-        File(std::move(O.File)), Done(O.Done) {
-    O.Done = true;
-  }
-  ~AtomicOutput() {
-    if (!Done) {
-      File.reset();
-      sys::fs::remove(Temp);
-    }
-  }
-  OutputFile &file() { return *File; }
-  Error commit() {
-    if (Error E = File->close())
-      return E;
-    if (std::error_code EC = sys::fs::rename(Temp, Final))
-      return fileError(Final, "cannot rename output into place: {0}",
-                       EC.message());
-    Done = true;
-    return Error::success();
-  }
-
-private:
-  AtomicOutput(std::string Final, std::string Temp,
-               std::unique_ptr<OutputFile> File)
-      : Final(std::move(Final)), Temp(std::move(Temp)), File(std::move(File)) {}
-  std::string Final, Temp;
-  std::unique_ptr<OutputFile> File;
-  bool Done = false;
-};
 
 Expected<std::string> readAux(const Vindex &V, StringRef Name) {
   Expected<std::unique_ptr<MemoryBuffer>> Buf = V.readAuxFile(Name);
@@ -614,10 +572,10 @@ Error GGUFCompiler::run(StringRef Path, unsigned Threads) {
   }
   GGUFWriter W(std::move(KVs), std::move(List));
   Alignment = W.alignment();
-  Expected<AtomicOutput> File = AtomicOutput::create(Path);
+  Expected<AtomicFile> File = AtomicFile::create(Path);
   if (!File)
     return File.takeError();
-  Out = &File->file();
+  Out = &File->out();
   Progress Prog("compile", Total);
   if (Error E = Out->write(arrayRefFromStringRef(W.header())))
     return E;

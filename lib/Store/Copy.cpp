@@ -1,6 +1,6 @@
 //===- Copy.cpp - Writing a V-index as it is ------------------------------===//
 #include "vindex/Store/Copy.h"
-#include "vindex/Support/AtomicDirectory.h"
+#include "vindex/Support/AtomicOutput.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/OutputFile.h"
 
