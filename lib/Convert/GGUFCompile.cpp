@@ -146,7 +146,8 @@ private:
 
   const Vindex &V;
   GGUFOutputType Type;
-  StringRef Arch;
+  const ArchitectureInfo *Info = nullptr;
+  StringRef Arch; ///< llama.cpp's name of Info.
   std::vector<Planned> Tensors;
   std::vector<GGUFKV> KVs;
   OutputFile *Out = nullptr;
@@ -162,7 +163,7 @@ Error GGUFCompiler::plan() {
   for (const TensorRecord &T : V.manifest().Tensors) {
     Planned P;
     P.T = &T;
-    P.Name = ggufTensorName(Arch, T.Role, T.Layer);
+    P.Name = ggufTensorName(*Info, T.Role, T.Layer);
     if (P.Name.empty())
       return fileError(V.directory(),
                        "tensor '{0}' has no llama.cpp name "
@@ -201,7 +202,7 @@ Error GGUFCompiler::plan() {
       }
     }
     P.PlusOne = C.Norm == NormStyle::OnePlusWeight && isNormRole(T.Role);
-    if (ggufPermutesQK(Arch) &&
+    if (Info->LlamaConverter &&
         (T.Role == TensorRole::AttnQ || T.Role == TensorRole::AttnK)) {
       if (C.HeadDim % 2 || Src[0] % C.HeadDim)
         return fileError(V.directory(),
@@ -215,7 +216,7 @@ Error GGUFCompiler::plan() {
   // llama.cpp applies a llama3 RoPE scaling through per-pair frequency
   // factors, which its converter derives from config.json.
   if (C.Scaling.Type == "llama3") {
-    if (Arch != "llama")
+    if (!Info->LlamaConverter)
       return fileError(V.directory(),
                        "llama3 RoPE scaling cannot be written for "
                        "architecture '{0}'",
@@ -311,7 +312,7 @@ Error GGUFCompiler::buildKVs() {
   Add(A("attention.layer_norm_rms_epsilon"), GGUFValue::f32(float(C.NormEps)));
   Add(A("rope.dimension_count"), GGUFValue::u32(uint32_t(C.HeadDim)));
   Add(A("rope.freq_base"), GGUFValue::f32(float(C.RopeTheta)));
-  if (Arch == "gemma3") {
+  if (Info->Gemma) {
     Add(A("rope.freq_base_swa"), GGUFValue::f32(float(C.RopeLocalTheta)));
     if (C.SlidingWindow && is_contained(C.LayerKinds, LayerKind::Sliding)) {
       // llama.cpp: layer il slides iff il % pattern < pattern - 1.
@@ -361,7 +362,7 @@ Error GGUFCompiler::buildKVs() {
                      "GGUF output yet",
                      C.Scaling.Type);
   }
-  if (Arch == "llama")
+  if (Info->LlamaConverter)
     Add(A("vocab_size"), GGUFValue::u32(uint32_t(C.VocabSize)));
 
   Expected<std::string> TokText = readAux(V, "tokenizer.json");
@@ -554,12 +555,13 @@ Error GGUFCompiler::writeTensors(unsigned Threads, Progress &P) {
 }
 
 Error GGUFCompiler::run(StringRef Path, unsigned Threads) {
-  Arch = ggufArchitecture(V.config());
-  if (Arch.empty())
+  Info = findArchitecture(V.config().Architecture);
+  if (!Info)
     return fileError(V.directory(),
                      "architecture '{0}' cannot be written "
                      "to GGUF",
                      V.config().Architecture);
+  Arch = Info->GGUFName;
   if (Error E = plan())
     return E;
   if (Error E = buildKVs())

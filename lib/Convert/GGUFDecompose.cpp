@@ -29,7 +29,6 @@
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
-#include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/Endian.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -164,7 +163,8 @@ private:
   const DecomposeOptions &Opts;
   const GGUFFile &G;
   AtomicDirectory &Out;
-  std::string Arch;
+  std::string Arch; ///< llama.cpp's name.
+  const ArchitectureInfo *Info = nullptr;
   std::vector<Item> Items;
   DType MatrixType = DType::F32;
 };
@@ -194,22 +194,15 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
   TRY_ASSIGN(Context, H.u64("context_length", std::nullopt));
   TRY_ASSIGN(Eps, H.f32("attention.layer_norm_rms_epsilon", std::nullopt));
   TRY_ASSIGN(Theta, H.f32("rope.freq_base", 10000.0f));
-  bool Gemma = Arch == "gemma3";
   // Outside Gemma a window slides over every layer (written by us; see
   // GGUFCompile.cpp): a llama one is Mistral's.
   TRY_ASSIGN(Window, H.u64("attention.sliding_window", 0));
-  bool Mistral = Arch == "llama" && Window;
+  Info = findGGUFArchitecture(Arch, Window != 0);
+  bool Gemma = Info->Gemma;
 
   json::Object C;
-  std::string ModelType = Gemma ? "gemma3_text" : Mistral ? "mistral" : Arch;
-  C["model_type"] = ModelType;
-  C["architectures"] =
-      json::Array{Gemma     ? "Gemma3ForCausalLM"
-                  : Mistral ? "MistralForCausalLM"
-                            : StringSwitch<const char *>(Arch)
-                                  .Case("qwen2", "Qwen2ForCausalLM")
-                                  .Case("qwen3", "Qwen3ForCausalLM")
-                                  .Default("LlamaForCausalLM")};
+  C["model_type"] = Info->ModelType;
+  C["architectures"] = json::Array{Info->HFClass};
   if (const GGUFValue *N = G.find("general.name"))
     if (N->Type == GGUFType::String)
       C["_name_or_path"] = N->Str;
@@ -249,7 +242,7 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
                           : "full_attention");
     C["layer_types"] = std::move(Kinds);
     C["sliding_window"] = Window ? Window : 4096;
-  } else if (Mistral) {
+  } else if (Info->Window == WindowStyle::AllLayers) {
     C["sliding_window"] = Window;
   } else if (Window) {
     C["use_sliding_window"] = true;
@@ -271,8 +264,8 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
   }
   if (const GGUFTensorInfo *R = G.findTensor("rope_freqs.weight")) {
     // llama.cpp's form of a llama3 RoPE scaling: per-pair factors.
-    if (Arch != "llama" || R->Type != GGMLType::F32 || R->Ne.size() != 1 ||
-        R->Ne[0] != HeadDim / 2)
+    if (!Info->LlamaConverter || R->Type != GGMLType::F32 ||
+        R->Ne.size() != 1 || R->Ne[0] != HeadDim / 2)
       return fileError(G.path(),
                        "tensor 'rope_freqs.weight' must be F32 of {0} "
                        "elements in a llama model",
@@ -292,7 +285,7 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
         {"high_freq_factor", S->HighFreqFactor},
         {"original_max_position_embeddings", S->OriginalMaxPositions}};
   }
-  if (Arch == "qwen2")
+  if (Info->QKVBias)
     C["attention_bias"] = true;
   for (auto [Key, HFKey] :
        {std::pair<StringRef, StringRef>{"tokenizer.ggml.bos_token_id",
@@ -306,11 +299,11 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
 }
 
 Error GGUFDecomposer::planTensors(const ModelConfig &C) {
-  bool Permuted = ggufPermutesQK(Arch);
+  bool Permuted = Info->LlamaConverter;
   for (const GGUFTensorInfo &T : G.tensors()) {
     if (T.Name == "rope_freqs.weight")
       continue; // In config.json's rope_scaling (buildConfig).
-    std::optional<HFTensorName> HF = hfTensorName(Arch, T.Name);
+    std::optional<HFTensorName> HF = hfTensorName(*Info, T.Name);
     if (!HF)
       return fileError(G.path(),
                        "tensor '{0}' is not a tensor of a '{1}' "
@@ -479,11 +472,11 @@ Error GGUFDecomposer::run() {
   if (!ArchName)
     return ArchName.takeError();
   Arch = ArchName->str();
-  if (!is_contained({"gemma3", "llama", "qwen2", "qwen3"}, Arch))
+  if (!findGGUFArchitecture(Arch, /*Windowed=*/false))
     return fileError(G.path(),
                      "architecture '{0}' is not supported as input "
-                     "(supported: gemma3, llama, qwen2, qwen3)",
-                     Arch);
+                     "(supported: {1})",
+                     Arch, ggufArchitectureList());
   if (const GGUFTensorInfo *E = G.findTensor("token_embd.weight"))
     MatrixType = dtypeOf(E->Type);
 

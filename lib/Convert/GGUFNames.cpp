@@ -35,18 +35,6 @@ using namespace llvm;
 
 namespace vindex {
 
-StringRef ggufArchitecture(const ModelConfig &C) {
-  return StringSwitch<StringRef>(C.Architecture)
-      .Case("gemma3_text", "gemma3")
-      .Case("llama", "llama")
-      .Case("mistral", "llama")
-      .Case("qwen2", "qwen2")
-      .Case("qwen3", "qwen3")
-      .Default("");
-}
-
-bool ggufPermutesQK(StringRef Arch) { return Arch == "llama"; }
-
 namespace {
 
 struct NameRow {
@@ -78,13 +66,14 @@ const NameRow LayerRows[] = {
     {TensorRole::FFNDown, "ffn_down", "mlp.down_proj.weight", false},
 };
 
-const char *postAttnNormName(StringRef Arch) {
-  return Arch == "gemma3" ? "post_attention_norm" : "ffn_norm";
+const char *postAttnNormName(const ArchitectureInfo &Arch) {
+  return Arch.Gemma ? "post_attention_norm" : "ffn_norm";
 }
 
 } // namespace
 
-std::string ggufTensorName(StringRef Arch, TensorRole Role, int Layer) {
+std::string ggufTensorName(const ArchitectureInfo &Arch, TensorRole Role,
+                           int Layer) {
   switch (Role) {
   case TensorRole::Embedding:
     return "token_embd.weight";
@@ -106,7 +95,8 @@ std::string ggufTensorName(StringRef Arch, TensorRole Role, int Layer) {
   return "";
 }
 
-std::optional<HFTensorName> hfTensorName(StringRef Arch, StringRef Name) {
+std::optional<HFTensorName> hfTensorName(const ArchitectureInfo &Arch,
+                                         StringRef Name) {
   if (Name == "token_embd.weight")
     return HFTensorName{"model.embed_tokens.weight", TensorRole::Embedding, -1};
   if (Name == "output.weight")

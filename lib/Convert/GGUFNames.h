@@ -9,6 +9,7 @@
 #ifndef VINDEX_LIB_STORE_GGUFNAMES_H
 #define VINDEX_LIB_STORE_GGUFNAMES_H
 
+#include "vindex/Formats/Architecture.h"
 #include "vindex/Formats/GGUF.h"
 #include "vindex/Formats/ModelConfig.h"
 #include "vindex/Formats/TensorRole.h"
@@ -21,16 +22,10 @@
 
 namespace vindex {
 
-/// llama.cpp's architecture for a config ("gemma3", "llama", ...), or "" if
-/// llama.cpp has no matching one we write.
-llvm::StringRef ggufArchitecture(const ModelConfig &C);
-/// Whether llama.cpp expects the Q/K rows in the interleaved (NORM RoPE)
-/// order, i.e. the converter's permutation applies.
-bool ggufPermutesQK(llvm::StringRef Arch);
-
 /// llama.cpp's name for a tensor of a role ("blk.3.ffn_down.weight"), or ""
 /// when it has none.
-std::string ggufTensorName(llvm::StringRef Arch, TensorRole Role, int Layer);
+std::string ggufTensorName(const ArchitectureInfo &Arch, TensorRole Role,
+                           int Layer);
 /// The Hugging Face name of a llama.cpp tensor, with its role; nullopt if
 /// unknown.
 struct HFTensorName {
@@ -38,7 +33,7 @@ struct HFTensorName {
   TensorRole Role;
   int Layer;
 };
-std::optional<HFTensorName> hfTensorName(llvm::StringRef Arch,
+std::optional<HFTensorName> hfTensorName(const ArchitectureInfo &Arch,
                                          llvm::StringRef GGUFName);
 
 /// Row I of the permuted Q/K matrix is row qkPermutedSource(I) of the HF one

@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Model/Engine.h"
 
+#include "vindex/Formats/Architecture.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/Transpose.h"
@@ -149,7 +150,7 @@ Expected<std::vector<float>> ropeInvFreq(const ModelConfig &C, bool Sliding) {
     Inv[I] = 1.0f / powf(float(Base), float(2 * I) / float(Dim));
   // Gemma 3 scales only its global layers; the local ones use the default.
   bool Scaled = !C.Scaling.Type.empty() && C.Scaling.Type != "default" &&
-                !(Sliding && C.Architecture == "gemma3_text");
+                !(Sliding && findArchitecture(C.Architecture)->Gemma);
   if (!Scaled)
     return Inv;
   const RopeScaling &S = C.Scaling;
@@ -191,9 +192,7 @@ Expected<std::unique_ptr<Model>> Model::load(const Vindex &V,
 Error Model::bind(const Vindex &V, const LoadOptions &Opts) {
   Config = V.config();
   const ModelConfig &C = Config;
-  static const StringRef Supported[] = {"gemma3_text", "llama", "mistral",
-                                        "qwen2", "qwen3"};
-  if (!is_contained(Supported, StringRef(C.Architecture)))
+  if (!findArchitecture(C.Architecture))
     return makeError("{0}: the engine does not run '{1}'", V.directory(),
                      C.Architecture);
   // A tensor the engine would not use changes the model (an MLP bias, an
