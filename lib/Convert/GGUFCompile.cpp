@@ -27,6 +27,7 @@
 #include "vindex/Convert/Compile.h"
 
 #include "GGUFNames.h"
+#include "GGUFTensorNames.h"
 
 #include "vindex/Formats/GGUF.h"
 #include "vindex/Formats/RowConversion.h"
@@ -223,7 +224,7 @@ Error GGUFCompiler::plan() {
                        Arch);
     Planned P;
     P.T = nullptr;
-    P.Name = "rope_freqs.weight";
+    P.Name = kGGUFRopeFreqsName.str();
     P.Out = GGMLType::F32;
     P.Values = llama3RopeFactors(C.RopeTheta, C.HeadDim, C.Scaling);
     P.Ne = {P.Values.size()};
@@ -232,11 +233,7 @@ Error GGUFCompiler::plan() {
   // Globals first (token_embd, output_norm, output), then layer by layer in
   // llama.cpp's name order.
   auto Key = [](const Planned &P) {
-    static const StringRef GlobalOrder[] = {
-        "token_embd.weight", "output_norm.weight", "output.weight",
-        "rope_freqs.weight"};
-    int G = find(GlobalOrder, P.Name) - std::begin(GlobalOrder);
-    return std::make_tuple(P.layer(), G, P.Name);
+    return std::make_tuple(P.layer(), ggufGlobalRank(P.Name), P.Name);
   };
   llvm::sort(Tensors, [&](const Planned &A, const Planned &B) {
     return Key(A) < Key(B);

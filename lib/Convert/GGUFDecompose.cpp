@@ -13,6 +13,7 @@
 #include "vindex/Convert/Decompose.h"
 
 #include "GGUFNames.h"
+#include "GGUFTensorNames.h"
 
 #include "vindex/Formats/GGUF.h"
 #include "vindex/Formats/RowConversion.h"
@@ -171,9 +172,10 @@ private:
 
 Expected<std::string> GGUFDecomposer::buildConfig() {
   Hyperparams H(G, Arch);
-  const GGUFTensorInfo *Embd = G.findTensor("token_embd.weight");
+  StringRef EmbdName = ggufGlobalTensorName(TensorRole::Embedding);
+  const GGUFTensorInfo *Embd = G.findTensor(EmbdName);
   if (!Embd || Embd->Ne.size() != 2)
-    return fileError(G.path(), "missing tensor 'token_embd.weight' (2-D)");
+    return fileError(G.path(), "missing tensor '{0}' (2-D)", EmbdName);
   TRY_ASSIGN(Embedding, H.u64("embedding_length", std::nullopt));
   TRY_ASSIGN(Layers, H.u64("block_count", std::nullopt));
   TRY_ASSIGN(FF, H.u64("feed_forward_length", std::nullopt));
@@ -222,7 +224,8 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
   C["max_position_embeddings"] = Context;
   C["rms_norm_eps"] = shortFloat(Eps);
   C["rope_theta"] = shortFloat(Theta);
-  C["tie_word_embeddings"] = G.findTensor("output.weight") == nullptr;
+  C["tie_word_embeddings"] =
+      G.findTensor(ggufGlobalTensorName(TensorRole::LMHead)) == nullptr;
   C[Gemma ? "hidden_activation" : "hidden_act"] =
       Gemma ? "gelu_pytorch_tanh" : "silu";
   C["torch_dtype"] = MatrixType == DType::BF16  ? "bfloat16"
@@ -262,7 +265,7 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
       return fileError(G.path(), "rope scaling '{0}' is not supported", S->Str);
     }
   }
-  if (const GGUFTensorInfo *R = G.findTensor("rope_freqs.weight")) {
+  if (const GGUFTensorInfo *R = G.findTensor(kGGUFRopeFreqsName)) {
     // llama.cpp's form of a llama3 RoPE scaling: per-pair factors.
     if (!Info->LlamaConverter || R->Type != GGMLType::F32 ||
         R->Ne.size() != 1 || R->Ne[0] != HeadDim / 2)
@@ -301,25 +304,25 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
 Error GGUFDecomposer::planTensors(const ModelConfig &C) {
   bool Permuted = Info->LlamaConverter;
   for (const GGUFTensorInfo &T : G.tensors()) {
-    if (T.Name == "rope_freqs.weight")
+    if (T.Name == kGGUFRopeFreqsName)
       continue; // In config.json's rope_scaling (buildConfig).
-    std::optional<HFTensorName> HF = hfTensorName(*Info, T.Name);
-    if (!HF)
+    std::optional<TensorClass> Class = classifyGGUFTensor(*Info, T.Name);
+    if (!Class)
       return fileError(G.path(),
                        "tensor '{0}' is not a tensor of a '{1}' "
                        "model that we know",
                        T.Name, Arch);
-    if (HF->Layer >= 0 && uint64_t(HF->Layer) >= C.NumLayers)
+    if (Class->Layer >= 0 && uint64_t(Class->Layer) >= C.NumLayers)
       return fileError(G.path(),
                        "tensor '{0}' is in layer {1} but "
                        "'{2}.block_count' is {3}",
-                       T.Name, HF->Layer, Arch, C.NumLayers);
+                       T.Name, Class->Layer, Arch, C.NumLayers);
     Item I;
     I.G = &T;
     TensorRecord &R = I.R;
-    R.Name = HF->Name;
-    R.Role = HF->Role;
-    R.Layer = HF->Layer;
+    R.Name = hfTensorName(Class->Role, Class->Layer);
+    R.Role = Class->Role;
+    R.Layer = Class->Layer;
     R.Type = dtypeOf(T.Type);
     R.Dims = T.rowMajorDims();
     // Vectors return to the matrices' type when exact (checked in emit).
@@ -477,7 +480,8 @@ Error GGUFDecomposer::run() {
                      "architecture '{0}' is not supported as input "
                      "(supported: {1})",
                      Arch, ggufArchitectureList());
-  if (const GGUFTensorInfo *E = G.findTensor("token_embd.weight"))
+  if (const GGUFTensorInfo *E =
+          G.findTensor(ggufGlobalTensorName(TensorRole::Embedding)))
     MatrixType = dtypeOf(E->Type);
 
   Expected<std::string> ConfigText = buildConfig();

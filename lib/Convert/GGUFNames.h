@@ -1,7 +1,7 @@
 //===- GGUFNames.h - What llama.cpp calls things (private) ------*- C++ -*-===//
 //
 // Shared by the GGUF writer (GGUFCompile.cpp) and reader (GGUFDecompose.cpp):
-// the architecture names, tensor names and the tokenizer translation, each
+// the llama3 RoPE factors and the tokenizer translation, each
 // written once so that the two directions cannot disagree. The rules are
 // those of ../shared/notes/gguf-for-llama-cpp.md (read from llama.cpp).
 //
@@ -9,10 +9,8 @@
 #ifndef VINDEX_LIB_STORE_GGUFNAMES_H
 #define VINDEX_LIB_STORE_GGUFNAMES_H
 
-#include "vindex/Formats/Architecture.h"
 #include "vindex/Formats/GGUF.h"
 #include "vindex/Formats/ModelConfig.h"
-#include "vindex/Formats/TensorRole.h"
 
 #include "llvm/Support/Error.h"
 
@@ -21,27 +19,6 @@
 #include <vector>
 
 namespace vindex {
-
-/// llama.cpp's name for a tensor of a role ("blk.3.ffn_down.weight"), or ""
-/// when it has none.
-std::string ggufTensorName(const ArchitectureInfo &Arch, TensorRole Role,
-                           int Layer);
-/// The Hugging Face name of a llama.cpp tensor, with its role; nullopt if
-/// unknown.
-struct HFTensorName {
-  std::string Name;
-  TensorRole Role;
-  int Layer;
-};
-std::optional<HFTensorName> hfTensorName(const ArchitectureInfo &Arch,
-                                         llvm::StringRef GGUFName);
-
-/// Row I of the permuted Q/K matrix is row qkPermutedSource(I) of the HF one
-/// (heads of HeadDim rows; the converter's reshape/swapaxes).
-inline uint64_t qkPermutedSource(uint64_t I, uint64_t HeadDim) {
-  uint64_t H = I / HeadDim, R = I % HeadDim, Half = HeadDim / 2;
-  return H * HeadDim + (R % 2) * Half + R / 2;
-}
 
 /// llama.cpp's rope_freqs.weight for a "llama3" RoPE scaling: for each
 /// rotated pair of a head of HeadDim with base Base, the factor its
