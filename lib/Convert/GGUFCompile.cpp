@@ -26,10 +26,11 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Convert/Compile.h"
 
-#include "GGUFNames.h"
 #include "GGUFTensorNames.h"
+#include "GGUFTokenizer.h"
 
 #include "vindex/Formats/GGUF.h"
+#include "vindex/Formats/Rope.h"
 #include "vindex/Formats/RowConversion.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/AtomicOutput.h"

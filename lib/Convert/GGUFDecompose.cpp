@@ -12,10 +12,11 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Convert/Decompose.h"
 
-#include "GGUFNames.h"
 #include "GGUFTensorNames.h"
+#include "GGUFTokenizer.h"
 
 #include "vindex/Formats/GGUF.h"
+#include "vindex/Formats/Rope.h"
 #include "vindex/Formats/RowConversion.h"
 #include "vindex/Store/Codec.h"
 #include "vindex/Store/Manifest.h"

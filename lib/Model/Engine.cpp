@@ -10,6 +10,7 @@
 #include "vindex/Model/Engine.h"
 
 #include "vindex/Formats/Architecture.h"
+#include "vindex/Formats/Rope.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/Transpose.h"
@@ -140,45 +141,6 @@ private:
   std::vector<std::vector<uint8_t>> &Owned;
 };
 
-/// transformers' inverse frequencies (computed in f32 as it does), with the
-/// "linear" and "llama3" scalings.
-Expected<std::vector<float>> ropeInvFreq(const ModelConfig &C, bool Sliding) {
-  double Base = Sliding ? C.RopeLocalTheta : C.RopeTheta;
-  size_t Dim = C.HeadDim;
-  std::vector<float> Inv(Dim / 2);
-  for (size_t I = 0; I < Dim / 2; ++I)
-    Inv[I] = 1.0f / powf(float(Base), float(2 * I) / float(Dim));
-  // Gemma 3 scales only its global layers; the local ones use the default.
-  bool Scaled = !C.Scaling.Type.empty() && C.Scaling.Type != "default" &&
-                !(Sliding && findArchitecture(C.Architecture)->Gemma);
-  if (!Scaled)
-    return Inv;
-  const RopeScaling &S = C.Scaling;
-  if (S.Type == "linear") {
-    for (float &F : Inv)
-      F /= float(S.Factor);
-    return Inv;
-  }
-  if (S.Type == "llama3") {
-    double Old = double(S.OriginalMaxPositions);
-    double LowWave = Old / S.LowFreqFactor, HighWave = Old / S.HighFreqFactor;
-    for (float &F : Inv) {
-      double Wave = 2 * M_PI / F;
-      if (Wave > LowWave) {
-        F = float(F / S.Factor);
-      } else if (Wave >= HighWave) {
-        double Smooth = (Old / Wave - S.LowFreqFactor) /
-                        (S.HighFreqFactor - S.LowFreqFactor);
-        F = float((1 - Smooth) * F / S.Factor + Smooth * F);
-      }
-    }
-    return Inv;
-  }
-  return makeError("RoPE scaling '{0}' is not supported by the engine "
-                   "(supported: linear, llama3)",
-                   S.Type);
-}
-
 } // namespace
 
 Expected<std::unique_ptr<Model>> Model::load(const Vindex &V,
@@ -305,7 +267,7 @@ Error Model::bind(const Vindex &V, const LoadOptions &Opts) {
           return E;
     W.Sliding =
         L < C.LayerKinds.size() && C.LayerKinds[L] == LayerKind::Sliding;
-    Expected<std::vector<float>> Inv = ropeInvFreq(C, W.Sliding);
+    Expected<std::vector<float>> Inv = ropeInverseFrequencies(C, W.Sliding);
     if (!Inv)
       return Inv.takeError();
     W.RopeInvFreq = std::move(*Inv);

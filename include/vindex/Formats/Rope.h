@@ -1,24 +1,28 @@
-//===- GGUFNames.h - What llama.cpp calls things (private) ------*- C++ -*-===//
+//===- Rope.h - Rotary position embedding frequencies -----------*- C++ -*-===//
 //
-// Shared by the GGUF writer (GGUFCompile.cpp) and reader (GGUFDecompose.cpp):
-// the llama3 RoPE factors and the tokenizer translation, each
-// written once so that the two directions cannot disagree. The rules are
-// those of ../shared/notes/gguf-for-llama-cpp.md (read from llama.cpp).
+// The RoPE inverse frequencies of a configuration, with its scaling, and
+// the llama3 scaling's formula written once: the engine rotates by these
+// frequencies, the GGUF writer expresses a llama3 scaling as llama.cpp's
+// per-pair factors, and the GGUF reader fits a scaling to such factors.
 //
 //===----------------------------------------------------------------------===//
-#ifndef VINDEX_LIB_STORE_GGUFNAMES_H
-#define VINDEX_LIB_STORE_GGUFNAMES_H
+#ifndef VINDEX_FORMATS_ROPE_H
+#define VINDEX_FORMATS_ROPE_H
 
-#include "vindex/Formats/GGUF.h"
 #include "vindex/Formats/ModelConfig.h"
 
+#include "llvm/ADT/ArrayRef.h"
 #include "llvm/Support/Error.h"
 
 #include <optional>
-#include <string>
 #include <vector>
 
 namespace vindex {
+
+/// transformers' inverse frequencies for the layers of a kind (computed in
+/// f32 as it does), with the "linear" and "llama3" scalings.
+llvm::Expected<std::vector<float>> ropeInverseFrequencies(const ModelConfig &C,
+                                                          bool Sliding);
 
 /// llama.cpp's rope_freqs.weight for a "llama3" RoPE scaling: for each
 /// rotated pair of a head of HeadDim with base Base, the factor its
@@ -33,14 +37,6 @@ std::optional<RopeScaling> llama3ScalingFromFactors(llvm::ArrayRef<float> F,
                                                     double Base,
                                                     uint64_t HeadDim);
 
-/// The tokenizer.ggml.* KVs for tokenizer.json text, for an embedding of
-/// NVocab rows.
-llvm::Expected<std::vector<GGUFKV>>
-ggufTokenizerKVs(llvm::StringRef TokenizerJson, llvm::StringRef FileName,
-                 const ModelConfig &C, uint64_t NVocab);
-/// A tokenizer.json equivalent to the tokenizer.ggml.* KVs of G.
-llvm::Expected<std::string> tokenizerJsonFromGGUF(const GGUFFile &G);
-
 } // namespace vindex
 
-#endif // VINDEX_LIB_STORE_GGUFNAMES_H
+#endif // VINDEX_FORMATS_ROPE_H
