@@ -10,12 +10,7 @@ namespace vindex {
 
 namespace {
 
-struct NameRow {
-  TensorRole Role;
-  StringLiteral Name;
-};
-
-constexpr NameRow GlobalRows[] = {
+constexpr TensorNameRow GlobalRows[] = {
 #define GGUF_GLOBAL(Role, Name) {TensorRole::Role, Name},
 #include "GGUFTensorNames.def"
 };
@@ -44,7 +39,7 @@ bool appliesTo(const LayerRow &R, const ArchitectureInfo &Arch) {
 } // namespace
 
 StringRef ggufGlobalTensorName(TensorRole Role) {
-  for (const NameRow &R : GlobalRows)
+  for (const TensorNameRow &R : GlobalRows)
     if (R.Role == Role)
       return R.Name;
   return "";
@@ -64,7 +59,7 @@ std::string ggufTensorName(const ArchitectureInfo &Arch, TensorRole Role,
 
 std::optional<TensorClass> classifyGGUFTensor(const ArchitectureInfo &Arch,
                                               StringRef Name) {
-  for (const NameRow &R : GlobalRows)
+  for (const TensorNameRow &R : GlobalRows)
     if (R.Name == Name)
       return TensorClass{R.Role, -1};
   StringRef Rest = Name;

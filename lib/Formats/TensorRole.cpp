@@ -11,17 +11,12 @@ namespace vindex {
 
 namespace {
 
-struct NameRow {
-  TensorRole Role;
-  StringLiteral Name;
-};
-
-constexpr NameRow GlobalRows[] = {
+constexpr TensorNameRow GlobalRows[] = {
 #define HF_GLOBAL(Role, Name) {TensorRole::Role, Name},
 #include "vindex/Formats/HFTensorNames.def"
 };
 
-constexpr NameRow LayerRows[] = {
+constexpr TensorNameRow LayerRows[] = {
 #define HF_LAYER(Role, Suffix) {TensorRole::Role, Suffix},
 #include "vindex/Formats/HFTensorNames.def"
 };
@@ -31,7 +26,7 @@ constexpr StringLiteral LayerPrefix = "model.layers.";
 } // namespace
 
 TensorClass classifyTensor(StringRef Name) {
-  for (const NameRow &R : GlobalRows)
+  for (const TensorNameRow &R : GlobalRows)
     if (R.Name == Name)
       return {R.Role, -1};
   StringRef Rest = Name;
@@ -42,18 +37,18 @@ TensorClass classifyTensor(StringRef Name) {
   // An absurd index stays absurd (and is rejected against the config)
   // rather than wrapping into a plausible or negative one.
   int Layer = Index > uint64_t(INT32_MAX) ? INT32_MAX : int(Index);
-  for (const NameRow &R : LayerRows)
+  for (const TensorNameRow &R : LayerRows)
     if (R.Name == Rest)
       return {R.Role, Layer};
   return {TensorRole::Other, Layer};
 }
 
 std::string hfTensorName(TensorRole Role, int Layer) {
-  for (const NameRow &R : GlobalRows)
+  for (const TensorNameRow &R : GlobalRows)
     if (R.Role == Role)
       return R.Name.str();
   if (Layer >= 0)
-    for (const NameRow &R : LayerRows)
+    for (const TensorNameRow &R : LayerRows)
       if (R.Role == Role)
         return (LayerPrefix + Twine(Layer) + "." + R.Name).str();
   return "";

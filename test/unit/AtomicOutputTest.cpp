@@ -72,6 +72,23 @@ protected:
     new AtomicFile(std::move(*F)); // both outlive this function, uncommitted
   }
 
+  /// Starts the outputs in a fresh process (a death test's child, in the
+  /// threadsafe style) that Sig then kills (SIGABRT: abort()), and checks
+  /// that it dies of Sig leaving nothing behind.
+  void expectKilledCleanly(bool FileFirst, int Sig) {
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    shareRootWithChild();
+    EXPECT_EXIT(
+        {
+          startOutputs(FileFirst);
+          if (Sig == SIGABRT)
+            std::abort();
+          std::raise(Sig);
+        },
+        ::testing::KilledBySignal(Sig), "");
+    EXPECT_EQ(entries(), std::vector<std::string>{});
+  }
+
   SmallString<256> Root;
 };
 
@@ -110,39 +127,15 @@ TEST_F(AtomicOutputTest, DirectoryAppearsOnCommitOnly) {
 using AtomicOutputDeathTest = AtomicOutputTest;
 
 TEST_F(AtomicOutputDeathTest, InterruptRemovesTemporaries) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe"); // a fresh process
-  shareRootWithChild();
-  EXPECT_EXIT(
-      {
-        startOutputs(/*FileFirst=*/true);
-        std::raise(SIGINT);
-      },
-      ::testing::KilledBySignal(SIGINT), "");
-  EXPECT_EQ(entries(), std::vector<std::string>{});
+  expectKilledCleanly(/*FileFirst=*/true, SIGINT);
 }
 
 TEST_F(AtomicOutputDeathTest, TerminateRemovesTemporaries) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  shareRootWithChild();
-  EXPECT_EXIT(
-      {
-        startOutputs(/*FileFirst=*/false);
-        std::raise(SIGTERM);
-      },
-      ::testing::KilledBySignal(SIGTERM), "");
-  EXPECT_EQ(entries(), std::vector<std::string>{});
+  expectKilledCleanly(/*FileFirst=*/false, SIGTERM);
 }
 
 TEST_F(AtomicOutputDeathTest, AbortRemovesTemporaries) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  shareRootWithChild();
-  EXPECT_EXIT(
-      {
-        startOutputs(/*FileFirst=*/false);
-        std::abort();
-      },
-      ::testing::KilledBySignal(SIGABRT), "");
-  EXPECT_EQ(entries(), std::vector<std::string>{});
+  expectKilledCleanly(/*FileFirst=*/false, SIGABRT);
 }
 
 } // namespace

@@ -37,6 +37,12 @@ enum class TensorRole : uint8_t {
   FFNDown,
 };
 
+/// A row of a table of tensor names (HFTensorNames.def, and llama.cpp's).
+struct TensorNameRow {
+  TensorRole Role;
+  llvm::StringLiteral Name;
+};
+
 struct TensorClass {
   TensorRole Role = TensorRole::Other;
   int Layer = -1; ///< -1 for tensors outside the decoder layers.
