@@ -28,6 +28,8 @@ constexpr LayerRow LayerRows[] = {
 #include "GGUFTensorNames.def"
 };
 
+constexpr StringLiteral LayerPrefix = "blk.";
+
 bool appliesTo(const LayerRow &R, const ArchitectureInfo &Arch) {
   if (R.Gemma)
     return Arch.Gemma;
@@ -53,7 +55,7 @@ std::string ggufTensorName(const ArchitectureInfo &Arch, TensorRole Role,
     return "";
   for (const LayerRow &R : LayerRows)
     if (R.Role == Role && appliesTo(R, Arch))
-      return formatv("blk.{0}.{1}", Layer, R.Name);
+      return formatv("{0}{1}.{2}", LayerPrefix, Layer, R.Name);
   return "";
 }
 
@@ -64,7 +66,7 @@ std::optional<TensorClass> classifyGGUFTensor(const ArchitectureInfo &Arch,
       return TensorClass{R.Role, -1};
   StringRef Rest = Name;
   unsigned Layer;
-  if (!Rest.consume_front("blk."))
+  if (!Rest.consume_front(LayerPrefix))
     return std::nullopt;
   // "blk.01" must not alias "blk.1": only canonical numbers are layers.
   if (Rest.size() > 1 && Rest[0] == '0' && Rest[1] != '.')
