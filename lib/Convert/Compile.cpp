@@ -8,16 +8,17 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Convert/Compile.h"
 
+#include "vindex/Formats/Architecture.h"
 #include "vindex/Formats/Checkpoint.h"
 #include "vindex/Formats/ModelConfig.h"
-#include "vindex/Store/Layout.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
-#include "vindex/Support/AtomicDirectory.h"
+#include "vindex/Support/AtomicOutput.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/OutputFile.h"
 #include "vindex/Support/Progress.h"
+#include "vindex/Support/Transpose.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
@@ -186,19 +187,21 @@ Error writeShard(const TensorView &V, const OutputShard &S, StringRef Path,
   return (*Out)->close();
 }
 
-/// config.json of the text model for a multimodal Gemma 3 source: the
-/// V-index holds only the language model, so that is what we emit.
-Expected<std::string> textModelConfig(StringRef Text, StringRef File) {
+/// config.json of the text model for a source that wraps one (multimodal
+/// Gemma 3): the V-index holds only the language model, so that is what we
+/// emit.
+Expected<std::string> textModelConfig(StringRef Text, StringRef File,
+                                      const ArchitectureWrapper &W) {
   Expected<json::Value> Root = json::parse(Text);
   if (!Root)
     return fileError(File, "not valid JSON: {0}", toString(Root.takeError()));
   json::Object *Top = Root->getAsObject();
-  json::Object *TextCfg = Top ? Top->getObject("text_config") : nullptr;
+  json::Object *TextCfg = Top ? Top->getObject(W.ConfigKey) : nullptr;
   if (!TextCfg)
-    return fileError(File, "missing 'text_config'");
+    return fileError(File, "missing '{0}'", W.ConfigKey);
   json::Object Out = *TextCfg;
-  Out["model_type"] = "gemma3_text";
-  Out["architectures"] = json::Array{"Gemma3ForCausalLM"};
+  Out["model_type"] = W.Text->ModelType;
+  Out["architectures"] = json::Array{W.Text->HFClass};
   for (StringRef Key :
        {"bos_token_id", "eos_token_id", "pad_token_id", "torch_dtype"})
     if (!Out.get(Key))
@@ -215,6 +218,7 @@ Error copyAuxFiles(const TensorView &View, const AtomicDirectory &Out) {
     if (!Buf)
       return Buf.takeError();
     std::string Bytes = (*Buf)->getBuffer().str();
+    const ArchitectureWrapper *W = findArchitectureWrapper(Cfg.SourceModelType);
     if (F.Name == "config.json" && View.ffnWidthsChanged()) {
       // A true config: Hugging Face has one intermediate_size, so every
       // layer is written as wide as the widest (outputRows).
@@ -224,9 +228,9 @@ Error copyAuxFiles(const TensorView &View, const AtomicDirectory &Out) {
       if (!Written)
         return Written.takeError();
       Bytes = std::move(*Written);
-    } else if (F.Name == "config.json" &&
-               Cfg.SourceModelType != Cfg.Architecture) {
-      Expected<std::string> Derived = textModelConfig(Bytes, V.path(F.Name));
+    } else if (F.Name == "config.json" && W) {
+      Expected<std::string> Derived =
+          textModelConfig(Bytes, V.path(F.Name), *W);
       if (!Derived)
         return Derived.takeError();
       Bytes = std::move(*Derived);

@@ -26,17 +26,20 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Convert/Compile.h"
 
-#include "GGUFNames.h"
+#include "GGUFTensorNames.h"
+#include "GGUFTokenizer.h"
 
 #include "vindex/Formats/GGUF.h"
+#include "vindex/Formats/Rope.h"
 #include "vindex/Formats/RowConversion.h"
-#include "vindex/Store/Layout.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
+#include "vindex/Support/AtomicOutput.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/OutputFile.h"
 #include "vindex/Support/Progress.h"
+#include "vindex/Support/Transpose.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
@@ -128,49 +131,6 @@ bool isNormRole(TensorRole R) {
   }
 }
 
-/// Writes the file under a temporary name and renames it into place; a
-/// failure leaves nothing behind.
-class AtomicOutput {
-public:
-  static Expected<AtomicOutput> create(StringRef Final) {
-    SmallString<256> Temp;
-    Expected<std::unique_ptr<OutputFile>> F =
-        OutputFile::createUnique((Final + ".tmp-%%%%%%").str(), Temp);
-    if (!F)
-      return F.takeError();
-    return AtomicOutput(Final.str(), Temp.str().str(), std::move(*F));
-  }
-  AtomicOutput(AtomicOutput &&O)
-      : Final(std::move(O.Final)), Temp(std::move(O.Temp)),
-        File(std::move(O.File)), Done(O.Done) {
-    O.Done = true;
-  }
-  ~AtomicOutput() {
-    if (!Done) {
-      File.reset();
-      sys::fs::remove(Temp);
-    }
-  }
-  OutputFile &file() { return *File; }
-  Error commit() {
-    if (Error E = File->close())
-      return E;
-    if (std::error_code EC = sys::fs::rename(Temp, Final))
-      return fileError(Final, "cannot rename output into place: {0}",
-                       EC.message());
-    Done = true;
-    return Error::success();
-  }
-
-private:
-  AtomicOutput(std::string Final, std::string Temp,
-               std::unique_ptr<OutputFile> File)
-      : Final(std::move(Final)), Temp(std::move(Temp)), File(std::move(File)) {}
-  std::string Final, Temp;
-  std::unique_ptr<OutputFile> File;
-  bool Done = false;
-};
-
 Expected<std::string> readAux(const Vindex &V, StringRef Name) {
   Expected<std::unique_ptr<MemoryBuffer>> Buf = V.readAuxFile(Name);
   if (!Buf)
@@ -196,7 +156,8 @@ private:
   const TensorView &View;
   const Vindex &V;
   GGUFOutputType Type;
-  StringRef Arch;
+  const ArchitectureInfo *Info = nullptr;
+  StringRef Arch; ///< llama.cpp's name of Info.
   std::vector<Planned> Tensors;
   std::vector<GGUFKV> KVs;
   OutputFile *Out = nullptr;
@@ -219,7 +180,7 @@ Error GGUFCompiler::plan() {
       P.Eff.Length = P.Eff.Dims[0] * View.rowBytes(T);
     }
     P.ThroughView = View.isPatched(T) || P.Eff.Length != T.Length;
-    P.Name = ggufTensorName(Arch, T.Role, T.Layer);
+    P.Name = ggufTensorName(*Info, T.Role, T.Layer);
     if (P.Name.empty())
       return fileError(V.directory(),
                        "tensor '{0}' has no llama.cpp name "
@@ -258,7 +219,7 @@ Error GGUFCompiler::plan() {
       }
     }
     P.PlusOne = C.Norm == NormStyle::OnePlusWeight && isNormRole(T.Role);
-    if (ggufPermutesQK(Arch) &&
+    if (Info->LlamaConverter &&
         (T.Role == TensorRole::AttnQ || T.Role == TensorRole::AttnK)) {
       if (C.HeadDim % 2 || Src[0] % C.HeadDim)
         return fileError(V.directory(),
@@ -272,14 +233,14 @@ Error GGUFCompiler::plan() {
   // llama.cpp applies a llama3 RoPE scaling through per-pair frequency
   // factors, which its converter derives from config.json.
   if (C.Scaling.Type == "llama3") {
-    if (Arch != "llama")
+    if (!Info->LlamaConverter)
       return fileError(V.directory(),
                        "llama3 RoPE scaling cannot be written for "
                        "architecture '{0}'",
                        Arch);
     Planned P;
     P.T = nullptr;
-    P.Name = "rope_freqs.weight";
+    P.Name = kGGUFRopeFreqsName.str();
     P.Out = GGMLType::F32;
     P.Values = llama3RopeFactors(C.RopeTheta, C.HeadDim, C.Scaling);
     P.Ne = {P.Values.size()};
@@ -288,11 +249,7 @@ Error GGUFCompiler::plan() {
   // Globals first (token_embd, output_norm, output), then layer by layer in
   // llama.cpp's name order.
   auto Key = [](const Planned &P) {
-    static const StringRef GlobalOrder[] = {
-        "token_embd.weight", "output_norm.weight", "output.weight",
-        "rope_freqs.weight"};
-    int G = find(GlobalOrder, P.Name) - std::begin(GlobalOrder);
-    return std::make_tuple(P.layer(), G, P.Name);
+    return std::make_tuple(P.layer(), ggufGlobalRank(P.Name), P.Name);
   };
   llvm::sort(Tensors, [&](const Planned &A, const Planned &B) {
     return Key(A) < Key(B);
@@ -371,7 +328,7 @@ Error GGUFCompiler::buildKVs() {
   Add(A("attention.layer_norm_rms_epsilon"), GGUFValue::f32(float(C.NormEps)));
   Add(A("rope.dimension_count"), GGUFValue::u32(uint32_t(C.HeadDim)));
   Add(A("rope.freq_base"), GGUFValue::f32(float(C.RopeTheta)));
-  if (Arch == "gemma3") {
+  if (Info->Gemma) {
     Add(A("rope.freq_base_swa"), GGUFValue::f32(float(C.RopeLocalTheta)));
     if (C.SlidingWindow && is_contained(C.LayerKinds, LayerKind::Sliding)) {
       // llama.cpp: layer il slides iff il % pattern < pattern - 1.
@@ -421,7 +378,7 @@ Error GGUFCompiler::buildKVs() {
                      "GGUF output yet",
                      C.Scaling.Type);
   }
-  if (Arch == "llama")
+  if (Info->LlamaConverter)
     Add(A("vocab_size"), GGUFValue::u32(uint32_t(C.VocabSize)));
 
   Expected<std::string> TokText = readAux(V, "tokenizer.json");
@@ -639,12 +596,13 @@ Error GGUFCompiler::writeTensors(unsigned Threads, Progress &P) {
 }
 
 Error GGUFCompiler::run(StringRef Path, unsigned Threads) {
-  Arch = ggufArchitecture(V.config());
-  if (Arch.empty())
+  Info = findArchitecture(V.config().Architecture);
+  if (!Info)
     return fileError(V.directory(),
                      "architecture '{0}' cannot be written "
                      "to GGUF",
                      V.config().Architecture);
+  Arch = Info->GGUFName;
   if (Error E = plan())
     return E;
   if (Error E = buildKVs())
@@ -657,10 +615,10 @@ Error GGUFCompiler::run(StringRef Path, unsigned Threads) {
   }
   GGUFWriter W(std::move(KVs), std::move(List));
   Alignment = W.alignment();
-  Expected<AtomicOutput> File = AtomicOutput::create(Path);
+  Expected<AtomicFile> File = AtomicFile::create(Path);
   if (!File)
     return File.takeError();
-  Out = &File->file();
+  Out = &File->out();
   Progress Prog("compile", Total);
   if (Error E = Out->write(arrayRefFromStringRef(W.header())))
     return E;

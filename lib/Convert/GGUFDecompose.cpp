@@ -12,25 +12,26 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Convert/Decompose.h"
 
-#include "GGUFNames.h"
+#include "GGUFTensorNames.h"
+#include "GGUFTokenizer.h"
 
 #include "vindex/Formats/GGUF.h"
+#include "vindex/Formats/Rope.h"
 #include "vindex/Formats/RowConversion.h"
 #include "vindex/Store/Checks.h"
 #include "vindex/Store/Codec.h"
-#include "vindex/Store/Layout.h"
 #include "vindex/Store/Manifest.h"
 #include "vindex/Store/Vindex.h"
-#include "vindex/Support/AtomicDirectory.h"
+#include "vindex/Support/AtomicOutput.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/OutputFile.h"
 #include "vindex/Support/Progress.h"
 #include "vindex/Support/ToolMain.h"
+#include "vindex/Support/Transpose.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
-#include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/Endian.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -165,16 +166,18 @@ private:
   const DecomposeOptions &Opts;
   const GGUFFile &G;
   AtomicDirectory &Out;
-  std::string Arch;
+  std::string Arch; ///< llama.cpp's name.
+  const ArchitectureInfo *Info = nullptr;
   std::vector<Item> Items;
   DType MatrixType = DType::F32;
 };
 
 Expected<std::string> GGUFDecomposer::buildConfig() {
   Hyperparams H(G, Arch);
-  const GGUFTensorInfo *Embd = G.findTensor("token_embd.weight");
+  StringRef EmbdName = ggufGlobalTensorName(TensorRole::Embedding);
+  const GGUFTensorInfo *Embd = G.findTensor(EmbdName);
   if (!Embd || Embd->Ne.size() != 2)
-    return fileError(G.path(), "missing tensor 'token_embd.weight' (2-D)");
+    return fileError(G.path(), "missing tensor '{0}' (2-D)", EmbdName);
   TRY_ASSIGN(Embedding, H.u64("embedding_length", std::nullopt));
   TRY_ASSIGN(Layers, H.u64("block_count", std::nullopt));
   TRY_ASSIGN(FF, H.u64("feed_forward_length", std::nullopt));
@@ -195,22 +198,15 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
   TRY_ASSIGN(Context, H.u64("context_length", std::nullopt));
   TRY_ASSIGN(Eps, H.f32("attention.layer_norm_rms_epsilon", std::nullopt));
   TRY_ASSIGN(Theta, H.f32("rope.freq_base", 10000.0f));
-  bool Gemma = Arch == "gemma3";
   // Outside Gemma a window slides over every layer (written by us; see
   // GGUFCompile.cpp): a llama one is Mistral's.
   TRY_ASSIGN(Window, H.u64("attention.sliding_window", 0));
-  bool Mistral = Arch == "llama" && Window;
+  Info = findGGUFArchitecture(Arch, Window != 0);
+  bool Gemma = Info->Gemma;
 
   json::Object C;
-  std::string ModelType = Gemma ? "gemma3_text" : Mistral ? "mistral" : Arch;
-  C["model_type"] = ModelType;
-  C["architectures"] =
-      json::Array{Gemma     ? "Gemma3ForCausalLM"
-                  : Mistral ? "MistralForCausalLM"
-                            : StringSwitch<const char *>(Arch)
-                                  .Case("qwen2", "Qwen2ForCausalLM")
-                                  .Case("qwen3", "Qwen3ForCausalLM")
-                                  .Default("LlamaForCausalLM")};
+  C["model_type"] = Info->ModelType;
+  C["architectures"] = json::Array{Info->HFClass};
   if (const GGUFValue *N = G.find("general.name"))
     if (N->Type == GGUFType::String)
       C["_name_or_path"] = N->Str;
@@ -230,7 +226,8 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
   C["max_position_embeddings"] = Context;
   C["rms_norm_eps"] = shortFloat(Eps);
   C["rope_theta"] = shortFloat(Theta);
-  C["tie_word_embeddings"] = G.findTensor("output.weight") == nullptr;
+  C["tie_word_embeddings"] =
+      G.findTensor(ggufGlobalTensorName(TensorRole::LMHead)) == nullptr;
   C[Gemma ? "hidden_activation" : "hidden_act"] =
       Gemma ? "gelu_pytorch_tanh" : "silu";
   C["torch_dtype"] = MatrixType == DType::BF16  ? "bfloat16"
@@ -250,7 +247,7 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
                           : "full_attention");
     C["layer_types"] = std::move(Kinds);
     C["sliding_window"] = Window ? Window : 4096;
-  } else if (Mistral) {
+  } else if (Info->Window == WindowStyle::AllLayers) {
     C["sliding_window"] = Window;
   } else if (Window) {
     C["use_sliding_window"] = true;
@@ -270,10 +267,10 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
       return fileError(G.path(), "rope scaling '{0}' is not supported", S->Str);
     }
   }
-  if (const GGUFTensorInfo *R = G.findTensor("rope_freqs.weight")) {
+  if (const GGUFTensorInfo *R = G.findTensor(kGGUFRopeFreqsName)) {
     // llama.cpp's form of a llama3 RoPE scaling: per-pair factors.
-    if (Arch != "llama" || R->Type != GGMLType::F32 || R->Ne.size() != 1 ||
-        R->Ne[0] != HeadDim / 2)
+    if (!Info->LlamaConverter || R->Type != GGMLType::F32 ||
+        R->Ne.size() != 1 || R->Ne[0] != HeadDim / 2)
       return fileError(G.path(),
                        "tensor 'rope_freqs.weight' must be F32 of {0} "
                        "elements in a llama model",
@@ -293,7 +290,7 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
         {"high_freq_factor", S->HighFreqFactor},
         {"original_max_position_embeddings", S->OriginalMaxPositions}};
   }
-  if (Arch == "qwen2")
+  if (Info->QKVBias)
     C["attention_bias"] = true;
   for (auto [Key, HFKey] :
        {std::pair<StringRef, StringRef>{"tokenizer.ggml.bos_token_id",
@@ -307,27 +304,27 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
 }
 
 Error GGUFDecomposer::planTensors(const ModelConfig &C) {
-  bool Permuted = ggufPermutesQK(Arch);
+  bool Permuted = Info->LlamaConverter;
   for (const GGUFTensorInfo &T : G.tensors()) {
-    if (T.Name == "rope_freqs.weight")
+    if (T.Name == kGGUFRopeFreqsName)
       continue; // In config.json's rope_scaling (buildConfig).
-    std::optional<HFTensorName> HF = hfTensorName(Arch, T.Name);
-    if (!HF)
+    std::optional<TensorClass> Class = classifyGGUFTensor(*Info, T.Name);
+    if (!Class)
       return fileError(G.path(),
                        "tensor '{0}' is not a tensor of a '{1}' "
                        "model that we know",
                        T.Name, Arch);
-    if (HF->Layer >= 0 && uint64_t(HF->Layer) >= C.NumLayers)
+    if (Class->Layer >= 0 && uint64_t(Class->Layer) >= C.NumLayers)
       return fileError(G.path(),
                        "tensor '{0}' is in layer {1} but "
                        "'{2}.block_count' is {3}",
-                       T.Name, HF->Layer, Arch, C.NumLayers);
+                       T.Name, Class->Layer, Arch, C.NumLayers);
     Item I;
     I.G = &T;
     TensorRecord &R = I.R;
-    R.Name = HF->Name;
-    R.Role = HF->Role;
-    R.Layer = HF->Layer;
+    R.Name = hfTensorName(Class->Role, Class->Layer);
+    R.Role = Class->Role;
+    R.Layer = Class->Layer;
     R.Type = dtypeOf(T.Type);
     R.Dims = T.rowMajorDims();
     // Vectors return to the matrices' type when exact (checked in emit).
@@ -480,12 +477,13 @@ Error GGUFDecomposer::run() {
   if (!ArchName)
     return ArchName.takeError();
   Arch = ArchName->str();
-  if (!is_contained({"gemma3", "llama", "qwen2", "qwen3"}, Arch))
+  if (!findGGUFArchitecture(Arch, /*Windowed=*/false))
     return fileError(G.path(),
                      "architecture '{0}' is not supported as input "
-                     "(supported: gemma3, llama, qwen2, qwen3)",
-                     Arch);
-  if (const GGUFTensorInfo *E = G.findTensor("token_embd.weight"))
+                     "(supported: {1})",
+                     Arch, ggufArchitectureList());
+  if (const GGUFTensorInfo *E =
+          G.findTensor(ggufGlobalTensorName(TensorRole::Embedding)))
     MatrixType = dtypeOf(E->Type);
 
   Expected<std::string> ConfigText = buildConfig();

@@ -1,6 +1,7 @@
 //===- Checkpoint.cpp - Resolve and validate a Hugging Face checkpoint ----===//
 #include "vindex/Formats/Checkpoint.h"
 
+#include "vindex/Formats/TensorRole.h"
 #include "vindex/Support/Error.h"
 
 #include "llvm/ADT/STLExtras.h"
@@ -210,7 +211,7 @@ static std::string textModelName(StringRef Name, StringRef Prefix) {
   // transformers >= 4.52 spells the same tensors "model.language_model.*".
   if (Name.consume_front("model.language_model."))
     return ("model." + Name).str();
-  if (Name == "lm_head.weight")
+  if (Name == hfTensorName(TensorRole::LMHead, -1))
     return Name.str();
   return "";
 }

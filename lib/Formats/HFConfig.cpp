@@ -7,6 +7,8 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Formats/ModelConfig.h"
 
+#include "vindex/Formats/Architecture.h"
+
 #include "vindex/Support/Error.h"
 
 #include "llvm/ADT/STLExtras.h"
@@ -18,12 +20,6 @@
 using namespace llvm;
 
 namespace vindex {
-
-ArrayRef<StringRef> supportedModelTypes() {
-  static const StringRef Types[] = {"gemma3_text", "gemma3", "llama",
-                                    "mistral",     "qwen2",  "qwen3"};
-  return Types;
-}
 
 namespace {
 
@@ -129,26 +125,6 @@ private:
   std::string Path;
 };
 
-struct FamilyDefaults {
-  bool Gemma;
-  bool QKNorm;
-  bool AttentionBias;
-  bool Tied;
-  double RopeTheta;
-  double NormEps;
-};
-
-FamilyDefaults defaultsFor(StringRef Arch) {
-  if (Arch == "gemma3_text")
-    return {true, true, false, true, 1e6, 1e-6};
-  if (Arch == "qwen2")
-    return {false, false, true, false, 10000.0, 1e-6};
-  if (Arch == "qwen3")
-    return {false, true, false, false, 10000.0, 1e-6};
-  // llama, mistral
-  return {false, false, false, false, 10000.0, 1e-6};
-}
-
 Error parseActivation(StringRef File, StringRef Name, Activation &Out) {
   if (Name == "silu" || Name == "swish")
     Out = Activation::SiLU;
@@ -212,7 +188,7 @@ Error parseRopeScaling(const Fields &F, StringRef File, RopeScaling &Out) {
 }
 
 Error parseLayerKinds(const Fields &F, StringRef File, ModelConfig &C,
-                      bool Gemma) {
+                      WindowStyle Window) {
   C.LayerKinds.assign(C.NumLayers, LayerKind::Full);
   if (const json::Array *Types = F.array("layer_types")) {
     if (Types->size() != C.NumLayers)
@@ -234,7 +210,7 @@ Error parseLayerKinds(const Fields &F, StringRef File, ModelConfig &C,
     }
     return Error::success();
   }
-  if (Gemma) {
+  if (Window == WindowStyle::Interleaved) {
     // Older Gemma 3 configs give a pattern: every Nth layer is global.
     uint64_t Pattern = 6;
     if (Error E = F.u64("sliding_window_pattern", Pattern))
@@ -248,9 +224,9 @@ Error parseLayerKinds(const Fields &F, StringRef File, ModelConfig &C,
   // use_sliding_window (and then to layers from max_window_layers on).
   if (C.SlidingWindow == 0)
     return Error::success();
-  bool UseSliding = C.Architecture == "mistral";
+  bool UseSliding = Window == WindowStyle::AllLayers;
   uint64_t FirstSliding = 0;
-  if (C.Architecture == "qwen2" || C.Architecture == "qwen3") {
+  if (Window == WindowStyle::OptIn) {
     if (Error E = F.boolean("use_sliding_window", UseSliding))
       return E;
     if (Error E = F.u64("max_window_layers", FirstSliding))
@@ -266,7 +242,7 @@ Error parseLayerKinds(const Fields &F, StringRef File, ModelConfig &C,
 }
 
 Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
-  FamilyDefaults D = defaultsFor(C.Architecture);
+  const ArchitectureInfo &D = *findArchitecture(C.Architecture);
   if (D.Gemma) {
     // Gemma3TextConfig has defaults for every size (those of the 2B-class
     // model), and real multimodal configs rely on them: gemma-3-4b's
@@ -314,7 +290,7 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
     return E;
   if (Error E = parseRopeScaling(F, File, C.Scaling))
     return E;
-  C.NormEps = D.NormEps;
+  C.NormEps = 1e-6;
   if (Error E = F.f64("rms_norm_eps", C.NormEps))
     return E;
 
@@ -324,20 +300,19 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
   if (Error E = parseActivation(File, Act, C.Act))
     return E;
 
-  if (D.Gemma || C.Architecture == "mistral" || C.Architecture == "qwen2" ||
-      C.Architecture == "qwen3") {
+  if (D.Window != WindowStyle::None) {
     C.SlidingWindow = D.Gemma ? 4096 : 0;
     if (Error E = F.u64("sliding_window", C.SlidingWindow))
       return E;
   }
-  if (Error E = parseLayerKinds(F, File, C, D.Gemma))
+  if (Error E = parseLayerKinds(F, File, C, D.Window))
     return E;
 
   C.TiedEmbeddings = D.Tied;
   if (Error E = F.boolean("tie_word_embeddings", C.TiedEmbeddings))
     return E;
-  C.AttentionBias = D.AttentionBias;
-  if (C.Architecture != "qwen2")
+  C.AttentionBias = D.QKVBias;
+  if (!D.QKVBias)
     if (Error E = F.boolean("attention_bias", C.AttentionBias))
       return E;
   C.QKNorm = D.QKNorm;
@@ -382,7 +357,9 @@ Expected<ModelConfig> parseHFConfig(StringRef Text, StringRef File) {
     return fileError(File, "unknown architecture '{0}' (supported: {1})",
                      C.SourceModelType, List);
   }
-  if (C.SourceModelType != "gemma3") {
+  const ArchitectureWrapper *Wrapper =
+      findArchitectureWrapper(C.SourceModelType);
+  if (!Wrapper) {
     C.Architecture = C.SourceModelType;
     if (Error E = parseTextConfig(Top, File, C))
       return std::move(E);
@@ -390,13 +367,13 @@ Expected<ModelConfig> parseHFConfig(StringRef Text, StringRef File) {
   }
   // Multimodal Gemma 3: the language model is described by text_config and
   // its tensors live under "language_model."; the vision tower is ignored.
-  const json::Object *TextObj = Top.object("text_config");
+  const json::Object *TextObj = Top.object(Wrapper->ConfigKey);
   if (!TextObj)
-    return fileError(File, "missing required field 'text_config' (model_type "
-                           "gemma3)");
-  C.Architecture = "gemma3_text";
-  C.TensorPrefix = "language_model.";
-  Fields TextFields(*TextObj, File, "text_config");
+    return fileError(File, "missing required field '{0}' (model_type {1})",
+                     Wrapper->ConfigKey, C.SourceModelType);
+  C.Architecture = Wrapper->Text->ModelType.str();
+  C.TensorPrefix = Wrapper->TensorPrefix.str();
+  Fields TextFields(*TextObj, File, Wrapper->ConfigKey);
   if (Error E = parseTextConfig(TextFields, File, C))
     return std::move(E);
   // Special ids may sit at the top level of the multimodal config.

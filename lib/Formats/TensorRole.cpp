@@ -1,7 +1,7 @@
-//===- TensorRole.cpp -----------------------------------------------------===//
+//===- TensorRole.cpp - Roles from HFTensorNames.def ----------------------===//
 #include "vindex/Formats/TensorRole.h"
 
-#include "llvm/ADT/StringSwitch.h"
+#include "llvm/ADT/Twine.h"
 
 #include <cstdint>
 
@@ -9,43 +9,50 @@ using namespace llvm;
 
 namespace vindex {
 
+namespace {
+
+constexpr TensorNameRow GlobalRows[] = {
+#define HF_GLOBAL(Role, Name) {TensorRole::Role, Name},
+#include "vindex/Formats/HFTensorNames.def"
+};
+
+constexpr TensorNameRow LayerRows[] = {
+#define HF_LAYER(Role, Suffix) {TensorRole::Role, Suffix},
+#include "vindex/Formats/HFTensorNames.def"
+};
+
+constexpr StringLiteral LayerPrefix = "model.layers.";
+
+} // namespace
+
 TensorClass classifyTensor(StringRef Name) {
-  if (Name == "model.embed_tokens.weight")
-    return {TensorRole::Embedding, -1};
-  if (Name == "lm_head.weight")
-    return {TensorRole::LMHead, -1};
-  if (Name == "model.norm.weight")
-    return {TensorRole::FinalNorm, -1};
+  for (const TensorNameRow &R : GlobalRows)
+    if (R.Name == Name)
+      return {R.Role, -1};
   StringRef Rest = Name;
   unsigned long long Index;
-  if (!Rest.consume_front("model.layers.") || Rest.consumeInteger(10, Index) ||
+  if (!Rest.consume_front(LayerPrefix) || Rest.consumeInteger(10, Index) ||
       !Rest.consume_front("."))
     return {};
   // An absurd index stays absurd (and is rejected against the config)
   // rather than wrapping into a plausible or negative one.
   int Layer = Index > uint64_t(INT32_MAX) ? INT32_MAX : int(Index);
-  TensorRole Role =
-      StringSwitch<TensorRole>(Rest)
-          .Case("self_attn.q_proj.weight", TensorRole::AttnQ)
-          .Case("self_attn.k_proj.weight", TensorRole::AttnK)
-          .Case("self_attn.v_proj.weight", TensorRole::AttnV)
-          .Case("self_attn.o_proj.weight", TensorRole::AttnO)
-          .Case("self_attn.q_proj.bias", TensorRole::AttnQBias)
-          .Case("self_attn.k_proj.bias", TensorRole::AttnKBias)
-          .Case("self_attn.v_proj.bias", TensorRole::AttnVBias)
-          .Case("self_attn.q_norm.weight", TensorRole::AttnQNorm)
-          .Case("self_attn.k_norm.weight", TensorRole::AttnKNorm)
-          .Case("input_layernorm.weight", TensorRole::InputNorm)
-          .Case("post_attention_layernorm.weight", TensorRole::PostAttnNorm)
-          .Case("pre_feedforward_layernorm.weight", TensorRole::PreFFNNorm)
-          .Case("post_feedforward_layernorm.weight", TensorRole::PostFFNNorm)
-          .Case("mlp.gate_proj.weight", TensorRole::FFNGate)
-          .Case("mlp.up_proj.weight", TensorRole::FFNUp)
-          .Case("mlp.down_proj.weight", TensorRole::FFNDown)
-          .Default(TensorRole::Other);
-  return {Role, Layer};
+  for (const TensorNameRow &R : LayerRows)
+    if (R.Name == Rest)
+      return {R.Role, Layer};
+  return {TensorRole::Other, Layer};
 }
 
+std::string hfTensorName(TensorRole Role, int Layer) {
+  for (const TensorNameRow &R : GlobalRows)
+    if (R.Role == Role)
+      return R.Name.str();
+  if (Layer >= 0)
+    for (const TensorNameRow &R : LayerRows)
+      if (R.Role == Role)
+        return (LayerPrefix + Twine(Layer) + "." + R.Name).str();
+  return "";
+}
 StringRef roleName(TensorRole R) {
   switch (R) {
   case TensorRole::Other:

@@ -23,7 +23,6 @@
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/StringExtras.h"
-#include "llvm/ADT/StringSwitch.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/JSON.h"
@@ -756,12 +755,31 @@ static constexpr StringLiteral Llama3Pattern =
 static constexpr StringLiteral Qwen2Pattern =
     R"re((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re";
 
+namespace {
+/// Each split regex we have a scanner for: its family name and its pattern.
+struct SplitRegexName {
+  SplitRegex Regex;
+  StringLiteral Family;
+  StringLiteral Pattern;
+};
+} // namespace
+static constexpr SplitRegexName SplitRegexNames[] = {
+    {SplitRegex::GPT2, "gpt2", GPT2Pattern},
+    {SplitRegex::Llama3, "llama3", Llama3Pattern},
+    {SplitRegex::Qwen2, "qwen2", Qwen2Pattern}};
+
+static StringRef familyName(SplitRegex Regex) {
+  for (const SplitRegexName &N : SplitRegexNames)
+    if (N.Regex == Regex)
+      return N.Family;
+  llvm_unreachable("unknown split regex");
+}
+
 StringRef vindex::byteLevelSplitPattern(StringRef Family) {
-  return StringSwitch<StringRef>(Family)
-      .Case("gpt2", GPT2Pattern)
-      .Case("llama3", Llama3Pattern)
-      .Case("qwen2", Qwen2Pattern)
-      .Default("");
+  for (const SplitRegexName &N : SplitRegexNames)
+    if (N.Family == Family)
+      return N.Pattern;
+  return "";
 }
 
 //===----------------------------------------------------------------------===//
@@ -1819,12 +1837,10 @@ Error Loader::parseSplit(const json::Object &O, const std::string &Path) {
     Step.Literal = S->str();
   } else if (std::optional<StringRef> R = Pattern->getString("Regex")) {
     Step.Kind = PreTokenizerStep::SplitPattern;
-    if (*R == GPT2Pattern)
-      Step.Regex = SplitRegex::GPT2;
-    else if (*R == Llama3Pattern)
-      Step.Regex = SplitRegex::Llama3;
-    else if (*R == Qwen2Pattern)
-      Step.Regex = SplitRegex::Qwen2;
+    const SplitRegexName *N = llvm::find_if(
+        SplitRegexNames, [&](const SplitRegexName &N) { return N.Pattern == *R; });
+    if (N != std::end(SplitRegexNames))
+      Step.Regex = N->Regex;
     else
       return fail(Path + ".pattern: Regex '" + *R +
                   "' is not supported (supported: the GPT-2, Llama-3 and "
@@ -2170,3 +2186,13 @@ bool Tokenizer::isSpecial(int32_t Id) const {
 std::optional<int32_t> Tokenizer::bosId() const { return P->Bos; }
 std::optional<int32_t> Tokenizer::eosId() const { return P->Eos; }
 Tokenizer::Kind Tokenizer::kind() const { return P->TheKind; }
+
+StringRef Tokenizer::splitRegexFamily() const {
+  for (const PreTokenizerStep &S : P->PreTokenizers) {
+    if (S.Kind == PreTokenizerStep::SplitPattern)
+      return familyName(S.Regex);
+    if (S.Kind == PreTokenizerStep::ByteLevel && S.UseRegex)
+      return familyName(SplitRegex::GPT2);
+  }
+  return "";
+}

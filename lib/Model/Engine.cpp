@@ -9,9 +9,12 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Model/Engine.h"
 
+#include "vindex/Formats/Architecture.h"
+#include "vindex/Formats/Rope.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Error.h"
+#include "vindex/Support/Transpose.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/ThreadPool.h"
@@ -92,11 +95,8 @@ public:
     if (WidenBF16 && W.Type == DType::F32) {
       // Small models also keep the transpose, for the GEMM kernel.
       std::vector<uint8_t> Tr(Rows * Cols * 4);
-      const float *Src = static_cast<const float *>(W.Data);
-      float *Dst = reinterpret_cast<float *>(Tr.data());
-      for (size_t R = 0; R < Rows; ++R)
-        for (size_t C = 0; C < Cols; ++C)
-          Dst[C * Rows + R] = Src[R * Cols + C];
+      transposeMatrix(static_cast<const uint8_t *>(W.Data), Rows, Cols, 4,
+                      Tr.data());
       Owned.push_back(std::move(Tr));
       W.Transposed = reinterpret_cast<const float *>(Owned.back().data());
     }
@@ -153,45 +153,6 @@ private:
   const TensorView &V;
   BoundMatrices &Bound;
 };
-
-/// transformers' inverse frequencies (computed in f32 as it does), with the
-/// "linear" and "llama3" scalings.
-Expected<std::vector<float>> ropeInvFreq(const ModelConfig &C, bool Sliding) {
-  double Base = Sliding ? C.RopeLocalTheta : C.RopeTheta;
-  size_t Dim = C.HeadDim;
-  std::vector<float> Inv(Dim / 2);
-  for (size_t I = 0; I < Dim / 2; ++I)
-    Inv[I] = 1.0f / powf(float(Base), float(2 * I) / float(Dim));
-  // Gemma 3 scales only its global layers; the local ones use the default.
-  bool Scaled = !C.Scaling.Type.empty() && C.Scaling.Type != "default" &&
-                !(Sliding && C.Architecture == "gemma3_text");
-  if (!Scaled)
-    return Inv;
-  const RopeScaling &S = C.Scaling;
-  if (S.Type == "linear") {
-    for (float &F : Inv)
-      F /= float(S.Factor);
-    return Inv;
-  }
-  if (S.Type == "llama3") {
-    double Old = double(S.OriginalMaxPositions);
-    double LowWave = Old / S.LowFreqFactor, HighWave = Old / S.HighFreqFactor;
-    for (float &F : Inv) {
-      double Wave = 2 * M_PI / F;
-      if (Wave > LowWave) {
-        F = float(F / S.Factor);
-      } else if (Wave >= HighWave) {
-        double Smooth = (Old / Wave - S.LowFreqFactor) /
-                        (S.HighFreqFactor - S.LowFreqFactor);
-        F = float((1 - Smooth) * F / S.Factor + Smooth * F);
-      }
-    }
-    return Inv;
-  }
-  return makeError("RoPE scaling '{0}' is not supported by the engine "
-                   "(supported: linear, llama3)",
-                   S.Type);
-}
 
 } // namespace
 
@@ -254,9 +215,7 @@ Error Model::bind(const BoundMatrices *Reuse, uint64_t Since) {
   Generation = V.generation();
   Config = V.config();
   const ModelConfig &C = Config;
-  static const StringRef Supported[] = {"gemma3_text", "llama", "mistral",
-                                        "qwen2", "qwen3"};
-  if (!is_contained(Supported, StringRef(C.Architecture)))
+  if (!findArchitecture(C.Architecture))
     return makeError("{0}: the engine does not run '{1}'", V.base().directory(),
                      C.Architecture);
   // A tensor the engine would not use changes the model (an MLP bias, an
@@ -372,7 +331,7 @@ Error Model::bind(const BoundMatrices *Reuse, uint64_t Since) {
           return E;
     W.Sliding =
         L < C.LayerKinds.size() && C.LayerKinds[L] == LayerKind::Sliding;
-    Expected<std::vector<float>> Inv = ropeInvFreq(C, W.Sliding);
+    Expected<std::vector<float>> Inv = ropeInverseFrequencies(C, W.Sliding);
     if (!Inv)
       return Inv.takeError();
     W.RopeInvFreq = std::move(*Inv);

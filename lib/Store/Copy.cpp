@@ -9,7 +9,7 @@
 #include "vindex/Store/Copy.h"
 #include "vindex/Formats/ModelConfig.h"
 #include "vindex/Store/TensorView.h"
-#include "vindex/Support/AtomicDirectory.h"
+#include "vindex/Support/AtomicOutput.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/OutputFile.h"

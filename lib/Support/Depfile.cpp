@@ -1,7 +1,7 @@
 //===- Depfile.cpp --------------------------------------------------------===//
 #include "vindex/Support/Depfile.h"
 
-#include "vindex/Support/AtomicDirectory.h"
+#include "vindex/Support/AtomicOutput.h"
 
 #include "llvm/Support/raw_ostream.h"
 

@@ -1,6 +1,6 @@
 //===- CodecTest.cpp ------------------------------------------------------===//
 #include "vindex/Store/Codec.h"
-#include "vindex/Store/Layout.h"
+#include "vindex/Support/Transpose.h"
 
 #include "gtest/gtest.h"
 

@@ -1,8 +1,8 @@
 //===- StoreRoundTripTest.cpp - decompose/open/read in process ------------===//
-#include "vindex/Formats/Safetensors.h"
 #include "vindex/Convert/Decompose.h"
-#include "vindex/Store/Layout.h"
+#include "vindex/Formats/Safetensors.h"
 #include "vindex/Store/Vindex.h"
+#include "vindex/Support/Transpose.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"

@@ -74,9 +74,6 @@ struct ModelConfig {
   std::optional<int64_t> PadId;
 };
 
-/// The architectures config.json may name, for error messages and --help.
-llvm::ArrayRef<llvm::StringRef> supportedModelTypes();
-
 /// Parses config.json text. FileName is for messages.
 llvm::Expected<ModelConfig> parseHFConfig(llvm::StringRef Text,
                                           llvm::StringRef FileName);

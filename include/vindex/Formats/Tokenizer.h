@@ -93,6 +93,11 @@ public:
   std::optional<int32_t> eosId() const;
   /// ByteLevelBPE when a ByteLevel pre-tokenizer or decoder is present.
   Kind kind() const;
+  /// The family of the split regex text is first cut with ("gpt2",
+  /// "llama3" or "qwen2", as byteLevelSplitPattern names them): a Split
+  /// pre-tokenizer's regex, or a ByteLevel pre-tokenizer's own (GPT-2's);
+  /// "" when there is none.
+  llvm::StringRef splitRegexFamily() const;
 
   struct Impl;
 

@@ -13,7 +13,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Store/Manifest.h"
-#include "vindex/Support/AtomicDirectory.h"
+#include "vindex/Support/AtomicOutput.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/MappedFile.h"
 #include "vindex/Support/ToolMain.h"

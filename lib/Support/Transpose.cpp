@@ -1,4 +1,4 @@
-//===- Layout.cpp ---------------------------------------------------------===//
+//===- Transpose.cpp ------------------------------------------------------===//
 //
 // The transpose runs once per down projection on every decompose and compile
 // (1.8 GB for Gemma 3 4B), so it is vectorised: 8x8 blocks of 16-bit or 4x4
@@ -6,7 +6,7 @@
 // x86-64), inside 64x64 tiles that keep both sides in L1.
 //
 //===----------------------------------------------------------------------===//
-#include "vindex/Store/Layout.h"
+#include "vindex/Support/Transpose.h"
 
 #include <algorithm>
 #include <cstring>

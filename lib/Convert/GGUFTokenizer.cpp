@@ -1,4 +1,7 @@
-//===- GGUFNames.cpp - Names and tokenizer of llama.cpp -------------------===//
+//===- GGUFTokenizer.cpp - tokenizer.json <-> tokenizer.ggml.* ------------===//
+//
+// The split regex of a byte-level BPE is the one the Tokenizer parsed
+// (Tokenizer::splitRegexFamily), named as llama.cpp names it.
 //
 // Token scores. A SentencePiece BPE vocabulary in tokenizer.json carries
 // merges but no scores, and llama.cpp's SPM tokenizer merges by score: it
@@ -15,194 +18,22 @@
 // score, each with every split into two vocabulary pieces, give the merges.
 //
 //===----------------------------------------------------------------------===//
-#include "GGUFNames.h"
+#include "GGUFTokenizer.h"
 
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Support/Error.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringMap.h"
-#include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/ConvertUTF.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 
-#include <algorithm>
-#include <cmath>
-#include <map>
+#include <utility>
 
 using namespace llvm;
 
 namespace vindex {
-
-StringRef ggufArchitecture(const ModelConfig &C) {
-  return StringSwitch<StringRef>(C.Architecture)
-      .Case("gemma3_text", "gemma3")
-      .Case("llama", "llama")
-      .Case("mistral", "llama")
-      .Case("qwen2", "qwen2")
-      .Case("qwen3", "qwen3")
-      .Default("");
-}
-
-bool ggufPermutesQK(StringRef Arch) { return Arch == "llama"; }
-
-namespace {
-
-struct NameRow {
-  TensorRole Role;
-  const char *GGUF; ///< Without "blk.N." and ".weight"/".bias".
-  const char *HF;   ///< Without "model.layers.N.".
-  bool Bias;
-};
-
-/// Per-layer tensors. post_attention_layernorm is the pre-FFN norm outside
-/// Gemma; the table for Gemma overrides it.
-const NameRow LayerRows[] = {
-    {TensorRole::InputNorm, "attn_norm", "input_layernorm.weight", false},
-    {TensorRole::AttnQ, "attn_q", "self_attn.q_proj.weight", false},
-    {TensorRole::AttnK, "attn_k", "self_attn.k_proj.weight", false},
-    {TensorRole::AttnV, "attn_v", "self_attn.v_proj.weight", false},
-    {TensorRole::AttnO, "attn_output", "self_attn.o_proj.weight", false},
-    {TensorRole::AttnQBias, "attn_q", "self_attn.q_proj.bias", true},
-    {TensorRole::AttnKBias, "attn_k", "self_attn.k_proj.bias", true},
-    {TensorRole::AttnVBias, "attn_v", "self_attn.v_proj.bias", true},
-    {TensorRole::AttnQNorm, "attn_q_norm", "self_attn.q_norm.weight", false},
-    {TensorRole::AttnKNorm, "attn_k_norm", "self_attn.k_norm.weight", false},
-    {TensorRole::PreFFNNorm, "ffn_norm", "pre_feedforward_layernorm.weight",
-     false},
-    {TensorRole::PostFFNNorm, "post_ffw_norm",
-     "post_feedforward_layernorm.weight", false},
-    {TensorRole::FFNGate, "ffn_gate", "mlp.gate_proj.weight", false},
-    {TensorRole::FFNUp, "ffn_up", "mlp.up_proj.weight", false},
-    {TensorRole::FFNDown, "ffn_down", "mlp.down_proj.weight", false},
-};
-
-const char *postAttnNormName(StringRef Arch) {
-  return Arch == "gemma3" ? "post_attention_norm" : "ffn_norm";
-}
-
-} // namespace
-
-std::string ggufTensorName(StringRef Arch, TensorRole Role, int Layer) {
-  switch (Role) {
-  case TensorRole::Embedding:
-    return "token_embd.weight";
-  case TensorRole::LMHead:
-    return "output.weight";
-  case TensorRole::FinalNorm:
-    return "output_norm.weight";
-  default:
-    break;
-  }
-  if (Layer < 0)
-    return "";
-  if (Role == TensorRole::PostAttnNorm)
-    return formatv("blk.{0}.{1}.weight", Layer, postAttnNormName(Arch));
-  for (const NameRow &R : LayerRows)
-    if (R.Role == Role)
-      return formatv("blk.{0}.{1}.{2}", Layer, R.GGUF,
-                     R.Bias ? "bias" : "weight");
-  return "";
-}
-
-std::optional<HFTensorName> hfTensorName(StringRef Arch, StringRef Name) {
-  if (Name == "token_embd.weight")
-    return HFTensorName{"model.embed_tokens.weight", TensorRole::Embedding, -1};
-  if (Name == "output.weight")
-    return HFTensorName{"lm_head.weight", TensorRole::LMHead, -1};
-  if (Name == "output_norm.weight")
-    return HFTensorName{"model.norm.weight", TensorRole::FinalNorm, -1};
-  StringRef Rest = Name;
-  unsigned Layer;
-  if (!Rest.consume_front("blk."))
-    return std::nullopt;
-  // "blk.01" must not alias "blk.1": only canonical numbers are layers.
-  if (Rest.size() > 1 && Rest[0] == '0' && Rest[1] != '.')
-    return std::nullopt;
-  if (Rest.consumeInteger(10, Layer) || !Rest.consume_front("."))
-    return std::nullopt;
-  bool Bias = Rest.consume_back(".bias");
-  if (!Bias && !Rest.consume_back(".weight"))
-    return std::nullopt;
-  std::string Prefix = formatv("model.layers.{0}.", Layer);
-  if (!Bias && Rest == postAttnNormName(Arch))
-    return HFTensorName{Prefix + "post_attention_layernorm.weight",
-                        TensorRole::PostAttnNorm, int(Layer)};
-  for (const NameRow &R : LayerRows)
-    if (R.Bias == Bias && Rest == R.GGUF)
-      return HFTensorName{Prefix + R.HF, R.Role, int(Layer)};
-  return std::nullopt;
-}
-
-//===----------------------------------------------------------------------===//
-// llama3 RoPE scaling as a rope_freqs tensor
-//===----------------------------------------------------------------------===//
-
-std::vector<float> llama3RopeFactors(double Base, uint64_t HeadDim,
-                                     const RopeScaling &S) {
-  // convert_hf_to_gguf.py (LlamaModel.generate_extra_tensors) computes on
-  // f32 tensors: every step below rounds to f32 as torch does.
-  float Old = float(S.OriginalMaxPositions);
-  float LowWave = float(double(S.OriginalMaxPositions) / S.LowFreqFactor);
-  float HighWave = float(double(S.OriginalMaxPositions) / S.HighFreqFactor);
-  float Factor = float(S.Factor), Low = float(S.LowFreqFactor);
-  float Span = float(S.HighFreqFactor - S.LowFreqFactor);
-  std::vector<float> Out;
-  for (uint64_t I = 0; I < HeadDim; I += 2) {
-    float Freq = 1.0f / powf(float(Base), float(I) / float(HeadDim));
-    float Wave = float(2 * M_PI) / Freq;
-    if (Wave < HighWave) {
-      Out.push_back(1.0f);
-    } else if (Wave > LowWave) {
-      Out.push_back(Factor);
-    } else {
-      float Smooth = (Old / Wave - Low) / Span;
-      Out.push_back(1.0f / ((1.0f - Smooth) / Factor + Smooth));
-    }
-  }
-  return Out;
-}
-
-std::optional<RopeScaling> llama3ScalingFromFactors(ArrayRef<float> F,
-                                                    double Base,
-                                                    uint64_t HeadDim) {
-  if (F.empty() || F.size() != HeadDim / 2)
-    return std::nullopt;
-  RopeScaling S;
-  S.Type = "llama3";
-  S.Factor = *std::max_element(F.begin(), F.end());
-  S.LowFreqFactor = 1.0;
-  // Llama 3's own values, for factors that do not determine them.
-  S.HighFreqFactor = 4.0;
-  S.OriginalMaxPositions = 8192;
-  // Between the two wavelengths the factor is 1 / ((1 - s) / factor + s)
-  // with s = (old / wavelength - low) / (high - low): linear in
-  // 1 / wavelength. Two such points give old and high (low being 1).
-  std::vector<std::pair<double, double>> Points; // (1 / wavelength, s)
-  for (size_t I = 0; I < F.size(); ++I) {
-    if (F[I] == 1.0f || F[I] == float(S.Factor))
-      continue;
-    double Freq = 1.0 / std::pow(Base, double(2 * I) / double(HeadDim));
-    double Inv = 1.0 / S.Factor;
-    Points.push_back({Freq / (2 * M_PI), (1.0 / F[I] - Inv) / (1.0 - Inv)});
-  }
-  if (Points.size() >= 2) {
-    auto [X0, Y0] = Points.front();
-    auto [X1, Y1] = Points.back();
-    double Alpha = (Y1 - Y0) / (X1 - X0), Beta = Y0 - Alpha * X0;
-    if (Beta < 0 && Alpha > 0) {
-      // Beta = -low / (high - low), Alpha = old / (high - low).
-      double Span = -1.0 / Beta;
-      S.HighFreqFactor = std::round((1.0 + Span) * 1e4) / 1e4;
-      S.OriginalMaxPositions = uint64_t(std::llround(Alpha * Span));
-    }
-  }
-  std::vector<float> Again = llama3RopeFactors(Base, HeadDim, S);
-  if (!std::equal(Again.begin(), Again.end(), F.begin(), F.end()))
-    return std::nullopt;
-  return S;
-}
 
 //===----------------------------------------------------------------------===//
 // tokenizer.json -> tokenizer.ggml.*
@@ -266,16 +97,25 @@ bool addsSpacePrefix(const json::Value *V) {
   return false;
 }
 
-/// llama.cpp's pre-tokenizer name for a byte-level BPE's Split regex.
-std::string bpePre(const json::Value *Pre) {
-  std::string Text;
-  if (Pre)
-    Text = formatv("{0}", *Pre).str();
-  if (StringRef(Text).contains("\\\\p{N}{1,3}"))
-    return "llama-bpe";
-  if (StringRef(Text).contains("\\\\p{N}"))
-    return "qwen2";
-  return "gpt-2"; // llama.cpp's spelling: "gpt2" is refused when loading
+/// llama.cpp's tokenizer.ggml.pre names of the split regexes we implement,
+/// with their families (byteLevelSplitPattern): the first of a family is
+/// the one we write ("gpt2" is refused by llama.cpp when loading, and
+/// "default" is not GPT-2's regex there, so neither is used).
+constexpr std::pair<StringLiteral, StringLiteral> PreNames[] = {
+    {"gpt-2", "gpt2"},
+    {"llama-bpe", "llama3"},
+    {"llama3", "llama3"},
+    {"llama-v3", "llama3"},
+    {"qwen2", "qwen2"}};
+
+/// llama.cpp's pre-tokenizer name for a byte-level BPE's split regex
+/// (GPT-2's when it has none: ByteLevel without its regex).
+StringRef bpePre(const Tokenizer &Tok) {
+  StringRef Family = Tok.splitRegexFamily();
+  for (auto [Name, Of] : PreNames)
+    if (Of == Family)
+      return Name;
+  return PreNames[0].first;
 }
 
 } // namespace
@@ -306,7 +146,7 @@ Expected<std::vector<GGUFKV>> ggufTokenizerKVs(StringRef Text, StringRef File,
   };
   Add("tokenizer.ggml.model", GGUFValue::string(SPM ? "llama" : "gpt2"));
   Add("tokenizer.ggml.pre",
-      GGUFValue::string(SPM ? "default" : bpePre(Top.get("pre_tokenizer"))));
+      GGUFValue::string(SPM ? "default" : bpePre(*Tok).str()));
 
   std::optional<int32_t> Unk;
   if (std::optional<StringRef> U = Model->getString("unk_token"))
@@ -669,18 +509,18 @@ Expected<std::string> byteLevelJson(const GGUFFile &G, const GGUFVocab &V) {
   if (const GGUFValue *P = G.find("tokenizer.ggml.pre");
       P && P->Type == GGUFType::String)
     Pre = P->Str;
-  // llama.cpp's names for the split regexes we implement ("default" is
-  // not GPT-2's regex there, so it is not accepted).
-  StringRef Family = StringSwitch<StringRef>(Pre)
-                         .Case("gpt-2", "gpt2")
-                         .Cases("llama-bpe", "llama3", "llama-v3", "llama3")
-                         .Case("qwen2", "qwen2")
-                         .Default("");
+  StringRef Family;
+  std::string Names;
+  for (auto [Name, Of] : PreNames) {
+    if (Name == Pre)
+      Family = Of;
+    Names += (Names.empty() ? "" : ", ") + Name.str();
+  }
   if (Family.empty())
     return fileError(G.path(),
                      "tokenizer.ggml.pre '{0}' is not supported as input "
-                     "(supported: gpt-2, llama-bpe, llama3, llama-v3, qwen2)",
-                     Pre);
+                     "(supported: {1})",
+                     Pre, Names);
   auto [Vocab, Added] = vocabularyJson(V);
   json::Array Merges;
   for (size_t I = 0; I < V.Merges->Elems.size(); ++I) {

@@ -1,14 +1,20 @@
-//===- Layout.h - Moving between source and V-index layouts -----*- C++ -*-===//
-#ifndef VINDEX_STORE_LAYOUT_H
-#define VINDEX_STORE_LAYOUT_H
+//===- Transpose.h - The one matrix transpose -------------------*- C++ -*-===//
+//
+// Every consumer that needs a matrix the other way round calls these: the
+// V-index stores HF's down_proj [hidden, features] as [features, hidden]
+// (decompose and both compiles), and the engine keeps a transposed f32 copy
+// of small models' matrices for its GEMM kernel.
+//
+//===----------------------------------------------------------------------===//
+#ifndef VINDEX_SUPPORT_TRANSPOSE_H
+#define VINDEX_SUPPORT_TRANSPOSE_H
 
 #include <cstdint>
 
 namespace vindex {
 
 /// Dst[c][r] = Src[r][c] for a Rows x Cols row-major matrix of ElemSize-byte
-/// elements (2 or 4). Cache-blocked: HF's down_proj is [hidden, features]
-/// and the V-index stores it [features, hidden].
+/// elements (2 or 4). Cache-blocked and vectorised.
 void transposeMatrix(const uint8_t *Src, uint64_t Rows, uint64_t Cols,
                      unsigned ElemSize, uint8_t *Dst);
 
@@ -20,4 +26,4 @@ void transposeStrided(const uint8_t *Src, uint64_t SrcStride, uint64_t Rows,
 
 } // namespace vindex
 
-#endif // VINDEX_STORE_LAYOUT_H
+#endif // VINDEX_SUPPORT_TRANSPOSE_H
