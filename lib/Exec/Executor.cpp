@@ -64,8 +64,8 @@ char LoadError::ID = 0;
 
 Executor::Executor(VindexSession &VS, raw_ostream &OS, ResultFormat Format,
                    unsigned Threads, OriginFn Origin)
-    : VS(VS), V(VS.vindex()), View(&VS.view()), Origin(std::move(Origin)), OS(OS),
-      Format(Format), Threads(Threads) {}
+    : VS(VS), V(VS.vindex()), View(&VS.view()), Origin(std::move(Origin)),
+      OS(OS), Format(Format), Threads(Threads) {}
 
 Executor::~Executor() = default;
 

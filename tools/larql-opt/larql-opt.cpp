@@ -4,10 +4,11 @@
 //
 // larql-opt SCRIPT.lql --emit=mlir       print the lowered `larql` IR
 // larql-opt X.mlir [-verify-diagnostics] [-split-input-file]
-// larql-opt X.{mlir,lql} --pass-pipeline='builtin.module(larql-lower-to-vindex)'
+// larql-opt X.lql --pass-pipeline='builtin.module(larql-strip-queries)'
 //
 // A script is parsed (lib/LQL), lowered to the `larql` dialect, verified
-// and rewritten by --pass-pipeline; the module that comes out is the
+// and rewritten by a pass pipeline (--pass-pipeline; against a V-index
+// without it, larql-lower-to-vindex); the module that comes out is the
 // program. Without a V-index that is all (a linter for CI); with one its
 // ops run against it (lib/Exec), the engine and tokenizer being loaded
 // once, by the first op that needs them (INFER, WALK, NEAREST TO). A .mlir
@@ -289,9 +290,10 @@ int main(int argc, char **argv) {
   // registered pass, as mlir-opt has.
   mlir::PassPipelineCLParser PassPipeline("", "Passes to run", "p");
   parseToolCommandLine(argc, argv, Overview,
-                       {"pass-pipeline", "mlir-print-debuginfo", "mlir-pretty-debuginfo",
-                        "mlir-print-op-generic", "mlir-print-ir-after-all",
-                        "mlir-print-ir-before-all", "mlir-timing"});
+                       {"pass-pipeline", "mlir-print-debuginfo",
+                        "mlir-pretty-debuginfo", "mlir-print-op-generic",
+                        "mlir-print-ir-after-all", "mlir-print-ir-before-all",
+                        "mlir-timing"});
   const char *Tool = "larql-opt";
 
   mlir::DialectRegistry Registry;

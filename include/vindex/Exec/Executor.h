@@ -7,9 +7,9 @@
 // applier. The AST never reaches this library.
 //
 // The engine and the tokenizer are loaded on first use, by the ops that
-// need them (through the VindexSession the passes see too), so that SHOW MODEL, SHOW LAYERS, SELECT FROM features
-// (without NEAREST TO), COMPILE and -o work on a V-index the engine cannot
-// run.
+// need them (through the VindexSession the passes see too), so that SHOW MODEL,
+// SHOW LAYERS, SELECT FROM features (without NEAREST TO), COMPILE and -o work
+// on a V-index the engine cannot run.
 //
 //===----------------------------------------------------------------------===//
 #ifndef VINDEX_EXEC_EXECUTOR_H

@@ -1,4 +1,4 @@
-//===- VindexSession.h - A V-index with its engine, loaded lazily -*- C++ -*-===//
+//===- VindexSession.h - A V-index, its engine loaded lazily -*- C++ -*-===//
 //
 // What running IR against a V-index needs, and the one place it is loaded:
 // the opened V-index, its TensorView (the patch overlay every consumer reads
