@@ -7,6 +7,7 @@
 #include "vindex/Exec/Applier.h"
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
+#include "vindex/Model/VindexSession.h"
 #include "vindex/Store/Patch.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
@@ -61,9 +62,9 @@ bool startsWord(StringRef Piece) {
 
 char LoadError::ID = 0;
 
-Executor::Executor(const Vindex &V, raw_ostream &OS, ResultFormat Format,
+Executor::Executor(VindexSession &VS, raw_ostream &OS, ResultFormat Format,
                    unsigned Threads, OriginFn Origin)
-    : V(V), View(std::make_unique<TensorView>(V)), Origin(std::move(Origin)),
+    : VS(VS), V(VS.vindex()), View(&VS.view()), Origin(std::move(Origin)),
       OS(OS), Format(Format), Threads(Threads) {}
 
 Executor::~Executor() = default;
@@ -80,36 +81,17 @@ Error Executor::applyEdit(Operation &Op) {
 }
 
 Expected<const Model &> Executor::model() {
-  if (!M) {
-    Expected<std::unique_ptr<Model>> Loaded = Model::load(*View);
-    if (!Loaded)
-      return make_error<LoadError>(Loaded.takeError());
-    M = std::move(*Loaded);
-  } else if (M->stale()) {
-    // Edits since the weights were bound: rebind them.
-    if (Error E = M->reload())
-      return make_error<LoadError>(std::move(E));
-  }
-  Expected<const Tokenizer &> T = tokenizer();
-  if (!T)
-    return T.takeError();
-  // Ids the tokenizer produces must be rows of the embedding.
-  if (T->vocabSize() > M->config().VocabSize)
-    return make_error<LoadError>(
-        fileError(V.path("tokenizer.json"),
-                  "{0} tokens but the model's vocabulary has {1}",
-                  T->vocabSize(), M->config().VocabSize));
+  Expected<const Model &> M = VS.model();
+  if (!M)
+    return make_error<LoadError>(M.takeError());
   return *M;
 }
 
 Expected<const Tokenizer &> Executor::tokenizer() {
-  if (!Tok) {
-    Expected<Tokenizer> Loaded = Tokenizer::fromFile(V.path("tokenizer.json"));
-    if (!Loaded)
-      return make_error<LoadError>(Loaded.takeError());
-    Tok = std::make_unique<Tokenizer>(std::move(*Loaded));
-  }
-  return *Tok;
+  Expected<const Tokenizer &> T = VS.tokenizer();
+  if (!T)
+    return make_error<LoadError>(T.takeError());
+  return *T;
 }
 
 /// The statement an op stands for, as docs/lql.md writes it
@@ -126,14 +108,15 @@ Error Executor::run(Operation &Op) {
     std::optional<unsigned> Generate;
     if (std::optional<uint64_t> G = I.getGenerate())
       Generate = unsigned(*G);
-    return infer("INFER", I.getPrompt(), unsigned(I.getTop()), Generate,
-                 std::nullopt);
+    return infer("INFER", I.getPrompt(), I.getTokens(), unsigned(I.getTop()),
+                 Generate, std::nullopt);
   }
   if (auto W = dyn_cast<larql::WalkOp>(Op)) {
     std::optional<size_t> K;
     if (std::optional<uint64_t> WK = W.getK())
       K = size_t(*WK);
-    return infer("WALK", W.getPrompt(), unsigned(W.getTop()), std::nullopt, K);
+    return infer("WALK", W.getPrompt(), W.getTokens(), unsigned(W.getTop()),
+                 std::nullopt, K);
   }
   if (isa<larql::SelectOp>(Op))
     return select(Op);
@@ -162,14 +145,15 @@ Error Executor::run(Operation &Op) {
                            keyword(Op).c_str());
 }
 
-Error Executor::infer(StringRef Kind, StringRef Prompt, unsigned Top,
+Error Executor::infer(StringRef Kind, StringRef Prompt,
+                      std::optional<ArrayRef<int32_t>> Tokens, unsigned Top,
                       std::optional<unsigned> Generate,
                       std::optional<size_t> WithK) {
   Expected<const Model &> LoadedM = model();
   if (!LoadedM)
     return LoadedM.takeError();
   const Model &M = *LoadedM;
-  const Tokenizer &Tok = *this->Tok;
+  const Tokenizer &Tok = cantFail(VS.tokenizer()); // model() loaded it
   // WALK fires K features per layer (a quarter of them by default); more
   // features than the layer has is all of them: the dense FFN. INFER: 0.
   size_t WalkK = 0;
@@ -177,14 +161,24 @@ Error Executor::infer(StringRef Kind, StringRef Prompt, unsigned Top,
     size_t F = M.maxFFNWidth();
     WalkK = WithK ? std::min<size_t>(*WithK, F) : std::max<size_t>(1, F / 4);
   }
-  std::vector<int32_t> Ids = Tok.encode(Prompt);
+  // The ids a pass resolved are the program's; whoever wrote them, each
+  // must be a row of the embedding.
+  std::vector<int32_t> Ids =
+      Tokens ? std::vector<int32_t>(Tokens->begin(), Tokens->end())
+             : Tok.encode(Prompt);
   if (Ids.empty())
     return createStringError(inconvertibleErrorCode(),
                              "the prompt encodes to no tokens");
-  Session S(M, Threads);
+  for (int32_t Id : Ids)
+    if (Id < 0 || uint64_t(Id) >= M.config().VocabSize)
+      return createStringError(inconvertibleErrorCode(),
+                               "token id %d is not in the model's vocabulary "
+                               "(%llu tokens)",
+                               Id, (unsigned long long)M.config().VocabSize);
+  Session Forward(M, Threads);
   ForwardOptions Opts;
   Opts.WalkK = WalkK;
-  std::vector<float> Logits = S.run(Ids, Opts).Logits;
+  std::vector<float> Logits = Forward.run(Ids, Opts).Logits;
   std::vector<Candidate> Cands = topCandidates(Logits, Top);
 
   // Greedy generation of Generate tokens, extended to the end of the last
@@ -202,7 +196,7 @@ Error Executor::infer(StringRef Kind, StringRef Prompt, unsigned Top,
       if (Eos || (Step >= *Generate && startsWord(Tok.piece(Next))))
         break;
       Generated.push_back(Next);
-      Logits = S.run({Next}, Opts).Logits;
+      Logits = Forward.run({Next}, Opts).Logits;
     }
   }
   std::string Text = Tok.decode(Generated);

@@ -16,6 +16,7 @@
 #include "vindex/Exec/Executor.h"
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
+#include "vindex/Model/VindexSession.h"
 #include "vindex/Store/TensorView.h"
 
 #include "llvm/ADT/STLExtras.h"
@@ -360,9 +361,13 @@ Error Executor::select(mlir::Operation &Op) {
 
   // NEAREST TO runs the model; the other columns read the weights only, and
   // the tokenizer only for the top_* columns.
-  if (S.Nearest)
-    if (Expected<const Model &> Loaded = model(); !Loaded)
+  const Model *Engine = nullptr;
+  if (S.Nearest) {
+    Expected<const Model &> Loaded = model();
+    if (!Loaded)
       return Loaded.takeError();
+    Engine = &*Loaded;
+  }
   Expected<const FeatureWeights &> W = weights();
   if (!W)
     return W.takeError();
@@ -389,10 +394,9 @@ Error Executor::select(mlir::Operation &Op) {
   std::vector<FeatureRow> Rows;
   std::optional<int64_t> Limit = S.Limit;
   if (S.Nearest) {
-    const Model &Engine = *M;
     // KNN: the entity's last-token residual at the input of the layer
     // against the layer's gate vectors, by dot product.
-    size_t NL = Engine.numLayers();
+    size_t NL = Engine->numLayers();
     int64_t L = S.Layer ? *S.Layer : int64_t(NL / 2);
     if (L < 0 || uint64_t(L) >= NL)
       return createStringError(inconvertibleErrorCode(),
@@ -403,12 +407,12 @@ Error Executor::select(mlir::Operation &Op) {
     if (Ids.empty())
       return createStringError(inconvertibleErrorCode(),
                                "the entity encodes to no tokens");
-    Session Sess(Engine, Threads);
+    Session Sess(*Engine, Threads);
     ForwardOptions Opts;
     Opts.CaptureResiduals = true;
     Opts.StopAfter = size_t(L); // the input of layer L is all we need
     ForwardResult FR = Sess.run(Ids, Opts);
-    size_t D = Engine.config().HiddenSize;
+    size_t D = Engine->config().HiddenSize;
     const float *H = FR.Residuals[L].data() + (Ids.size() - 1) * D;
     const WeightMatrix &G = W->layer(L).Gate;
     for (size_t I = 0; I < G.Rows; ++I) {
@@ -476,14 +480,14 @@ Error Executor::select(mlir::Operation &Op) {
 }
 
 Expected<const FeatureWeights &> Executor::weights() {
-  if (M && M->stale())
-    if (Error E = M->reload())
-      return make_error<LoadError>(std::move(E));
+  Expected<const Model *> M = VS.loadedModel();
+  if (!M)
+    return make_error<LoadError>(M.takeError());
   if (!FW || FWGeneration != View->generation()) {
     // The engine's matrices when it is loaded (no second copy), else the
     // view's; both show every patch so far.
-    if (M) {
-      FW = FeatureWeights::fromModel(*M);
+    if (*M) {
+      FW = FeatureWeights::fromModel(**M);
     } else {
       Expected<std::unique_ptr<FeatureWeights>> Loaded =
           FeatureWeights::fromView(*View);

@@ -83,14 +83,16 @@ public:
   void lower(Location L, const InferStmt &S) {
     B.create<larql::InferOp>(
         L, B.getStringAttr(S.Prompt), B.getI64IntegerAttr(S.Top),
-        S.Generate ? B.getI64IntegerAttr(*S.Generate) : IntegerAttr());
+        S.Generate ? B.getI64IntegerAttr(*S.Generate) : IntegerAttr(),
+        /*tokens=*/DenseI32ArrayAttr());
   }
   void lower(Location L, const WalkStmt &S) {
     if (S.K)
       L = larql::withClauses(L, {{"k", toLocation(Ctx, SM, S.KLoc)}});
     B.create<larql::WalkOp>(L, B.getStringAttr(S.Prompt),
                             B.getI64IntegerAttr(S.Top),
-                            S.K ? B.getI64IntegerAttr(*S.K) : IntegerAttr());
+                            S.K ? B.getI64IntegerAttr(*S.K) : IntegerAttr(),
+                            /*tokens=*/DenseI32ArrayAttr());
   }
   void lower(Location L, const TraceStmt &S) {
     B.create<larql::TraceOp>(L, B.getStringAttr(S.Prompt));

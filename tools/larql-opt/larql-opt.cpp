@@ -4,10 +4,11 @@
 //
 // larql-opt SCRIPT.lql --emit=mlir       print the lowered `larql` IR
 // larql-opt X.mlir [-verify-diagnostics] [-split-input-file]
-// larql-opt X.{mlir,lql} --pass-pipeline='builtin.module(larql-lower-to-vindex)'
+// larql-opt X.lql --pass-pipeline='builtin.module(larql-strip-queries)'
 //
 // A script is parsed (lib/LQL), lowered to the `larql` dialect, verified
-// and rewritten by --pass-pipeline; the module that comes out is the
+// and rewritten by a pass pipeline (--pass-pipeline; against a V-index
+// without it, larql-lower-to-vindex); the module that comes out is the
 // program. Without a V-index that is all (a linter for CI); with one its
 // ops run against it (lib/Exec), the engine and tokenizer being loaded
 // once, by the first op that needs them (INFER, WALK, NEAREST TO). A .mlir
@@ -18,6 +19,7 @@
 #include "vindex/Exec/Executor.h"
 #include "vindex/LQL/Parser.h"
 #include "vindex/LQL/ToIR.h"
+#include "vindex/Model/VindexSession.h"
 #include "vindex/RegisterAll.h"
 #include "vindex/Store/Copy.h"
 #include "vindex/Store/Patch.h"
@@ -100,6 +102,11 @@ static cl::opt<bool> SplitInputFile(
     cl::desc("Process each '// -----' chunk of a .mlir input on its own"),
     cl::init(false), cl::cat(toolOptions()));
 
+/// What runs against a V-index when --pass-pipeline is not given: the
+/// passes of builtin.module(...), as parsePassPipeline takes them into a
+/// module's pass manager.
+static const char *DefaultPipeline = "larql-lower-to-vindex";
+
 static const char *Overview = R"(larql-opt: run LQL against a V-index
 
 Statements come from scripts (.lql) and -e, in that order, separated by ';'.
@@ -107,9 +114,17 @@ Keywords are case-insensitive; strings take '...' or "..."; -- and /* */ are
 comments. Without a V-index the statements are only parsed and checked.
 
 Every statement of LQL parses, is checked and lowers to the larql dialect
-(docs/lql.md); --pass-pipeline rewrites that IR, and what comes out is what
-runs (--emit=mlir prints it). The engine is loaded only by the statements
-that run the model. Statements that run against a V-index in this build:
+(docs/lql.md); a pass pipeline rewrites that IR, and what comes out is what
+runs (--emit=mlir prints it). Against a V-index the pipeline is by default
+builtin.module(larql-lower-to-vindex); --pass-pipeline replaces it
+(--pass-pipeline='builtin.module()' runs none). Without a V-index only
+--pass-pipeline runs. The engine and the tokenizer are loaded only by the
+passes and statements that need them. Passes:
+  larql-lower-to-vindex                 DELETE -> vindex.remove_feature
+  larql-strip-queries                   drop the read-only queries
+  larql-resolve-tokens                  annotate INFER/WALK with the ids of
+                                        their prompt (needs a V-index)
+Statements that run against a V-index in this build:
   SELECT cols|* FROM features [WHERE e] [ORDER BY col [DESC], ...] [LIMIT n]
                                         one row per (layer, feature): layer,
                                         feature, gate_norm, up_norm,
@@ -130,9 +145,9 @@ that run the model. Statements that run against a V-index in this build:
   COMPILE CURRENT INTO MODEL 'path' FORMAT gguf|safetensors
                                         compile it, as vindex-compile does
   DELETE FROM edges WHERE layer = L AND feature = F
-                                        zero the feature, once lowered to
-                                        vindex.remove_feature by the pass
-                                        larql-lower-to-vindex
+                                        zero the feature (lowered to
+                                        vindex.remove_feature by the default
+                                        pipeline)
   BEGIN PATCH 'name'; ...; SAVE PATCH ['p.mlir'|'p.mlirbc']
                                         also write the block's edits as
                                         vindex IR (text or bytecode)
@@ -146,7 +161,10 @@ Examples:
   larql-opt tiny.vindex queries.lql -o out.vindex
                                         # run a script, write the V-index it
                                         # leaves (its edits as patches/)
-  larql-opt tiny.vindex edits.lql -o out.vindex --pass-pipeline='builtin.module(larql-lower-to-vindex)'
+  larql-opt tiny.vindex -e "DELETE FROM edges WHERE layer = 1 AND feature = 2" -o out.vindex
+  larql-opt tiny.vindex q.lql --emit=mlir --pass-pipeline='builtin.module(larql-lower-to-vindex,larql-resolve-tokens)'
+                                        # print (and run) the IR with the
+                                        # prompts' token ids
   larql-opt tiny.vindex mixed.lql -o out.vindex --pass-pipeline='builtin.module(larql-strip-queries,larql-lower-to-vindex)'
 
   larql-opt checks.lql                  # lint a script without a model
@@ -272,9 +290,10 @@ int main(int argc, char **argv) {
   // registered pass, as mlir-opt has.
   mlir::PassPipelineCLParser PassPipeline("", "Passes to run", "p");
   parseToolCommandLine(argc, argv, Overview,
-                       {"pass-pipeline", "mlir-print-debuginfo", "mlir-pretty-debuginfo",
-                        "mlir-print-op-generic", "mlir-print-ir-after-all",
-                        "mlir-print-ir-before-all", "mlir-timing"});
+                       {"pass-pipeline", "mlir-print-debuginfo",
+                        "mlir-pretty-debuginfo", "mlir-print-op-generic",
+                        "mlir-print-ir-after-all", "mlir-print-ir-before-all",
+                        "mlir-timing"});
   const char *Tool = "larql-opt";
 
   mlir::DialectRegistry Registry;
@@ -360,12 +379,27 @@ int main(int argc, char **argv) {
     return ExitUsageError;
   }
 
+  // The V-index is mapped once, before the pipeline: the session loads the
+  // engine and the tokenizer when a pass or a statement first needs them,
+  // and passes find it on the context's vindex dialect.
+  std::unique_ptr<Vindex> V;
+  std::optional<VindexSession> Session;
+  if (!VindexDir.empty()) {
+    Expected<std::unique_ptr<Vindex>> OpenedV = Vindex::open(VindexDir);
+    if (!OpenedV)
+      return exitWith(Tool, OpenedV.takeError());
+    V = std::move(*OpenedV);
+    Session.emplace(*V);
+  }
+
   // Every diagnostic, the parser's, the verifiers' and the executor's, is
   // an MLIR diagnostic located in the script: printed as "larql-opt:
   // file:line:col: error: ..." with the token underlined (DESIGN 9), or
   // checked against the script's expected-error comments under
   // -verify-diagnostics, as mlir-opt does.
   mlir::MLIRContext Ctx(Registry);
+  if (Session)
+    Ctx.getOrLoadDialect<vx::VindexDialect>()->setSession(&*Session);
   // A verifier error names the statement's op; the op's generic form (MLIR's
   // "see current operation" note) would only repeat the script line.
   Ctx.printOpOnDiagnostic(false);
@@ -410,16 +444,18 @@ int main(int argc, char **argv) {
         return nullptr;
     }
     // The pass pipeline (--pass-pipeline, --mlir-print-ir-after-all, ...)
-    // rewrites the module before it is printed and run.
-    if (PassPipeline.hasAnyOccurrences()) {
+    // rewrites the module before it is printed and run. Against a V-index
+    // without --pass-pipeline, the default one lowers what it can, so that
+    // edits run as written; without a V-index (linting) nothing is run.
+    bool Default = !PassPipeline.hasAnyOccurrences() && Session;
+    if (PassPipeline.hasAnyOccurrences() || Default) {
       mlir::PassManager PM(&Ctx);
+      auto Report = [&](const Twine &Msg) {
+        return mlir::emitError(mlir::UnknownLoc::get(&Ctx), Msg);
+      };
       if (failed(mlir::applyPassManagerCLOptions(PM)) ||
-          failed(PassPipeline.addToPipeline(PM,
-                                            [&](const Twine &Msg) {
-                                              return mlir::emitError(
-                                                  mlir::UnknownLoc::get(&Ctx),
-                                                  Msg);
-                                            })) ||
+          failed(Default ? mlir::parsePassPipeline(DefaultPipeline, PM)
+                         : PassPipeline.addToPipeline(PM, Report)) ||
           failed(PM.run(*Module)))
         return nullptr;
     }
@@ -434,18 +470,10 @@ int main(int argc, char **argv) {
   if (VindexDir.empty() && !Interactive)
     return Finish(true);
 
-  // The V-index is mapped once; the executor loads the engine and the
-  // tokenizer when a statement first needs them.
-  std::unique_ptr<Vindex> V;
   std::optional<lql::Executor> Exec;
-  if (!VindexDir.empty()) {
-    Expected<std::unique_ptr<Vindex>> OpenedV = Vindex::open(VindexDir);
-    if (!OpenedV)
-      return exitWith(Tool, OpenedV.takeError());
-    V = std::move(*OpenedV);
-    Exec.emplace(*V, outs(), Format, Jobs,
+  if (Session)
+    Exec.emplace(*Session, outs(), Format, Jobs,
                  [&](mlir::Operation &Op) { return originOf(SM, Op); });
-  }
   // Runs the ops of a checked module in order, up to the first failure: a
   // statement's error is reported at its op (the script location), an
   // error loading the V-index's engine or tokenizer as the tool's.

@@ -6,10 +6,10 @@
 // results; vindex ops (vindex.remove_feature, ...) are edits, handed to the
 // applier. The AST never reaches this library.
 //
-// The engine (Model::load) and the tokenizer are loaded on first use, by the
-// ops that need them, so that SHOW MODEL, SHOW LAYERS, SELECT FROM features
-// (without NEAREST TO), COMPILE and -o work on a V-index the engine cannot
-// run.
+// The engine and the tokenizer are loaded on first use, by the ops that
+// need them (through the VindexSession the passes see too), so that SHOW MODEL,
+// SHOW LAYERS, SELECT FROM features (without NEAREST TO), COMPILE and -o work
+// on a V-index the engine cannot run.
 //
 //===----------------------------------------------------------------------===//
 #ifndef VINDEX_EXEC_EXECUTOR_H
@@ -29,6 +29,7 @@ class Model;
 class TensorView;
 class Tokenizer;
 class Vindex;
+class VindexSession;
 struct PatchOrigin;
 } // namespace vindex
 
@@ -64,7 +65,7 @@ public:
   /// Origin, when given, describes the statement an edit op came from (its
   /// text, the script's hash) for the patch's record.
   using OriginFn = std::function<PatchOrigin(mlir::Operation &)>;
-  Executor(const Vindex &V, llvm::raw_ostream &OS, ResultFormat Format,
+  Executor(VindexSession &VS, llvm::raw_ostream &OS, ResultFormat Format,
            unsigned Threads, OriginFn Origin = nullptr);
   ~Executor();
 
@@ -80,13 +81,17 @@ public:
   mlir::LogicalResult finish();
 
 private:
+  /// The session's engine and tokenizer, their errors as LoadError.
   llvm::Expected<const Model &> model();
   llvm::Expected<const Tokenizer &> tokenizer();
   /// The FFN and vocabulary matrices (Select.cpp): the engine's once it is
   /// loaded, else read from the V-index without it.
   llvm::Expected<const FeatureWeights &> weights();
 
-  llvm::Error infer(llvm::StringRef Kind, llvm::StringRef Prompt, unsigned Top,
+  /// Tokens: the prompt's ids when a pass resolved them
+  /// (larql-resolve-tokens), else the prompt is tokenized here.
+  llvm::Error infer(llvm::StringRef Kind, llvm::StringRef Prompt,
+                    std::optional<llvm::ArrayRef<int32_t>> Tokens, unsigned Top,
                     std::optional<unsigned> Generate, std::optional<size_t> K);
   llvm::Error select(mlir::Operation &Op);  ///< Select.cpp
   llvm::Error show(mlir::Operation &Op);    ///< Show.cpp
@@ -100,14 +105,13 @@ private:
   llvm::Error savePatch(mlir::Operation &Op);
   llvm::Error applyPatch(mlir::Operation &Op);
 
+  VindexSession &VS;
   const Vindex &V;
-  std::unique_ptr<TensorView> View;
+  TensorView *View; ///< the session's
   OriginFn Origin;
   llvm::raw_ostream &OS;
   ResultFormat Format;
   unsigned Threads;
-  std::unique_ptr<Model> M;
-  std::unique_ptr<Tokenizer> Tok;
   std::unique_ptr<FeatureWeights> FW;
   uint64_t FWGeneration = 0; ///< the view's generation FW was bound at
   bool CSVHeaderDone = false;

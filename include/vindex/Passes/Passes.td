@@ -28,4 +28,19 @@ def LarqlStripQueries : Pass<"larql-strip-queries", "::mlir::ModuleOp"> {
   }];
 }
 
+def LarqlResolveTokens : Pass<"larql-resolve-tokens", "::mlir::ModuleOp"> {
+  let summary = "Tokenize the prompts of INFER and WALK with the V-index's "
+                "tokenizer";
+  let description = [{
+    Needs a V-index (`larql-opt IN.vindex ...`; without one the pass fails,
+    "pass larql-resolve-tokens needs a V-index"). Each `larql.infer` and
+    `larql.walk` gets the ids of its prompt as `tokens = array<i32: ...>`,
+    and execution reads them from the IR instead of tokenizing again, so
+    `--emit=mlir` shows the very ids the model runs on. A prompt that
+    encodes to no tokens is an error at its op, before anything runs. Ops
+    that already carry tokens (written by hand, or by an earlier run) keep
+    them.
+  }];
+}
+
 #endif // VINDEX_PASSES

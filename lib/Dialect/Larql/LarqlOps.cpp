@@ -185,7 +185,24 @@ LogicalResult ShowOp::verify() {
   return checkLayer(*this, getLayer());
 }
 
+/// A prompt's ids, when a pass resolved them (larql-resolve-tokens): at
+/// least one, none negative (the range of the vocabulary is the model's,
+/// checked when it runs).
+static LogicalResult verifyTokens(Operation *Op,
+                                  std::optional<ArrayRef<int32_t>> Tokens) {
+  if (!Tokens)
+    return success();
+  if (Tokens->empty())
+    return Op->emitOpError("tokens must not be empty");
+  for (int32_t Id : *Tokens)
+    if (Id < 0)
+      return Op->emitOpError("token ids must be non-negative, not ") << Id;
+  return success();
+}
+
 LogicalResult InferOp::verify() {
+  if (failed(verifyTokens(*this, getTokens())))
+    return failure();
   if (getTopAttr().getInt() <= 0)
     return emitOpError("TOP must be positive, not ") << getTopAttr().getInt();
   if (auto G = getGenerateAttr(); G && G.getInt() < 0)
@@ -194,6 +211,8 @@ LogicalResult InferOp::verify() {
 }
 
 LogicalResult WalkOp::verify() {
+  if (failed(verifyTokens(*this, getTokens())))
+    return failure();
   if (getTopAttr().getInt() <= 0)
     return emitOpError("TOP must be positive, not ") << getTopAttr().getInt();
   if (auto K = getKAttr(); K && K.getInt() <= 0)

@@ -38,14 +38,16 @@ def Larql_ShowOp : Larql_Op<"show"> {
 def Larql_InferOp : Larql_Op<"infer"> {
   let summary = "INFER 'prompt' [TOP n] [GENERATE m]";
   let arguments = (ins StrAttr:$prompt, I64Attr:$top,
-                   OptionalAttr<I64Attr>:$generate);
+                   OptionalAttr<I64Attr>:$generate,
+                   OptionalAttr<DenseI32ArrayAttr>:$tokens);
   let assemblyFormat = "$prompt attr-dict";
   let hasVerifier = 1;
 }
 
 def Larql_WalkOp : Larql_Op<"walk"> {
   let summary = "WALK 'prompt' [TOP n] [WITH K k]";
-  let arguments = (ins StrAttr:$prompt, I64Attr:$top, OptionalAttr<I64Attr>:$k);
+  let arguments = (ins StrAttr:$prompt, I64Attr:$top, OptionalAttr<I64Attr>:$k,
+                   OptionalAttr<DenseI32ArrayAttr>:$tokens);
   let assemblyFormat = "$prompt attr-dict";
   let hasVerifier = 1;
 }

@@ -15,6 +15,20 @@ def Vindex_Dialect : Dialect {
     resources), never whole tensors.
   }];
   let cppNamespace = "::vindex::vx";
+  let extraClassDeclaration = [{
+    /// The V-index the IR runs against, when there is one (larql-opt
+    /// IN.vindex ...): how passes that need the model reach it. The driver
+    /// sets it on the context's dialect before the pipeline runs, so a pass
+    /// named in a textual --pass-pipeline finds it too; a pass that needs
+    /// it and finds none fails ("pass X needs a V-index"). Not owned.
+    ::vindex::VindexSession *session() const { return Session; }
+    void setSession(::vindex::VindexSession *S) { Session = S; }
+
+  private:
+    ::vindex::VindexSession *Session = nullptr;
+
+  public:
+  }];
 }
 
 class Vindex_Op<string mnemonic, list<Trait> traits = []>
