@@ -188,25 +188,7 @@ const char *const StatementKeywords[] = {
     "SELECT", "DESCRIBE", "SHOW",   "INFER",   "WALK",  "TRACE", "INSERT",
     "DELETE", "UPDATE",   "CREATE", "COMPILE", "BEGIN", "SAVE",  "APPLY"};
 
-/// The candidate closest to WORD (case-insensitively), if it is close.
-template <typename Range>
-std::optional<std::string> closest(StringRef Word, const Range &Candidates,
-                                   bool Upper) {
-  std::string W = Upper ? Word.upper() : Word.lower();
-  unsigned Max = std::max<unsigned>(1, W.size() / 3);
-  std::optional<std::string> Best;
-  unsigned BestD = Max + 1;
-  for (StringRef C : Candidates) {
-    if (C == W)
-      continue;
-    unsigned D = StringRef(W).edit_distance(C, true, Max);
-    if (D < BestD) {
-      BestD = D;
-      Best = C.str();
-    }
-  }
-  return Best;
-}
+using schema::closest;
 
 class Parser {
 public:
@@ -225,7 +207,9 @@ public:
       Statement S;
       S.Loc = Cur.loc();
       unsigned ErrorsBefore = Lex.errors();
+      Columns.clear();
       if (statement(S)) {
+        S.Columns = std::move(Columns);
         if (Cur.Kind != Tok::Semi && Cur.Kind != Tok::Eof) {
           unexpected("';' or the end of the script", Keywords);
           recover();
@@ -361,31 +345,18 @@ private:
     advance();
     return V;
   }
-  /// A column of TABLE; an unknown one is reported (with a suggestion) and
-  /// parsing goes on.
-  std::optional<std::string> column(Table T, const Twine &What) {
+  /// A column name, lower-cased. Whether TABLE has it is the verifier's
+  /// check (the one place for it); the parser records where the script wrote
+  /// it so that the error points there.
+  std::optional<std::string> column(const Twine &What) {
     Token At = Cur;
     std::optional<std::string> C = name(What);
-    if (!C)
-      return std::nullopt;
-    checkColumn(T, *C, At);
+    if (C)
+      recordColumn(At);
     return C;
   }
-  void checkColumn(Table T, StringRef C, const Token &At) {
-    if (schema::hasColumn(tableName(T), C))
-      return;
-    std::string Msg = "unknown column '" + At.Text.str() + "'";
-    auto Cols = *schema::columns(tableName(T));
-    if (auto Best = closest(C, Cols, /*Upper=*/false)) {
-      Msg += "; did you mean '" + *Best + "'?";
-    } else {
-      Msg += " (" + tableName(T).str() + " has ";
-      ListSeparator LS(", ");
-      for (StringRef Col : Cols)
-        (Msg += LS) += Col;
-      Msg += ")";
-    }
-    error(At, Msg);
+  void recordColumn(const Token &At) {
+    Columns.push_back({At.Text.str(), range(At)});
   }
   /// One of CHOICES (lower case), written as a keyword.
   std::optional<std::string> choice(ArrayRef<StringLiteral> Choices,
@@ -429,12 +400,12 @@ private:
   // Expressions: or := and (OR and)*; and := primary (AND primary)*;
   // primary := '(' or ')' | column op literal | column IN (lits) |
   // column LIKE 'pattern'.
-  std::unique_ptr<Expr> orExpr(Table T) {
-    std::unique_ptr<Expr> L = andExpr(T);
+  std::unique_ptr<Expr> orExpr() {
+    std::unique_ptr<Expr> L = andExpr();
     while (L && isKeyword("OR")) {
       SMLoc Loc = Cur.loc();
       advance();
-      std::unique_ptr<Expr> R = andExpr(T);
+      std::unique_ptr<Expr> R = andExpr();
       if (!R)
         return nullptr;
       auto E = std::make_unique<Expr>();
@@ -446,12 +417,12 @@ private:
     }
     return L;
   }
-  std::unique_ptr<Expr> andExpr(Table T) {
-    std::unique_ptr<Expr> L = primary(T);
+  std::unique_ptr<Expr> andExpr() {
+    std::unique_ptr<Expr> L = primary();
     while (L && isKeyword("AND")) {
       SMLoc Loc = Cur.loc();
       advance();
-      std::unique_ptr<Expr> R = primary(T);
+      std::unique_ptr<Expr> R = primary();
       if (!R)
         return nullptr;
       auto E = std::make_unique<Expr>();
@@ -463,16 +434,16 @@ private:
     }
     return L;
   }
-  std::unique_ptr<Expr> primary(Table T) {
+  std::unique_ptr<Expr> primary() {
     if (consumePunct("(")) {
-      std::unique_ptr<Expr> E = orExpr(T);
+      std::unique_ptr<Expr> E = orExpr();
       if (!E || !expectPunct(")", "to close the parenthesis"))
         return nullptr;
       return E;
     }
     auto E = std::make_unique<Expr>();
     E->Loc = Cur.loc();
-    std::optional<std::string> C = column(T, "a column name");
+    std::optional<std::string> C = column("a column name");
     if (!C)
       return nullptr;
     E->Column = *C;
@@ -514,8 +485,8 @@ private:
                {"IN", "LIKE"});
     return nullptr;
   }
-  bool where(Table T, ExprPtr &Out) {
-    std::unique_ptr<Expr> E = orExpr(T);
+  bool where(ExprPtr &Out) {
+    std::unique_ptr<Expr> E = orExpr();
     if (!E)
       return false;
     Out = std::move(E);
@@ -525,7 +496,7 @@ private:
   bool assignments(Assignments &Out) {
     do {
       Token At = Cur;
-      std::optional<std::string> K = column(Table::Edges, "a column name");
+      std::optional<std::string> K = column("a column name");
       if (!K)
         return false;
       for (auto &[Prev, V] : Out)
@@ -679,8 +650,7 @@ private:
     if (consumeKeyword("DELETE")) {
       DeleteStmt D;
       if (!expectKeyword("FROM", "DELETE") || !editTable("DELETE FROM") ||
-          !expectKeyword("WHERE", "DELETE FROM edges") ||
-          !where(Table::Edges, D.Where))
+          !expectKeyword("WHERE", "DELETE FROM edges") || !where(D.Where))
         return false;
       S.Node = std::move(D);
       return true;
@@ -689,7 +659,7 @@ private:
       UpdateStmt U;
       if (!editTable("UPDATE") || !expectKeyword("SET", "UPDATE edges") ||
           !assignments(U.Set) || !expectKeyword("WHERE", "the SET list") ||
-          !where(Table::Edges, U.Where))
+          !where(U.Where))
         return false;
       S.Node = std::move(U);
       return true;
@@ -792,16 +762,13 @@ private:
 
   bool select(Statement &S) {
     SelectStmt Sel;
-    // The column list is checked once the table is known.
-    std::vector<Token> ColToks;
     if (!consumePunct("*")) {
       do {
-        if (Cur.Kind != Tok::Ident) {
-          unexpected("a column name or '*' after SELECT");
+        std::optional<std::string> C =
+            column("a column name or '*' after SELECT");
+        if (!C)
           return false;
-        }
-        ColToks.push_back(Cur);
-        advance();
+        Sel.Columns.push_back(*C);
       } while (consumePunct(","));
     }
     if (!expectKeyword("FROM", "the column list"))
@@ -810,10 +777,6 @@ private:
     if (!T)
       return false;
     Sel.From = *T;
-    for (const Token &C : ColToks) {
-      checkColumn(*T, C.Text.lower(), C);
-      Sel.Columns.push_back(C.Text.lower());
-    }
     if (consumeKeyword("NEAREST")) {
       if (!expectKeyword("TO", "NEAREST"))
         return false;
@@ -823,15 +786,14 @@ private:
         return false;
       Sel.Nearest = *E;
     }
-    if (consumeKeyword("WHERE") && !where(*T, Sel.Where))
+    if (consumeKeyword("WHERE") && !where(Sel.Where))
       return false;
     if (consumeKeyword("ORDER")) {
       if (!expectKeyword("BY", "ORDER"))
         return false;
       do {
         OrderKey K;
-        std::optional<std::string> C =
-            column(*T, "a column name after ORDER BY");
+        std::optional<std::string> C = column("a column name after ORDER BY");
         if (!C)
           return false;
         K.Column = *C;
@@ -854,6 +816,8 @@ private:
 
   Lexer Lex;
   Token Cur;
+  /// The columns the statement being parsed names (Statement::Columns).
+  std::vector<ColumnRef> Columns;
 };
 
 } // namespace

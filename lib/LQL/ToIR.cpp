@@ -48,6 +48,20 @@ public:
     return B.getDictionaryAttr(Named);
   }
 
+  /// STATEMENT with the location of each column it names (for the
+  /// verifier's unknown-column error).
+  Location columns(Location Statement, ArrayRef<ColumnRef> Refs) {
+    if (Refs.empty())
+      return Statement;
+    std::vector<std::string> Names;
+    for (const ColumnRef &R : Refs)
+      Names.push_back(larql::columnClause(R.Spelling));
+    SmallVector<std::pair<StringRef, Location>> Clauses;
+    for (auto [Name, R] : llvm::zip_equal(Names, Refs))
+      Clauses.push_back({Name, toLocation(Ctx, SM, R.Range)});
+    return larql::withClauses(Statement, Clauses);
+  }
+
   IntegerAttr i64(std::optional<int64_t> V) {
     return V ? B.getI64IntegerAttr(*V) : IntegerAttr();
   }
@@ -146,7 +160,7 @@ OwningOpRef<ModuleOp> lowerToIR(MLIRContext &Ctx, const llvm::SourceMgr &SM,
   Lowering Low(Ctx, SM);
   Low.B.setInsertionPointToEnd(M->getBody());
   for (const Statement &S : Stmts) {
-    Location L = toLocation(Ctx, SM, S.Loc);
+    Location L = Low.columns(toLocation(Ctx, SM, S.Loc), S.Columns);
     std::visit([&](const auto &N) { Low.lower(L, N); }, S.Node);
   }
   return M;

@@ -1,8 +1,10 @@
 //===- LQLParserTest.cpp - The LQL parser's AST ---------------------------===//
 #include "vindex/LQL/Diagnostics.h"
 #include "vindex/LQL/Parser.h"
+#include "vindex/LQL/ToIR.h"
 
 #include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
 
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/raw_ostream.h"
@@ -19,7 +21,10 @@ struct Parsed {
   std::string Diags;
 };
 
-Parsed parse(llvm::StringRef Text) {
+/// Parses TEXT; with VERIFY, also lowers its clean statements to the `larql`
+/// dialect and verifies each op, as larql-opt does (the verifier is where
+/// names are checked against the schema).
+Parsed parse(llvm::StringRef Text, bool Verify = false) {
   Parsed P;
   mlir::MLIRContext Ctx;
   llvm::SourceMgr SM;
@@ -28,6 +33,11 @@ Parsed parse(llvm::StringRef Text) {
   unsigned Buf = SM.AddNewSourceBuffer(
       llvm::MemoryBuffer::getMemBufferCopy(Text, "t.lql"), llvm::SMLoc());
   P.Stmts = parseScript(SM, Buf, Ctx, &P.Clean);
+  if (Verify) {
+    mlir::OwningOpRef<mlir::ModuleOp> M = lowerToIR(Ctx, SM, P.Clean);
+    for (mlir::Operation &Op : M->getBody()->getOperations())
+      (void)mlir::verify(&Op);
+  }
   return P;
 }
 
@@ -81,21 +91,38 @@ TEST(LQLParser, EveryStatementKind) {
   EXPECT_FALSE(std::get<SavePatchStmt>((*P.Stmts)[12].Node).Path);
 }
 
+// An unknown column is not the parser's error (the verifier checks names):
+// its statement stays clean, and the verifier reports it at its token, after
+// the parse errors.
 TEST(LQLParser, ReportsEveryErrorAndKeepsCleanStatements) {
   Parsed P = parse("SELECT laer FROM features;\nSHOW MODEL;\nSELCT 1;\n"
-                   "TRACE 'x'");
+                   "TRACE 'x'",
+                   /*Verify=*/true);
   EXPECT_FALSE(P.Stmts);
-  EXPECT_NE(P.Diags.find("t.lql:1:8: error: unknown column 'laer'; did you "
-                         "mean 'layer'?"),
-            std::string::npos)
-      << P.Diags;
-  EXPECT_NE(P.Diags.find("t.lql:3:1: error: expected a statement"),
-            std::string::npos)
-      << P.Diags;
+  size_t Parse = P.Diags.find("t.lql:3:1: error: expected a statement");
+  EXPECT_NE(Parse, std::string::npos) << P.Diags;
   EXPECT_NE(P.Diags.find("did you mean 'SELECT'?"), std::string::npos);
-  ASSERT_EQ(P.Clean.size(), 2u);
-  EXPECT_EQ(P.Clean[0].keyword(), "SHOW");
-  EXPECT_EQ(P.Clean[1].keyword(), "TRACE");
+  size_t Column = P.Diags.find("t.lql:1:8: error: unknown column 'laer'; did "
+                               "you mean 'layer'?");
+  ASSERT_NE(Column, std::string::npos) << P.Diags;
+  EXPECT_GT(Column, Parse) << P.Diags;
+  ASSERT_EQ(P.Clean.size(), 3u);
+  EXPECT_EQ(P.Clean[0].keyword(), "SELECT");
+  EXPECT_EQ(P.Clean[1].keyword(), "SHOW");
+  EXPECT_EQ(P.Clean[2].keyword(), "TRACE");
+}
+
+// The parser records each column as written, at its token, for the verifier.
+TEST(LQLParser, RecordsColumnReferences) {
+  Parsed P = parse("SELECT Layer FROM features WHERE laer = 1 ORDER BY x");
+  ASSERT_TRUE(P.Stmts) << P.Diags;
+  const std::vector<ColumnRef> &Refs = P.Stmts->front().Columns;
+  ASSERT_EQ(Refs.size(), 3u);
+  EXPECT_EQ(Refs[0].Spelling, "Layer");
+  EXPECT_EQ(Refs[1].Spelling, "laer");
+  EXPECT_EQ(Refs[2].Spelling, "x");
+  EXPECT_EQ(Refs[1].Range.End.getPointer() - Refs[1].Range.Start.getPointer(),
+            4);
 }
 
 } // namespace

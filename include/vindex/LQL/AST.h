@@ -146,8 +146,18 @@ struct ApplyPatchStmt {
   std::string Path;
 };
 
+/// A column name as the script wrote it (before lower-casing) and where:
+/// ToIR records these in the op's location so that the `larql` verifier,
+/// the one place that checks column names, reports an unknown one at its
+/// token and in the script's spelling.
+struct ColumnRef {
+  std::string Spelling;
+  llvm::SMRange Range; ///< the column's token
+};
+
 struct Statement {
   llvm::SMLoc Loc;
+  std::vector<ColumnRef> Columns; ///< every column the statement names
   std::variant<SelectStmt, DescribeStmt, ShowStmt, InferStmt, WalkStmt,
                TraceStmt, InsertStmt, DeleteStmt, UpdateStmt,
                CreateRelationStmt, CompileStmt, BeginPatchStmt, SavePatchStmt,

@@ -1,8 +1,9 @@
 //===- LarqlOps.cpp - larql op verifiers ----------------------------------===//
 //
-// What the grammar cannot check: names against the schema (for IR written by
-// hand), literal types against column types, positive counts, the FORMAT of
-// a model, the columns an INSERT row needs.
+// What the grammar cannot check: names against the schema (the one check of
+// column names, for scripts and IR written by hand alike), literal types
+// against column types, positive counts, the FORMAT of a model, the columns
+// an INSERT row needs.
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Dialect/Larql/LarqlOps.h"
@@ -40,7 +41,32 @@ std::optional<Location> vindex::larql::clauseLoc(Operation *Op,
   return std::nullopt;
 }
 
+static constexpr llvm::StringLiteral ColumnClausePrefix = "column:";
+
+std::string vindex::larql::columnClause(StringRef Spelling) {
+  return (ColumnClausePrefix + Spelling).str();
+}
+
 namespace {
+
+/// Where the script wrote COLUMN (lower case) and how, if Op came from a
+/// script: its first reference to that column.
+std::optional<std::pair<StringRef, Location>> columnRef(Operation *Op,
+                                                        StringRef Column) {
+  auto Fused = dyn_cast<FusedLoc>(Op->getLoc());
+  if (!Fused)
+    return std::nullopt;
+  for (Location L : Fused.getLocations()) {
+    auto N = dyn_cast<NameLoc>(L);
+    if (!N)
+      continue;
+    StringRef Spelling = N.getName().getValue();
+    if (Spelling.consume_front(ColumnClausePrefix) &&
+        Spelling.equals_insensitive(Column))
+      return std::make_pair(Spelling, N.getChildLoc());
+  }
+  return std::nullopt;
+}
 
 /// An error about attribute Attr of Op: at its clause, worded as the
 /// script's reader sees it, when the op came from a script; else an op
@@ -51,11 +77,17 @@ InFlightDiagnostic clauseError(Operation *Op, StringRef Attr) {
   return Op->emitOpError();
 }
 
+/// COLUMN is one of TABLE's (a known table). The one check of column names:
+/// a script's unknown column is reported at its token, as written, with a
+/// suggestion; one in IR written by hand, on the op.
 LogicalResult checkColumn(Operation *Op, StringRef Table, StringRef Column) {
-  if (!schema::hasColumn(Table, Column))
-    return Op->emitOpError("unknown column '")
-           << Column << "' in table '" << Table << "'";
-  return success();
+  if (schema::hasColumn(Table, Column))
+    return success();
+  if (auto Ref = columnRef(Op, Column))
+    return mlir::emitError(Ref->second)
+           << schema::unknownColumnMessage(Table, Ref->first);
+  return Op->emitOpError("unknown column '")
+         << Column << "' in table '" << Table << "'";
 }
 
 /// VALUE may be compared with (or assigned to) COLUMN.

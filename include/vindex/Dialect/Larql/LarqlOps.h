@@ -28,6 +28,10 @@ withClauses(mlir::Location Statement,
 /// The location of the clause that set Op's attribute Attr, if recorded.
 std::optional<mlir::Location> clauseLoc(mlir::Operation *Op,
                                         llvm::StringRef Attr);
+/// The clause name under which a script's column reference is recorded
+/// ("column:" and the column as written): the verifier, which checks column
+/// names, reports an unknown one at it and in the script's spelling.
+std::string columnClause(llvm::StringRef Spelling);
 
 } // namespace vindex::larql
 

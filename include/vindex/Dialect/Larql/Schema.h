@@ -1,7 +1,8 @@
 //===- Schema.h - The tables and columns LQL knows --------------*- C++ -*-===//
 //
-// Shared by the parser (unknown names, suggestions) and the `larql` dialect's
-// verifiers, so that a script and its IR are checked against the same list.
+// Shared by the parser (names it must know to parse, suggestions) and the
+// `larql` dialect's verifiers, the one place that checks column names (for a
+// script and for IR written by hand alike).
 // docs/lql.md documents each column.
 //
 //===----------------------------------------------------------------------===//
@@ -10,9 +11,12 @@
 
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringRef.h"
 
+#include <algorithm>
 #include <optional>
+#include <string>
 
 namespace vindex::lql::schema {
 
@@ -58,6 +62,43 @@ inline constexpr llvm::StringLiteral Bands[] = {"syntax", "knowledge",
 inline constexpr llvm::StringLiteral Formats[] = {"gguf", "safetensors"};
 inline constexpr llvm::StringLiteral CompareOps[] = {
     "=", "!=", "<", "<=", ">", ">=", "in", "like"};
+
+/// The candidate closest to WORD (case-insensitively), if it is close: the
+/// "did you mean" of the parser (keywords, UPPER) and of the verifier
+/// (columns, lower).
+template <typename Range>
+std::optional<std::string> closest(llvm::StringRef Word,
+                                   const Range &Candidates, bool Upper) {
+  std::string W = Upper ? Word.upper() : Word.lower();
+  unsigned Max = std::max<unsigned>(1, W.size() / 3);
+  std::optional<std::string> Best;
+  unsigned BestD = Max + 1;
+  for (llvm::StringRef C : Candidates) {
+    if (C == W)
+      continue;
+    unsigned D = llvm::StringRef(W).edit_distance(C, true, Max);
+    if (D < BestD) {
+      BestD = D;
+      Best = C.str();
+    }
+  }
+  return Best;
+}
+
+/// The error for a column SPELLING (as written) that TABLE (known) lacks: a
+/// suggestion when one is close, else the table's columns.
+inline std::string unknownColumnMessage(llvm::StringRef Table,
+                                        llvm::StringRef Spelling) {
+  std::string Msg = "unknown column '" + Spelling.str() + "'";
+  auto Cols = *columns(Table);
+  if (auto Best = closest(Spelling, Cols, /*Upper=*/false))
+    return Msg + "; did you mean '" + *Best + "'?";
+  Msg += " (" + Table.str() + " has ";
+  llvm::ListSeparator LS(", ");
+  for (llvm::StringRef Col : Cols)
+    (Msg += LS) += Col;
+  return Msg + ")";
+}
 
 } // namespace vindex::lql::schema
 
