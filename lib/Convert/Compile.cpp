@@ -84,14 +84,7 @@ Error writeThroughView(const TensorView &V, const OutputTensor &OT,
         },
         Rows);
   std::vector<uint8_t> Whole;
-  Whole.reserve(T.Length);
-  if (Error E = V.read(
-          *OT.Base,
-          [&](ArrayRef<uint8_t> Chunk) {
-            Whole.insert(Whole.end(), Chunk.begin(), Chunk.end());
-            return Error::success();
-          },
-          Rows))
+  if (Error E = V.readAll(*OT.Base, Whole, Rows))
     return E;
   unsigned Elem = dtypeSize(T.Type);
   uint64_t Features = T.Dims[0], Hidden = T.Dims[1];

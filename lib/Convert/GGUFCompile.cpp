@@ -410,15 +410,7 @@ Error GGUFCompiler::prepare(size_t I, Progress &Prog) {
       return View.read(
           T, [&](ArrayRef<uint8_t> Chunk) { return Out->write(Chunk); }, Rows);
     }
-    Storage.clear();
-    Storage.reserve(P.Eff.Length);
-    if (Error E = View.read(
-            T,
-            [&](ArrayRef<uint8_t> Chunk) {
-              Storage.insert(Storage.end(), Chunk.begin(), Chunk.end());
-              return Error::success();
-            },
-            Rows))
+    if (Error E = View.readAll(T, Storage, Rows))
       return E;
     P.Src = Storage.data();
     return Error::success();

@@ -238,6 +238,19 @@ static void applyReplaced(const std::map<uint64_t, const uint8_t *> &Replaced,
   }
 }
 
+Error TensorView::readAll(const TensorRecord &T, std::vector<uint8_t> &Out,
+                           uint64_t PadToRows) const {
+  Out.clear();
+  Out.reserve(std::max(rows(T), PadToRows) * rowBytes(T));
+  return read(
+      T,
+      [&](ArrayRef<uint8_t> Chunk) {
+        Out.insert(Out.end(), Chunk.begin(), Chunk.end());
+        return Error::success();
+      },
+      PadToRows);
+}
+
 Error TensorView::read(const TensorRecord &T,
                        function_ref<Error(ArrayRef<uint8_t>)> Sink,
                        uint64_t PadToRows) const {

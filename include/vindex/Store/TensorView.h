@@ -98,6 +98,10 @@ public:
   read(const TensorRecord &T,
        llvm::function_ref<llvm::Error(llvm::ArrayRef<uint8_t>)> Sink,
        uint64_t PadToRows = 0) const;
+  /// The same, gathered whole into Out (replacing its contents): for the
+  /// consumers that must see a whole patched tensor at once (a transpose).
+  llvm::Error readAll(const TensorRecord &T, std::vector<uint8_t> &Out,
+                      uint64_t PadToRows = 0) const;
   /// T's bytes with patches applied: a view into the mapping when T is
   /// unpatched and uncompressed, otherwise built in Storage. The base
   /// checksum is not checked (as Vindex::data).
