@@ -1,7 +1,7 @@
 //===- Parser.cpp - LQL lexer and parser ----------------------------------===//
 //
 // Keywords are case-insensitive; strings take single or double quotes with
-// backslash escapes; numbers are integers or decimals, optionally negative;
+// backslash escapes, and a doubled quote inside them stands for one (SQL); numbers are integers or decimals, optionally negative;
 // `--` and `/* */` are comments; statements are separated by `;`. After an
 // error the parser skips to the next `;` and goes on, so that one run
 // reports every error of a script. Unknown keywords, tables and columns
@@ -135,7 +135,15 @@ private:
     Token T;
     const char *Start = Cur;
     char Quote = *Cur++;
-    while (Cur != Text.end() && *Cur != Quote) {
+    while (Cur != Text.end()) {
+      if (*Cur == Quote) {
+        // SQL's habit: a doubled quote inside the string is one quote.
+        if (Cur + 1 == Text.end() || Cur[1] != Quote)
+          break;
+        T.Value += Quote;
+        Cur += 2;
+        continue;
+      }
       char C = *Cur++;
       if (C != '\\' || Cur == Text.end()) {
         T.Value += C;
@@ -182,7 +190,7 @@ const char *const Keywords[] = {
     "KNOWLEDGE", "OUTPUT",   "RELATIONS", "LAYERS",   "ENTITIES", "FEATURES",
     "PATCHES",   "MODEL",    "TOP",       "GENERATE", "WITH",     "K",
     "INTO",      "VALUES",   "MODE",      "SET",      "RELATION", "AS",
-    "CURRENT",   "VINDEX",   "FORMAT",    "PATCH"};
+    "CURRENT",   "VINDEX",   "FORMAT",    "PATCH",    "USING",    "EMBEDDING"};
 
 const char *const StatementKeywords[] = {
     "SELECT", "DESCRIBE", "SHOW",   "INFER",   "WALK",  "TRACE", "INSERT",
@@ -524,13 +532,20 @@ private:
       if (!E)
         return false;
       D.Entity = *E;
-      // AT LAYER and a band selector, each at most once, in either order.
+      // AT LAYER, a band selector and USING EMBEDDING, each at most once,
+      // in any order.
       bool Progress = true;
       while (Progress) {
         Progress = false;
         if (!D.Layer && isKeyword("AT")) {
           if (!optLayer(D.Layer))
             return false;
+          Progress = true;
+        }
+        if (!D.UsingEmbedding && consumeKeyword("USING")) {
+          if (!expectKeyword("EMBEDDING", "USING"))
+            return false;
+          D.UsingEmbedding = true;
           Progress = true;
         }
         if (!D.Band)
@@ -557,6 +572,16 @@ private:
         if (!N)
           return false;
         Sh.Layer = *N;
+      }
+      // Every kind parses WHERE and LIMIT; the verifier says which take
+      // them (and checks the columns), at the statement.
+      if (consumeKeyword("WHERE") && !where(Sh.Where))
+        return false;
+      if (consumeKeyword("LIMIT")) {
+        std::optional<int64_t> N = signedInteger("a row count after LIMIT");
+        if (!N)
+          return false;
+        Sh.Limit = *N;
       }
       S.Node = std::move(Sh);
       return true;

@@ -89,10 +89,12 @@ public:
   }
   void lower(Location L, const DescribeStmt &S) {
     B.create<larql::DescribeOp>(L, B.getStringAttr(S.Entity), i64(S.Layer),
-                                str(S.Band));
+                                str(S.Band), S.UsingEmbedding);
   }
   void lower(Location L, const ShowStmt &S) {
-    B.create<larql::ShowOp>(L, B.getStringAttr(S.What), i64(S.Layer));
+    B.create<larql::ShowOp>(L, B.getStringAttr(S.What), i64(S.Layer),
+                            S.Where ? expr(*S.Where) : ArrayAttr(),
+                            i64(S.Limit));
   }
   void lower(Location L, const InferStmt &S) {
     B.create<larql::InferOp>(

@@ -62,17 +62,21 @@ struct SelectStmt {
   std::optional<int64_t> Limit;
 };
 
-/// DESCRIBE 'x' [AT LAYER n] [SYNTAX|KNOWLEDGE|OUTPUT]
+/// DESCRIBE 'x' [AT LAYER n] [SYNTAX|KNOWLEDGE|OUTPUT] [USING EMBEDDING]
 struct DescribeStmt {
   std::string Entity;
   std::optional<int64_t> Layer;
   std::optional<std::string> Band; ///< "syntax", "knowledge", "output"
+  bool UsingEmbedding = false;
 };
 
-/// SHOW RELATIONS|LAYERS|ENTITIES|FEATURES n|PATCHES|MODEL
+/// SHOW RELATIONS|LAYERS|ENTITIES|FEATURES n|PATCHES|MODEL [WHERE e]
+/// [LIMIT n]
 struct ShowStmt {
   std::string What;             ///< lower case
   std::optional<int64_t> Layer; ///< FEATURES n
+  ExprPtr Where;
+  std::optional<int64_t> Limit;
 };
 
 /// INFER 'prompt' [TOP n] [GENERATE m]

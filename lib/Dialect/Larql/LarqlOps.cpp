@@ -199,6 +199,8 @@ LogicalResult SelectOp::verify() {
 }
 
 LogicalResult DescribeOp::verify() {
+  if (auto Entity = getEntity(); Entity.trim().empty())
+    return emitOpError("needs an entity, not an empty string");
   if (auto Band = getBand(); Band && !llvm::is_contained(schema::Bands, *Band))
     return emitOpError("unknown band '")
            << *Band << "' (expected " << join(schema::Bands) << ")";
@@ -214,6 +216,15 @@ LogicalResult ShowOp::verify() {
     return emitOpError("SHOW FEATURES needs a 'layer'");
   if (What != "features" && getLayer())
     return emitOpError("only SHOW FEATURES takes a 'layer'");
+  if ((getWhere() || getLimit()) && !schema::showColumns(What))
+    return emitOpError("only SHOW RELATIONS, ENTITIES and FEATURES take "
+                       "WHERE and LIMIT, not SHOW ")
+           << What.upper();
+  if (auto W = getWhere();
+      W && failed(verifyWhere(*this, ("show " + What).str(), *W)))
+    return failure();
+  if (auto Limit = getLimitAttr(); Limit && Limit.getInt() <= 0)
+    return emitOpError("LIMIT must be positive, not ") << Limit.getInt();
   return checkLayer(*this, getLayer());
 }
 

@@ -21,16 +21,29 @@ def Larql_SelectOp : Larql_Op<"select"> {
 }
 
 def Larql_DescribeOp : Larql_Op<"describe"> {
-  let summary = "DESCRIBE 'x' [AT LAYER n] [SYNTAX|KNOWLEDGE|OUTPUT]";
+  let summary = "DESCRIBE 'x' [AT LAYER n] [SYNTAX|KNOWLEDGE|OUTPUT] "
+                "[USING EMBEDDING]";
+  let description = [{
+    Without `using_embedding` the edges come from the entity's residual
+    stream in the stored relation templates; with it, from a KNN of the
+    gates with the entity's token embedding (LARQL's baseline).
+  }];
   let arguments = (ins StrAttr:$entity, OptionalAttr<I64Attr>:$layer,
-                   OptionalAttr<StrAttr>:$band);
+                   OptionalAttr<StrAttr>:$band, UnitAttr:$using_embedding);
   let assemblyFormat = "$entity attr-dict";
   let hasVerifier = 1;
 }
 
 def Larql_ShowOp : Larql_Op<"show"> {
-  let summary = "SHOW RELATIONS|LAYERS|ENTITIES|FEATURES n|PATCHES|MODEL";
-  let arguments = (ins StrAttr:$what, OptionalAttr<I64Attr>:$layer);
+  let summary = "SHOW RELATIONS|LAYERS|ENTITIES|FEATURES n|PATCHES|MODEL "
+                "[WHERE e] [LIMIT n]";
+  let description = [{
+    `where` and `limit` (as on larql.select) filter the rows of SHOW
+    RELATIONS, ENTITIES and FEATURES, on the columns of their results.
+  }];
+  let arguments = (ins StrAttr:$what, OptionalAttr<I64Attr>:$layer,
+                   OptionalAttr<ArrayAttr>:$where,
+                   OptionalAttr<I64Attr>:$limit);
   let assemblyFormat = "$what attr-dict";
   let hasVerifier = 1;
 }

@@ -22,14 +22,26 @@ namespace vindex::lql::schema {
 
 inline constexpr llvm::StringLiteral Tables[] = {"edges", "features",
                                                  "entities"};
+/// edges: what DESCRIBE computes (docs/lql.md "The edges table").
 inline constexpr llvm::StringLiteral EdgeColumns[] = {
-    "entity", "relation", "target", "layer", "feature", "score"};
+    "entity", "relation", "target", "layer", "feature", "score", "band"};
 /// `score` is the KNN score of NEAREST TO (only with it; not part of * else).
 inline constexpr llvm::StringLiteral FeatureColumns[] = {
     "layer",     "feature",    "gate_norm", "up_norm",
     "down_norm", "top_output", "top_input", "score"};
-inline constexpr llvm::StringLiteral EntityColumns[] = {"entity", "relation",
-                                                        "layer", "feature"};
+/// entities: the probe's facts, one row per (entity, relation, target),
+/// with the feature that carried the fact most.
+inline constexpr llvm::StringLiteral EntityColumns[] = {
+    "entity", "relation", "target", "layer", "feature"};
+/// The results of SHOW RELATIONS, SHOW ENTITIES and SHOW FEATURES n, which
+/// take WHERE and LIMIT on these columns.
+inline constexpr llvm::StringLiteral RelationsColumns[] = {
+    "relation", "features", "layers", "examples", "template"};
+inline constexpr llvm::StringLiteral ShowEntitiesColumns[] = {
+    "entity", "relations", "facts"};
+inline constexpr llvm::StringLiteral ShowFeaturesColumns[] = {
+    "layer",    "feature",  "relation",  "entities",  "attribution",
+    "confidence", "top_input", "top_output"};
 
 /// The columns of TABLE (lower case), or nullopt for an unknown table.
 inline std::optional<llvm::ArrayRef<llvm::StringLiteral>>
@@ -43,16 +55,40 @@ columns(llvm::StringRef Table) {
   return std::nullopt;
 }
 
+/// The columns of SHOW WHAT's result when it takes WHERE and LIMIT
+/// (relations, entities, features), else nullopt.
+inline std::optional<llvm::ArrayRef<llvm::StringLiteral>>
+showColumns(llvm::StringRef What) {
+  if (What == "relations")
+    return llvm::ArrayRef(RelationsColumns);
+  if (What == "entities")
+    return llvm::ArrayRef(ShowEntitiesColumns);
+  if (What == "features")
+    return llvm::ArrayRef(ShowFeaturesColumns);
+  return std::nullopt;
+}
+
+/// TABLE is a table name, or "show <what>" for a SHOW result.
+inline std::optional<llvm::ArrayRef<llvm::StringLiteral>>
+anyColumns(llvm::StringRef Table) {
+  if (Table.consume_front("show "))
+    return showColumns(Table);
+  return columns(Table);
+}
+
 inline bool hasColumn(llvm::StringRef Table, llvm::StringRef Column) {
-  auto Cols = columns(Table);
+  auto Cols = anyColumns(Table);
   return Cols && llvm::is_contained(*Cols, Column);
 }
 
 /// Numeric columns compare against numbers; the others (entity, relation,
-/// target, top_output, top_input) are text and compare against strings.
+/// target, band, top_output, top_input, layers, examples, template) are
+/// text and compare against strings.
 inline bool isNumericColumn(llvm::StringRef Column) {
   return Column == "layer" || Column == "feature" || Column == "score" ||
-         Column.ends_with("_norm");
+         Column.ends_with("_norm") || Column == "features" ||
+         Column == "relations" || Column == "facts" || Column == "entities" ||
+         Column == "attribution" || Column == "confidence";
 }
 
 inline constexpr llvm::StringLiteral ShowKinds[] = {
@@ -90,10 +126,11 @@ std::optional<std::string> closest(llvm::StringRef Word,
 inline std::string unknownColumnMessage(llvm::StringRef Table,
                                         llvm::StringRef Spelling) {
   std::string Msg = "unknown column '" + Spelling.str() + "'";
-  auto Cols = *columns(Table);
+  auto Cols = *anyColumns(Table);
   if (auto Best = closest(Spelling, Cols, /*Upper=*/false))
     return Msg + "; did you mean '" + *Best + "'?";
-  Msg += " (" + Table.str() + " has ";
+  Msg += " (" + (Table.starts_with("show ") ? Table.upper() : Table.str()) +
+         " has ";
   llvm::ListSeparator LS(", ");
   for (llvm::StringRef Col : Cols)
     (Msg += LS) += Col;
