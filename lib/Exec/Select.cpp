@@ -7,9 +7,9 @@
 // only computed for rows that still need them (docs/lql.md, "features").
 //
 //===----------------------------------------------------------------------===//
-#include "ResultTable.h"
-
 #include "FeatureWeights.h"
+#include "Query.h"
+#include "ResultTable.h"
 
 #include "vindex/Dialect/Larql/LarqlOps.h"
 #include "vindex/Dialect/Larql/Schema.h"
@@ -31,58 +31,14 @@ using namespace llvm;
 
 namespace vindex::lql {
 
+using namespace query;
+
 namespace {
 
 /// How many tokens top_output and top_input list, best first.
 constexpr size_t kTopTokens = 3;
 /// How many rows NEAREST TO returns without LIMIT.
 constexpr int64_t kNearestDefault = 10;
-
-using Value = std::variant<double, std::string>;
-using Literal = std::variant<int64_t, double, std::string>;
-
-/// A WHERE expression, read once from its attribute (the op's
-/// ["and"|"or", lhs, rhs] / [op, column, value] form, verified).
-struct Expr {
-  enum class Kind { Cmp, And, Or };
-  Kind K = Kind::Cmp;
-  std::string Column;
-  std::string Op; ///< "=", "!=", "<", "<=", ">", ">=", "in", "like"
-  std::vector<Literal> Values;
-  std::unique_ptr<Expr> LHS, RHS;
-};
-
-Literal literal(mlir::Attribute A) {
-  if (auto I = dyn_cast<mlir::IntegerAttr>(A))
-    return I.getInt();
-  if (auto F = dyn_cast<mlir::FloatAttr>(A))
-    return F.getValueAsDouble();
-  return cast<mlir::StringAttr>(A).getValue().str();
-}
-
-std::unique_ptr<Expr> toExpr(mlir::ArrayAttr A) {
-  auto E = std::make_unique<Expr>();
-  StringRef Kind = cast<mlir::StringAttr>(A[0]).getValue();
-  if (Kind == "and" || Kind == "or") {
-    E->K = Kind == "and" ? Expr::Kind::And : Expr::Kind::Or;
-    E->LHS = toExpr(cast<mlir::ArrayAttr>(A[1]));
-    E->RHS = toExpr(cast<mlir::ArrayAttr>(A[2]));
-    return E;
-  }
-  E->Op = Kind.str();
-  E->Column = cast<mlir::StringAttr>(A[1]).getValue().str();
-  if (Kind == "in")
-    for (mlir::Attribute V : cast<mlir::ArrayAttr>(A[2]))
-      E->Values.push_back(literal(V));
-  else
-    E->Values.push_back(literal(A[2]));
-  return E;
-}
-
-struct OrderKey {
-  std::string Column;
-  bool Descending = false;
-};
 
 /// What a larql.select asks for.
 struct Query {
@@ -107,13 +63,7 @@ Query toQuery(larql::SelectOp Op) {
     Q.Layer = L.getInt();
   if (std::optional<mlir::ArrayAttr> W = Op.getWhere())
     Q.Where = toExpr(*W);
-  if (std::optional<mlir::ArrayAttr> Order = Op.getOrderBy())
-    for (mlir::Attribute K : *Order) {
-      auto Key = cast<mlir::ArrayAttr>(K);
-      Q.OrderBy.push_back(
-          {cast<mlir::StringAttr>(Key[0]).getValue().str(),
-           cast<mlir::StringAttr>(Key[1]).getValue() == "desc"});
-    }
+  Q.OrderBy = toOrderKeys(Op.getOrderBy());
   if (mlir::IntegerAttr L = Op.getLimitAttr())
     Q.Limit = L.getInt();
   return Q;
@@ -133,37 +83,6 @@ int columnCost(StringRef Col) {
   if (Col.ends_with("_norm"))
     return 1;
   return 2;
-}
-
-int exprCost(const Expr &E) {
-  if (E.K == Expr::Kind::Cmp)
-    return columnCost(E.Column);
-  return std::max(exprCost(*E.LHS), exprCost(*E.RHS));
-}
-
-/// SQL LIKE: '%' any run of characters, '_' one character (a UTF-8 code
-/// point); case-sensitive.
-bool like(StringRef S, StringRef P) {
-  if (P.empty())
-    return S.empty();
-  if (P.front() == '%') {
-    P = P.drop_while([](char C) { return C == '%'; });
-    if (P.empty())
-      return true;
-    for (size_t I = 0; I <= S.size(); ++I)
-      if (like(S.drop_front(I), P))
-        return true;
-    return false;
-  }
-  if (S.empty())
-    return false;
-  if (P.front() == '_') {
-    size_t N = 1;
-    while (N < S.size() && (uint8_t(S[N]) & 0xC0) == 0x80)
-      ++N;
-    return like(S.drop_front(N), P.drop_front());
-  }
-  return S.front() == P.front() && like(S.drop_front(), P.drop_front());
 }
 
 class FeatureTable {
@@ -209,24 +128,8 @@ public:
   }
 
   bool eval(const Expr &E, FeatureRow &R) {
-    if (E.K != Expr::Kind::Cmp) {
-      const Expr *A = E.LHS.get(), *B = E.RHS.get();
-      if (exprCost(*B) < exprCost(*A))
-        std::swap(A, B);
-      bool First = eval(*A, R);
-      if (E.K == Expr::Kind::And ? !First : First)
-        return First;
-      return eval(*B, R);
-    }
-    Value V = get(R, E.Column);
-    if (E.Op == "in")
-      return any_of(E.Values, [&](const Literal &L) { return cmp(V, "=", L); });
-    if (E.Op == "like") {
-      const auto *S = std::get_if<std::string>(&V);
-      const auto *P = std::get_if<std::string>(&E.Values.front());
-      return S && P && like(*S, *P);
-    }
-    return cmp(V, E.Op, E.Values.front());
+    return evalExpr(
+        E, [&](StringRef C) { return get(R, C); }, columnCost);
   }
 
 private:
@@ -234,37 +137,6 @@ private:
     if (!Slot)
       Slot = Fn();
     return *Slot;
-  }
-
-  static bool cmp(const Value &V, StringRef Op, const Literal &L) {
-    int C;
-    if (const auto *D = std::get_if<double>(&V)) {
-      double X;
-      if (const auto *I = std::get_if<int64_t>(&L))
-        X = double(*I);
-      else if (const auto *F = std::get_if<double>(&L))
-        X = *F;
-      else
-        return false; // the verifier rejects text against numbers
-      C = *D < X ? -1 : *D > X ? 1 : 0;
-    } else {
-      const auto *S = std::get_if<std::string>(&L);
-      if (!S)
-        return false;
-      C = std::get<std::string>(V).compare(*S);
-      C = C < 0 ? -1 : C > 0 ? 1 : 0;
-    }
-    if (Op == "=")
-      return C == 0;
-    if (Op == "!=" || Op == "<>")
-      return C != 0;
-    if (Op == "<")
-      return C < 0;
-    if (Op == "<=")
-      return C <= 0;
-    if (Op == ">")
-      return C > 0;
-    return C >= 0;
   }
 
   void row(const WeightMatrix &W, size_t R, std::vector<float> &Out) {
@@ -349,11 +221,7 @@ Error Executor::select(mlir::Operation &Op) {
     bool Score = is_contained(Cols, "score") ||
                  any_of(S.OrderBy,
                         [](const OrderKey &K) { return K.Column == "score"; });
-    std::function<bool(const Expr &)> Uses = [&](const Expr &E) {
-      return E.K == Expr::Kind::Cmp ? E.Column == "score"
-                                    : Uses(*E.LHS) || Uses(*E.RHS);
-    };
-    if (Score || (S.Where && Uses(*S.Where)))
+    if (Score || (S.Where && S.Where->uses("score")))
       return createStringError(inconvertibleErrorCode(),
                                "column 'score' of features is the score of "
                                "NEAREST TO and needs it");
@@ -440,25 +308,11 @@ Error Executor::select(mlir::Operation &Op) {
   }
 
   if (!S.OrderBy.empty()) {
-    // Compute the sort keys once per row, then sort stably by them; ties
-    // fall back to (layer, feature), the scan order.
-    std::vector<std::vector<Value>> Keys;
-    for (FeatureRow &R : Rows) {
-      Keys.emplace_back();
-      for (const OrderKey &K : S.OrderBy)
-        Keys.back().push_back(T.get(R, K.Column));
-    }
-    std::vector<size_t> Order(Rows.size());
-    std::iota(Order.begin(), Order.end(), 0);
-    std::stable_sort(Order.begin(), Order.end(), [&](size_t A, size_t B) {
-      for (size_t K = 0; K < S.OrderBy.size(); ++K) {
-        const Value &X = Keys[A][K], &Y = Keys[B][K];
-        if (X == Y)
-          continue;
-        return S.OrderBy[K].Descending ? Y < X : X < Y;
-      }
-      return false;
-    });
+    // Ties fall back to (layer, feature), the scan order.
+    std::vector<size_t> Order =
+        orderRows(Rows.size(), S.OrderBy, [&](size_t Row, size_t K) {
+          return T.get(Rows[Row], S.OrderBy[K].Column);
+        });
     std::vector<FeatureRow> Sorted;
     for (size_t I : Order)
       Sorted.push_back(std::move(Rows[I]));
