@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Store/Copy.h"
+#include "vindex/Store/Labels.h"
 #include "vindex/Formats/ModelConfig.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Support/AtomicOutput.h"
@@ -70,6 +71,20 @@ static Error copyAuxFiles(const Vindex &V, const AtomicDirectory &Out,
       return E;
   }
   return Error::success();
+}
+
+/// labels.vfb as it is (Vindex::open checked it), if the V-index has one.
+static Error copyLabelsFile(const Vindex &V, const AtomicDirectory &Out) {
+  if (!V.manifest().LabelsFile)
+    return Error::success();
+  StringRef Name = V.manifest().LabelsFile->File;
+  ErrorOr<std::unique_ptr<MemoryBuffer>> Buf =
+      MemoryBuffer::getFile(V.path(Name), /*IsText=*/false,
+                            /*RequiresNullTerminator=*/false);
+  if (!Buf)
+    return fileError(V.path(Name), "cannot read: {0}",
+                     Buf.getError().message());
+  return writeFileAtomically(Out.file(Name), (*Buf)->getBuffer());
 }
 
 /// The base payload files, copied in the kernel.
@@ -197,6 +212,8 @@ static Error materialise(const TensorView &View, const AtomicDirectory &Out) {
   }
   if (Error E = copyAuxFiles(V, Out, Widened ? "config.json" : ""))
     return E;
+  if (Error E = copyLabelsFile(V, Out))
+    return E;
   return writeFileAtomically(Out.file(kManifestFileName), serializeManifest(M));
 }
 
@@ -218,6 +235,8 @@ Error copyVindex(const TensorView &View, StringRef OutDir, PatchMode Mode) {
     return E;
   if (Error E = copyAuxFiles(V, *Out))
     return E;
+  if (Error E = copyLabelsFile(V, *Out))
+    return E;
   if (View.patches().empty()) {
     // Byte for byte, as it was.
     if (Error E = copyManifest(V, *Out))
@@ -229,6 +248,46 @@ Error copyVindex(const TensorView &View, StringRef OutDir, PatchMode Mode) {
     return Records.takeError();
   Manifest M = V.manifest();
   M.Patches = std::move(*Records);
+  if (Error E = writeFileAtomically(Out->file(kManifestFileName),
+                                    serializeManifest(M)))
+    return E;
+  return Out->commit();
+}
+
+} // namespace vindex
+
+namespace vindex {
+
+Error copyVindexWithLabels(const Vindex &V, StringRef OutDir, const Labels &L,
+                           LabelsFileRecord Record) {
+  if (sys::fs::equivalent(V.directory(), OutDir))
+    return fileError(OutDir, "is the input V-index; a V-index is never "
+                             "modified in place (write to another path)");
+  Expected<AtomicDirectory> Out =
+      AtomicDirectory::create(OutDir, isReplaceableVindex);
+  if (!Out)
+    return Out.takeError();
+  if (Error E = copyPayloads(V, *Out))
+    return E;
+  if (Error E = copyAuxFiles(V, *Out))
+    return E;
+  Manifest M = V.manifest();
+  if (!V.patches().empty()) {
+    Expected<std::vector<PatchRecord>> Records =
+        writePatches(TensorView(V), *Out);
+    if (!Records)
+      return Records.takeError();
+    M.Patches = std::move(*Records);
+  }
+  std::string Bytes = serializeLabels(L);
+  Record.File = kLabelsFileName.str();
+  Record.Length = Bytes.size();
+  Record.Checksum = checksum(arrayRefFromStringRef(Bytes));
+  if (Error E = writeFileAtomically(Out->file(Record.File), Bytes))
+    return E;
+  M.LabelsFile = std::move(Record);
+  for (LayerRecord &R : M.Layers)
+    R.Band = uint8_t(L.band(R.Index));
   if (Error E = writeFileAtomically(Out->file(kManifestFileName),
                                     serializeManifest(M)))
     return E;

@@ -40,21 +40,24 @@ public:
       Files.push_back(fb::CreateAuxFile(B, str(F.Name), F.Length, F.Checksum));
     std::vector<flatbuffers::Offset<fb::SourceFile>> Sources;
     for (const SourceFileRecord &S : M.Provenance.Sources)
-      Sources.push_back(
-          fb::CreateSourceFile(B, str(S.Path), S.Size, str(S.Sha256)));
+      Sources.push_back(source(S));
     auto Prov = fb::CreateProvenance(
         B, str(M.Provenance.Tool), str(M.Provenance.Version),
         str(M.Provenance.CommandLine), B.CreateVector(Sources));
     std::vector<flatbuffers::Offset<fb::Patch>> Patches;
     for (const PatchRecord &P : M.Patches)
       Patches.push_back(patch(P));
+    flatbuffers::Offset<fb::LabelsFile> LabelsFile;
+    if (M.LabelsFile)
+      LabelsFile = labelsFile(*M.LabelsFile);
     // Patches need a reader that applies them (Manifest.h).
     uint32_t Version =
         M.Patches.empty() ? kVindexFormatVersion : kVindexFormatVersionPatches;
     auto Root = fb::CreateManifest(
         B, Version, Config, B.CreateVector(Tensors), B.CreateVector(Shards),
         B.CreateVector(Layers), B.CreateVector(Files), Prov,
-        B.CreateVector(Patches), keyValues(M.IndexMetadata), M.SourceIndex);
+        B.CreateVector(Patches), keyValues(M.IndexMetadata), M.SourceIndex,
+        LabelsFile);
     B.Finish(Root, fb::ManifestIdentifier());
     return std::string(reinterpret_cast<const char *>(B.GetBufferPointer()),
                        B.GetSize());
@@ -122,6 +125,18 @@ private:
     CB.add_has_pad(C.PadId.has_value());
     CB.add_pad_id(C.PadId.value_or(0));
     return CB.Finish();
+  }
+
+  flatbuffers::Offset<fb::SourceFile> source(const SourceFileRecord &S) {
+    return fb::CreateSourceFile(B, str(S.Path), S.Size, str(S.Sha256));
+  }
+
+  flatbuffers::Offset<fb::LabelsFile> labelsFile(const LabelsFileRecord &L) {
+    std::vector<flatbuffers::Offset<fb::SourceFile>> Sources;
+    for (const SourceFileRecord &S : L.Sources)
+      Sources.push_back(source(S));
+    return fb::CreateLabelsFile(B, str(L.File), L.Length, L.Checksum,
+                                str(L.CommandLine), B.CreateVector(Sources));
   }
 
   flatbuffers::Offset<fb::Patch> patch(const PatchRecord &P) {
@@ -323,6 +338,17 @@ Expected<Manifest> parseManifest(ArrayRef<uint8_t> Bytes, StringRef File) {
                      M.FormatVersion, kVindexFormatVersionPatches);
   M.IndexMetadata = keyValues(F->index_metadata());
   M.SourceIndex = F->source_index();
+  if (const fb::LabelsFile *L = F->labels()) {
+    LabelsFileRecord R;
+    R.File = str(L->file());
+    R.Length = L->length();
+    R.Checksum = L->checksum();
+    R.CommandLine = str(L->command_line());
+    if (L->sources())
+      for (const fb::SourceFile *S : *L->sources())
+        R.Sources.push_back({str(S->path()), S->size(), str(S->sha256())});
+    M.LabelsFile = std::move(R);
+  }
   return M;
 }
 

@@ -3,6 +3,7 @@
 
 #include "vindex/Store/Checks.h"
 #include "vindex/Store/Codec.h"
+#include "vindex/Store/Labels.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
 
@@ -127,7 +128,34 @@ Error Vindex::load() {
   }
   if (Error E = checkModelTensors(M.Config, M.Tensors, ManifestPath, M.Layers))
     return E;
+  if (Error E = loadLabels())
+    return E;
   return loadPatches();
+}
+
+Error Vindex::loadLabels() {
+  if (!M.LabelsFile)
+    return Error::success();
+  const LabelsFileRecord &R = *M.LabelsFile;
+  if (R.File != kLabelsFileName)
+    return fileError(path(kManifestFileName),
+                     "the labels file must be '{0}', not '{1}'",
+                     kLabelsFileName, R.File);
+  std::string Path = path(R.File);
+  ErrorOr<std::unique_ptr<MemoryBuffer>> Buf = MemoryBuffer::getFile(
+      Path, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+  if (!Buf)
+    return fileError(Path, "cannot read: {0}", Buf.getError().message());
+  ArrayRef<uint8_t> Bytes = arrayRefFromStringRef((*Buf)->getBuffer());
+  if (Bytes.size() != R.Length || checksum(Bytes) != R.Checksum)
+    return fileError(Path, "checksum mismatch (the labels file was changed)");
+  Expected<Labels> L = readLabels(Bytes, Path);
+  if (!L)
+    return L.takeError();
+  if (Error E = checkLabels(*L, M, Path))
+    return E;
+  LabelsData = std::make_shared<const Labels>(std::move(*L));
+  return Error::success();
 }
 
 // Everything a later step turns into a path or an array index is checked
@@ -153,7 +181,7 @@ Error Vindex::checkManifest(StringRef ManifestPath) const {
   Names.clear();
   for (const AuxFileRecord &F : M.Files)
     if (!isPlainFileName(F.Name) || !Names.insert(F.Name).second ||
-        F.Name == kManifestFileName)
+        F.Name == kManifestFileName || F.Name == kLabelsFileName)
       return fileError(ManifestPath, "invalid or repeated file name '{0}'",
                        F.Name);
   return Error::success();

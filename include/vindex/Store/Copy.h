@@ -33,6 +33,15 @@ enum class PatchMode {
 llvm::Error copyVindex(const TensorView &V, llvm::StringRef OutDir,
                        PatchMode Mode);
 
+struct Labels;
+
+/// Writes V to OutDir, atomically, as copyVindex does (patches kept as
+/// patches), with L as its labels (larql-probe): labels.vfb replaces any
+/// earlier labels, the manifest records it (Record's File, Length and
+/// Checksum are filled here) and each layer's band.
+llvm::Error copyVindexWithLabels(const Vindex &V, llvm::StringRef OutDir,
+                                 const Labels &L, LabelsFileRecord Record);
+
 } // namespace vindex
 
 #endif // VINDEX_STORE_COPY_H

@@ -15,6 +15,7 @@
 
 #include "llvm/Support/Error.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -110,6 +111,17 @@ struct PatchRecord {
   std::vector<PatchedTensorRecord> Tensors;
 };
 
+/// labels.vfb, the probe's tables (Labels.h), and what made it.
+struct LabelsFileRecord {
+  std::string File; ///< "labels.vfb"
+  uint64_t Length = 0;
+  /// Chunked xxh3 of the file's bytes (as tensor payloads).
+  uint64_t Checksum = 0;
+  std::string CommandLine;
+  /// The probe's inputs by SHA-256.
+  std::vector<SourceFileRecord> Sources;
+};
+
 struct Manifest {
   uint32_t FormatVersion = kVindexFormatVersion;
   ModelConfig Config;
@@ -121,6 +133,8 @@ struct Manifest {
   std::vector<PatchRecord> Patches;
   Metadata IndexMetadata;
   bool SourceIndex = false;
+  /// Present once larql-probe has labelled the V-index.
+  std::optional<LabelsFileRecord> LabelsFile;
 };
 
 /// The flatbuffer bytes of M (deterministic for equal manifests).

@@ -21,6 +21,7 @@
 namespace vindex {
 
 class Patch;
+struct Labels;
 
 class Vindex {
 public:
@@ -66,8 +67,13 @@ public:
     return Patches;
   }
 
+  /// The labels larql-probe wrote (labels.vfb), read and checked on open;
+  /// null when the V-index was never probed.
+  const Labels *labels() const { return LabelsData.get(); }
+
 private:
   llvm::Error load();
+  llvm::Error loadLabels();
   llvm::Error checkManifest(llvm::StringRef ManifestPath) const;
   llvm::Error loadPatches(); ///< Patch.cpp
   std::string Dir;
@@ -75,6 +81,7 @@ private:
   llvm::StringMap<size_t> ByName;
   llvm::StringMap<std::unique_ptr<MappedFile>> Files;
   std::vector<std::shared_ptr<const Patch>> Patches;
+  std::shared_ptr<const Labels> LabelsData;
 };
 
 } // namespace vindex
