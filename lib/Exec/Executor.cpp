@@ -122,6 +122,8 @@ Error Executor::run(Operation &Op) {
     return select(Op);
   if (isa<larql::ShowOp>(Op))
     return show(Op);
+  if (isa<larql::DescribeOp>(Op))
+    return describe(Op);
   if (isa<larql::CompileOp>(Op))
     return compile(Op);
   if (isEdit(Op))

@@ -207,11 +207,7 @@ void scan(const Query &S, FeatureTable &T, std::vector<FeatureRow> &Rows) {
 Error Executor::select(mlir::Operation &Op) {
   Query S = toQuery(cast<larql::SelectOp>(Op));
   if (S.From != "features")
-    return createStringError(
-        inconvertibleErrorCode(),
-        "SELECT FROM %s does not run against a V-index yet (it needs "
-        "labels; SELECT FROM features runs)",
-        S.From.c_str());
+    return selectLabels(Op);
   std::vector<std::string> Cols = S.Columns;
   if (Cols.empty())
     for (StringRef C : schema::FeatureColumns)

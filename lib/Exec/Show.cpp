@@ -1,7 +1,9 @@
 //===- Show.cpp - SHOW LAYERS, SHOW MODEL, SHOW PATCHES ------------------===//
 //
 // None needs the engine: SHOW MODEL reads the manifest, SHOW LAYERS the
-// down vectors, SHOW PATCHES the view's patch stack.
+// down vectors (and the probe's bands), SHOW PATCHES the view's patch
+// stack. SHOW RELATIONS, ENTITIES and FEATURES read the labels
+// (LabelQueries.cpp).
 //
 //===----------------------------------------------------------------------===//
 #include "FeatureWeights.h"
@@ -9,6 +11,7 @@
 
 #include "vindex/Dialect/Larql/LarqlOps.h"
 #include "vindex/Exec/Executor.h"
+#include "vindex/Store/Labels.h"
 #include "vindex/Store/Patch.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
@@ -31,8 +34,10 @@ Error Executor::show(mlir::Operation &Op) {
       return W.takeError();
     const FeatureWeights &M = *W;
     R.Statement = "SHOW LAYERS";
-    R.Columns = {"layer", "kind", "features", "mean_down_norm",
-                 "max_down_norm"};
+    R.Columns = {"layer", "kind",          "features",
+                 "mean_down_norm", "max_down_norm", "band"};
+    // The band larql-probe computed for the layer; "" if never probed.
+    const Labels *Lab = V.labels();
     for (size_t L = 0; L < M.numLayers(); ++L) {
       const WeightMatrix &D = M.layer(L).Down;
       double Sum = 0, Max = 0;
@@ -48,7 +53,8 @@ Error Executor::show(mlir::Operation &Op) {
       }
       R.Rows.push_back({int64_t(L),
                         std::string(M.layer(L).Sliding ? "sliding" : "full"),
-                        int64_t(D.Rows), D.Rows ? Sum / D.Rows : 0.0, Max});
+                        int64_t(D.Rows), D.Rows ? Sum / D.Rows : 0.0, Max,
+                        Lab ? bandName(Lab->band(L)).str() : std::string()});
     }
     printResult(R, Format, OS);
     return Error::success();
@@ -112,11 +118,7 @@ Error Executor::show(mlir::Operation &Op) {
     printResult(R, Format, OS);
     return Error::success();
   }
-  return createStringError(inconvertibleErrorCode(),
-                           "SHOW %s does not run against a V-index yet (it "
-                           "needs labels; SHOW LAYERS, SHOW MODEL and SHOW "
-                           "PATCHES run)",
-                           What.upper().c_str());
+  return showLabels(Op);
 }
 
 } // namespace vindex::lql

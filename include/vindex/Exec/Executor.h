@@ -30,6 +30,7 @@ class TensorView;
 class Tokenizer;
 class Vindex;
 class VindexSession;
+struct Labels;
 struct PatchOrigin;
 } // namespace vindex
 
@@ -96,6 +97,13 @@ private:
   llvm::Error select(mlir::Operation &Op);  ///< Select.cpp
   llvm::Error show(mlir::Operation &Op);    ///< Show.cpp
   llvm::Error compile(mlir::Operation &Op); ///< Compile.cpp
+
+  // LabelQueries.cpp
+  /// The V-index's labels, or the statement's error saying to probe it.
+  llvm::Expected<const Labels &> labels();
+  llvm::Error showLabels(mlir::Operation &Op);   ///< RELATIONS, ENTITIES, FEATURES
+  llvm::Error selectLabels(mlir::Operation &Op); ///< FROM edges, entities
+  llvm::Error describe(mlir::Operation &Op);
 
   // PatchFile.cpp
   static bool isEdit(mlir::Operation &Op); ///< an op of the vindex dialect

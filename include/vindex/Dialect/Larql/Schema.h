@@ -29,16 +29,15 @@ inline constexpr llvm::StringLiteral EdgeColumns[] = {
 inline constexpr llvm::StringLiteral FeatureColumns[] = {
     "layer",     "feature",    "gate_norm", "up_norm",
     "down_norm", "top_output", "top_input", "score"};
-/// entities: the probe's facts, one row per (entity, relation, target),
-/// with the feature that carried the fact most.
-inline constexpr llvm::StringLiteral EntityColumns[] = {
-    "entity", "relation", "target", "layer", "feature"};
+/// entities: the entities the probe was given, in its order.
+inline constexpr llvm::StringLiteral EntityColumns[] = {"entity", "id",
+                                                        "tokens"};
 /// The results of SHOW RELATIONS, SHOW ENTITIES and SHOW FEATURES n, which
 /// take WHERE and LIMIT on these columns.
 inline constexpr llvm::StringLiteral RelationsColumns[] = {
     "relation", "features", "layers", "examples", "template"};
-inline constexpr llvm::StringLiteral ShowEntitiesColumns[] = {
-    "entity", "relations", "facts"};
+inline constexpr llvm::StringLiteral ShowEntitiesColumns[] = {"entity", "id",
+                                                             "tokens"};
 inline constexpr llvm::StringLiteral ShowFeaturesColumns[] = {
     "layer",    "feature",  "relation",  "entities",  "attribution",
     "confidence", "top_input", "top_output"};
@@ -87,7 +86,7 @@ inline bool hasColumn(llvm::StringRef Table, llvm::StringRef Column) {
 inline bool isNumericColumn(llvm::StringRef Column) {
   return Column == "layer" || Column == "feature" || Column == "score" ||
          Column.ends_with("_norm") || Column == "features" ||
-         Column == "relations" || Column == "facts" || Column == "entities" ||
+         Column == "id" || Column == "tokens" || Column == "entities" ||
          Column == "attribution" || Column == "confidence";
 }
 
