@@ -13,6 +13,11 @@ Progress::Progress(StringRef Label, uint64_t TotalBytes)
     : Label(Label.str()), Total(TotalBytes),
       Enabled(sys::Process::StandardErrIsDisplayed()) {}
 
+Progress::Progress(StringRef Label, uint64_t Total, StringRef Unit)
+    : Progress(Label, Total) {
+  this->Unit = Unit.str();
+}
+
 Progress::~Progress() { finish(); }
 
 void Progress::advance(uint64_t Bytes) {
@@ -40,8 +45,12 @@ void Progress::draw(bool Force) {
   LastDraw = Now;
   uint64_t D = Done.load();
   double Pct = Total ? 100.0 * D / Total : 100.0;
-  errs() << "\r" << Label << "  "
-         << format("%.2f/%.2f GB  %3.0f%%", D / 1e9, Total / 1e9, Pct);
+  errs() << "\r" << Label << "  ";
+  if (Unit.empty())
+    errs() << format("%.2f/%.2f GB  %3.0f%%", D / 1e9, Total / 1e9, Pct);
+  else
+    errs() << D << "/" << Total << " " << Unit
+           << format("  %3.0f%%", Pct);
   errs().flush();
 }
 

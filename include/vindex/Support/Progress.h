@@ -17,6 +17,8 @@ namespace vindex {
 class Progress {
 public:
   Progress(llvm::StringRef Label, uint64_t TotalBytes);
+  /// Counts items of Unit ("facts", "layers") rather than bytes.
+  Progress(llvm::StringRef Label, uint64_t Total, llvm::StringRef Unit);
   ~Progress();
   void advance(uint64_t Bytes);
   void finish();
@@ -24,6 +26,7 @@ public:
 private:
   void draw(bool Force);
   std::string Label;
+  std::string Unit; ///< Empty: bytes.
   uint64_t Total;
   std::atomic<uint64_t> Done{0};
   bool Enabled;

@@ -1,0 +1,139 @@
+//===- Inputs.cpp - The probe's facts and templates ----------------------===//
+#include "vindex/Probe/Probe.h"
+
+#include "vindex/Formats/Tokenizer.h"
+#include "vindex/Support/Error.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Support/JSON.h"
+
+using namespace llvm;
+
+namespace vindex {
+
+Expected<std::vector<Fact>> parseFacts(StringRef Text, StringRef File) {
+  std::vector<Fact> Facts;
+  SmallVector<StringRef, 0> Lines;
+  Text.split(Lines, '\n');
+  if (Lines.empty() || Lines[0].trim().empty())
+    return fileError(File, "is empty (expected a header line "
+                           "entity<TAB>relation<TAB>target)");
+  for (size_t I = 1; I < Lines.size(); ++I) {
+    StringRef Line = Lines[I];
+    Line.consume_back("\r");
+    unsigned No = I + 1;
+    if (Line.trim().empty())
+      continue;
+    SmallVector<StringRef, 4> Fields;
+    Line.split(Fields, '\t');
+    if (Fields.size() != 3)
+      return makeError("{0}:{1}: expected 3 tab-separated fields (entity, "
+                       "relation, target), found {2}",
+                       File, No, Fields.size());
+    for (size_t F = 0; F < 3; ++F)
+      if (Fields[F].trim().empty())
+        return makeError("{0}:{1}: the {2} is empty", File, No,
+                         F == 0 ? "entity" : F == 1 ? "relation" : "target");
+    Facts.push_back({Fields[0].trim().str(), Fields[1].trim().str(),
+                     Fields[2].trim().str(), No});
+  }
+  if (Facts.empty())
+    return fileError(File, "has no facts after its header");
+  return Facts;
+}
+
+/// The 1-based line of the first occurrence of Needle (1 if absent): JSON
+/// values carry no positions, but a relation's key is unique text.
+static unsigned lineOf(StringRef Text, StringRef Needle) {
+  size_t At = Text.find(Needle);
+  return At == StringRef::npos ? 1 : 1 + Text.take_front(At).count('\n');
+}
+
+Expected<std::vector<RelationInfo>> parseTemplates(StringRef Text,
+                                                   StringRef File) {
+  Expected<json::Value> Parsed = json::parse(Text);
+  if (!Parsed)
+    return fileError(File, "invalid JSON: {0}", toString(Parsed.takeError()));
+  const json::Object *Root = Parsed->getAsObject();
+  if (!Root)
+    return fileError(File, "expected an object of relations");
+  std::vector<RelationInfo> Relations;
+  for (const auto &KV : *Root) {
+    RelationInfo R;
+    R.Name = KV.first.str();
+    unsigned No = lineOf(Text, "\"" + R.Name + "\"");
+    const json::Object *O = KV.second.getAsObject();
+    if (!O)
+      return makeError("{0}:{1}: relation '{2}': expected an object", File,
+                       No, R.Name);
+    std::optional<StringRef> Canonical = O->getString("canonical");
+    if (!Canonical)
+      return makeError("{0}:{1}: relation '{2}' has no \"canonical\" prompt",
+                       File, No, R.Name);
+    R.Canonical = Canonical->str();
+    if (!Canonical->contains("{e}"))
+      return makeError("{0}:{2}: relation '{1}': the canonical template has "
+                       "no {{e} for the entity: \"{3}\"",
+                       File, R.Name, lineOf(Text, "\"" + R.Canonical + "\""),
+                       R.Canonical);
+    if (const json::Array *Train = O->getArray("train"))
+      for (const json::Value &T : *Train)
+        if (std::optional<StringRef> S = T.getAsString())
+          R.Templates.push_back(S->str());
+    if (std::optional<StringRef> H = O->getString("heldout_prompt"))
+      R.HeldoutPrompt = H->str();
+    Relations.push_back(std::move(R));
+  }
+  // json::Object is a hash map: the file's order is the order of the keys'
+  // first appearance in the text.
+  llvm::stable_sort(Relations, [&](const RelationInfo &A,
+                                   const RelationInfo &B) {
+    return Text.find("\"" + A.Name + "\"") < Text.find("\"" + B.Name + "\"");
+  });
+  return Relations;
+}
+
+Error checkFacts(ArrayRef<Fact> Facts, ArrayRef<RelationInfo> Relations,
+                 const Tokenizer &Tok, size_t MaxPositions,
+                 StringRef FactsFile) {
+  StringMap<const RelationInfo *> ByName;
+  for (const RelationInfo &R : Relations)
+    ByName[R.Name] = &R;
+  for (const Fact &F : Facts) {
+    auto It = ByName.find(F.Relation);
+    if (It == ByName.end())
+      return makeError("{0}:{1}: relation '{2}' has no template (add it to "
+                       "the --templates file)",
+                       FactsFile, F.Line, F.Relation);
+    FactTokens T = factTokens(Tok, It->second->prompt(F.Entity), F.Target);
+    if (T.Target < 0)
+      return makeError("{0}:{1}: the target '{2}' adds no token to the "
+                       "prompt",
+                       FactsFile, F.Line, F.Target);
+    if (MaxPositions && T.Prompt.size() > MaxPositions)
+      return makeError("{0}:{1}: the prompt for '{2}' is {3} tokens, longer "
+                       "than the model's context of {4}",
+                       FactsFile, F.Line, F.Entity, T.Prompt.size(),
+                       MaxPositions);
+  }
+  return Error::success();
+}
+
+FactTokens factTokens(const Tokenizer &Tok, StringRef Prompt,
+                      StringRef Target) {
+  FactTokens T;
+  T.Prompt = Tok.encode(Prompt);
+  std::vector<int32_t> Full = Tok.encode((Prompt + " " + Target).str());
+  size_t I = 0;
+  while (I < T.Prompt.size() && I < Full.size() && T.Prompt[I] == Full[I])
+    ++I;
+  if (I < Full.size())
+    T.Target = Full[I];
+  // The prompt's last token merged with the target's start: feed the
+  // common prefix and predict the first token that differs.
+  T.Prompt.resize(I);
+  return T;
+}
+
+} // namespace vindex
