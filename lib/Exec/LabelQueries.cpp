@@ -122,7 +122,7 @@ void project(ResultTable &R, ArrayRef<std::string> Cols) {
   R.Columns.assign(Cols.begin(), Cols.end());
 }
 
-std::vector<Cell> edgeRow(StringRef Entity, const probe::DescribeEdge &E) {
+std::vector<Cell> edgeRow(StringRef Entity, const DescribeEdge &E) {
   return {Entity.str(),      E.Relation,        E.Target,
           int64_t(E.Layer),  int64_t(E.Feature), E.Score,
           bandName(E.LayerBand).str()};
@@ -150,7 +150,8 @@ Error Executor::showLabels(mlir::Operation &Op) {
   StringRef What = Show.getWhat();
   ResultTable R;
   R.Statement = "SHOW " + What.upper();
-  for (StringRef C : *schema::showColumns(What))
+  ArrayRef<StringLiteral> Columns = *schema::showColumns(What);
+  for (StringRef C : Columns)
     R.Columns.push_back(C.str());
   if (What == "relations") {
     std::vector<uint32_t> Counts = L.relationFeatureCounts();
@@ -223,7 +224,8 @@ Error Executor::selectLabels(mlir::Operation &Op) {
   ResultTable R;
   R.Statement = "SELECT";
   StringRef Table = Sel.getTable();
-  for (StringRef C : *schema::columns(Table))
+  ArrayRef<StringLiteral> Columns = *schema::columns(Table);
+  for (StringRef C : Columns)
     R.Columns.push_back(C.str());
   Expected<const Tokenizer &> Tok = tokenizer();
   if (!Tok)
@@ -250,16 +252,16 @@ Error Executor::selectLabels(mlir::Operation &Op) {
     Expected<const Model &> M = model();
     if (!M)
       return M.takeError();
-    probe::DescribeOptions Opts;
+    DescribeOptions Opts;
     Opts.Threads = Threads;
     if (mlir::IntegerAttr Layer = Sel.getLayerAttr())
       Opts.Layer = uint32_t(Layer.getInt());
     for (const std::string &E : Entities) {
-      Expected<std::vector<probe::DescribeEdge>> Edges =
-          probe::describeFromResidual(*M, *Tok, L, E, Opts);
+      Expected<std::vector<DescribeEdge>> Edges =
+          describeFromResidual(*M, *Tok, L, E, Opts);
       if (!Edges)
         return Edges.takeError();
-      for (const probe::DescribeEdge &Ed : *Edges)
+      for (const DescribeEdge &Ed : *Edges)
         R.Rows.push_back(edgeRow(E, Ed));
     }
   }
@@ -279,7 +281,7 @@ Error Executor::describe(mlir::Operation &Op) {
   if (!M)
     return M.takeError();
   const Tokenizer &Tok = cantFail(VS.tokenizer()); // model() loaded it
-  probe::DescribeOptions Opts;
+  DescribeOptions Opts;
   Opts.Threads = Threads;
   if (std::optional<uint64_t> Layer = D.getLayer()) {
     if (*Layer >= M->numLayers())
@@ -293,16 +295,16 @@ Error Executor::describe(mlir::Operation &Op) {
     Opts.OnlyBand = parseBand(*B);
   bool Embedding = D.getUsingEmbedding();
   StringRef Entity = D.getEntity();
-  Expected<std::vector<probe::DescribeEdge>> Edges =
-      Embedding ? probe::describeFromEmbedding(*M, Tok, L, Entity, Opts)
-                : probe::describeFromResidual(*M, Tok, L, Entity, Opts);
+  Expected<std::vector<DescribeEdge>> Edges =
+      Embedding ? describeFromEmbedding(*M, Tok, L, Entity, Opts)
+                : describeFromResidual(*M, Tok, L, Entity, Opts);
   if (!Edges)
     return Edges.takeError();
   StringRef Method = Embedding ? "embedding" : "residual";
 
   if (Format == ResultFormat::JSON) {
     json::Array Arr;
-    for (const probe::DescribeEdge &E : *Edges)
+    for (const DescribeEdge &E : *Edges)
       Arr.push_back(json::Object{{"relation", E.Relation},
                                  {"target", E.Target},
                                  {"layer", int64_t(E.Layer)},
@@ -321,7 +323,7 @@ Error Executor::describe(mlir::Operation &Op) {
     R.Statement = "DESCRIBE";
     for (StringRef C : schema::EdgeColumns)
       R.Columns.push_back(C.str());
-    for (const probe::DescribeEdge &E : *Edges)
+    for (const DescribeEdge &E : *Edges)
       R.Rows.push_back(edgeRow(Entity, E));
     printResult(R, Format, OS);
     return Error::success();
@@ -332,7 +334,7 @@ Error Executor::describe(mlir::Operation &Op) {
   for (Band B : {Band::Syntax, Band::Knowledge, Band::Output, Band::Unlabelled}) {
     ResultTable R;
     R.Columns = {"relation", "target", "layer", "feature", "score"};
-    for (const probe::DescribeEdge &E : *Edges)
+    for (const DescribeEdge &E : *Edges)
       if (E.LayerBand == B)
         R.Rows.push_back({E.Relation, E.Target, int64_t(E.Layer),
                           int64_t(E.Feature), E.Score});

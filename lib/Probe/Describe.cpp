@@ -11,21 +11,22 @@
 //     the final norm (w / rms(x)) this is a linear map, so its part of the
 //     logit of candidate t is
 //        c_i(t) = a_i * (down_i * s_l * f) . unembed[t].
-//  4. For each relation r in R, the features labelled r vote:
-//        score_r(t) = sum over those features of c_i(t),
-//     the logit that r's features give t in this context. The edge (r, t)
-//     names the feature with the largest c_i(t); edges with a positive
-//     score are kept, best first.
+//  4. score(t) = sum of c_i(t) over every feature (of the layers asked
+//     for): the logit the FFNs write for t in this context, the model's
+//     own knowledge of the entity. t is an edge of the relation r (of R)
+//     whose labelled features write it most; the edge names that feature,
+//     and t with no labelled feature of R writing it positively is no
+//     edge. Edges with a positive score are kept, best first.
 //
-// Only labelled features and the candidate tokens are ever multiplied, so
-// the cost is one forward pass per prompt plus |features| x |candidates|
-// dot products.
+// The cost is one forward pass per prompt plus features x candidates dot
+// products (the probe's attribution kernel, layerAttribution).
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Probe/Describe.h"
 
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
+#include "vindex/Probe/Probe.h"
 
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/StringExtras.h"
@@ -33,21 +34,17 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <numeric>
 
 using namespace llvm;
 
-namespace vindex::probe {
+namespace vindex {
 
 namespace {
 
-/// Tokens the greedy continuation of a target may add to finish its word.
-constexpr size_t kMaxContinuation = 6;
-
-bool startsWord(StringRef Piece) {
-  return Piece.starts_with("\xE2\x96\x81") || Piece.starts_with("\xC4\xA0") ||
-         Piece.starts_with(" ");
-}
+/// Tokens the greedy continuation of a target may add.
+constexpr size_t kMaxContinuation = 8;
 
 float rms(const float *X, size_t N, double Eps) {
   double S = 0;
@@ -86,9 +83,12 @@ public:
                     const DescribeOptions &Opts)
       : M(M), Tok(Tok), L(L), Opts(Opts) {}
 
-  /// The edges of relations Rels that the prompt Ids shows.
+  /// The edges of relations Rels that the prompt Ids shows. Without a
+  /// relation's template (the entity alone) a candidate is an edge only if
+  /// it is one of its carrier's stored top output tokens: a token the
+  /// feature writes in any context, not the syntax that follows a name.
   void prompt(StringRef Text, ArrayRef<int32_t> Ids, ArrayRef<uint32_t> Rels,
-              std::vector<DescribeEdge> &Out) {
+              bool NeedOutputToken, std::vector<DescribeEdge> &Out) {
     const ModelConfig &C = M.config();
     size_t D = C.HiddenSize, NL = M.numLayers();
     Session S(M, Opts.Threads);
@@ -99,100 +99,100 @@ public:
     size_t P = Ids.size() - 1;
     std::vector<int32_t> Cands = topTokens(R.Logits, Tok, Opts.Candidates);
 
-    // The candidates' unembedding rows times the final norm's map.
-    const float *X = R.Residuals[NL].data() + P * D;
-    float FinalRms = rms(X, D, C.NormEps);
-    ArrayRef<float> FW = M.finalNorm();
-    std::vector<std::vector<float>> U(Cands.size(), std::vector<float>(D));
-    for (size_t K = 0; K < Cands.size(); ++K)
-      for (size_t J = 0; J < D; ++J)
-        U[K][J] = M.lmHead().at(Cands[K], J) * FW[J] / FinalRms;
+    // Each candidate's logit direction in the final residual (the probe's
+    // readout: its attribution is the same linearisation).
+    ArrayRef<float> X(R.Residuals[NL].data() + P * D, D);
+    std::vector<std::vector<float>> U;
+    for (int32_t T : Cands)
+      U.push_back(readoutVector(X, M.finalNorm(), M.lmHead(), size_t(T),
+                                C.NormEps));
 
-    // Per relation and candidate: the summed score and the best feature.
-    struct Vote {
-      double Score = 0, Best = -INFINITY;
+    // Per candidate: the logit all the features (of the allowed layers)
+    // write for it, and per relation asked about the labelled feature that
+    // writes most.
+    struct Carrier {
+      float Credit = 0;
       uint32_t Layer = 0, Feature = 0;
     };
-    std::map<uint32_t, std::vector<Vote>> Votes;
+    std::vector<double> Total(Cands.size(), 0.0);
+    std::map<uint32_t, std::vector<Carrier>> Best;
     for (uint32_t Rel : Rels)
-      Votes[Rel].resize(Cands.size());
+      Best[Rel].resize(Cands.size());
 
-    std::vector<float> Scale(D), V(D);
+    std::vector<float> Y(D), LR(D), Credit;
     for (uint32_t Layer = 0; Layer < NL; ++Layer) {
-      ArrayRef<FeatureLabel> Labelled = L.layerFeatures(Layer);
-      if (Labelled.empty() || !featureAllowed(L, Layer, Opts))
+      if (!featureAllowed(L, Layer, Opts))
         continue;
       const LayerWeights &W = M.layer(Layer);
       size_t F = W.Down.Rows;
-      const float *A = R.FFNActivations[Layer].data() + P * F;
-      // The post-FFN norm's map at this position (identity without it).
-      std::fill(Scale.begin(), Scale.end(), 1.0f);
+      ArrayRef<float> A(R.FFNActivations[Layer].data() + P * F, F);
+      // The post-FFN norm at this position, held at its value (as the
+      // probe's attribution does).
+      float Scale = 1;
       if (C.PostNorms) {
-        std::vector<float> Out(D, 0.0f);
+        std::fill(Y.begin(), Y.end(), 0.0f);
         for (size_t I = 0; I < F; ++I)
           if (A[I] != 0.0f)
-            axpyRow(A[I], W.Down, I, Out.data());
-        float Rms = rms(Out.data(), D, C.NormEps);
-        for (size_t J = 0; J < D; ++J)
-          Scale[J] = W.PostFFNNorm[J] / Rms;
+            axpyRow(A[I], W.Down, I, Y.data());
+        Scale = 1 / rms(Y.data(), D, C.NormEps);
       }
-      for (const FeatureLabel &FL : Labelled) {
-        bool Wanted = false;
-        for (const RelationLabel &RL : FL.Relations)
-          Wanted |= Votes.count(RL.Relation) != 0;
-        if (!Wanted || FL.Feature >= F || A[FL.Feature] == 0.0f)
-          continue;
-        std::fill(V.begin(), V.end(), 0.0f);
-        axpyRow(A[FL.Feature], W.Down, FL.Feature, V.data());
+      ArrayRef<FeatureLabel> Labelled = L.layerFeatures(Layer);
+      Credit.resize(F);
+      for (size_t K = 0; K < Cands.size(); ++K) {
         for (size_t J = 0; J < D; ++J)
-          V[J] *= Scale[J];
-        for (size_t K = 0; K < Cands.size(); ++K) {
-          double Ct = dotF32(V.data(), U[K].data(), D);
+          LR[J] = C.PostNorms ? U[K][J] * W.PostFFNNorm[J] : U[K][J];
+        layerAttribution(A, W.Down, LR, Scale, Credit);
+        for (float X : Credit)
+          Total[K] += X;
+        for (const FeatureLabel &FL : Labelled) {
+          if (FL.Feature >= F)
+            continue;
+          float X = Credit[FL.Feature];
+          if (NeedOutputToken &&
+              none_of(FL.OutputTokens, [&](const TokenScore &T) {
+                return int32_t(T.Token) == Cands[K];
+              }))
+            continue;
           for (const RelationLabel &RL : FL.Relations) {
-            auto It = Votes.find(RL.Relation);
-            if (It == Votes.end())
-              continue;
-            Vote &Vt = It->second[K];
-            Vt.Score += Ct;
-            if (Ct > Vt.Best) {
-              Vt.Best = Ct;
-              Vt.Layer = Layer;
-              Vt.Feature = FL.Feature;
-            }
+            auto It = Best.find(RL.Relation);
+            if (It != Best.end() && X > It->second[K].Credit)
+              It->second[K] = {X, Layer, FL.Feature};
           }
         }
       }
     }
 
-    for (auto &[Rel, Vs] : Votes) {
-      std::vector<size_t> Order(Cands.size());
-      std::iota(Order.begin(), Order.end(), 0);
-      std::stable_sort(Order.begin(), Order.end(), [&](size_t A, size_t B) {
-        return Vs[A].Score > Vs[B].Score;
-      });
-      unsigned Kept = 0;
-      for (size_t K : Order) {
-        if (Kept == Opts.PerRelation || !(Vs[K].Score > 0))
-          break;
-        DescribeEdge E;
-        E.Relation = L.Relations[Rel].Name;
-        E.TargetToken = Cands[K];
-        E.Target = complete(Ids, Cands[K]);
-        E.Layer = Vs[K].Layer;
-        E.Feature = Vs[K].Feature;
-        E.Score = Vs[K].Score;
-        E.LayerBand = L.band(E.Layer);
-        E.Context = Text.str();
-        Out.push_back(std::move(E));
-        ++Kept;
-      }
+    // A candidate is an edge of the relation whose labelled feature writes
+    // it most (one relation per candidate and prompt).
+    for (size_t K = 0; K < Cands.size(); ++K) {
+      const Carrier *Top = nullptr;
+      uint32_t TopRel = 0;
+      for (auto &[Rel, Cs] : Best)
+        if (Cs[K].Credit > 0 && (!Top || Cs[K].Credit > Top->Credit)) {
+          Top = &Cs[K];
+          TopRel = Rel;
+        }
+      if (!Top || !(Total[K] > 0))
+        continue;
+      DescribeEdge E;
+      E.Relation = L.Relations[TopRel].Name;
+      E.TargetToken = Cands[K];
+      E.Target = complete(Ids, Cands[K]);
+      E.Layer = Top->Layer;
+      E.Feature = Top->Feature;
+      E.Score = Total[K];
+      E.LayerBand = L.band(E.Layer);
+      E.Context = Text.str();
+      Out.push_back(std::move(E));
     }
   }
 
 private:
-  /// Token T after Ids, completed to the end of its word by greedy decoding.
+  /// Token T after Ids, completed by greedy decoding up to the first
+  /// punctuation mark or special token: the whole target ("New Delhi",
+  /// "West African CFA franc"), as the model would go on to write it.
   std::string complete(ArrayRef<int32_t> Ids, int32_t T) {
-    std::vector<int32_t> Word{T};
+    std::vector<int32_t> Target{T};
     std::vector<int32_t> Seq(Ids.begin(), Ids.end());
     Seq.push_back(T);
     uint64_t Max = M.config().MaxPositions;
@@ -203,18 +203,16 @@ private:
         break;
       int32_t Next = int32_t(argmax(Logits));
       if (Tok.isSpecial(Next) ||
-          is_contained(M.config().EosIds, int64_t(Next)) ||
-          startsWord(Tok.piece(Next)))
+          is_contained(M.config().EosIds, int64_t(Next)))
         break;
-      StringRef Piece = Tok.decode({Next});
-      // Punctuation ends the target ("Paris." is "Paris").
-      if (Piece.empty() || !isAlnum(Piece.front()))
+      StringRef Piece = StringRef(Tok.decode({Next})).ltrim(" ");
+      if (Piece.empty() || StringRef(".,;:!?\n\"()").contains(Piece.front()))
         break;
-      Word.push_back(Next);
+      Target.push_back(Next);
       Seq.push_back(Next);
       Logits = S.run({Next}).Logits;
     }
-    return StringRef(Tok.decode(Word)).trim().str();
+    return StringRef(Tok.decode(Target)).trim().str();
   }
 
   const Model &M;
@@ -224,27 +222,39 @@ private:
 };
 
 /// Keeps the best edge per (relation, target) and PerRelation edges per
-/// relation, and sorts by descending score (ties: relation, target).
+/// relation, the edges of the relation's own template first (those of the
+/// entity alone only fill a relation's remaining places), and sorts them by
+/// descending score (ties: relation, target).
 std::vector<DescribeEdge> finish(std::vector<DescribeEdge> Edges,
-                                 unsigned PerRelation) {
+                                 unsigned PerRelation,
+                                 StringRef AloneContext = "") {
+  auto ByScore = [](const DescribeEdge &A, const DescribeEdge &B) {
+    if (A.Score != B.Score)
+      return A.Score > B.Score;
+    if (A.Relation != B.Relation)
+      return A.Relation < B.Relation;
+    return A.Target < B.Target;
+  };
+  auto Alone = [&](const DescribeEdge &E) {
+    return !AloneContext.empty() && E.Context == AloneContext;
+  };
   std::stable_sort(Edges.begin(), Edges.end(),
-                   [](const DescribeEdge &A, const DescribeEdge &B) {
-                     if (A.Score != B.Score)
-                       return A.Score > B.Score;
-                     if (A.Relation != B.Relation)
-                       return A.Relation < B.Relation;
-                     return A.Target < B.Target;
+                   [&](const DescribeEdge &A, const DescribeEdge &B) {
+                     if (Alone(A) != Alone(B))
+                       return Alone(B);
+                     return ByScore(A, B);
                    });
   std::vector<DescribeEdge> Out;
   std::map<std::string, unsigned> PerRel;
-  std::map<std::pair<std::string, std::string>, bool> Seen;
+  std::set<std::pair<std::string, std::string>> Seen;
   for (DescribeEdge &E : Edges) {
-    if (!Seen.emplace(std::make_pair(E.Relation, E.Target), true).second)
+    if (!Seen.insert({E.Relation, E.Target}).second)
       continue;
     if (PerRel[E.Relation]++ >= PerRelation)
       continue;
     Out.push_back(std::move(E));
   }
+  std::stable_sort(Out.begin(), Out.end(), ByScore);
   return Out;
 }
 
@@ -275,7 +285,7 @@ describeFromResidual(const Model &M, const Tokenizer &Tok, const Labels &L,
     std::vector<int32_t> Ids = Tok.encode(Text);
     if (Error E = checkPrompt(M, Text, Ids))
       return std::move(E);
-    RD.prompt(Text, Ids, {Rel}, Edges);
+    RD.prompt(Text, Ids, {Rel}, /*NeedOutputToken=*/false, Edges);
   }
   if (Opts.EntityAlone) {
     std::vector<int32_t> Ids = Tok.encode(Entity);
@@ -283,9 +293,9 @@ describeFromResidual(const Model &M, const Tokenizer &Tok, const Labels &L,
       return std::move(E);
     std::vector<uint32_t> All(L.Relations.size());
     std::iota(All.begin(), All.end(), 0);
-    RD.prompt(Entity, Ids, All, Edges);
+    RD.prompt(Entity, Ids, All, /*NeedOutputToken=*/true, Edges);
   }
-  return finish(std::move(Edges), Opts.PerRelation);
+  return finish(std::move(Edges), Opts.PerRelation, Entity);
 }
 
 Expected<std::vector<DescribeEdge>>
@@ -341,4 +351,4 @@ describeFromEmbedding(const Model &M, const Tokenizer &Tok, const Labels &L,
   return finish(std::move(Edges), Opts.PerRelation);
 }
 
-} // namespace vindex::probe
+} // namespace vindex

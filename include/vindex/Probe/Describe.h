@@ -24,11 +24,9 @@
 #include <vector>
 
 namespace vindex {
+
 class Model;
 class Tokenizer;
-} // namespace vindex
-
-namespace vindex::probe {
 
 struct DescribeEdge {
   std::string Relation;
@@ -70,6 +68,6 @@ llvm::Expected<std::vector<DescribeEdge>>
 describeFromEmbedding(const Model &M, const Tokenizer &Tok, const Labels &L,
                       llvm::StringRef Entity, const DescribeOptions &Opts);
 
-} // namespace vindex::probe
+} // namespace vindex
 
 #endif // VINDEX_PROBE_DESCRIBE_H
