@@ -44,8 +44,10 @@ std::string layerRanges(ArrayRef<uint32_t> Layers) {
       ++J;
     S += LS;
     S += std::to_string(Layers[I]);
-    if (J > I)
-      S += "-" + std::to_string(Layers[J]);
+    if (J > I) {
+      S += '-';
+      S += std::to_string(Layers[J]);
+    }
     I = J + 1;
   }
   return S;
