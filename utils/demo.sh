@@ -3,7 +3,8 @@
 # exists today: decompose tiny-gemma3 into a V-index, ask the model a fact
 # through the engine, compile the V-index back to a Hugging Face checkpoint
 # (every tensor bit-exact) and to a GGUF for llama.cpp, and read the GGUF
-# back to show the same answer. (Probing and patching come next.)
+# back to show the same answer; probe it (larql-probe) and DESCRIBE France.
+# (Patching comes next.)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${VINDEX_BUILD_DIR:-$root/build}"
@@ -11,7 +12,7 @@ out="${VINDEX_DEMO_DIR:-$root/out/demo}"
 model="$root/test/fixtures/models/tiny-gemma3"
 
 "$root/utils/setup.sh"
-"$root/utils/build.sh" vindex-decompose vindex-compile larql-opt >/dev/null
+"$root/utils/build.sh" vindex-decompose vindex-compile larql-opt larql-probe >/dev/null
 bin="$build/bin"
 mkdir -p "$out"
 
@@ -22,6 +23,15 @@ echo "== larql-opt: what does the model know?"
 "$bin/larql-opt" "$out/tiny-gemma3.vindex" \
   -e "INFER 'The capital of France is' TOP 3 GENERATE 1" \
   -e "INFER 'The currency of Japan is the' TOP 1 GENERATE 2"
+# Probe: label the features with the bundled facts, then ask the model what
+# it knows about an entity (DESCRIBE computes the edges from the model).
+echo "== larql-probe -> $out/tiny-gemma3-probed.vindex"
+"$bin/larql-probe" "$out/tiny-gemma3.vindex" -o "$out/tiny-gemma3-probed.vindex" \
+  --facts "$root/test/fixtures/facts/facts.tsv" \
+  --templates "$root/test/fixtures/facts/templates.json" --jobs 2
+echo "== larql-opt: SHOW RELATIONS; DESCRIBE 'France'"
+"$bin/larql-opt" "$out/tiny-gemma3-probed.vindex" \
+  -e "SHOW RELATIONS" -e "DESCRIBE 'France'"
 echo "== vindex-compile --format=safetensors -> $out/tiny-gemma3-hf"
 "$bin/vindex-compile" "$out/tiny-gemma3.vindex" --format=safetensors \
   -o "$out/tiny-gemma3-hf"

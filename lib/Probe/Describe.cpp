@@ -11,12 +11,13 @@
 //     the final norm (w / rms(x)) this is a linear map, so its part of the
 //     logit of candidate t is
 //        c_i(t) = a_i * (down_i * s_l * f) . unembed[t].
-//  4. score(t) = sum of c_i(t) over every feature (of the layers asked
-//     for): the logit the FFNs write for t in this context, the model's
-//     own knowledge of the entity. t is an edge of the relation r (of R)
-//     whose labelled features write it most; the edge names that feature,
-//     and t with no labelled feature of R writing it positively is no
-//     edge. Edges with a positive score are kept, best first.
+//  4. score(t) = sum of c_i(t) over every feature: the logit the FFNs
+//     write for t in this context, the model's own knowledge of the
+//     entity. t is an edge of the relation r (of R) whose labelled feature
+//     writes it most; the edge names that feature, and t with no labelled
+//     feature of R writing it positively is no edge. AT LAYER and a band
+//     restrict which features may carry an edge, not the score. Edges with
+//     a positive score are kept, best first.
 //
 // The cost is one forward pass per prompt plus features x candidates dot
 // products (the probe's attribution kernel, layerAttribution).
@@ -107,9 +108,9 @@ public:
       U.push_back(readoutVector(X, M.finalNorm(), M.lmHead(), size_t(T),
                                 C.NormEps));
 
-    // Per candidate: the logit all the features (of the allowed layers)
-    // write for it, and per relation asked about the labelled feature that
-    // writes most.
+    // Per candidate: the logit all the features write for it, and per
+    // relation asked about the labelled feature (of the layers asked for)
+    // that writes most.
     struct Carrier {
       float Credit = 0;
       uint32_t Layer = 0, Feature = 0;
@@ -121,8 +122,9 @@ public:
 
     std::vector<float> Y(D), LR(D), Credit;
     for (uint32_t Layer = 0; Layer < NL; ++Layer) {
-      if (!featureAllowed(L, Layer, Opts))
-        continue;
+      // Every layer writes the score; only the layers asked for (AT LAYER,
+      // a band) may carry an edge.
+      bool Carries = featureAllowed(L, Layer, Opts);
       const LayerWeights &W = M.layer(Layer);
       size_t F = W.Down.Rows;
       ArrayRef<float> A(R.FFNActivations[Layer].data() + P * F, F);
@@ -136,7 +138,9 @@ public:
             axpyRow(A[I], W.Down, I, Y.data());
         Scale = 1 / rms(Y.data(), D, C.NormEps);
       }
-      ArrayRef<FeatureLabel> Labelled = L.layerFeatures(Layer);
+      ArrayRef<FeatureLabel> Labelled;
+      if (Carries)
+        Labelled = L.layerFeatures(Layer);
       Credit.resize(F);
       for (size_t K = 0; K < Cands.size(); ++K) {
         for (size_t J = 0; J < D; ++J)

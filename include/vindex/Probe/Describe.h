@@ -43,7 +43,8 @@ struct DescribeEdge {
 };
 
 struct DescribeOptions {
-  /// Only features of this layer / of layers of this band.
+  /// Only edges carried by features of this layer / of layers of this
+  /// band (the residual score is still the whole FFN's).
   std::optional<uint32_t> Layer;
   std::optional<Band> OnlyBand;
   /// Edges kept per relation, best first.
