@@ -24,6 +24,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <set>
 #include <sys/resource.h>
 
 using namespace llvm;
@@ -40,6 +41,11 @@ static cl::opt<unsigned> Prompts("prompts", cl::init(0),
                                  cl::desc("Attribute the first N facts "
                                           "(0: all)"));
 static cl::opt<unsigned> Jobs("jobs", cl::init(1), cl::desc("Threads"));
+static cl::opt<bool> Quality(
+    "quality",
+    cl::desc("Also token-label during attribution and report, per "
+             "relation, how often a labelled feature's output tokens hold a "
+             "target of the relation, against all features"));
 
 static double seconds(std::chrono::steady_clock::time_point T0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - T0)
@@ -83,6 +89,48 @@ static std::string readText(StringRef Path) {
     exit(1);
   }
   return (*B)->getBuffer().str();
+}
+
+/// Per relation: the share of features labelled with it whose top output
+/// tokens include the first token of one of its targets, and the same
+/// share over all features (the chance level). A label that means
+/// something writes the relation's answers.
+static json::Object quality(const Labels &L, ArrayRef<Fact> Facts,
+                            const Tokenizer &Tok) {
+  std::vector<std::set<uint32_t>> Targets(L.Relations.size());
+  for (const Fact &F : Facts) {
+    uint32_t R = *L.relation(F.Relation);
+    int32_t T = factTokens(Tok, L.Relations[R].prompt(F.Entity), F.Target)
+                    .Target;
+    if (T >= 0)
+      Targets[R].insert(T);
+  }
+  json::Object Out;
+  for (size_t R = 0; R < L.Relations.size(); ++R) {
+    auto Writes = [&](const FeatureLabel &F) {
+      for (const TokenScore &T : F.OutputTokens)
+        if (Targets[R].count(T.Token))
+          return true;
+      return false;
+    };
+    // Chance: how often any feature writes one of these targets.
+    size_t Labelled = 0, LabelledHits = 0, All = 0, AllHits = 0;
+    for (const FeatureLabel &F : L.Features) {
+      bool Hit = Writes(F);
+      ++All;
+      AllHits += Hit;
+      for (const RelationLabel &RL : F.Relations)
+        if (RL.Relation == R) {
+          ++Labelled;
+          LabelledHits += Hit;
+        }
+    }
+    Out[L.Relations[R].Name] = json::Object{
+        {"labelled_features", int64_t(Labelled)},
+        {"labelled_write_a_target", Labelled ? double(LabelledHits) / Labelled : 0},
+        {"all_write_a_target", All ? double(AllHits) / All : 0}};
+  }
+  return Out;
 }
 
 int main(int argc, char **argv) {
@@ -137,7 +185,7 @@ int main(int argc, char **argv) {
     if (Error E = checkFacts(Facts, L.Relations, Tok,
                              M.config().MaxPositions, FactsPath))
       fail(std::move(E));
-    Opts.TokenLabels = false;
+    Opts.TokenLabels = Quality;
     ProbeStats Stats;
     T0 = std::chrono::steady_clock::now();
     if (Error E = probe(M, Tok, Facts, Opts, L, Stats))
@@ -152,6 +200,8 @@ int main(int argc, char **argv) {
     Out["reduce_seconds"] = Stats.ReduceSeconds;
     Out["features_with_relations"] = int64_t(Stats.FeaturesWithRelations);
     Out["relation_labels"] = int64_t(Stats.RelationLabels);
+    if (Quality)
+      Out["quality"] = quality(L, Facts, Tok);
   }
   Out["peak_rss_mib"] = peakRSSMiB();
   Out["rss_anon_end_mib"] = anonRSSMiB();
