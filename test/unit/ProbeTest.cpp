@@ -117,4 +117,11 @@ TEST(ProbeInputs, FactsAndTemplates) {
   EXPECT_EQ((*T)[0].Name, "b"); // the file's order
   EXPECT_EQ((*T)[1].HeldoutPrompt, "h {e}");
   EXPECT_EQ((*T)[1].prompt("X"), "X a");
+  auto NoE = parseTemplates("{\"a\": {\"canonical\": \"{e} a\",\n"
+                            "  \"heldout_prompt\": \"h\"}}",
+                            "t.json");
+  ASSERT_FALSE(bool(NoE));
+  EXPECT_EQ(toString(NoE.takeError()),
+            "t.json:2: relation 'a': the heldout_prompt has no {e} for the "
+            "entity: \"h\"");
 }
