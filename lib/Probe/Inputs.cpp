@@ -81,8 +81,15 @@ Expected<std::vector<RelationInfo>> parseTemplates(StringRef Text,
       for (const json::Value &T : *Train)
         if (std::optional<StringRef> S = T.getAsString())
           R.Templates.push_back(S->str());
-    if (std::optional<StringRef> H = O->getString("heldout_prompt"))
+    if (std::optional<StringRef> H = O->getString("heldout_prompt")) {
       R.HeldoutPrompt = H->str();
+      if (!H->contains("{e}"))
+        return makeError("{0}:{2}: relation '{1}': the heldout_prompt has "
+                         "no {{e} for the entity: \"{3}\"",
+                         File, R.Name,
+                         lineOf(Text, "\"" + R.HeldoutPrompt + "\""),
+                         R.HeldoutPrompt);
+    }
     Relations.push_back(std::move(R));
   }
   // json::Object is a hash map: the file's order is the order of the keys'

@@ -289,19 +289,26 @@ Error probe(const Model &M, const Tokenizer &Tok, ArrayRef<Fact> Facts,
   L.Features.clear();
   std::vector<size_t> LayerOffset;
   {
-    TokenLabeler Labeler(M, Tok, Opts);
+    std::optional<TokenLabeler> Labeler;
+    if (Opts.TokenLabels)
+      Labeler.emplace(M, Tok, Opts);
     std::optional<Progress> P;
     if (Opts.ShowProgress)
       P.emplace("larql-probe: tokens", NL, "layers");
     for (size_t Y = 0; Y < NL; ++Y) {
       LayerOffset.push_back(L.Features.size());
-      Labeler.label(Y, L.Features);
+      if (Opts.TokenLabels) {
+        Labeler->label(Y, L.Features);
+      } else {
+        for (size_t I = 0; I < M.layer(Y).Gate.Rows; ++I)
+          L.Features.push_back({uint32_t(Y), uint32_t(I)});
+      }
       if (P)
         P->advance(1);
     }
   }
   Stats.TokenSeconds = since(T0);
-  Stats.FeaturesTokenLabelled = L.Features.size();
+  Stats.FeaturesTokenLabelled = Opts.TokenLabels ? L.Features.size() : 0;
 
   // Attribution: workers take facts in turn; evidence is kept per fact.
   std::vector<FactEvidence> Evidence(Facts.size());

@@ -192,6 +192,30 @@ static Error printSummary() {
                       Counts[R]);
     interleave(Layers[R], outs(), ",");
     outs() << " prompt=\"" << L->Relations[R].Canonical << "\"\n";
+    // Its strongest features: most entities, then attribution.
+    std::vector<std::pair<const FeatureLabel *, const RelationLabel *>> Top;
+    for (const FeatureLabel &F : L->Features)
+      for (const RelationLabel &RL : F.Relations)
+        if (RL.Relation == R)
+          Top.push_back({&F, &RL});
+    llvm::stable_sort(Top, [](const auto &A, const auto &B) {
+      if (A.second->Entities != B.second->Entities)
+        return A.second->Entities > B.second->Entities;
+      return A.second->MeanAttribution > B.second->MeanAttribution;
+    });
+    for (size_t I = 0; I < Top.size() && I < 3; ++I) {
+      const auto &[F, RL] = Top[I];
+      outs() << formatv("  L{0}:{1} entities={2} confidence={3:f2} "
+                        "attribution={4:f3} examples=",
+                        F->Layer, F->Feature, RL->Entities, RL->Confidence,
+                        RL->MeanAttribution);
+      interleave(RL->Examples, outs(), "|");
+      outs() << " out=";
+      interleave(F->OutputTokens, outs(),
+                 [&](const TokenScore &T) { outs() << L->tokenText(T.Token); },
+                 "|");
+      outs() << "\n";
+    }
   }
   return Error::success();
 }

@@ -62,6 +62,9 @@ struct ProbeOptions {
   unsigned Examples = 3;
   /// Draw progress on a terminal.
   bool ShowProgress = true;
+  /// Label features with their top tokens (off: relation labels only, on
+  /// features without token lists; what benchmarks of attribution use).
+  bool TokenLabels = true;
 };
 
 /// Where the time went, and how much was done.
