@@ -233,10 +233,6 @@ Error Executor::selectLabels(mlir::Operation &Op) {
   if (!Tok)
     return Tok.takeError();
   if (Table == "entities") {
-    if (Sel.getNearest())
-      return createStringError(inconvertibleErrorCode(),
-                               "NEAREST TO does not apply to entities (it "
-                               "does to edges and features)");
     for (uint32_t I = 0; I < L.Entities.size(); ++I)
       R.Rows.push_back(
           {L.Entities[I], int64_t(I),

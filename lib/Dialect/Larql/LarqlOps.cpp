@@ -169,6 +169,9 @@ LogicalResult SelectOp::verify() {
     for (Attribute C : *Cols)
       if (failed(checkColumn(*this, Table, cast<StringAttr>(C).getValue())))
         return failure();
+  if (getNearest() && Table == "entities")
+    return emitOpError("NEAREST TO applies to edges and features, not "
+                       "entities");
   if (getLayer() && !getNearest())
     return emitOpError(
         "'layer' is the layer of NEAREST TO and needs 'nearest'");
