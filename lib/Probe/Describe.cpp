@@ -19,8 +19,9 @@
 //     restrict which features may carry an edge, not the score. Edges with
 //     a positive score are kept, best first.
 //
-// The cost is one forward pass per prompt plus features x candidates dot
-// products (the probe's attribution kernel, layerAttribution).
+// The cost is one forward pass per prompt, one pass over each layer's down
+// vectors (its output y), and labelled features x candidates dot products
+// (the probe's credit, layerAttribution's formula).
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Probe/Describe.h"
@@ -120,7 +121,7 @@ public:
     for (uint32_t Rel : Rels)
       Best[Rel].resize(Cands.size());
 
-    std::vector<float> Y(D), LR(D), Credit;
+    std::vector<float> Y(D), LR(D);
     for (uint32_t Layer = 0; Layer < NL; ++Layer) {
       // Every layer writes the score; only the layers asked for (AT LAYER,
       // a band) may carry an edge.
@@ -128,35 +129,32 @@ public:
       const LayerWeights &W = M.layer(Layer);
       size_t F = W.Down.Rows;
       ArrayRef<float> A(R.FFNActivations[Layer].data() + P * F, F);
-      // The post-FFN norm at this position, held at its value (as the
-      // probe's attribution does).
-      float Scale = 1;
-      if (C.PostNorms) {
-        std::fill(Y.begin(), Y.end(), 0.0f);
-        for (size_t I = 0; I < F; ++I)
-          if (A[I] != 0.0f)
-            axpyRow(A[I], W.Down, I, Y.data());
-        Scale = 1 / rms(Y.data(), D, C.NormEps);
-      }
+      // The layer's FFN output y = sum a_i down_i, and the post-FFN norm at
+      // this position held at its value (as the probe's attribution does).
+      std::fill(Y.begin(), Y.end(), 0.0f);
+      for (size_t I = 0; I < F; ++I)
+        if (A[I] != 0.0f)
+          axpyRow(A[I], W.Down, I, Y.data());
+      float Scale = C.PostNorms ? 1 / rms(Y.data(), D, C.NormEps) : 1;
       ArrayRef<FeatureLabel> Labelled;
       if (Carries)
         Labelled = L.layerFeatures(Layer);
-      Credit.resize(F);
       for (size_t K = 0; K < Cands.size(); ++K) {
         for (size_t J = 0; J < D; ++J)
           LR[J] = C.PostNorms ? U[K][J] * W.PostFFNNorm[J] : U[K][J];
-        layerAttribution(A, W.Down, LR, Scale, Credit);
-        for (float X : Credit)
-          Total[K] += X;
+        // The credits of all the layer's features sum to Scale * (LR . y):
+        // one dot product rather than one per feature.
+        Total[K] += Scale * dotF32(LR.data(), Y.data(), D);
         for (const FeatureLabel &FL : Labelled) {
-          if (FL.Feature >= F)
+          if (FL.Feature >= F || A[FL.Feature] == 0.0f)
             continue;
-          float X = Credit[FL.Feature];
           if (NeedOutputToken &&
               none_of(FL.OutputTokens, [&](const TokenScore &T) {
                 return int32_t(T.Token) == Cands[K];
               }))
             continue;
+          // The feature's credit, layerAttribution's for one row.
+          float X = A[FL.Feature] * Scale * dotRow(LR.data(), W.Down, FL.Feature);
           for (const RelationLabel &RL : FL.Relations) {
             auto It = Best.find(RL.Relation);
             if (It != Best.end() && X > It->second[K].Credit)
