@@ -71,16 +71,16 @@ std::string relationExamples(const Labels &L, uint32_t Rel, size_t N) {
     for (const RelationLabel &R : F.Relations)
       if (R.Relation == Rel)
         for (const std::string &E : R.Examples) {
-          auto It = find_if(Counts, [&](const auto &C) { return C.first == E; });
+          auto It =
+              find_if(Counts, [&](const auto &C) { return C.first == E; });
           if (It == Counts.end())
             Counts.push_back({E, 1});
           else
             ++It->second;
         }
-  std::stable_sort(Counts.begin(), Counts.end(),
-                   [](const auto &A, const auto &B) {
-                     return A.second > B.second;
-                   });
+  std::stable_sort(
+      Counts.begin(), Counts.end(),
+      [](const auto &A, const auto &B) { return A.second > B.second; });
   std::string S;
   ListSeparator LS(", ");
   for (size_t I = 0; I < Counts.size() && I < N; ++I)
@@ -125,8 +125,12 @@ void project(ResultTable &R, ArrayRef<std::string> Cols) {
 }
 
 std::vector<Cell> edgeRow(StringRef Entity, const DescribeEdge &E) {
-  return {Entity.str(),      E.Relation,        E.Target,
-          int64_t(E.Layer),  int64_t(E.Feature), E.Score,
+  return {Entity.str(),
+          E.Relation,
+          E.Target,
+          int64_t(E.Layer),
+          int64_t(E.Feature),
+          E.Score,
           bandName(E.LayerBand).str()};
 }
 
@@ -177,8 +181,7 @@ Error Executor::showLabels(mlir::Operation &Op) {
       return createStringError(inconvertibleErrorCode(),
                                "layer %u is out of range (the model has %llu "
                                "layers)",
-                               Layer,
-                               (unsigned long long)V.config().NumLayers);
+                               Layer, (unsigned long long)V.config().NumLayers);
     // One row per (feature, relation); a feature with token labels only
     // has one row with an empty relation.
     for (const FeatureLabel &F : L.layerFeatures(Layer)) {
@@ -190,8 +193,8 @@ Error Executor::showLabels(mlir::Operation &Op) {
       for (const RelationLabel &RL : F.Relations)
         R.Rows.push_back({int64_t(F.Layer), int64_t(F.Feature),
                           L.Relations[RL.Relation].Name, int64_t(RL.Entities),
-                          double(RL.MeanAttribution), double(RL.Confidence),
-                          In, Out});
+                          double(RL.MeanAttribution), double(RL.Confidence), In,
+                          Out});
     }
   }
   std::unique_ptr<Expr> Where;
@@ -329,7 +332,8 @@ Error Executor::describe(mlir::Operation &Op) {
   // The table: one block per band, in the order of the layers.
   OS << "DESCRIBE '" << Entity << "'  (" << Method << ", " << Edges->size()
      << (Edges->size() == 1 ? " edge" : " edges") << ")\n";
-  for (Band B : {Band::Syntax, Band::Knowledge, Band::Output, Band::Unlabelled}) {
+  for (Band B :
+       {Band::Syntax, Band::Knowledge, Band::Output, Band::Unlabelled}) {
     ResultTable R;
     R.Columns = {"relation", "target", "layer", "feature", "score"};
     for (const DescribeEdge &E : *Edges)

@@ -36,8 +36,8 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <set>
 #include <numeric>
+#include <set>
 
 using namespace llvm;
 
@@ -74,7 +74,8 @@ std::vector<int32_t> topTokens(ArrayRef<float> Logits, const Tokenizer &Tok,
   size_t Take = std::min<size_t>(Ids.size(), size_t(N) * 2 + 8);
   std::partial_sort(Ids.begin(), Ids.begin() + Take, Ids.end(), Better);
   for (size_t I = 0; I < Take && Out.size() < N; ++I)
-    if (!Tok.isSpecial(Ids[I]) && !StringRef(Tok.decode({Ids[I]})).trim().empty())
+    if (!Tok.isSpecial(Ids[I]) &&
+        !StringRef(Tok.decode({Ids[I]})).trim().empty())
       Out.push_back(Ids[I]);
   return Out;
 }
@@ -106,8 +107,8 @@ public:
     ArrayRef<float> X(R.Residuals[NL].data() + P * D, D);
     std::vector<std::vector<float>> U;
     for (int32_t T : Cands)
-      U.push_back(readoutVector(X, M.finalNorm(), M.lmHead(), size_t(T),
-                                C.NormEps));
+      U.push_back(
+          readoutVector(X, M.finalNorm(), M.lmHead(), size_t(T), C.NormEps));
 
     // Per candidate: the logit all the features write for it, and per
     // relation asked about the labelled feature (of the layers asked for)
@@ -154,7 +155,8 @@ public:
               }))
             continue;
           // The feature's credit, layerAttribution's for one row.
-          float X = A[FL.Feature] * Scale * dotRow(LR.data(), W.Down, FL.Feature);
+          float X =
+              A[FL.Feature] * Scale * dotRow(LR.data(), W.Down, FL.Feature);
           for (const RelationLabel &RL : FL.Relations) {
             auto It = Best.find(RL.Relation);
             if (It != Best.end() && X > It->second[K].Credit)
@@ -204,8 +206,7 @@ private:
       if (Max && Seq.size() >= Max)
         break;
       int32_t Next = int32_t(argmax(Logits));
-      if (Tok.isSpecial(Next) ||
-          is_contained(M.config().EosIds, int64_t(Next)))
+      if (Tok.isSpecial(Next) || is_contained(M.config().EosIds, int64_t(Next)))
         break;
       StringRef Piece = StringRef(Tok.decode({Next})).ltrim(" ");
       if (Piece.empty() || StringRef(".,;:!?\n\"()").contains(Piece.front()))
@@ -339,9 +340,8 @@ describeFromEmbedding(const Model &M, const Tokenizer &Tok, const Labels &L,
         DescribeEdge E;
         E.Relation = L.Relations[RL.Relation].Name;
         E.TargetToken = int32_t(FL->OutputTokens.front().Token);
-        E.Target = StringRef(L.tokenText(FL->OutputTokens.front().Token))
-                       .trim()
-                       .str();
+        E.Target =
+            StringRef(L.tokenText(FL->OutputTokens.front().Token)).trim().str();
         E.Layer = Layer;
         E.Feature = Scores[I].second;
         E.Score = Scores[I].first;

@@ -34,7 +34,7 @@ struct DescribeEdge {
   /// the model's greedy continuation (residual method), or the feature's
   /// top output token (embedding method).
   std::string Target;
-  int32_t TargetToken = -1; ///< The promoted token.
+  int32_t TargetToken = -1;        ///< The promoted token.
   uint32_t Layer = 0, Feature = 0; ///< The feature that carries it most.
   double Score = 0;
   Band LayerBand = Band::Unlabelled;
