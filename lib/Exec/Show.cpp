@@ -34,7 +34,7 @@ Error Executor::show(mlir::Operation &Op) {
       return W.takeError();
     const FeatureWeights &M = *W;
     R.Statement = "SHOW LAYERS";
-    R.Columns = {"layer", "kind",          "features",
+    R.Columns = {"layer",          "kind",          "features",
                  "mean_down_norm", "max_down_norm", "band"};
     // The band larql-probe computed for the layer; "" if never probed.
     const Labels *Lab = V.labels();

@@ -1,7 +1,8 @@
 //===- Parser.cpp - LQL lexer and parser ----------------------------------===//
 //
 // Keywords are case-insensitive; strings take single or double quotes with
-// backslash escapes, and a doubled quote inside them stands for one (SQL); numbers are integers or decimals, optionally negative;
+// backslash escapes, and a doubled quote inside them stands for one (SQL);
+// numbers are integers or decimals, optionally negative;
 // `--` and `/* */` are comments; statements are separated by `;`. After an
 // error the parser skips to the next `;` and goes on, so that one run
 // reports every error of a script. Unknown keywords, tables and columns

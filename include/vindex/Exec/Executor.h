@@ -101,7 +101,8 @@ private:
   // LabelQueries.cpp
   /// The V-index's labels, or the statement's error saying to probe it.
   llvm::Expected<const Labels &> labels();
-  llvm::Error showLabels(mlir::Operation &Op);   ///< RELATIONS, ENTITIES, FEATURES
+  /// SHOW RELATIONS, ENTITIES, FEATURES n.
+  llvm::Error showLabels(mlir::Operation &Op);
   llvm::Error selectLabels(mlir::Operation &Op); ///< FROM edges, entities
   llvm::Error describe(mlir::Operation &Op);
 

@@ -37,10 +37,10 @@ inline constexpr llvm::StringLiteral EntityColumns[] = {"entity", "id",
 inline constexpr llvm::StringLiteral RelationsColumns[] = {
     "relation", "features", "layers", "examples", "template"};
 inline constexpr llvm::StringLiteral ShowEntitiesColumns[] = {"entity", "id",
-                                                             "tokens"};
+                                                              "tokens"};
 inline constexpr llvm::StringLiteral ShowFeaturesColumns[] = {
-    "layer",    "feature",  "relation",  "entities",  "attribution",
-    "confidence", "top_input", "top_output"};
+    "layer",       "feature",    "relation",  "entities",
+    "attribution", "confidence", "top_input", "top_output"};
 
 /// The columns of TABLE (lower case), or nullopt for an unknown table.
 inline std::optional<llvm::ArrayRef<llvm::StringLiteral>>
@@ -85,8 +85,8 @@ inline bool hasColumn(llvm::StringRef Table, llvm::StringRef Column) {
 /// text and compare against strings.
 inline bool isNumericColumn(llvm::StringRef Column) {
   return Column == "layer" || Column == "feature" || Column == "score" ||
-         Column.ends_with("_norm") || Column == "features" ||
-         Column == "id" || Column == "tokens" || Column == "entities" ||
+         Column.ends_with("_norm") || Column == "features" || Column == "id" ||
+         Column == "tokens" || Column == "entities" ||
          Column == "attribution" || Column == "confidence";
 }
 
