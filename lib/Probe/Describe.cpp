@@ -11,13 +11,14 @@
 //     the final norm (w / rms(x)) this is a linear map, so its part of the
 //     logit of candidate t is
 //        c_i(t) = a_i * (down_i * s_l * f) . unembed[t].
-//  4. score(t) = sum of c_i(t) over every feature: the logit the FFNs
-//     write for t in this context, the model's own knowledge of the
-//     entity. t is an edge of the relation r (of R) whose labelled feature
-//     writes it most; the edge names that feature, and t with no labelled
-//     feature of R writing it positively is no edge. AT LAYER and a band
-//     restrict which features may carry an edge, not the score. Edges with
-//     a positive score are kept, best first.
+//  4. t is an edge of the relation r (of R) whose labelled feature writes
+//     it most (largest positive c_i(t)); the edge names that feature. t
+//     with no labelled feature of R writing it positively, or whose total
+//     from all the FFNs (the sum of c_i(t) over every feature) is not
+//     positive, is no edge: an edge is knowledge the FFNs write.
+//  5. Its score is the model's logit of t there: the model's own ranking
+//     of the entity's targets. AT LAYER and a band restrict which features
+//     may carry an edge, not the score.
 //
 // The cost is one forward pass per prompt, one pass over each layer's down
 // vectors (its output y), and labelled features x candidates dot products
@@ -110,9 +111,9 @@ public:
       U.push_back(
           readoutVector(X, M.finalNorm(), M.lmHead(), size_t(T), C.NormEps));
 
-    // Per candidate: the logit all the features write for it, and per
-    // relation asked about the labelled feature (of the layers asked for)
-    // that writes most.
+    // Per candidate: what all the features write for it, and per relation
+    // asked about the labelled feature (of the layers asked for) that
+    // writes most.
     struct Carrier {
       float Credit = 0;
       uint32_t Layer = 0, Feature = 0;
@@ -184,7 +185,7 @@ public:
       E.Target = complete(Ids, Cands[K]);
       E.Layer = Top->Layer;
       E.Feature = Top->Feature;
-      E.Score = Total[K];
+      E.Score = R.Logits[Cands[K]];
       E.LayerBand = L.band(E.Layer);
       E.Context = Text.str();
       Out.push_back(std::move(E));
