@@ -36,6 +36,8 @@ struct DescribeEdge {
   std::string Target;
   int32_t TargetToken = -1;        ///< The promoted token.
   uint32_t Layer = 0, Feature = 0; ///< The feature that carries it most.
+  /// Residual: the model's logit of the target in the edge's context.
+  /// Embedding: the gate's score against the entity's embedding.
   double Score = 0;
   Band LayerBand = Band::Unlabelled;
   /// The prompt the edge was found in ("" for the embedding method).
