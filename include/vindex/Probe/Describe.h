@@ -2,9 +2,9 @@
 //
 // DESCRIBE's computation (docs/lql.md, "DESCRIBE"). The residual method
 // runs the model on each stored relation template with the entity (and on
-// the entity alone) and asks which labelled features produce which tokens
-// there: an edge is (relation, target) with the feature that carries most
-// of it. It never looks the entity up in the probe's facts, so it works on
+// the entity alone) and asks which labelled features write which of the
+// model's candidate tokens there: an edge is (relation, target) with the
+// labelled feature that writes it most, scored by the model's logit. It never looks the entity up in the probe's facts, so it works on
 // entities the probe never saw. The embedding method is LARQL's baseline:
 // a KNN of the gates with the entity's token embedding, each hit reporting
 // its labels and its context-free top output token.
