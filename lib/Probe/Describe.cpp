@@ -47,7 +47,7 @@ namespace vindex {
 namespace {
 
 /// Tokens the greedy continuation of a target may add.
-constexpr size_t kMaxContinuation = 8;
+constexpr size_t kMaxContinuation = 12;
 
 float rms(const float *X, size_t N, double Eps) {
   double S = 0;
