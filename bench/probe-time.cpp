@@ -100,8 +100,8 @@ static json::Object quality(const Labels &L, ArrayRef<Fact> Facts,
   std::vector<std::set<uint32_t>> Targets(L.Relations.size());
   for (const Fact &F : Facts) {
     uint32_t R = *L.relation(F.Relation);
-    int32_t T = factTokens(Tok, L.Relations[R].prompt(F.Entity), F.Target)
-                    .Target;
+    int32_t T =
+        factTokens(Tok, L.Relations[R].prompt(F.Entity), F.Target).Target;
     if (T >= 0)
       Targets[R].insert(T);
   }
@@ -125,10 +125,11 @@ static json::Object quality(const Labels &L, ArrayRef<Fact> Facts,
           LabelledHits += Hit;
         }
     }
-    Out[L.Relations[R].Name] = json::Object{
-        {"labelled_features", int64_t(Labelled)},
-        {"labelled_write_a_target", Labelled ? double(LabelledHits) / Labelled : 0},
-        {"all_write_a_target", All ? double(AllHits) / All : 0}};
+    Out[L.Relations[R].Name] =
+        json::Object{{"labelled_features", int64_t(Labelled)},
+                     {"labelled_write_a_target",
+                      Labelled ? double(LabelledHits) / Labelled : 0},
+                     {"all_write_a_target", All ? double(AllHits) / All : 0}};
   }
   return Out;
 }
@@ -160,8 +161,8 @@ int main(int argc, char **argv) {
   {
     TokenLabeler Labeler(M, Tok, Opts);
     double Prep = seconds(T0);
-    unsigned First = Layer < 0 ? 0 : Layer, Last = Layer < 0 ? M.numLayers()
-                                                             : Layer + 1;
+    unsigned First = Layer < 0 ? 0 : Layer,
+             Last = Layer < 0 ? M.numLayers() : Layer + 1;
     for (unsigned L = First; L < Last; ++L)
       Labeler.label(L, Features);
     double Secs = seconds(T0);
@@ -176,14 +177,13 @@ int main(int argc, char **argv) {
   Features.shrink_to_fit();
 
   if (!FactsPath.empty()) {
-    std::vector<Fact> Facts =
-        check(parseFacts(readText(FactsPath), FactsPath));
+    std::vector<Fact> Facts = check(parseFacts(readText(FactsPath), FactsPath));
     Labels L;
     L.Relations = check(parseTemplates(readText(TemplatesPath), TemplatesPath));
     if (Prompts && Prompts < Facts.size())
       Facts.resize(Prompts);
-    if (Error E = checkFacts(Facts, L.Relations, Tok,
-                             M.config().MaxPositions, FactsPath))
+    if (Error E = checkFacts(Facts, L.Relations, Tok, M.config().MaxPositions,
+                             FactsPath))
       fail(std::move(E));
     Opts.TokenLabels = Quality;
     ProbeStats Stats;

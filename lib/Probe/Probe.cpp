@@ -112,8 +112,7 @@ FactEvidence FactRunner::run(Session &S, StringRef Prompt, StringRef Target,
         continue;
       LayerPositive[L] += Credit[I];
       FactEvidence::Contribution Cand{uint32_t(L), uint32_t(I), Credit[I]};
-      if (E.Top.size() == Opts.TopContributors &&
-          !Better(Cand, E.Top.back()))
+      if (E.Top.size() == Opts.TopContributors && !Better(Cand, E.Top.back()))
         continue;
       E.Top.insert(std::upper_bound(E.Top.begin(), E.Top.end(), Cand, Better),
                    Cand);
@@ -255,14 +254,13 @@ static void reduce(ArrayRef<Fact> Facts, ArrayRef<FactEvidence> Evidence,
     llvm::sort(Targets);
     for (size_t I = 0; I < Targets.size() && I < Opts.Examples; ++I)
       RL.Examples.push_back(Targets[I].second);
-    L.Features[LayerOffset[Layer] + Feature].Relations.push_back(
-        std::move(RL));
+    L.Features[LayerOffset[Layer] + Feature].Relations.push_back(std::move(RL));
   }
   for (FeatureLabel &F : L.Features) {
-    llvm::stable_sort(F.Relations, [](const RelationLabel &A,
-                                      const RelationLabel &B) {
-      return A.MeanAttribution > B.MeanAttribution;
-    });
+    llvm::stable_sort(F.Relations,
+                      [](const RelationLabel &A, const RelationLabel &B) {
+                        return A.MeanAttribution > B.MeanAttribution;
+                      });
     if (!F.Relations.empty())
       ++L.Layers[F.Layer].RelationFeatures;
   }
@@ -317,10 +315,10 @@ Error probe(const Model &M, const Tokenizer &Tok, ArrayRef<Fact> Facts,
   if (!Facts.empty()) {
     FactRunner Runner(M, Tok, Opts);
     std::atomic<size_t> Next{0};
-    unsigned Workers = std::max(1u, std::min<unsigned>(
-                                        Opts.Jobs ? Opts.Jobs
-                                                  : std::thread::hardware_concurrency(),
-                                        Facts.size()));
+    unsigned Workers = std::max(
+        1u, std::min<unsigned>(Opts.Jobs ? Opts.Jobs
+                                         : std::thread::hardware_concurrency(),
+                               Facts.size()));
     std::vector<WorkerTimes> Times(Workers);
     std::optional<Progress> P;
     if (Opts.ShowProgress)
