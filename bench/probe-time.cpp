@@ -37,6 +37,9 @@ static cl::opt<std::string> TemplatesPath("templates",
                                           cl::desc("templates.json"));
 static cl::opt<int> Layer("layer", cl::init(-1),
                           cl::desc("Token-label this layer only (-1: all)"));
+static cl::opt<bool> Tokens("tokens", cl::init(true),
+                            cl::desc("Time the token labels (--tokens=false: "
+                                     "attribution only)"));
 static cl::opt<unsigned> Prompts("prompts", cl::init(0),
                                  cl::desc("Attribute the first N facts "
                                           "(0: all)"));
@@ -158,7 +161,7 @@ int main(int argc, char **argv) {
   // Token labels: one layer or all, a layer at a time.
   T0 = std::chrono::steady_clock::now();
   std::vector<FeatureLabel> Features;
-  {
+  if (Tokens) {
     TokenLabeler Labeler(M, Tok, Opts);
     double Prep = seconds(T0);
     unsigned First = Layer < 0 ? 0 : Layer,

@@ -145,16 +145,22 @@ int FactRunner::lensFirstTop10(const ForwardResult &R, int32_t Target) {
     for (size_t I = 0; I < D; ++I)
       H[L * D + I] = X[I] * Inv * G[I];
   }
-  std::vector<float> Logits(NL * V);
-  matmulNT(H.data(), NL, D, M.lmHead(), 0, V, Logits.data(), V);
-  for (size_t L = 0; L < NL; ++L) {
-    const float *Row = &Logits[L * V];
-    float TargetLogit = Row[Target];
-    unsigned Above = 0;
-    for (size_t T = 0; T < V && Above < 10; ++T)
-      Above += Row[T] > TargetLogit;
-    if (Above < 10)
-      return int(L);
+  // Layers go through the unembedding a group at a time (a GEMM, not NL
+  // matrix-vector products), stopping at the first group that answers.
+  constexpr size_t kLensGroup = 8;
+  std::vector<float> Logits(std::min(NL, kLensGroup) * V);
+  for (size_t L0 = 0; L0 < NL; L0 += kLensGroup) {
+    size_t N = std::min(kLensGroup, NL - L0);
+    matmulNT(&H[L0 * D], N, D, M.lmHead(), 0, V, Logits.data(), V);
+    for (size_t L = L0; L < L0 + N; ++L) {
+      const float *Row = &Logits[(L - L0) * V];
+      float TargetLogit = Row[Target];
+      unsigned Above = 0;
+      for (size_t T = 0; T < V && Above < 10; ++T)
+        Above += Row[T] > TargetLogit;
+      if (Above < 10)
+        return int(L);
+    }
   }
   return -1;
 }
