@@ -37,6 +37,9 @@ static cl::opt<std::string> TemplatesPath("templates",
                                           cl::desc("templates.json"));
 static cl::opt<int> Layer("layer", cl::init(-1),
                           cl::desc("Token-label this layer only (-1: all)"));
+static cl::opt<bool> Tokens("tokens", cl::init(true),
+                            cl::desc("Time the token labels (--tokens=false: "
+                                     "attribution only)"));
 static cl::opt<unsigned> Prompts("prompts", cl::init(0),
                                  cl::desc("Attribute the first N facts "
                                           "(0: all)"));
@@ -100,8 +103,8 @@ static json::Object quality(const Labels &L, ArrayRef<Fact> Facts,
   std::vector<std::set<uint32_t>> Targets(L.Relations.size());
   for (const Fact &F : Facts) {
     uint32_t R = *L.relation(F.Relation);
-    int32_t T = factTokens(Tok, L.Relations[R].prompt(F.Entity), F.Target)
-                    .Target;
+    int32_t T =
+        factTokens(Tok, L.Relations[R].prompt(F.Entity), F.Target).Target;
     if (T >= 0)
       Targets[R].insert(T);
   }
@@ -125,10 +128,11 @@ static json::Object quality(const Labels &L, ArrayRef<Fact> Facts,
           LabelledHits += Hit;
         }
     }
-    Out[L.Relations[R].Name] = json::Object{
-        {"labelled_features", int64_t(Labelled)},
-        {"labelled_write_a_target", Labelled ? double(LabelledHits) / Labelled : 0},
-        {"all_write_a_target", All ? double(AllHits) / All : 0}};
+    Out[L.Relations[R].Name] =
+        json::Object{{"labelled_features", int64_t(Labelled)},
+                     {"labelled_write_a_target",
+                      Labelled ? double(LabelledHits) / Labelled : 0},
+                     {"all_write_a_target", All ? double(AllHits) / All : 0}};
   }
   return Out;
 }
@@ -157,11 +161,11 @@ int main(int argc, char **argv) {
   // Token labels: one layer or all, a layer at a time.
   T0 = std::chrono::steady_clock::now();
   std::vector<FeatureLabel> Features;
-  {
+  if (Tokens) {
     TokenLabeler Labeler(M, Tok, Opts);
     double Prep = seconds(T0);
-    unsigned First = Layer < 0 ? 0 : Layer, Last = Layer < 0 ? M.numLayers()
-                                                             : Layer + 1;
+    unsigned First = Layer < 0 ? 0 : Layer,
+             Last = Layer < 0 ? M.numLayers() : Layer + 1;
     for (unsigned L = First; L < Last; ++L)
       Labeler.label(L, Features);
     double Secs = seconds(T0);
@@ -176,14 +180,13 @@ int main(int argc, char **argv) {
   Features.shrink_to_fit();
 
   if (!FactsPath.empty()) {
-    std::vector<Fact> Facts =
-        check(parseFacts(readText(FactsPath), FactsPath));
+    std::vector<Fact> Facts = check(parseFacts(readText(FactsPath), FactsPath));
     Labels L;
     L.Relations = check(parseTemplates(readText(TemplatesPath), TemplatesPath));
     if (Prompts && Prompts < Facts.size())
       Facts.resize(Prompts);
-    if (Error E = checkFacts(Facts, L.Relations, Tok,
-                             M.config().MaxPositions, FactsPath))
+    if (Error E = checkFacts(Facts, L.Relations, Tok, M.config().MaxPositions,
+                             FactsPath))
       fail(std::move(E));
     Opts.TokenLabels = Quality;
     ProbeStats Stats;

@@ -32,8 +32,8 @@ static double rms(ArrayRef<float> X, double Eps) {
 
 std::vector<float> readoutVector(ArrayRef<float> FinalResidual,
                                  ArrayRef<float> FinalNorm,
-                                 const WeightMatrix &Unembedding,
-                                 size_t Target, double Eps) {
+                                 const WeightMatrix &Unembedding, size_t Target,
+                                 double Eps) {
   size_t D = FinalResidual.size();
   float Inv = float(1 / rms(FinalResidual, Eps));
   std::vector<float> R(D);
@@ -46,8 +46,8 @@ void layerAttribution(ArrayRef<float> Act, const WeightMatrix &Down,
                       ArrayRef<float> Readout, float Scale,
                       MutableArrayRef<float> Out) {
   for (size_t I = 0; I < Act.size(); ++I)
-    Out[I] = Act[I] == 0 ? 0.f
-                         : Act[I] * Scale * dotRow(Readout.data(), Down, I);
+    Out[I] =
+        Act[I] == 0 ? 0.f : Act[I] * Scale * dotRow(Readout.data(), Down, I);
 }
 
 } // namespace vindex

@@ -34,7 +34,9 @@ Expected<std::vector<Fact>> parseFacts(StringRef Text, StringRef File) {
     for (size_t F = 0; F < 3; ++F)
       if (Fields[F].trim().empty())
         return makeError("{0}:{1}: the {2} is empty", File, No,
-                         F == 0 ? "entity" : F == 1 ? "relation" : "target");
+                         F == 0   ? "entity"
+                         : F == 1 ? "relation"
+                                  : "target");
     Facts.push_back({Fields[0].trim().str(), Fields[1].trim().str(),
                      Fields[2].trim().str(), No});
   }
@@ -65,8 +67,8 @@ Expected<std::vector<RelationInfo>> parseTemplates(StringRef Text,
     unsigned No = lineOf(Text, "\"" + R.Name + "\"");
     const json::Object *O = KV.second.getAsObject();
     if (!O)
-      return makeError("{0}:{1}: relation '{2}': expected an object", File,
-                       No, R.Name);
+      return makeError("{0}:{1}: relation '{2}': expected an object", File, No,
+                       R.Name);
     std::optional<StringRef> Canonical = O->getString("canonical");
     if (!Canonical)
       return makeError("{0}:{1}: relation '{2}' has no \"canonical\" prompt",

@@ -112,8 +112,7 @@ FactEvidence FactRunner::run(Session &S, StringRef Prompt, StringRef Target,
         continue;
       LayerPositive[L] += Credit[I];
       FactEvidence::Contribution Cand{uint32_t(L), uint32_t(I), Credit[I]};
-      if (E.Top.size() == Opts.TopContributors &&
-          !Better(Cand, E.Top.back()))
+      if (E.Top.size() == Opts.TopContributors && !Better(Cand, E.Top.back()))
         continue;
       E.Top.insert(std::upper_bound(E.Top.begin(), E.Top.end(), Cand, Better),
                    Cand);
@@ -146,16 +145,22 @@ int FactRunner::lensFirstTop10(const ForwardResult &R, int32_t Target) {
     for (size_t I = 0; I < D; ++I)
       H[L * D + I] = X[I] * Inv * G[I];
   }
-  std::vector<float> Logits(NL * V);
-  matmulNT(H.data(), NL, D, M.lmHead(), 0, V, Logits.data(), V);
-  for (size_t L = 0; L < NL; ++L) {
-    const float *Row = &Logits[L * V];
-    float TargetLogit = Row[Target];
-    unsigned Above = 0;
-    for (size_t T = 0; T < V && Above < 10; ++T)
-      Above += Row[T] > TargetLogit;
-    if (Above < 10)
-      return int(L);
+  // Layers go through the unembedding a group at a time (a GEMM, not NL
+  // matrix-vector products), stopping at the first group that answers.
+  constexpr size_t kLensGroup = 8;
+  std::vector<float> Logits(std::min(NL, kLensGroup) * V);
+  for (size_t L0 = 0; L0 < NL; L0 += kLensGroup) {
+    size_t N = std::min(kLensGroup, NL - L0);
+    matmulNT(&H[L0 * D], N, D, M.lmHead(), 0, V, Logits.data(), V);
+    for (size_t L = L0; L < L0 + N; ++L) {
+      const float *Row = &Logits[(L - L0) * V];
+      float TargetLogit = Row[Target];
+      unsigned Above = 0;
+      for (size_t T = 0; T < V && Above < 10; ++T)
+        Above += Row[T] > TargetLogit;
+      if (Above < 10)
+        return int(L);
+    }
   }
   return -1;
 }
@@ -255,14 +260,13 @@ static void reduce(ArrayRef<Fact> Facts, ArrayRef<FactEvidence> Evidence,
     llvm::sort(Targets);
     for (size_t I = 0; I < Targets.size() && I < Opts.Examples; ++I)
       RL.Examples.push_back(Targets[I].second);
-    L.Features[LayerOffset[Layer] + Feature].Relations.push_back(
-        std::move(RL));
+    L.Features[LayerOffset[Layer] + Feature].Relations.push_back(std::move(RL));
   }
   for (FeatureLabel &F : L.Features) {
-    llvm::stable_sort(F.Relations, [](const RelationLabel &A,
-                                      const RelationLabel &B) {
-      return A.MeanAttribution > B.MeanAttribution;
-    });
+    llvm::stable_sort(F.Relations,
+                      [](const RelationLabel &A, const RelationLabel &B) {
+                        return A.MeanAttribution > B.MeanAttribution;
+                      });
     if (!F.Relations.empty())
       ++L.Layers[F.Layer].RelationFeatures;
   }
@@ -317,10 +321,10 @@ Error probe(const Model &M, const Tokenizer &Tok, ArrayRef<Fact> Facts,
   if (!Facts.empty()) {
     FactRunner Runner(M, Tok, Opts);
     std::atomic<size_t> Next{0};
-    unsigned Workers = std::max(1u, std::min<unsigned>(
-                                        Opts.Jobs ? Opts.Jobs
-                                                  : std::thread::hardware_concurrency(),
-                                        Facts.size()));
+    unsigned Workers = std::max(
+        1u, std::min<unsigned>(Opts.Jobs ? Opts.Jobs
+                                         : std::thread::hardware_concurrency(),
+                               Facts.size()));
     std::vector<WorkerTimes> Times(Workers);
     std::optional<Progress> P;
     if (Opts.ShowProgress)

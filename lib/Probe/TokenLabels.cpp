@@ -46,7 +46,8 @@ static void offer(std::vector<TokenScore> &Top, unsigned K, uint32_t Token,
 /// Rows [V0, V1) of W as a matrix of their own.
 static WeightMatrix rowSlice(const WeightMatrix &W, size_t V0, size_t V1) {
   WeightMatrix S = W;
-  S.Data = static_cast<const uint8_t *>(W.Data) + V0 * W.Cols * dtypeSize(W.Type);
+  S.Data =
+      static_cast<const uint8_t *>(W.Data) + V0 * W.Cols * dtypeSize(W.Type);
   S.Rows = V1 - V0;
   S.Transposed = nullptr;
   return S;
@@ -116,8 +117,7 @@ static std::vector<float> inverseRMS(const WeightMatrix &E) {
 static std::vector<uint8_t> skippedTokens(const Tokenizer &Tok, size_t V) {
   std::vector<uint8_t> Skip(V);
   for (size_t T = 0; T < V; ++T)
-    Skip[T] = T >= Tok.vocabSize() || Tok.isSpecial(T) ||
-              Tok.piece(T).empty();
+    Skip[T] = T >= Tok.vocabSize() || Tok.isSpecial(T) || Tok.piece(T).empty();
   return Skip;
 }
 
@@ -134,8 +134,8 @@ void TokenLabeler::label(unsigned L, std::vector<FeatureLabel> &Out) const {
   std::vector<std::vector<TokenScore>> In, OutTop;
   // gate . (w * e / rms(e)) = (gate * w) . e / rms(e).
   scaledRows(W.Gate, C.PostNorms ? W.PreFFNNorm : W.PostAttnNorm, Dirs);
-  topTokens(Dirs, F, D, M.embedding(), InvRMS, Opts.TopTokens, Skip,
-            Opts.Jobs, In);
+  topTokens(Dirs, F, D, M.embedding(), InvRMS, Opts.TopTokens, Skip, Opts.Jobs,
+            In);
   scaledRows(W.Down, M.finalNorm(), Dirs);
   topTokens(Dirs, F, D, M.lmHead(), {}, Opts.TopTokens, Skip, Opts.Jobs,
             OutTop);

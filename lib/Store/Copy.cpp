@@ -7,8 +7,8 @@
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Store/Copy.h"
-#include "vindex/Store/Labels.h"
 #include "vindex/Formats/ModelConfig.h"
+#include "vindex/Store/Labels.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Support/AtomicOutput.h"
 #include "vindex/Support/Checksum.h"

@@ -46,21 +46,22 @@ std::string RelationInfo::prompt(StringRef Entity) const {
   return Out;
 }
 
-static bool featureLess(const FeatureLabel &F, std::pair<uint32_t, uint32_t> K) {
+static bool featureLess(const FeatureLabel &F,
+                        std::pair<uint32_t, uint32_t> K) {
   return std::make_pair(F.Layer, F.Feature) < K;
 }
 
 const FeatureLabel *Labels::feature(uint32_t Layer, uint32_t Feature) const {
-  auto It = llvm::lower_bound(Features, std::make_pair(Layer, Feature),
-                              featureLess);
+  auto It =
+      llvm::lower_bound(Features, std::make_pair(Layer, Feature), featureLess);
   if (It == Features.end() || It->Layer != Layer || It->Feature != Feature)
     return nullptr;
   return &*It;
 }
 
 ArrayRef<FeatureLabel> Labels::layerFeatures(uint32_t Layer) const {
-  auto Begin = llvm::lower_bound(Features, std::make_pair(Layer, 0u),
-                                 featureLess);
+  auto Begin =
+      llvm::lower_bound(Features, std::make_pair(Layer, 0u), featureLess);
   auto End = std::find_if(Begin, Features.end(), [&](const FeatureLabel &F) {
     return F.Layer != Layer;
   });
@@ -82,11 +83,9 @@ std::optional<uint32_t> Labels::entity(StringRef Name) const {
 }
 
 StringRef Labels::tokenText(uint32_t Token) const {
-  auto It = llvm::lower_bound(
-      Tokens, Token,
-      [](const std::pair<uint32_t, std::string> &T, uint32_t Id) {
-        return T.first < Id;
-      });
+  auto It = llvm::lower_bound(Tokens, Token,
+                              [](const std::pair<uint32_t, std::string> &T,
+                                 uint32_t Id) { return T.first < Id; });
   return It != Tokens.end() && It->first == Token ? StringRef(It->second)
                                                   : StringRef();
 }
@@ -124,14 +123,14 @@ public:
     std::vector<flatbuffers::Offset<lfb::Relation>> Relations;
     for (const RelationInfo &R : L.Relations)
       Relations.push_back(lfb::CreateRelation(B, str(R.Name), str(R.Canonical),
-                                             strings(R.Templates),
-                                             str(R.HeldoutPrompt)));
+                                              strings(R.Templates),
+                                              str(R.HeldoutPrompt)));
     auto Entities = strings(L.Entities);
     std::vector<flatbuffers::Offset<lfb::Layer>> Layers;
     for (const LayerLabel &Y : L.Layers)
       Layers.push_back(lfb::CreateLayer(B, Y.Index, lfb::Band(Y.Band),
-                                       Y.RelationFeatures, Y.AttributionShare,
-                                       Y.LensTop10First));
+                                        Y.RelationFeatures, Y.AttributionShare,
+                                        Y.LensTop10First));
     std::vector<flatbuffers::Offset<lfb::Feature>> Features;
     for (const FeatureLabel &F : L.Features)
       Features.push_back(feature(F));
@@ -141,10 +140,10 @@ public:
     std::vector<flatbuffers::Offset<lfb::ProbeInput>> Inputs;
     for (const ProbeInput &I : L.Inputs)
       Inputs.push_back(lfb::CreateProbeInput(B, str(I.Role), str(I.Path),
-                                            I.Size, str(I.Sha256)));
+                                             I.Size, str(I.Sha256)));
     const ProbeParameters &P = L.Parameters;
     auto Params = lfb::CreateParameters(B, P.TopTokens, P.TopContributors,
-                                       P.MinEntities, P.MinConfidence);
+                                        P.MinEntities, P.MinConfidence);
     auto Root = lfb::CreateLabels(
         B, kLabelsFormatVersion, B.CreateVector(Relations), Entities,
         B.CreateVector(Layers), B.CreateVector(Features),
@@ -180,12 +179,12 @@ private:
     std::vector<flatbuffers::Offset<lfb::RelationLabel>> Rels;
     for (const RelationLabel &R : F.Relations)
       Rels.push_back(lfb::CreateRelationLabel(B, R.Relation, R.Entities,
-                                             R.MeanAttribution, R.Confidence,
-                                             strings(R.Examples)));
+                                              R.MeanAttribution, R.Confidence,
+                                              strings(R.Examples)));
     auto In = scores(F.InputTokens);
     auto Out = scores(F.OutputTokens);
     return lfb::CreateFeature(B, F.Layer, F.Feature, In, Out,
-                             B.CreateVector(Rels));
+                              B.CreateVector(Rels));
   }
 
   flatbuffers::FlatBufferBuilder B{1 << 16};
@@ -193,7 +192,9 @@ private:
 
 } // namespace
 
-std::string serializeLabels(const Labels &L) { return LabelsBuilder().build(L); }
+std::string serializeLabels(const Labels &L) {
+  return LabelsBuilder().build(L);
+}
 
 //===----------------------------------------------------------------------===//
 // Reading
@@ -203,8 +204,8 @@ static std::string str(const flatbuffers::String *S) {
   return S ? S->str() : std::string();
 }
 
-static std::vector<std::string>
-strings(const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>> *V) {
+static std::vector<std::string> strings(
+    const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>> *V) {
   std::vector<std::string> Out;
   if (V)
     for (const flatbuffers::String *S : *V)
@@ -234,12 +235,11 @@ static Error checkIndices(const Labels &L, StringRef File) {
   for (size_t I = 0; I < L.Features.size(); ++I) {
     const FeatureLabel &F = L.Features[I];
     if (I && !featureLess(L.Features[I - 1], {F.Layer, F.Feature}))
-      return fileError(File,
-                       "feature ({0}, {1}) is out of order or repeated",
+      return fileError(File, "feature ({0}, {1}) is out of order or repeated",
                        F.Layer, F.Feature);
     if (!L.Layers.empty() && F.Layer >= L.Layers.size())
-      return fileError(File, "feature ({0}, {1}): layer out of range",
-                       F.Layer, F.Feature);
+      return fileError(File, "feature ({0}, {1}): layer out of range", F.Layer,
+                       F.Feature);
     for (const RelationLabel &R : F.Relations)
       if (R.Relation >= L.Relations.size())
         return fileError(File,
@@ -322,11 +322,12 @@ Error checkLabels(const Labels &L, const Manifest &M, StringRef File) {
   };
   for (const FeatureLabel &F : L.Features) {
     if (F.Feature >= Width(F.Layer))
-      return fileError(File, "feature ({0}, {1}) is past the layer's {2} "
-                             "features",
+      return fileError(File,
+                       "feature ({0}, {1}) is past the layer's {2} "
+                       "features",
                        F.Layer, F.Feature, Width(F.Layer));
-    for (ArrayRef<TokenScore> Scores : {ArrayRef(F.InputTokens),
-                                        ArrayRef(F.OutputTokens)})
+    for (ArrayRef<TokenScore> Scores :
+         {ArrayRef(F.InputTokens), ArrayRef(F.OutputTokens)})
       for (const TokenScore &T : Scores)
         if (T.Token >= M.Config.VocabSize)
           return fileError(File,

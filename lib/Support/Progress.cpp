@@ -49,8 +49,7 @@ void Progress::draw(bool Force) {
   if (Unit.empty())
     errs() << format("%.2f/%.2f GB  %3.0f%%", D / 1e9, Total / 1e9, Pct);
   else
-    errs() << D << "/" << Total << " " << Unit
-           << format("  %3.0f%%", Pct);
+    errs() << D << "/" << Total << " " << Unit << format("  %3.0f%%", Pct);
   errs().flush();
 }
 

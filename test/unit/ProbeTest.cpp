@@ -38,8 +38,7 @@ TEST(ProbeAttribution, ReadoutVector) {
 TEST(ProbeAttribution, LayerAttribution) {
   std::vector<float> Down = {2, 0, 1, 1, 0, -1, 5, 5};
   std::vector<float> Out(4, -1);
-  layerAttribution({1, -2, 0.5f, 0}, matrix(Down, 4, 2), {0.1f, -0.4f}, 2,
-                   Out);
+  layerAttribution({1, -2, 0.5f, 0}, matrix(Down, 4, 2), {0.1f, -0.4f}, 2, Out);
   EXPECT_NEAR(Out[0], 0.4, 1e-6);
   EXPECT_NEAR(Out[1], 1.2, 1e-6);
   EXPECT_NEAR(Out[2], 0.4, 1e-6);
@@ -60,8 +59,8 @@ TEST(ProbeTokens, TopTokensRanksAndSkips) {
   // Ties (2 and 2) go to the lower id.
   EXPECT_EQ(Out[1][0].Token, 2u);
   EXPECT_EQ(Out[1][1].Token, 3u);
-  topTokens({1, 0, 0, 1}, 2, 2, matrix(Vocab, 4, 2), {0.1f, 1, 10, 1}, 1,
-            {}, 1, Out);
+  topTokens({1, 0, 0, 1}, 2, 2, matrix(Vocab, 4, 2), {0.1f, 1, 10, 1}, 1, {}, 1,
+            Out);
   EXPECT_EQ(Out[0][0].Token, 2u); // 1 * 10
   EXPECT_FLOAT_EQ(Out[0][0].Score, 10);
   EXPECT_EQ(Out[1][0].Token, 2u); // 2 * 10

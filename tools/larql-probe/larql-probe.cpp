@@ -66,17 +66,19 @@ static cl::opt<bool> Force("force",
 static cl::opt<unsigned>
     TopTokens("top-tokens", cl::desc("Input/output tokens kept per feature"),
               cl::init(ProbeOptions().TopTokens), cl::cat(toolOptions()));
-static cl::opt<unsigned> TopContributors(
-    "top-contributors", cl::desc("Features credited per fact"),
-    cl::init(ProbeOptions().TopContributors), cl::cat(toolOptions()));
-static cl::opt<unsigned> MinEntities(
-    "min-entities",
-    cl::desc("Distinct entities a relation label needs"),
-    cl::init(ProbeOptions().MinEntities), cl::cat(toolOptions()));
-static cl::opt<float> MinConfidence(
-    "min-confidence",
-    cl::desc("Share of the relation's entities a label needs"),
-    cl::init(ProbeOptions().MinConfidence), cl::cat(toolOptions()));
+static cl::opt<unsigned>
+    TopContributors("top-contributors", cl::desc("Features credited per fact"),
+                    cl::init(ProbeOptions().TopContributors),
+                    cl::cat(toolOptions()));
+static cl::opt<unsigned>
+    MinEntities("min-entities",
+                cl::desc("Distinct entities a relation label needs"),
+                cl::init(ProbeOptions().MinEntities), cl::cat(toolOptions()));
+static cl::opt<float>
+    MinConfidence("min-confidence",
+                  cl::desc("Share of the relation's entities a label needs"),
+                  cl::init(ProbeOptions().MinConfidence),
+                  cl::cat(toolOptions()));
 static cl::opt<std::string>
     StatsJSON("timing-json",
               cl::desc("Write timings and counts as JSON ('-': stdout)"),
@@ -125,9 +127,7 @@ readInput(StringRef Path, StringRef Role, std::vector<ProbeInput> &Inputs) {
   return F;
 }
 
-static StringRef text(const MappedFile &F) {
-  return toStringRef(F.bytes());
-}
+static StringRef text(const MappedFile &F) { return toStringRef(F.bytes()); }
 
 static long peakRSSKiB() {
   struct rusage U;
@@ -183,13 +183,12 @@ static Error printSummary() {
                       "attribution_share={3:f3} lens_top10_first={4}\n",
                       Y.Index,
                       Y.Band == Band::Unlabelled ? "-" : bandName(Y.Band),
-                      Y.RelationFeatures, Y.AttributionShare,
-                      Y.LensTop10First);
+                      Y.RelationFeatures, Y.AttributionShare, Y.LensTop10First);
   std::vector<uint32_t> Counts = L->relationFeatureCounts();
   std::vector<std::vector<uint32_t>> Layers = L->relationLayers();
   for (size_t R = 0; R < L->Relations.size(); ++R) {
-    outs() << formatv("relation {0}: features={1} layers=", L->Relations[R].Name,
-                      Counts[R]);
+    outs() << formatv(
+        "relation {0}: features={1} layers=", L->Relations[R].Name, Counts[R]);
     interleave(Layers[R], outs(), ",");
     outs() << " prompt=\"" << L->Relations[R].Canonical << "\"\n";
     // Its strongest features: most entities, then attribution.
@@ -211,9 +210,9 @@ static Error printSummary() {
                         RL->MeanAttribution);
       interleave(RL->Examples, outs(), "|");
       outs() << " out=";
-      interleave(F->OutputTokens, outs(),
-                 [&](const TokenScore &T) { outs() << L->tokenText(T.Token); },
-                 "|");
+      interleave(
+          F->OutputTokens, outs(),
+          [&](const TokenScore &T) { outs() << L->tokenText(T.Token); }, "|");
       outs() << "\n";
     }
   }
@@ -311,10 +310,9 @@ static Error run() {
       return E;
   }
   if (!StatsJSON.empty())
-    return writeStats(
-        Stats, std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                             Start)
-                   .count());
+    return writeStats(Stats, std::chrono::duration<double>(
+                                 std::chrono::steady_clock::now() - Start)
+                                 .count());
   return Error::success();
 }
 

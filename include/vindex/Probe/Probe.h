@@ -44,8 +44,8 @@ llvm::Expected<std::vector<Fact>> parseFacts(llvm::StringRef Text,
                                              llvm::StringRef File);
 /// Reads templates.json: per relation `canonical` (with `{e}`), `train`,
 /// `heldout_prompt`. Relations come out in the file's order.
-llvm::Expected<std::vector<RelationInfo>>
-parseTemplates(llvm::StringRef Text, llvm::StringRef File);
+llvm::Expected<std::vector<RelationInfo>> parseTemplates(llvm::StringRef Text,
+                                                         llvm::StringRef File);
 
 /// The thresholds (docs/user-guide.md says why these defaults).
 struct ProbeOptions {
@@ -111,8 +111,8 @@ void layerAttribution(llvm::ArrayRef<float> Act, const WeightMatrix &Down,
 /// norm as the model applied it to this residual).
 std::vector<float> readoutVector(llvm::ArrayRef<float> FinalResidual,
                                  llvm::ArrayRef<float> FinalNorm,
-                                 const WeightMatrix &Unembedding,
-                                 size_t Target, double Eps);
+                                 const WeightMatrix &Unembedding, size_t Target,
+                                 double Eps);
 
 /// One fact's evidence: its top contributors and the logit lens.
 struct FactEvidence {

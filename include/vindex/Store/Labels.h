@@ -31,7 +31,12 @@ constexpr llvm::StringLiteral kLabelsFileName = "labels.vfb";
 
 /// The role of a layer, computed by the probe from its data. Same numbering
 /// as the manifest's LayerRecord::Band.
-enum class Band : uint8_t { Unlabelled = 0, Syntax = 1, Knowledge = 2, Output = 3 };
+enum class Band : uint8_t {
+  Unlabelled = 0,
+  Syntax = 1,
+  Knowledge = 2,
+  Output = 3
+};
 /// "syntax", "knowledge", "output", or "" for Unlabelled.
 llvm::StringRef bandName(Band B);
 /// The band named (case-insensitive), or nothing.
@@ -55,11 +60,12 @@ struct TokenScore {
 
 /// One relation a feature carries and the evidence for it.
 struct RelationLabel {
-  uint32_t Relation = 0;  ///< Index into Labels::Relations.
-  uint32_t Entities = 0;  ///< Distinct entities where it was a top contributor.
+  uint32_t Relation = 0; ///< Index into Labels::Relations.
+  uint32_t Entities = 0; ///< Distinct entities where it was a top contributor.
   float MeanAttribution = 0; ///< Mean logit attribution over those facts.
-  float Confidence = 0;   ///< Entities / entities probed with the relation.
-  std::vector<std::string> Examples; ///< Targets it promoted, most credited first.
+  float Confidence = 0;      ///< Entities / entities probed with the relation.
+  std::vector<std::string>
+      Examples; ///< Targets it promoted, most credited first.
 };
 
 struct FeatureLabel {
