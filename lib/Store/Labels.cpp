@@ -65,7 +65,10 @@ ArrayRef<FeatureLabel> Labels::layerFeatures(uint32_t Layer) const {
   auto End = std::find_if(Begin, Features.end(), [&](const FeatureLabel &F) {
     return F.Layer != Layer;
   });
-  return ArrayRef<FeatureLabel>(&*Begin, End - Begin);
+  // Through data(), not &*Begin: Begin may be end() (no labelled feature in
+  // this layer or after it).
+  return ArrayRef<FeatureLabel>(Features.data() + (Begin - Features.begin()),
+                                End - Begin);
 }
 
 std::optional<uint32_t> Labels::relation(StringRef Name) const {
