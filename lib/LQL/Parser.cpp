@@ -707,6 +707,14 @@ private:
         if (!F)
           return false;
         C.Format = *F;
+        // TYPE after any FORMAT: the verifier says it is GGUF's alone.
+        if (consumeKeyword("TYPE")) {
+          std::optional<std::string> Ty =
+              choice(schema::GGUFTypes, "a GGUF type after TYPE");
+          if (!Ty)
+            return false;
+          C.Type = *Ty;
+        }
       }
       S.Node = std::move(C);
       return true;

@@ -132,7 +132,8 @@ public:
   }
   void lower(Location L, const CompileStmt &S) {
     B.create<larql::CompileOp>(L, B.getStringAttr(S.Target),
-                               B.getStringAttr(S.Path), str(S.Format));
+                               B.getStringAttr(S.Path), str(S.Format),
+                               str(S.Type));
   }
   void lower(Location L, const BeginPatchStmt &S) {
     B.create<larql::BeginPatchOp>(L, B.getStringAttr(S.Name));

@@ -125,10 +125,12 @@ struct CreateRelationStmt {
 
 /// COMPILE CURRENT INTO VINDEX 'path'
 /// COMPILE CURRENT INTO MODEL 'path' FORMAT gguf|safetensors
+///   [TYPE auto|f32|f16|bf16|q8_0]   (TYPE with gguf only)
 struct CompileStmt {
   std::string Target; ///< "vindex" or "model"
   std::string Path;
   std::optional<std::string> Format;
+  std::optional<std::string> Type; ///< the GGUF matrices' element type
 };
 
 /// BEGIN PATCH 'name'

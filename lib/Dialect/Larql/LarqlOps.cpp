@@ -296,8 +296,8 @@ LogicalResult CreateRelationOp::verify() {
 LogicalResult CompileOp::verify() {
   StringRef Target = getTarget();
   if (Target == "vindex") {
-    if (getFormat())
-      return emitOpError("COMPILE INTO VINDEX takes no FORMAT");
+    if (getFormat() || getType())
+      return emitOpError("COMPILE INTO VINDEX takes no FORMAT or TYPE");
   } else if (Target == "model") {
     if (!getFormat())
       return emitOpError("COMPILE INTO MODEL needs a FORMAT (")
@@ -305,6 +305,12 @@ LogicalResult CompileOp::verify() {
     if (!llvm::is_contained(schema::Formats, *getFormat()))
       return emitOpError("unknown FORMAT '")
              << *getFormat() << "' (expected " << join(schema::Formats) << ")";
+    if (getType() && *getFormat() != "gguf")
+      return emitOpError("TYPE is for FORMAT gguf, not ") << *getFormat();
+    if (getType() && !llvm::is_contained(schema::GGUFTypes, *getType()))
+      return emitOpError("unknown GGUF TYPE '")
+             << *getType() << "' (expected " << join(schema::GGUFTypes)
+             << ")";
   } else {
     return emitOpError("unknown target '")
            << Target << "' (expected vindex, model)";
