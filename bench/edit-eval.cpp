@@ -18,6 +18,10 @@
 //     relation's heldout_prompt), with the target's first-token
 //     probability, before and after;
 //   - the FFN width of every layer before and after.
+// With --answers P.tsv (`prompt<TAB>target` lines) it prints instead one
+// JSON line per prompt of the --before V-index, with the fields
+// utils/llama-answers prints for a GGUF in llama.cpp (match, p_first,
+// generated), so that the two engines can be compared line by line.
 // "The whole target": the ids that encoding "prompt target" adds after the
 // prompt's own ids, generated one after another by argmax.
 //
@@ -58,6 +62,9 @@ static cl::opt<unsigned>
                 cl::desc("Held-out sentences for the KL (0: all)"));
 static cl::opt<bool> Details("details",
                              cl::desc("Per-fact results of the inserted facts"));
+static cl::opt<std::string>
+    Answers("answers", cl::desc("Print the answers to these prompts "
+                                "(prompt<TAB>target lines) and stop"));
 static cl::opt<unsigned> Threads("engine-threads", cl::init(1),
                                  cl::desc("Engine threads"));
 
@@ -323,6 +330,23 @@ int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(argc, argv, "knowledge-edit evaluation\n");
   auto Start = std::chrono::steady_clock::now();
   Loaded B(Before);
+  if (!Answers.empty()) {
+    auto Buf = readFile(Answers);
+    SmallVector<StringRef> Lines;
+    Buf->getBuffer().split(Lines, '\n', -1, false);
+    Session S(*B.M, Threads);
+    for (StringRef Line : Lines) {
+      auto [Prompt, Target] = Line.split('\t');
+      Answer Ans = ask(B, S, Prompt, Target);
+      outs() << json::Value(json::Object{{"prompt", Prompt},
+                                         {"target", Target},
+                                         {"match", Ans.Match},
+                                         {"p_first", Ans.PFirst},
+                                         {"generated", Ans.Generated}})
+             << "\n";
+    }
+    return 0;
+  }
   std::unique_ptr<Loaded> A;
   if (!After.empty())
     A = std::make_unique<Loaded>(After);
