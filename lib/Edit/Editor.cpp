@@ -470,9 +470,12 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, const EditOptions &Opts,
           All.push_back(C);
           Cs.push_back(std::move(C));
         }
-        Outcome O = outcome(Ctx, All, Want);
-        bool Ok = Kind == EditKind::Delete
-                      ? !is_contained(Suppress, O.Top) && O.Top != Before.Top
+        // DELETE: the old answer below 1 - Goal (0.005 by default), and
+        // none of the relation's other answers in its place.
+        bool Del = Kind == EditKind::Delete;
+        Outcome O = outcome(Ctx, All, Del ? Before.Top : Want);
+        bool Ok = Del ? !is_contained(Suppress, O.Top) &&
+                            O.Top != Before.Top && O.PWant <= 1 - Goal
                       : O.Top == Want && O.PWant >= Need;
         return std::make_tuple(Ok, O, Cs);
       };
@@ -489,7 +492,7 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, const EditOptions &Opts,
         // answer going down); four doublings without any stop the search.
         auto Score = [&](const Outcome &X) {
           return Kind == EditKind::Delete
-                     ? -std::log(std::max(X.PTop, 1e-30))
+                     ? -std::log(std::max(X.PWant, 1e-30))
                      : std::log(std::max(X.PWant, 1e-30));
         };
         double BestP = Score(O);
@@ -536,7 +539,7 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, const EditOptions &Opts,
       StepOS << formatv(" piece {0} '{1}' at layer {6}: strength {2:g} in "
                         "({3:g}, {2:g}], p={4:F4} top '{5}';",
                         J + 1, Want >= 0 ? text({Want}) : text({O.Top}), Hi,
-                        Lo, Kind == EditKind::Delete ? O.PTop : O.PWant,
+                        Lo, O.PWant,
                         text({O.Top}), LayersText);
       for (TrialFeature &C : Cs)
         Mine.push_back(std::move(C));
