@@ -629,6 +629,7 @@ private:
           !expectKeyword("VALUES", "INSERT INTO edges"))
         return false;
       do {
+        I.RowLocs.push_back(range(Cur));
         if (!expectPunct("(", "to open a VALUES row"))
           return false;
         Assignments Row;

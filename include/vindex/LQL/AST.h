@@ -101,6 +101,7 @@ using Assignments = std::vector<std::pair<std::string, Literal>>;
 /// INSERT INTO edges VALUES (k='v', ...)[, (...)] [AT LAYER n] [MODE m]
 struct InsertStmt {
   std::vector<Assignments> Rows;
+  std::vector<llvm::SMRange> RowLocs; ///< each row's '(' (errors of a row)
   std::optional<int64_t> Layer;
   std::optional<std::string> Mode;
 };
