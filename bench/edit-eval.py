@@ -12,7 +12,10 @@ For each fixture model (a checkpoint directory or a V-index) and each batch
      CREATE RELATION statements alone: loading is not the edit);
   3. runs vindex-bench-edit-eval --before IN --after OUT --facts BATCH.
 Prints one JSON object: the unedited model's measurements, then one entry
-per (batch size, style) with the edit-eval JSON plus seconds per fact.
+per (batch size, style) with the edit-eval JSON plus seconds per fact, or
+the error larql-opt gave (a script that fails writes nothing).
+`bench/edit-eval.py --table RESULT.json` prints such a result as the
+Markdown table of docs/benchmarks.md.
 
   bench/edit-eval.py [--model DIR|V.vindex]... [--bin build/bin]
                      [--facts test/fixtures/facts/fictional.tsv]
@@ -31,17 +34,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(ROOT, "test", "fixtures")
 
 
-def run(cmd, out=None):
+class Failed(Exception):
+    pass
+
+
+def run(cmd, may_fail=False):
     t0 = time.monotonic()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True)
     wall = time.monotonic() - t0
     if p.returncode != 0:
+        if may_fail:
+            raise Failed(p.stderr.strip())
         sys.exit("edit-eval: failed (%d): %s\n%s" %
                  (p.returncode, " ".join(cmd), p.stderr))
-    if out:
-        with open(out, "w") as f:
-            f.write(p.stdout)
     return wall, p.stdout
 
 
@@ -68,7 +74,40 @@ def script(facts, templates, style, mode):
     return "\n".join(head) + "\n", "\n".join(lines) + "\n"
 
 
+def pct(r):
+    return "%.1f%%" % (100.0 * r["recall"])
+
+
+def table(result):
+    print("| model | style | facts | efficacy | paraphrase | trained canonical"
+          " | trained held-out | mean KL | s/fact | FFN width |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for m in result["models"]:
+        u = m["unedited"]["trained"]["before"]
+        print("| %s | unedited | 0 | | | %s | %s | | | %d |" %
+              (m["model"], pct(u["canonical"]), pct(u["heldout"]),
+               max(m["unedited"]["ffn_width"]["before"])))
+        for r in m["runs"]:
+            if "error" in r:
+                print("| %s | %s | %d | failed: %s | | | | | | |" %
+                      (m["model"], r["style"], r["facts"],
+                       r["error"].splitlines()[0].replace("|", "/")))
+                continue
+            e = r["eval"]
+            ins, tr = e["inserted"]["after"], e["trained"]["after"]
+            print("| %s | %s | %d | %s | %s | %s | %s | %.2e | %.3f | %d -> %d |"
+                  % (m["model"], r["style"], r["facts"], pct(ins["efficacy"]),
+                     pct(ins["paraphrase"]), pct(tr["canonical"]),
+                     pct(tr["heldout"]), e["kl"]["mean"],
+                     r["seconds_per_fact"], max(e["ffn_width"]["before"]),
+                     max(e["ffn_width"]["after"])))
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--table":
+        with open(sys.argv[2]) as f:
+            table(json.load(f))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", action="append")
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"))
@@ -125,11 +164,19 @@ def main():
                         f.write(text)
                 out_v = os.path.join(work, tag + ".vindex")
                 best = {}
-                for kind in ("head", "edit"):
-                    best[kind] = min(
-                        run([tool("larql-opt"), base, paths[kind], "-o",
-                             out_v, "--jobs", str(a.jobs)])[0]
-                        for _ in range(a.reps))
+                try:
+                    for kind in ("head", "edit"):
+                        best[kind] = min(
+                            run([tool("larql-opt"), base, paths[kind], "-o",
+                                 out_v, "--jobs", str(a.jobs)],
+                                may_fail=True)[0]
+                            for _ in range(a.reps))
+                except Failed as e:
+                    # The edit did not go through: nothing to measure.
+                    entry["runs"].append({"style": style, "facts": n,
+                                          "script": paths["edit"],
+                                          "error": str(e)})
+                    continue
                 # The last run left the edited V-index at out_v.
                 _, out = run([tool("vindex-bench-edit-eval"), "--fixtures",
                               FIX, "--before", base, "--after", out_v,
