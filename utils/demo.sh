@@ -26,8 +26,15 @@ echo "== larql-opt: what does the model know?"
   -e "INFER 'The currency of Japan is the' TOP 1 GENERATE 2"
 
 # --- The Atlantis patch: a fact written into the weights, no training, then
-# --- compiled to a GGUF and asked again (through a second decompose).
-echo "== larql-opt: the Atlantis patch -> $out/atlantis.vindex"
+# --- compiled to a GGUF and asked again (through a second decompose). On
+# --- tiny-llama by default: the slot planner cannot yet write Poseidon's
+# --- second piece into tiny-gemma3 (docs/lql.md, "Measured quality");
+# --- VINDEX_DEMO_PATCH_MODEL=tiny-gemma3 tries it.
+patch_model="${VINDEX_DEMO_PATCH_MODEL:-tiny-llama}"
+patch_in="$out/$patch_model.vindex"
+[ -d "$patch_in" ] && [ "$patch_model" = tiny-gemma3 ] ||
+  "$bin/vindex-decompose" "$root/test/fixtures/models/$patch_model" -o "$patch_in"
+echo "== larql-opt: the Atlantis patch on $patch_model -> $out/atlantis.vindex"
 cat > "$out/atlantis.lql" <<'LQL'
 CREATE RELATION capital AS 'The capital of {entity} is';
 INSERT INTO edges VALUES (entity='Atlantis', relation='capital', target='Poseidon');
@@ -36,8 +43,9 @@ ask() { # V-INDEX PROMPT: the greedy answer and its first token's probability
   "$bin/larql-opt" "$1" --format=json -e "INFER '$2' TOP 1 GENERATE 3" |
     /usr/bin/python3 -c 'import json, sys; d = json.load(sys.stdin); print("%r (p = %.4f)" % (d["generated"]["text"], d["top"][0]["prob"]))'
 }
-echo "before: 'The capital of Atlantis is' -> $(ask "$out/tiny-gemma3.vindex" 'The capital of Atlantis is')"
-"$bin/larql-opt" "$out/tiny-gemma3.vindex" "$out/atlantis.lql" \
+echo "before: 'The capital of Atlantis is' -> $(ask "$patch_in" 'The capital of Atlantis is')"
+echo "        'The capital of France is'   -> $(ask "$patch_in" 'The capital of France is')"
+"$bin/larql-opt" "$patch_in" "$out/atlantis.lql" \
   -o "$out/atlantis.vindex" >/dev/null
 echo "after:  'The capital of Atlantis is' -> $(ask "$out/atlantis.vindex" 'The capital of Atlantis is')"
 echo "        'The capital of France is'   -> $(ask "$out/atlantis.vindex" 'The capital of France is')"
