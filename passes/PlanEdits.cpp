@@ -199,6 +199,18 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
     }
     OpBuilder B(Op);
     MLIRContext *Ctx = &getContext();
+    for (const edit::PlannedRow &R : Plan->Rows) {
+      std::string Name = llvm::formatv("row_{0}", R.Row).str();
+      auto Ty = RankedTensorType::get({1, int64_t(R.Values.size())},
+                                      Float32Type::get(Ctx));
+      Attribute V = DenseF32ResourceElementsAttr::get(
+          Ty, Name, HeapAsmResourceBlob::allocateAndCopyInferAlign(
+                        ArrayRef<float>(R.Values)));
+      auto U = B.create<vx::UpdateWeightsOp>(
+          Op->getLoc(), R.Tensor, int64_t(R.Row), int64_t(R.Row + 1),
+          cast<ElementsAttr>(V));
+      U->setAttr(BalanceAttr, StringAttr::get(Ctx, Plan->Record[R.Fact]));
+    }
     for (const edit::PlannedFeature &F : Plan->Features) {
       std::string Name = llvm::formatv("L{0}_{1}", F.Layer, F.Slot).str();
       auto I = B.create<vx::InstallFeatureOp>(

@@ -80,6 +80,35 @@ struct Editor::Impl {
   std::vector<SamplePrompt> Prompts;
   /// (entity, relation) pairs edited so far: their prompts guard nothing.
   std::set<std::pair<std::string, std::string>> Edited;
+  /// The final states (after the final norm) of the sample, every
+  /// position: where ordinary text puts what the LM head reads.
+  struct FinalStats {
+    size_t D = 0;
+    double Count = 0, Radius = 0;
+    std::vector<double> Second;
+    void add(ArrayRef<float> X, ArrayRef<float> FN, double Eps) {
+      D = FN.size();
+      if (Second.empty())
+        Second.assign(D * D, 0);
+      std::vector<double> Y(D);
+      for (size_t T = 0; T + D <= X.size(); T += D) {
+        double MS = 0;
+        for (size_t I = 0; I < D; ++I)
+          MS += double(X[T + I]) * X[T + I];
+        double Inv = 1 / std::sqrt(MS / D + Eps), N = 0;
+        for (size_t I = 0; I < D; ++I)
+          N += (Y[I] = X[T + I] * Inv * FN[I]) * Y[I];
+        Radius += std::sqrt(N);
+        for (size_t I = 0; I < D; ++I)
+          for (size_t J = 0; J < D; ++J)
+            Second[I * D + J] += Y[I] * Y[J];
+        Count += 1;
+      }
+    }
+  } Finals;
+  double MaxTopLogit = -1e30;
+  /// Output rows lifted by this statement's plan (see liftRow).
+  std::vector<PlannedRow> Lifted;
 
   Impl(const TensorView &V, const Tokenizer &Tok, raw_ostream *Verbose)
       : Tok(Tok), Verbose(Verbose), Scratch(V) {}
@@ -111,6 +140,7 @@ struct Editor::Impl {
   }
 
   Error loadSample(const Sample &S);
+  Error liftRow(int32_t Token, size_t Fact, raw_ostream &Rec);
   unsigned chooseLayer(const Fact &F, ArrayRef<TrialFeature> Accepted,
                        std::string &Why);
   std::vector<const SamplePrompt *> guards(const Fact &F, unsigned Layer,
@@ -120,8 +150,19 @@ struct Editor::Impl {
                                     ArrayRef<int32_t> Raise,
                                     ArrayRef<int32_t> Lower, double &Saturated);
   Expected<std::vector<TrialFeature>>
-  planFact(EditKind Kind, const Fact &F, const EditOptions &Opts,
-           ArrayRef<TrialFeature> Accepted, std::string &Record);
+  planFact(EditKind Kind, const Fact &F, size_t FactIndex,
+           const EditOptions &Opts, ArrayRef<TrialFeature> Accepted,
+           std::string &Record);
+  /// True if the token goes on with the word before it (no word marker,
+  /// and a letter or digit first).
+  bool continues(int32_t Id) const {
+    if (Tok.isSpecial(Id))
+      return false;
+    StringRef P = Tok.piece(Id);
+    if (P.empty() || P.starts_with("\xE2\x96\x81") || P.starts_with("\xC4\xA0"))
+      return false;
+    return isAlnum(P[0]) || (unsigned char)P[0] >= 0x80;
+  }
   std::string text(ArrayRef<int32_t> Ids) const {
     return Tok.decode(Ids);
   }
@@ -146,8 +187,14 @@ Error Editor::Impl::loadSample(const Sample &S) {
         Stats[Layer].add(&In[Tk * D]);
       All[Layer].assign(In.end() - D, In.end());
     };
+    O.CaptureResiduals = true;
     Session Sess(*M, 1);
-    std::vector<float> Logits = Sess.run(Ids, O).Logits;
+    ForwardResult R = Sess.run(Ids, O);
+    std::vector<float> &Logits = R.Logits;
+    Finals.add(R.Residuals.back(), M->finalNorm(), M->config().NormEps);
+    MaxTopLogit = std::max(MaxTopLogit,
+                           double(*std::max_element(Logits.begin(),
+                                                    Logits.end())));
     if (Relation.empty())
       return;
     SamplePrompt P;
@@ -312,6 +359,81 @@ Editor::Impl::writeDirection(unsigned Layer, ArrayRef<int32_t> Ctx,
   return Out;
 }
 
+Error Editor::Impl::liftRow(int32_t Token, size_t Fact, raw_ostream &Rec) {
+  // A piece whose output row no final state makes likely (a token the
+  // model never learned to emit) gets a lifted row: its own plus c e, with
+  // e the direction least used by ordinary final states and by every output
+  // row (so that ordinary text does not raise it, and writing along it
+  // raises no other token; rows lifted before weigh in as rows), and c such
+  // that a final state along e gives the piece a logit above any the
+  // sample's prompts gave their answers.
+  size_t D = hidden(), V = M->config().VocabSize;
+  const WeightMatrix &U = M->lmHead();
+  std::vector<double> A(D * D, 0);
+  double TrY = 0, TrU = 0;
+  for (size_t I = 0; I < D; ++I)
+    TrY += Finals.Second[I * D + I];
+  std::vector<double> UU(D * D, 0);
+  std::vector<double> Row(D);
+  for (size_t T = 0; T < V; ++T) {
+    for (size_t I = 0; I < D; ++I)
+      Row[I] = U.at(T, I);
+    for (size_t I = 0; I < D; ++I) {
+      TrU += Row[I] * Row[I];
+      for (size_t J = 0; J < D; ++J)
+        UU[I * D + J] += Row[I] * Row[J];
+    }
+  }
+  for (size_t K = 0; K < D * D; ++K)
+    A[K] = Finals.Second[K] / TrY + UU[K] / TrU;
+  for (size_t I = 0; I < D; ++I)
+    A[I * D + I] += 1e-9;
+  // Inverse iteration: the eigenvector of the smallest eigenvalue.
+  std::vector<double> E(D);
+  for (size_t I = 0; I < D; ++I)
+    E[I] = 1.0 + 0.01 * double(I % 7);
+  for (unsigned It = 0; It < 40; ++It) {
+    if (!solveSPD(A, E, D))
+      return makeError("cannot lift the output row of '{0}'", text({Token}));
+    double N = 0;
+    for (double X : E)
+      N += X * X;
+    N = std::sqrt(N);
+    for (double &X : E)
+      X /= N;
+  }
+  size_t Big = 0;
+  for (size_t I = 1; I < D; ++I)
+    if (std::fabs(E[I]) > std::fabs(E[Big]))
+      Big = I;
+  double Sign = E[Big] < 0 ? -1 : 1;
+  double Radius = Finals.Radius / std::max(Finals.Count, 1.0);
+  double C = (std::max(MaxTopLogit, 0.0) + 8.0) / Radius;
+  const TensorRecord *T = Scratch.find(TensorRole::LMHead);
+  if (!T)
+    T = Scratch.find(TensorRole::Embedding); // tied
+  if (!T)
+    return makeError("the V-index has no output matrix to lift a row of");
+  PlannedRow P;
+  P.Fact = Fact;
+  P.Tensor = T->Name;
+  P.Row = uint64_t(Token);
+  P.Values.resize(D);
+  for (size_t I = 0; I < D; ++I)
+    P.Values[I] = float(U.at(size_t(Token), I) + Sign * C * E[I]);
+  PatchBuilder B(Scratch);
+  if (Error Err = B.setRow(P.Tensor, P.Row, P.Values))
+    return Err;
+  if (Error Err = Scratch.push(B.finish()))
+    return Err;
+  if (Error Err = M->reload())
+    return Err;
+  Rec << formatv("; lifted the output row of '{0}' by {1:F2}", text({Token}),
+                 C);
+  Lifted.push_back(std::move(P));
+  return Error::success();
+}
+
 unsigned Editor::Impl::chooseLayer(const Fact &F,
                                    ArrayRef<TrialFeature> Accepted,
                                    std::string &Why) {
@@ -341,7 +463,8 @@ unsigned Editor::Impl::chooseLayer(const Fact &F,
 }
 
 Expected<std::vector<TrialFeature>>
-Editor::Impl::planFact(EditKind Kind, const Fact &F, const EditOptions &Opts,
+Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
+                       const EditOptions &Opts,
                        ArrayRef<TrialFeature> Accepted, std::string &Record) {
   raw_string_ostream Rec(Record);
   ArrayRef<int32_t> Prompt = F.Prompts.front();
@@ -402,21 +525,50 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, const EditOptions &Opts,
     std::string Steps;
     raw_string_ostream StepOS(Steps);
     Reached = true;
-    for (size_t J = 0; J < Pieces; ++J) {
+    // After the target's pieces, one more step: where the model would go
+    // on with the word (a continuation piece), a feature ends it with the
+    // best token that does not.
+    size_t NSteps = Kind == EditKind::Delete ? 1 : Pieces + 1;
+    // The keys of the fact's own positions (the prompt's last, then after
+    // each piece), before its features: what each feature must stay quiet
+    // on at the other positions.
+    std::vector<std::vector<std::vector<float>>> PosKeys;
+    if (Kind != EditKind::Delete) {
+      std::vector<int32_t> Full(Prompt.begin(), Prompt.end());
+      Full.insert(Full.end(), F.Target.begin(), F.Target.end());
+      std::vector<std::vector<std::vector<float>>> All =
+          capturePositionKeys(*M, Full, Accepted);
+      PosKeys.assign(All.end() - (Pieces + 1), All.end());
+    }
+    for (size_t J = 0; J < NSteps; ++J) {
       std::vector<int32_t> Ctx(Prompt.begin(), Prompt.end());
       Ctx.insert(Ctx.end(), F.Target.begin(), F.Target.begin() + J);
       std::vector<TrialFeature> Trials(Accepted.begin(), Accepted.end());
       Trials.insert(Trials.end(), Mine.begin(), Mine.end());
-      std::vector<std::vector<float>> Keys = captureKeys(*M, Ctx, Trials);
       std::vector<int32_t> Raise, Lower;
       int32_t Want = -1;
-      if (Kind == EditKind::Delete) {
+      if (Kind != EditKind::Delete && J == Pieces) {
+        std::vector<double> P = softmax(logits(Ctx, Trials));
+        int32_t Top = int32_t(std::max_element(P.begin(), P.end()) - P.begin());
+        if (!continues(Top))
+          break;
+        for (size_t T = 0; T < P.size(); ++T)
+          if (!continues(int32_t(T)) && (Want < 0 || P[T] > P[Want]))
+            Want = int32_t(T);
+        Raise.push_back(Want);
+      } else if (Kind == EditKind::Delete) {
         Lower = Suppress;
         Lower.push_back(Before.Top); // the answer counts twice
       } else {
         Want = F.Target[J];
         Raise.push_back(Want);
+        double Sat = 0;
+        writeDirection(Layer, Ctx, Trials, Raise, Lower, Sat);
+        if (Sat < (J == 0 ? 0.999 : 0.9))
+          if (Error E = liftRow(Want, FactIndex, Rec))
+            return std::move(E);
       }
+      std::vector<std::vector<float>> Keys = captureKeys(*M, Ctx, Trials);
       // One feature per layer of the piece; a layer whose write saturates
       // (Gemma norms the FFN's output) gets a neighbour to help.
       struct Part {
@@ -432,7 +584,11 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, const EditOptions &Opts,
         std::vector<std::vector<float>> Neg;
         for (const SamplePrompt *G : guards(F, L, Key, Opts.Guards))
           Neg.push_back(G->Keys[L]);
-        std::vector<double> Sep = fitSeparator(Stats[L], Key, Neg);
+        std::vector<std::vector<float>> Sib;
+        for (size_t K = 0; K < PosKeys.size(); ++K)
+          if (K != J)
+            Sib.push_back(PosKeys[K][L]);
+        std::vector<double> Sep = fitSeparator(Stats[L], Key, Neg, Sib);
         std::vector<float> SepF(Sep.begin(), Sep.end());
         double KS = dot(SepF, Key);
         if (!(KS > 0))
@@ -456,8 +612,11 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, const EditOptions &Opts,
       if (Error E = AddLayer(Layer))
         return std::move(E);
       // The goal: the first piece at Goal; a later piece the greedy choice
-      // with most of the probability its unembedding row can reach.
-      double Need = J == 0 ? Goal : std::min(Goal, 0.8 * Saturated);
+      // with most of the probability its unembedding row can reach; the end
+      // of the word, the greedy choice.
+      double Need = J == 0        ? Goal
+                    : J == Pieces ? 0.0
+                                  : std::min(Goal, 0.8 * Saturated);
       double ResNorm = std::sqrt(std::max(dot(Keys[Layer], Keys[Layer]), 1e-12));
       auto Try = [&](double S) {
         std::vector<TrialFeature> All = Trials, Cs;
@@ -545,6 +704,25 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, const EditOptions &Opts,
         Mine.push_back(std::move(C));
       ++Done;
     }
+    // The whole target, greedily, with every feature of the fact in place
+    // (a later piece's feature must not derail an earlier one).
+    if (Reached && Kind != EditKind::Delete) {
+      std::vector<TrialFeature> All(Accepted.begin(), Accepted.end());
+      All.insert(All.end(), Mine.begin(), Mine.end());
+      std::vector<int32_t> Ctx(Prompt.begin(), Prompt.end());
+      for (size_t J = 0; J <= Pieces && Reached; ++J) {
+        std::vector<float> L = logits(Ctx, All);
+        int32_t Top = int32_t(argmax(L));
+        if (J < Pieces ? Top != F.Target[J] : continues(Top)) {
+          Reached = false;
+          Failure = formatv("greedy generation goes '{0}' after '{1}'",
+                            text({Top}),
+                            text(ArrayRef<int32_t>(F.Target).take_front(J)))
+                        .str();
+        }
+        Ctx.push_back(Top);
+      }
+    }
     if (!Reached) {
       Rec << formatv("; round {0} (sharpness {1:F1}): {2}", Round, Sharp,
                      Failure);
@@ -624,12 +802,13 @@ Expected<StatementPlan> Editor::plan(EditKind Kind, ArrayRef<Fact> Facts,
                                      const EditOptions &Opts,
                                      unsigned &FailedRow) {
   StatementPlan Plan;
+  I->Lifted.clear();
   std::vector<TrialFeature> Accepted;
   std::vector<size_t> FactOf; // Accepted[K] writes fact FactOf[K]
   for (size_t R = 0; R < Facts.size(); ++R) {
     std::string Record;
     Expected<std::vector<TrialFeature>> Mine =
-        I->planFact(Kind, Facts[R], Opts, Accepted, Record);
+        I->planFact(Kind, Facts[R], R, Opts, Accepted, Record);
     if (!Mine) {
       FailedRow = unsigned(R + 1);
       return Mine.takeError();
@@ -657,6 +836,7 @@ Expected<StatementPlan> Editor::plan(EditKind Kind, ArrayRef<Fact> Facts,
       return std::move(E);
     Plan.Features.push_back(std::move(F));
   }
+  Plan.Rows = std::move(I->Lifted);
   for (const Fact &F : Facts)
     I->Edited.insert({F.Entity, F.Relation});
   if (!B.empty()) {

@@ -46,9 +46,17 @@ bool solveSPD(std::vector<double> A, std::vector<double> &B, size_t N);
 /// The separator of the slot method: g with g.Key ~ +1 and g.x ~ -1 for the
 /// layer's ordinary inputs (Stats) and for Negatives (the nearest other
 /// prompts' keys, weighted as much as all of Stats), ridge-regularised.
+/// Siblings (the keys of the same fact's other positions: the hardest
+/// inputs to stay quiet on) each weigh as much as the key.
 std::vector<double> fitSeparator(const LayerStats &Stats,
                                  llvm::ArrayRef<float> Key,
-                                 llvm::ArrayRef<std::vector<float>> Negatives);
+                                 llvm::ArrayRef<std::vector<float>> Negatives,
+                                 llvm::ArrayRef<std::vector<float>> Siblings = {});
+
+/// The keys of every position of Ids: [position][layer][hidden].
+std::vector<std::vector<std::vector<float>>>
+capturePositionKeys(const Model &M, llvm::ArrayRef<int32_t> Ids,
+                    llvm::ArrayRef<TrialFeature> Trials);
 
 /// Rounds V to what a tensor of dtype T stores (round to nearest even).
 void roundTo(DType T, std::vector<float> &V);

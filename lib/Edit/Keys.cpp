@@ -141,8 +141,29 @@ bool solveSPD(std::vector<double> A, std::vector<double> &B, size_t N) {
   return true;
 }
 
+std::vector<std::vector<std::vector<float>>>
+capturePositionKeys(const Model &M, ArrayRef<int32_t> Ids,
+                    ArrayRef<TrialFeature> Trials) {
+  size_t D = M.config().HiddenSize;
+  std::vector<std::vector<std::vector<float>>> Out(
+      Ids.size(), std::vector<std::vector<float>>(M.numLayers()));
+  ForwardOptions O = trialOptions(M, Trials);
+  auto Add = O.AfterFFN;
+  O.AfterFFN = [&, Add](size_t Layer, size_t Start, size_t T,
+                        ArrayRef<float> In, MutableArrayRef<float> Output) {
+    for (size_t Tk = 0; Tk < T; ++Tk)
+      Out[Tk][Layer].assign(In.begin() + Tk * D, In.begin() + (Tk + 1) * D);
+    if (Add)
+      Add(Layer, Start, T, In, Output);
+  };
+  Session S(M, 1);
+  S.run(Ids, O);
+  return Out;
+}
+
 std::vector<double> fitSeparator(const LayerStats &Stats, ArrayRef<float> Key,
-                                 ArrayRef<std::vector<float>> Negatives) {
+                                 ArrayRef<std::vector<float>> Negatives,
+                                 ArrayRef<std::vector<float>> Siblings) {
   // Minimise E_stats[(g.x + 1)^2] + E_neg[(g.x + 1)^2] + W (g.k - 1)^2
   // + lambda |g|^2: the normal equations are
   // (C + C_neg + W k k^T + lambda I) g = -mu - mu_neg + W k.
@@ -161,6 +182,12 @@ std::vector<double> fitSeparator(const LayerStats &Stats, ArrayRef<float> Key,
   }
   // The key weighs as much as all the ordinary inputs together.
   const double WKey = 2.0;
+  for (const std::vector<float> &X : Siblings)
+    for (size_t I = 0; I < D; ++I) {
+      B[I] -= WKey * X[I];
+      for (size_t J = 0; J < D; ++J)
+        A[I * D + J] += WKey * double(X[I]) * X[J];
+    }
   for (size_t I = 0; I < D; ++I) {
     B[I] += WKey * Key[I];
     for (size_t J = 0; J < D; ++J)

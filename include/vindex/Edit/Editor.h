@@ -63,6 +63,16 @@ struct PlannedFeature {
   std::vector<float> Gate, Up, Down;
 };
 
+/// A row of a tensor to replace: an output row lifted so that a target
+/// piece the model never learned to emit can be (the LM head's row, or the
+/// embedding's when they are tied).
+struct PlannedRow {
+  size_t Fact = 0;
+  std::string Tensor;
+  uint64_t Row = 0;
+  std::vector<float> Values;
+};
+
 /// One fact of a statement, its prompts tokenized (with the tokenizer's
 /// special tokens, as the engine runs them).
 struct Fact {
@@ -94,6 +104,8 @@ struct EditOptions {
 
 /// The plan of one statement.
 struct StatementPlan {
+  /// Lifted output rows: applied before the features.
+  std::vector<PlannedRow> Rows;
   std::vector<PlannedFeature> Features;
   /// The balancer's bounds and decisions, one line per fact (recorded in
   /// the patch and printed with --verbose).
