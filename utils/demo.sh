@@ -26,11 +26,9 @@ echo "== larql-opt: what does the model know?"
   -e "INFER 'The currency of Japan is the' TOP 1 GENERATE 2"
 
 # --- The Atlantis patch: a fact written into the weights, no training, then
-# --- compiled to a GGUF and asked again (through a second decompose). On
-# --- tiny-llama by default: the slot planner cannot yet write Poseidon's
-# --- second piece into tiny-gemma3 (docs/lql.md, "Measured quality");
-# --- VINDEX_DEMO_PATCH_MODEL=tiny-gemma3 tries it.
-patch_model="${VINDEX_DEMO_PATCH_MODEL:-tiny-llama}"
+# --- compiled to a GGUF and asked again (through a second decompose).
+# --- VINDEX_DEMO_PATCH_MODEL=tiny-llama runs it on the other fixture.
+patch_model="${VINDEX_DEMO_PATCH_MODEL:-tiny-gemma3}"
 patch_in="$out/$patch_model.vindex"
 [ -d "$patch_in" ] && [ "$patch_model" = tiny-gemma3 ] ||
   "$bin/vindex-decompose" "$root/test/fixtures/models/$patch_model" -o "$patch_in"
