@@ -172,7 +172,9 @@ def main():
                                 may_fail=True)[0]
                             for _ in range(a.reps))
                 except Failed as e:
-                    # The edit did not go through: nothing to measure.
+                    # The edit did not go through: nothing to measure (and
+                    # the output of the CREATE RELATION run is not it).
+                    shutil.rmtree(out_v, ignore_errors=True)
                     entry["runs"].append({"style": style, "facts": n,
                                           "script": paths["edit"],
                                           "error": str(e)})
