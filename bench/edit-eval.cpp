@@ -60,8 +60,8 @@ static cl::opt<std::string>
 static cl::opt<unsigned>
     KLSentences("kl-sentences", cl::init(0),
                 cl::desc("Held-out sentences for the KL (0: all)"));
-static cl::opt<bool> Details("details",
-                             cl::desc("Per-fact results of the inserted facts"));
+static cl::opt<bool>
+    Details("details", cl::desc("Per-fact results of the inserted facts"));
 static cl::opt<std::string>
     Answers("answers", cl::desc("Print the answers to these prompts "
                                 "(prompt<TAB>target lines) and stop"));
@@ -121,9 +121,8 @@ std::vector<Item> readEvalItems(const std::string &Path) {
       MultiValued.insert(I.Relation);
     Items.push_back(std::move(I));
   }
-  llvm::erase_if(Items, [&](const Item &I) {
-    return MultiValued.contains(I.Relation);
-  });
+  llvm::erase_if(
+      Items, [&](const Item &I) { return MultiValued.contains(I.Relation); });
   return Items;
 }
 
@@ -389,15 +388,15 @@ int main(int argc, char **argv) {
       if (Details) {
         json::Array D;
         for (size_t I = 0; I < F.size(); ++I)
-          D.push_back(json::Object{
-              {"entity", F[I].Entity},
-              {"relation", F[I].Relation},
-              {"target", F[I].Target},
-              {"canonical", E.Answers[I].Match},
-              {"p_first", E.Answers[I].PFirst},
-              {"generated", E.Answers[I].Generated},
-              {"paraphrase", P.Answers[I].Match},
-              {"paraphrase_generated", P.Answers[I].Generated}});
+          D.push_back(
+              json::Object{{"entity", F[I].Entity},
+                           {"relation", F[I].Relation},
+                           {"target", F[I].Target},
+                           {"canonical", E.Answers[I].Match},
+                           {"p_first", E.Answers[I].PFirst},
+                           {"generated", E.Answers[I].Generated},
+                           {"paraphrase", P.Answers[I].Match},
+                           {"paraphrase_generated", P.Answers[I].Generated}});
         O["facts"] = std::move(D);
       }
       return O;

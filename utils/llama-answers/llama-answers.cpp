@@ -30,8 +30,8 @@ namespace {
 
 std::vector<llama_token> tokenize(const llama_vocab *Vocab,
                                   const std::string &Text, bool AddSpecial) {
-  int32_t N = -llama_tokenize(Vocab, Text.data(), int32_t(Text.size()),
-                              nullptr, 0, AddSpecial, false);
+  int32_t N = -llama_tokenize(Vocab, Text.data(), int32_t(Text.size()), nullptr,
+                              0, AddSpecial, false);
   std::vector<llama_token> Ids(N);
   if (llama_tokenize(Vocab, Text.data(), int32_t(Text.size()), Ids.data(), N,
                      AddSpecial, false) != N)
@@ -133,10 +133,9 @@ int main(int Argc, char **Argv) {
     std::vector<llama_token> Generated;
     double PFirst = -1, PTop1 = 0;
     std::string Top1;
-    for (int Step = 0; Step < std::max(MaxNew, int(TargetIds.size()));
-         ++Step) {
-      if (llama_decode(Ctx, llama_batch_get_one(Feed.data(),
-                                                int32_t(Feed.size())))) {
+    for (int Step = 0; Step < std::max(MaxNew, int(TargetIds.size())); ++Step) {
+      if (llama_decode(
+              Ctx, llama_batch_get_one(Feed.data(), int32_t(Feed.size())))) {
         std::fprintf(stderr, "llama-answers: decode failed\n");
         return 1;
       }

@@ -342,8 +342,7 @@ LogicalResult CompileOp::verify() {
       return emitOpError("TYPE is for FORMAT gguf, not ") << *getFormat();
     if (getType() && !llvm::is_contained(schema::GGUFTypes, *getType()))
       return emitOpError("unknown GGUF TYPE '")
-             << *getType() << "' (expected " << join(schema::GGUFTypes)
-             << ")";
+             << *getType() << "' (expected " << join(schema::GGUFTypes) << ")";
   } else {
     return emitOpError("unknown target '")
            << Target << "' (expected vindex, model)";
