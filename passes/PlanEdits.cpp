@@ -109,6 +109,13 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
               T.push_back(cast<StringAttr>(A).getValue().str());
         }
     Sample.Relations.assign(Relations.begin(), Relations.end());
+    for (Operation &Op : *getOperation().getBody()) {
+      std::vector<FactRow> Rows;
+      if (Op.hasAttr(RelationsAttr) && succeeded(factRows(&Op, Rows)))
+        for (const FactRow &R : Rows)
+          if (!llvm::is_contained(Sample.Entities, R.Entity))
+            Sample.Entities.push_back(R.Entity);
+    }
     if (!Corpus.empty()) {
       auto Buf = llvm::MemoryBuffer::getFile(Corpus);
       if (!Buf) {

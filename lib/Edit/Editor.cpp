@@ -67,6 +67,8 @@ struct SamplePrompt {
 struct Outcome {
   int32_t Top = -1;
   double PTop = 0, PWant = 0;
+  /// The wanted token's logit less the top one's (0 when it is the top).
+  double Margin = 0;
 };
 
 } // namespace
@@ -107,6 +109,10 @@ struct Editor::Impl {
     }
   } Finals;
   double MaxTopLogit = -1e30;
+  /// The keys ([layer][hidden]) of every position of the facts written so
+  /// far (prompt's last, then after each piece).
+  std::vector<std::vector<std::vector<float>>> Written;
+  double LiftScale = getenv("VINDEX_LIFT") ? atof(getenv("VINDEX_LIFT")) : 1.0;
   /// Output rows lifted by this statement's plan (see liftRow).
   std::vector<PlannedRow> Lifted;
 
@@ -131,11 +137,13 @@ struct Editor::Impl {
 
   Outcome outcome(ArrayRef<int32_t> Ids, ArrayRef<TrialFeature> Trials,
                   int32_t Want) {
-    std::vector<double> P = softmax(logits(Ids, Trials));
+    std::vector<float> L = logits(Ids, Trials);
+    std::vector<double> P = softmax(L);
     Outcome O;
     O.Top = int32_t(std::max_element(P.begin(), P.end()) - P.begin());
     O.PTop = P[O.Top];
     O.PWant = Want >= 0 ? P[Want] : 0;
+    O.Margin = Want >= 0 ? double(L[Want]) - L[O.Top] : 0;
     return O;
   }
 
@@ -178,6 +186,9 @@ Error Editor::Impl::loadSample(const Sample &S) {
   for (LayerStats &St : Stats)
     St.D = D;
   std::vector<std::string> Entities = vocabularyEntities(Tok, 160);
+  for (const std::string &E : S.Entities)
+    if (!is_contained(Entities, E))
+      Entities.push_back(E);
   auto Add = [&](ArrayRef<int32_t> Ids, StringRef Entity, StringRef Relation) {
     std::vector<std::vector<float>> All(L);
     ForwardOptions O;
@@ -286,7 +297,6 @@ Editor::Impl::writeDirection(unsigned Layer, ArrayRef<int32_t> Ctx,
       V /= N > 0 ? N : 1;
   };
   Renorm();
-  const std::vector<double> X0 = X;
   const WeightMatrix &U = M->lmHead();
   std::vector<float> Logits(V), YF(D);
   std::vector<double> Grad(D);
@@ -344,9 +354,10 @@ Editor::Impl::writeDirection(unsigned Layer, ArrayRef<int32_t> Ctx,
   std::vector<float> Out(D);
   double Norm = 0;
   for (size_t I = 0; I < D; ++I) {
-    // What moves the state from where it is to x (the state's own part
-    // need not be written again).
-    double W = X[I] - X0[I];
+    // x itself, not the move from the state to it: the residual plus s x
+    // tends to x as the strength s grows, so the balancer's search is
+    // monotone at large strengths.
+    double W = X[I];
     if (PostNorm)
       W /= std::max(std::fabs(double(Post[I])), 0.1 * MeanPost) *
            (Post[I] < 0 ? -1 : 1);
@@ -408,7 +419,10 @@ Error Editor::Impl::liftRow(int32_t Token, size_t Fact, raw_ostream &Rec) {
       Big = I;
   double Sign = E[Big] < 0 ? -1 : 1;
   double Radius = Finals.Radius / std::max(Finals.Count, 1.0);
-  double C = (std::max(MaxTopLogit, 0.0) + 8.0) / Radius;
+  // Gemma's writes are normed (capped): the state reaches e only partly,
+  // so its rows are lifted further.
+  double C = (std::max(MaxTopLogit, 0.0) + 8.0) / Radius *
+             (M->config().PostNorms ? LiftScale : 1.0);
   const TensorRecord *T = Scratch.find(TensorRole::LMHead);
   if (!T)
     T = Scratch.find(TensorRole::Embedding); // tied
@@ -519,7 +533,9 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
   double Sharp = 4.0;
   std::string Failure;
   bool Reached = false;
+  std::vector<TrialFeature> Previous; // the last round's features
   for (unsigned Round = 0; Round < 5; ++Round, Sharp *= 1.6) {
+    Previous = std::move(Mine);
     Mine.clear();
     size_t Done = 0; // pieces written
     std::string Steps;
@@ -536,8 +552,12 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
     if (Kind != EditKind::Delete) {
       std::vector<int32_t> Full(Prompt.begin(), Prompt.end());
       Full.insert(Full.end(), F.Target.begin(), F.Target.end());
+      // With the last round's features in place, as they shift the keys
+      // of the positions after them.
+      std::vector<TrialFeature> With(Accepted.begin(), Accepted.end());
+      With.insert(With.end(), Previous.begin(), Previous.end());
       std::vector<std::vector<std::vector<float>>> All =
-          capturePositionKeys(*M, Full, Accepted);
+          capturePositionKeys(*M, Full, With);
       PosKeys.assign(All.end() - (Pieces + 1), All.end());
     }
     for (size_t J = 0; J < NSteps; ++J) {
@@ -584,6 +604,10 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
         std::vector<std::vector<float>> Neg;
         for (const SamplePrompt *G : guards(F, L, Key, Opts.Guards))
           Neg.push_back(G->Keys[L]);
+        // The positions of the facts written before: their features must
+        // stay quiet here, and this one there.
+        for (const std::vector<std::vector<float>> &W : Written)
+          Neg.push_back(W[L]);
         std::vector<std::vector<float>> Sib;
         for (size_t K = 0; K < PosKeys.size(); ++K)
           if (K != J)
@@ -614,6 +638,7 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
       // The goal: the first piece at Goal; a later piece the greedy choice
       // with most of the probability its unembedding row can reach; the end
       // of the word, the greedy choice.
+      bool LiftedHere = false;
       double Need = J == 0        ? Goal
                     : J == Pieces ? 0.0
                                   : std::min(Goal, 0.8 * Saturated);
@@ -636,6 +661,11 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
         bool Ok = Del ? !is_contained(Suppress, O.Top) &&
                             O.Top != Before.Top && O.PWant <= 1 - Goal
                       : O.Top == Want && O.PWant >= Need;
+        if (getenv("VINDEX_EDIT_DEBUG"))
+          errs() << formatv("  try piece {0} s={1:g} layers={2} top={3} "
+                            "p={4:g} margin={5:g}\n",
+                            J, S, Parts.size(), text({O.Top}), O.PWant,
+                            O.Margin);
         return std::make_tuple(Ok, O, Cs);
       };
       double Lo = 0, Hi = 0;
@@ -650,9 +680,9 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
         // Progress is the log-probability of the piece (for DELETE, of the
         // answer going down); four doublings without any stop the search.
         auto Score = [&](const Outcome &X) {
-          return Kind == EditKind::Delete
-                     ? -std::log(std::max(X.PWant, 1e-30))
-                     : std::log(std::max(X.PWant, 1e-30));
+          // (The logit margin while the probability underflows.)
+          double LogP = X.PWant > 1e-12 ? std::log(X.PWant) : -28 + X.Margin;
+          return Kind == EditKind::Delete ? -LogP : LogP;
         };
         double BestP = Score(O);
         unsigned Doublings = 0, Flat = 0;
@@ -663,8 +693,24 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
           Flat = P > BestP + 0.01 ? 0 : Flat + 1;
           BestP = std::max(BestP, P);
         }
-        if (Ok || Parts.size() >= M->numLayers())
+        if (Ok)
           break;
+        if (Parts.size() >= M->numLayers() ||
+            (Parts.front().T.Layer == 0 && Parts.size() == M->numLayers())) {
+          // Every layer writes and the piece is still short: its output row
+          // is what limits it (once per piece).
+          if (Kind == EditKind::Delete || LiftedHere)
+            break;
+          LiftedHere = true;
+          if (Error E = liftRow(Want, FactIndex, Rec))
+            return std::move(E);
+          Parts.clear();
+          if (Error E = AddLayer(Layer))
+            return std::move(E);
+          if (J > 0 && J < Pieces)
+            Need = std::min(Goal, 0.8 * Saturated);
+          continue;
+        }
         // Saturated: add the next layer up, else down.
         unsigned Top = 0, Bottom = unsigned(M->numLayers());
         for (const Part &P : Parts)
@@ -758,6 +804,15 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
       break;
     if (Round == 4)
       Rec << " (accepted: no sharper gate keeps every guard)";
+  }
+  if (Kind != EditKind::Delete && Reached) {
+    std::vector<int32_t> Full(Prompt.begin(), Prompt.end());
+    Full.insert(Full.end(), F.Target.begin(), F.Target.end());
+    std::vector<TrialFeature> With(Accepted.begin(), Accepted.end());
+    With.insert(With.end(), Mine.begin(), Mine.end());
+    std::vector<std::vector<std::vector<float>>> All =
+        capturePositionKeys(*M, Full, With);
+    Written.insert(Written.end(), All.end() - (Pieces + 1), All.end());
   }
   if (!Reached)
     return makeError("cannot write '{0}' {1}: {2}", F.Entity, F.Relation,

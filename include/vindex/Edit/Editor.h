@@ -118,6 +118,10 @@ struct StatementPlan {
 struct Sample {
   /// Relation name -> its prompt templates ("{entity}" placeholder).
   std::vector<std::pair<std::string, std::vector<std::string>>> Relations;
+  /// Entities the module edits: their prompts join the sample, so that
+  /// every fact's features are fitted to stay quiet on the others' prompts
+  /// (and the facts of other rows guard each fact).
+  std::vector<std::string> Entities;
   /// Extra ordinary text (e.g. a corpus), one prompt per line.
   std::vector<std::string> Text;
 };
