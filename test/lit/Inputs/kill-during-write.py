@@ -4,7 +4,8 @@
 
 Runs CMD and polls OUT's directory for the temporary the atomic-output
 primitive writes ("OUT.tmp-XXXXXX"); as soon as one appears the command gets
-SIGKILL or SIGINT, i.e. half-way through the write. A command that finished
+SIGSTOP, and then, unless its output already reached OUT, SIGKILL or SIGINT:
+half-way through the write. A command that finished
 before a temporary was seen is run again (up to 200 times; the tiny fixtures
 write in milliseconds). Prints "caught", then whether OUT exists and how
 many temporaries remain ("absent" and "temporaries: 0" is what an atomic
@@ -30,6 +31,18 @@ def temporaries():
 
 
 existed = os.path.exists(out)
+inode = os.stat(out).st_ino if existed else None
+
+
+def too_late():
+    """With the command stopped: did its output already reach OUT (a new
+    output renamed into place, an earlier one swapped out)? Then the signal
+    would not come half-way, and the try is run again."""
+    if not existed:
+        return os.path.exists(out)
+    return os.path.exists(out) and os.stat(out).st_ino != inode
+
+
 for attempt in range(200):
     if not existed and os.path.isdir(out):
         shutil.rmtree(out)
@@ -40,18 +53,26 @@ for attempt in range(200):
     caught = False
     while p.poll() is None:
         if temporaries():
-            p.send_signal(sig)
-            caught = True
+            # Stopped first, so that what is on disk can be looked at before
+            # the signal is sent.
+            p.send_signal(signal.SIGSTOP)
+            if too_late():
+                p.kill()
+            else:
+                p.send_signal(sig)
+                caught = True
+            p.send_signal(signal.SIGCONT)
             break
     p.wait()
     if caught and p.returncode != 0:
         print("caught")
-        print("attempts:", attempt + 1, file=sys.stderr)
         print("output", "present" if os.path.exists(out) else "absent")
         print("temporaries:", len(temporaries()))
         sys.exit(0)
-    # The command finished first (or the signal came after the rename):
-    # clean up and try again.
+    # The command finished first, or got too far: clean up, try again (an
+    # earlier output it replaced is now its own, whole).
+    if existed:
+        inode = os.stat(out).st_ino
     for t in temporaries():
         shutil.rmtree(os.path.join(parent, t), ignore_errors=True)
 print("never caught the write")
