@@ -3,8 +3,9 @@
 # exists today: decompose tiny-gemma3 into a V-index, ask the model a fact
 # through the engine, compile the V-index back to a Hugging Face checkpoint
 # (every tensor bit-exact) and to a GGUF for llama.cpp, and read the GGUF
-# back to show the same answer; probe it (larql-probe) and DESCRIBE France.
-# (Patching comes next.)
+# back to show the same answer; probe it (larql-probe) and DESCRIBE France;
+# then the Atlantis patch on the probed V-index (INSERT a fact, compile the
+# edited model to GGUF, ask it), printing the answers before and after.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${VINDEX_BUILD_DIR:-$root/build}"
@@ -32,6 +33,37 @@ echo "== larql-probe -> $out/tiny-gemma3-probed.vindex"
 echo "== larql-opt: SHOW RELATIONS; DESCRIBE 'France'"
 "$bin/larql-opt" "$out/tiny-gemma3-probed.vindex" \
   -e "SHOW RELATIONS" -e "DESCRIBE 'France'"
+
+# --- The Atlantis patch: a fact written into the weights, no training, then
+# --- compiled to a GGUF and asked again (through a second decompose).
+# --- VINDEX_DEMO_PATCH_MODEL=tiny-llama runs it on the other fixture.
+patch_model="${VINDEX_DEMO_PATCH_MODEL:-tiny-gemma3}"
+patch_in="$out/$patch_model-probed.vindex"
+[ -d "$patch_in" ] && [ "$patch_model" = tiny-gemma3 ] ||
+  "$bin/vindex-decompose" "$root/test/fixtures/models/$patch_model" -o "$patch_in"
+echo "== larql-opt: the Atlantis patch on $patch_model -> $out/atlantis.vindex"
+cat > "$out/atlantis.lql" <<'LQL'
+CREATE RELATION capital AS 'The capital of {entity} is';
+INSERT INTO edges VALUES (entity='Atlantis', relation='capital', target='Poseidon');
+LQL
+ask() { # V-INDEX PROMPT: the greedy answer and its first token's probability
+  "$bin/larql-opt" "$1" --format=json -e "INFER '$2' TOP 1 GENERATE 3" |
+    /usr/bin/python3 -c 'import json, sys; d = json.load(sys.stdin); print("%r (p = %.4f)" % (d["generated"]["text"], d["top"][0]["prob"]))'
+}
+echo "before: 'The capital of Atlantis is' -> $(ask "$patch_in" 'The capital of Atlantis is')"
+echo "        'The capital of France is'   -> $(ask "$patch_in" 'The capital of France is')"
+"$bin/larql-opt" "$patch_in" "$out/atlantis.lql" \
+  -o "$out/atlantis.vindex" >/dev/null
+echo "after:  'The capital of Atlantis is' -> $(ask "$out/atlantis.vindex" 'The capital of Atlantis is')"
+echo "        'The capital of France is'   -> $(ask "$out/atlantis.vindex" 'The capital of France is')"
+echo "== COMPILE CURRENT INTO MODEL '$out/atlantis.gguf' FORMAT gguf TYPE f32"
+"$bin/larql-opt" "$out/atlantis.vindex" \
+  -e "COMPILE CURRENT INTO MODEL '$out/atlantis.gguf' FORMAT gguf TYPE f32"
+"$bin/vindex-decompose" "$out/atlantis.gguf" -o "$out/atlantis-from-gguf.vindex"
+echo "the GGUF: 'The capital of Atlantis is' -> $(ask "$out/atlantis-from-gguf.vindex" 'The capital of Atlantis is')"
+echo "          'The capital of France is'   -> $(ask "$out/atlantis-from-gguf.vindex" 'The capital of France is')"
+# --- end of the Atlantis patch
+
 echo "== vindex-compile --format=safetensors -> $out/tiny-gemma3-hf"
 "$bin/vindex-compile" "$out/tiny-gemma3.vindex" --format=safetensors \
   -o "$out/tiny-gemma3-hf"

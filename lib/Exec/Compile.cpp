@@ -49,7 +49,10 @@ Error Executor::compile(mlir::Operation &Op) {
   if (Format == "vindex")
     E = copyVindex(*View, Path, PatchMode::Materialise);
   else if (Format == "gguf")
-    E = compileGGUF(*View, Path, GGUFOutputType::Auto, Threads);
+    E = compileGGUF(*View, Path,
+                    parseGGUFOutputType(C.getType().value_or("auto"))
+                        .value_or(GGUFOutputType::Auto), // verified
+                    Threads);
   else if (Format == "safetensors")
     E = compileSafetensors(*View, Path, Threads);
   else

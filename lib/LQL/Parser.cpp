@@ -655,6 +655,7 @@ private:
           !expectKeyword("VALUES", "INSERT INTO edges"))
         return false;
       do {
+        I.RowLocs.push_back(range(Cur));
         if (!expectPunct("(", "to open a VALUES row"))
           return false;
         Assignments Row;
@@ -733,6 +734,14 @@ private:
         if (!F)
           return false;
         C.Format = *F;
+        // TYPE after any FORMAT: the verifier says it is GGUF's alone.
+        if (consumeKeyword("TYPE")) {
+          std::optional<std::string> Ty =
+              choice(schema::GGUFTypes, "a GGUF type after TYPE");
+          if (!Ty)
+            return false;
+          C.Type = *Ty;
+        }
       }
       S.Node = std::move(C);
       return true;

@@ -117,6 +117,15 @@ public:
     SmallVector<Attribute> Rows;
     for (const Assignments &R : S.Rows)
       Rows.push_back(assignments(R));
+    // Each row's location, so that errors about one fact point at it.
+    std::vector<std::string> Names;
+    for (size_t R = 0; R < S.RowLocs.size(); ++R)
+      Names.push_back(larql::rowClause(R + 1));
+    SmallVector<std::pair<StringRef, Location>> Clauses;
+    for (auto [Name, R] : llvm::zip_equal(Names, S.RowLocs))
+      Clauses.push_back({Name, toLocation(Ctx, SM, R)});
+    if (!Clauses.empty())
+      L = larql::withClauses(L, Clauses);
     B.create<larql::InsertOp>(L, B.getArrayAttr(Rows), i64(S.Layer),
                               str(S.Mode));
   }
@@ -134,7 +143,8 @@ public:
   }
   void lower(Location L, const CompileStmt &S) {
     B.create<larql::CompileOp>(L, B.getStringAttr(S.Target),
-                               B.getStringAttr(S.Path), str(S.Format));
+                               B.getStringAttr(S.Path), str(S.Format),
+                               str(S.Type));
   }
   void lower(Location L, const BeginPatchStmt &S) {
     B.create<larql::BeginPatchOp>(L, B.getStringAttr(S.Name));

@@ -604,6 +604,9 @@ ForwardResult Session::run(ArrayRef<int32_t> Tokens,
     }
     std::vector<float> Act;
     ffn(W, H.data(), T, Opts.WalkK, A.data(), Opts.CaptureFFN ? &Act : nullptr);
+    if (Opts.AfterFFN)
+      Opts.AfterFFN(L, Pos, T, ArrayRef<float>(H.data(), T * D),
+                    MutableArrayRef<float>(A.data(), T * D));
     for (size_t Tk = 0; Tk < T; ++Tk) {
       if (C.PostNorms)
         rmsNorm(&A[Tk * D], D, W.PostFFNNorm, C.NormEps, &A[Tk * D]);

@@ -27,6 +27,7 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <dirent.h>
@@ -289,15 +290,39 @@ std::string AtomicDirectory::file(StringRef Name) const {
   return P.str().str();
 }
 
+/// Swaps two directories in one step (Linux's renameat2 RENAME_EXCHANGE);
+/// false where the system or the file system cannot.
+static bool exchangePaths(const std::string &A, const std::string &B) {
+#if defined(__linux__) && defined(RENAME_EXCHANGE)
+  return ::renameat2(AT_FDCWD, A.c_str(), AT_FDCWD, B.c_str(),
+                     RENAME_EXCHANGE) == 0;
+#else
+  (void)A;
+  (void)B;
+  return false;
+#endif
+}
+
 Error AtomicDirectory::commit() {
-  // rename(2) cannot replace a non-empty directory: move the old output
-  // aside first, then swap in the new one, then delete the old one.
+  // rename(2) cannot replace a non-empty directory. Where the system can,
+  // the new output and the old one swap places in one step, so that the
+  // final path holds one whole output at every instant, even when the
+  // process is killed; the old one, now at the temporary path, is then
+  // deleted (by the signal handlers too, if a signal comes first).
+  // Elsewhere the old output is moved aside first, then the new one swapped
+  // in (a kill between the two renames leaves the final path empty).
   std::string Old;
   if (sys::fs::exists(FinalPath)) {
     // Checked again: the directory may have appeared while we worked.
     if (!sys::fs::is_directory(FinalPath) || !Replaceable(FinalPath))
       return fileError(FinalPath, "exists and is not an earlier output of "
                                   "this tool; refusing to replace it");
+    if (exchangePaths(TempPath, FinalPath)) {
+      Committed = true;
+      Error E = removeTree(TempPath);
+      dontRemoveDirectoryOnSignal(TempPath);
+      return E;
+    }
     Old = TempPath + ".old";
     if (std::error_code EC = sys::fs::rename(FinalPath, Old))
       return fileError(FinalPath, "cannot replace: {0}", EC.message());

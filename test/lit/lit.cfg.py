@@ -15,7 +15,7 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     ["vindex-decompose", "vindex-compile", "larql-probe", "larql-opt",
-     "vindex-manifest-edit"],
+     "vindex-manifest-edit", "vindex-bench-edit-eval"],
     [config.vindex_tools_dir])
 
 fixtures = os.path.join(config.vindex_src_root, "test", "fixtures")

@@ -97,6 +97,11 @@ static cl::opt<bool> Shell(
     cl::desc("Read statements interactively (the default when no script or "
              "-e is given and standard input is a terminal)"),
     cl::init(false), cl::cat(toolOptions()));
+static cl::opt<bool> Verbose(
+    "verbose",
+    cl::desc("Explain the edits: the key statistics, each fact's layer, "
+             "and the balancer's bounds and decisions (on standard error)"),
+    cl::init(false), cl::cat(toolOptions()));
 static cl::opt<bool> SplitInputFile(
     "split-input-file",
     cl::desc("Process each '// -----' chunk of a .mlir input on its own"),
@@ -105,7 +110,8 @@ static cl::opt<bool> SplitInputFile(
 /// What runs against a V-index when --pass-pipeline is not given: the
 /// passes of builtin.module(...), as parsePassPipeline takes them into a
 /// module's pass manager.
-static const char *DefaultPipeline = "larql-lower-to-vindex";
+static const char *DefaultPipeline =
+    "larql-resolve-relations,larql-lower-to-vindex,larql-plan-edits";
 
 static const char *Overview = R"(larql-opt: run LQL against a V-index
 
@@ -270,6 +276,9 @@ static PatchOrigin originOf(SourceMgr &SM, mlir::Operation &Op) {
         Rest.take_until([&](char C) { return C == (IR ? '\n' : ';'); })
             .trim()
             .str();
+    // A planned fact's balancer record follows as LQL comments.
+    if (auto B = Op.getAttrOfType<mlir::StringAttr>("balance"))
+      O.Statement += "\n-- balance: " + B.getValue().str();
     if (!Buf->getBufferIdentifier().starts_with("<"))
       O.ScriptSha256 =
           toHex(SHA256::hash(arrayRefFromStringRef(Buf->getBuffer())),
@@ -390,6 +399,8 @@ int main(int argc, char **argv) {
       return exitWith(Tool, OpenedV.takeError());
     V = std::move(*OpenedV);
     Session.emplace(*V);
+    if (Verbose)
+      Session->setLog(&errs());
   }
 
   // Every diagnostic, the parser's, the verifiers' and the executor's, is

@@ -105,6 +105,7 @@ using Assignments = std::vector<std::pair<std::string, Literal>>;
 /// INSERT INTO edges VALUES (k='v', ...)[, (...)] [AT LAYER n] [MODE m]
 struct InsertStmt {
   std::vector<Assignments> Rows;
+  std::vector<llvm::SMRange> RowLocs; ///< each row's '(' (errors of a row)
   std::optional<int64_t> Layer;
   std::optional<std::string> Mode;
 };
@@ -129,10 +130,12 @@ struct CreateRelationStmt {
 
 /// COMPILE CURRENT INTO VINDEX 'path'
 /// COMPILE CURRENT INTO MODEL 'path' FORMAT gguf|safetensors
+///   [TYPE auto|f32|f16|bf16|q8_0]   (TYPE with gguf only)
 struct CompileStmt {
   std::string Target; ///< "vindex" or "model"
   std::string Path;
   std::optional<std::string> Format;
+  std::optional<std::string> Type; ///< the GGUF matrices' element type
 };
 
 /// BEGIN PATCH 'name'

@@ -133,6 +133,15 @@ struct ForwardOptions {
   std::function<void(size_t Layer, size_t Start, size_t T,
                      llvm::MutableArrayRef<float> Residual)>
       AfterLayer;
+  /// Called after layer L's FFN, before its post-FFN norm (Gemma) and the
+  /// residual add, with the FFN's input (after the pre-FFN norm) and its
+  /// output, each [T, hidden]: it may add to the output. Editing uses it to
+  /// capture keys (the input gate and up multiply) and to try features
+  /// before they are installed.
+  std::function<void(size_t Layer, size_t Start, size_t T,
+                     llvm::ArrayRef<float> Input,
+                     llvm::MutableArrayRef<float> Output)>
+      AfterFFN;
   /// Compute logits at every position rather than the last only.
   bool AllLogits = false;
   /// Run only the first StopAfter layers and return no logits (what

@@ -18,7 +18,14 @@
 
 #include "llvm/Support/Error.h"
 
+#include <map>
 #include <memory>
+#include <string>
+#include <vector>
+
+namespace llvm {
+class raw_ostream;
+}
 
 namespace vindex {
 
@@ -48,11 +55,24 @@ public:
   /// The tokenizer of tokenizer.json, loaded on first use.
   llvm::Expected<const Tokenizer &> tokenizer();
 
+  /// Relation prompts given by CREATE RELATION (name -> templates, in the
+  /// order given): kept for the session, so that a later statement (the
+  /// shell's next line) still knows them.
+  std::map<std::string, std::vector<std::string>> &relations() {
+    return Relations;
+  }
+  /// Where passes that explain themselves (the balancer's decisions) write;
+  /// null unless the driver was asked (--verbose).
+  llvm::raw_ostream *log() const { return Log; }
+  void setLog(llvm::raw_ostream *OS) { Log = OS; }
+
 private:
   const Vindex &V;
   std::unique_ptr<TensorView> View;
   std::unique_ptr<Model> M;
   std::unique_ptr<Tokenizer> Tok;
+  std::map<std::string, std::vector<std::string>> Relations;
+  llvm::raw_ostream *Log = nullptr;
 };
 
 } // namespace vindex

@@ -43,4 +43,42 @@ def LarqlResolveTokens : Pass<"larql-resolve-tokens", "::mlir::ModuleOp"> {
   }];
 }
 
+def LarqlResolveRelations
+    : Pass<"larql-resolve-relations", "::mlir::ModuleOp"> {
+  let summary = "Give the fact edits their relations' prompts";
+  let description = [{
+    Consumes `larql.create_relation` (several per relation are paraphrases;
+    the first is the canonical prompt) and gives each `larql.insert`, and
+    each `larql.delete`/`larql.update` that names an entity and a relation,
+    the templates of the relations it uses:
+    `relations = {capital = ["The capital of {entity} is", ...]}`. Relations
+    created earlier in the session (the shell's earlier lines) count. A row
+    whose relation has no prompt is an error at the row. Needs no model.
+  }];
+}
+
+def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
+  let summary = "Capture keys, plan slots and vectors, balance, and lower "
+                "INSERT/DELETE/UPDATE of facts to vindex.install_feature";
+  let description = [{
+    Needs a V-index and the relations' prompts (larql-resolve-relations).
+    Statement by statement, in order, against the V-index as the earlier
+    statements leave it (lib/Edit, include/vindex/Edit/Editor.h): the key
+    of each fact and target piece is captured by running the engine on the
+    prompt, a layer is chosen (AT LAYER n, or from the keys), each piece
+    gets a feature in an appended slot (MODE slot: gate and up separate the
+    key from the layer's ordinary inputs, down writes the piece), and the
+    balancer measures each fact's strength. The op becomes one
+    `vindex.install_feature` per piece, its vectors as dense resources and
+    the balancer's record as `balance`. A target the tokenizer cannot
+    encode, a fact the balancer cannot reach, and a DELETE with no answer to
+    remove are errors at the row or statement. The key statistics come from
+    the relations' prompts filled with the vocabulary's whole-word entities,
+    and from the lines of `corpus` when given.
+  }];
+  let options = [Option<"Corpus", "corpus", "std::string", "",
+                        "A text file whose lines add to the key statistics">];
+  let dependentDialects = ["::vindex::vx::VindexDialect"];
+}
+
 #endif // VINDEX_PASSES

@@ -13,6 +13,8 @@
 #include "mlir/IR/OpImplementation.h"
 #include "llvm/ADT/StringExtras.h"
 
+#include <map>
+
 using namespace mlir;
 using namespace vindex::larql;
 namespace schema = vindex::lql::schema;
@@ -42,6 +44,16 @@ std::optional<Location> vindex::larql::clauseLoc(Operation *Op,
 }
 
 static constexpr llvm::StringLiteral ColumnClausePrefix = "column:";
+
+std::string vindex::larql::rowClause(size_t N) {
+  return "row:" + std::to_string(N);
+}
+
+InFlightDiagnostic vindex::larql::rowError(Operation *Op, size_t N) {
+  if (std::optional<Location> L = clauseLoc(Op, rowClause(N)))
+    return mlir::emitError(*L) << "row " << N << ": ";
+  return Op->emitOpError("row ") << N << ": ";
+}
 
 std::string vindex::larql::columnClause(StringRef Spelling) {
   return (ColumnClausePrefix + Spelling).str();
@@ -281,8 +293,29 @@ LogicalResult InsertOp::verify() {
       if (!Row.get(Need))
         return emitOpError("row ") << N << " needs '" << Need << "'";
   }
-  if (auto M = getMode(); M && *M != "knn" && *M != "compose")
-    return emitOpError("unknown MODE '") << *M << "' (expected knn, compose)";
+  // One fact per (entity, relation) and statement, with something to
+  // write: checked here, where no model is needed.
+  std::map<std::pair<std::string, std::string>, unsigned> Seen;
+  N = 0;
+  for (Attribute R : getRows()) {
+    auto Row = cast<DictionaryAttr>(R);
+    ++N;
+    auto Text = [&](StringRef Col) {
+      auto S = dyn_cast<StringAttr>(Row.get(Col));
+      return S ? S.getValue().str() : std::string();
+    };
+    if (StringRef(Text("target")).trim().empty())
+      return larql::rowError(*this, N) << "the target is empty";
+    auto [It, New] = Seen.insert({{Text("entity"), Text("relation")}, N});
+    if (!New)
+      return larql::rowError(*this, N)
+             << "'" << Text("entity") << "' " << Text("relation")
+             << " is already given by row " << It->second
+             << " (one fact per entity and relation in a statement)";
+  }
+  if (auto M = getMode(); M && !llvm::is_contained(larql::InsertModes, *M))
+    return emitOpError("unknown MODE '")
+           << *M << "' (expected " << join(larql::InsertModes) << ")";
   return checkLayer(*this, getLayer());
 }
 
@@ -310,8 +343,8 @@ LogicalResult CreateRelationOp::verify() {
 LogicalResult CompileOp::verify() {
   StringRef Target = getTarget();
   if (Target == "vindex") {
-    if (getFormat())
-      return emitOpError("COMPILE INTO VINDEX takes no FORMAT");
+    if (getFormat() || getType())
+      return emitOpError("COMPILE INTO VINDEX takes no FORMAT or TYPE");
   } else if (Target == "model") {
     if (!getFormat())
       return emitOpError("COMPILE INTO MODEL needs a FORMAT (")
@@ -319,6 +352,11 @@ LogicalResult CompileOp::verify() {
     if (!llvm::is_contained(schema::Formats, *getFormat()))
       return emitOpError("unknown FORMAT '")
              << *getFormat() << "' (expected " << join(schema::Formats) << ")";
+    if (getType() && *getFormat() != "gguf")
+      return emitOpError("TYPE is for FORMAT gguf, not ") << *getFormat();
+    if (getType() && !llvm::is_contained(schema::GGUFTypes, *getType()))
+      return emitOpError("unknown GGUF TYPE '")
+             << *getType() << "' (expected " << join(schema::GGUFTypes) << ")";
   } else {
     return emitOpError("unknown target '")
            << Target << "' (expected vindex, model)";

@@ -51,6 +51,21 @@ larql.compile "vindex" "v.vindex" {format = "gguf"}
 
 // -----
 
+// expected-error @+1 {{'larql.compile' op COMPILE INTO VINDEX takes no FORMAT or TYPE}}
+larql.compile "vindex" "v.vindex" {type = "bf16"}
+
+// -----
+
+// expected-error @+1 {{'larql.compile' op TYPE is for FORMAT gguf, not safetensors}}
+larql.compile "model" "m" {format = "safetensors", type = "bf16"}
+
+// -----
+
+// expected-error @+1 {{'larql.compile' op unknown GGUF TYPE 'q4_k' (expected auto, f32, f16, bf16, q8_0)}}
+larql.compile "model" "m.gguf" {format = "gguf", type = "q4_k"}
+
+// -----
+
 // expected-error @+1 {{'larql.compile' op unknown target 'binary' (expected vindex, model)}}
 larql.compile "binary" "x"
 

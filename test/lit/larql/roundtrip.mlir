@@ -21,8 +21,8 @@ module {
   larql.walk "p" {top = 1 : i64, k = 64 : i64}
   // CHECK-NEXT: larql.trace "p"
   larql.trace "p"
-  // CHECK-NEXT: larql.insert {layer = 1 : i64, mode = "compose", rows = [{entity = "a", relation = "r", target = "t"}]}
-  larql.insert {rows = [{target = "t", relation = "r", entity = "a"}], layer = 1 : i64, mode = "compose"}
+  // CHECK-NEXT: larql.insert {layer = 1 : i64, mode = "slot", rows = [{entity = "a", relation = "r", target = "t"}]}
+  larql.insert {rows = [{target = "t", relation = "r", entity = "a"}], layer = 1 : i64, mode = "slot"}
   // CHECK-NEXT: larql.delete {where = ["=", "entity", "a"]}
   larql.delete {where = ["=", "entity", "a"]}
   // CHECK-NEXT: larql.update {set = {target = "u"}, where = ["!=", "layer", 3]}

@@ -17,6 +17,10 @@
 
 namespace vindex::larql {
 
+/// The methods of INSERT (MODE m; docs/lql.md, "Methods"): `slot` (the
+/// default) writes each fact as new gated features in appended FFN slots.
+inline constexpr llvm::StringLiteral InsertModes[] = {"slot"};
+
 /// Clause locations. An op lowered from a script is located at its
 /// statement's first token; a clause a verifier checks (WITH K's count, a
 /// relation's template) can be located too, so that its error points where
@@ -32,6 +36,12 @@ std::optional<mlir::Location> clauseLoc(mlir::Operation *Op,
 /// ("column:" and the column as written): the verifier, which checks column
 /// names, reports an unknown one at it and in the script's spelling.
 std::string columnClause(llvm::StringRef Spelling);
+/// The clause name of an INSERT's row N (1-based): "row:N", located at the
+/// row's '('.
+std::string rowClause(size_t N);
+/// An error about row N of an INSERT: at the row when the op came from a
+/// script, else on the op naming the row.
+mlir::InFlightDiagnostic rowError(mlir::Operation *Op, size_t N);
 
 } // namespace vindex::larql
 

@@ -104,9 +104,14 @@ def Larql_CreateRelationOp : Larql_Op<"create_relation"> {
 
 def Larql_CompileOp : Larql_Op<"compile"> {
   let summary = "COMPILE CURRENT INTO VINDEX 'path' | INTO MODEL 'path' "
-                "FORMAT gguf|safetensors";
+                "FORMAT gguf|safetensors [TYPE t]";
+  let description = [{
+    `type` (FORMAT gguf only) is the element type of the GGUF's matrices:
+    auto (each matrix's stored type), f32, f16, bf16 or q8_0.
+  }];
   let arguments = (ins StrAttr:$target, StrAttr:$path,
-                   OptionalAttr<StrAttr>:$format);
+                   OptionalAttr<StrAttr>:$format,
+                   OptionalAttr<StrAttr>:$type);
   let assemblyFormat = "$target $path attr-dict";
   let hasVerifier = 1;
 }

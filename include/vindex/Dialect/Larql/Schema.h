@@ -95,6 +95,10 @@ inline constexpr llvm::StringLiteral ShowKinds[] = {
 inline constexpr llvm::StringLiteral Bands[] = {"syntax", "knowledge",
                                                 "output"};
 inline constexpr llvm::StringLiteral Formats[] = {"gguf", "safetensors"};
+/// The element types of a GGUF's matrices (COMPILE ... FORMAT gguf TYPE t,
+/// vindex-compile --type): the names parseGGUFOutputType reads.
+inline constexpr llvm::StringLiteral GGUFTypes[] = {"auto", "f32", "f16",
+                                                    "bf16", "q8_0"};
 inline constexpr llvm::StringLiteral CompareOps[] = {
     "=", "!=", "<", "<=", ">", ">=", "in", "like"};
 

@@ -1,0 +1,906 @@
+//===- Editor.cpp - The slot method and the balancer ----------------------===//
+//
+// See include/vindex/Edit/Editor.h. The balancer is a measured search: for
+// each target piece, the smallest strength of the down vector that makes
+// the piece reach the goal probability (doubling, then bisection), then a
+// check of the guard prompts (the nearest other prompts by key, each keeping
+// its answer and that answer's probability within the tolerance); a guard
+// that moves makes the gate sharper and the fact is balanced again.
+//
+//===----------------------------------------------------------------------===//
+#include "Internal.h"
+
+#include "vindex/Formats/Tokenizer.h"
+#include "vindex/Model/Kernels.h"
+#include "vindex/Store/Patch.h"
+#include "vindex/Support/Error.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cmath>
+#include <numeric>
+#include <set>
+
+using namespace llvm;
+
+namespace vindex::edit {
+
+std::string fillTemplate(StringRef Template, StringRef Entity) {
+  std::string Out;
+  size_t At = 0;
+  for (size_t P; (P = Template.find("{entity}", At)) != StringRef::npos;
+       At = P + 8)
+    (Out += Template.slice(At, P)) += Entity;
+  Out += Template.substr(At);
+  return Out;
+}
+
+std::vector<std::string> vocabularyEntities(const Tokenizer &Tok, size_t Max) {
+  std::vector<std::string> Out;
+  for (size_t Id = 0; Id < Tok.vocabSize() && Out.size() < Max; ++Id) {
+    if (Tok.isSpecial(int32_t(Id)))
+      continue;
+    StringRef P = Tok.piece(int32_t(Id));
+    if (!P.consume_front("\xE2\x96\x81") && !P.consume_front("\xC4\xA0"))
+      continue;
+    if (P.size() < 3 || !isUpper(P[0]) ||
+        !all_of(P.drop_front(), [](char C) { return isAlpha(C); }))
+      continue;
+    Out.push_back(P.str());
+  }
+  return Out;
+}
+
+namespace {
+
+/// A prompt of the sample: its ids, what the unedited model answers, and
+/// its key at every layer.
+struct SamplePrompt {
+  std::string Entity, Relation;
+  std::vector<int32_t> Ids;
+  int32_t Answer = -1;
+  std::vector<std::vector<float>> Keys;
+};
+
+struct Outcome {
+  int32_t Top = -1;
+  double PTop = 0, PWant = 0;
+  /// The wanted token's logit less the top one's (0 when it is the top).
+  double Margin = 0;
+};
+
+} // namespace
+
+struct Editor::Impl {
+  const Tokenizer &Tok;
+  raw_ostream *Verbose;
+  TensorView Scratch;
+  std::unique_ptr<Model> M;
+  std::vector<LayerStats> Stats;
+  std::vector<SamplePrompt> Prompts;
+  /// (entity, relation) pairs edited so far: their prompts guard nothing.
+  std::set<std::pair<std::string, std::string>> Edited;
+  /// The final states (after the final norm) of the sample, every
+  /// position: where ordinary text puts what the LM head reads.
+  struct FinalStats {
+    size_t D = 0;
+    double Count = 0, Radius = 0;
+    std::vector<double> Second;
+    void add(ArrayRef<float> X, ArrayRef<float> FN, double Eps) {
+      D = FN.size();
+      if (Second.empty())
+        Second.assign(D * D, 0);
+      std::vector<double> Y(D);
+      for (size_t T = 0; T + D <= X.size(); T += D) {
+        double MS = 0;
+        for (size_t I = 0; I < D; ++I)
+          MS += double(X[T + I]) * X[T + I];
+        double Inv = 1 / std::sqrt(MS / D + Eps), N = 0;
+        for (size_t I = 0; I < D; ++I)
+          N += (Y[I] = X[T + I] * Inv * FN[I]) * Y[I];
+        Radius += std::sqrt(N);
+        for (size_t I = 0; I < D; ++I)
+          for (size_t J = 0; J < D; ++J)
+            Second[I * D + J] += Y[I] * Y[J];
+        Count += 1;
+      }
+    }
+  } Finals;
+  double MaxTopLogit = -1e30;
+  /// The keys ([layer][hidden]) of every position of the facts written so
+  /// far (prompt's last, then after each piece).
+  std::vector<std::vector<std::vector<float>>> Written;
+  double LiftScale = getenv("VINDEX_LIFT") ? atof(getenv("VINDEX_LIFT")) : 1.0;
+  /// Output rows lifted by this statement's plan (see liftRow).
+  std::vector<PlannedRow> Lifted;
+
+  Impl(const TensorView &V, const Tokenizer &Tok, raw_ostream *Verbose)
+      : Tok(Tok), Verbose(Verbose), Scratch(V) {}
+
+  size_t hidden() const { return M->config().HiddenSize; }
+
+  DType ffnType(unsigned Layer) const {
+    const TensorRecord *T = Scratch.find(TensorRole::FFNGate, int(Layer));
+    return T ? T->Type : DType::F32;
+  }
+
+  /// Logits at every position of Ids with Trials.
+  std::vector<float> logits(ArrayRef<int32_t> Ids,
+                            ArrayRef<TrialFeature> Trials, bool All = false) {
+    ForwardOptions O = trialOptions(*M, Trials);
+    O.AllLogits = All;
+    Session S(*M, 1);
+    return S.run(Ids, O).Logits;
+  }
+
+  Outcome outcome(ArrayRef<int32_t> Ids, ArrayRef<TrialFeature> Trials,
+                  int32_t Want) {
+    std::vector<float> L = logits(Ids, Trials);
+    std::vector<double> P = softmax(L);
+    Outcome O;
+    O.Top = int32_t(std::max_element(P.begin(), P.end()) - P.begin());
+    O.PTop = P[O.Top];
+    O.PWant = Want >= 0 ? P[Want] : 0;
+    O.Margin = Want >= 0 ? double(L[Want]) - L[O.Top] : 0;
+    return O;
+  }
+
+  Error loadSample(const Sample &S);
+  Error liftRow(int32_t Token, size_t Fact, raw_ostream &Rec);
+  unsigned chooseLayer(const Fact &F, ArrayRef<TrialFeature> Accepted,
+                       std::string &Why);
+  std::vector<const SamplePrompt *> guards(const Fact &F, unsigned Layer,
+                                           ArrayRef<float> Key, unsigned N);
+  std::vector<float> writeDirection(unsigned Layer, ArrayRef<int32_t> Ctx,
+                                    ArrayRef<TrialFeature> Trials,
+                                    ArrayRef<int32_t> Raise,
+                                    ArrayRef<int32_t> Lower, double &Saturated);
+  Expected<std::vector<TrialFeature>>
+  planFact(EditKind Kind, const Fact &F, size_t FactIndex,
+           const EditOptions &Opts, ArrayRef<TrialFeature> Accepted,
+           std::string &Record);
+  /// True if the token goes on with the word before it (no word marker,
+  /// and a letter or digit first).
+  bool continues(int32_t Id) const {
+    if (Tok.isSpecial(Id))
+      return false;
+    StringRef P = Tok.piece(Id);
+    if (P.empty() || P.starts_with("\xE2\x96\x81") || P.starts_with("\xC4\xA0"))
+      return false;
+    return isAlnum(P[0]) || (unsigned char)P[0] >= 0x80;
+  }
+  std::string text(ArrayRef<int32_t> Ids) const {
+    return Tok.decode(Ids);
+  }
+};
+
+Error Editor::Impl::loadSample(const Sample &S) {
+  Expected<std::unique_ptr<Model>> Loaded = Model::load(Scratch);
+  if (!Loaded)
+    return Loaded.takeError();
+  M = std::move(*Loaded);
+  size_t D = hidden(), L = M->numLayers();
+  Stats.assign(L, LayerStats());
+  for (LayerStats &St : Stats)
+    St.D = D;
+  std::vector<std::string> Entities = vocabularyEntities(Tok, 160);
+  for (const std::string &E : S.Entities)
+    if (!is_contained(Entities, E))
+      Entities.push_back(E);
+  auto Add = [&](ArrayRef<int32_t> Ids, StringRef Entity, StringRef Relation) {
+    std::vector<std::vector<float>> All(L);
+    ForwardOptions O;
+    O.AfterFFN = [&](size_t Layer, size_t, size_t T, ArrayRef<float> In,
+                     MutableArrayRef<float>) {
+      for (size_t Tk = 0; Tk < T; ++Tk)
+        Stats[Layer].add(&In[Tk * D]);
+      All[Layer].assign(In.end() - D, In.end());
+    };
+    O.CaptureResiduals = true;
+    Session Sess(*M, 1);
+    ForwardResult R = Sess.run(Ids, O);
+    std::vector<float> &Logits = R.Logits;
+    Finals.add(R.Residuals.back(), M->finalNorm(), M->config().NormEps);
+    MaxTopLogit = std::max(MaxTopLogit,
+                           double(*std::max_element(Logits.begin(),
+                                                    Logits.end())));
+    if (Relation.empty())
+      return;
+    SamplePrompt P;
+    P.Entity = Entity.str();
+    P.Relation = Relation.str();
+    P.Ids.assign(Ids.begin(), Ids.end());
+    P.Answer = int32_t(argmax(Logits));
+    P.Keys = std::move(All);
+    Prompts.push_back(std::move(P));
+  };
+  for (const auto &[Relation, Templates] : S.Relations)
+    for (const std::string &E : Entities)
+      for (const std::string &T : Templates)
+        Add(Tok.encode(fillTemplate(T, E)), E, Relation);
+  for (const std::string &Line : S.Text)
+    if (std::vector<int32_t> Ids = Tok.encode(Line); !Ids.empty())
+      Add(Ids, "", "");
+  for (LayerStats &St : Stats)
+    St.finish();
+  if (Stats.front().Count == 0)
+    return makeError("no sample to measure the layers' keys on (no relation "
+                     "and no text)");
+  if (Verbose)
+    *Verbose << formatv("edit: key statistics over {0} positions of {1} "
+                        "prompts ({2} relation prompts, {3} entities)\n",
+                        Stats.front().Count,
+                        Prompts.size() + S.Text.size(), Prompts.size(),
+                        Entities.size());
+  return Error::success();
+}
+
+std::vector<const SamplePrompt *>
+Editor::Impl::guards(const Fact &F, unsigned Layer, ArrayRef<float> Key,
+                     unsigned N) {
+  std::vector<std::pair<double, const SamplePrompt *>> Near;
+  for (const SamplePrompt &P : Prompts) {
+    if (Edited.count({P.Entity, P.Relation}) ||
+        (P.Entity == F.Entity && P.Relation == F.Relation))
+      continue;
+    const std::vector<float> &X = P.Keys[Layer];
+    double Dist = 0;
+    for (size_t I = 0; I < X.size(); ++I)
+      Dist += (double(X[I]) - Key[I]) * (double(X[I]) - Key[I]);
+    Near.push_back({Dist, &P});
+  }
+  std::stable_sort(Near.begin(), Near.end(),
+                   [](auto &A, auto &B) { return A.first < B.first; });
+  std::vector<const SamplePrompt *> Out;
+  for (size_t I = 0; I < Near.size() && I < N; ++I)
+    Out.push_back(Near[I].second);
+  return Out;
+}
+
+std::vector<float>
+Editor::Impl::writeDirection(unsigned Layer, ArrayRef<int32_t> Ctx,
+                             ArrayRef<TrialFeature> Trials,
+                             ArrayRef<int32_t> Raise, ArrayRef<int32_t> Lower,
+                             double &Saturated) {
+  // Measured in the space the LM head reads (after the final norm): the
+  // state y of the same norm as the model's own at Ctx that maximises the
+  // goal (log p of the raised pieces; for DELETE, -log of the lowered
+  // answers' total), by gradient ascent from the model's state. A write
+  // that dominates the residual ends up pointing the logits along y, so the
+  // target wins for large strengths; the final norm's weights FN (and
+  // Gemma's post-FFN norm's) are divided out on the way back.
+  size_t D = hidden(), V = M->config().VocabSize;
+  ForwardOptions O = trialOptions(*M, Trials);
+  Session Sess(*M, 1);
+  ForwardResult R = Sess.run(Ctx, O);
+  // x: the residual's direction, rms 1; y = FN * x is what the LM head
+  // reads. Start from the model's own state.
+  ArrayRef<float> FN = M->finalNorm();
+  double MeanFN = 0;
+  for (float W : FN)
+    MeanFN += std::fabs(W) / FN.size();
+  auto SafeFN = [&](size_t I) {
+    return std::max(std::fabs(double(FN[I])), 0.1 * MeanFN) *
+           (FN[I] < 0 ? -1 : 1);
+  };
+  std::vector<double> X(D);
+  for (size_t I = 0; I < D; ++I)
+    X[I] = R.FinalNormLast[I] / SafeFN(I);
+  auto Renorm = [&] {
+    double N = 0;
+    for (double V : X)
+      N += V * V;
+    N = std::sqrt(N / D);
+    for (double &V : X)
+      V /= N > 0 ? N : 1;
+  };
+  Renorm();
+  const WeightMatrix &U = M->lmHead();
+  std::vector<float> Logits(V), YF(D);
+  std::vector<double> Grad(D);
+  for (unsigned Step = 0; Step < 80; ++Step) {
+    for (size_t I = 0; I < D; ++I)
+      YF[I] = float(X[I] * FN[I]);
+    for (size_t T = 0; T < V; ++T)
+      Logits[T] = dotRow(YF.data(), U, T);
+    std::vector<double> P = softmax(Logits);
+    Saturated = Raise.empty() ? 1.0 : P[Raise[0]];
+    if (getenv("VINDEX_EDIT_DEBUG") && (Step % 20 == 0 || Step == 79))
+      errs() << formatv("  dir step {0}: p(raise0)={1:F4} top={2}\n", Step,
+                        Raise.empty() ? 0.0 : P[Raise[0]],
+                        text({int32_t(std::max_element(P.begin(), P.end()) -
+                                      P.begin())}));
+    // d goal / d logits: e_raise/|raise| - p, or q_lower - p (q: p
+    // restricted to the lowered answers, renormalised).
+    std::vector<double> G(V, 0);
+    if (!Raise.empty()) {
+      for (int32_t T : Raise)
+        G[T] += 1.0 / Raise.size();
+      for (size_t T = 0; T < V; ++T)
+        G[T] -= P[T];
+    } else {
+      double PS = 0;
+      for (int32_t T : Lower)
+        PS += P[T];
+      for (size_t T = 0; T < V; ++T)
+        G[T] = P[T];
+      for (int32_t T : Lower)
+        G[T] -= P[T] / std::max(PS, 1e-30);
+    }
+    std::fill(Grad.begin(), Grad.end(), 0.0);
+    for (size_t T = 0; T < V; ++T)
+      if (std::fabs(G[T]) > 1e-9)
+        for (size_t I = 0; I < D; ++I)
+          Grad[I] += G[T] * U.at(T, I) * FN[I];
+    double GN = 0;
+    for (double V : Grad)
+      GN += V * V;
+    GN = std::sqrt(GN);
+    if (GN < 1e-12)
+      break;
+    for (size_t I = 0; I < D; ++I)
+      X[I] += 0.3 * std::sqrt(double(D)) * Grad[I] / GN;
+    Renorm();
+  }
+  const std::vector<float> &Post = M->layer(Layer).PostFFNNorm;
+  bool PostNorm = M->config().PostNorms && !Post.empty();
+  double MeanPost = 0;
+  for (float W : Post)
+    MeanPost += std::fabs(W) / std::max<size_t>(Post.size(), 1);
+  // Gemma norms the FFN's output and multiplies it by the post-FFN norm's
+  // weights before adding it: divide them out.
+  std::vector<float> Out(D);
+  double Norm = 0;
+  for (size_t I = 0; I < D; ++I) {
+    // x itself, not the move from the state to it: the residual plus s x
+    // tends to x as the strength s grows, so the balancer's search is
+    // monotone at large strengths.
+    double W = X[I];
+    if (PostNorm)
+      W /= std::max(std::fabs(double(Post[I])), 0.1 * MeanPost) *
+           (Post[I] < 0 ? -1 : 1);
+    Out[I] = float(W);
+    Norm += W * W;
+  }
+  Norm = std::sqrt(Norm);
+  for (float &X : Out)
+    X = float(X / (Norm > 0 ? Norm : 1));
+  return Out;
+}
+
+Error Editor::Impl::liftRow(int32_t Token, size_t Fact, raw_ostream &Rec) {
+  // A piece whose output row no final state makes likely (a token the
+  // model never learned to emit) gets a lifted row: its own plus c e, with
+  // e the direction least used by ordinary final states and by every output
+  // row (so that ordinary text does not raise it, and writing along it
+  // raises no other token; rows lifted before weigh in as rows), and c such
+  // that a final state along e gives the piece a logit above any the
+  // sample's prompts gave their answers.
+  size_t D = hidden(), V = M->config().VocabSize;
+  const WeightMatrix &U = M->lmHead();
+  std::vector<double> A(D * D, 0);
+  double TrY = 0, TrU = 0;
+  for (size_t I = 0; I < D; ++I)
+    TrY += Finals.Second[I * D + I];
+  std::vector<double> UU(D * D, 0);
+  std::vector<double> Row(D);
+  for (size_t T = 0; T < V; ++T) {
+    for (size_t I = 0; I < D; ++I)
+      Row[I] = U.at(T, I);
+    for (size_t I = 0; I < D; ++I) {
+      TrU += Row[I] * Row[I];
+      for (size_t J = 0; J < D; ++J)
+        UU[I * D + J] += Row[I] * Row[J];
+    }
+  }
+  for (size_t K = 0; K < D * D; ++K)
+    A[K] = Finals.Second[K] / TrY + UU[K] / TrU;
+  for (size_t I = 0; I < D; ++I)
+    A[I * D + I] += 1e-9;
+  // Inverse iteration: the eigenvector of the smallest eigenvalue.
+  std::vector<double> E(D);
+  for (size_t I = 0; I < D; ++I)
+    E[I] = 1.0 + 0.01 * double(I % 7);
+  for (unsigned It = 0; It < 40; ++It) {
+    if (!solveSPD(A, E, D))
+      return makeError("cannot lift the output row of '{0}'", text({Token}));
+    double N = 0;
+    for (double X : E)
+      N += X * X;
+    N = std::sqrt(N);
+    for (double &X : E)
+      X /= N;
+  }
+  size_t Big = 0;
+  for (size_t I = 1; I < D; ++I)
+    if (std::fabs(E[I]) > std::fabs(E[Big]))
+      Big = I;
+  double Sign = E[Big] < 0 ? -1 : 1;
+  double Radius = Finals.Radius / std::max(Finals.Count, 1.0);
+  // Gemma's writes are normed (capped): the state reaches e only partly,
+  // so its rows are lifted further.
+  double C = (std::max(MaxTopLogit, 0.0) + 8.0) / Radius *
+             (M->config().PostNorms ? LiftScale : 1.0);
+  const TensorRecord *T = Scratch.find(TensorRole::LMHead);
+  if (!T)
+    T = Scratch.find(TensorRole::Embedding); // tied
+  if (!T)
+    return makeError("the V-index has no output matrix to lift a row of");
+  PlannedRow P;
+  P.Fact = Fact;
+  P.Tensor = T->Name;
+  P.Row = uint64_t(Token);
+  P.Values.resize(D);
+  for (size_t I = 0; I < D; ++I)
+    P.Values[I] = float(U.at(size_t(Token), I) + Sign * C * E[I]);
+  PatchBuilder B(Scratch);
+  if (Error Err = B.setRow(P.Tensor, P.Row, P.Values))
+    return Err;
+  if (Error Err = Scratch.push(B.finish()))
+    return Err;
+  if (Error Err = M->reload())
+    return Err;
+  Rec << formatv("; lifted the output row of '{0}' by {1:F2}", text({Token}),
+                 C);
+  Lifted.push_back(std::move(P));
+  return Error::success();
+}
+
+unsigned Editor::Impl::chooseLayer(const Fact &F,
+                                   ArrayRef<TrialFeature> Accepted,
+                                   std::string &Why) {
+  // The layer (upper half) where the separator keeps the fact's key
+  // furthest above the nearest other prompts' keys.
+  std::vector<std::vector<float>> Keys =
+      captureKeys(*M, F.Prompts.front(), Accepted);
+  unsigned Best = unsigned(M->numLayers() - 1);
+  double BestMargin = -1e30;
+  raw_string_ostream OS(Why);
+  for (unsigned L = unsigned(M->numLayers() / 2); L < M->numLayers(); ++L) {
+    std::vector<const SamplePrompt *> G = guards(F, L, Keys[L], 16);
+    std::vector<std::vector<float>> Neg;
+    for (const SamplePrompt *P : G)
+      Neg.push_back(P->Keys[L]);
+    std::vector<double> Sep = fitSeparator(Stats[L], Keys[L], Neg);
+    std::vector<float> SepF(Sep.begin(), Sep.end());
+    double K = dot(SepF, Keys[L]), MaxNeg = -1e30;
+    for (const std::vector<float> &X : Neg)
+      MaxNeg = std::max(MaxNeg, dot(SepF, X));
+    double Margin = K - MaxNeg;
+    OS << formatv(" L{0}:{1:F2}", L, Margin);
+    if (Margin > BestMargin)
+      BestMargin = Margin, Best = L;
+  }
+  return Best;
+}
+
+Expected<std::vector<TrialFeature>>
+Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
+                       const EditOptions &Opts,
+                       ArrayRef<TrialFeature> Accepted, std::string &Record) {
+  raw_string_ostream Rec(Record);
+  ArrayRef<int32_t> Prompt = F.Prompts.front();
+  std::string LayerWhy;
+  unsigned Layer =
+      Opts.Layer ? *Opts.Layer : chooseLayer(F, Accepted, LayerWhy);
+  if (Layer >= M->numLayers())
+    return makeError("layer {0} is out of range (the model has {1})", Layer,
+                     M->numLayers());
+  Rec << formatv("{0} '{1}' {2}", Kind == EditKind::Delete ? "delete" : "insert",
+                 F.Entity, F.Relation);
+  if (Kind != EditKind::Delete)
+    Rec << formatv(" -> '{0}' ({1} piece{2})", F.TargetText, F.Target.size(),
+                   F.Target.size() == 1 ? "" : "s");
+  Rec << formatv(": layer {0}{1}", Layer,
+                 LayerWhy.empty() ? std::string(" (AT LAYER)")
+                                  : " (margins" + LayerWhy + ")");
+
+  // What DELETE suppresses: the model's answer, and the answers the other
+  // entities get for the relation (so that none of them takes its place).
+  std::vector<int32_t> Suppress;
+  Outcome Before = outcome(Prompt, Accepted, -1);
+  if (Kind == EditKind::Delete) {
+    if (Before.PTop < 0.25)
+      return makeError("matches nothing: the model has no answer for '{0}' "
+                       "{1} to remove (its best guess '{2}' has probability "
+                       "{3:F3})",
+                       F.Entity, F.Relation, text({Before.Top}), Before.PTop);
+    std::set<int32_t> Set{Before.Top};
+    for (const SamplePrompt &P : Prompts)
+      if (P.Relation == F.Relation)
+        Set.insert(P.Answer);
+    Suppress.assign(Set.begin(), Set.end());
+    Rec << formatv("; answer '{0}' p={1:F4}, {2} answers suppressed",
+                   text({Before.Top}), Before.PTop, Suppress.size());
+  } else if (Kind == EditKind::Update) {
+    Rec << formatv("; old answer '{0}' p={1:F4}", text({Before.Top}),
+                   Before.PTop);
+  }
+
+  double Goal = Opts.MinProbability + (1 - Opts.MinProbability) / 2;
+  size_t Pieces = Kind == EditKind::Delete ? 1 : F.Target.size();
+  std::vector<TrialFeature> Mine;
+  // Reference answers of the guards (before this fact).
+  std::vector<float> Key0 = captureKeys(*M, Prompt, Accepted)[Layer];
+  std::vector<const SamplePrompt *> Guards =
+      guards(F, Layer, Key0, Opts.Guards);
+  std::vector<Outcome> GuardBefore;
+  for (const SamplePrompt *G : Guards)
+    GuardBefore.push_back(outcome(G->Ids, Accepted, G->Answer));
+
+  double Sharp = 4.0;
+  std::string Failure;
+  bool Reached = false;
+  std::vector<TrialFeature> Previous; // the last round's features
+  for (unsigned Round = 0; Round < 5; ++Round, Sharp *= 1.6) {
+    Previous = std::move(Mine);
+    Mine.clear();
+    size_t Done = 0; // pieces written
+    std::string Steps;
+    raw_string_ostream StepOS(Steps);
+    Reached = true;
+    // After the target's pieces, one more step: where the model would go
+    // on with the word (a continuation piece), a feature ends it with the
+    // best token that does not.
+    size_t NSteps = Kind == EditKind::Delete ? 1 : Pieces + 1;
+    // The keys of the fact's own positions (the prompt's last, then after
+    // each piece), before its features: what each feature must stay quiet
+    // on at the other positions.
+    std::vector<std::vector<std::vector<float>>> PosKeys;
+    if (Kind != EditKind::Delete) {
+      std::vector<int32_t> Full(Prompt.begin(), Prompt.end());
+      Full.insert(Full.end(), F.Target.begin(), F.Target.end());
+      // With the last round's features in place, as they shift the keys
+      // of the positions after them.
+      std::vector<TrialFeature> With(Accepted.begin(), Accepted.end());
+      With.insert(With.end(), Previous.begin(), Previous.end());
+      std::vector<std::vector<std::vector<float>>> All =
+          capturePositionKeys(*M, Full, With);
+      PosKeys.assign(All.end() - (Pieces + 1), All.end());
+    }
+    for (size_t J = 0; J < NSteps; ++J) {
+      std::vector<int32_t> Ctx(Prompt.begin(), Prompt.end());
+      Ctx.insert(Ctx.end(), F.Target.begin(), F.Target.begin() + J);
+      std::vector<TrialFeature> Trials(Accepted.begin(), Accepted.end());
+      Trials.insert(Trials.end(), Mine.begin(), Mine.end());
+      std::vector<int32_t> Raise, Lower;
+      int32_t Want = -1;
+      if (Kind != EditKind::Delete && J == Pieces) {
+        std::vector<double> P = softmax(logits(Ctx, Trials));
+        int32_t Top = int32_t(std::max_element(P.begin(), P.end()) - P.begin());
+        if (!continues(Top))
+          break;
+        for (size_t T = 0; T < P.size(); ++T)
+          if (!continues(int32_t(T)) && (Want < 0 || P[T] > P[Want]))
+            Want = int32_t(T);
+        Raise.push_back(Want);
+      } else if (Kind == EditKind::Delete) {
+        Lower = Suppress;
+        Lower.push_back(Before.Top); // the answer counts twice
+      } else {
+        Want = F.Target[J];
+        Raise.push_back(Want);
+        double Sat = 0;
+        writeDirection(Layer, Ctx, Trials, Raise, Lower, Sat);
+        if (Sat < (J == 0 ? 0.999 : 0.9))
+          if (Error E = liftRow(Want, FactIndex, Rec))
+            return std::move(E);
+      }
+      std::vector<std::vector<float>> Keys = captureKeys(*M, Ctx, Trials);
+      // One feature per layer of the piece; a layer whose write saturates
+      // (Gemma norms the FFN's output) gets a neighbour to help.
+      struct Part {
+        TrialFeature T;
+        std::vector<float> Dir;
+        double ActKey = 0;
+      };
+      std::vector<Part> Parts;
+      double Saturated = 1;
+      auto AddLayer = [&](unsigned L) -> Error {
+        Part P;
+        const std::vector<float> &Key = Keys[L];
+        std::vector<std::vector<float>> Neg;
+        for (const SamplePrompt *G : guards(F, L, Key, Opts.Guards))
+          Neg.push_back(G->Keys[L]);
+        // The positions of the facts written before: their features must
+        // stay quiet here, and this one there.
+        for (const std::vector<std::vector<float>> &W : Written)
+          Neg.push_back(W[L]);
+        std::vector<std::vector<float>> Sib;
+        for (size_t K = 0; K < PosKeys.size(); ++K)
+          if (K != J)
+            Sib.push_back(PosKeys[K][L]);
+        std::vector<double> Sep = fitSeparator(Stats[L], Key, Neg, Sib);
+        std::vector<float> SepF(Sep.begin(), Sep.end());
+        double KS = dot(SepF, Key);
+        if (!(KS > 0))
+          return makeError("the key of '{0}' at layer {1} cannot be told "
+                           "apart from the layer's ordinary inputs",
+                           F.Entity, L);
+        // Scaled so that the key's gate pre-activation is Sharp.
+        P.T.Layer = L;
+        P.T.Gate.resize(Sep.size());
+        for (size_t I = 0; I < Sep.size(); ++I)
+          P.T.Gate[I] = float(Sep[I] * Sharp / KS);
+        roundTo(ffnType(L), P.T.Gate);
+        P.T.Up = P.T.Gate;
+        float G = float(dot(P.T.Gate, Key)), U = float(dot(P.T.Up, Key));
+        activateAndMultiply(M->config().Act, &G, &U, 1);
+        P.ActKey = G;
+        P.Dir = writeDirection(L, Ctx, Trials, Raise, Lower, Saturated);
+        Parts.push_back(std::move(P));
+        return Error::success();
+      };
+      if (Error E = AddLayer(Layer))
+        return std::move(E);
+      // The goal: the first piece at Goal; a later piece the greedy choice
+      // with most of the probability its unembedding row can reach; the end
+      // of the word, the greedy choice.
+      bool LiftedHere = false;
+      double Need = J == 0        ? Goal
+                    : J == Pieces ? 0.0
+                                  : std::min(Goal, 0.8 * Saturated);
+      double ResNorm = std::sqrt(std::max(dot(Keys[Layer], Keys[Layer]), 1e-12));
+      auto Try = [&](double S) {
+        std::vector<TrialFeature> All = Trials, Cs;
+        for (const Part &P : Parts) {
+          TrialFeature C = P.T;
+          C.Down.resize(P.Dir.size());
+          for (size_t I = 0; I < P.Dir.size(); ++I)
+            C.Down[I] = float(P.Dir[I] * S / P.ActKey);
+          roundTo(ffnType(C.Layer), C.Down);
+          All.push_back(C);
+          Cs.push_back(std::move(C));
+        }
+        // DELETE: the old answer below 1 - Goal (0.005 by default), and
+        // none of the relation's other answers in its place.
+        bool Del = Kind == EditKind::Delete;
+        Outcome O = outcome(Ctx, All, Del ? Before.Top : Want);
+        bool Ok = Del ? !is_contained(Suppress, O.Top) &&
+                            O.Top != Before.Top && O.PWant <= 1 - Goal
+                      : O.Top == Want && O.PWant >= Need;
+        if (getenv("VINDEX_EDIT_DEBUG"))
+          errs() << formatv("  try piece {0} s={1:g} layers={2} top={3} "
+                            "p={4:g} margin={5:g}\n",
+                            J, S, Parts.size(), text({O.Top}), O.PWant,
+                            O.Margin);
+        return std::make_tuple(Ok, O, Cs);
+      };
+      double Lo = 0, Hi = 0;
+      bool Ok = false;
+      Outcome O;
+      std::vector<TrialFeature> Cs;
+      for (;;) {
+        // Doubling from a tenth of the key's norm while it helps, then
+        // bisection.
+        Lo = 0, Hi = 0.1 * ResNorm;
+        std::tie(Ok, O, Cs) = Try(Hi);
+        // Progress is the log-probability of the piece (for DELETE, of the
+        // answer going down); four doublings without any stop the search.
+        auto Score = [&](const Outcome &X) {
+          // (The logit margin while the probability underflows.)
+          double LogP = X.PWant > 1e-12 ? std::log(X.PWant) : -28 + X.Margin;
+          return Kind == EditKind::Delete ? -LogP : LogP;
+        };
+        double BestP = Score(O);
+        unsigned Doublings = 0, Flat = 0;
+        while (!Ok && Doublings < 30 && Flat < 4) {
+          Lo = Hi, Hi *= 2, ++Doublings;
+          std::tie(Ok, O, Cs) = Try(Hi);
+          double P = Score(O);
+          Flat = P > BestP + 0.01 ? 0 : Flat + 1;
+          BestP = std::max(BestP, P);
+        }
+        if (Ok)
+          break;
+        if (Parts.size() >= M->numLayers() ||
+            (Parts.front().T.Layer == 0 && Parts.size() == M->numLayers())) {
+          // Every layer writes and the piece is still short: its output row
+          // is what limits it (once per piece).
+          if (Kind == EditKind::Delete || LiftedHere)
+            break;
+          LiftedHere = true;
+          if (Error E = liftRow(Want, FactIndex, Rec))
+            return std::move(E);
+          Parts.clear();
+          if (Error E = AddLayer(Layer))
+            return std::move(E);
+          if (J > 0 && J < Pieces)
+            Need = std::min(Goal, 0.8 * Saturated);
+          continue;
+        }
+        // Saturated: add the next layer up, else down.
+        unsigned Top = 0, Bottom = unsigned(M->numLayers());
+        for (const Part &P : Parts)
+          Top = std::max(Top, P.T.Layer), Bottom = std::min(Bottom, P.T.Layer);
+        unsigned Next = Top + 1 < M->numLayers() ? Top + 1 : Bottom - 1;
+        if (Bottom == 0 && Top + 1 >= M->numLayers())
+          break;
+        if (Error E = AddLayer(Next))
+          return std::move(E);
+      }
+      if (!Ok) {
+        Reached = false;
+        Failure = formatv("piece {0} '{1}' reached p={2:F4} (needs {5:F4}) at "
+                          "strength {3:g} on {6} layer(s) (top '{4}')",
+                          J + 1, Want >= 0 ? text({Want}) : "", O.PWant, Hi,
+                          text({O.Top}), Need, Parts.size())
+                      .str();
+        break;
+      }
+      for (unsigned B = 0; B < 5 && Lo > 0; ++B) {
+        double Mid = (Lo + Hi) / 2;
+        auto [MOk, MO, MC] = Try(Mid);
+        if (MOk)
+          Hi = Mid, O = MO, Cs = MC;
+        else
+          Lo = Mid;
+      }
+      std::string LayersText;
+      for (const Part &P : Parts)
+        LayersText += (LayersText.empty() ? "" : ",") + std::to_string(P.T.Layer);
+      StepOS << formatv(" piece {0} '{1}' at layer {6}: strength {2:g} in "
+                        "({3:g}, {2:g}], p={4:F4} top '{5}';",
+                        J + 1, Want >= 0 ? text({Want}) : text({O.Top}), Hi,
+                        Lo, O.PWant,
+                        text({O.Top}), LayersText);
+      for (TrialFeature &C : Cs)
+        Mine.push_back(std::move(C));
+      ++Done;
+    }
+    // The whole target, greedily, with every feature of the fact in place
+    // (a later piece's feature must not derail an earlier one).
+    if (Reached && Kind != EditKind::Delete) {
+      std::vector<TrialFeature> All(Accepted.begin(), Accepted.end());
+      All.insert(All.end(), Mine.begin(), Mine.end());
+      std::vector<int32_t> Ctx(Prompt.begin(), Prompt.end());
+      for (size_t J = 0; J <= Pieces && Reached; ++J) {
+        std::vector<float> L = logits(Ctx, All);
+        int32_t Top = int32_t(argmax(L));
+        if (J < Pieces ? Top != F.Target[J] : continues(Top)) {
+          Reached = false;
+          Failure = formatv("greedy generation goes '{0}' after '{1}'",
+                            text({Top}),
+                            text(ArrayRef<int32_t>(F.Target).take_front(J)))
+                        .str();
+        }
+        Ctx.push_back(Top);
+      }
+    }
+    if (!Reached) {
+      Rec << formatv("; round {0} (sharpness {1:F1}): {2}", Round, Sharp,
+                     Failure);
+      continue;
+    }
+    // Guards.
+    std::vector<TrialFeature> All(Accepted.begin(), Accepted.end());
+    All.insert(All.end(), Mine.begin(), Mine.end());
+    double Worst = 0;
+    std::string WorstText;
+    bool GuardsOk = true;
+    for (size_t I = 0; I < Guards.size(); ++I) {
+      Outcome A = outcome(Guards[I]->Ids, All, GuardBefore[I].Top);
+      double Delta = std::fabs(A.PWant - GuardBefore[I].PTop);
+      if (Delta > Worst || A.Top != GuardBefore[I].Top) {
+        Worst = std::max(Worst, Delta);
+        WorstText = formatv("'{0}' ({1}) {2:F4} -> {3:F4}{4}",
+                            Guards[I]->Entity, Guards[I]->Relation,
+                            GuardBefore[I].PTop, A.PWant,
+                            A.Top != GuardBefore[I].Top
+                                ? " answer changed to '" + text({A.Top}) + "'"
+                                : std::string())
+                        .str();
+      }
+      if (A.Top != GuardBefore[I].Top || Delta > Opts.GuardTolerance)
+        GuardsOk = false;
+    }
+    Rec << formatv("; sharpness {0:F1}:{1} guards {2}/{3} kept, largest move "
+                   "{4:F4}{5}",
+                   Sharp, Steps, GuardsOk ? Guards.size() : 0, Guards.size(),
+                   Worst, WorstText.empty() ? "" : " " + WorstText);
+    if (GuardsOk)
+      break;
+    if (Round == 4)
+      Rec << " (accepted: no sharper gate keeps every guard)";
+  }
+  if (Kind != EditKind::Delete && Reached) {
+    std::vector<int32_t> Full(Prompt.begin(), Prompt.end());
+    Full.insert(Full.end(), F.Target.begin(), F.Target.end());
+    std::vector<TrialFeature> With(Accepted.begin(), Accepted.end());
+    With.insert(With.end(), Mine.begin(), Mine.end());
+    std::vector<std::vector<std::vector<float>>> All =
+        capturePositionKeys(*M, Full, With);
+    Written.insert(Written.end(), All.end() - (Pieces + 1), All.end());
+  }
+  if (!Reached)
+    return makeError("cannot write '{0}' {1}: {2}", F.Entity, F.Relation,
+                     Failure);
+  if (Kind == EditKind::Delete) {
+    std::vector<TrialFeature> All(Accepted.begin(), Accepted.end());
+    All.insert(All.end(), Mine.begin(), Mine.end());
+    Outcome A = outcome(Prompt, All, Before.Top);
+    Rec << formatv("; now answers '{0}' (p={1:F4}; '{2}' p={3:F4})",
+                   text({A.Top}), A.PTop, text({Before.Top}), A.PWant);
+  }
+  return Mine;
+}
+
+Editor::Editor(std::unique_ptr<Impl> I) : I(std::move(I)) {}
+Editor::~Editor() = default;
+
+const TensorView &Editor::view() const { return I->Scratch; }
+
+Error Editor::apply(function_ref<Error(PatchBuilder &)> Edit) {
+  PatchBuilder B(I->Scratch);
+  if (Error E = Edit(B))
+    return E;
+  if (B.empty())
+    return Error::success();
+  if (Error E = I->Scratch.push(B.finish()))
+    return E;
+  return I->M->reload();
+}
+
+Expected<std::unique_ptr<Editor>> Editor::create(const TensorView &View,
+                                                 const Tokenizer &Tok,
+                                                 const Sample &S,
+                                                 raw_ostream *Verbose) {
+  auto I = std::make_unique<Impl>(View, Tok, Verbose);
+  if (Error E = I->loadSample(S))
+    return std::move(E);
+  return std::unique_ptr<Editor>(new Editor(std::move(I)));
+}
+
+Expected<StatementPlan> Editor::plan(EditKind Kind, ArrayRef<Fact> Facts,
+                                     const EditOptions &Opts,
+                                     unsigned &FailedRow) {
+  StatementPlan Plan;
+  I->Lifted.clear();
+  std::vector<TrialFeature> Accepted;
+  std::vector<size_t> FactOf; // Accepted[K] writes fact FactOf[K]
+  for (size_t R = 0; R < Facts.size(); ++R) {
+    std::string Record;
+    Expected<std::vector<TrialFeature>> Mine =
+        I->planFact(Kind, Facts[R], R, Opts, Accepted, Record);
+    if (!Mine) {
+      FailedRow = unsigned(R + 1);
+      return Mine.takeError();
+    }
+    if (I->Verbose)
+      *I->Verbose << "edit: " << Record << "\n";
+    Plan.Record.push_back(std::move(Record));
+    Accepted.insert(Accepted.end(), Mine->begin(), Mine->end());
+    FactOf.resize(Accepted.size(), R);
+  }
+  // Every fact again with the whole statement in place: later rows must not
+  // undo earlier ones.
+  // (Checked by the caller's verification; see PlanEdits.)
+  PatchBuilder B(I->Scratch);
+  for (size_t K = 0; K < Accepted.size(); ++K) {
+    TrialFeature &T = Accepted[K];
+    PlannedFeature F;
+    F.Fact = FactOf[K];
+    F.Layer = T.Layer;
+    F.Slot = B.ffnWidth(T.Layer);
+    F.Gate = std::move(T.Gate);
+    F.Up = std::move(T.Up);
+    F.Down = std::move(T.Down);
+    if (Error E = B.setFeature(F.Layer, F.Slot, F.Gate, F.Up, F.Down))
+      return std::move(E);
+    Plan.Features.push_back(std::move(F));
+  }
+  Plan.Rows = std::move(I->Lifted);
+  for (const Fact &F : Facts)
+    I->Edited.insert({F.Entity, F.Relation});
+  if (!B.empty()) {
+    if (Error E = I->Scratch.push(B.finish()))
+      return std::move(E);
+    if (Error E = I->M->reload())
+      return std::move(E);
+  }
+  return Plan;
+}
+
+} // namespace vindex::edit

@@ -1,0 +1,43 @@
+//===- FactEdits.h - The facts an edit op names -----------------*- C++ -*-===//
+//
+// Shared by larql-resolve-relations and larql-plan-edits: INSERT's rows,
+// and the (entity, relation) a DELETE or UPDATE pins.
+//
+//===----------------------------------------------------------------------===//
+#ifndef VINDEX_PASSES_FACTEDITS_H
+#define VINDEX_PASSES_FACTEDITS_H
+
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/Operation.h"
+
+#include <string>
+#include <vector>
+
+namespace vindex {
+
+/// The attribute larql-resolve-relations gives a fact edit: relation ->
+/// its prompt templates.
+inline constexpr llvm::StringLiteral RelationsAttr = "relations";
+/// The attribute larql-plan-edits gives each vindex.install_feature it
+/// emits: the balancer's record of the fact.
+inline constexpr llvm::StringLiteral BalanceAttr = "balance";
+
+struct FactRow {
+  /// INSERT's row (1-based); 0 for DELETE and UPDATE.
+  size_t Index = 0;
+  std::string Entity, Relation, Target;
+};
+
+/// The facts Op edits: an INSERT's rows; a DELETE's or UPDATE's when its
+/// WHERE is `entity = '...' AND relation = '...'` (either order; UPDATE's
+/// Target from SET target). Other ops, and a DELETE that pins a layer and a
+/// feature, edit no fact (Rows stays empty). A DELETE or UPDATE that names
+/// entity or relation otherwise is an error, reported.
+mlir::LogicalResult factRows(mlir::Operation *Op, std::vector<FactRow> &Rows);
+
+/// An error about fact Index of Op (an INSERT's row, else the statement).
+mlir::InFlightDiagnostic factError(mlir::Operation *Op, size_t Index);
+
+} // namespace vindex
+
+#endif

@@ -1,0 +1,235 @@
+//===- PlanEdits.cpp - larql-plan-edits -----------------------------------===//
+//
+// larql.insert / larql.update / larql.delete of facts (with the relations'
+// prompts from larql-resolve-relations) -> one vindex.install_feature per
+// planned feature, its gate/up/down as dense resources, in statement order;
+// the planning itself (keys, slot vectors, the balancer) is lib/Edit's.
+// vindex ops already in the module (a DELETE of a layer's feature lowered
+// before) are applied to the planner's view as they come, so that every
+// statement is planned against what the statements before it left.
+//
+//===----------------------------------------------------------------------===//
+#include "FactEdits.h"
+
+#include "vindex/Dialect/Larql/LarqlOps.h"
+#include "vindex/Dialect/Vindex/VindexOps.h"
+#include "vindex/Edit/Editor.h"
+#include "vindex/Exec/Applier.h"
+#include "vindex/Formats/Tokenizer.h"
+#include "vindex/Model/Engine.h"
+#include "vindex/Model/VindexSession.h"
+#include "vindex/Passes/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/MemoryBuffer.h"
+
+namespace vindex {
+#define GEN_PASS_DEF_LARQLPLANEDITS
+#include "vindex/Passes/Passes.h.inc"
+} // namespace vindex
+
+using namespace mlir;
+using namespace vindex;
+
+namespace {
+
+/// The target's ids as they follow Prompt (the tokenizer may join the
+/// space to the target's first piece), checked to spell Target.
+FailureOr<std::vector<int32_t>> targetIds(const Tokenizer &Tok,
+                                          StringRef Prompt, StringRef Target,
+                                          std::string &Why) {
+  std::vector<int32_t> P = Tok.encode(Prompt);
+  std::vector<int32_t> Whole = Tok.encode((Prompt + " " + Target).str());
+  std::vector<int32_t> Ids;
+  if (Whole.size() > P.size() && std::equal(P.begin(), P.end(), Whole.begin()))
+    Ids.assign(Whole.begin() + P.size(), Whole.end());
+  else
+    Ids = Tok.encode((" " + Target).str(), /*AddSpecial=*/false);
+  std::string Back = Tok.decode(Ids);
+  if (Ids.empty() || StringRef(Back).trim() != Target.trim()) {
+    Why = formatv("the tokenizer cannot encode the target '{0}' (its pieces "
+                  "decode as '{1}')",
+                  Target, Back)
+              .str();
+    return failure();
+  }
+  return Ids;
+}
+
+/// A 1-D f32 dense resource named Name holding V.
+ElementsAttr resource(MLIRContext *Ctx, StringRef Name, ArrayRef<float> V) {
+  auto Ty = RankedTensorType::get({int64_t(V.size())}, Float32Type::get(Ctx));
+  Attribute A = DenseF32ResourceElementsAttr::get(
+      Ty, Name, HeapAsmResourceBlob::allocateAndCopyInferAlign(V));
+  return cast<ElementsAttr>(A);
+}
+
+struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
+  using LarqlPlanEditsBase::LarqlPlanEditsBase;
+
+  void runOnOperation() override {
+    // The ops that edit facts, and whether there is anything to do.
+    bool Any = false;
+    for (Operation &Op : *getOperation().getBody())
+      Any |= Op.hasAttr(RelationsAttr);
+    if (!Any)
+      return;
+    auto *D = getContext().getLoadedDialect<vx::VindexDialect>();
+    VindexSession *S = D ? D->session() : nullptr;
+    if (!S) {
+      getOperation().emitError()
+          << "pass " << getArgument()
+          << " needs a V-index (larql-opt IN.vindex ...)";
+      return signalPassFailure();
+    }
+    Operation *First = nullptr;
+    for (Operation &Op : *getOperation().getBody())
+      if (Op.hasAttr(RelationsAttr) && !First)
+        First = &Op;
+    llvm::Expected<const Model &> M = S->model(); // checks the vocabulary
+    if (!M) {
+      First->emitError() << llvm::toString(M.takeError());
+      return signalPassFailure();
+    }
+    const Tokenizer &Tok = cantFail(S->tokenizer());
+
+    // The sample of the key statistics: every relation the module edits.
+    edit::Sample Sample;
+    std::map<std::string, std::vector<std::string>> Relations;
+    for (Operation &Op : *getOperation().getBody())
+      if (auto R = Op.getAttrOfType<DictionaryAttr>(RelationsAttr))
+        for (NamedAttribute N : R) {
+          std::vector<std::string> &T = Relations[N.getName().str()];
+          for (Attribute A : cast<ArrayAttr>(N.getValue()))
+            if (!llvm::is_contained(T, cast<StringAttr>(A).getValue()))
+              T.push_back(cast<StringAttr>(A).getValue().str());
+        }
+    Sample.Relations.assign(Relations.begin(), Relations.end());
+    for (Operation &Op : *getOperation().getBody()) {
+      std::vector<FactRow> Rows;
+      if (Op.hasAttr(RelationsAttr) && succeeded(factRows(&Op, Rows)))
+        for (const FactRow &R : Rows)
+          if (!llvm::is_contained(Sample.Entities, R.Entity))
+            Sample.Entities.push_back(R.Entity);
+    }
+    if (!Corpus.empty()) {
+      auto Buf = llvm::MemoryBuffer::getFile(Corpus);
+      if (!Buf) {
+        First->emitError() << "cannot read corpus '" << Corpus
+                           << "': " << Buf.getError().message();
+        return signalPassFailure();
+      }
+      SmallVector<StringRef> Lines;
+      (*Buf)->getBuffer().split(Lines, '\n', -1, false);
+      for (StringRef L : Lines)
+        if (!L.trim().empty())
+          Sample.Text.push_back(L.trim().str());
+    }
+    llvm::Expected<std::unique_ptr<edit::Editor>> Ed =
+        edit::Editor::create(S->view(), Tok, Sample, S->log());
+    if (!Ed) {
+      First->emitError() << llvm::toString(Ed.takeError());
+      return signalPassFailure();
+    }
+
+    SmallVector<Operation *> Ops;
+    for (Operation &Op : *getOperation().getBody())
+      Ops.push_back(&Op);
+    for (Operation *Op : Ops) {
+      if (Op->getDialect() && isa<vx::VindexDialect>(Op->getDialect())) {
+        if (llvm::Error E = (*Ed)->apply([&](PatchBuilder &B) {
+              return applyVindexOp(Op, B);
+            })) {
+          Op->emitError() << llvm::toString(std::move(E));
+          return signalPassFailure();
+        }
+        continue;
+      }
+      if (!Op->hasAttr(RelationsAttr))
+        continue;
+      if (failed(plan(Op, **Ed, Tok)))
+        return signalPassFailure();
+    }
+  }
+
+  LogicalResult plan(Operation *Op, edit::Editor &Ed, const Tokenizer &Tok) {
+    std::vector<FactRow> Rows;
+    if (failed(factRows(Op, Rows)))
+      return failure();
+    auto Relations = Op->getAttrOfType<DictionaryAttr>(RelationsAttr);
+    edit::EditKind Kind = isa<larql::InsertOp>(Op)   ? edit::EditKind::Insert
+                          : isa<larql::UpdateOp>(Op) ? edit::EditKind::Update
+                                                     : edit::EditKind::Delete;
+    edit::EditOptions Opts;
+    if (auto I = dyn_cast<larql::InsertOp>(Op)) {
+      if (std::optional<uint64_t> L = I.getLayer())
+        Opts.Layer = unsigned(*L);
+    }
+    std::vector<edit::Fact> Facts;
+    for (const FactRow &R : Rows) {
+      edit::Fact F;
+      F.Entity = R.Entity;
+      F.Relation = R.Relation;
+      auto Templates = dyn_cast_or_null<ArrayAttr>(Relations.get(R.Relation));
+      if (!Templates || Templates.empty())
+        return factError(Op, R.Index)
+               << "relation '" << R.Relation << "' has no prompt";
+      std::string Canonical;
+      for (Attribute T : Templates) {
+        std::string P =
+            edit::fillTemplate(cast<StringAttr>(T).getValue(), R.Entity);
+        if (Canonical.empty())
+          Canonical = P;
+        F.Prompts.push_back(Tok.encode(P));
+      }
+      if (Kind != edit::EditKind::Delete) {
+        std::string Why;
+        FailureOr<std::vector<int32_t>> Ids =
+            targetIds(Tok, Canonical, R.Target, Why);
+        if (failed(Ids))
+          return factError(Op, R.Index) << Why;
+        F.Target = std::move(*Ids);
+        F.TargetText = R.Target;
+      }
+      Facts.push_back(std::move(F));
+    }
+    unsigned FailedRow = 0;
+    llvm::Expected<edit::StatementPlan> Plan =
+        Ed.plan(Kind, Facts, Opts, FailedRow);
+    if (!Plan) {
+      size_t Index = FailedRow ? Rows[FailedRow - 1].Index : 0;
+      return factError(Op, Index) << llvm::toString(Plan.takeError());
+    }
+    OpBuilder B(Op);
+    MLIRContext *Ctx = &getContext();
+    for (const edit::PlannedRow &R : Plan->Rows) {
+      std::string Name = llvm::formatv("row_{0}", R.Row).str();
+      auto Ty = RankedTensorType::get({1, int64_t(R.Values.size())},
+                                      Float32Type::get(Ctx));
+      Attribute V = DenseF32ResourceElementsAttr::get(
+          Ty, Name, HeapAsmResourceBlob::allocateAndCopyInferAlign(
+                        ArrayRef<float>(R.Values)));
+      auto U = B.create<vx::UpdateWeightsOp>(
+          Op->getLoc(), R.Tensor, int64_t(R.Row), int64_t(R.Row + 1),
+          cast<ElementsAttr>(V));
+      U->setAttr(BalanceAttr, StringAttr::get(Ctx, Plan->Record[R.Fact]));
+    }
+    for (const edit::PlannedFeature &F : Plan->Features) {
+      std::string Name = llvm::formatv("L{0}_{1}", F.Layer, F.Slot).str();
+      auto I = B.create<vx::InstallFeatureOp>(
+          Op->getLoc(), int64_t(F.Layer), int64_t(F.Slot),
+          resource(Ctx, Name + "_gate", F.Gate),
+          resource(Ctx, Name + "_up", F.Up),
+          resource(Ctx, Name + "_down", F.Down));
+      I->setAttr(BalanceAttr, StringAttr::get(Ctx, Plan->Record[F.Fact]));
+    }
+    Op->erase();
+    return success();
+  }
+};
+
+} // namespace

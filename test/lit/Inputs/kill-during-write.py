@@ -1,0 +1,79 @@
+"""Kills a command while it writes its atomic output, and says what is left.
+
+  kill-during-write.py KILL|INT OUT CMD...
+
+Runs CMD and polls OUT's directory for the temporary the atomic-output
+primitive writes ("OUT.tmp-XXXXXX"); as soon as one appears the command gets
+SIGSTOP, and then, unless its output already reached OUT, SIGKILL or SIGINT:
+half-way through the write. A command that finished
+before a temporary was seen is run again (up to 200 times; the tiny fixtures
+write in milliseconds). Prints "caught", then whether OUT exists and how
+many temporaries remain ("absent" and "temporaries: 0" is what an atomic
+output must leave after SIGINT; SIGKILL cannot be handled, so its temporary
+stays, but never the output). An OUT that exists before is left alone (the
+run replaces it only on success), else an OUT a finished run wrote is
+removed before the next try.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+sig = {"KILL": signal.SIGKILL, "INT": signal.SIGINT}[sys.argv[1]]
+out = os.path.abspath(sys.argv[2])
+cmd = sys.argv[3:]
+parent, base = os.path.dirname(out), os.path.basename(out) + ".tmp-"
+
+
+def temporaries():
+    return [n for n in os.listdir(parent) if n.startswith(base)]
+
+
+existed = os.path.exists(out)
+inode = os.stat(out).st_ino if existed else None
+
+
+def too_late():
+    """With the command stopped: did its output already reach OUT (a new
+    output renamed into place, an earlier one swapped out)? Then the signal
+    would not come half-way, and the try is run again."""
+    if not existed:
+        return os.path.exists(out)
+    return os.path.exists(out) and os.stat(out).st_ino != inode
+
+
+for attempt in range(200):
+    if not existed and os.path.isdir(out):
+        shutil.rmtree(out)
+    elif not existed and os.path.exists(out):
+        os.remove(out)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    caught = False
+    while p.poll() is None:
+        if temporaries():
+            # Stopped first, so that what is on disk can be looked at before
+            # the signal is sent.
+            p.send_signal(signal.SIGSTOP)
+            if too_late():
+                p.kill()
+            else:
+                p.send_signal(sig)
+                caught = True
+            p.send_signal(signal.SIGCONT)
+            break
+    p.wait()
+    if caught and p.returncode != 0:
+        print("caught")
+        print("output", "present" if os.path.exists(out) else "absent")
+        print("temporaries:", len(temporaries()))
+        sys.exit(0)
+    # The command finished first, or got too far: clean up, try again (an
+    # earlier output it replaced is now its own, whole).
+    if existed:
+        inode = os.stat(out).st_ino
+    for t in temporaries():
+        shutil.rmtree(os.path.join(parent, t), ignore_errors=True)
+print("never caught the write")
+sys.exit(1)
