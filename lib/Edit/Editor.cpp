@@ -625,7 +625,25 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
         for (size_t I = 0; I < Sep.size(); ++I)
           P.T.Gate[I] = float(Sep[I] * Sharp / KS);
         roundTo(ffnType(L), P.T.Gate);
-        P.T.Up = P.T.Gate;
+        if (!M->config().PostNorms) {
+          // up: the layer's mean input direction, 1 at the key: the
+          // activation grows like act(z), not z act(z), on an input the
+          // gate answers more strongly than the key (another fact's
+          // prompt). Measured on tiny-llama: a batch of the fictional facts
+          // gets 51 rows in instead of 18. Gemma norms the FFN's output, so
+          // an intruder's size matters less there and the sharper up = gate
+          // wins (58 of 61 single facts against 39).
+          const std::vector<double> &Mu = Stats[L].Mean;
+          double MK = 0;
+          for (size_t I = 0; I < Mu.size(); ++I)
+            MK += Mu[I] * Key[I];
+          P.T.Up.resize(Mu.size());
+          for (size_t I = 0; I < Mu.size(); ++I)
+            P.T.Up[I] = float(Mu[I] / MK);
+          roundTo(ffnType(L), P.T.Up);
+        } else {
+          P.T.Up = P.T.Gate;
+        }
         float G = float(dot(P.T.Gate, Key)), U = float(dot(P.T.Up, Key));
         activateAndMultiply(M->config().Act, &G, &U, 1);
         P.ActKey = G;
