@@ -521,7 +521,11 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
   for (const SamplePrompt *G : Guards)
     GuardBefore.push_back(outcome(G->Ids, Accepted, G->Answer));
 
-  double Sharp = 4.0;
+  // The key's gate pre-activation: ordinary inputs then sit near -Sharp,
+  // where the activation leaks act(-Sharp) / act(Sharp) of the write onto
+  // every token: GELU's tail is ~1e-4 at 4, SiLU's (x sigmoid(x)) only
+  // e^-Sharp, so SiLU models start sharper.
+  double Sharp = M->config().Act == Activation::SiLU ? 12.0 : 4.0;
   std::string Failure;
   bool Reached = false;
   std::vector<TrialFeature> Previous; // the last round's features
