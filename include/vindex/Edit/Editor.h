@@ -102,7 +102,7 @@ struct EditOptions {
   /// by at most this much.
   double GuardTolerance = 0.01;
   /// Guard prompts per fact (the nearest other prompts by key).
-  unsigned Guards = 16;
+  unsigned Guards = 48;
 };
 
 /// The plan of one statement.
