@@ -108,6 +108,12 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
             if (!llvm::is_contained(T, cast<StringAttr>(A).getValue()))
               T.push_back(cast<StringAttr>(A).getValue().str());
         }
+    // Every relation the session knows (CREATE RELATION so far), not only
+    // the edited ones: their prompts are what the features must stay quiet
+    // on, and what guards the edits.
+    for (const auto &[Name, T] : S->relations())
+      if (!Relations.count(Name))
+        Relations[Name] = T;
     Sample.Relations.assign(Relations.begin(), Relations.end());
     for (Operation &Op : *getOperation().getBody()) {
       std::vector<FactRow> Rows;

@@ -10,16 +10,19 @@
 //   - key: the FFN input of L (after the pre-FFN norm; what gate and up
 //     multiply) at the last position of the prompt followed by the earlier
 //     pieces of the target (Keys.cpp);
-//   - gate = up = a * g, with g the ridge least-squares separator that maps
-//     the key to +1 and the layer's ordinary inputs (the key statistics,
-//     and the nearest other prompts' keys) to -1; the FFN has no bias, and
-//     the -1 of ordinary inputs is what their large common (mean) component
-//     pays for. Where it maps to -1 the feature's act(a g.x) (a g.x) is
-//     ~0, so the feature is quiet on other inputs (Slot.cpp);
-//   - down: the direction that raises the piece's logit as the model
-//     applies it (the unembedding row less the current expectation, through
-//     the final norm's weights, divided by the post-FFN norm's weights on
-//     Gemma), scaled by the strength the balancer finds (Balancer.cpp).
+//   - gate = a * g, with g the ridge least-squares separator that maps the
+//     key to +1 and the layer's ordinary inputs (the key statistics, the
+//     nearest other prompts' keys, the facts written before, the fact's
+//     own other positions) to -1; the FFN has no bias, and the -1 of
+//     ordinary inputs is what their large common (mean) component pays
+//     for. Where it maps to -1, act(a g.x) is ~0: the feature is quiet on
+//     other inputs (Keys.cpp). up: the layer's mean input direction, 1 at
+//     the key (up = gate on Gemma);
+//   - down: the final state (before the final norm's weights) that makes
+//     the piece most likely, measured by gradient ascent over the LM head
+//     (divided by the post-FFN norm's weights on Gemma), scaled by the
+//     strength the balancer finds; a piece no state makes likely (a token
+//     the model never emits) gets its output row lifted first.
 // DELETE writes the opposite direction (away from the model's answer and
 // from the answers other entities get for the relation); UPDATE is an
 // insert of the new target over the old one.
@@ -99,7 +102,7 @@ struct EditOptions {
   /// by at most this much.
   double GuardTolerance = 0.01;
   /// Guard prompts per fact (the nearest other prompts by key).
-  unsigned Guards = 16;
+  unsigned Guards = 48;
 };
 
 /// The plan of one statement.

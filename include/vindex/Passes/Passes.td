@@ -68,9 +68,10 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
     prompt, a layer is chosen (AT LAYER n, or from the keys), each piece
     gets a feature in an appended slot (MODE slot: gate and up separate the
     key from the layer's ordinary inputs, down writes the piece), and the
-    balancer measures each fact's strength. The op becomes one
-    `vindex.install_feature` per piece, its vectors as dense resources and
-    the balancer's record as `balance`. A target the tokenizer cannot
+    balancer measures each fact's strength; a piece the model cannot emit
+    gets its output row lifted. The op becomes one `vindex.update_weights`
+    per lifted row, then one `vindex.install_feature` per feature, vectors
+    as dense resources and the balancer's record as `balance`. A target the tokenizer cannot
     encode, a fact the balancer cannot reach, and a DELETE with no answer to
     remove are errors at the row or statement. The key statistics come from
     the relations' prompts filled with the vocabulary's whole-word entities,
