@@ -2,7 +2,9 @@
 //
 // larql.create_relation "capital" {prompt_template = "The capital of
 // {entity} is"} is consumed; each fact edit that uses the relation gets
-// relations = {capital = ["The capital of {entity} is"]}.
+// relations = {capital = ["The capital of {entity} is"]}. A relation no
+// CREATE RELATION names takes the canonical template larql-probe stored in
+// the V-index's labels (`{e}` there), if the V-index is probed.
 //
 //===----------------------------------------------------------------------===//
 #include "FactEdits.h"
@@ -10,6 +12,8 @@
 #include "vindex/Dialect/Larql/LarqlOps.h"
 #include "vindex/Model/VindexSession.h"
 #include "vindex/Passes/Passes.h"
+#include "vindex/Store/Labels.h"
+#include "vindex/Store/Vindex.h"
 
 #include "mlir/IR/Builders.h"
 
@@ -22,6 +26,29 @@ using namespace mlir;
 using namespace vindex::larql;
 
 namespace {
+
+/// Template with larql-probe's `{e}` written as LQL's `{entity}`.
+std::string asLQLTemplate(StringRef Stored) {
+  std::string Out;
+  size_t At = 0;
+  for (size_t P; (P = Stored.find("{e}", At)) != StringRef::npos; At = P + 3)
+    (Out += Stored.slice(At, P)) += "{entity}";
+  Out += Stored.substr(At);
+  return Out;
+}
+
+/// The canonical template larql-probe stored for Relation, if any. (Only
+/// the canonical one: the held-out prompt stays for measuring paraphrase.)
+std::optional<std::string> storedTemplate(const vindex::VindexSession *S,
+                                          StringRef Relation) {
+  const vindex::Labels *L = S ? S->vindex().labels() : nullptr;
+  if (!L)
+    return std::nullopt;
+  std::optional<uint32_t> R = L->relation(Relation);
+  if (!R)
+    return std::nullopt;
+  return asLQLTemplate(L->Relations[*R].Canonical);
+}
 
 struct ResolveRelations
     : vindex::impl::LarqlResolveRelationsBase<ResolveRelations> {
@@ -50,6 +77,10 @@ struct ResolveRelations
       std::map<std::string, Attribute> Used;
       for (const vindex::FactRow &R : Rows) {
         auto It = Known.find(R.Relation);
+        if (It == Known.end())
+          if (std::optional<std::string> T = storedTemplate(S, R.Relation))
+            It = Known.emplace(R.Relation, std::vector<std::string>{*T})
+                     .first;
         if (It == Known.end()) {
           vindex::factError(&Op, R.Index)
               << "unknown relation '" << R.Relation
