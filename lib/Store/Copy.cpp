@@ -35,16 +35,22 @@ static Error copyMapped(const MappedFile &Src, StringRef To) {
   return (*Out)->close();
 }
 
+/// File Name of V, byte for byte, into Out.
+static Error copyFileAsIs(const Vindex &V, StringRef Name,
+                          const AtomicDirectory &Out) {
+  ErrorOr<std::unique_ptr<MemoryBuffer>> Buf =
+      MemoryBuffer::getFile(V.path(Name), /*IsText=*/false,
+                            /*RequiresNullTerminator=*/false);
+  if (!Buf)
+    return fileError(V.path(Name), "cannot read: {0}",
+                     Buf.getError().message());
+  return writeFileAtomically(Out.file(Name), (*Buf)->getBuffer());
+}
+
 /// The manifest, as it is (it has no checksum of its own; Vindex::open
 /// validated it).
 static Error copyManifest(const Vindex &V, const AtomicDirectory &Out) {
-  ErrorOr<std::unique_ptr<MemoryBuffer>> Buf =
-      MemoryBuffer::getFile(V.path(kManifestFileName), /*IsText=*/false,
-                            /*RequiresNullTerminator=*/false);
-  if (!Buf)
-    return fileError(V.path(kManifestFileName), "cannot read: {0}",
-                     Buf.getError().message());
-  return writeFileAtomically(Out.file(kManifestFileName), (*Buf)->getBuffer());
+  return copyFileAsIs(V, kManifestFileName, Out);
 }
 
 Error copyVindex(const Vindex &V, StringRef OutDir) {
@@ -77,14 +83,7 @@ static Error copyAuxFiles(const Vindex &V, const AtomicDirectory &Out,
 static Error copyLabelsFile(const Vindex &V, const AtomicDirectory &Out) {
   if (!V.manifest().LabelsFile)
     return Error::success();
-  StringRef Name = V.manifest().LabelsFile->File;
-  ErrorOr<std::unique_ptr<MemoryBuffer>> Buf =
-      MemoryBuffer::getFile(V.path(Name), /*IsText=*/false,
-                            /*RequiresNullTerminator=*/false);
-  if (!Buf)
-    return fileError(V.path(Name), "cannot read: {0}",
-                     Buf.getError().message());
-  return writeFileAtomically(Out.file(Name), (*Buf)->getBuffer());
+  return copyFileAsIs(V, V.manifest().LabelsFile->File, Out);
 }
 
 /// The base payload files, copied in the kernel.
