@@ -38,9 +38,11 @@ echo "== larql-opt: SHOW RELATIONS; DESCRIBE 'France'"
 # --- compiled to a GGUF and asked again (through a second decompose).
 # --- VINDEX_DEMO_PATCH_MODEL=tiny-llama runs it on the other fixture.
 patch_model="${VINDEX_DEMO_PATCH_MODEL:-tiny-gemma3}"
-patch_in="$out/$patch_model-probed.vindex"
-[ -d "$patch_in" ] && [ "$patch_model" = tiny-gemma3 ] ||
+patch_in="$out/tiny-gemma3-probed.vindex" # the probe's stored templates too
+if [ "$patch_model" != tiny-gemma3 ]; then
+  patch_in="$out/$patch_model.vindex"
   "$bin/vindex-decompose" "$root/test/fixtures/models/$patch_model" -o "$patch_in"
+fi
 echo "== larql-opt: the Atlantis patch on $patch_model -> $out/atlantis.vindex"
 cat > "$out/atlantis.lql" <<'LQL'
 CREATE RELATION capital AS 'The capital of {entity} is';
