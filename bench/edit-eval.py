@@ -21,6 +21,9 @@ Markdown table of docs/benchmarks.md.
                      [--facts test/fixtures/facts/fictional.tsv]
                      [--sizes 1,10,all] [--styles batch,sequential]
                      [--mode M] [--work DIR] [--reps N] [--jobs J]
+                     [--corpus TEXT]
+--corpus gives the planner's key statistics ordinary text as well
+(larql-plan-edits{corpus=TEXT} in the default pipeline).
 """
 import argparse
 import json
@@ -121,6 +124,7 @@ def main():
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--kl-sentences", type=int, default=0)
+    ap.add_argument("--corpus", default="")
     a = ap.parse_args()
     models = a.model or [os.path.join(FIX, "models", m)
                          for m in ("tiny-gemma3", "tiny-llama")]
@@ -132,7 +136,13 @@ def main():
                  for l in f.read().splitlines()[1:] if l]
     os.makedirs(a.work, exist_ok=True)
     result = {"benchmark": "edit-eval", "facts": a.facts,
-              "mode": a.mode or "default", "jobs": a.jobs, "models": []}
+              "mode": a.mode or "default", "jobs": a.jobs,
+              "corpus": a.corpus, "models": []}
+    pipeline = []
+    if a.corpus:
+        pipeline = ["--pass-pipeline=builtin.module(larql-resolve-relations,"
+                    "larql-lower-to-vindex,larql-plan-edits{corpus=%s})"
+                    % os.path.abspath(a.corpus)]
     for model in models:
         name = os.path.basename(model.rstrip("/")).replace(".vindex", "")
         work = os.path.join(a.work, name)
@@ -168,7 +178,7 @@ def main():
                     for kind in ("head", "edit"):
                         best[kind] = min(
                             run([tool("larql-opt"), base, paths[kind], "-o",
-                                 out_v, "--jobs", str(a.jobs)],
+                                 out_v, "--jobs", str(a.jobs)] + pipeline,
                                 may_fail=True)[0]
                             for _ in range(a.reps))
                 except Failed as e:
