@@ -742,9 +742,13 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
           return Kind == EditKind::Delete ? -LogP : LogP;
         };
         double BestP = Score(O);
-        unsigned Doublings = 0, Flat = 0;
-        while (!Ok && Doublings < 30 && Flat < 4) {
-          Lo = Hi, Hi *= 2, ++Doublings;
+        unsigned Flat = 0;
+        // Bounded: a write ten thousand times the key's norm only
+        // saturates the norms after it (unbounded, failing pieces of
+        // tiny-gemma3 ran to strengths of 1e9 before giving up).
+        const double MaxStrength = 1e4 * ResNorm;
+        while (!Ok && Hi * 2 <= MaxStrength && Flat < 4) {
+          Lo = Hi, Hi *= 2;
           std::tie(Ok, O, Cs) = Try(Hi);
           double P = Score(O);
           Flat = P > BestP + 0.01 ? 0 : Flat + 1;
