@@ -216,13 +216,19 @@ static Error materialise(const TensorView &View, const AtomicDirectory &Out) {
   return writeFileAtomically(Out.file(kManifestFileName), serializeManifest(M));
 }
 
-Error copyVindex(const TensorView &View, StringRef OutDir, PatchMode Mode) {
-  const Vindex &V = View.base();
+/// The output V-index directory OutDir (atomic; an earlier V-index there is
+/// replaced), never V itself.
+static Expected<AtomicDirectory> createOutput(const Vindex &V,
+                                              StringRef OutDir) {
   if (sys::fs::equivalent(V.directory(), OutDir))
     return fileError(OutDir, "is the input V-index; a V-index is never "
                              "modified in place (write to another path)");
-  Expected<AtomicDirectory> Out =
-      AtomicDirectory::create(OutDir, isReplaceableVindex);
+  return AtomicDirectory::create(OutDir, isReplaceableVindex);
+}
+
+Error copyVindex(const TensorView &View, StringRef OutDir, PatchMode Mode) {
+  const Vindex &V = View.base();
+  Expected<AtomicDirectory> Out = createOutput(V, OutDir);
   if (!Out)
     return Out.takeError();
   if (Mode == PatchMode::Materialise && View.hasPatches()) {
@@ -259,11 +265,7 @@ namespace vindex {
 
 Error copyVindexWithLabels(const Vindex &V, StringRef OutDir, const Labels &L,
                            LabelsFileRecord Record) {
-  if (sys::fs::equivalent(V.directory(), OutDir))
-    return fileError(OutDir, "is the input V-index; a V-index is never "
-                             "modified in place (write to another path)");
-  Expected<AtomicDirectory> Out =
-      AtomicDirectory::create(OutDir, isReplaceableVindex);
+  Expected<AtomicDirectory> Out = createOutput(V, OutDir);
   if (!Out)
     return Out.takeError();
   if (Error E = copyPayloads(V, *Out))

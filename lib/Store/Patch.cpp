@@ -419,13 +419,11 @@ Error Vindex::loadPatches() {
       return fileError(path(kManifestFileName),
                        "patch '{0}': its file '{1}' is not in {2}/", R.Name,
                        R.File, kPatchDirectory);
-    ErrorOr<std::unique_ptr<MemoryBuffer>> Buf = MemoryBuffer::getFile(
-        Path, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+    Expected<std::unique_ptr<MemoryBuffer>> Buf =
+        readListedFile(R.File, R.Length, R.Checksum, "patch file");
     if (!Buf)
-      return fileError(Path, "cannot read: {0}", Buf.getError().message());
+      return Buf.takeError();
     ArrayRef<uint8_t> Bytes = arrayRefFromStringRef((*Buf)->getBuffer());
-    if (Bytes.size() != R.Length || checksum(Bytes) != R.Checksum)
-      return fileError(Path, "checksum mismatch (the patch file was changed)");
     Expected<std::shared_ptr<const Patch>> P = readPatchFile(Bytes, Path);
     if (!P)
       return P.takeError();

@@ -133,6 +133,20 @@ Error Vindex::load() {
   return loadPatches();
 }
 
+Expected<std::unique_ptr<MemoryBuffer>>
+Vindex::readListedFile(StringRef File, uint64_t Length, uint64_t Checksum,
+                       StringRef What) const {
+  std::string Path = path(File);
+  ErrorOr<std::unique_ptr<MemoryBuffer>> Buf = MemoryBuffer::getFile(
+      Path, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+  if (!Buf)
+    return fileError(Path, "cannot read: {0}", Buf.getError().message());
+  ArrayRef<uint8_t> Bytes = arrayRefFromStringRef((*Buf)->getBuffer());
+  if (Bytes.size() != Length || checksum(Bytes) != Checksum)
+    return fileError(Path, "checksum mismatch (the {0} was changed)", What);
+  return std::move(*Buf);
+}
+
 Error Vindex::loadLabels() {
   if (!M.LabelsFile)
     return Error::success();
@@ -142,13 +156,11 @@ Error Vindex::loadLabels() {
                      "the labels file must be '{0}', not '{1}'",
                      kLabelsFileName, R.File);
   std::string Path = path(R.File);
-  ErrorOr<std::unique_ptr<MemoryBuffer>> Buf = MemoryBuffer::getFile(
-      Path, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+  Expected<std::unique_ptr<MemoryBuffer>> Buf =
+      readListedFile(R.File, R.Length, R.Checksum, "labels file");
   if (!Buf)
-    return fileError(Path, "cannot read: {0}", Buf.getError().message());
+    return Buf.takeError();
   ArrayRef<uint8_t> Bytes = arrayRefFromStringRef((*Buf)->getBuffer());
-  if (Bytes.size() != R.Length || checksum(Bytes) != R.Checksum)
-    return fileError(Path, "checksum mismatch (the labels file was changed)");
   Expected<Labels> L = readLabels(Bytes, Path);
   if (!L)
     return L.takeError();

@@ -74,6 +74,11 @@ public:
 private:
   llvm::Error load();
   llvm::Error loadLabels();
+  /// File (relative to the V-index) read whole and checked against its
+  /// manifest record's length and checksum; What names it in the message.
+  llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>>
+  readListedFile(llvm::StringRef File, uint64_t Length, uint64_t Checksum,
+                 llvm::StringRef What) const;
   llvm::Error checkManifest(llvm::StringRef ManifestPath) const;
   llvm::Error loadPatches(); ///< Patch.cpp
   std::string Dir;
