@@ -1,0 +1,126 @@
+//===- Backward.h - Gradients of a loss on the logits -----------*- C++ -*-===//
+//
+// The backward pass through the engine's model: the gradient of a loss on
+// the output logits (teacher-forced negative log-likelihood of target pieces,
+// plus KL terms against reference distributions) with respect to the
+// residual stream. Editing methods that optimise a residual offset (MEMIT's
+// target values) run on it.
+//
+// It recomputes the forward pass in double precision, keeping what the
+// backward pass needs, one sequence at a time on one thread, with every sum
+// in a fixed order: results are deterministic. It covers what the engine runs
+// densely: RMSNorm (plain and Gemma's 1 + w, folded in at load), QK-norm,
+// rotate-half RoPE, GQA, causal and sliding-window masks, the query scale,
+// attention and final logit softcapping, Gemma's post-norms, gated FFNs
+// (SiLU, tanh and exact GELU), the embedding scale, tied or separate heads,
+// and the widths patches give a layer. The walk FFN and the forward hooks
+// (ForwardOptions) are not part of it.
+//
+// Residual index R names the residual stream at the input of layer R:
+// R = 0 is the scaled embedding, R = numLayers() the input of the final norm,
+// and the output of layer L (after its FFN's residual add, where MEMIT adds
+// its offset and ForwardOptions::AfterLayer(L) reads) is residual L + 1. It is
+// ForwardOptions::CaptureResiduals' Residuals[R] and transformers'
+// hidden_states[R] before the final norm.
+//
+//===----------------------------------------------------------------------===//
+#ifndef VINDEX_MODEL_BACKWARD_H
+#define VINDEX_MODEL_BACKWARD_H
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace vindex {
+
+class Model;
+struct ForwardOptions;
+
+/// One token sequence, run from position 0, and the loss terms read from its
+/// logits. The sequence's loss is the sum of its terms.
+struct LossSequence {
+  std::vector<int32_t> Tokens;
+  /// -log p(Token | Tokens[0 ... Position]): the logits at Position.
+  struct Target {
+    size_t Position = 0;
+    int32_t Token = 0;
+  };
+  std::vector<Target> Targets;
+  /// Weight * KL(Reference || model) at Position, Reference being
+  /// log-probabilities over the vocabulary (as logProbs() gives them for the
+  /// unedited model).
+  struct KLTerm {
+    size_t Position = 0;
+    std::vector<double> Reference;
+    double Weight = 1.0;
+  };
+  std::vector<KLTerm> KL;
+  /// Where a ResidualOffset is added in this sequence.
+  std::vector<size_t> OffsetPositions;
+};
+
+/// Prompt followed by Target, with one NLL term per target piece (the piece
+/// at Prompt.size() + J read from the logits at Prompt.size() + J - 1).
+LossSequence teacherForced(llvm::ArrayRef<int32_t> Prompt,
+                           llvm::ArrayRef<int32_t> Target);
+
+/// A vector added to residual Residual at the sequence's OffsetPositions.
+struct ResidualOffset {
+  size_t Residual = 0;
+  std::vector<double> Delta; ///< [hidden]; empty adds nothing.
+};
+
+struct BackwardOptions {
+  /// Gradients are computed for residuals LowestResidual ... numLayers();
+  /// the backward pass stops there.
+  size_t LowestResidual = 0;
+  ResidualOffset Offset;
+};
+
+struct BackwardResult {
+  /// Loss = NLL + KL (KL weighted).
+  double Loss = 0, NLL = 0, KL = 0;
+  /// Gradients[R]: dLoss / d(residual R), [T, hidden]; empty below
+  /// LowestResidual.
+  std::vector<std::vector<double>> Gradients;
+};
+
+/// The loss of S and its gradient with respect to the residual stream.
+llvm::Expected<BackwardResult> backward(const Model &M, const LossSequence &S,
+                                        const BackwardOptions &Opts = {});
+
+/// The loss of S alone (the forward half of backward()).
+llvm::Expected<double> loss(const Model &M, const LossSequence &S,
+                            const ResidualOffset &Offset = {});
+
+/// Log-probabilities over the vocabulary at Position of Tokens (double
+/// forward), with Offset added at OffsetPositions if given.
+llvm::Expected<std::vector<double>>
+logProbs(const Model &M, llvm::ArrayRef<int32_t> Tokens, size_t Position,
+         const ResidualOffset &Offset = {},
+         llvm::ArrayRef<size_t> OffsetPositions = {});
+
+/// What an optimiser of a residual offset needs: the summed loss of the
+/// sequences, each with Offset added at its OffsetPositions, and the
+/// gradient with respect to Offset.Delta.
+struct OffsetGradient {
+  double Loss = 0;
+  std::vector<double> Gradient; ///< [hidden]
+};
+llvm::Expected<OffsetGradient>
+offsetGradient(const Model &M, llvm::ArrayRef<LossSequence> Sequences,
+               const ResidualOffset &Offset);
+
+/// Makes the engine's forward add Delta to residual Residual (>= 1: the
+/// output of layer Residual - 1) at the given absolute positions, through
+/// Opts.AfterLayer (which must be unset): to check an offset with the f32
+/// engine (greedy decoding, efficacy).
+llvm::Error addResidualOffset(ForwardOptions &Opts, const Model &M,
+                              size_t Residual, std::vector<size_t> Positions,
+                              std::vector<float> Delta);
+
+} // namespace vindex
+
+#endif // VINDEX_MODEL_BACKWARD_H

@@ -1,0 +1,708 @@
+//===- Backward.cpp - Gradients of a loss on the logits ------------------===//
+//
+// A double-precision forward pass that records its intermediate values (the
+// tape), then the reverse pass over it. The forward follows Engine.cpp step
+// by step; each backward step is the derivative of the matching forward
+// step, written next to the others in the order the reverse pass runs them.
+//
+//===----------------------------------------------------------------------===//
+#include "vindex/Model/Backward.h"
+
+#include "vindex/Model/Engine.h"
+#include "vindex/Support/Error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+using namespace llvm;
+
+namespace vindex {
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// Arithmetic
+//===----------------------------------------------------------------------===//
+
+/// Four partial sums combined in a fixed order: deterministic, and four
+/// times shorter dependency chains than one sum.
+double dot(const double *A, const double *B, size_t N) {
+  double S0 = 0, S1 = 0, S2 = 0, S3 = 0;
+  size_t I = 0;
+  for (; I + 4 <= N; I += 4) {
+    S0 += A[I] * B[I];
+    S1 += A[I + 1] * B[I + 1];
+    S2 += A[I + 2] * B[I + 2];
+    S3 += A[I + 3] * B[I + 3];
+  }
+  for (; I < N; ++I)
+    S0 += A[I] * B[I];
+  return (S0 + S1) + (S2 + S3);
+}
+
+void axpy(double A, const double *X, double *Y, size_t N) {
+  for (size_t I = 0; I < N; ++I)
+    Y[I] += A * X[I];
+}
+
+/// Row R of W widened to double.
+void rowOf(const WeightMatrix &W, size_t R, double *Out) {
+  if (W.Type == DType::F32) {
+    const float *Row = W.f32Row(R);
+    for (size_t C = 0; C < W.Cols; ++C)
+      Out[C] = Row[C];
+    return;
+  }
+  for (size_t C = 0; C < W.Cols; ++C)
+    Out[C] = W.at(R, C);
+}
+
+/// Y[t][r] = W[r] . X[t]: a projection (and the backward of the down
+/// projection, whose rows are features).
+void timesRows(const WeightMatrix &W, const double *X, size_t T, double *Y) {
+  std::vector<double> Row(W.Cols);
+  for (size_t R = 0; R < W.Rows; ++R) {
+    rowOf(W, R, Row.data());
+    for (size_t Tk = 0; Tk < T; ++Tk)
+      Y[Tk * W.Rows + R] = dot(Row.data(), X + Tk * W.Cols, W.Cols);
+  }
+}
+
+/// Y[t] += sum_r X[t][r] W[r], rows in order: the backward of a projection
+/// (and the down projection's forward).
+void accumulateRows(const WeightMatrix &W, const double *X, size_t T,
+                    double *Y) {
+  std::vector<double> Row(W.Cols);
+  for (size_t R = 0; R < W.Rows; ++R) {
+    rowOf(W, R, Row.data());
+    for (size_t Tk = 0; Tk < T; ++Tk)
+      axpy(X[Tk * W.Rows + R], Row.data(), Y + Tk * W.Cols, W.Cols);
+  }
+}
+
+/// Out = X / rms(X) * W; returns 1 / rms(X).
+double rmsNorm(const double *X, size_t N, ArrayRef<float> W, double Eps,
+               double *Out) {
+  double SumSq = 0;
+  for (size_t I = 0; I < N; ++I)
+    SumSq += X[I] * X[I];
+  double Inv = 1.0 / std::sqrt(SumSq / double(N) + Eps);
+  for (size_t I = 0; I < N; ++I)
+    Out[I] = X[I] * Inv * W[I];
+  return Inv;
+}
+
+/// DX += d(rmsNorm)/dX^T DY, for the X and 1 / rms of the forward:
+/// DX_i = Inv W_i DY_i - X_i Inv^3 / N * sum_j DY_j W_j X_j.
+void rmsNormBackward(const double *X, double Inv, size_t N, ArrayRef<float> W,
+                     const double *DY, double *DX) {
+  double S = 0;
+  for (size_t I = 0; I < N; ++I)
+    S += DY[I] * W[I] * X[I];
+  double C = S * Inv * Inv * Inv / double(N);
+  for (size_t I = 0; I < N; ++I)
+    DX[I] += Inv * W[I] * DY[I] - X[I] * C;
+}
+
+/// act(X) and d act / dX.
+void activation(Activation A, double X, double &F, double &DF) {
+  switch (A) {
+  case Activation::SiLU: {
+    double S = 1.0 / (1.0 + std::exp(-X));
+    F = X * S;
+    DF = S * (1.0 + X * (1.0 - S));
+    return;
+  }
+  case Activation::GeluTanh: {
+    const double K = 0.7978845608028654; // sqrt(2 / pi)
+    double U = K * (X + 0.044715 * X * X * X);
+    double Th = std::tanh(U);
+    F = 0.5 * X * (1.0 + Th);
+    DF = 0.5 * (1.0 + Th) +
+         0.5 * X * (1.0 - Th * Th) * K * (1.0 + 3 * 0.044715 * X * X);
+    return;
+  }
+  case Activation::Gelu: {
+    F = 0.5 * X * (1.0 + std::erf(X * 0.7071067811865476));
+    DF = 0.5 * (1.0 + std::erf(X * 0.7071067811865476)) +
+         X * std::exp(-0.5 * X * X) * 0.3989422804014327; // 1 / sqrt(2 pi)
+    return;
+  }
+  }
+  F = X;
+  DF = 1;
+}
+
+/// cos and sin of position P's angles, the angle computed in f32 as the
+/// engine does.
+void ropeAngles(ArrayRef<float> InvFreq, size_t P, double *Cos, double *Sin) {
+  for (size_t I = 0; I < InvFreq.size(); ++I) {
+    float Angle = float(P) * InvFreq[I];
+    Cos[I] = std::cos(double(Angle));
+    Sin[I] = std::sin(double(Angle));
+  }
+}
+
+/// Rotate-half RoPE; Sign -1 applies the inverse (transposed) rotation,
+/// which is its backward.
+void rope(double *V, size_t HD, const double *Cos, const double *Sin,
+          double Sign) {
+  size_t Half = HD / 2;
+  for (size_t I = 0; I < Half; ++I) {
+    double A = V[I], B = V[I + Half], S = Sign * Sin[I];
+    V[I] = A * Cos[I] - B * S;
+    V[I + Half] = B * Cos[I] + A * S;
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// The tape
+//===----------------------------------------------------------------------===//
+
+/// What one layer's backward pass needs from its forward pass.
+struct LayerTape {
+  std::vector<double> X;                                   ///< Input [T, D].
+  std::vector<double> InInv, AttnInv, FFNInInv, FFNOutInv; ///< [T] each.
+  /// Q and K before QK-norm (with bias), their 1 / rms per head, and after
+  /// RoPE; V.
+  std::vector<double> QRaw, KRaw, QInv, KInv, Q, K, V;
+  std::vector<double> Probs;  ///< [NH, T, T], zero outside the mask.
+  std::vector<double> Capped; ///< Softcapped scores / cap, where capped.
+  std::vector<double> O;      ///< Attention output [T, QDim].
+  std::vector<double> APre;   ///< o_proj output [T, D].
+  std::vector<double> X1;     ///< After the attention residual add.
+  std::vector<double> G, U;   ///< Gate and up [T, F].
+  std::vector<double> FPre;   ///< Down projection output [T, D].
+};
+
+class Tape {
+public:
+  Tape(const Model &M, const LossSequence &S) : M(M), C(M.config()), S(S) {}
+
+  Error check(const ResidualOffset &Offset) const;
+  /// The forward pass and the loss (and dLoss/dlogits at the loss
+  /// positions).
+  void forward(const ResidualOffset &Offset);
+  /// Fills R.Gradients from residual numLayers() down to Lowest.
+  void backward(size_t Lowest, BackwardResult &R);
+
+  double NLL = 0, KL = 0;
+  /// Log-probabilities at the loss positions (by position).
+  std::map<size_t, std::vector<double>> LogProbs;
+
+private:
+  void layerForward(size_t L, std::vector<double> &X);
+  void attentionForward(size_t L, LayerTape &Tp);
+  /// DX is the gradient of the layer's output on entry, of its input on
+  /// return.
+  void layerBackward(size_t L, std::vector<double> &DX);
+  void attentionBackward(size_t L, const std::vector<double> &DO,
+                         std::vector<double> &DH);
+  void lossForward();
+
+  const Model &M;
+  const ModelConfig &C;
+  const LossSequence &S;
+  size_t T = 0;
+  std::vector<LayerTape> Layers;
+  std::vector<double> XFinal, FinalInv;
+  /// Positions whose logits a loss term reads, in order.
+  std::vector<size_t> LossPositions;
+  /// dLoss / d(final-normed hidden) at LossPositions, [P, D], and dLoss /
+  /// d(logits) before the softcap.
+  std::vector<double> DLogits;
+};
+
+Error Tape::check(const ResidualOffset &Offset) const {
+  size_t N = S.Tokens.size();
+  if (N == 0)
+    return makeError("backward: the sequence has no tokens");
+  for (int32_t Id : S.Tokens)
+    if (Id < 0 || size_t(Id) >= C.VocabSize)
+      return makeError("backward: token {0} is outside the vocabulary", Id);
+  for (const LossSequence::Target &Tg : S.Targets)
+    if (Tg.Position >= N || Tg.Token < 0 || size_t(Tg.Token) >= C.VocabSize)
+      return makeError("backward: target {0} at position {1} is out of range",
+                       Tg.Token, Tg.Position);
+  for (const LossSequence::KLTerm &K : S.KL)
+    if (K.Position >= N || K.Reference.size() != C.VocabSize)
+      return makeError("backward: KL term at position {0} needs a position "
+                       "below {1} and {2} reference log-probabilities",
+                       K.Position, N, C.VocabSize);
+  if (!Offset.Delta.empty()) {
+    if (Offset.Delta.size() != C.HiddenSize)
+      return makeError("backward: the offset has {0} values, not {1}",
+                       Offset.Delta.size(), C.HiddenSize);
+    if (Offset.Residual > M.numLayers())
+      return makeError("backward: residual {0} is past the last ({1})",
+                       Offset.Residual, M.numLayers());
+    for (size_t P : S.OffsetPositions)
+      if (P >= N)
+        return makeError("backward: offset position {0} is past the sequence",
+                         P);
+  }
+  return Error::success();
+}
+
+void Tape::forward(const ResidualOffset &Offset) {
+  T = S.Tokens.size();
+  size_t D = C.HiddenSize;
+  std::vector<double> X(T * D);
+  for (size_t Tk = 0; Tk < T; ++Tk)
+    for (size_t I = 0; I < D; ++I)
+      X[Tk * D + I] =
+          double(M.embedding().at(size_t(S.Tokens[Tk]), I)) * C.EmbeddingScale;
+  auto AddOffset = [&](size_t R) {
+    if (Offset.Delta.empty() || Offset.Residual != R)
+      return;
+    for (size_t P : S.OffsetPositions)
+      axpy(1.0, Offset.Delta.data(), &X[P * D], D);
+  };
+  Layers.assign(M.numLayers(), LayerTape());
+  for (size_t L = 0; L < M.numLayers(); ++L) {
+    AddOffset(L);
+    layerForward(L, X);
+  }
+  AddOffset(M.numLayers());
+  XFinal = std::move(X);
+  lossForward();
+}
+
+void Tape::layerForward(size_t L, std::vector<double> &X) {
+  const LayerWeights &W = M.layer(L);
+  LayerTape &Tp = Layers[L];
+  size_t D = C.HiddenSize, F = W.Gate.Rows;
+  Tp.X = X;
+  std::vector<double> H(T * D);
+  Tp.InInv.resize(T);
+  for (size_t Tk = 0; Tk < T; ++Tk)
+    Tp.InInv[Tk] = rmsNorm(&X[Tk * D], D, W.InputNorm, C.NormEps, &H[Tk * D]);
+  Tp.QRaw.resize(T * W.Q.Rows);
+  Tp.KRaw.resize(T * W.K.Rows);
+  Tp.V.resize(T * W.V.Rows);
+  timesRows(W.Q, H.data(), T, Tp.QRaw.data());
+  timesRows(W.K, H.data(), T, Tp.KRaw.data());
+  timesRows(W.V, H.data(), T, Tp.V.data());
+  attentionForward(L, Tp);
+
+  Tp.APre.resize(T * D);
+  timesRows(W.O, Tp.O.data(), T, Tp.APre.data());
+  std::vector<double> A = Tp.APre;
+  Tp.AttnInv.resize(T);
+  for (size_t Tk = 0; Tk < T; ++Tk) {
+    if (C.PostNorms)
+      Tp.AttnInv[Tk] =
+          rmsNorm(&Tp.APre[Tk * D], D, W.PostAttnNorm, C.NormEps, &A[Tk * D]);
+    axpy(1.0, &A[Tk * D], &X[Tk * D], D);
+  }
+  Tp.X1 = X;
+  Tp.FFNInInv.resize(T);
+  for (size_t Tk = 0; Tk < T; ++Tk)
+    Tp.FFNInInv[Tk] =
+        rmsNorm(&X[Tk * D], D, C.PostNorms ? W.PreFFNNorm : W.PostAttnNorm,
+                C.NormEps, &H[Tk * D]);
+
+  Tp.G.resize(T * F);
+  Tp.U.resize(T * F);
+  timesRows(W.Gate, H.data(), T, Tp.G.data());
+  timesRows(W.Up, H.data(), T, Tp.U.data());
+  std::vector<double> Act(T * F);
+  for (size_t I = 0; I < T * F; ++I) {
+    double Fx, DFx;
+    activation(C.Act, Tp.G[I], Fx, DFx);
+    Act[I] = Fx * Tp.U[I];
+  }
+  Tp.FPre.assign(T * D, 0.0);
+  accumulateRows(W.Down, Act.data(), T, Tp.FPre.data());
+  Tp.FFNOutInv.resize(T);
+  for (size_t Tk = 0; Tk < T; ++Tk) {
+    if (C.PostNorms) {
+      Tp.FFNOutInv[Tk] =
+          rmsNorm(&Tp.FPre[Tk * D], D, W.PostFFNNorm, C.NormEps, &A[Tk * D]);
+      axpy(1.0, &A[Tk * D], &X[Tk * D], D);
+    } else {
+      axpy(1.0, &Tp.FPre[Tk * D], &X[Tk * D], D);
+    }
+  }
+}
+
+void Tape::attentionForward(size_t L, LayerTape &Tp) {
+  const LayerWeights &W = M.layer(L);
+  size_t HD = C.HeadDim, NH = C.NumHeads, NKV = C.NumKVHeads;
+  size_t QDim = NH * HD, KVDim = NKV * HD, Group = NH / NKV;
+  for (size_t Tk = 0; Tk < T; ++Tk) {
+    for (size_t I = 0; I < W.QBias.size(); ++I)
+      Tp.QRaw[Tk * QDim + I] += W.QBias[I];
+    for (size_t I = 0; I < W.KBias.size(); ++I)
+      Tp.KRaw[Tk * KVDim + I] += W.KBias[I];
+    for (size_t I = 0; I < W.VBias.size(); ++I)
+      Tp.V[Tk * KVDim + I] += W.VBias[I];
+  }
+  Tp.Q = Tp.QRaw;
+  Tp.K = Tp.KRaw;
+  Tp.QInv.assign(T * NH, 0.0);
+  Tp.KInv.assign(T * NKV, 0.0);
+  std::vector<double> Cos(HD / 2), Sin(HD / 2);
+  for (size_t Tk = 0; Tk < T; ++Tk) {
+    ropeAngles(W.RopeInvFreq, Tk, Cos.data(), Sin.data());
+    for (size_t H = 0; H < NH; ++H) {
+      double *QH = &Tp.Q[Tk * QDim + H * HD];
+      if (C.QKNorm)
+        Tp.QInv[Tk * NH + H] = rmsNorm(QH, HD, W.QNorm, C.NormEps, QH);
+      rope(QH, HD, Cos.data(), Sin.data(), 1.0);
+    }
+    for (size_t H = 0; H < NKV; ++H) {
+      double *KH = &Tp.K[Tk * KVDim + H * HD];
+      if (C.QKNorm)
+        Tp.KInv[Tk * NKV + H] = rmsNorm(KH, HD, W.KNorm, C.NormEps, KH);
+      rope(KH, HD, Cos.data(), Sin.data(), 1.0);
+    }
+  }
+  size_t Window = W.Sliding ? C.SlidingWindow : 0;
+  double Cap = C.AttnSoftcap;
+  Tp.Probs.assign(NH * T * T, 0.0);
+  if (Cap > 0)
+    Tp.Capped.assign(NH * T * T, 0.0);
+  Tp.O.assign(T * QDim, 0.0);
+  for (size_t H = 0; H < NH; ++H) {
+    size_t KVH = H / Group;
+    for (size_t P = 0; P < T; ++P) {
+      size_t Lo = Window && P + 1 > Window ? P + 1 - Window : 0;
+      double *Row = &Tp.Probs[(H * T + P) * T];
+      const double *QH = &Tp.Q[P * QDim + H * HD];
+      double Max = -INFINITY;
+      for (size_t J = Lo; J <= P; ++J) {
+        double Sc = dot(QH, &Tp.K[J * KVDim + KVH * HD], HD) * C.QueryScale;
+        if (Cap > 0) {
+          double Th = std::tanh(Sc / Cap);
+          Tp.Capped[(H * T + P) * T + J] = Th;
+          Sc = Cap * Th;
+        }
+        Row[J] = Sc;
+        Max = std::max(Max, Sc);
+      }
+      double Sum = 0;
+      for (size_t J = Lo; J <= P; ++J)
+        Sum += (Row[J] = std::exp(Row[J] - Max));
+      double *O = &Tp.O[P * QDim + H * HD];
+      for (size_t J = Lo; J <= P; ++J) {
+        Row[J] /= Sum;
+        axpy(Row[J], &Tp.V[J * KVDim + KVH * HD], O, HD);
+      }
+    }
+  }
+}
+
+/// Log-softmax of Z in place; returns nothing (Z becomes log p).
+void logSoftmax(std::vector<double> &Z) {
+  double Max = *std::max_element(Z.begin(), Z.end());
+  double Sum = 0;
+  for (double V : Z)
+    Sum += std::exp(V - Max);
+  double LogSum = Max + std::log(Sum);
+  for (double &V : Z)
+    V -= LogSum;
+}
+
+void Tape::lossForward() {
+  size_t D = C.HiddenSize, Vocab = C.VocabSize;
+  for (const LossSequence::Target &Tg : S.Targets)
+    LossPositions.push_back(Tg.Position);
+  for (const LossSequence::KLTerm &K : S.KL)
+    LossPositions.push_back(K.Position);
+  llvm::sort(LossPositions);
+  LossPositions.erase(std::unique(LossPositions.begin(), LossPositions.end()),
+                      LossPositions.end());
+  size_t NP = LossPositions.size();
+  std::vector<double> Normed(NP * D);
+  FinalInv.resize(NP);
+  for (size_t I = 0; I < NP; ++I)
+    FinalInv[I] = rmsNorm(&XFinal[LossPositions[I] * D], D, M.finalNorm(),
+                          C.NormEps, &Normed[I * D]);
+  std::vector<double> Logits(NP * Vocab);
+  timesRows(M.lmHead(), Normed.data(), NP, Logits.data());
+  double Cap = C.FinalSoftcap;
+  DLogits.assign(NP * Vocab, 0.0);
+  for (size_t I = 0; I < NP; ++I) {
+    std::vector<double> Z(Logits.begin() + I * Vocab,
+                          Logits.begin() + (I + 1) * Vocab);
+    if (Cap > 0)
+      for (double &V : Z)
+        V = Cap * std::tanh(V / Cap);
+    logSoftmax(Z);
+    double *DZ = &DLogits[I * Vocab];
+    size_t P = LossPositions[I];
+    // d(-log p_t)/dz = softmax - onehot(t).
+    for (const LossSequence::Target &Tg : S.Targets)
+      if (Tg.Position == P) {
+        NLL -= Z[size_t(Tg.Token)];
+        for (size_t V = 0; V < Vocab; ++V)
+          DZ[V] += std::exp(Z[V]);
+        DZ[size_t(Tg.Token)] -= 1.0;
+      }
+    for (const LossSequence::KLTerm &K : S.KL)
+      if (K.Position == P) {
+        // d/dz sum_v r_v (log r_v - log p_v) = p sum_v r_v - r (r need
+        // not be normalised).
+        double Sum = 0, Mass = 0;
+        for (size_t V = 0; V < Vocab; ++V) {
+          double R = std::exp(K.Reference[V]);
+          Sum += R * (K.Reference[V] - Z[V]);
+          Mass += R;
+        }
+        for (size_t V = 0; V < Vocab; ++V)
+          DZ[V] +=
+              K.Weight * (std::exp(Z[V]) * Mass - std::exp(K.Reference[V]));
+        KL += K.Weight * Sum;
+      }
+    if (Cap > 0)
+      for (size_t V = 0; V < Vocab; ++V) {
+        double Th = std::tanh(Logits[I * Vocab + V] / Cap);
+        DZ[V] *= 1.0 - Th * Th;
+      }
+    LogProbs[P] = std::move(Z);
+  }
+}
+
+void Tape::backward(size_t Lowest, BackwardResult &R) {
+  size_t D = C.HiddenSize, NP = LossPositions.size();
+  R.Gradients.assign(M.numLayers() + 1, {});
+  std::vector<double> DNormed(NP * D, 0.0);
+  accumulateRows(M.lmHead(), DLogits.data(), NP, DNormed.data());
+  std::vector<double> DX(T * D, 0.0);
+  for (size_t I = 0; I < NP; ++I) {
+    size_t P = LossPositions[I];
+    rmsNormBackward(&XFinal[P * D], FinalInv[I], D, M.finalNorm(),
+                    &DNormed[I * D], &DX[P * D]);
+  }
+  R.Gradients[M.numLayers()] = DX;
+  for (size_t L = M.numLayers(); L-- > Lowest;) {
+    layerBackward(L, DX);
+    R.Gradients[L] = DX;
+  }
+}
+
+void Tape::layerBackward(size_t L, std::vector<double> &DX) {
+  const LayerWeights &W = M.layer(L);
+  const LayerTape &Tp = Layers[L];
+  size_t D = C.HiddenSize, F = W.Gate.Rows;
+  // X2 = X1 + postFFNNorm(FPre): DX (of X2) flows to X1 unchanged.
+  std::vector<double> DF(T * D, 0.0);
+  for (size_t Tk = 0; Tk < T; ++Tk) {
+    if (C.PostNorms)
+      rmsNormBackward(&Tp.FPre[Tk * D], Tp.FFNOutInv[Tk], D, W.PostFFNNorm,
+                      &DX[Tk * D], &DF[Tk * D]);
+    else
+      std::copy(&DX[Tk * D], &DX[Tk * D] + D, &DF[Tk * D]);
+  }
+  // FPre = (act(G) * U) Down: through the down, the product and the
+  // activation, into the gate and up projections.
+  std::vector<double> DAct(T * F), DG(T * F), DU(T * F);
+  timesRows(W.Down, DF.data(), T, DAct.data());
+  for (size_t I = 0; I < T * F; ++I) {
+    double Fx, DFx;
+    activation(C.Act, Tp.G[I], Fx, DFx);
+    DG[I] = DAct[I] * Tp.U[I] * DFx;
+    DU[I] = DAct[I] * Fx;
+  }
+  std::vector<double> DH(T * D, 0.0);
+  accumulateRows(W.Gate, DG.data(), T, DH.data());
+  accumulateRows(W.Up, DU.data(), T, DH.data());
+  for (size_t Tk = 0; Tk < T; ++Tk)
+    rmsNormBackward(&Tp.X1[Tk * D], Tp.FFNInInv[Tk], D,
+                    C.PostNorms ? W.PreFFNNorm : W.PostAttnNorm, &DH[Tk * D],
+                    &DX[Tk * D]);
+  // X1 = X + postAttnNorm(APre).
+  std::vector<double> DA(T * D, 0.0);
+  for (size_t Tk = 0; Tk < T; ++Tk) {
+    if (C.PostNorms)
+      rmsNormBackward(&Tp.APre[Tk * D], Tp.AttnInv[Tk], D, W.PostAttnNorm,
+                      &DX[Tk * D], &DA[Tk * D]);
+    else
+      std::copy(&DX[Tk * D], &DX[Tk * D] + D, &DA[Tk * D]);
+  }
+  std::vector<double> DO(T * W.O.Cols, 0.0);
+  accumulateRows(W.O, DA.data(), T, DO.data());
+  std::fill(DH.begin(), DH.end(), 0.0);
+  attentionBackward(L, DO, DH);
+  for (size_t Tk = 0; Tk < T; ++Tk)
+    rmsNormBackward(&Tp.X[Tk * D], Tp.InInv[Tk], D, W.InputNorm, &DH[Tk * D],
+                    &DX[Tk * D]);
+}
+
+void Tape::attentionBackward(size_t L, const std::vector<double> &DO,
+                             std::vector<double> &DH) {
+  const LayerWeights &W = M.layer(L);
+  const LayerTape &Tp = Layers[L];
+  size_t HD = C.HeadDim, NH = C.NumHeads, NKV = C.NumKVHeads;
+  size_t QDim = NH * HD, KVDim = NKV * HD, Group = NH / NKV;
+  size_t Window = W.Sliding ? C.SlidingWindow : 0;
+  double Cap = C.AttnSoftcap;
+  std::vector<double> DQ(T * QDim, 0.0), DK(T * KVDim, 0.0), DV(T * KVDim, 0.0),
+      DS(T);
+  for (size_t H = 0; H < NH; ++H) {
+    size_t KVH = H / Group;
+    for (size_t P = 0; P < T; ++P) {
+      size_t Lo = Window && P + 1 > Window ? P + 1 - Window : 0;
+      const double *Row = &Tp.Probs[(H * T + P) * T];
+      const double *DOP = &DO[P * QDim + H * HD];
+      // O = sum_j p_j V_j; softmax: ds_j = p_j (dp_j - sum_k p_k dp_k).
+      double Mean = 0;
+      for (size_t J = Lo; J <= P; ++J) {
+        DS[J] = dot(DOP, &Tp.V[J * KVDim + KVH * HD], HD);
+        Mean += Row[J] * DS[J];
+        axpy(Row[J], DOP, &DV[J * KVDim + KVH * HD], HD);
+      }
+      for (size_t J = Lo; J <= P; ++J) {
+        double G = Row[J] * (DS[J] - Mean);
+        if (Cap > 0) {
+          double Th = Tp.Capped[(H * T + P) * T + J];
+          G *= 1.0 - Th * Th;
+        }
+        G *= C.QueryScale;
+        axpy(G, &Tp.K[J * KVDim + KVH * HD], &DQ[P * QDim + H * HD], HD);
+        axpy(G, &Tp.Q[P * QDim + H * HD], &DK[J * KVDim + KVH * HD], HD);
+      }
+    }
+  }
+  // Back through RoPE (the inverse rotation) and the QK-norm.
+  std::vector<double> Cos(HD / 2), Sin(HD / 2), Tmp(HD);
+  std::vector<double> DQRaw(T * QDim, 0.0), DKRaw(T * KVDim, 0.0);
+  for (size_t Tk = 0; Tk < T; ++Tk) {
+    ropeAngles(W.RopeInvFreq, Tk, Cos.data(), Sin.data());
+    for (size_t H = 0; H < NH; ++H) {
+      double *G = &DQ[Tk * QDim + H * HD];
+      rope(G, HD, Cos.data(), Sin.data(), -1.0);
+      size_t Off = Tk * QDim + H * HD;
+      if (C.QKNorm)
+        rmsNormBackward(&Tp.QRaw[Off], Tp.QInv[Tk * NH + H], HD, W.QNorm, G,
+                        &DQRaw[Off]);
+      else
+        axpy(1.0, G, &DQRaw[Off], HD);
+    }
+    for (size_t H = 0; H < NKV; ++H) {
+      double *G = &DK[Tk * KVDim + H * HD];
+      rope(G, HD, Cos.data(), Sin.data(), -1.0);
+      size_t Off = Tk * KVDim + H * HD;
+      if (C.QKNorm)
+        rmsNormBackward(&Tp.KRaw[Off], Tp.KInv[Tk * NKV + H], HD, W.KNorm, G,
+                        &DKRaw[Off]);
+      else
+        axpy(1.0, G, &DKRaw[Off], HD);
+    }
+  }
+  accumulateRows(W.Q, DQRaw.data(), T, DH.data());
+  accumulateRows(W.K, DKRaw.data(), T, DH.data());
+  accumulateRows(W.V, DV.data(), T, DH.data());
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// The interface
+//===----------------------------------------------------------------------===//
+
+LossSequence teacherForced(ArrayRef<int32_t> Prompt, ArrayRef<int32_t> Target) {
+  LossSequence S;
+  S.Tokens.assign(Prompt.begin(), Prompt.end());
+  S.Tokens.insert(S.Tokens.end(), Target.begin(), Target.end());
+  for (size_t J = 0; J < Target.size() && Prompt.size() + J > 0; ++J)
+    S.Targets.push_back({Prompt.size() + J - 1, Target[J]});
+  return S;
+}
+
+Expected<BackwardResult> backward(const Model &M, const LossSequence &S,
+                                  const BackwardOptions &Opts) {
+  if (Opts.LowestResidual > M.numLayers())
+    return makeError("backward: residual {0} is past the last ({1})",
+                     Opts.LowestResidual, M.numLayers());
+  Tape Tp(M, S);
+  if (Error E = Tp.check(Opts.Offset))
+    return std::move(E);
+  Tp.forward(Opts.Offset);
+  BackwardResult R;
+  R.NLL = Tp.NLL;
+  R.KL = Tp.KL;
+  R.Loss = Tp.NLL + Tp.KL;
+  Tp.backward(Opts.LowestResidual, R);
+  return R;
+}
+
+Expected<double> loss(const Model &M, const LossSequence &S,
+                      const ResidualOffset &Offset) {
+  Tape Tp(M, S);
+  if (Error E = Tp.check(Offset))
+    return std::move(E);
+  Tp.forward(Offset);
+  return Tp.NLL + Tp.KL;
+}
+
+Expected<std::vector<double>> logProbs(const Model &M, ArrayRef<int32_t> Tokens,
+                                       size_t Position,
+                                       const ResidualOffset &Offset,
+                                       ArrayRef<size_t> OffsetPositions) {
+  LossSequence S;
+  S.Tokens.assign(Tokens.begin(), Tokens.end());
+  S.OffsetPositions.assign(OffsetPositions.begin(), OffsetPositions.end());
+  // A target makes the position's logits computed; its token is any.
+  S.Targets.push_back({Position, 0});
+  Tape Tp(M, S);
+  if (Error E = Tp.check(Offset))
+    return std::move(E);
+  Tp.forward(Offset);
+  return std::move(Tp.LogProbs[Position]);
+}
+
+Expected<OffsetGradient> offsetGradient(const Model &M,
+                                        ArrayRef<LossSequence> Sequences,
+                                        const ResidualOffset &Offset) {
+  size_t D = M.config().HiddenSize;
+  if (Offset.Delta.size() != D)
+    return makeError("offset gradient: the offset has {0} values, not {1}",
+                     Offset.Delta.size(), D);
+  OffsetGradient Out;
+  Out.Gradient.assign(D, 0.0);
+  BackwardOptions Opts;
+  Opts.LowestResidual = Offset.Residual;
+  Opts.Offset = Offset;
+  for (const LossSequence &S : Sequences) {
+    Expected<BackwardResult> R = backward(M, S, Opts);
+    if (!R)
+      return R.takeError();
+    Out.Loss += R->Loss;
+    const std::vector<double> &G = R->Gradients[Offset.Residual];
+    for (size_t P : S.OffsetPositions)
+      axpy(1.0, &G[P * D], Out.Gradient.data(), D);
+  }
+  return Out;
+}
+
+Error addResidualOffset(ForwardOptions &Opts, const Model &M, size_t Residual,
+                        std::vector<size_t> Positions,
+                        std::vector<float> Delta) {
+  if (Residual == 0 || Residual > M.numLayers())
+    return makeError("residual offset: the engine's hook reaches residuals 1 "
+                     "to {0}, not {1}",
+                     M.numLayers(), Residual);
+  if (Delta.size() != M.config().HiddenSize)
+    return makeError("residual offset: {0} values, not {1}", Delta.size(),
+                     M.config().HiddenSize);
+  if (Opts.AfterLayer)
+    return makeError("residual offset: the forward already has a hook");
+  size_t D = Delta.size();
+  Opts.AfterLayer = [Layer = Residual - 1, Positions = std::move(Positions),
+                     Delta = std::move(Delta),
+                     D](size_t L, size_t Start, size_t T,
+                        MutableArrayRef<float> X) {
+    if (L != Layer)
+      return;
+    for (size_t P : Positions)
+      if (P >= Start && P < Start + T)
+        for (size_t I = 0; I < D; ++I)
+          X[(P - Start) * D + I] += Delta[I];
+  };
+  return Error::success();
+}
+
+} // namespace vindex

@@ -1,0 +1,420 @@
+//===- BackwardTest.cpp - Gradients against PyTorch and finite differences ===//
+//
+// references/<model>/gradients.json were written by
+// test/fixtures/scripts/make_grad_goldens.py: PyTorch autograd through the
+// fixtures' own implementation (models.py) in float64, for trained facts,
+// a multi-piece target, a prompt longer than the sliding window, and a
+// fictional fact with an offset and a KL term (MEMIT's objective). The
+// backward pass must match them at every residual and at each stored
+// position, and match central differences of its own forward pass.
+//
+// Relative error of a gradient g against a reference r: ||g - r|| / ||r||
+// (Euclidean, over the hidden vector), and per element
+// max_i |g_i - r_i| / max_i |r_i|.
+//
+//===----------------------------------------------------------------------===//
+#include "vindex/Model/Backward.h"
+
+#include "vindex/Convert/Decompose.h"
+#include "vindex/Model/Engine.h"
+#include "vindex/Store/Vindex.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+
+#include "gtest/gtest.h"
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <random>
+
+using namespace vindex;
+using namespace llvm;
+
+namespace {
+
+std::string fixture(const Twine &Rel) {
+  return (Twine(VINDEX_TEST_FIXTURES) + "/" + Rel).str();
+}
+
+struct Loaded {
+  SmallString<128> Dir;
+  std::unique_ptr<Vindex> V;
+  std::unique_ptr<Model> M;
+};
+
+const Model &load(StringRef Name) {
+  static std::map<std::string, std::unique_ptr<Loaded>> Cache;
+  auto &Slot = Cache[Name.str()];
+  if (!Slot) {
+    auto L = std::make_unique<Loaded>();
+    EXPECT_FALSE(
+        sys::fs::createUniqueDirectory("vindex-backward-test", L->Dir));
+    DecomposeOptions Opts;
+    Opts.Input = fixture("models/" + Name);
+    Opts.Output = (L->Dir + "/m.vindex").str();
+    std::vector<std::string> Inputs;
+    Error E = decompose(Opts, Inputs);
+    EXPECT_FALSE(bool(E)) << toString(std::move(E));
+    auto V = Vindex::open(Opts.Output);
+    EXPECT_TRUE(bool(V));
+    L->V = std::move(*V);
+    auto M = Model::load(*L->V);
+    EXPECT_TRUE(bool(M)) << toString(M.takeError());
+    L->M = std::move(*M);
+    Slot = std::move(L);
+  }
+  return *Slot->M;
+}
+
+json::Value readJson(const std::string &Path) {
+  auto Buf = MemoryBuffer::getFile(Path);
+  EXPECT_TRUE(bool(Buf)) << Path;
+  Expected<json::Value> V = json::parse((*Buf)->getBuffer());
+  EXPECT_TRUE(bool(V)) << Path;
+  return std::move(*V);
+}
+
+std::vector<double> doubles(const json::Value &V) {
+  std::vector<double> Out;
+  for (const json::Value &E : *V.getAsArray())
+    Out.push_back(*E.getAsNumber());
+  return Out;
+}
+
+/// ||G - R|| / ||R|| and max |G_i - R_i| / max |R_i|.
+struct RelError {
+  double Norm = 0, Element = 0;
+};
+RelError relError(ArrayRef<double> G, ArrayRef<double> R) {
+  double Diff = 0, Ref = 0, MaxDiff = 0, MaxRef = 0;
+  for (size_t I = 0; I < R.size(); ++I) {
+    double E = G[I] - R[I];
+    Diff += E * E;
+    Ref += R[I] * R[I];
+    MaxDiff = std::max(MaxDiff, std::fabs(E));
+    MaxRef = std::max(MaxRef, std::fabs(R[I]));
+  }
+  return {std::sqrt(Diff) / std::sqrt(Ref), MaxDiff / MaxRef};
+}
+
+/// A golden sequence as the backward pass takes it; the KL references are
+/// the unedited model's distribution (our own forward, as the script's are
+/// its own).
+LossSequence sequenceOf(const Model &M, const json::Object &S) {
+  LossSequence Seq;
+  for (const json::Value &T : *S.getArray("tokens"))
+    Seq.Tokens.push_back(int32_t(*T.getAsInteger()));
+  for (const json::Value &T : *S.getArray("targets")) {
+    const json::Array &P = *T.getAsArray();
+    Seq.Targets.push_back(
+        {size_t(*P[0].getAsInteger()), int32_t(*P[1].getAsInteger())});
+  }
+  for (const json::Value &K : *S.getArray("kl")) {
+    const json::Object &O = *K.getAsObject();
+    size_t P = size_t(*O.getInteger("position"));
+    Expected<std::vector<double>> Ref = logProbs(M, Seq.Tokens, P);
+    EXPECT_TRUE(bool(Ref)) << toString(Ref.takeError());
+    Seq.KL.push_back({P, std::move(*Ref), *O.getNumber("weight")});
+  }
+  for (const json::Value &P : *S.getArray("offset_positions"))
+    Seq.OffsetPositions.push_back(size_t(*P.getAsInteger()));
+  return Seq;
+}
+
+class Backward : public ::testing::TestWithParam<const char *> {};
+
+} // namespace
+
+// Every residual, every stored position, every case: within 1e-4 of PyTorch
+// autograd (both measures above), and the losses and the offset gradient too.
+TEST_P(Backward, MatchesPyTorchAutograd) {
+  std::string Name = GetParam();
+  const Model &M = load(Name);
+  size_t D = M.config().HiddenSize;
+  json::Value G = readJson(fixture("references/" + Name + "/gradients.json"));
+  const json::Array &Cases = *G.getAsObject()->getArray("cases");
+  ASSERT_EQ(Cases.size(), 4u);
+  RelError Worst;
+  size_t Checked = 0;
+  for (const json::Value &CV : Cases) {
+    const json::Object &C = *CV.getAsObject();
+    std::string Case = C.getString("name")->str();
+    ResidualOffset Offset;
+    if (const json::Object *O = C.getObject("offset")) {
+      Offset.Residual = size_t(*O->getInteger("residual"));
+      Offset.Delta = doubles(*O->get("delta"));
+    }
+    std::vector<LossSequence> Seqs;
+    double Total = 0;
+    for (const json::Value &SV : *C.getArray("sequences")) {
+      const json::Object &S = *SV.getAsObject();
+      Seqs.push_back(sequenceOf(M, S));
+      BackwardOptions Opts;
+      Opts.Offset = Offset;
+      Expected<BackwardResult> R = backward(M, Seqs.back(), Opts);
+      ASSERT_TRUE(bool(R)) << toString(R.takeError());
+      Total += R->Loss;
+      EXPECT_NEAR(R->NLL, *S.getNumber("nll"), 1e-4 * (1 + *S.getNumber("nll")))
+          << Case;
+      EXPECT_NEAR(R->KL, *S.getNumber("kl_value"),
+                  1e-4 * (1 + *S.getNumber("kl_value")))
+          << Case;
+      const json::Array &Pos = *S.getArray("gradient_positions");
+      const json::Array &Grads = *S.getArray("gradients");
+      ASSERT_EQ(Grads.size(), M.numLayers() + 1);
+      for (size_t Res = 0; Res < Grads.size(); ++Res) {
+        const json::Array &AtRes = *Grads[Res].getAsArray();
+        for (size_t I = 0; I < Pos.size(); ++I) {
+          size_t P = size_t(*Pos[I].getAsInteger());
+          std::vector<double> Want = doubles(AtRes[I]);
+          ArrayRef<double> Got = ArrayRef(R->Gradients[Res]).slice(P * D, D);
+          if (llvm::all_of(Want, [](double X) { return X == 0; })) {
+            // No loss term reads this position from here on (a residual
+            // after the last loss position): exactly zero.
+            EXPECT_TRUE(llvm::all_of(Got, [](double X) { return X == 0; }))
+                << Case << " residual " << Res << " pos " << P;
+            continue;
+          }
+          RelError E = relError(Got, Want);
+          EXPECT_LE(E.Norm, 1e-4)
+              << Case << " residual " << Res << " pos " << P;
+          EXPECT_LE(E.Element, 1e-4)
+              << Case << " residual " << Res << " pos " << P;
+          Worst.Norm = std::max(Worst.Norm, E.Norm);
+          Worst.Element = std::max(Worst.Element, E.Element);
+          ++Checked;
+        }
+      }
+    }
+    EXPECT_NEAR(Total, *C.getNumber("loss"), 1e-4 * (1 + Total)) << Case;
+    if (const json::Object *O = C.getObject("offset")) {
+      Expected<OffsetGradient> OG = offsetGradient(M, Seqs, Offset);
+      ASSERT_TRUE(bool(OG)) << toString(OG.takeError());
+      EXPECT_NEAR(OG->Loss, Total, 1e-9 * Total);
+      RelError E = relError(OG->Gradient, doubles(*O->get("gradient")));
+      EXPECT_LE(E.Norm, 1e-4) << Case;
+      EXPECT_LE(E.Element, 1e-4) << Case;
+      std::printf("[ measured ] %s %s: offset gradient vs PyTorch: %.3g "
+                  "(norm), %.3g (element)\n",
+                  Name.c_str(), Case.c_str(), E.Norm, E.Element);
+    }
+  }
+  EXPECT_GT(Checked, 0u);
+  std::printf("[ measured ] %s: %zu gradient vectors vs PyTorch: max relative "
+              "error %.3g (norm), %.3g (element)\n",
+              Name.c_str(), Checked, Worst.Norm, Worst.Element);
+}
+
+// Central differences of the double forward, along random directions, at
+// every residual and a few positions (including one outside the sliding
+// window of the last position): (L(x + hv) - L(x - hv)) / 2h against g . v.
+TEST_P(Backward, MatchesCentralDifferences) {
+  std::string Name = GetParam();
+  const Model &M = load(Name);
+  size_t D = M.config().HiddenSize;
+  // The fictional fact (large loss) and a 20-token prompt (sliding window
+  // 16 on tiny-gemma3).
+  LossSequence Fict =
+      teacherForced({2, 303, 342, 270, 281, 2000, 1241, 2000, 514, 264},
+                    {349, 1196, 893, 320});
+  LossSequence Long =
+      teacherForced({2, 303, 342, 270, 582, 264, 1706, 2003, 621, 264, 428, 296,
+                     856, 2003, 303, 342, 270, 607, 264},
+                    {1657});
+  Expected<std::vector<double>> Ref = logProbs(M, Long.Tokens, 10);
+  ASSERT_TRUE(bool(Ref));
+  // A KL term at an unedited reference is at its minimum: perturb the
+  // reference so that it has a gradient.
+  for (size_t V = 0; V < Ref->size(); V += 7)
+    (*Ref)[V] -= 0.01;
+  Long.KL.push_back({10, std::move(*Ref), 0.3});
+  std::mt19937_64 Rng(7);
+  std::normal_distribution<double> N01;
+  double Worst = 0;
+  size_t Checked = 0;
+  for (const LossSequence *S : {&Fict, &Long}) {
+    Expected<BackwardResult> R = backward(M, *S);
+    ASSERT_TRUE(bool(R)) << toString(R.takeError());
+    size_t T = S->Tokens.size();
+    for (size_t Res = 0; Res <= M.numLayers(); ++Res) {
+      for (size_t P : {size_t(1), T / 2, T - 2}) {
+        ResidualOffset Dir;
+        Dir.Residual = Res;
+        Dir.Delta.resize(D);
+        for (double &V : Dir.Delta)
+          V = N01(Rng);
+        LossSequence At = *S;
+        At.OffsetPositions = {P};
+        // Small steps: llama's embeddings have norms near 0.2, and the
+        // truncation error grows with the step relative to them.
+        const double H = 1e-5;
+        auto LossAlong = [&](double Step) {
+          ResidualOffset O = Dir;
+          for (double &V : O.Delta)
+            V *= Step;
+          Expected<double> L = loss(M, At, O);
+          EXPECT_TRUE(bool(L));
+          return *L;
+        };
+        double FD = (LossAlong(H) - LossAlong(-H)) / (2 * H);
+        double GV = 0, GNorm = 0;
+        for (size_t I = 0; I < D; ++I)
+          GV += R->Gradients[Res][P * D + I] * Dir.Delta[I];
+        for (double Gi : R->Gradients[Res])
+          GNorm += Gi * Gi;
+        // Relative to the norm of the whole residual's gradient (all
+        // positions): g . v for v ~ N(0, I) is of the size of |g|, and a
+        // position that barely matters is measured on the same scale as
+        // the rest.
+        double Scale = std::sqrt(GNorm);
+        double Err = std::fabs(FD - GV) / std::max(Scale, 1e-300);
+        EXPECT_LE(Err, 1e-4) << "residual " << Res << " pos " << P << ": fd "
+                             << FD << " g.v " << GV;
+        Worst = std::max(Worst, Err);
+        ++Checked;
+      }
+    }
+  }
+  std::printf("[ measured ] %s: %zu directional derivatives vs central "
+              "differences: max relative error %.3g\n",
+              Name.c_str(), Checked, Worst);
+}
+
+// The double forward is the engine's forward: the same log-probabilities,
+// with and without an offset put in through the engine's hook.
+TEST_P(Backward, ForwardAgreesWithTheEngine) {
+  const Model &M = load(GetParam());
+  size_t D = M.config().HiddenSize;
+  std::vector<int32_t> Ids = {2, 303, 342, 270, 607, 264};
+  ResidualOffset O;
+  O.Residual = 2;
+  std::vector<float> Delta(D);
+  for (size_t I = 0; I < D; ++I)
+    Delta[I] = float(std::sin(double(I)));
+  O.Delta.assign(Delta.begin(), Delta.end());
+  for (bool WithOffset : {false, true}) {
+    ForwardOptions Opts;
+    if (WithOffset) {
+      ASSERT_FALSE(bool(addResidualOffset(Opts, M, 2, {3}, Delta)));
+    }
+    Session S(M, 1);
+    std::vector<float> Logits = S.run(Ids, Opts).Logits;
+    Expected<std::vector<double>> LP =
+        WithOffset ? logProbs(M, Ids, Ids.size() - 1, O, {3})
+                   : logProbs(M, Ids, Ids.size() - 1);
+    ASSERT_TRUE(bool(LP));
+    double Max = *std::max_element(Logits.begin(), Logits.end()), Sum = 0;
+    for (float L : Logits)
+      Sum += std::exp(double(L) - Max);
+    double Worst = 0;
+    for (size_t V = 0; V < Logits.size(); ++V)
+      Worst = std::max(
+          Worst, std::fabs(double(Logits[V]) - Max - std::log(Sum) - (*LP)[V]));
+    EXPECT_LE(Worst, 1e-3) << (WithOffset ? "with" : "without") << " offset";
+  }
+}
+
+TEST_P(Backward, OffsetGradientSumsOverPositionsAndSequences) {
+  const Model &M = load(GetParam());
+  size_t D = M.config().HiddenSize;
+  LossSequence A = teacherForced({2, 303, 342, 270, 607, 264}, {1706});
+  A.OffsetPositions = {4, 5};
+  LossSequence B = teacherForced({2, 1657, 264, 266, 362, 296}, {582});
+  B.OffsetPositions = {1};
+  ResidualOffset O;
+  O.Residual = 1;
+  O.Delta.assign(D, 0.01);
+  Expected<OffsetGradient> G = offsetGradient(M, {A, B}, O);
+  ASSERT_TRUE(bool(G)) << toString(G.takeError());
+  BackwardOptions Opts;
+  Opts.Offset = O;
+  std::vector<double> Want(D, 0.0);
+  double Loss = 0;
+  for (const LossSequence *S : {&A, &B}) {
+    Expected<BackwardResult> R = backward(M, *S, Opts);
+    ASSERT_TRUE(bool(R));
+    Loss += R->Loss;
+    for (size_t P : S->OffsetPositions)
+      for (size_t I = 0; I < D; ++I)
+        Want[I] += R->Gradients[1][P * D + I];
+  }
+  EXPECT_EQ(G->Loss, Loss);
+  EXPECT_EQ(G->Gradient, Want);
+}
+
+TEST_P(Backward, StopsAtTheLowestResidualAndIsDeterministic) {
+  const Model &M = load(GetParam());
+  LossSequence S = teacherForced({2, 303, 342, 270, 607, 264}, {1657});
+  Expected<BackwardResult> All = backward(M, S);
+  BackwardOptions Opts;
+  Opts.LowestResidual = 2;
+  Expected<BackwardResult> Part = backward(M, S, Opts);
+  ASSERT_TRUE(All && Part);
+  for (size_t R = 0; R <= M.numLayers(); ++R) {
+    if (R < 2) {
+      EXPECT_TRUE(Part->Gradients[R].empty());
+    } else {
+      EXPECT_EQ(Part->Gradients[R], All->Gradients[R]);
+    }
+  }
+  // The last token has no loss after it: no gradient reaches it.
+  size_t D = M.config().HiddenSize;
+  for (size_t I = 0; I < D; ++I)
+    EXPECT_EQ(All->Gradients[0][(S.Tokens.size() - 1) * D + I], 0.0);
+}
+
+TEST_P(Backward, RejectsWhatItCannotCompute) {
+  const Model &M = load(GetParam());
+  size_t V = M.config().VocabSize;
+  LossSequence S = teacherForced({2, 303}, {int32_t(V)});
+  EXPECT_FALSE(bool(backward(M, S))) << "target outside the vocabulary";
+  consumeError(backward(M, S).takeError());
+  S = teacherForced({2, 303}, {342});
+  S.Targets[0].Position = 5;
+  Expected<BackwardResult> R = backward(M, S);
+  EXPECT_FALSE(bool(R));
+  consumeError(R.takeError());
+  S = teacherForced({2, 303}, {342});
+  BackwardOptions Opts;
+  Opts.Offset.Residual = 1;
+  Opts.Offset.Delta.assign(3, 0.0);
+  R = backward(M, S, Opts);
+  EXPECT_FALSE(bool(R)) << "offset of the wrong size";
+  consumeError(R.takeError());
+  ForwardOptions FO;
+  Error E = addResidualOffset(FO, M, 0, {0},
+                              std::vector<float>(M.config().HiddenSize));
+  EXPECT_TRUE(bool(E)) << "the engine's hook cannot reach residual 0";
+  consumeError(std::move(E));
+}
+
+// One backward pass over a 10-token sequence (prompt and target), every
+// residual: the figure the documentation quotes.
+TEST_P(Backward, Timing) {
+  const Model &M = load(GetParam());
+  LossSequence S =
+      teacherForced({2, 303, 342, 270, 281, 2000, 1241, 2000, 514, 264}, {349});
+  auto Start = std::chrono::steady_clock::now();
+  const int Runs = 5;
+  for (int I = 0; I < Runs; ++I)
+    ASSERT_TRUE(bool(backward(M, S)));
+  double Ms = std::chrono::duration<double, std::milli>(
+                  std::chrono::steady_clock::now() - Start)
+                  .count() /
+              Runs;
+  std::printf("[ measured ] %s: one backward pass, %zu tokens, all residuals: "
+              "%.2f ms\n",
+              GetParam(), S.Tokens.size(), Ms);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, Backward,
+                         ::testing::Values("tiny-gemma3", "tiny-llama"),
+                         [](const auto &Info) {
+                           std::string N = Info.param;
+                           std::replace(N.begin(), N.end(), '-', '_');
+                           return N;
+                         });
