@@ -23,6 +23,7 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/raw_ostream.h"
 
 #include "gtest/gtest.h"
 
@@ -40,21 +41,49 @@ std::string fixture(const Twine &Rel) {
   return (Twine(VINDEX_TEST_FIXTURES) + "/" + Rel).str();
 }
 
+json::Value readJson(const std::string &Path) {
+  auto Buf = MemoryBuffer::getFile(Path);
+  EXPECT_TRUE(bool(Buf)) << Path;
+  Expected<json::Value> V = json::parse((*Buf)->getBuffer());
+  EXPECT_TRUE(bool(V)) << Path;
+  return std::move(*V);
+}
+
 struct Loaded {
   SmallString<128> Dir;
   std::unique_ptr<Vindex> V;
   std::unique_ptr<Model> M;
 };
 
-const Model &load(StringRef Name) {
+/// A fixture, or with Variant a copy of it whose config.json has those
+/// fields replaced (features the fixtures do not exercise: softcapping, the
+/// exact GELU).
+const Model &load(StringRef Name, const json::Object *Variant = nullptr,
+                  StringRef VariantName = "") {
   static std::map<std::string, std::unique_ptr<Loaded>> Cache;
-  auto &Slot = Cache[Name.str()];
+  auto &Slot = Cache[(Name + "/" + VariantName).str()];
   if (!Slot) {
     auto L = std::make_unique<Loaded>();
     EXPECT_FALSE(
         sys::fs::createUniqueDirectory("vindex-backward-test", L->Dir));
     DecomposeOptions Opts;
     Opts.Input = fixture("models/" + Name);
+    if (Variant) {
+      std::string Src = Opts.Input;
+      Opts.Input = (L->Dir + "/model").str();
+      EXPECT_FALSE(sys::fs::create_directory(Opts.Input));
+      for (StringRef F :
+           {"model.safetensors", "tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json", "generation_config.json"})
+        EXPECT_FALSE(sys::fs::copy_file(Src + "/" + F, Opts.Input + "/" + F));
+      json::Value Config = readJson(Src + "/config.json");
+      for (const auto &KV : *Variant)
+        (*Config.getAsObject())[KV.first] = KV.second;
+      std::error_code EC;
+      raw_fd_ostream Out(Opts.Input + "/config.json", EC);
+      EXPECT_FALSE(EC);
+      Out << Config;
+    }
     Opts.Output = (L->Dir + "/m.vindex").str();
     std::vector<std::string> Inputs;
     Error E = decompose(Opts, Inputs);
@@ -68,14 +97,6 @@ const Model &load(StringRef Name) {
     Slot = std::move(L);
   }
   return *Slot->M;
-}
-
-json::Value readJson(const std::string &Path) {
-  auto Buf = MemoryBuffer::getFile(Path);
-  EXPECT_TRUE(bool(Buf)) << Path;
-  Expected<json::Value> V = json::parse((*Buf)->getBuffer());
-  EXPECT_TRUE(bool(V)) << Path;
-  return std::move(*V);
 }
 
 std::vector<double> doubles(const json::Value &V) {
@@ -390,6 +411,76 @@ TEST_P(Backward, RejectsWhatItCannotCompute) {
                               std::vector<float>(M.config().HiddenSize));
   EXPECT_TRUE(bool(E)) << "the engine's hook cannot reach residual 0";
   consumeError(std::move(E));
+}
+
+// What the fixtures do not exercise, on tiny-gemma3 with its config.json
+// changed: attention and final logit softcapping (caps low enough to bend
+// the scores and logits) and the exact GELU. The double forward against the
+// engine, and the gradient against central differences.
+TEST(BackwardVariants, SoftcappingAndExactGelu) {
+  json::Object Variant{{"attn_logit_softcapping", 3.0},
+                       {"final_logit_softcapping", 4.0},
+                       {"hidden_activation", "gelu"}};
+  const Model &M = load("tiny-gemma3", &Variant, "softcap-gelu");
+  ASSERT_EQ(M.config().AttnSoftcap, 3.0);
+  ASSERT_EQ(M.config().FinalSoftcap, 4.0);
+  ASSERT_EQ(M.config().Act, Activation::Gelu);
+  size_t D = M.config().HiddenSize;
+  LossSequence S =
+      teacherForced({2, 303, 342, 270, 281, 2000, 1241, 2000, 514, 264},
+                    {349, 1196, 893, 320});
+  Session Sess(M, 1);
+  ForwardOptions FO;
+  FO.AllLogits = true;
+  std::vector<float> Logits = Sess.run(S.Tokens, FO).Logits;
+  size_t Vocab = M.config().VocabSize;
+  for (size_t P : {size_t(3), size_t(9)}) {
+    Expected<std::vector<double>> LP = logProbs(M, S.Tokens, P);
+    ASSERT_TRUE(bool(LP));
+    ArrayRef<float> Z = ArrayRef(Logits).slice(P * Vocab, Vocab);
+    double Max = *std::max_element(Z.begin(), Z.end()), Sum = 0;
+    for (float V : Z)
+      Sum += std::exp(double(V) - Max);
+    double Worst = 0;
+    for (size_t V = 0; V < Vocab; ++V)
+      Worst = std::max(
+          Worst, std::fabs(double(Z[V]) - Max - std::log(Sum) - (*LP)[V]));
+    EXPECT_LE(Worst, 1e-3) << "position " << P;
+  }
+  Expected<BackwardResult> R = backward(M, S);
+  ASSERT_TRUE(bool(R));
+  std::mt19937_64 Rng(3);
+  std::normal_distribution<double> N01;
+  double Worst = 0;
+  for (size_t Res = 0; Res <= M.numLayers(); ++Res) {
+    ResidualOffset Dir;
+    Dir.Residual = Res;
+    Dir.Delta.resize(D);
+    for (double &V : Dir.Delta)
+      V = N01(Rng);
+    LossSequence At = S;
+    At.OffsetPositions = {8};
+    const double H = 1e-5;
+    auto LossAlong = [&](double Step) {
+      ResidualOffset O = Dir;
+      for (double &V : O.Delta)
+        V *= Step;
+      return *loss(M, At, O);
+    };
+    double FD = (LossAlong(H) - LossAlong(-H)) / (2 * H);
+    double GV = 0, GNorm = 0;
+    for (size_t I = 0; I < D; ++I)
+      GV += R->Gradients[Res][8 * D + I] * Dir.Delta[I];
+    for (double Gi : R->Gradients[Res])
+      GNorm += Gi * Gi;
+    double Err = std::fabs(FD - GV) / std::sqrt(GNorm);
+    EXPECT_LE(Err, 1e-4) << "residual " << Res << ": fd " << FD << " g.v "
+                         << GV;
+    Worst = std::max(Worst, Err);
+  }
+  std::printf("[ measured ] tiny-gemma3 with softcapping and exact GELU: "
+              "central differences max relative error %.3g\n",
+              Worst);
 }
 
 // One backward pass over a 10-token sequence (prompt and target), every
