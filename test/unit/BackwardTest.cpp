@@ -335,7 +335,10 @@ TEST_P(Backward, ForwardAgreesWithTheEngine) {
     for (size_t V = 0; V < Logits.size(); ++V)
       Worst = std::max(
           Worst, std::fabs(double(Logits[V]) - Max - std::log(Sum) - (*LP)[V]));
-    EXPECT_LE(Worst, 1e-3) << (WithOffset ? "with" : "without") << " offset";
+    EXPECT_LE(Worst, 1e-4) << (WithOffset ? "with" : "without") << " offset";
+    std::printf("[ measured ] %s: double forward vs engine, %s offset: max "
+                "|log p - log p_engine| %.3g\n",
+                GetParam(), WithOffset ? "with" : "without", Worst);
   }
 }
 
@@ -489,14 +492,15 @@ TEST_P(Backward, Timing) {
   const Model &M = load(GetParam());
   LossSequence S =
       teacherForced({2, 303, 342, 270, 281, 2000, 1241, 2000, 514, 264}, {349});
-  auto Start = std::chrono::steady_clock::now();
-  const int Runs = 5;
-  for (int I = 0; I < Runs; ++I)
+  // The fastest of a few runs: the machine is shared.
+  double Ms = INFINITY;
+  for (int I = 0; I < 5; ++I) {
+    auto Start = std::chrono::steady_clock::now();
     ASSERT_TRUE(bool(backward(M, S)));
-  double Ms = std::chrono::duration<double, std::milli>(
-                  std::chrono::steady_clock::now() - Start)
-                  .count() /
-              Runs;
+    Ms = std::min(Ms, std::chrono::duration<double, std::milli>(
+                          std::chrono::steady_clock::now() - Start)
+                          .count());
+  }
   std::printf("[ measured ] %s: one backward pass, %zu tokens, all residuals: "
               "%.2f ms\n",
               GetParam(), S.Tokens.size(), Ms);
