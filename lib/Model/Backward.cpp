@@ -181,10 +181,16 @@ public:
   Tape(const Model &M, const LossSequence &S) : M(M), C(M.config()), S(S) {}
 
   Error check(const ResidualOffset &Offset) const;
+  /// Residual R of the sequence, without an offset (the layers below R
+  /// recorded).
+  std::vector<double> residual(size_t R);
   /// The forward pass and the loss (and dLoss/dlogits at the loss
-  /// positions).
-  void forward(const ResidualOffset &Offset);
-  /// Fills R.Gradients from residual numLayers() down to Lowest.
+  /// positions); From > 0 starts at layer From with X, residual From
+  /// before the offset (as residual() gave it).
+  void forward(const ResidualOffset &Offset, size_t From = 0,
+               std::vector<double> X = {});
+  /// Fills R.Gradients from residual numLayers() down to Lowest (at least
+  /// the From of forward()).
   void backward(size_t Lowest, BackwardResult &R);
 
   double NLL = 0, KL = 0;
@@ -245,7 +251,7 @@ Error Tape::check(const ResidualOffset &Offset) const {
   return Error::success();
 }
 
-void Tape::forward(const ResidualOffset &Offset) {
+std::vector<double> Tape::residual(size_t R) {
   T = S.Tokens.size();
   size_t D = C.HiddenSize;
   std::vector<double> X(T * D);
@@ -253,14 +259,26 @@ void Tape::forward(const ResidualOffset &Offset) {
     for (size_t I = 0; I < D; ++I)
       X[Tk * D + I] =
           double(M.embedding().at(size_t(S.Tokens[Tk]), I)) * C.EmbeddingScale;
+  Layers.assign(M.numLayers(), LayerTape());
+  for (size_t L = 0; L < R; ++L)
+    layerForward(L, X);
+  return X;
+}
+
+void Tape::forward(const ResidualOffset &Offset, size_t From,
+                   std::vector<double> X) {
+  T = S.Tokens.size();
+  size_t D = C.HiddenSize;
+  if (From == 0)
+    X = residual(0);
+  Layers.resize(M.numLayers());
   auto AddOffset = [&](size_t R) {
     if (Offset.Delta.empty() || Offset.Residual != R)
       return;
     for (size_t P : S.OffsetPositions)
       axpy(1.0, Offset.Delta.data(), &X[P * D], D);
   };
-  Layers.assign(M.numLayers(), LayerTape());
-  for (size_t L = 0; L < M.numLayers(); ++L) {
+  for (size_t L = From; L < M.numLayers(); ++L) {
     AddOffset(L);
     layerForward(L, X);
   }
@@ -654,28 +672,60 @@ Expected<std::vector<double>> logProbs(const Model &M, ArrayRef<int32_t> Tokens,
   return std::move(Tp.LogProbs[Position]);
 }
 
-Expected<OffsetGradient> offsetGradient(const Model &M,
-                                        ArrayRef<LossSequence> Sequences,
-                                        const ResidualOffset &Offset) {
-  size_t D = M.config().HiddenSize;
-  if (Offset.Delta.size() != D)
+Expected<OffsetObjective>
+OffsetObjective::create(const Model &M, std::vector<LossSequence> Sequences,
+                        size_t Residual) {
+  OffsetObjective O;
+  O.M = &M;
+  O.Residual = Residual;
+  O.Sequences = std::move(Sequences);
+  ResidualOffset Zero;
+  Zero.Residual = Residual;
+  Zero.Delta.assign(M.config().HiddenSize, 0.0);
+  for (const LossSequence &S : O.Sequences) {
+    Tape Tp(M, S);
+    if (Error E = Tp.check(Zero))
+      return std::move(E);
+    O.Prefix.push_back(Tp.residual(Residual));
+  }
+  return O;
+}
+
+Expected<OffsetGradient>
+OffsetObjective::evaluate(ArrayRef<double> Delta) const {
+  size_t D = M->config().HiddenSize;
+  if (Delta.size() != D)
     return makeError("offset gradient: the offset has {0} values, not {1}",
-                     Offset.Delta.size(), D);
+                     Delta.size(), D);
+  ResidualOffset Offset;
+  Offset.Residual = Residual;
+  Offset.Delta.assign(Delta.begin(), Delta.end());
   OffsetGradient Out;
   Out.Gradient.assign(D, 0.0);
-  BackwardOptions Opts;
-  Opts.LowestResidual = Offset.Residual;
-  Opts.Offset = Offset;
-  for (const LossSequence &S : Sequences) {
-    Expected<BackwardResult> R = backward(M, S, Opts);
-    if (!R)
-      return R.takeError();
-    Out.Loss += R->Loss;
-    const std::vector<double> &G = R->Gradients[Offset.Residual];
+  // Sequences in order, positions in order: the sums are deterministic.
+  for (size_t I = 0; I < Sequences.size(); ++I) {
+    const LossSequence &S = Sequences[I];
+    Tape Tp(*M, S);
+    Tp.forward(Offset, Residual, Prefix[I]);
+    BackwardResult R;
+    Tp.backward(Residual, R);
+    Out.Loss += Tp.NLL + Tp.KL;
+    const std::vector<double> &G = R.Gradients[Residual];
     for (size_t P : S.OffsetPositions)
       axpy(1.0, &G[P * D], Out.Gradient.data(), D);
   }
   return Out;
+}
+
+Expected<OffsetGradient> offsetGradient(const Model &M,
+                                        ArrayRef<LossSequence> Sequences,
+                                        const ResidualOffset &Offset) {
+  Expected<OffsetObjective> O = OffsetObjective::create(
+      M, std::vector<LossSequence>(Sequences.begin(), Sequences.end()),
+      Offset.Residual);
+  if (!O)
+    return O.takeError();
+  return O->evaluate(Offset.Delta);
 }
 
 Error addResidualOffset(ForwardOptions &Opts, const Model &M, size_t Residual,

@@ -113,6 +113,26 @@ llvm::Expected<OffsetGradient>
 offsetGradient(const Model &M, llvm::ArrayRef<LossSequence> Sequences,
                const ResidualOffset &Offset);
 
+/// offsetGradient() for an optimiser's many steps over the same sequences
+/// and residual: the residual stream below the offset does not depend on
+/// it, so it is computed once, at creation, and each evaluation runs the
+/// layers from Residual up and back.
+class OffsetObjective {
+public:
+  static llvm::Expected<OffsetObjective>
+  create(const Model &M, std::vector<LossSequence> Sequences, size_t Residual);
+  /// The summed loss and its gradient with Delta ([hidden]) added.
+  llvm::Expected<OffsetGradient> evaluate(llvm::ArrayRef<double> Delta) const;
+  const std::vector<LossSequence> &sequences() const { return Sequences; }
+
+private:
+  const Model *M = nullptr;
+  size_t Residual = 0;
+  std::vector<LossSequence> Sequences;
+  /// Residual Residual of each sequence, [T, hidden].
+  std::vector<std::vector<double>> Prefix;
+};
+
 /// Makes the engine's forward add Delta to residual Residual (>= 1: the
 /// output of layer Residual - 1) at the given absolute positions, through
 /// Opts.AfterLayer (which must be unset): to check an offset with the f32
