@@ -168,7 +168,7 @@ struct LayerTape {
   /// RoPE; V.
   std::vector<double> QRaw, KRaw, QInv, KInv, Q, K, V;
   std::vector<double> Probs;  ///< [NH, T, T], zero outside the mask.
-  std::vector<double> Capped; ///< Softcapped scores / cap, where capped.
+  std::vector<double> Capped; ///< tanh(score / cap) [NH, T, T], if capped.
   std::vector<double> O;      ///< Attention output [T, QDim].
   std::vector<double> APre;   ///< o_proj output [T, D].
   std::vector<double> X1;     ///< After the attention residual add.
@@ -215,8 +215,8 @@ private:
   std::vector<double> XFinal, FinalInv;
   /// Positions whose logits a loss term reads, in order.
   std::vector<size_t> LossPositions;
-  /// dLoss / d(final-normed hidden) at LossPositions, [P, D], and dLoss /
-  /// d(logits) before the softcap.
+  /// dLoss / d(logits before the final softcap) at LossPositions,
+  /// [P, vocab].
   std::vector<double> DLogits;
 };
 
