@@ -8,6 +8,7 @@ PACKAGES=(
   llvm-19-dev llvm-19-tools libmlir-19-dev mlir-19-tools
   libflatbuffers-dev flatbuffers-compiler
   libzstd-dev zstd libssl-dev
+  pkg-config libutf8proc-dev
   libgtest-dev libbenchmark-dev
   clang-19 libclang-rt-19-dev
 )
