@@ -19,6 +19,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "vindex/Formats/Tokenizer.h"
+#include "vindex/Formats/Tokenizer_generated.h"
 
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/STLFunctionalExtras.h"
@@ -637,6 +638,20 @@ struct BPEModel {
   int32_t AsciiIds[128];
   DenseMap<uint32_t, int32_t> CharIds;
 
+  BPEModel() {
+    std::fill(std::begin(ByteIds), std::end(ByteIds), -1);
+    std::fill(std::begin(AsciiIds), std::end(AsciiIds), -1);
+  }
+  /// Fills ByteIds from the vocabulary's "<0xNN>" pieces. (Not utohexstr
+  /// with a width: it spells 0 as "000".)
+  void deriveByteIds() {
+    for (unsigned B = 0; B < 256; ++B) {
+      char Piece[] = {'<', '0', 'x', hexdigit(B >> 4), hexdigit(B & 15), '>'};
+      auto It = Vocab.find(StringRef(Piece, sizeof(Piece)));
+      ByteIds[B] = It == Vocab.end() ? -1 : It->second;
+    }
+  }
+
   std::optional<int32_t> charId(Utf8Char C) const {
     if (!C.Valid)
       return std::nullopt;
@@ -846,6 +861,11 @@ struct Tokenizer::Impl {
   std::optional<int32_t> Bos, Eos;
   Tokenizer::Kind TheKind = Tokenizer::Kind::SentencePieceBPE;
 
+  /// Records a piece of the model vocabulary (Id < kMaxTokenId).
+  void addVocabEntry(StringRef Piece, int32_t Id);
+  /// Records an added token (a new content, Id < kMaxTokenId).
+  void addAddedToken(AddedToken Tok);
+
   const AddedToken *addedById(int32_t Id) const {
     // Guard DenseMap's reserved keys (INT32_MAX, INT32_MIN) too.
     if (Id < 0 || Id == INT32_MAX)
@@ -866,6 +886,33 @@ struct Tokenizer::Impl {
   std::vector<std::string> applyDecoder(const DecoderStep &Step,
                                         std::vector<std::string> Tokens) const;
 };
+
+void Tokenizer::Impl::addVocabEntry(StringRef Piece, int32_t Id) {
+  Model.Vocab[Piece] = Id;
+  if (size_t(Id) >= Pieces.size())
+    Pieces.resize(Id + 1);
+  Pieces[Id] = Piece.str();
+  if (Piece.empty())
+    return;
+  if (Utf8Char C = decodeChar(Piece, 0); C.Valid && C.Len == Piece.size()) {
+    if (C.CP < 128)
+      Model.AsciiIds[C.CP] = Id;
+    else
+      Model.CharIds[C.CP] = Id;
+  }
+}
+
+void Tokenizer::Impl::addAddedToken(AddedToken Tok) {
+  unsigned Index = Added.size();
+  AddedByContent[Tok.Content] = Index;
+  AddedById[Tok.Id] = Index;
+  (Tok.Normalized ? NormalizedTrie : RawTrie)
+      .insert(Tok.Normalized ? Tok.DecodeAs : Tok.Content, Index);
+  if (size_t(Tok.Id) >= Pieces.size())
+    Pieces.resize(Tok.Id + 1);
+  Pieces[Tok.Id] = Tok.Content;
+  Added.push_back(std::move(Tok));
+}
 
 static std::string replaceAll(StringRef S, StringRef From, StringRef To) {
   if (From.empty())
@@ -1357,7 +1404,6 @@ Error Loader::parseModel(const json::Value *V) {
   const json::Object *Vocab = M->getObject("vocab");
   if (!Vocab)
     return fail("model.vocab is missing or not an object");
-  std::fill(std::begin(T.Model.AsciiIds), std::end(T.Model.AsciiIds), -1);
   for (const auto &[Key, IdValue] : *Vocab) {
     StringRef Piece = Key;
     std::optional<int64_t> Id = IdValue.getAsInteger();
@@ -1365,27 +1411,9 @@ Error Loader::parseModel(const json::Value *V) {
     // so that a corrupt file cannot make us allocate gigabytes.
     if (!Id || *Id < 0 || *Id >= kMaxTokenId)
       return fail("model.vocab['" + Piece + "'] is not a valid id");
-    T.Model.Vocab[Piece] = int32_t(*Id);
-    if (size_t(*Id) >= T.Pieces.size())
-      T.Pieces.resize(*Id + 1);
-    T.Pieces[*Id] = Piece.str();
-    if (Piece.empty())
-      continue;
-    if (Utf8Char C = decodeChar(Piece, 0); C.Valid && C.Len == Piece.size()) {
-      if (C.CP < 128)
-        T.Model.AsciiIds[C.CP] = int32_t(*Id);
-      else
-        T.Model.CharIds[C.CP] = int32_t(*Id);
-    }
+    T.addVocabEntry(Piece, int32_t(*Id));
   }
-
-  for (unsigned B = 0; B < 256; ++B) {
-    auto It = T.Model.Vocab.find("<0x" +
-                                 utohexstr(B, /*LowerCase=*/false,
-                                           /*Width=*/2) +
-                                 ">");
-    T.Model.ByteIds[B] = It == T.Model.Vocab.end() ? -1 : It->second;
-  }
+  T.Model.deriveByteIds();
 
   const json::Value *Unk = M->get("unk_token");
   if (Unk && Unk->kind() != json::Value::Null) {
@@ -1505,17 +1533,9 @@ Error Loader::parseAddedTokens(const json::Value *V) {
 
     if (T.AddedByContent.count(Tok.Content))
       return fail(Path + ": duplicate added token '" + Tok.Content + "'");
-    unsigned Index = T.Added.size();
-    T.AddedByContent[Tok.Content] = Index;
-    T.AddedById[Tok.Id] = Index;
-    (Tok.Normalized ? T.NormalizedTrie : T.RawTrie)
-        .insert(Tok.Normalized ? Tok.DecodeAs : Tok.Content, Index);
     if (Tok.Id < 0 || Tok.Id >= kMaxTokenId)
       return fail(Path + ": id " + Twine(Tok.Id) + " is not a valid id");
-    if (size_t(Tok.Id) >= T.Pieces.size())
-      T.Pieces.resize(Tok.Id + 1);
-    T.Pieces[Tok.Id] = Tok.Content;
-    T.Added.push_back(std::move(Tok));
+    T.addAddedToken(std::move(Tok));
   }
   return Error::success();
 }
@@ -2007,4 +2027,257 @@ StringRef Tokenizer::splitRegexFamily() const {
       return familyName(SplitRegex::GPT2);
   }
   return "";
+}
+
+//===----------------------------------------------------------------------===//
+// The compiled form (Tokenizer.fbs)
+//===----------------------------------------------------------------------===//
+//
+// The enums of Tokenizer.fbs number their values as the structs above do, so
+// the conversions are casts; the static_asserts keep the two in step.
+
+namespace tfb = vindex::fb::tokenizer;
+
+static_assert(uint8_t(tfb::NormalizerKind::NFKD) == NormalizerStep::NFKD);
+static_assert(uint8_t(tfb::PreTokenizerKind::SplitPattern) ==
+              PreTokenizerStep::SplitPattern);
+static_assert(uint8_t(tfb::DecoderKind::ByteLevel) == DecoderStep::ByteLevel);
+static_assert(uint8_t(tfb::PrependScheme::Never) ==
+              uint8_t(PrependScheme::Never));
+static_assert(uint8_t(tfb::SplitRegex::Qwen2) == uint8_t(SplitRegex::Qwen2));
+static_assert(uint8_t(tfb::SplitBehavior::Contiguous) ==
+              uint8_t(SplitBehavior::Contiguous));
+static_assert(uint8_t(tfb::Kind::ByteLevelBPE) ==
+              uint8_t(Tokenizer::Kind::ByteLevelBPE));
+
+static constexpr uint32_t kCompiledFormatVersion = 1;
+
+std::string Tokenizer::compiled() const {
+  const Impl &T = *P;
+  flatbuffers::FlatBufferBuilder B(size_t(16) << 20);
+  auto Str = [&](StringRef S) { return B.CreateString(S.data(), S.size()); };
+
+  std::vector<flatbuffers::Offset<flatbuffers::String>> VocabPieces;
+  std::vector<int32_t> VocabIds;
+  VocabPieces.reserve(T.Model.Vocab.size());
+  VocabIds.reserve(T.Model.Vocab.size());
+  // By id, so that the bytes do not depend on the hash table's order.
+  std::vector<std::pair<int32_t, StringRef>> Sorted;
+  for (const auto &E : T.Model.Vocab)
+    Sorted.push_back({E.getValue(), E.getKey()});
+  llvm::sort(Sorted);
+  for (auto [Id, Piece] : Sorted) {
+    VocabPieces.push_back(Str(Piece));
+    VocabIds.push_back(Id);
+  }
+  std::vector<tfb::Merge> Merges;
+  Merges.reserve(T.Model.Merges.size());
+  for (const auto &[Pair, RankMerged] : T.Model.Merges)
+    Merges.emplace_back(Pair.first, Pair.second, RankMerged.first,
+                        RankMerged.second);
+  llvm::sort(Merges, [](const tfb::Merge &A, const tfb::Merge &Bm) {
+    return A.rank() < Bm.rank();
+  });
+
+  std::vector<flatbuffers::Offset<tfb::AddedToken>> Added;
+  for (const AddedToken &A : T.Added)
+    Added.push_back(tfb::CreateAddedToken(B, Str(A.Content), Str(A.DecodeAs),
+                                          A.Id, A.Special, A.LStrip, A.RStrip,
+                                          A.SingleWord, A.Normalized));
+  std::vector<flatbuffers::Offset<tfb::Normalizer>> Normalizers;
+  for (const NormalizerStep &N : T.Normalizers)
+    Normalizers.push_back(tfb::CreateNormalizer(
+        B, tfb::NormalizerKind(N.Kind), Str(N.From), Str(N.To), N.Left,
+        N.Right));
+  std::vector<flatbuffers::Offset<tfb::PreTokenizer>> PreTokenizers;
+  for (const PreTokenizerStep &S : T.PreTokenizers)
+    PreTokenizers.push_back(tfb::CreatePreTokenizer(
+        B, tfb::PreTokenizerKind(S.Kind), Str(S.Literal),
+        tfb::PrependScheme(S.Scheme), S.MetaspaceSplit, S.AddPrefixSpace,
+        S.UseRegex, tfb::SplitRegex(S.Regex), tfb::SplitBehavior(S.Behavior),
+        S.Invert));
+  std::vector<flatbuffers::Offset<tfb::Decoder>> Decoders;
+  for (const DecoderStep &D : T.Decoders)
+    Decoders.push_back(tfb::CreateDecoder(B, tfb::DecoderKind(D.Kind),
+                                          Str(D.From), Str(D.To), D.Start,
+                                          D.Stop, tfb::PrependScheme(D.Scheme)));
+
+  auto Root = tfb::CreateTokenizer(
+      B, kCompiledFormatVersion, tfb::Kind(T.TheKind),
+      B.CreateVector(VocabPieces), B.CreateVector(VocabIds),
+      B.CreateVectorOfStructs(Merges), T.Model.UnkId.value_or(-1),
+      T.Model.FuseUnk, T.Model.ByteFallback, T.Model.IgnoreMerges,
+      T.Model.CutBeforeMetaspace, B.CreateVector(Added),
+      B.CreateVector(Normalizers), B.CreateVector(PreTokenizers),
+      T.HasDecoder, B.CreateVector(Decoders), B.CreateVector(T.Prefix),
+      B.CreateVector(T.Suffix), T.Bos.value_or(-1), T.Eos.value_or(-1));
+  tfb::FinishTokenizerBuffer(B, Root);
+  return std::string(reinterpret_cast<const char *>(B.GetBufferPointer()),
+                     B.GetSize());
+}
+
+Expected<std::string> Tokenizer::compile(StringRef JsonText,
+                                         StringRef FileName) {
+  Expected<Tokenizer> T = fromJSON(JsonText, FileName);
+  if (!T)
+    return T.takeError();
+  return T->compiled();
+}
+
+static StringRef fbStr(const flatbuffers::String *S) {
+  return S ? StringRef(S->data(), S->size()) : StringRef();
+}
+
+namespace {
+/// Rebuilds a Tokenizer::Impl from the compiled form, checking what the
+/// flatbuffers verifier cannot: that enums are known and ids in range.
+class CompiledLoader {
+public:
+  CompiledLoader(StringRef File, Tokenizer::Impl &T) : File(File), T(T) {}
+  Error load(const tfb::Tokenizer &R);
+
+private:
+  Error fail(const Twine &Msg) const {
+    return createStringError(inconvertibleErrorCode(), File + ": " + Msg);
+  }
+  bool validId(int64_t Id) const { return Id >= 0 && Id < kMaxTokenId; }
+  StringRef File;
+  Tokenizer::Impl &T;
+};
+} // namespace
+
+Error CompiledLoader::load(const tfb::Tokenizer &R) {
+  if (R.format_version() != kCompiledFormatVersion)
+    return fail("compiled tokenizer format version " +
+                Twine(R.format_version()) + " is not supported (supported: " +
+                Twine(kCompiledFormatVersion) + ")");
+  if (uint8_t(R.kind()) > uint8_t(tfb::Kind::MAX))
+    return fail("unknown tokenizer kind");
+  T.TheKind = Tokenizer::Kind(R.kind());
+
+  const auto *Pieces = R.vocab_pieces();
+  const auto *Ids = R.vocab_ids();
+  if (!Pieces || !Ids || Pieces->size() != Ids->size())
+    return fail("the vocabulary's pieces and ids differ in number");
+  T.Model.Vocab = StringMap<int32_t>(Pieces->size());
+  for (unsigned I = 0; I < Pieces->size(); ++I) {
+    int32_t Id = Ids->Get(I);
+    if (!validId(Id))
+      return fail("vocabulary id " + Twine(Id) + " is not a valid id");
+    T.addVocabEntry(fbStr(Pieces->Get(I)), Id);
+  }
+  T.Model.deriveByteIds();
+  if (const auto *Merges = R.merges()) {
+    T.Model.Merges.reserve(Merges->size());
+    for (const tfb::Merge *M : *Merges) {
+      if (!validId(M->left()) || !validId(M->right()) ||
+          !validId(M->merged()) || M->rank() < 0)
+        return fail("a merge holds an invalid id or rank");
+      T.Model.Merges[{M->left(), M->right()}] = {M->rank(), M->merged()};
+    }
+  }
+  if (R.unk_id() >= 0) {
+    if (!validId(R.unk_id()))
+      return fail("unk id " + Twine(R.unk_id()) + " is not a valid id");
+    T.Model.UnkId = R.unk_id();
+  }
+  T.Model.FuseUnk = R.fuse_unk();
+  T.Model.ByteFallback = R.byte_fallback();
+  T.Model.IgnoreMerges = R.ignore_merges();
+  T.Model.CutBeforeMetaspace = R.cut_before_metaspace();
+
+  if (const auto *Added = R.added_tokens())
+    for (const tfb::AddedToken *A : *Added) {
+      if (!validId(A->id()))
+        return fail("added token id " + Twine(A->id()) + " is not a valid id");
+      if (fbStr(A->content()).empty() ||
+          T.AddedByContent.count(fbStr(A->content())))
+        return fail("an added token is empty or repeated");
+      T.addAddedToken(AddedToken{fbStr(A->content()).str(),
+                                 fbStr(A->decode_as()).str(), A->id(),
+                                 A->special(), A->lstrip(), A->rstrip(),
+                                 A->single_word(), A->normalized()});
+    }
+  if (const auto *Normalizers = R.normalizers())
+    for (const tfb::Normalizer *N : *Normalizers) {
+      if (uint8_t(N->kind()) > uint8_t(tfb::NormalizerKind::MAX))
+        return fail("unknown normalizer kind");
+      NormalizerStep Step;
+      Step.Kind = NormalizerStep::KindTy(N->kind());
+      Step.From = fbStr(N->from()).str();
+      Step.To = fbStr(N->to()).str();
+      Step.Left = N->left();
+      Step.Right = N->right();
+      T.Normalizers.push_back(std::move(Step));
+    }
+  if (const auto *PreTokenizers = R.pre_tokenizers())
+    for (const tfb::PreTokenizer *S : *PreTokenizers) {
+      if (uint8_t(S->kind()) > uint8_t(tfb::PreTokenizerKind::MAX) ||
+          uint8_t(S->scheme()) > uint8_t(tfb::PrependScheme::MAX) ||
+          uint8_t(S->regex()) > uint8_t(tfb::SplitRegex::MAX) ||
+          uint8_t(S->behavior()) > uint8_t(tfb::SplitBehavior::MAX))
+        return fail("unknown pre-tokenizer kind or setting");
+      PreTokenizerStep Step;
+      Step.Kind = PreTokenizerStep::KindTy(S->kind());
+      Step.Literal = fbStr(S->literal()).str();
+      Step.Scheme = PrependScheme(S->scheme());
+      Step.MetaspaceSplit = S->metaspace_split();
+      Step.AddPrefixSpace = S->add_prefix_space();
+      Step.UseRegex = S->use_regex();
+      Step.Regex = SplitRegex(S->regex());
+      Step.Behavior = SplitBehavior(S->behavior());
+      Step.Invert = S->invert();
+      T.PreTokenizers.push_back(std::move(Step));
+    }
+  T.HasDecoder = R.has_decoder();
+  if (const auto *Decoders = R.decoders())
+    for (const tfb::Decoder *D : *Decoders) {
+      if (uint8_t(D->kind()) > uint8_t(tfb::DecoderKind::MAX) ||
+          uint8_t(D->scheme()) > uint8_t(tfb::PrependScheme::MAX))
+        return fail("unknown decoder kind or setting");
+      DecoderStep Step;
+      Step.Kind = DecoderStep::KindTy(D->kind());
+      Step.From = fbStr(D->from()).str();
+      Step.To = fbStr(D->to()).str();
+      Step.Start = D->start();
+      Step.Stop = D->stop();
+      Step.Scheme = PrependScheme(D->scheme());
+      T.Decoders.push_back(std::move(Step));
+    }
+  auto Copy = [&](const flatbuffers::Vector<int32_t> *V,
+                  std::vector<int32_t> &Out) -> Error {
+    if (V)
+      for (int32_t Id : *V) {
+        if (!validId(Id))
+          return fail("post-processor id " + Twine(Id) + " is not valid");
+        Out.push_back(Id);
+      }
+    return Error::success();
+  };
+  if (Error E = Copy(R.prefix(), T.Prefix))
+    return E;
+  if (Error E = Copy(R.suffix(), T.Suffix))
+    return E;
+  if (R.bos_id() >= 0)
+    T.Bos = R.bos_id();
+  if (R.eos_id() >= 0)
+    T.Eos = R.eos_id();
+  return Error::success();
+}
+
+Expected<Tokenizer>
+Tokenizer::fromCompiled(std::unique_ptr<MemoryBuffer> Buffer,
+                        StringRef FileName) {
+  StringRef Bytes = Buffer->getBuffer();
+  auto *Data = reinterpret_cast<const uint8_t *>(Bytes.data());
+  flatbuffers::Verifier V(Data, Bytes.size(),
+                          flatbuffers::Verifier::Options{
+                              /*max_depth=*/64, /*max_tables=*/1u << 30});
+  if (!tfb::TokenizerBufferHasIdentifier(Data) || !tfb::VerifyTokenizerBuffer(V))
+    return createStringError(inconvertibleErrorCode(),
+                             FileName + ": not a compiled tokenizer");
+  auto I = std::make_unique<Impl>();
+  if (Error E = CompiledLoader(FileName, *I).load(*tfb::GetTokenizer(Data)))
+    return E;
+  return Tokenizer(std::move(I));
 }

@@ -481,6 +481,18 @@ TEST(ByteLevelBPE, GPT2SplitRegex) {
                                       ")", " \t", " x", "  "}));
 }
 
+/// Byte fallback covers every byte, NUL included: "<0x00>" (LLVM's
+/// utohexstr with a width of 2 spells 0 as "000", which once lost it).
+TEST(ByteFallback, EveryByteHasItsPiece) {
+  std::optional<Tokenizer> T = loadText(R"({"model": {"type": "BPE",
+      "vocab": {"<unk>": 0, "<0x00>": 1, "<0x0A>": 2, "<0xFF>": 3, "a": 4},
+      "merges": [], "unk_token": "<unk>", "byte_fallback": true}})");
+  ASSERT_TRUE(T);
+  EXPECT_EQ(T->encode(StringRef("a\0\na", 4), false),
+            (std::vector<int32_t>{4, 1, 2, 4}));
+  EXPECT_EQ(T->encode("b", false), (std::vector<int32_t>{0}));
+}
+
 /// The four normalization forms. Goldens from the Unicode standard's own
 /// examples (UAX #15 and NormalizationTest.txt): e + COMBINING ACUTE composes
 /// to U+00E9; U+212B ANGSTROM SIGN is canonically U+00C5; the ligature U+FB01

@@ -28,6 +28,7 @@
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
+#include "llvm/Support/MemoryBuffer.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -52,6 +53,19 @@ public:
                                             llvm::StringRef FileName);
   /// Reads and parses a tokenizer.json file.
   static llvm::Expected<Tokenizer> fromFile(llvm::StringRef Path);
+
+  /// The tokenizer in its compiled binary form (lib/Formats/Tokenizer.fbs):
+  /// what loading tokenizer.json derives, so that fromCompiled() parses no
+  /// JSON. The bytes depend only on the tokenizer.
+  std::string compiled() const;
+  /// tokenizer.json text -> compiled().
+  static llvm::Expected<std::string> compile(llvm::StringRef JsonText,
+                                             llvm::StringRef FileName);
+  /// Builds the tokenizer from compiled() bytes (e.g. a mapped
+  /// tokenizer.vfb); FileName is used in error messages only.
+  static llvm::Expected<Tokenizer>
+  fromCompiled(std::unique_ptr<llvm::MemoryBuffer> Buffer,
+               llvm::StringRef FileName);
 
   Tokenizer(Tokenizer &&) noexcept;
   Tokenizer &operator=(Tokenizer &&) noexcept;
