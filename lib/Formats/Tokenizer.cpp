@@ -28,6 +28,7 @@
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/xxhash.h"
 
 #include <utf8proc.h>
 
@@ -38,10 +39,27 @@
 using namespace llvm;
 using namespace vindex;
 
+namespace tfb = vindex::fb::tokenizer;
+
 /// The largest token id accepted (16M; real vocabularies have at most a few
 /// hundred thousand), so that a corrupt file cannot make us allocate
 /// gigabytes.
 static constexpr int64_t kMaxTokenId = int64_t(1) << 24;
+
+static StringRef fbStr(const flatbuffers::String *S) {
+  return S ? StringRef(S->data(), S->size()) : StringRef();
+}
+
+/// The hashes of the compiled form's tables (Tokenizer.fbs): stored on disk,
+/// so they must never change (xxh3 is specified, not an implementation
+/// detail).
+static uint64_t flatHash(StringRef Piece) {
+  return xxh3_64bits(arrayRefFromStringRef(Piece));
+}
+static uint64_t flatHash(int32_t L, int32_t R) {
+  uint64_t Key = (uint64_t(uint32_t(L)) << 32) | uint32_t(R);
+  return (Key * 0x9E3779B97F4A7C15ull) >> 20;
+}
 
 //===----------------------------------------------------------------------===//
 // Unicode helpers
@@ -647,8 +665,7 @@ struct BPEModel {
   void deriveByteIds() {
     for (unsigned B = 0; B < 256; ++B) {
       char Piece[] = {'<', '0', 'x', hexdigit(B >> 4), hexdigit(B & 15), '>'};
-      auto It = Vocab.find(StringRef(Piece, sizeof(Piece)));
-      ByteIds[B] = It == Vocab.end() ? -1 : It->second;
+      ByteIds[B] = vocabId(StringRef(Piece, sizeof(Piece))).value_or(-1);
     }
   }
 
@@ -666,9 +683,52 @@ struct BPEModel {
     return It->second;
   }
 
-  const std::pair<int32_t, int32_t> *findMerge(int32_t L, int32_t R) const {
-    auto It = Merges.find({L, R});
-    return It == Merges.end() ? nullptr : &It->second;
+  /// The compiled form's tables, used in place when the tokenizer was
+  /// mapped (fromCompiled); null when it was parsed from JSON.
+  const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>
+      *FlatVocabPieces = nullptr;
+  const flatbuffers::Vector<int32_t> *FlatVocabIds = nullptr;
+  const flatbuffers::Vector<uint32_t> *FlatVocabTable = nullptr;
+  const flatbuffers::Vector<const tfb::Merge *> *FlatMerges = nullptr;
+
+  /// The id of a piece of the model vocabulary.
+  std::optional<int32_t> vocabId(StringRef Piece) const {
+    if (!FlatVocabTable) {
+      auto It = Vocab.find(Piece);
+      if (It == Vocab.end())
+        return std::nullopt;
+      return It->second;
+    }
+    uint32_t Mask = FlatVocabTable->size() - 1;
+    for (uint32_t Slot = uint32_t(flatHash(Piece)) & Mask;;
+         Slot = (Slot + 1) & Mask) {
+      uint32_t Index = FlatVocabTable->Get(Slot);
+      if (!Index)
+        return std::nullopt;
+      const flatbuffers::String *S = FlatVocabPieces->Get(Index - 1);
+      if (StringRef(S->data(), S->size()) == Piece)
+        return FlatVocabIds->Get(Index - 1);
+    }
+  }
+
+  /// The merge of (L, R), as {rank, merged id}.
+  std::optional<std::pair<int32_t, int32_t>> findMerge(int32_t L,
+                                                       int32_t R) const {
+    if (!FlatMerges) {
+      auto It = Merges.find({L, R});
+      if (It == Merges.end())
+        return std::nullopt;
+      return It->second;
+    }
+    uint32_t Mask = FlatMerges->size() - 1;
+    for (uint32_t Slot = uint32_t(flatHash(L, R)) & Mask;;
+         Slot = (Slot + 1) & Mask) {
+      const tfb::Merge *M = FlatMerges->Get(Slot);
+      if (M->left() < 0)
+        return std::nullopt;
+      if (M->left() == L && M->right() == R)
+        return std::pair{M->rank(), M->merged()};
+    }
   }
 
   /// True when no merge can join a character to a following "▁" (U+2581),
@@ -767,7 +827,8 @@ void BPEModel::mergeAll(std::vector<Symbol> &Syms) const {
     S.PairRank = -1;
     if (S.Next < 0)
       return std::nullopt;
-    const auto *M = findMerge(S.Id, Syms[S.Next].Id);
+    std::optional<std::pair<int32_t, int32_t>> M =
+        findMerge(S.Id, Syms[S.Next].Id);
     if (!M)
       return std::nullopt;
     S.PairRank = M->first;
@@ -809,9 +870,8 @@ void BPEModel::encodeWord(StringRef Word, std::vector<int32_t> &Out) const {
   if (Word.empty())
     return;
   if (IgnoreMerges) {
-    auto It = Vocab.find(Word);
-    if (It != Vocab.end()) {
-      Out.push_back(It->second);
+    if (std::optional<int32_t> Id = vocabId(Word)) {
+      Out.push_back(*Id);
       return;
     }
   }
@@ -846,6 +906,10 @@ void BPEModel::encodePart(StringRef Part, std::vector<Symbol> &Syms,
 
 struct Tokenizer::Impl {
   BPEModel Model;
+  /// The compiled form when mapped (fromCompiled), which then supplies the
+  /// vocabulary, the merges and Pieces in place.
+  std::unique_ptr<MemoryBuffer> FlatBuffer;
+  const tfb::Tokenizer *Flat = nullptr;
   /// Id -> vocabulary piece (model vocabulary, overridden by added tokens).
   std::vector<std::string> Pieces;
   std::vector<AddedToken> Added;
@@ -865,6 +929,19 @@ struct Tokenizer::Impl {
   void addVocabEntry(StringRef Piece, int32_t Id);
   /// Records an added token (a new content, Id < kMaxTokenId).
   void addAddedToken(AddedToken Tok);
+
+  /// The piece of an id (model vocabulary overridden by added tokens); ""
+  /// for ids no token has.
+  StringRef pieceOf(int32_t Id) const {
+    if (Id < 0 || size_t(Id) >= numPieces())
+      return {};
+    if (Flat)
+      return fbStr(Flat->pieces_by_id()->Get(Id));
+    return Pieces[Id];
+  }
+  size_t numPieces() const {
+    return Flat ? Flat->pieces_by_id()->size() : Pieces.size();
+  }
 
   const AddedToken *addedById(int32_t Id) const {
     // Guard DenseMap's reserved keys (INT32_MAX, INT32_MIN) too.
@@ -908,9 +985,11 @@ void Tokenizer::Impl::addAddedToken(AddedToken Tok) {
   AddedById[Tok.Id] = Index;
   (Tok.Normalized ? NormalizedTrie : RawTrie)
       .insert(Tok.Normalized ? Tok.DecodeAs : Tok.Content, Index);
-  if (size_t(Tok.Id) >= Pieces.size())
-    Pieces.resize(Tok.Id + 1);
-  Pieces[Tok.Id] = Tok.Content;
+  if (!Flat) { // The compiled pieces_by_id has them already.
+    if (size_t(Tok.Id) >= Pieces.size())
+      Pieces.resize(Tok.Id + 1);
+    Pieces[Tok.Id] = Tok.Content;
+  }
   Added.push_back(std::move(Tok));
 }
 
@@ -1984,8 +2063,8 @@ std::string Tokenizer::decode(ArrayRef<int32_t> Ids, bool SkipSpecial) const {
         Tokens.push_back(Tok->DecodeAs);
       continue;
     }
-    if (Id >= 0 && size_t(Id) < P->Pieces.size() && !P->Pieces[Id].empty())
-      Tokens.push_back(P->Pieces[Id]);
+    if (StringRef Piece = P->pieceOf(Id); !Piece.empty())
+      Tokens.push_back(Piece.str());
   }
   if (!P->HasDecoder)
     return join(Tokens, " ");
@@ -1995,20 +2074,58 @@ std::string Tokenizer::decode(ArrayRef<int32_t> Ids, bool SkipSpecial) const {
 }
 
 StringRef Tokenizer::piece(int32_t Id) const {
-  if (Id < 0 || size_t(Id) >= P->Pieces.size())
-    return {};
-  return P->Pieces[Id];
+  return P->pieceOf(Id);
 }
 
 std::optional<int32_t> Tokenizer::id(StringRef Piece) const {
   if (auto It = P->AddedByContent.find(Piece); It != P->AddedByContent.end())
     return P->Added[It->second].Id;
-  if (auto It = P->Model.Vocab.find(Piece); It != P->Model.Vocab.end())
-    return It->second;
+  if (std::optional<int32_t> Id = P->Model.vocabId(Piece))
+    return Id;
   return std::nullopt;
 }
 
-size_t Tokenizer::vocabSize() const { return P->Pieces.size(); }
+size_t Tokenizer::vocabSize() const { return P->numPieces(); }
+
+Expected<std::vector<int32_t>>
+Tokenizer::idsPastEmbedding(uint64_t Rows, StringRef File) const {
+  auto Fail = [&](const Twine &What, int32_t Id) {
+    return createStringError(
+        inconvertibleErrorCode(),
+        File + ": " + What + " '" + piece(Id) + "' (id " + Twine(Id) +
+            ") is past the model's embedding (" + Twine(Rows) +
+            " rows): text would encode to it");
+  };
+  for (const std::vector<int32_t> *Ids : {&P->Prefix, &P->Suffix})
+    for (int32_t Id : *Ids)
+      if (uint64_t(Id) >= Rows)
+        return Fail("the post-processor's token", Id);
+  std::vector<int32_t> Past;
+  for (size_t Id = Rows; Id < P->numPieces(); ++Id) {
+    if (P->addedById(int32_t(Id))) {
+      Past.push_back(int32_t(Id));
+      continue;
+    }
+    if (!P->pieceOf(int32_t(Id)).empty())
+      return Fail("the vocabulary's token", int32_t(Id));
+  }
+  return Past;
+}
+
+std::string Tokenizer::describeIdsPastEmbedding(ArrayRef<int32_t> Ids,
+                                                uint64_t Rows) const {
+  std::string Names;
+  for (size_t I = 0; I < Ids.size() && I < 4; ++I)
+    Names += (Twine(I ? ", " : "") + piece(Ids[I]) + " = " + Twine(Ids[I]))
+                 .str();
+  if (Ids.size() > 4)
+    Names += ", ...";
+  return (Twine(Ids.size()) + " added token" + (Ids.size() == 1 ? "" : "s") +
+          " past the model's embedding (" + Twine(Rows) + " rows: " + Names +
+          "), accepted as transformers does; text that spells one cannot "
+          "be run")
+      .str();
+}
 
 bool Tokenizer::isSpecial(int32_t Id) const {
   const AddedToken *Tok = P->addedById(Id);
@@ -2036,8 +2153,6 @@ StringRef Tokenizer::splitRegexFamily() const {
 // The enums of Tokenizer.fbs number their values as the structs above do, so
 // the conversions are casts; the static_asserts keep the two in step.
 
-namespace tfb = vindex::fb::tokenizer;
-
 static_assert(uint8_t(tfb::NormalizerKind::NFKD) == NormalizerStep::NFKD);
 static_assert(uint8_t(tfb::PreTokenizerKind::SplitPattern) ==
               PreTokenizerStep::SplitPattern);
@@ -2052,8 +2167,14 @@ static_assert(uint8_t(tfb::Kind::ByteLevelBPE) ==
 
 static constexpr uint32_t kCompiledFormatVersion = 1;
 
+/// The number of slots of a hash table for N keys: a power of two, at most
+/// half full, so that probes stay short and an empty slot ends each one.
+static size_t tableSlots(size_t N) { return PowerOf2Ceil(2 * N + 2); }
+
 std::string Tokenizer::compiled() const {
   const Impl &T = *P;
+  if (T.FlatBuffer) // Mapped from a compiled form: that is the answer.
+    return T.FlatBuffer->getBuffer().str();
   flatbuffers::FlatBufferBuilder B(size_t(16) << 20);
   auto Str = [&](StringRef S) { return B.CreateString(S.data(), S.size()); };
 
@@ -2070,6 +2191,37 @@ std::string Tokenizer::compiled() const {
     VocabPieces.push_back(Str(Piece));
     VocabIds.push_back(Id);
   }
+  std::vector<uint32_t> VocabTable(tableSlots(Sorted.size()), 0);
+  for (size_t I = 0; I < Sorted.size(); ++I) {
+    size_t Mask = VocabTable.size() - 1;
+    size_t Slot = uint32_t(flatHash(Sorted[I].second)) & Mask;
+    while (VocabTable[Slot])
+      Slot = (Slot + 1) & Mask;
+    VocabTable[Slot] = uint32_t(I + 1);
+  }
+  // pieces_by_id shares the vocabulary's strings where they are the same.
+  std::vector<flatbuffers::Offset<flatbuffers::String>> PiecesById(
+      T.Pieces.size());
+  std::vector<bool> Shared(T.Pieces.size());
+  for (size_t I = 0; I < Sorted.size(); ++I)
+    if (T.Pieces[Sorted[I].first] == Sorted[I].second) {
+      PiecesById[Sorted[I].first] = VocabPieces[I];
+      Shared[Sorted[I].first] = true;
+    }
+  flatbuffers::Offset<flatbuffers::String> Empty = Str("");
+  for (size_t Id = 0; Id < T.Pieces.size(); ++Id)
+    if (!Shared[Id])
+      PiecesById[Id] = T.Pieces[Id].empty() ? Empty : Str(T.Pieces[Id]);
+  std::vector<tfb::CharId> CharIds;
+  for (uint32_t CP = 0; CP < 128; ++CP)
+    if (T.Model.AsciiIds[CP] >= 0)
+      CharIds.emplace_back(CP, T.Model.AsciiIds[CP]);
+  for (const auto &[CP, Id] : T.Model.CharIds)
+    CharIds.emplace_back(CP, Id);
+  llvm::sort(CharIds, [](const tfb::CharId &A, const tfb::CharId &Bc) {
+    return A.code_point() < Bc.code_point();
+  });
+  // Inserted by rank, so that the table's bytes depend only on the merges.
   std::vector<tfb::Merge> Merges;
   Merges.reserve(T.Model.Merges.size());
   for (const auto &[Pair, RankMerged] : T.Model.Merges)
@@ -2078,6 +2230,15 @@ std::string Tokenizer::compiled() const {
   llvm::sort(Merges, [](const tfb::Merge &A, const tfb::Merge &Bm) {
     return A.rank() < Bm.rank();
   });
+  std::vector<tfb::Merge> MergeTable(tableSlots(Merges.size()),
+                                     tfb::Merge(-1, -1, -1, -1));
+  for (const tfb::Merge &M : Merges) {
+    size_t Mask = MergeTable.size() - 1;
+    size_t Slot = uint32_t(flatHash(M.left(), M.right())) & Mask;
+    while (MergeTable[Slot].left() >= 0)
+      Slot = (Slot + 1) & Mask;
+    MergeTable[Slot] = M;
+  }
 
   std::vector<flatbuffers::Offset<tfb::AddedToken>> Added;
   for (const AddedToken &A : T.Added)
@@ -2105,7 +2266,9 @@ std::string Tokenizer::compiled() const {
   auto Root = tfb::CreateTokenizer(
       B, kCompiledFormatVersion, tfb::Kind(T.TheKind),
       B.CreateVector(VocabPieces), B.CreateVector(VocabIds),
-      B.CreateVectorOfStructs(Merges), T.Model.UnkId.value_or(-1),
+      B.CreateVector(VocabTable), B.CreateVector(PiecesById),
+      B.CreateVectorOfStructs(CharIds), B.CreateVectorOfStructs(MergeTable),
+      T.Model.UnkId.value_or(-1),
       T.Model.FuseUnk, T.Model.ByteFallback, T.Model.IgnoreMerges,
       T.Model.CutBeforeMetaspace, B.CreateVector(Added),
       B.CreateVector(Normalizers), B.CreateVector(PreTokenizers),
@@ -2124,9 +2287,6 @@ Expected<std::string> Tokenizer::compile(StringRef JsonText,
   return T->compiled();
 }
 
-static StringRef fbStr(const flatbuffers::String *S) {
-  return S ? StringRef(S->data(), S->size()) : StringRef();
-}
 
 namespace {
 /// Rebuilds a Tokenizer::Impl from the compiled form, checking what the
@@ -2155,27 +2315,58 @@ Error CompiledLoader::load(const tfb::Tokenizer &R) {
     return fail("unknown tokenizer kind");
   T.TheKind = Tokenizer::Kind(R.kind());
 
+  // The tables are used in place; what encoding relies on is checked
+  // here: sizes, a free slot in each hash table, ids in range.
   const auto *Pieces = R.vocab_pieces();
   const auto *Ids = R.vocab_ids();
-  if (!Pieces || !Ids || Pieces->size() != Ids->size())
-    return fail("the vocabulary's pieces and ids differ in number");
-  T.Model.Vocab = StringMap<int32_t>(Pieces->size());
-  for (unsigned I = 0; I < Pieces->size(); ++I) {
-    int32_t Id = Ids->Get(I);
+  const auto *Table = R.vocab_table();
+  const auto *ById = R.pieces_by_id();
+  const auto *Merges = R.merge_table();
+  const auto *Chars = R.char_ids();
+  if (!Pieces || !Ids || !Table || !ById || !Merges || !Chars ||
+      Pieces->size() != Ids->size() || ById->size() > kMaxTokenId)
+    return fail("the vocabulary's tables are missing or differ in size");
+  auto IsTable = [](size_t Slots, size_t Used) {
+    return isPowerOf2_64(Slots) && Used < Slots;
+  };
+  if (!IsTable(Table->size(), Pieces->size()) ||
+      !IsTable(Merges->size(), 0))
+    return fail("a hash table has no free slot");
+  for (int32_t Id : *Ids)
     if (!validId(Id))
       return fail("vocabulary id " + Twine(Id) + " is not a valid id");
-    T.addVocabEntry(fbStr(Pieces->Get(I)), Id);
+  bool Free = false;
+  for (uint32_t Index : *Table) {
+    if (Index > Pieces->size())
+      return fail("the vocabulary table holds an invalid index");
+    Free |= Index == 0;
+  }
+  bool FreeMerge = false;
+  for (const tfb::Merge *M : *Merges) {
+    if (M->left() < 0) {
+      FreeMerge = true;
+      continue;
+    }
+    if (!validId(M->right()) || !validId(M->merged()) || M->rank() < 0 ||
+        !validId(M->left()))
+      return fail("a merge holds an invalid id or rank");
+  }
+  if (!Free || !FreeMerge)
+    return fail("a hash table has no free slot");
+  T.Model.FlatVocabPieces = Pieces;
+  T.Model.FlatVocabIds = Ids;
+  T.Model.FlatVocabTable = Table;
+  T.Model.FlatMerges = Merges;
+  T.Model.CharIds.reserve(Chars->size());
+  for (const tfb::CharId *C : *Chars) {
+    if (!validId(C->id()) || C->code_point() > 0x10FFFF)
+      return fail("character id " + Twine(C->id()) + " is not a valid id");
+    if (C->code_point() < 128)
+      T.Model.AsciiIds[C->code_point()] = C->id();
+    else
+      T.Model.CharIds[C->code_point()] = C->id();
   }
   T.Model.deriveByteIds();
-  if (const auto *Merges = R.merges()) {
-    T.Model.Merges.reserve(Merges->size());
-    for (const tfb::Merge *M : *Merges) {
-      if (!validId(M->left()) || !validId(M->right()) ||
-          !validId(M->merged()) || M->rank() < 0)
-        return fail("a merge holds an invalid id or rank");
-      T.Model.Merges[{M->left(), M->right()}] = {M->rank(), M->merged()};
-    }
-  }
   if (R.unk_id() >= 0) {
     if (!validId(R.unk_id()))
       return fail("unk id " + Twine(R.unk_id()) + " is not a valid id");
@@ -2277,7 +2468,9 @@ Tokenizer::fromCompiled(std::unique_ptr<MemoryBuffer> Buffer,
     return createStringError(inconvertibleErrorCode(),
                              FileName + ": not a compiled tokenizer");
   auto I = std::make_unique<Impl>();
-  if (Error E = CompiledLoader(FileName, *I).load(*tfb::GetTokenizer(Data)))
+  I->Flat = tfb::GetTokenizer(Data);
+  if (Error E = CompiledLoader(FileName, *I).load(*I->Flat))
     return E;
+  I->FlatBuffer = std::move(Buffer);
   return Tokenizer(std::move(I));
 }

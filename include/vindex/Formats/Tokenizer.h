@@ -44,6 +44,11 @@ namespace vindex {
 /// pattern.Regex): Family is "gpt2", "llama3" or "qwen2"; empty otherwise.
 llvm::StringRef byteLevelSplitPattern(llvm::StringRef Family);
 
+/// The compiled tokenizer's file in a V-index, beside tokenizer.json (which
+/// is kept: compile writes the tokenizer from it).
+inline constexpr llvm::StringLiteral kCompiledTokenizerFileName =
+    "tokenizer.vfb";
+
 class Tokenizer {
 public:
   enum class Kind { SentencePieceBPE, ByteLevelBPE };
@@ -95,6 +100,20 @@ public:
   /// One more than the largest id of the model vocabulary and added tokens,
   /// i.e. the number of embedding rows the ids can address.
   size_t vocabSize() const;
+  /// How the tokenizer meets an embedding of \p Rows rows, as transformers
+  /// takes it: ids at or past Rows may only be added tokens (Gemma 3 ships
+  /// <image_soft_token> at 262,144 with 262,144-row checkpoints), which text
+  /// reaches only by spelling them, and encoding such text is refused by
+  /// the caller that holds the embedding (naming the token). Returns those
+  /// ids, ascending, for a warning; an Error naming \p File and the first
+  /// model-vocabulary or post-processor id past the embedding. The one check
+  /// of tokenizer against embedding, at decompose, compile and open alike.
+  llvm::Expected<std::vector<int32_t>>
+  idsPastEmbedding(uint64_t Rows, llvm::StringRef File) const;
+  /// The warning for idsPastEmbedding's ids: how many, and which.
+  std::string describeIdsPastEmbedding(llvm::ArrayRef<int32_t> Ids,
+                                       uint64_t Rows) const;
+
   /// True for added tokens marked `"special": true`.
   bool isSpecial(int32_t Id) const;
   /// The single special token the post_processor puts before the sequence,

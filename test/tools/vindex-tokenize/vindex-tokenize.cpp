@@ -13,6 +13,7 @@
 // loading are checked against the reference.
 //
 //   vindex-tokenize [--compiled] tokenizer.json corpus.json
+//   vindex-tokenize tokenizer.vfb corpus.json
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Formats/Tokenizer.h"
@@ -38,6 +39,14 @@ static cl::opt<bool>
              cl::cat(toolOptions()));
 
 static Expected<Tokenizer> loadTokenizer() {
+  if (StringRef(TokenizerPath).ends_with(".vfb")) { // Already compiled.
+    ErrorOr<std::unique_ptr<MemoryBuffer>> Bytes = MemoryBuffer::getFile(
+        TokenizerPath, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+    if (!Bytes)
+      return createStringError(Bytes.getError(),
+                               TokenizerPath + ": cannot read");
+    return Tokenizer::fromCompiled(std::move(*Bytes), TokenizerPath);
+  }
   if (!Compiled)
     return Tokenizer::fromFile(TokenizerPath);
   ErrorOr<std::unique_ptr<MemoryBuffer>> Text =
