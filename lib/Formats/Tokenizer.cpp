@@ -557,7 +557,7 @@ struct NormalizerStep {
 };
 
 struct PreTokenizerStep {
-  enum KindTy { Metaspace, ByteLevel, SplitLiteral, SplitPattern } Kind;
+  enum KindTy { Metaspace, ByteLevel, SplitLiteral, SplitPattern, Digits } Kind;
   std::string Literal; // Metaspace replacement or Split string pattern.
   PrependScheme Scheme = PrependScheme::Always;     // Metaspace.
   bool MetaspaceSplit = true;                       // Metaspace.
@@ -1222,6 +1222,18 @@ void Tokenizer::Impl::applyPreTokenizer(const PreTokenizerStep &Step,
     Emit(Text, Spans, Step.Behavior, false);
     return;
   }
+  case PreTokenizerStep::Digits:
+    // Each numeric character (Rust's char::is_numeric: \p{N}) is a match;
+    // Behavior is Isolated (individual_digits) or Contiguous.
+    Text = std::move(Seg.Text);
+    Emit(Text,
+         findSpans(Text,
+                   [&](size_t I) -> size_t {
+                     Utf8Char C = decodeChar(Text, I);
+                     return isNumber(C.CP) ? I + C.Len : 0;
+                   }),
+         Step.Behavior, false);
+    return;
   }
 }
 
@@ -1717,6 +1729,13 @@ Error Loader::parsePreTokenizer(const json::Value &V, const std::string &Path) {
     Step.Literal = *Replacement;
     Step.Scheme = *Scheme;
     Step.MetaspaceSplit = *Split;
+  } else if (*Type == "Digits") {
+    Expected<bool> Individual = getBool(**O, "individual_digits", Path, false);
+    if (!Individual)
+      return Individual.takeError();
+    Step.Kind = PreTokenizerStep::Digits;
+    Step.Behavior =
+        *Individual ? SplitBehavior::Isolated : SplitBehavior::Contiguous;
   } else if (*Type == "ByteLevel") {
     Expected<bool> AddPrefixSpace =
         getBool(**O, "add_prefix_space", Path, true);
@@ -1730,7 +1749,8 @@ Error Loader::parsePreTokenizer(const json::Value &V, const std::string &Path) {
     Step.UseRegex = *UseRegex;
     T.TheKind = Tokenizer::Kind::ByteLevelBPE;
   } else {
-    return unsupported(Path, *Type, "Metaspace, ByteLevel, Split, Sequence");
+    return unsupported(Path, *Type,
+                       "Metaspace, ByteLevel, Split, Digits, Sequence");
   }
   T.PreTokenizers.push_back(std::move(Step));
   return Error::success();
@@ -2154,8 +2174,8 @@ StringRef Tokenizer::splitRegexFamily() const {
 // the conversions are casts; the static_asserts keep the two in step.
 
 static_assert(uint8_t(tfb::NormalizerKind::NFKD) == NormalizerStep::NFKD);
-static_assert(uint8_t(tfb::PreTokenizerKind::SplitPattern) ==
-              PreTokenizerStep::SplitPattern);
+static_assert(uint8_t(tfb::PreTokenizerKind::Digits) ==
+              PreTokenizerStep::Digits);
 static_assert(uint8_t(tfb::DecoderKind::ByteLevel) == DecoderStep::ByteLevel);
 static_assert(uint8_t(tfb::PrependScheme::Never) ==
               uint8_t(PrependScheme::Never));

@@ -352,7 +352,7 @@ TEST(TokenizerErrors, UnsupportedComponentsAreNamed) {
       "Sequence)");
   EXPECT_EQ(loadError(With(R"("pre_tokenizer": {"type": "Whitespace"})")),
             "tokenizer.json: pre_tokenizer.type 'Whitespace' is not supported "
-            "(supported: Metaspace, ByteLevel, Split, Sequence)");
+            "(supported: Metaspace, ByteLevel, Split, Digits, Sequence)");
   EXPECT_EQ(loadError(With(R"("decoder": {"type": "WordPiece"})")),
             "tokenizer.json: decoder.type 'WordPiece' is not supported "
             "(supported: Replace, ByteFallback, Fuse, Strip, Metaspace, "
@@ -491,6 +491,26 @@ TEST(ByteFallback, EveryByteHasItsPiece) {
   EXPECT_EQ(T->encode(StringRef("a\0\na", 4), false),
             (std::vector<int32_t>{4, 1, 2, 4}));
   EXPECT_EQ(T->encode("b", false), (std::vector<int32_t>{0}));
+}
+
+/// The Digits pre-tokenizer (SmolLM's), as Hugging Face splits with it:
+/// numeric characters (\p{N}, here also U+0663 ARABIC-INDIC THREE) one by
+/// one, or in runs.
+TEST(PreTokenizers, Digits) {
+  auto Pieces = [](StringRef Individual, StringRef Text) {
+    std::optional<Tokenizer> T = loadText(
+        ("{\"pre_tokenizer\": {\"type\": \"Digits\", "
+         "\"individual_digits\": " + Individual + "}, " +
+         Twine(MinimalModel) + "}")
+            .str());
+    return T ? T->preTokenize(Text) : std::vector<std::string>{};
+  };
+  EXPECT_EQ(Pieces("true", "Call 123 \xD9\xA3" "4x"),
+            (std::vector<std::string>{"Call ", "1", "2", "3", " ",
+                                      "\xD9\xA3", "4", "x"}));
+  EXPECT_EQ(Pieces("false", "Call 123 \xD9\xA3" "4x"),
+            (std::vector<std::string>{"Call ", "123", " ", "\xD9\xA3" "4",
+                                      "x"}));
 }
 
 /// The four normalization forms. Goldens from the Unicode standard's own
