@@ -9,15 +9,15 @@ npm packages utils/npm-packages.sh installs, $VINDEX_NPM_DIR) with a
 262,145-row embedding (so that older builds, which refused 262,144 rows,
 accept it), decomposes it with each build's vindex-decompose and times
 larql-opt running `SHOW MODEL` and a one-statement INFER of a short prompt:
-the minimum and median wall time of N runs (default 5), and the peak RSS of
-the last run. BEFORE_BIN is an older build's bin directory (e.g. the main
+the minimum and median wall time of N runs (default 5) and the peak RSS;
+and the tokenizer's load alone (test/tools/vindex-tokenize on an empty
+corpus) from tokenizer.vfb and from tokenizer.json. BEFORE_BIN is an older build's bin directory (e.g. the main
 checkout's, without the compiled tokenizer); "fallback" is this build on the
 same V-index with tokenizer.vfb dropped from its manifest listing, i.e. an
 old V-index opened by the new build (tokenizer.json parsed).
 """
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -35,15 +35,18 @@ STATEMENTS = {"show_model": "SHOW MODEL",
 
 
 def timed(cmd, runs):
-    walls = []
+    walls, rss = [], 0
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(p.pid, 0)
         walls.append(time.perf_counter() - start)
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if status:
+            sys.exit(f"failed: {cmd}")
+        rss = max(rss, usage.ru_maxrss)
     return {"min_ms": round(1000 * min(walls), 1),
             "median_ms": round(1000 * statistics.median(walls), 1),
-            "children_peak_rss_kb": rss}
+            "peak_rss_kb": rss}
 
 
 def measure(bin_dir, vindex, runs):
@@ -73,6 +76,15 @@ def main(argv):
         subprocess.run([os.path.join(after_bin, "vindex-decompose"), ckpt, "-o", after],
                        check=True, stderr=subprocess.DEVNULL)
         result["after"] = measure(after_bin, after, runs)
+        # The tokenizer's own load, through the test tool (an empty corpus).
+        tool = os.path.join(after_bin, "vindex-tokenize")
+        if os.path.exists(tool):
+            empty = os.path.join(tmp, "empty.json")
+            with open(empty, "w") as f:
+                f.write("[]")
+            result["tokenizer_load_only"] = {
+                name: timed([tool, os.path.join(after, name), empty], runs)
+                for name in ("tokenizer.vfb", "tokenizer.json")}
         # The same V-index with the compiled tokenizer unlisted: an old
         # V-index opened by this build.
         fallback = os.path.join(tmp, "fallback.vindex")

@@ -12,13 +12,21 @@
 ///  * SentencePiece-style BPE (Gemma, Llama 2, Mistral): Prepend/Replace
 ///    normalizers or a Metaspace pre-tokenizer, byte fallback to `<0xNN>`
 ///    pieces, decoder Replace/ByteFallback/Fuse/Strip or Metaspace.
-///  * GPT-2 byte-level BPE (GPT-2, Llama 3): ByteLevel pre-tokenizer and
-///    decoder, optionally behind a `Split` with one of the well-known GPT-2,
-///    Llama-3 or Qwen-2 regexes (implemented as hand-written scanners).
+///  * GPT-2 byte-level BPE (GPT-2, Llama 3, Qwen): ByteLevel pre-tokenizer
+///    and decoder, optionally behind a `Split` with one of the well-known
+///    GPT-2, Llama-3 or Qwen-2 regexes (implemented as hand-written
+///    scanners) or a `Digits` pre-tokenizer.
+/// Normalizers include the Unicode forms NFC, NFD, NFKC and NFKD. Unicode
+/// data (normalization, the regexes' letter/number/space classes) comes
+/// from utf8proc (docs/tokenizers.md).
 ///
 /// Anything else (other model types, normalizers, pre-tokenizers, decoders or
 /// post-processors, unknown regexes) is rejected at load time with an
 /// llvm::Error that names the file and the component.
+///
+/// A tokenizer is loaded from tokenizer.json or from its compiled form
+/// (compiled(), Tokenizer.fbs), which a V-index keeps as tokenizer.vfb and
+/// which is used in place from the mapped file.
 ///
 //===----------------------------------------------------------------------===//
 
