@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages Vindex needs. Idempotent: when everything
-# is present it only checks (well under a second) and installs nothing.
+# Installs the Debian 12 packages Vindex needs, then the pinned npm packages
+# of the tokenizer conformance suite (utils/npm-packages.sh). Idempotent: when
+# everything is present it only checks (well under a second) and installs
+# nothing.
 set -euo pipefail
 
 PACKAGES=(
@@ -8,9 +10,17 @@ PACKAGES=(
   llvm-19-dev llvm-19-tools libmlir-19-dev mlir-19-tools
   libflatbuffers-dev flatbuffers-compiler
   libzstd-dev zstd libssl-dev
+  pkg-config libutf8proc-dev
   libgtest-dev libbenchmark-dev
   clang-19 libclang-rt-19-dev
 )
+
+# Node and npm run the tokenizer conformance suite: Debian's, unless the
+# machine already has both (e.g. NodeSource's nodejs, which conflicts with
+# Debian's npm).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -21,7 +31,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#PACKAGES[@]} packages present"
-  exit 0
+  exec "$(dirname "$0")/npm-packages.sh"
 fi
 
 SUDO=""
@@ -29,3 +39,4 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 echo "setup: installing ${missing[*]}"
 $SUDO apt-get update -q
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+exec "$(dirname "$0")/npm-packages.sh"

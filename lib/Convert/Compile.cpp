@@ -10,6 +10,7 @@
 
 #include "vindex/Formats/Architecture.h"
 #include "vindex/Formats/Checkpoint.h"
+#include "vindex/Formats/Tokenizer.h"
 #include "vindex/Formats/ModelConfig.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
@@ -207,6 +208,10 @@ Error copyAuxFiles(const TensorView &View, const AtomicDirectory &Out) {
   const Vindex &V = View.base();
   const ModelConfig &Cfg = V.config();
   for (const AuxFileRecord &F : V.manifest().Files) {
+    // The compiled tokenizer is the V-index's own; a checkpoint has
+    // tokenizer.json.
+    if (F.Name == kCompiledTokenizerFileName)
+      continue;
     Expected<std::unique_ptr<MemoryBuffer>> Buf = V.readAuxFile(F.Name);
     if (!Buf)
       return Buf.takeError();

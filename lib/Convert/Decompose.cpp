@@ -10,6 +10,8 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Convert/Decompose.h"
 
+#include "CompiledTokenizer.h"
+
 #include "vindex/Formats/Checkpoint.h"
 #include "vindex/Store/Checks.h"
 #include "vindex/Store/Codec.h"
@@ -223,6 +225,10 @@ Error Decomposer::copyAuxFiles() {
       return E;
     AuxFiles.push_back(
         {Name.str(), Bytes.size(), checksum(arrayRefFromStringRef(Bytes))});
+    if (Name == "tokenizer.json")
+      if (Error E = addCompiledTokenizer(Bytes, F, C.config().VocabSize, Out,
+                                         AuxFiles))
+        return E;
   }
   return Error::success();
 }

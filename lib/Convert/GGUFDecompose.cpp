@@ -13,6 +13,7 @@
 #include "vindex/Convert/Decompose.h"
 
 #include "GGUFTensorNames.h"
+#include "CompiledTokenizer.h"
 #include "GGUFTokenizer.h"
 
 #include "vindex/Formats/GGUF.h"
@@ -556,6 +557,10 @@ Error GGUFDecomposer::run() {
     M.Files.push_back(
         {Name.str(), Bytes.size(), checksum(arrayRefFromStringRef(Bytes))});
   }
+  if (Error E = addCompiledTokenizer(*TokText,
+                                     (G.path() + " (tokenizer.json)").str(),
+                                     M.Config.VocabSize, Out, M.Files))
+    return E;
   M.Provenance = {
       "vindex-decompose", toolVersion().str(), Opts.CommandLine, {Source}};
   return writeFileAtomically(Out.file(kManifestFileName), serializeManifest(M));

@@ -133,11 +133,11 @@ Expected<std::vector<GGUFKV>> ggufTokenizerKVs(StringRef Text, StringRef File,
   const json::Object *Model = Top.getObject("model");
   if (!Model || Model->getString("type") != "BPE")
     return fileError(File, "only BPE tokenizers can be written to GGUF");
-  if (Tok->vocabSize() > NVocab)
-    return fileError(File,
-                     "the tokenizer has {0} ids but the embedding only "
-                     "{1} rows",
-                     Tok->vocabSize(), NVocab);
+  // Added tokens past the embedding are left out (as transformers runs
+  // such pairs); anything else past it is an error.
+  if (Expected<std::vector<int32_t>> Past = Tok->idsPastEmbedding(NVocab, File);
+      !Past)
+    return Past.takeError();
   bool SPM = Tok->kind() == Tokenizer::Kind::SentencePieceBPE;
 
   std::vector<GGUFKV> KVs;

@@ -19,6 +19,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "vindex/Formats/Tokenizer.h"
+#include "vindex/Formats/Tokenizer_generated.h"
 
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/STLFunctionalExtras.h"
@@ -27,18 +28,38 @@
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
-#include "llvm/Support/UnicodeCharRanges.h"
+#include "llvm/Support/xxhash.h"
+
+#include <utf8proc.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
 
 using namespace llvm;
 using namespace vindex;
 
+namespace tfb = vindex::fb::tokenizer;
+
 /// The largest token id accepted (16M; real vocabularies have at most a few
 /// hundred thousand), so that a corrupt file cannot make us allocate
 /// gigabytes.
 static constexpr int64_t kMaxTokenId = int64_t(1) << 24;
+
+static StringRef fbStr(const flatbuffers::String *S) {
+  return S ? StringRef(S->data(), S->size()) : StringRef();
+}
+
+/// The hashes of the compiled form's tables (Tokenizer.fbs): stored on disk,
+/// so they must never change (xxh3 is specified, not an implementation
+/// detail).
+static uint64_t flatHash(StringRef Piece) {
+  return xxh3_64bits(arrayRefFromStringRef(Piece));
+}
+static uint64_t flatHash(int32_t L, int32_t R) {
+  uint64_t Key = (uint64_t(uint32_t(L)) << 32) | uint32_t(R);
+  return (Key * 0x9E3779B97F4A7C15ull) >> 20;
+}
 
 //===----------------------------------------------------------------------===//
 // Unicode helpers
@@ -140,301 +161,40 @@ static std::string toValidUTF8(StringRef S) {
   return Out;
 }
 
+/// The general category of a code point, from utf8proc (whose Unicode
+/// version utf8proc_unicode_version() reports; docs/tokenizers.md).
+static utf8proc_category_t category(uint32_t CP) {
+  return utf8proc_category(utf8proc_int32_t(CP));
+}
+
 /// The Unicode White_Space property: what `\s` means in the Oniguruma and
 /// Rust regexes that Hugging Face uses, and what Rust's char::is_whitespace
-/// tests for lstrip/rstrip.
+/// tests for lstrip/rstrip. By its definition in PropList.txt it is the
+/// separators (Zs, Zl, Zp) plus the controls TAB..CR and NEL.
 static bool isWhitespace(uint32_t CP) {
   if (CP < 0x80)
     return (CP >= 0x09 && CP <= 0x0D) || CP == 0x20;
-  return CP == 0x85 || CP == 0xA0 || CP == 0x1680 ||
-         (CP >= 0x2000 && CP <= 0x200A) || CP == 0x2028 || CP == 0x2029 ||
-         CP == 0x202F || CP == 0x205F || CP == 0x3000;
+  if (CP == 0x85)
+    return true;
+  utf8proc_category_t C = category(CP);
+  return C == UTF8PROC_CATEGORY_ZS || C == UTF8PROC_CATEGORY_ZL ||
+         C == UTF8PROC_CATEGORY_ZP;
 }
 
-// General categories L (Lu Ll Lt Lm Lo) and N (Nd Nl No) of Unicode 14.0, the
-// version of the Oniguruma library behind Hugging Face's regexes. Generated
-// with Python's unicodedata (unidata_version 14.0.0); see NOTES.md.
-static const llvm::sys::UnicodeCharRange LetterRanges[] = {
-    {0x0041, 0x005A},   {0x0061, 0x007A},   {0x00AA, 0x00AA},
-    {0x00B5, 0x00B5},   {0x00BA, 0x00BA},   {0x00C0, 0x00D6},
-    {0x00D8, 0x00F6},   {0x00F8, 0x02C1},   {0x02C6, 0x02D1},
-    {0x02E0, 0x02E4},   {0x02EC, 0x02EC},   {0x02EE, 0x02EE},
-    {0x0370, 0x0374},   {0x0376, 0x0377},   {0x037A, 0x037D},
-    {0x037F, 0x037F},   {0x0386, 0x0386},   {0x0388, 0x038A},
-    {0x038C, 0x038C},   {0x038E, 0x03A1},   {0x03A3, 0x03F5},
-    {0x03F7, 0x0481},   {0x048A, 0x052F},   {0x0531, 0x0556},
-    {0x0559, 0x0559},   {0x0560, 0x0588},   {0x05D0, 0x05EA},
-    {0x05EF, 0x05F2},   {0x0620, 0x064A},   {0x066E, 0x066F},
-    {0x0671, 0x06D3},   {0x06D5, 0x06D5},   {0x06E5, 0x06E6},
-    {0x06EE, 0x06EF},   {0x06FA, 0x06FC},   {0x06FF, 0x06FF},
-    {0x0710, 0x0710},   {0x0712, 0x072F},   {0x074D, 0x07A5},
-    {0x07B1, 0x07B1},   {0x07CA, 0x07EA},   {0x07F4, 0x07F5},
-    {0x07FA, 0x07FA},   {0x0800, 0x0815},   {0x081A, 0x081A},
-    {0x0824, 0x0824},   {0x0828, 0x0828},   {0x0840, 0x0858},
-    {0x0860, 0x086A},   {0x0870, 0x0887},   {0x0889, 0x088E},
-    {0x08A0, 0x08C9},   {0x0904, 0x0939},   {0x093D, 0x093D},
-    {0x0950, 0x0950},   {0x0958, 0x0961},   {0x0971, 0x0980},
-    {0x0985, 0x098C},   {0x098F, 0x0990},   {0x0993, 0x09A8},
-    {0x09AA, 0x09B0},   {0x09B2, 0x09B2},   {0x09B6, 0x09B9},
-    {0x09BD, 0x09BD},   {0x09CE, 0x09CE},   {0x09DC, 0x09DD},
-    {0x09DF, 0x09E1},   {0x09F0, 0x09F1},   {0x09FC, 0x09FC},
-    {0x0A05, 0x0A0A},   {0x0A0F, 0x0A10},   {0x0A13, 0x0A28},
-    {0x0A2A, 0x0A30},   {0x0A32, 0x0A33},   {0x0A35, 0x0A36},
-    {0x0A38, 0x0A39},   {0x0A59, 0x0A5C},   {0x0A5E, 0x0A5E},
-    {0x0A72, 0x0A74},   {0x0A85, 0x0A8D},   {0x0A8F, 0x0A91},
-    {0x0A93, 0x0AA8},   {0x0AAA, 0x0AB0},   {0x0AB2, 0x0AB3},
-    {0x0AB5, 0x0AB9},   {0x0ABD, 0x0ABD},   {0x0AD0, 0x0AD0},
-    {0x0AE0, 0x0AE1},   {0x0AF9, 0x0AF9},   {0x0B05, 0x0B0C},
-    {0x0B0F, 0x0B10},   {0x0B13, 0x0B28},   {0x0B2A, 0x0B30},
-    {0x0B32, 0x0B33},   {0x0B35, 0x0B39},   {0x0B3D, 0x0B3D},
-    {0x0B5C, 0x0B5D},   {0x0B5F, 0x0B61},   {0x0B71, 0x0B71},
-    {0x0B83, 0x0B83},   {0x0B85, 0x0B8A},   {0x0B8E, 0x0B90},
-    {0x0B92, 0x0B95},   {0x0B99, 0x0B9A},   {0x0B9C, 0x0B9C},
-    {0x0B9E, 0x0B9F},   {0x0BA3, 0x0BA4},   {0x0BA8, 0x0BAA},
-    {0x0BAE, 0x0BB9},   {0x0BD0, 0x0BD0},   {0x0C05, 0x0C0C},
-    {0x0C0E, 0x0C10},   {0x0C12, 0x0C28},   {0x0C2A, 0x0C39},
-    {0x0C3D, 0x0C3D},   {0x0C58, 0x0C5A},   {0x0C5D, 0x0C5D},
-    {0x0C60, 0x0C61},   {0x0C80, 0x0C80},   {0x0C85, 0x0C8C},
-    {0x0C8E, 0x0C90},   {0x0C92, 0x0CA8},   {0x0CAA, 0x0CB3},
-    {0x0CB5, 0x0CB9},   {0x0CBD, 0x0CBD},   {0x0CDD, 0x0CDE},
-    {0x0CE0, 0x0CE1},   {0x0CF1, 0x0CF2},   {0x0D04, 0x0D0C},
-    {0x0D0E, 0x0D10},   {0x0D12, 0x0D3A},   {0x0D3D, 0x0D3D},
-    {0x0D4E, 0x0D4E},   {0x0D54, 0x0D56},   {0x0D5F, 0x0D61},
-    {0x0D7A, 0x0D7F},   {0x0D85, 0x0D96},   {0x0D9A, 0x0DB1},
-    {0x0DB3, 0x0DBB},   {0x0DBD, 0x0DBD},   {0x0DC0, 0x0DC6},
-    {0x0E01, 0x0E30},   {0x0E32, 0x0E33},   {0x0E40, 0x0E46},
-    {0x0E81, 0x0E82},   {0x0E84, 0x0E84},   {0x0E86, 0x0E8A},
-    {0x0E8C, 0x0EA3},   {0x0EA5, 0x0EA5},   {0x0EA7, 0x0EB0},
-    {0x0EB2, 0x0EB3},   {0x0EBD, 0x0EBD},   {0x0EC0, 0x0EC4},
-    {0x0EC6, 0x0EC6},   {0x0EDC, 0x0EDF},   {0x0F00, 0x0F00},
-    {0x0F40, 0x0F47},   {0x0F49, 0x0F6C},   {0x0F88, 0x0F8C},
-    {0x1000, 0x102A},   {0x103F, 0x103F},   {0x1050, 0x1055},
-    {0x105A, 0x105D},   {0x1061, 0x1061},   {0x1065, 0x1066},
-    {0x106E, 0x1070},   {0x1075, 0x1081},   {0x108E, 0x108E},
-    {0x10A0, 0x10C5},   {0x10C7, 0x10C7},   {0x10CD, 0x10CD},
-    {0x10D0, 0x10FA},   {0x10FC, 0x1248},   {0x124A, 0x124D},
-    {0x1250, 0x1256},   {0x1258, 0x1258},   {0x125A, 0x125D},
-    {0x1260, 0x1288},   {0x128A, 0x128D},   {0x1290, 0x12B0},
-    {0x12B2, 0x12B5},   {0x12B8, 0x12BE},   {0x12C0, 0x12C0},
-    {0x12C2, 0x12C5},   {0x12C8, 0x12D6},   {0x12D8, 0x1310},
-    {0x1312, 0x1315},   {0x1318, 0x135A},   {0x1380, 0x138F},
-    {0x13A0, 0x13F5},   {0x13F8, 0x13FD},   {0x1401, 0x166C},
-    {0x166F, 0x167F},   {0x1681, 0x169A},   {0x16A0, 0x16EA},
-    {0x16F1, 0x16F8},   {0x1700, 0x1711},   {0x171F, 0x1731},
-    {0x1740, 0x1751},   {0x1760, 0x176C},   {0x176E, 0x1770},
-    {0x1780, 0x17B3},   {0x17D7, 0x17D7},   {0x17DC, 0x17DC},
-    {0x1820, 0x1878},   {0x1880, 0x1884},   {0x1887, 0x18A8},
-    {0x18AA, 0x18AA},   {0x18B0, 0x18F5},   {0x1900, 0x191E},
-    {0x1950, 0x196D},   {0x1970, 0x1974},   {0x1980, 0x19AB},
-    {0x19B0, 0x19C9},   {0x1A00, 0x1A16},   {0x1A20, 0x1A54},
-    {0x1AA7, 0x1AA7},   {0x1B05, 0x1B33},   {0x1B45, 0x1B4C},
-    {0x1B83, 0x1BA0},   {0x1BAE, 0x1BAF},   {0x1BBA, 0x1BE5},
-    {0x1C00, 0x1C23},   {0x1C4D, 0x1C4F},   {0x1C5A, 0x1C7D},
-    {0x1C80, 0x1C88},   {0x1C90, 0x1CBA},   {0x1CBD, 0x1CBF},
-    {0x1CE9, 0x1CEC},   {0x1CEE, 0x1CF3},   {0x1CF5, 0x1CF6},
-    {0x1CFA, 0x1CFA},   {0x1D00, 0x1DBF},   {0x1E00, 0x1F15},
-    {0x1F18, 0x1F1D},   {0x1F20, 0x1F45},   {0x1F48, 0x1F4D},
-    {0x1F50, 0x1F57},   {0x1F59, 0x1F59},   {0x1F5B, 0x1F5B},
-    {0x1F5D, 0x1F5D},   {0x1F5F, 0x1F7D},   {0x1F80, 0x1FB4},
-    {0x1FB6, 0x1FBC},   {0x1FBE, 0x1FBE},   {0x1FC2, 0x1FC4},
-    {0x1FC6, 0x1FCC},   {0x1FD0, 0x1FD3},   {0x1FD6, 0x1FDB},
-    {0x1FE0, 0x1FEC},   {0x1FF2, 0x1FF4},   {0x1FF6, 0x1FFC},
-    {0x2071, 0x2071},   {0x207F, 0x207F},   {0x2090, 0x209C},
-    {0x2102, 0x2102},   {0x2107, 0x2107},   {0x210A, 0x2113},
-    {0x2115, 0x2115},   {0x2119, 0x211D},   {0x2124, 0x2124},
-    {0x2126, 0x2126},   {0x2128, 0x2128},   {0x212A, 0x212D},
-    {0x212F, 0x2139},   {0x213C, 0x213F},   {0x2145, 0x2149},
-    {0x214E, 0x214E},   {0x2183, 0x2184},   {0x2C00, 0x2CE4},
-    {0x2CEB, 0x2CEE},   {0x2CF2, 0x2CF3},   {0x2D00, 0x2D25},
-    {0x2D27, 0x2D27},   {0x2D2D, 0x2D2D},   {0x2D30, 0x2D67},
-    {0x2D6F, 0x2D6F},   {0x2D80, 0x2D96},   {0x2DA0, 0x2DA6},
-    {0x2DA8, 0x2DAE},   {0x2DB0, 0x2DB6},   {0x2DB8, 0x2DBE},
-    {0x2DC0, 0x2DC6},   {0x2DC8, 0x2DCE},   {0x2DD0, 0x2DD6},
-    {0x2DD8, 0x2DDE},   {0x2E2F, 0x2E2F},   {0x3005, 0x3006},
-    {0x3031, 0x3035},   {0x303B, 0x303C},   {0x3041, 0x3096},
-    {0x309D, 0x309F},   {0x30A1, 0x30FA},   {0x30FC, 0x30FF},
-    {0x3105, 0x312F},   {0x3131, 0x318E},   {0x31A0, 0x31BF},
-    {0x31F0, 0x31FF},   {0x3400, 0x4DBF},   {0x4E00, 0xA48C},
-    {0xA4D0, 0xA4FD},   {0xA500, 0xA60C},   {0xA610, 0xA61F},
-    {0xA62A, 0xA62B},   {0xA640, 0xA66E},   {0xA67F, 0xA69D},
-    {0xA6A0, 0xA6E5},   {0xA717, 0xA71F},   {0xA722, 0xA788},
-    {0xA78B, 0xA7CA},   {0xA7D0, 0xA7D1},   {0xA7D3, 0xA7D3},
-    {0xA7D5, 0xA7D9},   {0xA7F2, 0xA801},   {0xA803, 0xA805},
-    {0xA807, 0xA80A},   {0xA80C, 0xA822},   {0xA840, 0xA873},
-    {0xA882, 0xA8B3},   {0xA8F2, 0xA8F7},   {0xA8FB, 0xA8FB},
-    {0xA8FD, 0xA8FE},   {0xA90A, 0xA925},   {0xA930, 0xA946},
-    {0xA960, 0xA97C},   {0xA984, 0xA9B2},   {0xA9CF, 0xA9CF},
-    {0xA9E0, 0xA9E4},   {0xA9E6, 0xA9EF},   {0xA9FA, 0xA9FE},
-    {0xAA00, 0xAA28},   {0xAA40, 0xAA42},   {0xAA44, 0xAA4B},
-    {0xAA60, 0xAA76},   {0xAA7A, 0xAA7A},   {0xAA7E, 0xAAAF},
-    {0xAAB1, 0xAAB1},   {0xAAB5, 0xAAB6},   {0xAAB9, 0xAABD},
-    {0xAAC0, 0xAAC0},   {0xAAC2, 0xAAC2},   {0xAADB, 0xAADD},
-    {0xAAE0, 0xAAEA},   {0xAAF2, 0xAAF4},   {0xAB01, 0xAB06},
-    {0xAB09, 0xAB0E},   {0xAB11, 0xAB16},   {0xAB20, 0xAB26},
-    {0xAB28, 0xAB2E},   {0xAB30, 0xAB5A},   {0xAB5C, 0xAB69},
-    {0xAB70, 0xABE2},   {0xAC00, 0xD7A3},   {0xD7B0, 0xD7C6},
-    {0xD7CB, 0xD7FB},   {0xF900, 0xFA6D},   {0xFA70, 0xFAD9},
-    {0xFB00, 0xFB06},   {0xFB13, 0xFB17},   {0xFB1D, 0xFB1D},
-    {0xFB1F, 0xFB28},   {0xFB2A, 0xFB36},   {0xFB38, 0xFB3C},
-    {0xFB3E, 0xFB3E},   {0xFB40, 0xFB41},   {0xFB43, 0xFB44},
-    {0xFB46, 0xFBB1},   {0xFBD3, 0xFD3D},   {0xFD50, 0xFD8F},
-    {0xFD92, 0xFDC7},   {0xFDF0, 0xFDFB},   {0xFE70, 0xFE74},
-    {0xFE76, 0xFEFC},   {0xFF21, 0xFF3A},   {0xFF41, 0xFF5A},
-    {0xFF66, 0xFFBE},   {0xFFC2, 0xFFC7},   {0xFFCA, 0xFFCF},
-    {0xFFD2, 0xFFD7},   {0xFFDA, 0xFFDC},   {0x10000, 0x1000B},
-    {0x1000D, 0x10026}, {0x10028, 0x1003A}, {0x1003C, 0x1003D},
-    {0x1003F, 0x1004D}, {0x10050, 0x1005D}, {0x10080, 0x100FA},
-    {0x10280, 0x1029C}, {0x102A0, 0x102D0}, {0x10300, 0x1031F},
-    {0x1032D, 0x10340}, {0x10342, 0x10349}, {0x10350, 0x10375},
-    {0x10380, 0x1039D}, {0x103A0, 0x103C3}, {0x103C8, 0x103CF},
-    {0x10400, 0x1049D}, {0x104B0, 0x104D3}, {0x104D8, 0x104FB},
-    {0x10500, 0x10527}, {0x10530, 0x10563}, {0x10570, 0x1057A},
-    {0x1057C, 0x1058A}, {0x1058C, 0x10592}, {0x10594, 0x10595},
-    {0x10597, 0x105A1}, {0x105A3, 0x105B1}, {0x105B3, 0x105B9},
-    {0x105BB, 0x105BC}, {0x10600, 0x10736}, {0x10740, 0x10755},
-    {0x10760, 0x10767}, {0x10780, 0x10785}, {0x10787, 0x107B0},
-    {0x107B2, 0x107BA}, {0x10800, 0x10805}, {0x10808, 0x10808},
-    {0x1080A, 0x10835}, {0x10837, 0x10838}, {0x1083C, 0x1083C},
-    {0x1083F, 0x10855}, {0x10860, 0x10876}, {0x10880, 0x1089E},
-    {0x108E0, 0x108F2}, {0x108F4, 0x108F5}, {0x10900, 0x10915},
-    {0x10920, 0x10939}, {0x10980, 0x109B7}, {0x109BE, 0x109BF},
-    {0x10A00, 0x10A00}, {0x10A10, 0x10A13}, {0x10A15, 0x10A17},
-    {0x10A19, 0x10A35}, {0x10A60, 0x10A7C}, {0x10A80, 0x10A9C},
-    {0x10AC0, 0x10AC7}, {0x10AC9, 0x10AE4}, {0x10B00, 0x10B35},
-    {0x10B40, 0x10B55}, {0x10B60, 0x10B72}, {0x10B80, 0x10B91},
-    {0x10C00, 0x10C48}, {0x10C80, 0x10CB2}, {0x10CC0, 0x10CF2},
-    {0x10D00, 0x10D23}, {0x10E80, 0x10EA9}, {0x10EB0, 0x10EB1},
-    {0x10F00, 0x10F1C}, {0x10F27, 0x10F27}, {0x10F30, 0x10F45},
-    {0x10F70, 0x10F81}, {0x10FB0, 0x10FC4}, {0x10FE0, 0x10FF6},
-    {0x11003, 0x11037}, {0x11071, 0x11072}, {0x11075, 0x11075},
-    {0x11083, 0x110AF}, {0x110D0, 0x110E8}, {0x11103, 0x11126},
-    {0x11144, 0x11144}, {0x11147, 0x11147}, {0x11150, 0x11172},
-    {0x11176, 0x11176}, {0x11183, 0x111B2}, {0x111C1, 0x111C4},
-    {0x111DA, 0x111DA}, {0x111DC, 0x111DC}, {0x11200, 0x11211},
-    {0x11213, 0x1122B}, {0x11280, 0x11286}, {0x11288, 0x11288},
-    {0x1128A, 0x1128D}, {0x1128F, 0x1129D}, {0x1129F, 0x112A8},
-    {0x112B0, 0x112DE}, {0x11305, 0x1130C}, {0x1130F, 0x11310},
-    {0x11313, 0x11328}, {0x1132A, 0x11330}, {0x11332, 0x11333},
-    {0x11335, 0x11339}, {0x1133D, 0x1133D}, {0x11350, 0x11350},
-    {0x1135D, 0x11361}, {0x11400, 0x11434}, {0x11447, 0x1144A},
-    {0x1145F, 0x11461}, {0x11480, 0x114AF}, {0x114C4, 0x114C5},
-    {0x114C7, 0x114C7}, {0x11580, 0x115AE}, {0x115D8, 0x115DB},
-    {0x11600, 0x1162F}, {0x11644, 0x11644}, {0x11680, 0x116AA},
-    {0x116B8, 0x116B8}, {0x11700, 0x1171A}, {0x11740, 0x11746},
-    {0x11800, 0x1182B}, {0x118A0, 0x118DF}, {0x118FF, 0x11906},
-    {0x11909, 0x11909}, {0x1190C, 0x11913}, {0x11915, 0x11916},
-    {0x11918, 0x1192F}, {0x1193F, 0x1193F}, {0x11941, 0x11941},
-    {0x119A0, 0x119A7}, {0x119AA, 0x119D0}, {0x119E1, 0x119E1},
-    {0x119E3, 0x119E3}, {0x11A00, 0x11A00}, {0x11A0B, 0x11A32},
-    {0x11A3A, 0x11A3A}, {0x11A50, 0x11A50}, {0x11A5C, 0x11A89},
-    {0x11A9D, 0x11A9D}, {0x11AB0, 0x11AF8}, {0x11C00, 0x11C08},
-    {0x11C0A, 0x11C2E}, {0x11C40, 0x11C40}, {0x11C72, 0x11C8F},
-    {0x11D00, 0x11D06}, {0x11D08, 0x11D09}, {0x11D0B, 0x11D30},
-    {0x11D46, 0x11D46}, {0x11D60, 0x11D65}, {0x11D67, 0x11D68},
-    {0x11D6A, 0x11D89}, {0x11D98, 0x11D98}, {0x11EE0, 0x11EF2},
-    {0x11FB0, 0x11FB0}, {0x12000, 0x12399}, {0x12480, 0x12543},
-    {0x12F90, 0x12FF0}, {0x13000, 0x1342E}, {0x14400, 0x14646},
-    {0x16800, 0x16A38}, {0x16A40, 0x16A5E}, {0x16A70, 0x16ABE},
-    {0x16AD0, 0x16AED}, {0x16B00, 0x16B2F}, {0x16B40, 0x16B43},
-    {0x16B63, 0x16B77}, {0x16B7D, 0x16B8F}, {0x16E40, 0x16E7F},
-    {0x16F00, 0x16F4A}, {0x16F50, 0x16F50}, {0x16F93, 0x16F9F},
-    {0x16FE0, 0x16FE1}, {0x16FE3, 0x16FE3}, {0x17000, 0x187F7},
-    {0x18800, 0x18CD5}, {0x18D00, 0x18D08}, {0x1AFF0, 0x1AFF3},
-    {0x1AFF5, 0x1AFFB}, {0x1AFFD, 0x1AFFE}, {0x1B000, 0x1B122},
-    {0x1B150, 0x1B152}, {0x1B164, 0x1B167}, {0x1B170, 0x1B2FB},
-    {0x1BC00, 0x1BC6A}, {0x1BC70, 0x1BC7C}, {0x1BC80, 0x1BC88},
-    {0x1BC90, 0x1BC99}, {0x1D400, 0x1D454}, {0x1D456, 0x1D49C},
-    {0x1D49E, 0x1D49F}, {0x1D4A2, 0x1D4A2}, {0x1D4A5, 0x1D4A6},
-    {0x1D4A9, 0x1D4AC}, {0x1D4AE, 0x1D4B9}, {0x1D4BB, 0x1D4BB},
-    {0x1D4BD, 0x1D4C3}, {0x1D4C5, 0x1D505}, {0x1D507, 0x1D50A},
-    {0x1D50D, 0x1D514}, {0x1D516, 0x1D51C}, {0x1D51E, 0x1D539},
-    {0x1D53B, 0x1D53E}, {0x1D540, 0x1D544}, {0x1D546, 0x1D546},
-    {0x1D54A, 0x1D550}, {0x1D552, 0x1D6A5}, {0x1D6A8, 0x1D6C0},
-    {0x1D6C2, 0x1D6DA}, {0x1D6DC, 0x1D6FA}, {0x1D6FC, 0x1D714},
-    {0x1D716, 0x1D734}, {0x1D736, 0x1D74E}, {0x1D750, 0x1D76E},
-    {0x1D770, 0x1D788}, {0x1D78A, 0x1D7A8}, {0x1D7AA, 0x1D7C2},
-    {0x1D7C4, 0x1D7CB}, {0x1DF00, 0x1DF1E}, {0x1E100, 0x1E12C},
-    {0x1E137, 0x1E13D}, {0x1E14E, 0x1E14E}, {0x1E290, 0x1E2AD},
-    {0x1E2C0, 0x1E2EB}, {0x1E7E0, 0x1E7E6}, {0x1E7E8, 0x1E7EB},
-    {0x1E7ED, 0x1E7EE}, {0x1E7F0, 0x1E7FE}, {0x1E800, 0x1E8C4},
-    {0x1E900, 0x1E943}, {0x1E94B, 0x1E94B}, {0x1EE00, 0x1EE03},
-    {0x1EE05, 0x1EE1F}, {0x1EE21, 0x1EE22}, {0x1EE24, 0x1EE24},
-    {0x1EE27, 0x1EE27}, {0x1EE29, 0x1EE32}, {0x1EE34, 0x1EE37},
-    {0x1EE39, 0x1EE39}, {0x1EE3B, 0x1EE3B}, {0x1EE42, 0x1EE42},
-    {0x1EE47, 0x1EE47}, {0x1EE49, 0x1EE49}, {0x1EE4B, 0x1EE4B},
-    {0x1EE4D, 0x1EE4F}, {0x1EE51, 0x1EE52}, {0x1EE54, 0x1EE54},
-    {0x1EE57, 0x1EE57}, {0x1EE59, 0x1EE59}, {0x1EE5B, 0x1EE5B},
-    {0x1EE5D, 0x1EE5D}, {0x1EE5F, 0x1EE5F}, {0x1EE61, 0x1EE62},
-    {0x1EE64, 0x1EE64}, {0x1EE67, 0x1EE6A}, {0x1EE6C, 0x1EE72},
-    {0x1EE74, 0x1EE77}, {0x1EE79, 0x1EE7C}, {0x1EE7E, 0x1EE7E},
-    {0x1EE80, 0x1EE89}, {0x1EE8B, 0x1EE9B}, {0x1EEA1, 0x1EEA3},
-    {0x1EEA5, 0x1EEA9}, {0x1EEAB, 0x1EEBB}, {0x20000, 0x2A6DF},
-    {0x2A700, 0x2B738}, {0x2B740, 0x2B81D}, {0x2B820, 0x2CEA1},
-    {0x2CEB0, 0x2EBE0}, {0x2F800, 0x2FA1D}, {0x30000, 0x3134A},
-};
-
-static const llvm::sys::UnicodeCharRange NumberRanges[] = {
-    {0x0030, 0x0039},   {0x00B2, 0x00B3},   {0x00B9, 0x00B9},
-    {0x00BC, 0x00BE},   {0x0660, 0x0669},   {0x06F0, 0x06F9},
-    {0x07C0, 0x07C9},   {0x0966, 0x096F},   {0x09E6, 0x09EF},
-    {0x09F4, 0x09F9},   {0x0A66, 0x0A6F},   {0x0AE6, 0x0AEF},
-    {0x0B66, 0x0B6F},   {0x0B72, 0x0B77},   {0x0BE6, 0x0BF2},
-    {0x0C66, 0x0C6F},   {0x0C78, 0x0C7E},   {0x0CE6, 0x0CEF},
-    {0x0D58, 0x0D5E},   {0x0D66, 0x0D78},   {0x0DE6, 0x0DEF},
-    {0x0E50, 0x0E59},   {0x0ED0, 0x0ED9},   {0x0F20, 0x0F33},
-    {0x1040, 0x1049},   {0x1090, 0x1099},   {0x1369, 0x137C},
-    {0x16EE, 0x16F0},   {0x17E0, 0x17E9},   {0x17F0, 0x17F9},
-    {0x1810, 0x1819},   {0x1946, 0x194F},   {0x19D0, 0x19DA},
-    {0x1A80, 0x1A89},   {0x1A90, 0x1A99},   {0x1B50, 0x1B59},
-    {0x1BB0, 0x1BB9},   {0x1C40, 0x1C49},   {0x1C50, 0x1C59},
-    {0x2070, 0x2070},   {0x2074, 0x2079},   {0x2080, 0x2089},
-    {0x2150, 0x2182},   {0x2185, 0x2189},   {0x2460, 0x249B},
-    {0x24EA, 0x24FF},   {0x2776, 0x2793},   {0x2CFD, 0x2CFD},
-    {0x3007, 0x3007},   {0x3021, 0x3029},   {0x3038, 0x303A},
-    {0x3192, 0x3195},   {0x3220, 0x3229},   {0x3248, 0x324F},
-    {0x3251, 0x325F},   {0x3280, 0x3289},   {0x32B1, 0x32BF},
-    {0xA620, 0xA629},   {0xA6E6, 0xA6EF},   {0xA830, 0xA835},
-    {0xA8D0, 0xA8D9},   {0xA900, 0xA909},   {0xA9D0, 0xA9D9},
-    {0xA9F0, 0xA9F9},   {0xAA50, 0xAA59},   {0xABF0, 0xABF9},
-    {0xFF10, 0xFF19},   {0x10107, 0x10133}, {0x10140, 0x10178},
-    {0x1018A, 0x1018B}, {0x102E1, 0x102FB}, {0x10320, 0x10323},
-    {0x10341, 0x10341}, {0x1034A, 0x1034A}, {0x103D1, 0x103D5},
-    {0x104A0, 0x104A9}, {0x10858, 0x1085F}, {0x10879, 0x1087F},
-    {0x108A7, 0x108AF}, {0x108FB, 0x108FF}, {0x10916, 0x1091B},
-    {0x109BC, 0x109BD}, {0x109C0, 0x109CF}, {0x109D2, 0x109FF},
-    {0x10A40, 0x10A48}, {0x10A7D, 0x10A7E}, {0x10A9D, 0x10A9F},
-    {0x10AEB, 0x10AEF}, {0x10B58, 0x10B5F}, {0x10B78, 0x10B7F},
-    {0x10BA9, 0x10BAF}, {0x10CFA, 0x10CFF}, {0x10D30, 0x10D39},
-    {0x10E60, 0x10E7E}, {0x10F1D, 0x10F26}, {0x10F51, 0x10F54},
-    {0x10FC5, 0x10FCB}, {0x11052, 0x1106F}, {0x110F0, 0x110F9},
-    {0x11136, 0x1113F}, {0x111D0, 0x111D9}, {0x111E1, 0x111F4},
-    {0x112F0, 0x112F9}, {0x11450, 0x11459}, {0x114D0, 0x114D9},
-    {0x11650, 0x11659}, {0x116C0, 0x116C9}, {0x11730, 0x1173B},
-    {0x118E0, 0x118F2}, {0x11950, 0x11959}, {0x11C50, 0x11C6C},
-    {0x11D50, 0x11D59}, {0x11DA0, 0x11DA9}, {0x11FC0, 0x11FD4},
-    {0x12400, 0x1246E}, {0x16A60, 0x16A69}, {0x16AC0, 0x16AC9},
-    {0x16B50, 0x16B59}, {0x16B5B, 0x16B61}, {0x16E80, 0x16E96},
-    {0x1D2E0, 0x1D2F3}, {0x1D360, 0x1D378}, {0x1D7CE, 0x1D7FF},
-    {0x1E140, 0x1E149}, {0x1E2F0, 0x1E2F9}, {0x1E8C7, 0x1E8CF},
-    {0x1E950, 0x1E959}, {0x1EC71, 0x1ECAB}, {0x1ECAD, 0x1ECAF},
-    {0x1ECB1, 0x1ECB4}, {0x1ED01, 0x1ED2D}, {0x1ED2F, 0x1ED3D},
-    {0x1F100, 0x1F10C}, {0x1FBF0, 0x1FBF9},
-};
-
-/// \p{L}
+/// \p{L}: Lu, Ll, Lt, Lm, Lo.
 static bool isLetter(uint32_t CP) {
   if (CP < 0x80)
     return isAlpha(char(CP));
-  static const sys::UnicodeCharSet Letters(LetterRanges);
-  return Letters.contains(CP);
+  utf8proc_category_t C = category(CP);
+  return C >= UTF8PROC_CATEGORY_LU && C <= UTF8PROC_CATEGORY_LO;
 }
 
-/// \p{N}
+/// \p{N}: Nd, Nl, No.
 static bool isNumber(uint32_t CP) {
   if (CP < 0x80)
     return isDigit(char(CP));
-  static const sys::UnicodeCharSet Numbers(NumberRanges);
-  return Numbers.contains(CP);
+  utf8proc_category_t C = category(CP);
+  return C >= UTF8PROC_CATEGORY_ND && C <= UTF8PROC_CATEGORY_NO;
 }
 
 //===----------------------------------------------------------------------===//
@@ -790,14 +550,14 @@ namespace {
 enum class PrependScheme { First, Always, Never };
 
 struct NormalizerStep {
-  enum KindTy { Prepend, Replace, Strip } Kind;
+  enum KindTy { Prepend, Replace, Strip, NFC, NFD, NFKC, NFKD } Kind;
   std::string From; // Replace: the literal to replace.
   std::string To;   // Prepend: the prefix; Replace: the replacement.
   bool Left = false, Right = false; // Strip.
 };
 
 struct PreTokenizerStep {
-  enum KindTy { Metaspace, ByteLevel, SplitLiteral, SplitPattern } Kind;
+  enum KindTy { Metaspace, ByteLevel, SplitLiteral, SplitPattern, Digits } Kind;
   std::string Literal; // Metaspace replacement or Split string pattern.
   PrependScheme Scheme = PrependScheme::Always;     // Metaspace.
   bool MetaspaceSplit = true;                       // Metaspace.
@@ -896,6 +656,19 @@ struct BPEModel {
   int32_t AsciiIds[128];
   DenseMap<uint32_t, int32_t> CharIds;
 
+  BPEModel() {
+    std::fill(std::begin(ByteIds), std::end(ByteIds), -1);
+    std::fill(std::begin(AsciiIds), std::end(AsciiIds), -1);
+  }
+  /// Fills ByteIds from the vocabulary's "<0xNN>" pieces. (Not utohexstr
+  /// with a width: it spells 0 as "000".)
+  void deriveByteIds() {
+    for (unsigned B = 0; B < 256; ++B) {
+      char Piece[] = {'<', '0', 'x', hexdigit(B >> 4), hexdigit(B & 15), '>'};
+      ByteIds[B] = vocabId(StringRef(Piece, sizeof(Piece))).value_or(-1);
+    }
+  }
+
   std::optional<int32_t> charId(Utf8Char C) const {
     if (!C.Valid)
       return std::nullopt;
@@ -910,9 +683,52 @@ struct BPEModel {
     return It->second;
   }
 
-  const std::pair<int32_t, int32_t> *findMerge(int32_t L, int32_t R) const {
-    auto It = Merges.find({L, R});
-    return It == Merges.end() ? nullptr : &It->second;
+  /// The compiled form's tables, used in place when the tokenizer was
+  /// mapped (fromCompiled); null when it was parsed from JSON.
+  const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>
+      *FlatVocabPieces = nullptr;
+  const flatbuffers::Vector<int32_t> *FlatVocabIds = nullptr;
+  const flatbuffers::Vector<uint32_t> *FlatVocabTable = nullptr;
+  const flatbuffers::Vector<const tfb::Merge *> *FlatMerges = nullptr;
+
+  /// The id of a piece of the model vocabulary.
+  std::optional<int32_t> vocabId(StringRef Piece) const {
+    if (!FlatVocabTable) {
+      auto It = Vocab.find(Piece);
+      if (It == Vocab.end())
+        return std::nullopt;
+      return It->second;
+    }
+    uint32_t Mask = FlatVocabTable->size() - 1;
+    for (uint32_t Slot = uint32_t(flatHash(Piece)) & Mask;;
+         Slot = (Slot + 1) & Mask) {
+      uint32_t Index = FlatVocabTable->Get(Slot);
+      if (!Index)
+        return std::nullopt;
+      const flatbuffers::String *S = FlatVocabPieces->Get(Index - 1);
+      if (StringRef(S->data(), S->size()) == Piece)
+        return FlatVocabIds->Get(Index - 1);
+    }
+  }
+
+  /// The merge of (L, R), as {rank, merged id}.
+  std::optional<std::pair<int32_t, int32_t>> findMerge(int32_t L,
+                                                       int32_t R) const {
+    if (!FlatMerges) {
+      auto It = Merges.find({L, R});
+      if (It == Merges.end())
+        return std::nullopt;
+      return It->second;
+    }
+    uint32_t Mask = FlatMerges->size() - 1;
+    for (uint32_t Slot = uint32_t(flatHash(L, R)) & Mask;;
+         Slot = (Slot + 1) & Mask) {
+      const tfb::Merge *M = FlatMerges->Get(Slot);
+      if (M->left() < 0)
+        return std::nullopt;
+      if (M->left() == L && M->right() == R)
+        return std::pair{M->rank(), M->merged()};
+    }
   }
 
   /// True when no merge can join a character to a following "▁" (U+2581),
@@ -1011,7 +827,8 @@ void BPEModel::mergeAll(std::vector<Symbol> &Syms) const {
     S.PairRank = -1;
     if (S.Next < 0)
       return std::nullopt;
-    const auto *M = findMerge(S.Id, Syms[S.Next].Id);
+    std::optional<std::pair<int32_t, int32_t>> M =
+        findMerge(S.Id, Syms[S.Next].Id);
     if (!M)
       return std::nullopt;
     S.PairRank = M->first;
@@ -1053,9 +870,8 @@ void BPEModel::encodeWord(StringRef Word, std::vector<int32_t> &Out) const {
   if (Word.empty())
     return;
   if (IgnoreMerges) {
-    auto It = Vocab.find(Word);
-    if (It != Vocab.end()) {
-      Out.push_back(It->second);
+    if (std::optional<int32_t> Id = vocabId(Word)) {
+      Out.push_back(*Id);
       return;
     }
   }
@@ -1090,6 +906,10 @@ void BPEModel::encodePart(StringRef Part, std::vector<Symbol> &Syms,
 
 struct Tokenizer::Impl {
   BPEModel Model;
+  /// The compiled form when mapped (fromCompiled), which then supplies the
+  /// vocabulary, the merges and Pieces in place.
+  std::unique_ptr<MemoryBuffer> FlatBuffer;
+  const tfb::Tokenizer *Flat = nullptr;
   /// Id -> vocabulary piece (model vocabulary, overridden by added tokens).
   std::vector<std::string> Pieces;
   std::vector<AddedToken> Added;
@@ -1104,6 +924,24 @@ struct Tokenizer::Impl {
   std::vector<int32_t> Prefix, Suffix; // From the post_processor.
   std::optional<int32_t> Bos, Eos;
   Tokenizer::Kind TheKind = Tokenizer::Kind::SentencePieceBPE;
+
+  /// Records a piece of the model vocabulary (Id < kMaxTokenId).
+  void addVocabEntry(StringRef Piece, int32_t Id);
+  /// Records an added token (a new content, Id < kMaxTokenId).
+  void addAddedToken(AddedToken Tok);
+
+  /// The piece of an id (model vocabulary overridden by added tokens); ""
+  /// for ids no token has.
+  StringRef pieceOf(int32_t Id) const {
+    if (Id < 0 || size_t(Id) >= numPieces())
+      return {};
+    if (Flat)
+      return fbStr(Flat->pieces_by_id()->Get(Id));
+    return Pieces[Id];
+  }
+  size_t numPieces() const {
+    return Flat ? Flat->pieces_by_id()->size() : Pieces.size();
+  }
 
   const AddedToken *addedById(int32_t Id) const {
     // Guard DenseMap's reserved keys (INT32_MAX, INT32_MIN) too.
@@ -1125,6 +963,35 @@ struct Tokenizer::Impl {
   std::vector<std::string> applyDecoder(const DecoderStep &Step,
                                         std::vector<std::string> Tokens) const;
 };
+
+void Tokenizer::Impl::addVocabEntry(StringRef Piece, int32_t Id) {
+  Model.Vocab[Piece] = Id;
+  if (size_t(Id) >= Pieces.size())
+    Pieces.resize(Id + 1);
+  Pieces[Id] = Piece.str();
+  if (Piece.empty())
+    return;
+  if (Utf8Char C = decodeChar(Piece, 0); C.Valid && C.Len == Piece.size()) {
+    if (C.CP < 128)
+      Model.AsciiIds[C.CP] = Id;
+    else
+      Model.CharIds[C.CP] = Id;
+  }
+}
+
+void Tokenizer::Impl::addAddedToken(AddedToken Tok) {
+  unsigned Index = Added.size();
+  AddedByContent[Tok.Content] = Index;
+  AddedById[Tok.Id] = Index;
+  (Tok.Normalized ? NormalizedTrie : RawTrie)
+      .insert(Tok.Normalized ? Tok.DecodeAs : Tok.Content, Index);
+  if (!Flat) { // The compiled pieces_by_id has them already.
+    if (size_t(Tok.Id) >= Pieces.size())
+      Pieces.resize(Tok.Id + 1);
+    Pieces[Tok.Id] = Tok.Content;
+  }
+  Added.push_back(std::move(Tok));
+}
 
 static std::string replaceAll(StringRef S, StringRef From, StringRef To) {
   if (From.empty())
@@ -1165,6 +1032,41 @@ static size_t whitespaceSuffixStart(StringRef S) {
   return Start;
 }
 
+/// One of the four Unicode normalization forms, through utf8proc. Text that
+/// is not valid UTF-8 is left as it is (Hugging Face only sees Rust strings,
+/// which are always valid).
+static std::string unicodeNormalize(StringRef S, NormalizerStep::KindTy Form) {
+  // ASCII is invariant under every form.
+  if (llvm::all_of(S, [](char C) { return uint8_t(C) < 0x80; }))
+    return S.str();
+  int Options = UTF8PROC_STABLE;
+  switch (Form) {
+  case NormalizerStep::NFC:
+    Options |= UTF8PROC_COMPOSE;
+    break;
+  case NormalizerStep::NFD:
+    Options |= UTF8PROC_DECOMPOSE;
+    break;
+  case NormalizerStep::NFKC:
+    Options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+    break;
+  case NormalizerStep::NFKD:
+    Options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+    break;
+  default:
+    llvm_unreachable("not a normalization form");
+  }
+  utf8proc_uint8_t *Out = nullptr;
+  utf8proc_ssize_t Len =
+      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t *>(S.data()),
+                   utf8proc_ssize_t(S.size()), &Out, utf8proc_option_t(Options));
+  if (Len < 0)
+    return S.str();
+  std::string Result(reinterpret_cast<const char *>(Out), size_t(Len));
+  std::free(Out);
+  return Result;
+}
+
 std::string Tokenizer::Impl::normalize(StringRef S) const {
   std::string Cur = S.str();
   for (const NormalizerStep &Step : Normalizers) {
@@ -1185,15 +1087,41 @@ std::string Tokenizer::Impl::normalize(StringRef S) const {
       Cur = R.str();
       break;
     }
+    case NormalizerStep::NFC:
+    case NormalizerStep::NFD:
+    case NormalizerStep::NFKC:
+    case NormalizerStep::NFKD:
+      Cur = unicodeNormalize(Cur, Step.Kind);
+      break;
     }
   }
   return Cur;
 }
 
-/// \w as the Rust regex crate sees it, approximated by letters, numbers and
-/// '_'; used by single_word added tokens.
+/// \w as the Rust regex crate defines it (Alphabetic, M, Nd, Pc,
+/// Join_Control), with Alphabetic taken as L and Nl, its bulk; used by
+/// single_word added tokens.
 static bool isWordChar(uint32_t CP) {
-  return CP == '_' || isLetter(CP) || isNumber(CP);
+  if (CP < 0x80)
+    return CP == '_' || isAlnum(char(CP));
+  if (CP == 0x200C || CP == 0x200D) // Join_Control.
+    return true;
+  switch (category(CP)) {
+  case UTF8PROC_CATEGORY_LU:
+  case UTF8PROC_CATEGORY_LL:
+  case UTF8PROC_CATEGORY_LT:
+  case UTF8PROC_CATEGORY_LM:
+  case UTF8PROC_CATEGORY_LO:
+  case UTF8PROC_CATEGORY_MN:
+  case UTF8PROC_CATEGORY_MC:
+  case UTF8PROC_CATEGORY_ME:
+  case UTF8PROC_CATEGORY_ND:
+  case UTF8PROC_CATEGORY_NL:
+  case UTF8PROC_CATEGORY_PC:
+    return true;
+  default:
+    return false;
+  }
 }
 
 static bool endsWithWordChar(StringRef S) {
@@ -1294,6 +1222,18 @@ void Tokenizer::Impl::applyPreTokenizer(const PreTokenizerStep &Step,
     Emit(Text, Spans, Step.Behavior, false);
     return;
   }
+  case PreTokenizerStep::Digits:
+    // Each numeric character (Rust's char::is_numeric: \p{N}) is a match;
+    // Behavior is Isolated (individual_digits) or Contiguous.
+    Text = std::move(Seg.Text);
+    Emit(Text,
+         findSpans(Text,
+                   [&](size_t I) -> size_t {
+                     Utf8Char C = decodeChar(Text, I);
+                     return isNumber(C.CP) ? I + C.Len : 0;
+                   }),
+         Step.Behavior, false);
+    return;
   }
 }
 
@@ -1555,7 +1495,6 @@ Error Loader::parseModel(const json::Value *V) {
   const json::Object *Vocab = M->getObject("vocab");
   if (!Vocab)
     return fail("model.vocab is missing or not an object");
-  std::fill(std::begin(T.Model.AsciiIds), std::end(T.Model.AsciiIds), -1);
   for (const auto &[Key, IdValue] : *Vocab) {
     StringRef Piece = Key;
     std::optional<int64_t> Id = IdValue.getAsInteger();
@@ -1563,27 +1502,9 @@ Error Loader::parseModel(const json::Value *V) {
     // so that a corrupt file cannot make us allocate gigabytes.
     if (!Id || *Id < 0 || *Id >= kMaxTokenId)
       return fail("model.vocab['" + Piece + "'] is not a valid id");
-    T.Model.Vocab[Piece] = int32_t(*Id);
-    if (size_t(*Id) >= T.Pieces.size())
-      T.Pieces.resize(*Id + 1);
-    T.Pieces[*Id] = Piece.str();
-    if (Piece.empty())
-      continue;
-    if (Utf8Char C = decodeChar(Piece, 0); C.Valid && C.Len == Piece.size()) {
-      if (C.CP < 128)
-        T.Model.AsciiIds[C.CP] = int32_t(*Id);
-      else
-        T.Model.CharIds[C.CP] = int32_t(*Id);
-    }
+    T.addVocabEntry(Piece, int32_t(*Id));
   }
-
-  for (unsigned B = 0; B < 256; ++B) {
-    auto It = T.Model.Vocab.find("<0x" +
-                                 utohexstr(B, /*LowerCase=*/false,
-                                           /*Width=*/2) +
-                                 ">");
-    T.Model.ByteIds[B] = It == T.Model.Vocab.end() ? -1 : It->second;
-  }
+  T.Model.deriveByteIds();
 
   const json::Value *Unk = M->get("unk_token");
   if (Unk && Unk->kind() != json::Value::Null) {
@@ -1703,17 +1624,9 @@ Error Loader::parseAddedTokens(const json::Value *V) {
 
     if (T.AddedByContent.count(Tok.Content))
       return fail(Path + ": duplicate added token '" + Tok.Content + "'");
-    unsigned Index = T.Added.size();
-    T.AddedByContent[Tok.Content] = Index;
-    T.AddedById[Tok.Id] = Index;
-    (Tok.Normalized ? T.NormalizedTrie : T.RawTrie)
-        .insert(Tok.Normalized ? Tok.DecodeAs : Tok.Content, Index);
     if (Tok.Id < 0 || Tok.Id >= kMaxTokenId)
       return fail(Path + ": id " + Twine(Tok.Id) + " is not a valid id");
-    if (size_t(Tok.Id) >= T.Pieces.size())
-      T.Pieces.resize(Tok.Id + 1);
-    T.Pieces[Tok.Id] = Tok.Content;
-    T.Added.push_back(std::move(Tok));
+    T.addAddedToken(std::move(Tok));
   }
   return Error::success();
 }
@@ -1763,8 +1676,18 @@ Error Loader::parseNormalizer(const json::Value &V, const std::string &Path) {
     Step.Kind = NormalizerStep::Strip;
     Step.Left = *Left;
     Step.Right = *Right;
+  } else if (*Type == "NFC") {
+    Step.Kind = NormalizerStep::NFC;
+  } else if (*Type == "NFD") {
+    Step.Kind = NormalizerStep::NFD;
+  } else if (*Type == "NFKC") {
+    Step.Kind = NormalizerStep::NFKC;
+  } else if (*Type == "NFKD") {
+    Step.Kind = NormalizerStep::NFKD;
   } else {
-    return unsupported(Path, *Type, "Prepend, Replace, Strip, Sequence");
+    return unsupported(Path, *Type,
+                       "Prepend, Replace, Strip, NFC, NFD, NFKC, NFKD, "
+                       "Sequence");
   }
   T.Normalizers.push_back(std::move(Step));
   return Error::success();
@@ -1806,6 +1729,13 @@ Error Loader::parsePreTokenizer(const json::Value &V, const std::string &Path) {
     Step.Literal = *Replacement;
     Step.Scheme = *Scheme;
     Step.MetaspaceSplit = *Split;
+  } else if (*Type == "Digits") {
+    Expected<bool> Individual = getBool(**O, "individual_digits", Path, false);
+    if (!Individual)
+      return Individual.takeError();
+    Step.Kind = PreTokenizerStep::Digits;
+    Step.Behavior =
+        *Individual ? SplitBehavior::Isolated : SplitBehavior::Contiguous;
   } else if (*Type == "ByteLevel") {
     Expected<bool> AddPrefixSpace =
         getBool(**O, "add_prefix_space", Path, true);
@@ -1819,7 +1749,8 @@ Error Loader::parsePreTokenizer(const json::Value &V, const std::string &Path) {
     Step.UseRegex = *UseRegex;
     T.TheKind = Tokenizer::Kind::ByteLevelBPE;
   } else {
-    return unsupported(Path, *Type, "Metaspace, ByteLevel, Split, Sequence");
+    return unsupported(Path, *Type,
+                       "Metaspace, ByteLevel, Split, Digits, Sequence");
   }
   T.PreTokenizers.push_back(std::move(Step));
   return Error::success();
@@ -2152,8 +2083,8 @@ std::string Tokenizer::decode(ArrayRef<int32_t> Ids, bool SkipSpecial) const {
         Tokens.push_back(Tok->DecodeAs);
       continue;
     }
-    if (Id >= 0 && size_t(Id) < P->Pieces.size() && !P->Pieces[Id].empty())
-      Tokens.push_back(P->Pieces[Id]);
+    if (StringRef Piece = P->pieceOf(Id); !Piece.empty())
+      Tokens.push_back(Piece.str());
   }
   if (!P->HasDecoder)
     return join(Tokens, " ");
@@ -2163,20 +2094,58 @@ std::string Tokenizer::decode(ArrayRef<int32_t> Ids, bool SkipSpecial) const {
 }
 
 StringRef Tokenizer::piece(int32_t Id) const {
-  if (Id < 0 || size_t(Id) >= P->Pieces.size())
-    return {};
-  return P->Pieces[Id];
+  return P->pieceOf(Id);
 }
 
 std::optional<int32_t> Tokenizer::id(StringRef Piece) const {
   if (auto It = P->AddedByContent.find(Piece); It != P->AddedByContent.end())
     return P->Added[It->second].Id;
-  if (auto It = P->Model.Vocab.find(Piece); It != P->Model.Vocab.end())
-    return It->second;
+  if (std::optional<int32_t> Id = P->Model.vocabId(Piece))
+    return Id;
   return std::nullopt;
 }
 
-size_t Tokenizer::vocabSize() const { return P->Pieces.size(); }
+size_t Tokenizer::vocabSize() const { return P->numPieces(); }
+
+Expected<std::vector<int32_t>>
+Tokenizer::idsPastEmbedding(uint64_t Rows, StringRef File) const {
+  auto Fail = [&](const Twine &What, int32_t Id) {
+    return createStringError(
+        inconvertibleErrorCode(),
+        File + ": " + What + " '" + piece(Id) + "' (id " + Twine(Id) +
+            ") is past the model's embedding (" + Twine(Rows) +
+            " rows): text would encode to it");
+  };
+  for (const std::vector<int32_t> *Ids : {&P->Prefix, &P->Suffix})
+    for (int32_t Id : *Ids)
+      if (uint64_t(Id) >= Rows)
+        return Fail("the post-processor's token", Id);
+  std::vector<int32_t> Past;
+  for (size_t Id = Rows; Id < P->numPieces(); ++Id) {
+    if (P->addedById(int32_t(Id))) {
+      Past.push_back(int32_t(Id));
+      continue;
+    }
+    if (!P->pieceOf(int32_t(Id)).empty())
+      return Fail("the vocabulary's token", int32_t(Id));
+  }
+  return Past;
+}
+
+std::string Tokenizer::describeIdsPastEmbedding(ArrayRef<int32_t> Ids,
+                                                uint64_t Rows) const {
+  std::string Names;
+  for (size_t I = 0; I < Ids.size() && I < 4; ++I)
+    Names += (Twine(I ? ", " : "") + piece(Ids[I]) + " = " + Twine(Ids[I]))
+                 .str();
+  if (Ids.size() > 4)
+    Names += ", ...";
+  return (Twine(Ids.size()) + " added token" + (Ids.size() == 1 ? "" : "s") +
+          " past the model's embedding (" + Twine(Rows) + " rows: " + Names +
+          "), accepted as transformers does; text that spells one cannot "
+          "be run")
+      .str();
+}
 
 bool Tokenizer::isSpecial(int32_t Id) const {
   const AddedToken *Tok = P->addedById(Id);
@@ -2195,4 +2164,333 @@ StringRef Tokenizer::splitRegexFamily() const {
       return familyName(SplitRegex::GPT2);
   }
   return "";
+}
+
+//===----------------------------------------------------------------------===//
+// The compiled form (Tokenizer.fbs)
+//===----------------------------------------------------------------------===//
+//
+// The enums of Tokenizer.fbs number their values as the structs above do, so
+// the conversions are casts; the static_asserts keep the two in step.
+
+static_assert(uint8_t(tfb::NormalizerKind::NFKD) == NormalizerStep::NFKD);
+static_assert(uint8_t(tfb::PreTokenizerKind::Digits) ==
+              PreTokenizerStep::Digits);
+static_assert(uint8_t(tfb::DecoderKind::ByteLevel) == DecoderStep::ByteLevel);
+static_assert(uint8_t(tfb::PrependScheme::Never) ==
+              uint8_t(PrependScheme::Never));
+static_assert(uint8_t(tfb::SplitRegex::Qwen2) == uint8_t(SplitRegex::Qwen2));
+static_assert(uint8_t(tfb::SplitBehavior::Contiguous) ==
+              uint8_t(SplitBehavior::Contiguous));
+static_assert(uint8_t(tfb::Kind::ByteLevelBPE) ==
+              uint8_t(Tokenizer::Kind::ByteLevelBPE));
+
+static constexpr uint32_t kCompiledFormatVersion = 1;
+
+/// The number of slots of a hash table for N keys: a power of two, at most
+/// half full, so that probes stay short and an empty slot ends each one.
+static size_t tableSlots(size_t N) { return PowerOf2Ceil(2 * N + 2); }
+
+std::string Tokenizer::compiled() const {
+  const Impl &T = *P;
+  if (T.FlatBuffer) // Mapped from a compiled form: that is the answer.
+    return T.FlatBuffer->getBuffer().str();
+  flatbuffers::FlatBufferBuilder B(size_t(16) << 20);
+  auto Str = [&](StringRef S) { return B.CreateString(S.data(), S.size()); };
+
+  std::vector<flatbuffers::Offset<flatbuffers::String>> VocabPieces;
+  std::vector<int32_t> VocabIds;
+  VocabPieces.reserve(T.Model.Vocab.size());
+  VocabIds.reserve(T.Model.Vocab.size());
+  // By id, so that the bytes do not depend on the hash table's order.
+  std::vector<std::pair<int32_t, StringRef>> Sorted;
+  for (const auto &E : T.Model.Vocab)
+    Sorted.push_back({E.getValue(), E.getKey()});
+  llvm::sort(Sorted);
+  for (auto [Id, Piece] : Sorted) {
+    VocabPieces.push_back(Str(Piece));
+    VocabIds.push_back(Id);
+  }
+  std::vector<uint32_t> VocabTable(tableSlots(Sorted.size()), 0);
+  for (size_t I = 0; I < Sorted.size(); ++I) {
+    size_t Mask = VocabTable.size() - 1;
+    size_t Slot = uint32_t(flatHash(Sorted[I].second)) & Mask;
+    while (VocabTable[Slot])
+      Slot = (Slot + 1) & Mask;
+    VocabTable[Slot] = uint32_t(I + 1);
+  }
+  // pieces_by_id shares the vocabulary's strings where they are the same.
+  std::vector<flatbuffers::Offset<flatbuffers::String>> PiecesById(
+      T.Pieces.size());
+  std::vector<bool> Shared(T.Pieces.size());
+  for (size_t I = 0; I < Sorted.size(); ++I)
+    if (T.Pieces[Sorted[I].first] == Sorted[I].second) {
+      PiecesById[Sorted[I].first] = VocabPieces[I];
+      Shared[Sorted[I].first] = true;
+    }
+  flatbuffers::Offset<flatbuffers::String> Empty = Str("");
+  for (size_t Id = 0; Id < T.Pieces.size(); ++Id)
+    if (!Shared[Id])
+      PiecesById[Id] = T.Pieces[Id].empty() ? Empty : Str(T.Pieces[Id]);
+  std::vector<tfb::CharId> CharIds;
+  for (uint32_t CP = 0; CP < 128; ++CP)
+    if (T.Model.AsciiIds[CP] >= 0)
+      CharIds.emplace_back(CP, T.Model.AsciiIds[CP]);
+  for (const auto &[CP, Id] : T.Model.CharIds)
+    CharIds.emplace_back(CP, Id);
+  llvm::sort(CharIds, [](const tfb::CharId &A, const tfb::CharId &Bc) {
+    return A.code_point() < Bc.code_point();
+  });
+  // Inserted by rank, so that the table's bytes depend only on the merges.
+  std::vector<tfb::Merge> Merges;
+  Merges.reserve(T.Model.Merges.size());
+  for (const auto &[Pair, RankMerged] : T.Model.Merges)
+    Merges.emplace_back(Pair.first, Pair.second, RankMerged.first,
+                        RankMerged.second);
+  llvm::sort(Merges, [](const tfb::Merge &A, const tfb::Merge &Bm) {
+    return A.rank() < Bm.rank();
+  });
+  std::vector<tfb::Merge> MergeTable(tableSlots(Merges.size()),
+                                     tfb::Merge(-1, -1, -1, -1));
+  for (const tfb::Merge &M : Merges) {
+    size_t Mask = MergeTable.size() - 1;
+    size_t Slot = uint32_t(flatHash(M.left(), M.right())) & Mask;
+    while (MergeTable[Slot].left() >= 0)
+      Slot = (Slot + 1) & Mask;
+    MergeTable[Slot] = M;
+  }
+
+  std::vector<flatbuffers::Offset<tfb::AddedToken>> Added;
+  for (const AddedToken &A : T.Added)
+    Added.push_back(tfb::CreateAddedToken(B, Str(A.Content), Str(A.DecodeAs),
+                                          A.Id, A.Special, A.LStrip, A.RStrip,
+                                          A.SingleWord, A.Normalized));
+  std::vector<flatbuffers::Offset<tfb::Normalizer>> Normalizers;
+  for (const NormalizerStep &N : T.Normalizers)
+    Normalizers.push_back(tfb::CreateNormalizer(
+        B, tfb::NormalizerKind(N.Kind), Str(N.From), Str(N.To), N.Left,
+        N.Right));
+  std::vector<flatbuffers::Offset<tfb::PreTokenizer>> PreTokenizers;
+  for (const PreTokenizerStep &S : T.PreTokenizers)
+    PreTokenizers.push_back(tfb::CreatePreTokenizer(
+        B, tfb::PreTokenizerKind(S.Kind), Str(S.Literal),
+        tfb::PrependScheme(S.Scheme), S.MetaspaceSplit, S.AddPrefixSpace,
+        S.UseRegex, tfb::SplitRegex(S.Regex), tfb::SplitBehavior(S.Behavior),
+        S.Invert));
+  std::vector<flatbuffers::Offset<tfb::Decoder>> Decoders;
+  for (const DecoderStep &D : T.Decoders)
+    Decoders.push_back(tfb::CreateDecoder(B, tfb::DecoderKind(D.Kind),
+                                          Str(D.From), Str(D.To), D.Start,
+                                          D.Stop, tfb::PrependScheme(D.Scheme)));
+
+  auto Root = tfb::CreateTokenizer(
+      B, kCompiledFormatVersion, tfb::Kind(T.TheKind),
+      B.CreateVector(VocabPieces), B.CreateVector(VocabIds),
+      B.CreateVector(VocabTable), B.CreateVector(PiecesById),
+      B.CreateVectorOfStructs(CharIds), B.CreateVectorOfStructs(MergeTable),
+      T.Model.UnkId.value_or(-1),
+      T.Model.FuseUnk, T.Model.ByteFallback, T.Model.IgnoreMerges,
+      T.Model.CutBeforeMetaspace, B.CreateVector(Added),
+      B.CreateVector(Normalizers), B.CreateVector(PreTokenizers),
+      T.HasDecoder, B.CreateVector(Decoders), B.CreateVector(T.Prefix),
+      B.CreateVector(T.Suffix), T.Bos.value_or(-1), T.Eos.value_or(-1));
+  tfb::FinishTokenizerBuffer(B, Root);
+  return std::string(reinterpret_cast<const char *>(B.GetBufferPointer()),
+                     B.GetSize());
+}
+
+Expected<std::string> Tokenizer::compile(StringRef JsonText,
+                                         StringRef FileName) {
+  Expected<Tokenizer> T = fromJSON(JsonText, FileName);
+  if (!T)
+    return T.takeError();
+  return T->compiled();
+}
+
+
+namespace {
+/// Rebuilds a Tokenizer::Impl from the compiled form, checking what the
+/// flatbuffers verifier cannot: that enums are known and ids in range.
+class CompiledLoader {
+public:
+  CompiledLoader(StringRef File, Tokenizer::Impl &T) : File(File), T(T) {}
+  Error load(const tfb::Tokenizer &R);
+
+private:
+  Error fail(const Twine &Msg) const {
+    return createStringError(inconvertibleErrorCode(), File + ": " + Msg);
+  }
+  bool validId(int64_t Id) const { return Id >= 0 && Id < kMaxTokenId; }
+  StringRef File;
+  Tokenizer::Impl &T;
+};
+} // namespace
+
+Error CompiledLoader::load(const tfb::Tokenizer &R) {
+  if (R.format_version() != kCompiledFormatVersion)
+    return fail("compiled tokenizer format version " +
+                Twine(R.format_version()) + " is not supported (supported: " +
+                Twine(kCompiledFormatVersion) + ")");
+  if (uint8_t(R.kind()) > uint8_t(tfb::Kind::MAX))
+    return fail("unknown tokenizer kind");
+  T.TheKind = Tokenizer::Kind(R.kind());
+
+  // The tables are used in place; what encoding relies on is checked
+  // here: sizes, a free slot in each hash table, ids in range.
+  const auto *Pieces = R.vocab_pieces();
+  const auto *Ids = R.vocab_ids();
+  const auto *Table = R.vocab_table();
+  const auto *ById = R.pieces_by_id();
+  const auto *Merges = R.merge_table();
+  const auto *Chars = R.char_ids();
+  if (!Pieces || !Ids || !Table || !ById || !Merges || !Chars ||
+      Pieces->size() != Ids->size() || ById->size() > kMaxTokenId)
+    return fail("the vocabulary's tables are missing or differ in size");
+  auto IsTable = [](size_t Slots, size_t Used) {
+    return isPowerOf2_64(Slots) && Used < Slots;
+  };
+  if (!IsTable(Table->size(), Pieces->size()) ||
+      !IsTable(Merges->size(), 0))
+    return fail("a hash table has no free slot");
+  for (int32_t Id : *Ids)
+    if (!validId(Id))
+      return fail("vocabulary id " + Twine(Id) + " is not a valid id");
+  bool Free = false;
+  for (uint32_t Index : *Table) {
+    if (Index > Pieces->size())
+      return fail("the vocabulary table holds an invalid index");
+    Free |= Index == 0;
+  }
+  bool FreeMerge = false;
+  for (const tfb::Merge *M : *Merges) {
+    if (M->left() < 0) {
+      FreeMerge = true;
+      continue;
+    }
+    if (!validId(M->right()) || !validId(M->merged()) || M->rank() < 0 ||
+        !validId(M->left()))
+      return fail("a merge holds an invalid id or rank");
+  }
+  if (!Free || !FreeMerge)
+    return fail("a hash table has no free slot");
+  T.Model.FlatVocabPieces = Pieces;
+  T.Model.FlatVocabIds = Ids;
+  T.Model.FlatVocabTable = Table;
+  T.Model.FlatMerges = Merges;
+  T.Model.CharIds.reserve(Chars->size());
+  for (const tfb::CharId *C : *Chars) {
+    if (!validId(C->id()) || C->code_point() > 0x10FFFF)
+      return fail("character id " + Twine(C->id()) + " is not a valid id");
+    if (C->code_point() < 128)
+      T.Model.AsciiIds[C->code_point()] = C->id();
+    else
+      T.Model.CharIds[C->code_point()] = C->id();
+  }
+  T.Model.deriveByteIds();
+  if (R.unk_id() >= 0) {
+    if (!validId(R.unk_id()))
+      return fail("unk id " + Twine(R.unk_id()) + " is not a valid id");
+    T.Model.UnkId = R.unk_id();
+  }
+  T.Model.FuseUnk = R.fuse_unk();
+  T.Model.ByteFallback = R.byte_fallback();
+  T.Model.IgnoreMerges = R.ignore_merges();
+  T.Model.CutBeforeMetaspace = R.cut_before_metaspace();
+
+  if (const auto *Added = R.added_tokens())
+    for (const tfb::AddedToken *A : *Added) {
+      if (!validId(A->id()))
+        return fail("added token id " + Twine(A->id()) + " is not a valid id");
+      if (fbStr(A->content()).empty() ||
+          T.AddedByContent.count(fbStr(A->content())))
+        return fail("an added token is empty or repeated");
+      T.addAddedToken(AddedToken{fbStr(A->content()).str(),
+                                 fbStr(A->decode_as()).str(), A->id(),
+                                 A->special(), A->lstrip(), A->rstrip(),
+                                 A->single_word(), A->normalized()});
+    }
+  if (const auto *Normalizers = R.normalizers())
+    for (const tfb::Normalizer *N : *Normalizers) {
+      if (uint8_t(N->kind()) > uint8_t(tfb::NormalizerKind::MAX))
+        return fail("unknown normalizer kind");
+      NormalizerStep Step;
+      Step.Kind = NormalizerStep::KindTy(N->kind());
+      Step.From = fbStr(N->from()).str();
+      Step.To = fbStr(N->to()).str();
+      Step.Left = N->left();
+      Step.Right = N->right();
+      T.Normalizers.push_back(std::move(Step));
+    }
+  if (const auto *PreTokenizers = R.pre_tokenizers())
+    for (const tfb::PreTokenizer *S : *PreTokenizers) {
+      if (uint8_t(S->kind()) > uint8_t(tfb::PreTokenizerKind::MAX) ||
+          uint8_t(S->scheme()) > uint8_t(tfb::PrependScheme::MAX) ||
+          uint8_t(S->regex()) > uint8_t(tfb::SplitRegex::MAX) ||
+          uint8_t(S->behavior()) > uint8_t(tfb::SplitBehavior::MAX))
+        return fail("unknown pre-tokenizer kind or setting");
+      PreTokenizerStep Step;
+      Step.Kind = PreTokenizerStep::KindTy(S->kind());
+      Step.Literal = fbStr(S->literal()).str();
+      Step.Scheme = PrependScheme(S->scheme());
+      Step.MetaspaceSplit = S->metaspace_split();
+      Step.AddPrefixSpace = S->add_prefix_space();
+      Step.UseRegex = S->use_regex();
+      Step.Regex = SplitRegex(S->regex());
+      Step.Behavior = SplitBehavior(S->behavior());
+      Step.Invert = S->invert();
+      T.PreTokenizers.push_back(std::move(Step));
+    }
+  T.HasDecoder = R.has_decoder();
+  if (const auto *Decoders = R.decoders())
+    for (const tfb::Decoder *D : *Decoders) {
+      if (uint8_t(D->kind()) > uint8_t(tfb::DecoderKind::MAX) ||
+          uint8_t(D->scheme()) > uint8_t(tfb::PrependScheme::MAX))
+        return fail("unknown decoder kind or setting");
+      DecoderStep Step;
+      Step.Kind = DecoderStep::KindTy(D->kind());
+      Step.From = fbStr(D->from()).str();
+      Step.To = fbStr(D->to()).str();
+      Step.Start = D->start();
+      Step.Stop = D->stop();
+      Step.Scheme = PrependScheme(D->scheme());
+      T.Decoders.push_back(std::move(Step));
+    }
+  auto Copy = [&](const flatbuffers::Vector<int32_t> *V,
+                  std::vector<int32_t> &Out) -> Error {
+    if (V)
+      for (int32_t Id : *V) {
+        if (!validId(Id))
+          return fail("post-processor id " + Twine(Id) + " is not valid");
+        Out.push_back(Id);
+      }
+    return Error::success();
+  };
+  if (Error E = Copy(R.prefix(), T.Prefix))
+    return E;
+  if (Error E = Copy(R.suffix(), T.Suffix))
+    return E;
+  if (R.bos_id() >= 0)
+    T.Bos = R.bos_id();
+  if (R.eos_id() >= 0)
+    T.Eos = R.eos_id();
+  return Error::success();
+}
+
+Expected<Tokenizer>
+Tokenizer::fromCompiled(std::unique_ptr<MemoryBuffer> Buffer,
+                        StringRef FileName) {
+  StringRef Bytes = Buffer->getBuffer();
+  auto *Data = reinterpret_cast<const uint8_t *>(Bytes.data());
+  flatbuffers::Verifier V(Data, Bytes.size(),
+                          flatbuffers::Verifier::Options{
+                              /*max_depth=*/64, /*max_tables=*/1u << 30});
+  if (!tfb::TokenizerBufferHasIdentifier(Data) || !tfb::VerifyTokenizerBuffer(V))
+    return createStringError(inconvertibleErrorCode(),
+                             FileName + ": not a compiled tokenizer");
+  auto I = std::make_unique<Impl>();
+  I->Flat = tfb::GetTokenizer(Data);
+  if (Error E = CompiledLoader(FileName, *I).load(*I->Flat))
+    return E;
+  I->FlatBuffer = std::move(Buffer);
+  return Tokenizer(std::move(I));
 }

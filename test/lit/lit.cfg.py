@@ -15,7 +15,7 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     ["vindex-decompose", "vindex-compile", "larql-probe", "larql-opt",
-     "vindex-manifest-edit", "vindex-bench-edit-eval"],
+     "vindex-manifest-edit", "vindex-bench-edit-eval", "vindex-tokenize"],
     [config.vindex_tools_dir])
 
 fixtures = os.path.join(config.vindex_src_root, "test", "fixtures")
@@ -30,3 +30,24 @@ config.substitutions.append(
     ("%expect-exit", config.python_executable + " " +
      os.path.join(config.vindex_src_root, "test", "lit", "Inputs",
                   "expect-exit.py")))
+
+# The tokenizer conformance suite (test/tokenizers) needs node and the pinned
+# npm packages utils/npm-packages.sh installs outside the tree; without them
+# its test is reported UNSUPPORTED, with this note saying why.
+import shutil
+npm_dir = os.environ.get(
+    "VINDEX_NPM_DIR", os.path.join(os.path.expanduser("~"), ".cache", "vindex", "npm"))
+npm_modules = os.path.join(npm_dir, "node_modules")
+node = shutil.which("node")
+if node and os.path.isfile(os.path.join(npm_dir, ".vindex-pinned")):
+    config.available_features.add("tokenizer-references")
+    config.substitutions.append(("%node", node))
+    config.substitutions.append(("%npm_modules", npm_modules))
+else:
+    lit_config.note(
+        "tokenizer conformance SKIPPED: " +
+        ("node not found" if not node else
+         "the pinned npm packages are not in " + npm_dir) +
+        " (run utils/setup.sh or utils/npm-packages.sh)")
+config.substitutions.append(
+    ("%tokenizers", os.path.join(config.vindex_src_root, "test", "tokenizers")))

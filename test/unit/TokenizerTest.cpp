@@ -340,17 +340,19 @@ TEST(TokenizerErrors, UnsupportedComponentsAreNamed) {
   auto With = [](StringRef Extra) {
     return ("{" + Twine(MinimalModel) + ", " + Extra + "}").str();
   };
-  EXPECT_EQ(loadError(With(R"("normalizer": {"type": "NFC"})")),
-            "tokenizer.json: normalizer.type 'NFC' is not supported "
-            "(supported: Prepend, Replace, Strip, Sequence)");
+  EXPECT_EQ(loadError(With(R"("normalizer": {"type": "Lowercase"})")),
+            "tokenizer.json: normalizer.type 'Lowercase' is not supported "
+            "(supported: Prepend, Replace, Strip, NFC, NFD, NFKC, NFKD, "
+            "Sequence)");
   EXPECT_EQ(
       loadError(With(R"("normalizer": {"type": "Sequence", "normalizers":
-          [{"type": "Prepend", "prepend": "x"}, {"type": "NFKC"}]})")),
-      "tokenizer.json: normalizer.normalizers[1].type 'NFKC' is not supported "
-      "(supported: Prepend, Replace, Strip, Sequence)");
+          [{"type": "NFKC"}, {"type": "BertNormalizer"}]})")),
+      "tokenizer.json: normalizer.normalizers[1].type 'BertNormalizer' is not "
+      "supported (supported: Prepend, Replace, Strip, NFC, NFD, NFKC, NFKD, "
+      "Sequence)");
   EXPECT_EQ(loadError(With(R"("pre_tokenizer": {"type": "Whitespace"})")),
             "tokenizer.json: pre_tokenizer.type 'Whitespace' is not supported "
-            "(supported: Metaspace, ByteLevel, Split, Sequence)");
+            "(supported: Metaspace, ByteLevel, Split, Digits, Sequence)");
   EXPECT_EQ(loadError(With(R"("decoder": {"type": "WordPiece"})")),
             "tokenizer.json: decoder.type 'WordPiece' is not supported "
             "(supported: Replace, ByteFallback, Fuse, Strip, Metaspace, "
@@ -477,6 +479,90 @@ TEST(ByteLevelBPE, GPT2SplitRegex) {
             (std::vector<std::string>{"I", "'", "M", " ", " here", "\n", "\n",
                                       "123456", " ok", "!!", "\n", "(", "hi",
                                       ")", " \t", " x", "  "}));
+}
+
+/// Byte fallback covers every byte, NUL included: "<0x00>" (LLVM's
+/// utohexstr with a width of 2 spells 0 as "000", which once lost it).
+TEST(ByteFallback, EveryByteHasItsPiece) {
+  std::optional<Tokenizer> T = loadText(R"({"model": {"type": "BPE",
+      "vocab": {"<unk>": 0, "<0x00>": 1, "<0x0A>": 2, "<0xFF>": 3, "a": 4},
+      "merges": [], "unk_token": "<unk>", "byte_fallback": true}})");
+  ASSERT_TRUE(T);
+  EXPECT_EQ(T->encode(StringRef("a\0\na", 4), false),
+            (std::vector<int32_t>{4, 1, 2, 4}));
+  EXPECT_EQ(T->encode("b", false), (std::vector<int32_t>{0}));
+}
+
+/// The Digits pre-tokenizer (SmolLM's), as Hugging Face splits with it:
+/// numeric characters (\p{N}, here also U+0663 ARABIC-INDIC THREE) one by
+/// one, or in runs.
+TEST(PreTokenizers, Digits) {
+  auto Pieces = [](StringRef Individual, StringRef Text) {
+    std::optional<Tokenizer> T = loadText(
+        ("{\"pre_tokenizer\": {\"type\": \"Digits\", "
+         "\"individual_digits\": " + Individual + "}, " +
+         Twine(MinimalModel) + "}")
+            .str());
+    return T ? T->preTokenize(Text) : std::vector<std::string>{};
+  };
+  EXPECT_EQ(Pieces("true", "Call 123 \xD9\xA3" "4x"),
+            (std::vector<std::string>{"Call ", "1", "2", "3", " ",
+                                      "\xD9\xA3", "4", "x"}));
+  EXPECT_EQ(Pieces("false", "Call 123 \xD9\xA3" "4x"),
+            (std::vector<std::string>{"Call ", "123", " ", "\xD9\xA3" "4",
+                                      "x"}));
+}
+
+/// The four normalization forms. Goldens from the Unicode standard's own
+/// examples (UAX #15 and NormalizationTest.txt): e + COMBINING ACUTE composes
+/// to U+00E9; U+212B ANGSTROM SIGN is canonically U+00C5; the ligature U+FB01
+/// and superscript two are compatibility characters; Hangul syllables
+/// decompose to jamo.
+TEST(Normalizers, UnicodeNormalizationForms) {
+  auto Normalized = [](StringRef Form, StringRef Text) {
+    std::optional<Tokenizer> T = loadText(
+        ("{\"normalizer\": {\"type\": \"" + Form + "\"}, " +
+         Twine(MinimalModel) + "}")
+            .str());
+    if (!T)
+      return std::string("<load failed>");
+    std::vector<std::string> Words = T->preTokenize(Text);
+    return Words.empty() ? std::string() : Words[0];
+  };
+  StringRef Decomposed = "e\xCC\x81\xE2\x84\xAB\xEF\xAC\x81\xC2\xB2\xEA\xB0\x80";
+  // NFC: é Å ﬁ ² 가
+  EXPECT_EQ(Normalized("NFC", Decomposed),
+            "\xC3\xA9\xC3\x85\xEF\xAC\x81\xC2\xB2\xEA\xB0\x80");
+  // NFD: e+◌́ A+◌̊ ﬁ ² ᄀ+ᅡ
+  EXPECT_EQ(Normalized("NFD", Decomposed),
+            "e\xCC\x81" "A\xCC\x8A\xEF\xAC\x81\xC2\xB2"
+            "\xE1\x84\x80\xE1\x85\xA1");
+  // NFKC: é Å fi 2 가
+  EXPECT_EQ(Normalized("NFKC", Decomposed),
+            "\xC3\xA9\xC3\x85" "fi2\xEA\xB0\x80");
+  // NFKD: e+◌́ A+◌̊ fi 2 ᄀ+ᅡ
+  EXPECT_EQ(Normalized("NFKD", Decomposed),
+            "e\xCC\x81" "A\xCC\x8A" "fi2\xE1\x84\x80\xE1\x85\xA1");
+  EXPECT_EQ(Normalized("NFC", "plain ASCII"), "plain ASCII");
+  EXPECT_EQ(Normalized("NFC", ""), "");
+}
+
+/// The split regexes' classes come from utf8proc's Unicode data (15.0): the
+/// Kawi digits U+11F50.. (new in Unicode 15.0, category Nd in its
+/// UnicodeData.txt) are numbers, split one per piece by Qwen 2's \p{N}.
+TEST(ByteLevelBPE, SplitClassesFollowUnicode15) {
+  std::string Json =
+      (R"({"pre_tokenizer": {"type": "Split", "pattern": {"Regex":
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    "behavior": "Isolated", "invert": false}, )" +
+       Twine(MinimalModel) + "}")
+          .str();
+  std::optional<Tokenizer> T = loadText(Json);
+  ASSERT_TRUE(T);
+  // U+11F50 U+11F51, then U+3000 IDEOGRAPHIC SPACE (White_Space) and "x".
+  EXPECT_EQ(T->preTokenize("\xF0\x91\xBD\x90\xF0\x91\xBD\x91\xE3\x80\x80" "x"),
+            (std::vector<std::string>{"\xF0\x91\xBD\x90", "\xF0\x91\xBD\x91",
+                                      "\xE3\x80\x80" "x"}));
 }
 
 //===----------------------------------------------------------------------===//

@@ -12,13 +12,21 @@
 ///  * SentencePiece-style BPE (Gemma, Llama 2, Mistral): Prepend/Replace
 ///    normalizers or a Metaspace pre-tokenizer, byte fallback to `<0xNN>`
 ///    pieces, decoder Replace/ByteFallback/Fuse/Strip or Metaspace.
-///  * GPT-2 byte-level BPE (GPT-2, Llama 3): ByteLevel pre-tokenizer and
-///    decoder, optionally behind a `Split` with one of the well-known GPT-2,
-///    Llama-3 or Qwen-2 regexes (implemented as hand-written scanners).
+///  * GPT-2 byte-level BPE (GPT-2, Llama 3, Qwen): ByteLevel pre-tokenizer
+///    and decoder, optionally behind a `Split` with one of the well-known
+///    GPT-2, Llama-3 or Qwen-2 regexes (implemented as hand-written
+///    scanners) or a `Digits` pre-tokenizer.
+/// Normalizers include the Unicode forms NFC, NFD, NFKC and NFKD. Unicode
+/// data (normalization, the regexes' letter/number/space classes) comes
+/// from utf8proc (docs/tokenizers.md).
 ///
 /// Anything else (other model types, normalizers, pre-tokenizers, decoders or
 /// post-processors, unknown regexes) is rejected at load time with an
 /// llvm::Error that names the file and the component.
+///
+/// A tokenizer is loaded from tokenizer.json or from its compiled form
+/// (compiled(), Tokenizer.fbs), which a V-index keeps as tokenizer.vfb and
+/// which is used in place from the mapped file.
 ///
 //===----------------------------------------------------------------------===//
 
@@ -28,6 +36,7 @@
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
+#include "llvm/Support/MemoryBuffer.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -43,6 +52,11 @@ namespace vindex {
 /// pattern.Regex): Family is "gpt2", "llama3" or "qwen2"; empty otherwise.
 llvm::StringRef byteLevelSplitPattern(llvm::StringRef Family);
 
+/// The compiled tokenizer's file in a V-index, beside tokenizer.json (which
+/// is kept: compile writes the tokenizer from it).
+inline constexpr llvm::StringLiteral kCompiledTokenizerFileName =
+    "tokenizer.vfb";
+
 class Tokenizer {
 public:
   enum class Kind { SentencePieceBPE, ByteLevelBPE };
@@ -52,6 +66,19 @@ public:
                                             llvm::StringRef FileName);
   /// Reads and parses a tokenizer.json file.
   static llvm::Expected<Tokenizer> fromFile(llvm::StringRef Path);
+
+  /// The tokenizer in its compiled binary form (lib/Formats/Tokenizer.fbs):
+  /// what loading tokenizer.json derives, so that fromCompiled() parses no
+  /// JSON. The bytes depend only on the tokenizer.
+  std::string compiled() const;
+  /// tokenizer.json text -> compiled().
+  static llvm::Expected<std::string> compile(llvm::StringRef JsonText,
+                                             llvm::StringRef FileName);
+  /// Builds the tokenizer from compiled() bytes (e.g. a mapped
+  /// tokenizer.vfb); FileName is used in error messages only.
+  static llvm::Expected<Tokenizer>
+  fromCompiled(std::unique_ptr<llvm::MemoryBuffer> Buffer,
+               llvm::StringRef FileName);
 
   Tokenizer(Tokenizer &&) noexcept;
   Tokenizer &operator=(Tokenizer &&) noexcept;
@@ -81,6 +108,20 @@ public:
   /// One more than the largest id of the model vocabulary and added tokens,
   /// i.e. the number of embedding rows the ids can address.
   size_t vocabSize() const;
+  /// How the tokenizer meets an embedding of \p Rows rows, as transformers
+  /// takes it: ids at or past Rows may only be added tokens (Gemma 3 ships
+  /// <image_soft_token> at 262,144 with 262,144-row checkpoints), which text
+  /// reaches only by spelling them, and encoding such text is refused by
+  /// the caller that holds the embedding (naming the token). Returns those
+  /// ids, ascending, for a warning; an Error naming \p File and the first
+  /// model-vocabulary or post-processor id past the embedding. The one check
+  /// of tokenizer against embedding, at decompose, compile and open alike.
+  llvm::Expected<std::vector<int32_t>>
+  idsPastEmbedding(uint64_t Rows, llvm::StringRef File) const;
+  /// The warning for idsPastEmbedding's ids: how many, and which.
+  std::string describeIdsPastEmbedding(llvm::ArrayRef<int32_t> Ids,
+                                       uint64_t Rows) const;
+
   /// True for added tokens marked `"special": true`.
   bool isSpecial(int32_t Id) const;
   /// The single special token the post_processor puts before the sequence,

@@ -10,6 +10,7 @@
 // config fields: hidden_size, intermediate_size, num_layers, num_heads,
 // num_kv_heads, head_dim, vocab_size. Tensor fields: offset, stored_length,
 // length, codec_chunk, layer, transposed (0 or 1), shape (AxB...).
+// files.drop=NAME unlists an auxiliary file.
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Store/Manifest.h"
@@ -94,6 +95,15 @@ static Error edit(Manifest &M, StringRef Edit) {
       if (T.Name == Name)
         return setTensor(T, Field, Value);
     return makeError("no tensor '{0}'", Name);
+  }
+  if (Path == "files.drop") { // Unlists an auxiliary file (e.g. to make
+                              // a V-index as older versions wrote it).
+    auto It = llvm::find_if(M.Files,
+                            [&](const AuxFileRecord &F) { return F.Name == Value; });
+    if (It == M.Files.end())
+      return makeError("no file '{0}'", Value);
+    M.Files.erase(It);
+    return Error::success();
   }
   return makeError("cannot edit '{0}'", Edit);
 }
