@@ -124,6 +124,8 @@ struct FactState {
   /// edit position in each.
   std::vector<std::vector<int32_t>> Prompts;
   std::vector<size_t> Positions;
+  /// The pieces the offset writes (teacher-forced after each prompt).
+  std::vector<int32_t> Target;
   std::vector<double> Z; ///< the target residual at Lmax + 1
   std::string Record;
 };
@@ -180,7 +182,7 @@ Expected<std::vector<double>> optimiseOffset(const Model &M,
                                              const MemitOptions &Opts) {
   std::vector<LossSequence> Seqs;
   for (size_t C = 0; C < St.Prompts.size(); ++C) {
-    LossSequence S = teacherForced(St.Prompts[C], F.Target);
+    LossSequence S = teacherForced(St.Prompts[C], St.Target);
     S.OffsetPositions = {St.Positions[C]};
     Seqs.push_back(std::move(S));
   }
@@ -236,10 +238,10 @@ Expected<std::vector<double>> optimiseOffset(const Model &M,
       for (double &X : Delta)
         X *= Bound / N;
   }
-  St.Record = formatv("memit: '{0}' {1} -> '{2}': adam {3} steps, loss "
+  St.Record = formatv("memit: '{0}' {1} -> '{2}' piece {8}: adam {3} steps, loss "
                       "{4:f4} -> {5:f4}, |delta| {6:f3} (|h| {7:f3})",
                       F.Entity, F.Relation, F.TargetText, Step, First, Last,
-                      norm(Delta), HNorm)
+                      norm(Delta), HNorm, St.Target.front())
                   .str();
   std::vector<double> Z(D);
   for (size_t I = 0; I < D; ++I)
@@ -265,39 +267,55 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
 
   // The facts' prompts: the canonical one and the context prefixes.
   std::vector<int32_t> Special = Tok.encode("", /*AddSpecial=*/true);
-  std::vector<FactState> States(Facts.size());
-  for (size_t I = 0; I < Facts.size(); ++I) {
-    const Fact &F = Facts[I];
-    FactState &St = States[I];
+  // The edit units: at the subject, one per fact writing its whole
+  // target; at the last position, one per target piece (the prompt and
+  // the earlier pieces, teacher-forced), since an offset at one position
+  // reaches the later pieces only through attention.
+  std::vector<FactState> States;
+  for (const Fact &F : Facts) {
     ArrayRef<int32_t> Canon = F.Prompts.front();
-    St.Prompts.push_back(Canon);
     ArrayRef<int32_t> Body = Canon;
     if (Body.size() >= Special.size() &&
         std::equal(Special.begin(), Special.end(), Body.begin()))
       Body = Body.drop_front(Special.size());
+    std::vector<std::vector<int32_t>> Contexts = {Canon.vec()};
     for (const char *P : Prefixes) {
       std::vector<int32_t> Ids = Special;
       std::vector<int32_t> Pre = Tok.encode(P, /*AddSpecial=*/false);
       Ids.insert(Ids.end(), Pre.begin(), Pre.end());
       Ids.insert(Ids.end(), Body.begin(), Body.end());
-      St.Prompts.push_back(std::move(Ids));
+      Contexts.push_back(std::move(Ids));
     }
-    for (const std::vector<int32_t> &P : St.Prompts)
-      St.Positions.push_back(Opts.AtSubject
-                                 ? subjectPosition(Tok, P, F.Entity)
-                                 : P.size() - 1);
-    Expected<std::vector<double>> Z =
-        optimiseOffset(M, Tok, F, St, Residual, Opts);
-    if (!Z)
-      return Z.takeError();
-    St.Z = std::move(*Z);
-    if (Verbose)
-      *Verbose << St.Record << "\n";
+    size_t Units = Opts.AtSubject ? 1 : F.Target.size();
+    for (size_t J = 0; J < Units; ++J) {
+      FactState St;
+      for (std::vector<int32_t> P : Contexts) {
+        if (Opts.AtSubject) {
+          St.Positions.push_back(subjectPosition(Tok, P, F.Entity));
+        } else {
+          P.insert(P.end(), F.Target.begin(), F.Target.begin() + J);
+          St.Positions.push_back(P.size() - 1);
+        }
+        St.Prompts.push_back(std::move(P));
+      }
+      if (Opts.AtSubject)
+        St.Target = F.Target;
+      else
+        St.Target = {F.Target[J]};
+      Expected<std::vector<double>> Z =
+          optimiseOffset(M, Tok, F, St, Residual, Opts);
+      if (!Z)
+        return Z.takeError();
+      St.Z = std::move(*Z);
+      if (Verbose)
+        *Verbose << St.Record << "\n";
+      States.push_back(std::move(St));
+    }
   }
 
   // Step 3, layer by layer from the lowest.
   MemitPlan Plan;
-  size_t N = Facts.size();
+  size_t N = States.size();
   for (size_t LI = 0; LI < Layers.size(); ++LI) {
     unsigned L = Layers[LI];
     if (Error E = M.reload())
@@ -369,8 +387,21 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
                           L, N, Reached / double(N), Opts.Lambda);
     Plan.Updates.push_back(std::move(U));
   }
-  for (FactState &St : States)
+  // What the update reached: the residual still missing at Lmax + 1.
+  if (Error E = M.reload())
+    return std::move(E);
+  for (FactState &St : States) {
+    Probe P = probe(M, St.Prompts[0], St.Positions[0], Residual,
+                    std::nullopt);
+    for (size_t I = 0; I < D; ++I)
+      P.Residual[I] -= St.Z[I];
+    St.Record += formatv(", |z - h| after the update {0:f3}",
+                         norm(P.Residual))
+                     .str();
+    if (Verbose)
+      *Verbose << St.Record << "\n";
     Plan.Record.push_back(std::move(St.Record));
+  }
   return Plan;
 }
 

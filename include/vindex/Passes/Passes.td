@@ -85,7 +85,7 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                             "middle ones)">,
                  Option<"MemitLambda", "memit-lambda", "double", "10.0",
                         "MODE memit's weight of the ordinary keys">,
-                 Option<"MemitAt", "memit-at", "std::string", "\"subject\"",
+                 Option<"MemitAt", "memit-at", "std::string", "\"last\"",
                         "MODE memit's edit position: subject or last">];
   let dependentDialects = ["::vindex::vx::VindexDialect"];
 }
