@@ -10,6 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "FactEdits.h"
+#include "MemitEdits.h"
 
 #include "vindex/Dialect/Larql/LarqlOps.h"
 #include "vindex/Dialect/Vindex/VindexOps.h"
@@ -157,12 +158,13 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       }
       if (!Op->hasAttr(RelationsAttr))
         continue;
-      if (failed(plan(Op, **Ed, Tok)))
+      if (failed(plan(Op, **Ed, Tok, Sample.Text)))
         return signalPassFailure();
     }
   }
 
-  LogicalResult plan(Operation *Op, edit::Editor &Ed, const Tokenizer &Tok) {
+  LogicalResult plan(Operation *Op, edit::Editor &Ed, const Tokenizer &Tok,
+                     ArrayRef<std::string> CorpusLines) {
     std::vector<FactRow> Rows;
     if (failed(factRows(Op, Rows)))
       return failure();
@@ -203,6 +205,15 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       }
       Facts.push_back(std::move(F));
     }
+    if (isMemit(Op)) { // MODE memit: passes/MemitEdits.cpp
+      Memit.Options.Layers.assign(MemitLayers.begin(), MemitLayers.end());
+      Memit.Options.Lambda = MemitLambda;
+      Memit.Options.AtSubject = MemitAt == "subject";
+      Memit.Corpus.assign(CorpusLines.begin(), CorpusLines.end());
+      Memit.CorpusName = Corpus;
+      auto *D = getContext().getLoadedDialect<vx::VindexDialect>();
+      return lowerMemit(Op, Facts, Ed, Tok, Memit, D->session()->log());
+    }
     unsigned FailedRow = 0;
     llvm::Expected<edit::StatementPlan> Plan =
         Ed.plan(Kind, Facts, Opts, FailedRow);
@@ -236,6 +247,8 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
     Op->erase();
     return success();
   }
+
+  MemitContext Memit;
 };
 
 } // namespace

@@ -78,7 +78,15 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
     and from the lines of `corpus` when given.
   }];
   let options = [Option<"Corpus", "corpus", "std::string", "",
-                        "A text file whose lines add to the key statistics">];
+                        "A text file whose lines add to the key statistics">,
+                 // MODE memit (docs/lql.md, "MODE memit").
+                 ListOption<"MemitLayers", "memit-layers", "unsigned",
+                            "MODE memit's edit layers (default: the "
+                            "middle ones)">,
+                 Option<"MemitLambda", "memit-lambda", "double", "10.0",
+                        "MODE memit's weight of the ordinary keys">,
+                 Option<"MemitAt", "memit-at", "std::string", "\"last\"",
+                        "MODE memit's edit position: subject or last">];
   let dependentDialects = ["::vindex::vx::VindexDialect"];
 }
 

@@ -16,7 +16,7 @@ larql.insert {rows = ["a"]}
 
 // -----
 
-// expected-error @+1 {{'larql.insert' op unknown MODE 'fast' (expected slot)}}
+// expected-error @+1 {{'larql.insert' op unknown MODE 'fast' (expected slot, memit)}}
 larql.insert {rows = [{entity = "a", relation = "r", target = "t"}], mode = "fast"}
 
 // -----

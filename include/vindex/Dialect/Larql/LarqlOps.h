@@ -19,7 +19,7 @@ namespace vindex::larql {
 
 /// The methods of INSERT (MODE m; docs/lql.md, "Methods"): `slot` (the
 /// default) writes each fact as new gated features in appended FFN slots.
-inline constexpr llvm::StringLiteral InsertModes[] = {"slot"};
+inline constexpr llvm::StringLiteral InsertModes[] = {"slot", "memit"};
 
 /// Clause locations. An op lowered from a script is located at its
 /// statement's first token; a clause a verifier checks (WITH K's count, a

@@ -1,0 +1,109 @@
+//===- KeyStats.cpp - MODE memit's key statistics -------------------------===//
+//
+// E[k kᵀ] of the FFN keys per edit layer over ordinary text, and the
+// model's own greedy text that stands in for a corpus.
+//
+//===----------------------------------------------------------------------===//
+#include "vindex/Edit/Memit.h"
+
+#include "vindex/Formats/Tokenizer.h"
+#include "vindex/Model/Engine.h"
+#include "vindex/Support/Error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+using namespace llvm;
+
+namespace vindex {
+namespace edit {
+
+Expected<KeyStatistics> keyStatistics(const Model &M,
+                                      ArrayRef<std::vector<int32_t>> Texts,
+                                      ArrayRef<unsigned> Layers,
+                                      std::string Source) {
+  KeyStatistics S;
+  S.Layers.assign(Layers.begin(), Layers.end());
+  S.Source = std::move(Source);
+  for (unsigned L : Layers) {
+    if (L >= M.numLayers())
+      return makeError("memit: no layer {0} (the model has {1})", L,
+                       M.numLayers());
+    size_t F = M.layer(L).Down.Rows;
+    S.Moment.emplace_back(F * F, 0.0);
+  }
+  Session Sess(M, 1);
+  ForwardOptions O;
+  O.CaptureFFN = true;
+  for (const std::vector<int32_t> &Ids : Texts) {
+    if (Ids.empty())
+      continue;
+    Sess.reset();
+    ForwardResult R = Sess.run(Ids, O);
+    for (size_t LI = 0; LI < Layers.size(); ++LI) {
+      const std::vector<float> &A = R.FFNActivations[Layers[LI]];
+      size_t F = A.size() / Ids.size();
+      std::vector<double> &C = S.Moment[LI];
+      // Only the upper triangle, position by position (a fixed order).
+      for (size_t P = 0; P < Ids.size(); ++P) {
+        const float *K = &A[P * F];
+        for (size_t I = 0; I < F; ++I) {
+          double Ki = K[I];
+          if (Ki == 0)
+            continue;
+          double *Row = &C[I * F];
+          for (size_t J = I; J < F; ++J)
+            Row[J] += Ki * double(K[J]);
+        }
+      }
+    }
+    S.Positions += Ids.size();
+  }
+  if (!S.Positions)
+    return makeError("memit: no text to measure the key statistics on");
+  for (std::vector<double> &C : S.Moment) {
+    size_t F = size_t(std::sqrt(double(C.size())) + 0.5);
+    for (size_t I = 0; I < F; ++I)
+      for (size_t J = I; J < F; ++J) {
+        C[I * F + J] /= double(S.Positions);
+        C[J * F + I] = C[I * F + J];
+      }
+  }
+  return S;
+}
+
+std::vector<std::vector<int32_t>> greedyTexts(const Model &M,
+                                              const Tokenizer &Tok,
+                                              size_t Count, size_t MaxNew) {
+  std::vector<int32_t> Start = Tok.encode("", /*AddSpecial=*/true);
+  if (Start.empty())
+    if (std::optional<int32_t> B = Tok.bosId())
+      Start.push_back(*B);
+  std::vector<std::vector<int32_t>> Texts;
+  if (Start.empty())
+    return Texts;
+  Session S(M, 1);
+  Texts.push_back(Start);
+  std::vector<int32_t> G = S.generate(Start, MaxNew, {});
+  Texts.back().insert(Texts.back().end(), G.begin(), G.end());
+  S.reset();
+  std::vector<float> Logits = S.run(Start).Logits;
+  std::vector<int32_t> Order(Logits.size());
+  std::iota(Order.begin(), Order.end(), 0);
+  std::stable_sort(Order.begin(), Order.end(), [&](int32_t A, int32_t B) {
+    return Logits[A] > Logits[B];
+  });
+  for (size_t I = 0; I < Count && I < Order.size(); ++I) {
+    std::vector<int32_t> P = Start;
+    P.push_back(Order[I]);
+    S.reset();
+    std::vector<int32_t> More = S.generate(P, MaxNew, {});
+    P.insert(P.end(), More.begin(), More.end());
+    Texts.push_back(std::move(P));
+  }
+  return Texts;
+}
+
+} // namespace edit
+} // namespace vindex

@@ -1,0 +1,409 @@
+//===- Memit.cpp - INSERT ... MODE memit ----------------------------------===//
+//
+// See Memit.h for the method. The key statistics are KeyStats.cpp's.
+//
+//===----------------------------------------------------------------------===//
+#include "vindex/Edit/Memit.h"
+
+#include "vindex/Formats/Tokenizer.h"
+#include "vindex/Model/Backward.h"
+#include "vindex/Model/Engine.h"
+#include "vindex/Store/Patch.h"
+#include "vindex/Store/TensorView.h"
+#include "vindex/Support/Error.h"
+
+#include "llvm/Support/FormatVariadic.h"
+
+#include <algorithm>
+#include <cmath>
+
+using namespace llvm;
+
+namespace vindex {
+namespace edit {
+
+std::vector<unsigned> memitLayers(const MemitOptions &Opts, size_t NumLayers) {
+  if (!Opts.Layers.empty())
+    return Opts.Layers;
+  std::vector<unsigned> L;
+  for (size_t I = NumLayers / 4; I <= NumLayers / 2 && I + 1 < NumLayers; ++I)
+    L.push_back(unsigned(I));
+  if (L.empty())
+    L.push_back(0);
+  return L;
+}
+
+Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
+                                          ArrayRef<double> K,
+                                          ArrayRef<double> R, size_t F,
+                                          size_t D) {
+  size_t N = K.size() / F;
+  if (C.size() != F * F || K.size() != N * F || R.size() != N * D)
+    return makeError("memit: the update's shapes disagree");
+  // A = λ C + K Kᵀ (F x F, symmetric positive definite when λ C is).
+  std::vector<double> A(F * F);
+  for (size_t I = 0; I < F * F; ++I)
+    A[I] = Lambda * C[I];
+  for (size_t J = 0; J < N; ++J)
+    for (size_t I = 0; I < F; ++I)
+      for (size_t P = 0; P < F; ++P)
+        A[I * F + P] += K[J * F + I] * K[J * F + P];
+  // Cholesky A = L Lᵀ, L in the lower triangle of A. A tiny ridge keeps a
+  // key direction the text never used solvable.
+  double Trace = 0;
+  for (size_t I = 0; I < F; ++I)
+    Trace += A[I * F + I];
+  double Ridge = 1e-10 * Trace / double(F) + 1e-300;
+  for (size_t I = 0; I < F; ++I)
+    A[I * F + I] += Ridge;
+  for (size_t J = 0; J < F; ++J) {
+    double S = A[J * F + J];
+    for (size_t P = 0; P < J; ++P)
+      S -= A[J * F + P] * A[J * F + P];
+    if (!(S > 0))
+      return makeError("memit: the key statistics are not positive definite "
+                       "(row {0})",
+                       J);
+    double Ljj = std::sqrt(S);
+    A[J * F + J] = Ljj;
+    for (size_t I = J + 1; I < F; ++I) {
+      double T = A[I * F + J];
+      for (size_t P = 0; P < J; ++P)
+        T -= A[I * F + P] * A[J * F + P];
+      A[I * F + J] = T / Ljj;
+    }
+  }
+  // X = A⁻¹ Kᵀ, one column per fact: forward then back substitution.
+  std::vector<double> X(N * F); // [N][F]
+  for (size_t J = 0; J < N; ++J) {
+    double *Xj = &X[J * F];
+    for (size_t I = 0; I < F; ++I) {
+      double T = K[J * F + I];
+      for (size_t P = 0; P < I; ++P)
+        T -= A[I * F + P] * Xj[P];
+      Xj[I] = T / A[I * F + I];
+    }
+    for (size_t I = F; I-- > 0;) {
+      double T = Xj[I];
+      for (size_t P = I + 1; P < F; ++P)
+        T -= A[P * F + I] * Xj[P];
+      Xj[I] = T / A[I * F + I];
+    }
+  }
+  // Δ[:, f] = Σ_j R_j X_j[f]: row f of the feature-major layout.
+  std::vector<double> Delta(F * D, 0.0);
+  for (size_t J = 0; J < N; ++J)
+    for (size_t Fi = 0; Fi < F; ++Fi) {
+      double W = X[J * F + Fi];
+      for (size_t I = 0; I < D; ++I)
+        Delta[Fi * D + I] += W * R[J * D + I];
+    }
+  return Delta;
+}
+
+namespace {
+
+/// The position of the last token of Entity in Ids (the last occurrence),
+/// else the last position.
+size_t subjectPosition(const Tokenizer &Tok, ArrayRef<int32_t> Ids,
+                       StringRef Entity) {
+  for (std::string Form : {(" " + Entity).str(), Entity.str()}) {
+    std::vector<int32_t> E = Tok.encode(Form, /*AddSpecial=*/false);
+    if (E.empty() || E.size() > Ids.size())
+      continue;
+    for (size_t S = Ids.size() - E.size() + 1; S-- > 0;)
+      if (std::equal(E.begin(), E.end(), Ids.begin() + S))
+        return S + E.size() - 1;
+  }
+  return Ids.size() - 1;
+}
+
+/// What the optimiser and the update need of one fact.
+struct FactState {
+  /// The canonical prompt then the context prefixes: prompt ids and the
+  /// edit position in each.
+  std::vector<std::vector<int32_t>> Prompts;
+  std::vector<size_t> Positions;
+  /// The pieces the offset writes (teacher-forced after each prompt).
+  std::vector<int32_t> Target;
+  std::vector<double> Z; ///< the target residual at Lmax + 1
+  std::string Record;
+};
+
+/// Context prefixes before the canonical prompt (MEMIT uses short
+/// generated texts; fixed ones keep the result deterministic).
+constexpr const char *Prefixes[] = {"Yes.", "Well,", "I see."};
+
+double norm(ArrayRef<double> V) {
+  double S = 0;
+  for (double X : V)
+    S += X * X;
+  return std::sqrt(S);
+}
+
+/// Residual Residual and the FFN keys and raw FFN output of layer Layer at
+/// position Pos of Ids, from the f32 engine.
+struct Probe {
+  std::vector<double> Residual, Key, FFNOut;
+};
+Probe probe(const Model &M, ArrayRef<int32_t> Ids, size_t Pos, size_t Residual,
+            std::optional<unsigned> Layer) {
+  Session S(M, 1);
+  ForwardOptions O;
+  O.CaptureResiduals = true;
+  O.CaptureFFN = Layer.has_value();
+  size_t D = M.config().HiddenSize;
+  Probe P;
+  if (Layer)
+    O.AfterFFN = [&](size_t L, size_t Start, size_t T, ArrayRef<float>,
+                     MutableArrayRef<float> Out) {
+      if (L != *Layer || Pos < Start || Pos >= Start + T)
+        return;
+      const float *Row = &Out[(Pos - Start) * D];
+      P.FFNOut.assign(Row, Row + D);
+    };
+  ForwardResult R = S.run(Ids, O);
+  const std::vector<float> &H = R.Residuals[Residual];
+  P.Residual.assign(H.begin() + Pos * D, H.begin() + (Pos + 1) * D);
+  if (Layer) {
+    const std::vector<float> &A = R.FFNActivations[*Layer];
+    size_t F = A.size() / Ids.size();
+    P.Key.assign(A.begin() + Pos * F, A.begin() + (Pos + 1) * F);
+  }
+  return P;
+}
+
+/// Step 2: the offset δ at residual Residual that makes the model emit the
+/// target (Adam on OffsetObjective); returns h + δ.
+Expected<std::vector<double>> optimiseOffset(const Model &M,
+                                             const Tokenizer &Tok,
+                                             const Fact &F, FactState &St,
+                                             size_t Residual,
+                                             const MemitOptions &Opts) {
+  std::vector<LossSequence> Seqs;
+  for (size_t C = 0; C < St.Prompts.size(); ++C) {
+    LossSequence S = teacherForced(St.Prompts[C], St.Target);
+    S.OffsetPositions = {St.Positions[C]};
+    Seqs.push_back(std::move(S));
+  }
+  // The KL term: "{entity} is a" keeps its next-token distribution.
+  {
+    LossSequence S;
+    S.Tokens = Tok.encode(F.Entity + " is a");
+    size_t Last = S.Tokens.size() - 1;
+    Expected<std::vector<double>> Ref = logProbs(M, S.Tokens, Last);
+    if (!Ref)
+      return Ref.takeError();
+    S.KL.push_back({Last, std::move(*Ref), Opts.KLWeight});
+    S.OffsetPositions = {Opts.AtSubject
+                             ? subjectPosition(Tok, S.Tokens, F.Entity)
+                             : Last};
+    Seqs.push_back(std::move(S));
+  }
+  size_t NSeq = Seqs.size();
+  Expected<OffsetObjective> Obj =
+      OffsetObjective::create(M, std::move(Seqs), Residual);
+  if (!Obj)
+    return Obj.takeError();
+  Probe H = probe(M, St.Prompts[0], St.Positions[0], Residual, std::nullopt);
+  size_t D = H.Residual.size();
+  double HNorm = norm(H.Residual);
+  double Lr = Opts.LearningRate * HNorm / std::sqrt(double(D));
+  double Bound = Opts.NormBound * HNorm;
+  // Early stop: every sequence's NLL below ln 2 / sequences means every
+  // piece has probability above 1/2 in every context: the greedy choice.
+  double Stop = std::log(2.0) / double(NSeq);
+  std::vector<double> Delta(D, 0.0), Mom(D, 0.0), Var(D, 0.0);
+  double First = 0, Last = 0;
+  unsigned Step = 0;
+  for (; Step <= Opts.Steps; ++Step) {
+    Expected<OffsetGradient> G = Obj->evaluate(Delta);
+    if (!G)
+      return G.takeError();
+    if (Step == 0)
+      First = G->Loss;
+    Last = G->Loss;
+    if (G->Loss < Stop || Step == Opts.Steps)
+      break;
+    const double B1 = 0.9, B2 = 0.999;
+    double C1 = 1 - std::pow(B1, Step + 1), C2 = 1 - std::pow(B2, Step + 1);
+    for (size_t I = 0; I < D; ++I) {
+      double Gi = G->Gradient[I];
+      Mom[I] = B1 * Mom[I] + (1 - B1) * Gi;
+      Var[I] = B2 * Var[I] + (1 - B2) * Gi * Gi;
+      Delta[I] -= Lr * (Mom[I] / C1) / (std::sqrt(Var[I] / C2) + 1e-12);
+    }
+    double N = norm(Delta);
+    if (N > Bound)
+      for (double &X : Delta)
+        X *= Bound / N;
+  }
+  St.Record = formatv("memit: '{0}' {1} -> '{2}' piece {8}: adam {3} steps, loss "
+                      "{4:f4} -> {5:f4}, |delta| {6:f3} (|h| {7:f3})",
+                      F.Entity, F.Relation, F.TargetText, Step, First, Last,
+                      norm(Delta), HNorm, St.Target.front())
+                  .str();
+  std::vector<double> Z(D);
+  for (size_t I = 0; I < D; ++I)
+    Z[I] = H.Residual[I] + Delta[I];
+  return Z;
+}
+
+} // namespace
+
+Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
+                              ArrayRef<Fact> Facts, const KeyStatistics &Stats,
+                              const MemitOptions &Opts, raw_ostream *Verbose) {
+  TensorView V = View;
+  Expected<std::unique_ptr<Model>> ML = Model::load(V);
+  if (!ML)
+    return ML.takeError();
+  Model &M = **ML;
+  size_t D = M.config().HiddenSize;
+  std::vector<unsigned> Layers = Stats.Layers;
+  if (Layers.empty())
+    return makeError("memit: no edit layer");
+  size_t Residual = Layers.back() + 1;
+
+  // The facts' prompts: the canonical one and the context prefixes.
+  std::vector<int32_t> Special = Tok.encode("", /*AddSpecial=*/true);
+  // The edit units: at the subject, one per fact writing its whole
+  // target; at the last position, one per target piece (the prompt and
+  // the earlier pieces, teacher-forced), since an offset at one position
+  // reaches the later pieces only through attention.
+  std::vector<FactState> States;
+  for (const Fact &F : Facts) {
+    ArrayRef<int32_t> Canon = F.Prompts.front();
+    ArrayRef<int32_t> Body = Canon;
+    if (Body.size() >= Special.size() &&
+        std::equal(Special.begin(), Special.end(), Body.begin()))
+      Body = Body.drop_front(Special.size());
+    std::vector<std::vector<int32_t>> Contexts = {Canon.vec()};
+    for (const char *P : Prefixes) {
+      std::vector<int32_t> Ids = Special;
+      std::vector<int32_t> Pre = Tok.encode(P, /*AddSpecial=*/false);
+      Ids.insert(Ids.end(), Pre.begin(), Pre.end());
+      Ids.insert(Ids.end(), Body.begin(), Body.end());
+      Contexts.push_back(std::move(Ids));
+    }
+    size_t Units = Opts.AtSubject ? 1 : F.Target.size();
+    for (size_t J = 0; J < Units; ++J) {
+      FactState St;
+      for (std::vector<int32_t> P : Contexts) {
+        if (Opts.AtSubject) {
+          St.Positions.push_back(subjectPosition(Tok, P, F.Entity));
+        } else {
+          P.insert(P.end(), F.Target.begin(), F.Target.begin() + J);
+          St.Positions.push_back(P.size() - 1);
+        }
+        St.Prompts.push_back(std::move(P));
+      }
+      if (Opts.AtSubject)
+        St.Target = F.Target;
+      else
+        St.Target = {F.Target[J]};
+      Expected<std::vector<double>> Z =
+          optimiseOffset(M, Tok, F, St, Residual, Opts);
+      if (!Z)
+        return Z.takeError();
+      St.Z = std::move(*Z);
+      if (Verbose)
+        *Verbose << St.Record << "\n";
+      States.push_back(std::move(St));
+    }
+  }
+
+  // Step 3, layer by layer from the lowest.
+  MemitPlan Plan;
+  size_t N = States.size();
+  for (size_t LI = 0; LI < Layers.size(); ++LI) {
+    unsigned L = Layers[LI];
+    if (Error E = M.reload())
+      return std::move(E);
+    const LayerWeights &W = M.layer(L);
+    size_t F = W.Down.Rows;
+    if (Stats.Moment[LI].size() != F * F)
+      return makeError("memit: layer {0}'s FFN width {1} differs from its "
+                       "key statistics' (the layer has appended slots)",
+                       L, F);
+    std::vector<double> K(N * F, 0.0), R(N * D, 0.0);
+    double Reached = 0;
+    for (size_t J = 0; J < N; ++J) {
+      FactState &St = States[J];
+      // Keys averaged over the contexts; the residual still missing and
+      // the FFN output measured on the canonical prompt.
+      for (size_t C = 0; C < St.Prompts.size(); ++C) {
+        Probe P = probe(M, St.Prompts[C], St.Positions[C], Residual, L);
+        for (size_t I = 0; I < F; ++I)
+          K[J * F + I] += P.Key[I] / double(St.Prompts.size());
+        if (C != 0)
+          continue;
+        double Left = double(Layers.size() - LI);
+        for (size_t I = 0; I < D; ++I)
+          R[J * D + I] = (St.Z[I] - P.Residual[I]) / Left;
+        // Gemma norms the FFN output before the residual add: to first
+        // order, a change r of the normed output is rms(o) r / w of the
+        // raw one.
+        if (!W.PostFFNNorm.empty()) {
+          double Ms = 0;
+          for (double X : P.FFNOut)
+            Ms += X * X;
+          double Rms = std::sqrt(Ms / double(D) + M.config().NormEps);
+          for (size_t I = 0; I < D; ++I)
+            R[J * D + I] *= Rms / double(W.PostFFNNorm[I]);
+        }
+        Reached += norm(ArrayRef<double>(R).slice(J * D, D)) * Left;
+      }
+    }
+    Expected<std::vector<double>> Delta =
+        solveUpdate(Stats.Moment[LI], Opts.Lambda, K, R, F, D);
+    if (!Delta)
+      return Delta.takeError();
+    const TensorRecord *T = V.find(TensorRole::FFNDown, int(L));
+    if (!T || V.rowElements(*T) != D || V.rows(*T) != F)
+      return makeError("memit: layer {0} has no feature-major down "
+                       "projection",
+                       L);
+    DownUpdate U;
+    U.Layer = L;
+    U.Tensor = T->Name;
+    U.Rows = F;
+    U.Values.resize(F * D);
+    std::vector<float> Row;
+    for (size_t Fi = 0; Fi < F; ++Fi) {
+      if (Error E = V.readRow(*T, Fi, Row))
+        return std::move(E);
+      for (size_t I = 0; I < D; ++I)
+        U.Values[Fi * D + I] = float(double(Row[I]) + (*Delta)[Fi * D + I]);
+    }
+    PatchBuilder B(V);
+    if (Error E = B.setRows(U.Tensor, 0, U.Values))
+      return std::move(E);
+    if (Error E = V.push(B.finish()))
+      return std::move(E);
+    if (Verbose)
+      *Verbose << formatv("memit: layer {0}: {1} keys, mean |z - h| {2:f3}, "
+                          "lambda {3}\n",
+                          L, N, Reached / double(N), Opts.Lambda);
+    Plan.Updates.push_back(std::move(U));
+  }
+  // What the update reached: the residual still missing at Lmax + 1.
+  if (Error E = M.reload())
+    return std::move(E);
+  for (FactState &St : States) {
+    Probe P = probe(M, St.Prompts[0], St.Positions[0], Residual,
+                    std::nullopt);
+    for (size_t I = 0; I < D; ++I)
+      P.Residual[I] -= St.Z[I];
+    St.Record += formatv(", |z - h| after the update {0:f3}",
+                         norm(P.Residual))
+                     .str();
+    if (Verbose)
+      *Verbose << St.Record << "\n";
+    Plan.Record.push_back(std::move(St.Record));
+  }
+  return Plan;
+}
+
+} // namespace edit
+} // namespace vindex

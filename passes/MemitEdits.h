@@ -1,0 +1,43 @@
+//===- MemitEdits.h - larql-plan-edits' MODE memit --------------*- C++ -*-===//
+//
+// An INSERT with MODE memit: planned by lib/Edit/Memit.cpp, lowered to one
+// `vindex.update_weights` of each edit layer's whole down projection.
+//
+//===----------------------------------------------------------------------===//
+#ifndef VINDEX_PASSES_MEMITEDITS_H
+#define VINDEX_PASSES_MEMITEDITS_H
+
+#include "vindex/Edit/Memit.h"
+
+#include "mlir/IR/Operation.h"
+
+#include <optional>
+
+namespace vindex {
+
+class Tokenizer;
+
+/// What MODE memit keeps across a pass run: its options, the corpus
+/// lines, and the key statistics (measured on the first memit statement,
+/// on the model as the pipeline's input gives it).
+struct MemitContext {
+  edit::MemitOptions Options;
+  /// The corpus' lines tokenized; empty: the model's greedy text.
+  std::vector<std::string> Corpus;
+  std::string CorpusName;
+  std::optional<edit::KeyStatistics> Stats;
+};
+
+/// True when Op is an INSERT with MODE memit.
+bool isMemit(mlir::Operation *Op);
+
+/// Plans Facts (Op's rows) with MEMIT against Ed's view, replaces Op with
+/// the update ops and pushes them on Ed's view. Errors are emitted on Op.
+mlir::LogicalResult lowerMemit(mlir::Operation *Op,
+                               llvm::ArrayRef<edit::Fact> Facts,
+                               edit::Editor &Ed, const Tokenizer &Tok,
+                               MemitContext &Ctx, llvm::raw_ostream *Verbose);
+
+} // namespace vindex
+
+#endif
