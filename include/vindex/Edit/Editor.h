@@ -125,6 +125,9 @@ struct Sample {
   /// every fact's features are fitted to stay quiet on the others' prompts
   /// (and the facts of other rows guard each fact).
   std::vector<std::string> Entities;
+  /// Entities whose prompts guard the edits (the probed entities of the
+  /// V-index's labels); empty: the vocabulary's whole words.
+  std::vector<std::string> Known;
   /// Extra ordinary text (e.g. a corpus), one prompt per line.
   std::vector<std::string> Text;
 };
