@@ -95,6 +95,27 @@ struct Editor::Impl {
   /// piece, captured before any of its features: each fact's gate is
   /// fitted to stay quiet on the others' positions, later rows' too.
   std::vector<std::vector<std::vector<std::vector<float>>>> StatementKeys;
+  /// Per fact of the statement, the keys ([layer][hidden]) of inputs where
+  /// the statement check found its features firing and an answer changed:
+  /// negatives of its refit.
+  std::vector<std::vector<std::vector<std::vector<float>>>> Repairs;
+  static constexpr double RepairWeight = 1.0;
+  static constexpr unsigned CheckRounds = 3;
+  /// (entity, relation) pairs of the statement being planned: no guards.
+  std::set<std::pair<std::string, std::string>> InStatement;
+  /// One round of the statement check: every fact generated whole with
+  /// every feature of the statement in place, and every guard prompt's
+  /// greedy answer; where one is lost, the features that fire there get
+  /// its key as a negative. Returns the facts to refit, in row order.
+  std::vector<size_t>
+  checkStatement(EditKind Kind, llvm::ArrayRef<Fact> Facts,
+                 llvm::ArrayRef<std::vector<TrialFeature>> PerFact,
+                 std::string &Note);
+  /// Facts whose features fire (pre-activation above a share of their key's)
+  /// at Keys, strongest first (at most 3), not Except.
+  std::vector<size_t> firing(llvm::ArrayRef<std::vector<float>> Keys,
+                             llvm::ArrayRef<std::vector<TrialFeature>> PerFact,
+                             size_t Except);
   /// (entity, relation) pairs edited so far: their prompts guard nothing.
   std::set<std::pair<std::string, std::string>> Edited;
   /// The final states (after the final norm) of the sample, every
@@ -363,6 +384,7 @@ Editor::Impl::guards(const Fact &F, unsigned Layer, ArrayRef<float> Key,
   std::vector<std::pair<double, const SamplePrompt *>> Near;
   for (const SamplePrompt &P : Prompts) {
     if (Edited.count({P.Entity, P.Relation}) ||
+        InStatement.count({P.Entity, P.Relation}) ||
         (P.Entity == F.Entity && P.Relation == F.Relation))
       continue;
     const std::vector<float> &X = P.Keys[Layer];
@@ -412,6 +434,10 @@ NegativePool Editor::Impl::negatives(const Fact &F, size_t FactIndex,
     Extra.push_back(&W[Layer]);
   for (const std::vector<float> *X : Extra)
     Pool.add(*X, 1.0 / double(Extra.size()));
+  // The inputs the statement check found this fact's features firing on.
+  if (FactIndex < Repairs.size())
+    for (const auto &X : Repairs[FactIndex])
+      Pool.add(X[Layer], RepairWeight / double(Repairs[FactIndex].size()));
   return Pool;
 }
 
@@ -787,6 +813,7 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
         for (size_t I = 0; I < Sep.size(); ++I)
           P.T.Gate[I] = float(Sep[I] * Sharp / KS);
         roundTo(ffnType(L), P.T.Gate);
+        P.T.Fire = dot(P.T.Gate, Key);
         if (!M->config().PostNorms) {
           // up: the layer's mean input direction, 1 at the key: the
           // activation grows like act(z), not z act(z), on an input the
@@ -983,15 +1010,6 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
     if (Round == 4)
       Rec << " (accepted: no sharper gate keeps every guard)";
   }
-  if (Kind != EditKind::Delete && Reached) {
-    std::vector<int32_t> Full(Prompt.begin(), Prompt.end());
-    Full.insert(Full.end(), F.Target.begin(), F.Target.end());
-    std::vector<TrialFeature> With(Accepted.begin(), Accepted.end());
-    With.insert(With.end(), Mine.begin(), Mine.end());
-    std::vector<std::vector<std::vector<float>>> All =
-        capturePositionKeys(*M, Full, With);
-    Written.insert(Written.end(), All.end() - (Pieces + 1), All.end());
-  }
   if (!Reached)
     return makeError("cannot write '{0}' {1}: {2}", F.Entity, F.Relation,
                      Failure);
@@ -1003,6 +1021,104 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
                    text({A.Top}), A.PTop, text({Before.Top}), A.PWant);
   }
   return Mine;
+}
+
+std::vector<size_t>
+Editor::Impl::firing(ArrayRef<std::vector<float>> Keys,
+                     ArrayRef<std::vector<TrialFeature>> PerFact,
+                     size_t Except) {
+  std::vector<std::pair<double, size_t>> Fired;
+  for (size_t R = 0; R < PerFact.size(); ++R) {
+    if (R == Except)
+      continue;
+    double Most = -1e30;
+    for (const TrialFeature &T : PerFact[R])
+      if (T.Fire > 0)
+        Most = std::max(Most, dot(T.Gate, Keys[T.Layer]) / T.Fire);
+    // A tenth of the key's pre-activation already writes a visible share
+    // of the (strong) down vector.
+    if (Most > 0.1)
+      Fired.push_back({-Most, R});
+  }
+  std::stable_sort(Fired.begin(), Fired.end());
+  std::vector<size_t> Out;
+  for (size_t I = 0; I < Fired.size() && I < 3; ++I)
+    Out.push_back(Fired[I].second);
+  return Out;
+}
+
+std::vector<size_t>
+Editor::Impl::checkStatement(EditKind Kind, ArrayRef<Fact> Facts,
+                             ArrayRef<std::vector<TrialFeature>> PerFact,
+                             std::string &Note) {
+  std::vector<TrialFeature> All;
+  for (const std::vector<TrialFeature> &V : PerFact)
+    All.insert(All.end(), V.begin(), V.end());
+  std::set<size_t> Refit;
+  size_t LostFacts = 0, LostGuards = 0, Blamed = 0, Unexplained = 0;
+  auto Blame = [&](ArrayRef<int32_t> Ids, size_t Except) {
+    std::vector<std::vector<float>> Keys = captureKeys(*M, Ids, All);
+    std::vector<size_t> Who = firing(Keys, PerFact, Except);
+    if (getenv("B11DEBUG")) {
+      errs() << "blame '" << text(Ids) << "':";
+      for (size_t R : Who) {
+        double Most = -1e30;
+        for (const TrialFeature &T : PerFact[R])
+          Most = std::max(Most, dot(T.Gate, Keys[T.Layer]) / T.Fire);
+        errs() << " " << R << "(" << Most << ")";
+      }
+      errs() << "\n";
+    }
+    if (Who.empty())
+      ++Unexplained;
+    for (size_t R : Who) {
+      Repairs[R].push_back(Keys);
+      Refit.insert(R);
+      ++Blamed;
+    }
+  };
+  // The facts: whole targets greedily (DELETE: checked by its balancer).
+  if (Kind != EditKind::Delete)
+    for (size_t R = 0; R < Facts.size(); ++R) {
+      const Fact &F = Facts[R];
+      std::vector<int32_t> Ctx = F.Prompts.front();
+      for (size_t J = 0; J <= F.Target.size(); ++J) {
+        int32_t Top = int32_t(argmax(logits(Ctx, All)));
+        bool Bad = J < F.Target.size() ? Top != F.Target[J] : continues(Top);
+        if (Bad) {
+          // Balanced again with the others in place, and the others
+          // refitted where they fire on it.
+          ++LostFacts;
+          Refit.insert(R);
+          Blame(Ctx, R);
+          break;
+        }
+        Ctx.push_back(Top);
+      }
+    }
+  // The guards: every sample prompt not edited keeps its greedy answer.
+  for (const SamplePrompt &P : Prompts) {
+    if (Edited.count({P.Entity, P.Relation}) ||
+        InStatement.count({P.Entity, P.Relation}) || P.Continuation.empty())
+      continue;
+    std::vector<int32_t> Ids = P.Ids;
+    Ids.insert(Ids.end(), P.Continuation.begin(), P.Continuation.end() - 1);
+    std::vector<float> L = logits(Ids, All, /*All=*/true);
+    size_t V = M->config().VocabSize, First = P.Ids.size() - 1;
+    for (size_t K = 0; K < P.Continuation.size(); ++K) {
+      ArrayRef<float> Row(&L[(First + K) * V], V);
+      if (int32_t(argmax(Row)) == P.Continuation[K])
+        continue;
+      ++LostGuards;
+      Blame(ArrayRef<int32_t>(Ids).take_front(First + K + 1), SIZE_MAX);
+      break;
+    }
+  }
+  Note = formatv("{0} fact(s) and {1} guard answer(s) lost; {2} feature "
+                 "set(s) blamed, {3} loss(es) with no feature firing",
+                 LostFacts, LostGuards, Blamed, Unexplained)
+             .str();
+  return std::vector<size_t>(Refit.begin(), Refit.end());
 }
 
 Editor::Editor(std::unique_ptr<Impl> I) : I(std::move(I)) {}
@@ -1049,12 +1165,23 @@ Expected<StatementPlan> Editor::plan(EditKind Kind, ArrayRef<Fact> Facts,
       I->StatementKeys[R].insert(I->StatementKeys[R].end(), All.end() - N,
                                  All.end());
     }
-  std::vector<TrialFeature> Accepted;
-  std::vector<size_t> FactOf; // Accepted[K] writes fact FactOf[K]
+  I->Repairs.assign(Facts.size(), {});
+  I->InStatement.clear();
+  for (const Fact &F : Facts)
+    I->InStatement.insert({F.Entity, F.Relation});
+  std::vector<std::vector<TrialFeature>> PerFact(Facts.size());
+  // The features of every fact but Except, in row order.
+  auto Others = [&](size_t Except) {
+    std::vector<TrialFeature> Out;
+    for (size_t R = 0; R < PerFact.size(); ++R)
+      if (R != Except)
+        Out.insert(Out.end(), PerFact[R].begin(), PerFact[R].end());
+    return Out;
+  };
   for (size_t R = 0; R < Facts.size(); ++R) {
     std::string Record;
     Expected<std::vector<TrialFeature>> Mine =
-        I->planFact(Kind, Facts[R], R, Opts, Accepted, Record);
+        I->planFact(Kind, Facts[R], R, Opts, Others(R), Record);
     if (!Mine) {
       FailedRow = unsigned(R + 1);
       return Mine.takeError();
@@ -1062,12 +1189,60 @@ Expected<StatementPlan> Editor::plan(EditKind Kind, ArrayRef<Fact> Facts,
     if (I->Verbose)
       *I->Verbose << "edit: " << Record << "\n";
     Plan.Record.push_back(std::move(Record));
-    Accepted.insert(Accepted.end(), Mine->begin(), Mine->end());
+    PerFact[R] = std::move(*Mine);
+  }
+  // The whole statement checked with every feature in place: a later row's
+  // feature can undo an earlier fact or take a guard's answer; the facts
+  // whose features fire there are refitted with that input as a negative
+  // (a bounded number of rounds; a refit that fails keeps the features it
+  // had).
+  for (unsigned Round = 0; Round <= Impl::CheckRounds; ++Round) {
+    std::string Note;
+    std::vector<size_t> Refit = I->checkStatement(Kind, Facts, PerFact, Note);
+    std::string Line = formatv("check round {0}: {1}; refit {2} fact(s)",
+                               Round, Note, Refit.size())
+                           .str();
+    if (I->Verbose)
+      *I->Verbose << "edit: " << Line << "\n";
+    for (std::string &Rec : Plan.Record)
+      Rec += "; " + Line;
+    if (Refit.empty() || Round == Impl::CheckRounds)
+      break;
+    for (size_t R : Refit) {
+      std::string Record;
+      Expected<std::vector<TrialFeature>> Mine =
+          I->planFact(Kind, Facts[R], R, Opts, Others(R), Record);
+      if (!Mine) {
+        std::string Why = toString(Mine.takeError());
+        Plan.Record[R] += "; refit failed, kept: " + Why;
+        if (I->Verbose)
+          *I->Verbose << "edit: refit of row " << R + 1
+                      << " failed, kept: " << Why << "\n";
+        continue;
+      }
+      if (I->Verbose)
+        *I->Verbose << "edit: refit: " << Record << "\n";
+      Plan.Record[R] += "; refit: " + Record;
+      PerFact[R] = std::move(*Mine);
+    }
+  }
+  std::vector<TrialFeature> Accepted;
+  std::vector<size_t> FactOf; // Accepted[K] writes fact FactOf[K]
+  for (size_t R = 0; R < Facts.size(); ++R) {
+    Accepted.insert(Accepted.end(), PerFact[R].begin(), PerFact[R].end());
     FactOf.resize(Accepted.size(), R);
   }
-  // Every fact again with the whole statement in place: later rows must not
-  // undo earlier ones.
-  // (Checked by the caller's verification; see PlanEdits.)
+  // The positions of the facts written, with the statement in place: what
+  // later statements' features must stay quiet on.
+  if (Kind != EditKind::Delete)
+    for (const Fact &F : Facts) {
+      std::vector<int32_t> Full = F.Prompts.front();
+      Full.insert(Full.end(), F.Target.begin(), F.Target.end());
+      std::vector<std::vector<std::vector<float>>> All =
+          capturePositionKeys(*I->M, Full, Accepted);
+      I->Written.insert(I->Written.end(), All.end() - (F.Target.size() + 1),
+                        All.end());
+    }
   PatchBuilder B(I->Scratch);
   for (size_t K = 0; K < Accepted.size(); ++K) {
     TrialFeature &T = Accepted[K];

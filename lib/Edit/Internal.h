@@ -15,6 +15,8 @@ namespace vindex::edit {
 struct TrialFeature {
   unsigned Layer = 0;
   std::vector<float> Gate, Up, Down;
+  /// The gate's pre-activation at the key it was fitted to.
+  double Fire = 0;
 };
 
 /// Forward options that add Trials to the FFNs and, when Inputs is given,

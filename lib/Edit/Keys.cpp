@@ -252,17 +252,17 @@ GateFit fitGate(const LayerStats &Stats, ArrayRef<std::vector<float>> Positives,
   GateFit Fit;
   for (unsigned R = 0;; ++R) {
     std::vector<double> G = B;
-    if (!solveSPD(A, G, D)) {
+    bool Solved = solveSPD(A, G, D);
+    double K = 0;
+    for (size_t I = 0; Solved && I < D; ++I)
+      K += G[I] * Positives.front()[I];
+    if (!Solved || !(K > 0)) {
+      // The reweighted negatives outweigh the key: the fit before stands.
       if (Fit.G.empty())
         Fit.G.assign(D, 0.0);
       return Fit;
     }
     Fit.G = std::move(G);
-    double K = 0;
-    for (size_t I = 0; I < D; ++I)
-      K += Fit.G[I] * Positives.front()[I];
-    if (!(K > 0))
-      return Fit;
     Fit.Violators = 0;
     Fit.WorstNegative = -1e30;
     std::vector<size_t> Up;
