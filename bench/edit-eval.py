@@ -5,7 +5,10 @@ For each fixture model (a checkpoint directory or a V-index) and each batch
 (the first 1, 10 and all facts of --facts), in one INSERT statement
 ("batch") and one fact per statement ("sequential"):
   1. writes the LQL script: CREATE RELATION for each relation used (its
-     canonical prompt from templates.json, never the held-out one), then the
+     canonical prompt from templates.json, then, as paraphrases, its
+     training templates whose target comes last, cut before the target:
+     "{e}'s capital city is {t}." gives "{e}'s capital city is", when
+     --paraphrases is given; never the held-out prompt), then the
      INSERT(s), each with MODE m when --mode is given;
   2. runs `larql-opt IN.vindex script.lql -o OUT.vindex` and times it (the
      best of --reps runs, minus the time the same command takes with the
@@ -21,7 +24,7 @@ Markdown table of docs/benchmarks.md.
                      [--facts test/fixtures/facts/fictional.tsv]
                      [--sizes 1,10,all] [--styles batch,sequential]
                      [--mode M] [--work DIR] [--reps N] [--jobs J]
-                     [--corpus TEXT]
+                     [--corpus TEXT] [--paraphrases]
 --corpus gives the planner's key statistics ordinary text as well
 (larql-plan-edits{corpus=TEXT} in the default pipeline).
 """
@@ -58,12 +61,24 @@ def lql_string(s):
     return "'" + s.replace("'", "''") + "'"
 
 
-def script(facts, templates, style, mode):
+def prompts(rel, paraphrases):
+    """The relation's prompts: the canonical one, then (with paraphrases)
+    every training template whose target comes last ("{e}'s capital city
+    is {t}." -> "{e}'s capital city is"); never the held-out prompt."""
+    out = [rel["canonical"]]
+    if paraphrases:
+        for t in rel["train"]:
+            if t.endswith(" {t}.") and "{t}" not in t[:-5]:
+                p = t[:-5]
+                if p not in out and p != rel.get("heldout_prompt"):
+                    out.append(p)
+    return [p.replace("{e}", "{entity}") for p in out]
+
+
+def script(facts, templates, style, mode, paraphrases=False):
     rels = sorted({r for _, r, _ in facts})
-    lines = ["CREATE RELATION %s AS %s;" %
-             (r, lql_string(templates[r]["canonical"].replace("{e}",
-                                                              "{entity}")))
-             for r in rels]
+    lines = ["CREATE RELATION %s AS %s;" % (r, lql_string(p))
+             for r in rels for p in prompts(templates[r], paraphrases)]
     head = list(lines)
     rows = ["(entity=%s, relation=%s, target=%s)" %
             (lql_string(e), lql_string(r), lql_string(t))
@@ -125,6 +140,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--kl-sentences", type=int, default=0)
     ap.add_argument("--corpus", default="")
+    ap.add_argument("--paraphrases", action="store_true")
     a = ap.parse_args()
     models = a.model or [os.path.join(FIX, "models", m)
                          for m in ("tiny-gemma3", "tiny-llama")]
@@ -137,7 +153,8 @@ def main():
     os.makedirs(a.work, exist_ok=True)
     result = {"benchmark": "edit-eval", "facts": a.facts,
               "mode": a.mode or "default", "jobs": a.jobs,
-              "corpus": a.corpus, "models": []}
+              "corpus": a.corpus, "paraphrases": a.paraphrases,
+              "models": []}
     pipeline = []
     if a.corpus:
         pipeline = ["--pass-pipeline=builtin.module(larql-resolve-relations,"
@@ -166,7 +183,8 @@ def main():
                 f.writelines("%s\t%s\t%s\n" % x for x in batch)
             for style in a.styles.split(","):
                 tag = "%s-%d" % (style, n)
-                head, full = script(batch, templates, style, a.mode)
+                head, full = script(batch, templates, style, a.mode,
+                                    a.paraphrases)
                 paths = {}
                 for kind, text in (("head", head), ("edit", full)):
                     paths[kind] = os.path.join(work, "%s-%s.lql" % (tag, kind))
