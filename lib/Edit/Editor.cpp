@@ -110,7 +110,7 @@ struct Editor::Impl {
   std::vector<size_t>
   checkStatement(EditKind Kind, llvm::ArrayRef<Fact> Facts,
                  llvm::ArrayRef<std::vector<TrialFeature>> PerFact,
-                 std::string &Note);
+                 std::string &Note, std::pair<size_t, size_t> &Lost);
   /// Facts whose features fire (pre-activation above a share of their key's)
   /// at Keys, strongest first (at most 3), not Except.
   std::vector<size_t> firing(llvm::ArrayRef<std::vector<float>> Keys,
@@ -1050,7 +1050,7 @@ Editor::Impl::firing(ArrayRef<std::vector<float>> Keys,
 std::vector<size_t>
 Editor::Impl::checkStatement(EditKind Kind, ArrayRef<Fact> Facts,
                              ArrayRef<std::vector<TrialFeature>> PerFact,
-                             std::string &Note) {
+                             std::string &Note, std::pair<size_t, size_t> &Lost) {
   std::vector<TrialFeature> All;
   for (const std::vector<TrialFeature> &V : PerFact)
     All.insert(All.end(), V.begin(), V.end());
@@ -1059,16 +1059,6 @@ Editor::Impl::checkStatement(EditKind Kind, ArrayRef<Fact> Facts,
   auto Blame = [&](ArrayRef<int32_t> Ids, size_t Except) {
     std::vector<std::vector<float>> Keys = captureKeys(*M, Ids, All);
     std::vector<size_t> Who = firing(Keys, PerFact, Except);
-    if (getenv("B11DEBUG")) {
-      errs() << "blame '" << text(Ids) << "':";
-      for (size_t R : Who) {
-        double Most = -1e30;
-        for (const TrialFeature &T : PerFact[R])
-          Most = std::max(Most, dot(T.Gate, Keys[T.Layer]) / T.Fire);
-        errs() << " " << R << "(" << Most << ")";
-      }
-      errs() << "\n";
-    }
     if (Who.empty())
       ++Unexplained;
     for (size_t R : Who) {
@@ -1118,6 +1108,7 @@ Editor::Impl::checkStatement(EditKind Kind, ArrayRef<Fact> Facts,
                  "set(s) blamed, {3} loss(es) with no feature firing",
                  LostFacts, LostGuards, Blamed, Unexplained)
              .str();
+  Lost = {LostFacts, LostGuards};
   return std::vector<size_t>(Refit.begin(), Refit.end());
 }
 
@@ -1196,9 +1187,18 @@ Expected<StatementPlan> Editor::plan(EditKind Kind, ArrayRef<Fact> Facts,
   // whose features fire there are refitted with that input as a negative
   // (a bounded number of rounds; a refit that fails keeps the features it
   // had).
+  // The best round (fewest facts lost, then fewest guard answers) is kept:
+  // a refit can cost more than it repairs.
+  std::vector<std::vector<TrialFeature>> Best;
+  std::pair<size_t, size_t> BestLost{SIZE_MAX, SIZE_MAX};
+  unsigned BestRound = 0;
   for (unsigned Round = 0; Round <= Impl::CheckRounds; ++Round) {
     std::string Note;
-    std::vector<size_t> Refit = I->checkStatement(Kind, Facts, PerFact, Note);
+    std::pair<size_t, size_t> Lost;
+    std::vector<size_t> Refit =
+        I->checkStatement(Kind, Facts, PerFact, Note, Lost);
+    if (Lost < BestLost)
+      BestLost = Lost, Best = PerFact, BestRound = Round;
     std::string Line = formatv("check round {0}: {1}; refit {2} fact(s)",
                                Round, Note, Refit.size())
                            .str();
@@ -1225,6 +1225,16 @@ Expected<StatementPlan> Editor::plan(EditKind Kind, ArrayRef<Fact> Facts,
       Plan.Record[R] += "; refit: " + Record;
       PerFact[R] = std::move(*Mine);
     }
+  }
+  PerFact = std::move(Best);
+  {
+    std::string Line = formatv("kept the features of check round {0}",
+                               BestRound)
+                           .str();
+    if (I->Verbose)
+      *I->Verbose << "edit: " << Line << "\n";
+    for (std::string &Rec : Plan.Record)
+      Rec += "; " + Line;
   }
   std::vector<TrialFeature> Accepted;
   std::vector<size_t> FactOf; // Accepted[K] writes fact FactOf[K]

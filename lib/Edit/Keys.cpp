@@ -224,6 +224,11 @@ GateFit fitGate(const LayerStats &Stats, ArrayRef<std::vector<float>> Positives,
     }
   };
   const double WKey = 2.0;
+  // The fact's own other positions weigh as much as the key, and are
+  // reweighted like the pool (a piece's feature firing at its sibling's
+  // position writes the wrong piece there: 'Atlantean' on tiny-gemma3).
+  for (const std::vector<float> &X : Siblings)
+    Pool.add(X, WKey);
   if (Pool.BaseSecond)
     for (size_t I = 0; I < D * D; ++I)
       A[I] += Pool.BaseWeight * (*Pool.BaseSecond)[I];
@@ -236,8 +241,6 @@ GateFit fitGate(const LayerStats &Stats, ArrayRef<std::vector<float>> Positives,
   }
   for (size_t K = Pool.NBase; K < Pool.X.size(); ++K)
     AddOuter(Pool.X[K], Pool.W[K], -1.0);
-  for (const std::vector<float> &X : Siblings)
-    AddOuter(X.data(), WKey, -1.0);
   // The canonical key weighs as much as all the ordinary inputs together;
   // the other prompts' keys (paraphrases) half as much between them.
   for (size_t P = 0; P < Positives.size(); ++P)
