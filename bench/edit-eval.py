@@ -5,7 +5,10 @@ For each fixture model (a checkpoint directory or a V-index) and each batch
 (the first 1, 10 and all facts of --facts), in one INSERT statement
 ("batch") and one fact per statement ("sequential"):
   1. writes the LQL script: CREATE RELATION for each relation used (its
-     canonical prompt from templates.json, never the held-out one), then the
+     canonical prompt from templates.json, then, as paraphrases, its
+     training templates whose target comes last, cut before the target:
+     "{e}'s capital city is {t}." gives "{e}'s capital city is", when
+     --paraphrases is given; never the held-out prompt), then the
      INSERT(s), each with MODE m when --mode is given;
   2. runs `larql-opt IN.vindex script.lql -o OUT.vindex` and times it (the
      best of --reps runs, minus the time the same command takes with the
@@ -13,7 +16,13 @@ For each fixture model (a checkpoint directory or a V-index) and each batch
   3. runs vindex-bench-edit-eval --before IN --after OUT --facts BATCH.
 Prints one JSON object: the unedited model's measurements, then one entry
 per (batch size, style) with the edit-eval JSON plus seconds per fact, or
-the error larql-opt gave (a script that fails writes nothing).
+the error larql-opt gave (a script that fails writes nothing). Then, per
+model ("cases"; --no-delete-update skips them), with every relation of
+templates.json created (canonical prompts): the DELETE of France's capital
+and the UPDATE of the first 10 trained capitals, one statement each, each
+to the next one's capital: per edited prompt what it answers before and
+after, whether the new answer is generated whole and the old one is gone,
+and the recall of every other trained canonical prompt before and after.
 `bench/edit-eval.py --table RESULT.json` prints such a result as the
 Markdown table of docs/benchmarks.md.
 
@@ -21,7 +30,7 @@ Markdown table of docs/benchmarks.md.
                      [--facts test/fixtures/facts/fictional.tsv]
                      [--sizes 1,10,all] [--styles batch,sequential]
                      [--mode M] [--work DIR] [--reps N] [--jobs J]
-                     [--corpus TEXT]
+                     [--corpus TEXT] [--paraphrases]
 --corpus gives the planner's key statistics ordinary text as well
 (larql-plan-edits{corpus=TEXT} in the default pipeline).
 """
@@ -58,12 +67,24 @@ def lql_string(s):
     return "'" + s.replace("'", "''") + "'"
 
 
-def script(facts, templates, style, mode):
+def prompts(rel, paraphrases):
+    """The relation's prompts: the canonical one, then (with paraphrases)
+    every training template whose target comes last ("{e}'s capital city
+    is {t}." -> "{e}'s capital city is"); never the held-out prompt."""
+    out = [rel["canonical"]]
+    if paraphrases:
+        for t in rel["train"]:
+            if t.endswith(" {t}.") and "{t}" not in t[:-5]:
+                p = t[:-5]
+                if p not in out and p != rel.get("heldout_prompt"):
+                    out.append(p)
+    return [p.replace("{e}", "{entity}") for p in out]
+
+
+def script(facts, templates, style, mode, paraphrases=False):
     rels = sorted({r for _, r, _ in facts})
-    lines = ["CREATE RELATION %s AS %s;" %
-             (r, lql_string(templates[r]["canonical"].replace("{e}",
-                                                              "{entity}")))
-             for r in rels]
+    lines = ["CREATE RELATION %s AS %s;" % (r, lql_string(p))
+             for r in rels for p in prompts(templates[r], paraphrases)]
     head = list(lines)
     rows = ["(entity=%s, relation=%s, target=%s)" %
             (lql_string(e), lql_string(r), lql_string(t))
@@ -77,11 +98,108 @@ def script(facts, templates, style, mode):
     return "\n".join(head) + "\n", "\n".join(lines) + "\n"
 
 
+def answers(tool, vindex, items, path):
+    """vindex-bench-edit-eval --answers over (prompt, target) items."""
+    with open(path, "w") as f:
+        f.writelines("%s\t%s\n" % x for x in items)
+    _, out = run([tool("vindex-bench-edit-eval"), "--before", vindex,
+                  "--answers", path])
+    return [json.loads(l) for l in out.splitlines() if l.strip()]
+
+
+def canonical_facts():
+    """The trained facts' canonical prompts: (entity, relation, prompt,
+    first target), in file order."""
+    out = []
+    with open(os.path.join(FIX, "corpus", "eval_canonical.jsonl")) as f:
+        for l in f:
+            d = json.loads(l)
+            out.append((d["entity"], d["relation"], d["prompt"],
+                        d["targets"][0]))
+    return out
+
+
+def fact_edit(tool, base, work, name, relations, statements, changed, pipe,
+              jobs):
+    """Runs CREATE RELATION (every relation, canonical prompt) + the
+    statements with -o, then asks every trained canonical prompt before and
+    after. changed: {prompt: (new target or None, old target)}. Returns the
+    case's JSON: the changed prompts (new answer generated whole, old
+    answer gone, what is answered), and the recall of the rest."""
+    lql = os.path.join(work, name + ".lql")
+    with open(lql, "w") as f:
+        f.write("".join("CREATE RELATION %s AS %s;\n" % (r, lql_string(p))
+                        for r, p in relations))
+        f.write("".join(x + "\n" for x in statements))
+    out_v = os.path.join(work, name + ".vindex")
+    try:
+        wall, _ = run([tool("larql-opt"), base, lql, "-o", out_v, "--jobs",
+                       str(jobs)] + pipe, may_fail=True)
+    except Failed as e:
+        return {"case": name, "script": lql, "error": str(e)}
+    facts = canonical_facts()
+    items = [(p, changed[p][0] or t) if p in changed else (p, t)
+             for _, _, p, t in facts]
+    before = answers(tool, base, items, os.path.join(work, name + ".tsv"))
+    after = answers(tool, out_v, items, os.path.join(work, name + ".tsv"))
+    rest_b = rest_a = rest_n = 0
+    edited = []
+    for (e, r, p, t), b, a in zip(facts, before, after):
+        if p in changed:
+            new, old = changed[p]
+            edited.append({"entity": e, "relation": r, "old": old,
+                           "new": new, "before": b["generated"],
+                           "after": a["generated"],
+                           "new_answered": bool(new) and a["match"],
+                           "old_gone": not a["generated"].strip()
+                           .startswith(old)})
+            continue
+        rest_n += 1
+        rest_b += b["match"]
+        rest_a += a["match"]
+    n = max(len(edited), 1)
+    return {"case": name, "script": lql, "larql_opt_seconds": wall,
+            "edited": edited,
+            "new_answered": sum(x["new_answered"] for x in edited) / n,
+            "old_gone": sum(x["old_gone"] for x in edited) / n,
+            "rest": {"total": rest_n, "before": rest_b / max(rest_n, 1),
+                     "after": rest_a / max(rest_n, 1)}}
+
+
+def delete_update(tool, base, work, templates, pipe, jobs, updates=10):
+    """The DELETE of France's capital and the UPDATE of the first `updates`
+    trained capitals (one statement each) to the next one's capital."""
+    relations = [(r, templates[r]["canonical"].replace("{e}", "{entity}"))
+                 for r in sorted(templates)]
+    facts = canonical_facts()
+    cases = []
+    france = [x for x in facts if x[0] == "France" and x[1] == "capital"]
+    if france:
+        e, r, p, t = france[0]
+        cases.append(fact_edit(
+            tool, base, work, "delete-france-capital", relations,
+            ["DELETE FROM edges WHERE entity = 'France' AND relation = "
+             "'capital';"], {p: (None, t)}, pipe, jobs))
+    caps = [x for x in facts if x[1] == "capital"][:updates]
+    changed, stmts = {}, []
+    for i, (e, r, p, t) in enumerate(caps):
+        new = caps[(i + 1) % len(caps)][3]
+        changed[p] = (new, t)
+        stmts.append("UPDATE edges SET target = %s WHERE entity = %s AND "
+                     "relation = 'capital';" % (lql_string(new),
+                                                lql_string(e)))
+    cases.append(fact_edit(tool, base, work, "update-%d-capitals" % len(caps),
+                           relations, stmts, changed, pipe, jobs))
+    return cases
+
+
 def pct(r):
     return "%.1f%%" % (100.0 * r["recall"])
 
 
 def table(result):
+    cases = [(m["model"], c) for m in result["models"]
+             for c in m.get("cases", [])]
     print("| model | style | facts | efficacy | paraphrase | trained canonical"
           " | trained held-out | mean KL | s/fact | FFN width |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -104,6 +222,29 @@ def table(result):
                      pct(tr["heldout"]), e["kl"]["mean"],
                      r["seconds_per_fact"], max(e["ffn_width"]["before"]),
                      max(e["ffn_width"]["after"])))
+    if not cases:
+        return
+    print()
+    print("| model | case | new answer | old answer gone | answers now |"
+          " rest of the canonical prompts |")
+    print("|---|---|---|---|---|---|")
+    for name, c in cases:
+        if "error" in c:
+            print("| %s | %s | failed: %s | | | |" %
+                  (name, c["case"], c["error"].splitlines()[0]
+                   .replace("|", "/")))
+            continue
+        now = ", ".join("%s: %s -> %s" % (x["entity"], x["before"],
+                                           x["after"])
+                        for x in c["edited"][:3])
+        if len(c["edited"]) > 3:
+            now += ", ..."
+        newa = ("%.0f%%" % (100 * c["new_answered"])
+                if any(x["new"] for x in c["edited"]) else "")
+        print("| %s | %s | %s | %.0f%% | %s | %.1f%% -> %.1f%% (%d) |" %
+              (name, c["case"], newa, 100 * c["old_gone"],
+               now.replace("|", "/"), 100 * c["rest"]["before"],
+               100 * c["rest"]["after"], c["rest"]["total"]))
 
 
 def main():
@@ -125,6 +266,8 @@ def main():
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--kl-sentences", type=int, default=0)
     ap.add_argument("--corpus", default="")
+    ap.add_argument("--paraphrases", action="store_true")
+    ap.add_argument("--no-delete-update", action="store_true")
     a = ap.parse_args()
     models = a.model or [os.path.join(FIX, "models", m)
                          for m in ("tiny-gemma3", "tiny-llama")]
@@ -137,7 +280,8 @@ def main():
     os.makedirs(a.work, exist_ok=True)
     result = {"benchmark": "edit-eval", "facts": a.facts,
               "mode": a.mode or "default", "jobs": a.jobs,
-              "corpus": a.corpus, "models": []}
+              "corpus": a.corpus, "paraphrases": a.paraphrases,
+              "models": []}
     pipeline = []
     if a.corpus:
         pipeline = ["--pass-pipeline=builtin.module(larql-resolve-relations,"
@@ -157,7 +301,7 @@ def main():
                    "--kl-sentences", str(a.kl_sentences)]
         _, out = run(evalcmd)
         entry = {"model": name, "unedited": json.loads(out), "runs": []}
-        for size in a.sizes.split(","):
+        for size in filter(None, a.sizes.split(",")):
             n = len(facts) if size == "all" else int(size)
             batch = facts[:n]
             tsv = os.path.join(work, "facts-%d.tsv" % n)
@@ -166,7 +310,8 @@ def main():
                 f.writelines("%s\t%s\t%s\n" % x for x in batch)
             for style in a.styles.split(","):
                 tag = "%s-%d" % (style, n)
-                head, full = script(batch, templates, style, a.mode)
+                head, full = script(batch, templates, style, a.mode,
+                                    a.paraphrases)
                 paths = {}
                 for kind, text in (("head", head), ("edit", full)):
                     paths[kind] = os.path.join(work, "%s-%s.lql" % (tag, kind))
@@ -202,6 +347,9 @@ def main():
                     "seconds_per_fact": max(0.0, best["edit"] - best["head"])
                     / n,
                     "eval": ev})
+        if not a.no_delete_update:
+            entry["cases"] = delete_update(tool, base, work, templates,
+                                           pipeline, a.jobs)
         result["models"].append(entry)
     print(json.dumps(result, indent=1))
 

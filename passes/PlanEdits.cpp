@@ -20,6 +20,8 @@
 #include "vindex/Model/Engine.h"
 #include "vindex/Model/VindexSession.h"
 #include "vindex/Passes/Passes.h"
+#include "vindex/Store/Labels.h"
+#include "vindex/Store/Vindex.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinAttributes.h"
@@ -123,6 +125,10 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
           if (!llvm::is_contained(Sample.Entities, R.Entity))
             Sample.Entities.push_back(R.Entity);
     }
+    // The guard entities: the probed ones when the V-index has labels
+    // (else the editor takes the vocabulary's whole words).
+    if (const Labels *L = S->vindex().labels())
+      Sample.Known = L->Entities;
     if (!Corpus.empty()) {
       auto Buf = llvm::MemoryBuffer::getFile(Corpus);
       if (!Buf) {

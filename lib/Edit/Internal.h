@@ -15,6 +15,8 @@ namespace vindex::edit {
 struct TrialFeature {
   unsigned Layer = 0;
   std::vector<float> Gate, Up, Down;
+  /// The gate's pre-activation at the key it was fitted to.
+  double Fire = 0;
 };
 
 /// Forward options that add Trials to the FFNs and, when Inputs is given,
@@ -54,6 +56,45 @@ std::vector<double> fitSeparator(const LayerStats &Stats,
                                  llvm::ArrayRef<std::vector<float>> Siblings = {});
 
 /// The keys of every position of Ids: [position][layer][hidden].
+/// Negatives of a gate fit, each with its own weight, reweighted by
+/// fitGate (iteratively reweighted least squares toward a max-margin
+/// separator: a negative the fit leaves above the margin weighs more in the
+/// next solve). The first NBase entries are a precomputed base (the
+/// sample's prompts at one layer: their unweighted sums BaseSecond, BaseSum
+/// are computed once, each entry weighing BaseWeight), the rest extras.
+struct NegativePool {
+  const std::vector<double> *BaseSecond = nullptr, *BaseSum = nullptr;
+  double BaseWeight = 0;
+  size_t NBase = 0;
+  std::vector<const float *> X;
+  std::vector<double> W;
+  /// Base entries left out of this fit (the fact's own prompts).
+  std::vector<size_t> Excluded;
+  void add(llvm::ArrayRef<float> V, double Weight) {
+    X.push_back(V.data());
+    W.push_back(Weight);
+  }
+};
+
+/// What fitGate did: the rounds of reweighting and the negatives left
+/// above the margin (normalised so that the first positive is 1).
+struct GateFit {
+  std::vector<double> G;
+  unsigned Rounds = 0;
+  size_t Violators = 0;
+  double WorstNegative = -1;
+};
+
+/// The separator g of fitSeparator with several positives (the fact's key
+/// under each of its prompts, mapped to +1, the first weighing most) and a
+/// pool of individually weighted negatives (mapped to -1): up to Rounds
+/// times, the negatives with g.x above -Margin (g.k_0 = 1) get Boost
+/// times their weight and g is solved again. Deterministic: sums in the
+/// pool's order.
+GateFit fitGate(const LayerStats &Stats, llvm::ArrayRef<std::vector<float>> Positives,
+                NegativePool Pool, llvm::ArrayRef<std::vector<float>> Siblings,
+                unsigned Rounds = 6, double Margin = 0.3, double Boost = 4.0);
+
 std::vector<std::vector<std::vector<float>>>
 capturePositionKeys(const Model &M, llvm::ArrayRef<int32_t> Ids,
                     llvm::ArrayRef<TrialFeature> Trials);

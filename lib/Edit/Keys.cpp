@@ -204,4 +204,92 @@ std::vector<double> fitSeparator(const LayerStats &Stats, ArrayRef<float> Key,
   return B;
 }
 
+GateFit fitGate(const LayerStats &Stats, ArrayRef<std::vector<float>> Positives,
+                NegativePool Pool, ArrayRef<std::vector<float>> Siblings,
+                unsigned Rounds, double Margin, double Boost) {
+  // fitSeparator's objective with a weight per negative:
+  // (C + sum_i w_i x_i x_i^T + W_k sum_p c_p k_p k_p^T + W_k sum_s s s^T
+  //  + lambda I) g = -mu - sum_i w_i x_i + W_k sum_p c_p k_p - W_k sum_s s.
+  size_t D = Stats.D;
+  std::vector<double> A = Stats.Second, B(D);
+  for (size_t I = 0; I < D; ++I)
+    B[I] = -Stats.Mean[I];
+  auto AddOuter = [&](const float *X, double W, double Target) {
+    for (size_t I = 0; I < D; ++I) {
+      B[I] += W * Target * X[I];
+      double WX = W * X[I];
+      double *Row = &A[I * D];
+      for (size_t J = 0; J < D; ++J)
+        Row[J] += WX * X[J];
+    }
+  };
+  const double WKey = 2.0;
+  // The fact's own other positions weigh as much as the key, and are
+  // reweighted like the pool (a piece's feature firing at its sibling's
+  // position writes the wrong piece there: 'Atlantean' on tiny-gemma3).
+  for (const std::vector<float> &X : Siblings)
+    Pool.add(X, WKey);
+  if (Pool.BaseSecond)
+    for (size_t I = 0; I < D * D; ++I)
+      A[I] += Pool.BaseWeight * (*Pool.BaseSecond)[I];
+  if (Pool.BaseSum)
+    for (size_t I = 0; I < D; ++I)
+      B[I] -= Pool.BaseWeight * (*Pool.BaseSum)[I];
+  for (size_t K : Pool.Excluded) {
+    AddOuter(Pool.X[K], -Pool.BaseWeight, -1.0);
+    Pool.W[K] = 0;
+  }
+  for (size_t K = Pool.NBase; K < Pool.X.size(); ++K)
+    AddOuter(Pool.X[K], Pool.W[K], -1.0);
+  // The canonical key weighs as much as all the ordinary inputs together;
+  // the other prompts' keys (paraphrases) half as much between them.
+  for (size_t P = 0; P < Positives.size(); ++P)
+    AddOuter(Positives[P].data(),
+             P == 0 ? WKey : 0.5 * WKey / double(Positives.size() - 1), 1.0);
+  double Trace = 0;
+  for (size_t I = 0; I < D; ++I)
+    Trace += A[I * D + I];
+  double Lambda = 1e-4 * Trace / double(D);
+  for (size_t I = 0; I < D; ++I)
+    A[I * D + I] += Lambda;
+  GateFit Fit;
+  for (unsigned R = 0;; ++R) {
+    std::vector<double> G = B;
+    bool Solved = solveSPD(A, G, D);
+    double K = 0;
+    for (size_t I = 0; Solved && I < D; ++I)
+      K += G[I] * Positives.front()[I];
+    if (!Solved || !(K > 0)) {
+      // The reweighted negatives outweigh the key: the fit before stands.
+      if (Fit.G.empty())
+        Fit.G.assign(D, 0.0);
+      return Fit;
+    }
+    Fit.G = std::move(G);
+    Fit.Violators = 0;
+    Fit.WorstNegative = -1e30;
+    std::vector<size_t> Up;
+    for (size_t N = 0; N < Pool.X.size(); ++N) {
+      if (Pool.W[N] == 0)
+        continue;
+      double Z = 0;
+      for (size_t I = 0; I < D; ++I)
+        Z += Fit.G[I] * Pool.X[N][I];
+      Z /= K;
+      Fit.WorstNegative = std::max(Fit.WorstNegative, Z);
+      if (Z > -Margin)
+        Up.push_back(N);
+    }
+    Fit.Violators = Up.size();
+    if (Up.empty() || R == Rounds)
+      return Fit;
+    Fit.Rounds = R + 1;
+    for (size_t N : Up) {
+      double Delta = Pool.W[N] * (Boost - 1);
+      Pool.W[N] += Delta;
+      AddOuter(Pool.X[N], Delta, -1.0);
+    }
+  }
+}
+
 } // namespace vindex::edit

@@ -49,3 +49,55 @@ TEST(Edit, SeparatorTellsTheKeyFromOrdinaryInputs) {
   for (const std::vector<float> &X : Inputs)
     EXPECT_NEAR(dot(GF, X), -1.0, 0.05);
 }
+
+TEST(Edit, GateFitReweightsTheNegativesItCannotKeepQuiet) {
+  // Ordinary inputs as above; one negative (another fact's prompt) lies
+  // close to the key. The plain least-squares fit leaves it well above the
+  // margin; reweighting it pushes it down while the key stays at +1 in
+  // scale (the fit is normalised there).
+  const size_t D = 4;
+  LayerStats S;
+  S.D = D;
+  for (int I = 0; I < 50; ++I) {
+    float A = float((I % 7) - 3) * 0.1f, B = float((I % 5) - 2) * 0.1f;
+    std::vector<float> X{1.0f, A, B, 0.0f};
+    S.add(X.data());
+  }
+  S.finish();
+  std::vector<float> Key{1.0f, 0.0f, 0.0f, 1.0f};
+  std::vector<float> Near{1.0f, 0.1f, 0.0f, 0.8f};
+  auto Z = [&](const GateFit &F) {
+    std::vector<float> G(F.G.begin(), F.G.end());
+    return dot(G, Near) / dot(G, Key);
+  };
+  NegativePool Pool;
+  Pool.add(Near, 0.01);
+  GateFit Plain = fitGate(S, {Key}, Pool, {}, /*Rounds=*/0);
+  EXPECT_EQ(Plain.Rounds, 0u);
+  EXPECT_GT(Z(Plain), -0.3);
+  EXPECT_EQ(Plain.Violators, 1u);
+  GateFit Fit = fitGate(S, {Key}, Pool, {});
+  EXPECT_GT(Fit.Rounds, 0u);
+  EXPECT_LT(Z(Fit), Z(Plain) - 0.5);
+  std::vector<float> G(Fit.G.begin(), Fit.G.end());
+  EXPECT_GT(dot(G, Key), 0.0);
+  // The base form (precomputed sums, one entry left out) equals listing
+  // the entries: a pool whose only base entry is excluded is no pool.
+  std::vector<double> Second(D * D), Sum(D);
+  for (size_t I = 0; I < D; ++I) {
+    Sum[I] = Near[I];
+    for (size_t J = 0; J < D; ++J)
+      Second[I * D + J] = double(Near[I]) * Near[J];
+  }
+  NegativePool Base;
+  Base.BaseSecond = &Second;
+  Base.BaseSum = &Sum;
+  Base.BaseWeight = 0.01;
+  Base.add(Near, 0.01);
+  Base.NBase = 1;
+  Base.Excluded = {0};
+  GateFit None = fitGate(S, {Key}, Base, {}, 0);
+  GateFit Empty = fitGate(S, {Key}, NegativePool(), {}, 0);
+  for (size_t I = 0; I < D; ++I)
+    EXPECT_NEAR(None.G[I], Empty.G[I], 1e-6);
+}

@@ -12,8 +12,10 @@
 //     pieces of the target (Keys.cpp);
 //   - gate = a * g, with g the ridge least-squares separator that maps the
 //     key to +1 and the layer's ordinary inputs (the key statistics, the
-//     nearest other prompts' keys, the facts written before, the fact's
-//     own other positions) to -1; the FFN has no bias, and the -1 of
+//     guard prompts' keys and their greedy answers' keys, every position
+//     of the statement's other facts and of the facts written before, the
+//     fact's own other positions) to -1, reweighted toward a max margin
+//     (Keys.cpp, fitGate); the FFN has no bias, and the -1 of
 //     ordinary inputs is what their large common (mean) component pays
 //     for. Where it maps to -1, act(a g.x) is ~0: the feature is quiet on
 //     other inputs (Keys.cpp). up: the layer's mean input direction, 1 at
@@ -26,6 +28,10 @@
 // DELETE writes the opposite direction (away from the model's answer and
 // from the answers other entities get for the relation); UPDATE is an
 // insert of the new target over the old one.
+//
+// After its rows, a statement is checked as a whole (every fact and every
+// guard prompt's answer with all its features in place) and the facts whose
+// features fire where an answer was lost are fitted again (a few rounds).
 //
 // Each statement is planned against the view as the earlier statements of
 // the module leave it: the editor keeps a scratch view on which it pushes
@@ -125,6 +131,9 @@ struct Sample {
   /// every fact's features are fitted to stay quiet on the others' prompts
   /// (and the facts of other rows guard each fact).
   std::vector<std::string> Entities;
+  /// Entities whose prompts guard the edits (the probed entities of the
+  /// V-index's labels); empty: the vocabulary's whole words.
+  std::vector<std::string> Known;
   /// Extra ordinary text (e.g. a corpus), one prompt per line.
   std::vector<std::string> Text;
 };
