@@ -10,6 +10,7 @@
 #include "vindex/Formats/Architecture.h"
 
 #include "vindex/Support/Error.h"
+#include "vindex/Support/JSON.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -338,7 +339,7 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
 } // namespace
 
 Expected<ModelConfig> parseHFConfig(StringRef Text, StringRef File) {
-  Expected<json::Value> Root = json::parse(Text);
+  Expected<json::Value> Root = parseJSON(Text);
   if (!Root)
     return fileError(File, "not valid JSON: {0}", toString(Root.takeError()));
   const json::Object *Obj = Root->getAsObject();
@@ -507,7 +508,7 @@ Expected<std::string> writeHFConfig(const ModelConfig &C, StringRef Original,
                                     StringRef File) {
   json::Object O;
   if (!Original.empty()) {
-    Expected<json::Value> Root = json::parse(Original);
+    Expected<json::Value> Root = parseJSON(Original);
     if (!Root)
       return fileError(File, "not valid JSON: {0}", toString(Root.takeError()));
     json::Object *Top = Root->getAsObject();
