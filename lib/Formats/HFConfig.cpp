@@ -486,9 +486,11 @@ void writeTextConfig(const ModelConfig &C, json::Object &O) {
   if (C.Architecture != "qwen2")
     O["attention_bias"] = C.AttentionBias;
   if (Gemma) {
-    // Written as the whole number it was, so that it reads back exactly.
+    // Written as the whole number it was, so that it reads back exactly;
+    // one past 2^53 (no int64_t, or not exactly one) stays a double.
     double Q = 1.0 / (C.QueryScale * C.QueryScale), R = std::round(Q);
-    if (std::fabs(Q - R) <= 1e-9 * R && 1.0 / std::sqrt(R) == C.QueryScale)
+    if (R <= 0x1p53 && std::fabs(Q - R) <= 1e-9 * R &&
+        1.0 / std::sqrt(R) == C.QueryScale)
       O["query_pre_attn_scalar"] = int64_t(R);
     else
       O["query_pre_attn_scalar"] = Q;
