@@ -17,6 +17,7 @@
 #include "vindex/Support/AtomicOutput.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
+#include "vindex/Support/JSON.h"
 #include "vindex/Support/OutputFile.h"
 #include "vindex/Support/Progress.h"
 #include "vindex/Support/Transpose.h"
@@ -186,7 +187,7 @@ Error writeShard(const TensorView &V, const OutputShard &S, StringRef Path,
 /// emit.
 Expected<std::string> textModelConfig(StringRef Text, StringRef File,
                                       const ArchitectureWrapper &W) {
-  Expected<json::Value> Root = json::parse(Text);
+  Expected<json::Value> Root = parseJSON(Text);
   if (!Root)
     return fileError(File, "not valid JSON: {0}", toString(Root.takeError()));
   json::Object *Top = Root->getAsObject();
@@ -252,7 +253,7 @@ Error writeIndex(ArrayRef<OutputShard> Shards, const Metadata &Source,
   // JSON text), except total_size, which describes the tensors written.
   json::Object Meta;
   for (const auto &[Key, Text] : Source) {
-    Expected<json::Value> V = json::parse(Text);
+    Expected<json::Value> V = parseJSON(Text);
     if (V)
       Meta[Key] = std::move(*V);
     else

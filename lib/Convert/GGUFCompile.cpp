@@ -37,6 +37,7 @@
 #include "vindex/Support/AtomicOutput.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
+#include "vindex/Support/JSON.h"
 #include "vindex/Support/OutputFile.h"
 #include "vindex/Support/Progress.h"
 #include "vindex/Support/Transpose.h"
@@ -274,7 +275,7 @@ Error GGUFCompiler::buildKVs() {
   Expected<std::string> CfgText = readAux(V, "config.json");
   if (!CfgText)
     return CfgText.takeError();
-  Expected<json::Value> CfgJson = json::parse(*CfgText);
+  Expected<json::Value> CfgJson = parseJSON(*CfgText);
   const json::Object *CfgObj = CfgJson ? CfgJson->getAsObject() : nullptr;
   if (!CfgJson)
     consumeError(CfgJson.takeError());

@@ -3,7 +3,7 @@
 // Shared by the GGUF writer (GGUFCompile.cpp) and reader (GGUFDecompose.cpp):
 // what llama.cpp calls each tensor (GGUFTensorNames.def) and how its
 // converter reorders Q/K rows, each written once so that the two directions
-// cannot disagree. The rules are those of ../shared/notes/gguf-for-llama-cpp.md
+// cannot disagree. The rules are those of docs/notes/gguf-for-llama-cpp.md
 // (read from llama.cpp).
 //
 //===----------------------------------------------------------------------===//

@@ -22,6 +22,7 @@
 
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Support/Error.h"
+#include "vindex/Support/JSON.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringMap.h"
@@ -126,7 +127,7 @@ Expected<std::vector<GGUFKV>> ggufTokenizerKVs(StringRef Text, StringRef File,
   Expected<Tokenizer> Tok = Tokenizer::fromJSON(Text, File);
   if (!Tok)
     return Tok.takeError();
-  Expected<json::Value> Root = json::parse(Text);
+  Expected<json::Value> Root = parseJSON(Text);
   if (!Root)
     return fileError(File, "not valid JSON: {0}", toString(Root.takeError()));
   const json::Object &Top = *Root->getAsObject();

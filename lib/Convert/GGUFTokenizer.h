@@ -2,7 +2,7 @@
 //
 // tokenizer.json to llama.cpp's tokenizer.ggml.* KVs (GGUF writer) and back
 // (GGUF reader), written once so that the two directions cannot disagree.
-// The rules are those of ../shared/notes/gguf-for-llama-cpp.md.
+// The rules are those of docs/notes/gguf-for-llama-cpp.md.
 //
 //===----------------------------------------------------------------------===//
 #ifndef VINDEX_LIB_CONVERT_GGUFTOKENIZER_H

@@ -3,6 +3,7 @@
 
 #include "vindex/Formats/TensorRole.h"
 #include "vindex/Support/Error.h"
+#include "vindex/Support/JSON.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringSet.h"
@@ -131,7 +132,7 @@ Error Checkpoint::loadIndex(StringRef Path) {
   Expected<std::string> Text = readText(Path);
   if (!Text)
     return Text.takeError();
-  Expected<json::Value> Root = json::parse(*Text);
+  Expected<json::Value> Root = parseJSON(*Text);
   if (!Root)
     return fileError(Path, "not valid JSON: {0}", toString(Root.takeError()));
   const json::Object *Obj = Root->getAsObject();

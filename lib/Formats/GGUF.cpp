@@ -293,6 +293,9 @@ public:
     return Error::success();
   }
 
+  /// Elements of the arrays read so far (bounded by kGGUFMaxArrayElements).
+  uint64_t ArrayElements = 0;
+
 private:
   StringRef Path;
   ArrayRef<uint8_t> Bytes;
@@ -335,14 +338,16 @@ Error readValue(Cursor &C, uint32_t Type, GGUFValue &Out, StringRef Key,
                   "KV '{0}' has {1} elements, past the end of the "
                   "file",
                   Key, Count);
-  // An element costs far more in memory than in the file; no real
-  // vocabulary array comes near this bound (262K tokens, ~500K merges).
-  constexpr uint64_t MaxArrayElements = uint64_t(1) << 23;
-  if (Count > MaxArrayElements)
+  // An element costs far more in memory than in the file (a GGUFValue,
+  // ~80 bytes, for one byte of UINT8), so the elements of all arrays
+  // together are bounded, not only each array's; no real vocabulary comes
+  // near the bound (262K tokens, ~500K merges, with scores and types).
+  if (Count > kGGUFMaxArrayElements - C.ArrayElements)
     return C.fail(CountAt,
-                  "KV '{0}' has {1} elements (at most {2} are "
-                  "accepted)",
-                  Key, Count, MaxArrayElements);
+                  "KV '{0}' has {1} elements, more than the {2} that arrays "
+                  "may hold in total ({3} before it)",
+                  Key, Count, kGGUFMaxArrayElements, C.ArrayElements);
+  C.ArrayElements += Count;
   Out.ElemType = GGUFType(Elem);
   Out.Elems.resize(Count);
   for (GGUFValue &V : Out.Elems)

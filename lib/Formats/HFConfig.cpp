@@ -10,6 +10,7 @@
 #include "vindex/Formats/Architecture.h"
 
 #include "vindex/Support/Error.h"
+#include "vindex/Support/JSON.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -338,7 +339,7 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
 } // namespace
 
 Expected<ModelConfig> parseHFConfig(StringRef Text, StringRef File) {
-  Expected<json::Value> Root = json::parse(Text);
+  Expected<json::Value> Root = parseJSON(Text);
   if (!Root)
     return fileError(File, "not valid JSON: {0}", toString(Root.takeError()));
   const json::Object *Obj = Root->getAsObject();
@@ -485,9 +486,11 @@ void writeTextConfig(const ModelConfig &C, json::Object &O) {
   if (C.Architecture != "qwen2")
     O["attention_bias"] = C.AttentionBias;
   if (Gemma) {
-    // Written as the whole number it was, so that it reads back exactly.
+    // Written as the whole number it was, so that it reads back exactly;
+    // one past 2^53 (no int64_t, or not exactly one) stays a double.
     double Q = 1.0 / (C.QueryScale * C.QueryScale), R = std::round(Q);
-    if (std::fabs(Q - R) <= 1e-9 * R && 1.0 / std::sqrt(R) == C.QueryScale)
+    if (R <= 0x1p53 && std::fabs(Q - R) <= 1e-9 * R &&
+        1.0 / std::sqrt(R) == C.QueryScale)
       O["query_pre_attn_scalar"] = int64_t(R);
     else
       O["query_pre_attn_scalar"] = Q;
@@ -507,7 +510,7 @@ Expected<std::string> writeHFConfig(const ModelConfig &C, StringRef Original,
                                     StringRef File) {
   json::Object O;
   if (!Original.empty()) {
-    Expected<json::Value> Root = json::parse(Original);
+    Expected<json::Value> Root = parseJSON(Original);
     if (!Root)
       return fileError(File, "not valid JSON: {0}", toString(Root.takeError()));
     json::Object *Top = Root->getAsObject();

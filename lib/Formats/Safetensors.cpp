@@ -9,6 +9,7 @@
 #include "vindex/Formats/Safetensors.h"
 
 #include "vindex/Support/Error.h"
+#include "vindex/Support/JSON.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringSet.h"
@@ -55,7 +56,7 @@ static std::vector<std::string> topLevelKeys(StringRef Json) {
         if (Json[I] == '\\')
           ++I;
       if (Depth == 1 && ExpectKey) {
-        if (Expected<json::Value> K = json::parse(Json.slice(Start, I + 1)))
+        if (Expected<json::Value> K = parseJSON(Json.slice(Start, I + 1)))
           Keys.push_back(K->getAsString()->str());
         else
           consumeError(K.takeError());
@@ -218,7 +219,7 @@ Error parseSafetensorsHeader(StringRef FileName, ArrayRef<uint8_t> Bytes,
                      "({1} bytes)",
                      HeaderLen, Bytes.size());
   StringRef Text(reinterpret_cast<const char *>(Bytes.data() + 8), HeaderLen);
-  Expected<json::Value> Root = json::parse(Text);
+  Expected<json::Value> Root = parseJSON(Text);
   if (!Root)
     return fileError(FileName, "header is not valid JSON: {0}",
                      toString(Root.takeError()));

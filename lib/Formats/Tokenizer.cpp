@@ -20,6 +20,7 @@
 
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Formats/Tokenizer_generated.h"
+#include "vindex/Support/JSON.h"
 
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/STLFunctionalExtras.h"
@@ -1518,13 +1519,15 @@ Error Loader::parseModel(const json::Value *V) {
   }
 
   std::string Path = "model";
+  // Each Expected is checked before the next exists: an early return must
+  // not drop one unchecked.
   Expected<bool> FuseUnk = getBool(*M, "fuse_unk", Path, false);
-  Expected<bool> ByteFallback = getBool(*M, "byte_fallback", Path, false);
-  Expected<bool> IgnoreMerges = getBool(*M, "ignore_merges", Path, false);
   if (!FuseUnk)
     return FuseUnk.takeError();
+  Expected<bool> ByteFallback = getBool(*M, "byte_fallback", Path, false);
   if (!ByteFallback)
     return ByteFallback.takeError();
+  Expected<bool> IgnoreMerges = getBool(*M, "ignore_merges", Path, false);
   if (!IgnoreMerges)
     return IgnoreMerges.takeError();
   T.Model.FuseUnk = *FuseUnk;
@@ -1668,9 +1671,9 @@ Error Loader::parseNormalizer(const json::Value &V, const std::string &Path) {
     Step.To = To->str();
   } else if (*Type == "Strip") {
     Expected<bool> Left = getBool(**O, "strip_left", Path, true);
-    Expected<bool> Right = getBool(**O, "strip_right", Path, true);
     if (!Left)
       return Left.takeError();
+    Expected<bool> Right = getBool(**O, "strip_right", Path, true);
     if (!Right)
       return Right.takeError();
     Step.Kind = NormalizerStep::Strip;
@@ -2025,7 +2028,7 @@ static std::optional<std::string> rewriteSurrogatePairs(StringRef Text) {
 
 Expected<Tokenizer> Tokenizer::fromJSON(StringRef Text, StringRef FileName) {
   std::optional<std::string> Rewritten = rewriteSurrogatePairs(Text);
-  Expected<json::Value> Root = json::parse(Rewritten ? *Rewritten : Text);
+  Expected<json::Value> Root = parseJSON(Rewritten ? *Rewritten : Text);
   if (!Root)
     return createStringError(
         inconvertibleErrorCode(),

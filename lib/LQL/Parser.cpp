@@ -408,44 +408,55 @@ private:
 
   // Expressions: or := and (OR and)*; and := primary (AND primary)*;
   // primary := '(' or ')' | column op literal | column IN (lits) |
-  // column LIKE 'pattern'.
-  std::unique_ptr<Expr> orExpr() {
-    std::unique_ptr<Expr> L = andExpr();
-    while (L && isKeyword("OR")) {
-      SMLoc Loc = Cur.loc();
+  // column LIKE 'pattern'. Each returns the height of its tree in H (a
+  // comparison is 1), so that no expression deeper than
+  // schema::MaxWhereDepth is built (see there).
+  std::unique_ptr<Expr> binary(Expr::Kind K, StringRef Keyword, unsigned &H) {
+    std::unique_ptr<Expr> L = K == Expr::Kind::Or ? binary(Expr::Kind::And,
+                                                           "AND", H)
+                                                  : primary(H);
+    while (L && isKeyword(Keyword)) {
+      Token Op = Cur;
       advance();
-      std::unique_ptr<Expr> R = andExpr();
+      unsigned RH = 0;
+      std::unique_ptr<Expr> R =
+          K == Expr::Kind::Or ? binary(Expr::Kind::And, "AND", RH)
+                              : primary(RH);
       if (!R)
         return nullptr;
+      H = std::max(H, RH) + 1;
+      if (H > schema::MaxWhereDepth) {
+        tooDeep(Op);
+        return nullptr;
+      }
       auto E = std::make_unique<Expr>();
-      E->K = Expr::Kind::Or;
-      E->Loc = Loc;
+      E->K = K;
+      E->Loc = Op.loc();
       E->LHS = std::move(L);
       E->RHS = std::move(R);
       L = std::move(E);
     }
     return L;
   }
-  std::unique_ptr<Expr> andExpr() {
-    std::unique_ptr<Expr> L = primary();
-    while (L && isKeyword("AND")) {
-      SMLoc Loc = Cur.loc();
-      advance();
-      std::unique_ptr<Expr> R = primary();
-      if (!R)
-        return nullptr;
-      auto E = std::make_unique<Expr>();
-      E->K = Expr::Kind::And;
-      E->Loc = Loc;
-      E->LHS = std::move(L);
-      E->RHS = std::move(R);
-      L = std::move(E);
-    }
-    return L;
+  std::unique_ptr<Expr> orExpr(unsigned &H) {
+    return binary(Expr::Kind::Or, "OR", H);
   }
-  std::unique_ptr<Expr> primary() {
-    if (consumePunct("(")) {
-      std::unique_ptr<Expr> E = orExpr();
+  void tooDeep(const Token &At) {
+    error(At, "WHERE expression nests deeper than " +
+                  Twine(schema::MaxWhereDepth) +
+                  " levels (AND, OR and parentheses)");
+  }
+  std::unique_ptr<Expr> primary(unsigned &H) {
+    H = 1;
+    if (isPunct("(")) {
+      // Parentheses recurse without adding to the tree's height.
+      if (++ParenDepth > schema::MaxWhereDepth) {
+        tooDeep(Cur);
+        return nullptr;
+      }
+      advance();
+      std::unique_ptr<Expr> E = orExpr(H);
+      --ParenDepth;
       if (!E || !expectPunct(")", "to close the parenthesis"))
         return nullptr;
       return E;
@@ -495,7 +506,9 @@ private:
     return nullptr;
   }
   bool where(ExprPtr &Out) {
-    std::unique_ptr<Expr> E = orExpr();
+    unsigned H = 0;
+    ParenDepth = 0;
+    std::unique_ptr<Expr> E = orExpr(H);
     if (!E)
       return false;
     Out = std::move(E);
@@ -851,6 +864,8 @@ private:
 
   Lexer Lex;
   Token Cur;
+  /// Open parentheses of the WHERE expression being parsed.
+  unsigned ParenDepth = 0;
   /// The columns the statement being parsed names (Statement::Columns).
   std::vector<ColumnRef> Columns;
 };

@@ -3,6 +3,7 @@
 
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Support/Error.h"
+#include "vindex/Support/JSON.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
@@ -54,7 +55,7 @@ static unsigned lineOf(StringRef Text, StringRef Needle) {
 
 Expected<std::vector<RelationInfo>> parseTemplates(StringRef Text,
                                                    StringRef File) {
-  Expected<json::Value> Parsed = json::parse(Text);
+  Expected<json::Value> Parsed = parseJSON(Text);
   if (!Parsed)
     return fileError(File, "invalid JSON: {0}", toString(Parsed.takeError()));
   const json::Object *Root = Parsed->getAsObject();

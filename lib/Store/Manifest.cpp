@@ -1,6 +1,7 @@
 //===- Manifest.cpp - manifest.vfb <-> Manifest ---------------------------===//
 #include "vindex/Store/Manifest.h"
 
+#include "Unaligned.h"
 #include "vindex/Store/Manifest_generated.h"
 #include "vindex/Support/Error.h"
 
@@ -238,8 +239,8 @@ static ModelConfig readConfig(const fb::ModelConfig &F) {
   C.AttentionBias = F.attention_bias();
   if (F.has_bos())
     C.BosId = F.bos_id();
-  if (F.eos_ids())
-    C.EosIds.assign(F.eos_ids()->begin(), F.eos_ids()->end());
+  C.EosIds.clear();
+  appendElements(F.eos_ids(), C.EosIds);
   if (F.has_pad())
     C.PadId = F.pad_id();
   return C;
@@ -251,8 +252,8 @@ static TensorRecord readTensor(const fb::Tensor &F) {
   T.Role = static_cast<TensorRole>(F.role());
   T.Layer = F.layer();
   T.Type = static_cast<DType>(F.dtype());
-  if (F.shape())
-    T.Dims.assign(F.shape()->begin(), F.shape()->end());
+  T.Dims.clear();
+  appendElements(F.shape(), T.Dims);
   T.Transposed = F.transposed();
   T.File = str(F.file());
   T.Offset = F.offset();
@@ -324,8 +325,8 @@ Expected<Manifest> parseManifest(ArrayRef<uint8_t> Bytes, StringRef File) {
           PT.Name = str(T->name());
           PT.Layer = T->layer();
           PT.BaseRows = T->base_rows();
-          if (T->rows())
-            PT.Rows.assign(T->rows()->begin(), T->rows()->end());
+          PT.Rows.clear();
+          appendElements(T->rows(), PT.Rows);
           PT.AppendedRows = T->appended_rows();
           R.Tensors.push_back(std::move(PT));
         }

@@ -1,6 +1,7 @@
 //===- Patch.cpp - Recording, writing and reading patches -----------------===//
 #include "vindex/Store/Patch.h"
 
+#include "Unaligned.h"
 #include "vindex/Store/Patch_generated.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
@@ -348,8 +349,8 @@ Expected<std::shared_ptr<const Patch>> readPatchFile(ArrayRef<uint8_t> Bytes,
         return Bad("rows and data disagree");
       const uint8_t *Data = Have ? R->data()->data() : nullptr;
       for (uint64_t I = 0; I < NRows; ++I) {
-        uint64_t Row = R->rows()->Get(I);
-        if (Row >= E.BaseRows || (I && Row <= R->rows()->Get(I - 1)))
+        uint64_t Row = elementAt(*R->rows(), I);
+        if (Row >= E.BaseRows || (I && Row <= elementAt(*R->rows(), I - 1)))
           return Bad("replaced rows must ascend and lie below base_rows");
         E.Rows[Row].assign(Data + I * RowBytes, Data + (I + 1) * RowBytes);
       }

@@ -253,7 +253,12 @@ Expected<ArrayRef<uint8_t>> Vindex::data(const TensorRecord &T,
   if (T.Compression == Codec::None)
     return stored(T);
   Storage.clear();
-  Storage.reserve(T.Length);
+  // The claimed length is bounded only by the frames' best ratio (see
+  // minZstdShuffleStored); reserve what real weights decode to and let the
+  // frames that do decode grow the rest, so that a crafted length is not one
+  // huge allocation up front.
+  Storage.reserve(
+      std::min<uint64_t>(T.Length, 4 * T.StoredLength + kCodecChunk));
   if (Error E = decodeZstdShuffle(
           stored(T), T.Length, T.CodecChunk, dtypeSize(T.Type),
           [&](ArrayRef<uint8_t> Chunk) {

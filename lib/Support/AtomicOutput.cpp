@@ -23,6 +23,7 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Signals.h"
+#include "llvm/Support/raw_ostream.h"
 
 #include <atomic>
 #include <cerrno>
@@ -33,6 +34,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
 #include <unistd.h>
 
 using namespace llvm;
@@ -147,14 +151,56 @@ void dontRemoveDirectoryOnSignal(StringRef Path) {
   }
 }
 
-/// "<Final>.tmp-%%%%%%" for an output path, beside it; Final is normalised.
+/// The process that made a temporary "<Final>.tmp-<pid>-XXXXXX" of Final
+/// (nullopt for any other name).
+std::optional<long> temporaryOwner(StringRef Name, StringRef FinalName) {
+  if (!Name.consume_front(FinalName) || !Name.consume_front(".tmp-"))
+    return std::nullopt;
+  auto [Pid, Rest] = Name.split('-');
+  long N;
+  if (Rest.size() != 6 || Pid.getAsInteger(10, N) || N <= 0)
+    return std::nullopt;
+  return N;
+}
+
+/// Removes the temporaries of Final that a process which no longer exists
+/// left (SIGKILL, a power cut: nothing ran to remove them), and says so. A
+/// temporary of a live process (another run writing the same path) stays.
+void removeStaleTemporaries(StringRef Final) {
+  StringRef Parent = sys::path::parent_path(Final);
+  std::string Dir = Parent.empty() ? "." : Parent.str();
+  StringRef FinalName = sys::path::filename(Final);
+  std::error_code EC;
+  std::vector<std::pair<std::string, long>> Stale;
+  for (sys::fs::directory_iterator It(Dir, EC), End; It != End && !EC;
+       It.increment(EC)) {
+    std::optional<long> Pid =
+        temporaryOwner(sys::path::filename(It->path()), FinalName);
+    if (Pid && ::kill(pid_t(*Pid), 0) != 0 && errno == ESRCH)
+      Stale.emplace_back(It->path(), *Pid);
+  }
+  for (const auto &[Path, Pid] : Stale) {
+    std::error_code RC = sys::fs::is_directory(Path)
+                             ? sys::fs::remove_directories(Path)
+                             : sys::fs::remove(Path);
+    if (!RC)
+      errs() << "note: removed '" << Path
+             << "', a temporary output left by process " << Pid
+             << " (killed before it finished)\n";
+  }
+}
+
+/// "<Final>.tmp-<pid>-%%%%%%" for an output path, beside it, after removing
+/// the stale temporaries of earlier runs; Final is normalised. The process
+/// id in the name tells a later run whether the writer is gone.
 Expected<std::string> temporaryModel(StringRef Given, std::string &Final) {
   SmallString<256> Path(Given);
   sys::path::remove_dots(Path, /*remove_dot_dot=*/true);
   if (Path.empty() || sys::path::filename(Path).empty())
     return makeError("invalid output path '{0}'", Given);
   Final = Path.str().str();
-  return Final + ".tmp-%%%%%%";
+  removeStaleTemporaries(Final);
+  return Final + ".tmp-" + std::to_string(::getpid()) + "-%%%%%%";
 }
 
 } // namespace

@@ -45,19 +45,23 @@ static cl::opt<bool>
            cl::cat(toolOptions()));
 
 static const char *Overview =
-    R"(vindex-decompose: Hugging Face checkpoint -> V-index
+    R"(vindex-decompose: Hugging Face checkpoint or GGUF -> V-index
 
 Reads a checkpoint (config.json, model.safetensors or shards with their
-model.safetensors.index.json, tokenizer files) and writes a V-index: a
+model.safetensors.index.json, tokenizer files) or a GGUF file (F32, F16,
+BF16 or Q8_0 tensors, its own config and tokenizer keys) and writes a
+V-index: a
 directory with a flatbuffers manifest, the FFN of every layer stored
 feature-major (gate, up and down as [features, hidden]) and every other
 tensor verbatim. The output appears atomically; the same inputs and flags
 give byte-identical outputs whatever --jobs is.
 
-INPUT is a checkpoint directory, a .safetensors file or an index.json.
+INPUT is a checkpoint directory, a .safetensors file, an index.json or a
+.gguf file.
 
 Examples:
   vindex-decompose models/tiny-gemma3 -o tiny-gemma3.vindex
+  vindex-decompose tiny.gguf -o tiny-from-gguf.vindex
   vindex-decompose ckpt/model.safetensors.index.json -o big.vindex --compress=zstd
   vindex-decompose ckpt -o m.vindex --depfile m.vindex.d --verify
   vindex-decompose --verify m.vindex          # check an existing V-index

@@ -36,6 +36,9 @@ constexpr uint32_t kGGUFDefaultAlignment = 32;
 /// llama.cpp's GGML_MAX_NAME (the name must fit with its terminator).
 constexpr size_t kGGUFMaxNameLength = 63;
 constexpr unsigned kGGUFMaxDims = 4;
+/// The elements of all array KVs of one file together (each costs a
+/// GGUFValue in memory, whatever its size in the file).
+constexpr uint64_t kGGUFMaxArrayElements = uint64_t(1) << 23;
 
 /// KV value types (gguf_type).
 enum class GGUFType : uint32_t {

@@ -1,14 +1,16 @@
 //===- AtomicOutput.h - Outputs that appear whole or not at all -*- C++ -*-===//
 //
 // The one atomic-output primitive, for files and directories. An output is
-// written under "<final>.tmp-XXXXXX" beside its final path (so that the
-// rename stays on one file system) and renamed into place by commit(). Until
-// then it is removed when the writer gives up (the object is destroyed
+// written under "<final>.tmp-<pid>-XXXXXX" beside its final path (so that
+// the rename stays on one file system) and renamed into place by commit().
+// Until then it is removed when the writer gives up (the object is destroyed
 // without commit) and when the process is killed by a signal: a file through
 // LLVM's sys::RemoveFileOnSignal, a directory through a small registry of
 // our own, because LLVM's removes regular files only (see AtomicOutput.cpp).
 // A failed or interrupted run leaves nothing behind and never damages an
-// older output.
+// older output. SIGKILL runs no handler, so its temporary stays; the next
+// run for the same final path removes the temporaries whose process is gone
+// (the pid in the name) and says so on stderr.
 //
 //===----------------------------------------------------------------------===//
 #ifndef VINDEX_SUPPORT_ATOMICOUTPUT_H
@@ -27,7 +29,7 @@ class OutputFile;
 /// writes included) that appears at its final path on commit().
 class AtomicFile {
 public:
-  /// Creates "<Final>.tmp-XXXXXX" beside Final, new (never truncated: see
+  /// Creates "<Final>.tmp-<pid>-XXXXXX" beside Final, new (never truncated: see
   /// OutputFile::createUnique).
   static llvm::Expected<AtomicFile> create(llvm::StringRef Final);
 
@@ -61,7 +63,7 @@ public:
   /// an arbitrary directory (the input, say).
   using ReplaceablePredicate = bool (*)(llvm::StringRef ExistingDir);
 
-  /// Creates "<Final>.tmp-XXXXXX" beside Final. Fails if Final exists and is
+  /// Creates "<Final>.tmp-<pid>-XXXXXX" beside Final. Fails if Final exists and is
   /// not replaceable.
   static llvm::Expected<AtomicDirectory>
   create(llvm::StringRef Final, ReplaceablePredicate Replaceable);

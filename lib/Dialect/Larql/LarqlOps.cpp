@@ -114,15 +114,21 @@ LogicalResult checkValue(Operation *Op, StringRef Column, Attribute Value) {
   return success();
 }
 
-LogicalResult verifyWhere(Operation *Op, StringRef Table, Attribute A) {
+LogicalResult verifyWhere(Operation *Op, StringRef Table, Attribute A,
+                          unsigned Depth = 1) {
+  // IR written by hand is held to the parser's bound (schema::MaxWhereDepth)
+  // before anything else walks it.
+  if (Depth > schema::MaxWhereDepth)
+    return Op->emitOpError("WHERE expression nests deeper than ")
+           << schema::MaxWhereDepth << " levels";
   auto E = dyn_cast<ArrayAttr>(A);
   if (!E || E.size() != 3 || !isa<StringAttr>(E[0]))
     return Op->emitOpError("malformed WHERE expression ")
            << A << ": expected [op, lhs, rhs]";
   StringRef Kind = cast<StringAttr>(E[0]).getValue();
   if (Kind == "and" || Kind == "or")
-    return failure(failed(verifyWhere(Op, Table, E[1])) ||
-                   failed(verifyWhere(Op, Table, E[2])));
+    return failure(failed(verifyWhere(Op, Table, E[1], Depth + 1)) ||
+                   failed(verifyWhere(Op, Table, E[2], Depth + 1)));
   if (!llvm::is_contained(schema::CompareOps, Kind))
     return Op->emitOpError("unknown WHERE operator '") << Kind << "'";
   auto Col = dyn_cast<StringAttr>(E[1]);

@@ -74,6 +74,8 @@ def put_value(t, v):
         return struct.pack("<Q", len(v)) + v
     if t == 9:
         et, elems = v
+        if isinstance(elems, bytes):  # UINT8 elements, packed already
+            return struct.pack("<IQ", et, len(elems)) + elems
         return (struct.pack("<IQ", et, len(elems)) +
                 b"".join(put_value(et, e) for e in elems))
     return struct.pack(SCALAR[t], v)
@@ -130,6 +132,12 @@ def malform(kind, src, dst):
         out = serialize(version, kvs, tensors, b"\0" * 32 + body)
     elif kind == "truncated":
         out = serialize(version, kvs, tensors, body)[:-100]
+    elif kind == "big-arrays":
+        # Three UINT8 arrays of 3M elements: each within the per-array
+        # bound and the file, together past the bound on all arrays (8M).
+        for i in range(3):
+            kvs.append([b"test.pad.%d" % i, 9, (0, bytes(3 << 20))])
+        out = serialize(version, kvs, tensors, body)
     elif kind == "duplicate-tensor":
         tensors[1][0] = tensors[0][0]
         out = serialize(version, kvs, tensors, body)

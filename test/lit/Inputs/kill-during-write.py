@@ -1,11 +1,12 @@
 """Kills a command while it writes its atomic output, and says what is left.
 
-  kill-during-write.py KILL|INT OUT CMD...
+  kill-during-write.py KILL|INT|TERM[@MS] OUT CMD...
 
 Runs CMD and polls OUT's directory for the temporary the atomic-output
-primitive writes ("OUT.tmp-XXXXXX"); as soon as one appears the command gets
-SIGSTOP, and then, unless its output already reached OUT, SIGKILL or SIGINT:
-half-way through the write. A command that finished
+primitive writes ("OUT.tmp-<pid>-XXXXXX"); as soon as one appears (or MS
+milliseconds after, to interrupt the write at a later point) the command
+gets SIGSTOP, and then, unless its output already reached OUT, SIGKILL,
+SIGINT or SIGTERM: half-way through the write. A command that finished
 before a temporary was seen is run again (up to 200 times; the tiny fixtures
 write in milliseconds). Prints "caught", then whether OUT exists and how
 many temporaries remain ("absent" and "temporaries: 0" is what an atomic
@@ -20,7 +21,12 @@ import signal
 import subprocess
 import sys
 
-sig = {"KILL": signal.SIGKILL, "INT": signal.SIGINT}[sys.argv[1]]
+import time
+
+name, _, delay = sys.argv[1].partition("@")
+sig = {"KILL": signal.SIGKILL, "INT": signal.SIGINT,
+       "TERM": signal.SIGTERM}[name]
+delay = int(delay or 0) / 1000.0
 out = os.path.abspath(sys.argv[2])
 cmd = sys.argv[3:]
 parent, base = os.path.dirname(out), os.path.basename(out) + ".tmp-"
@@ -53,6 +59,8 @@ for attempt in range(200):
     caught = False
     while p.poll() is None:
         if temporaries():
+            if delay:
+                time.sleep(delay)
             # Stopped first, so that what is on disk can be looked at before
             # the signal is sent.
             p.send_signal(signal.SIGSTOP)

@@ -22,6 +22,12 @@ namespace vindex::lql::schema {
 
 inline constexpr llvm::StringLiteral Tables[] = {"edges", "features",
                                                  "entities"};
+/// How deep a WHERE expression may nest (AND/OR operators and parentheses
+/// along any path from its root). Everything that walks the expression
+/// (parser, lowering, verifier, cost estimate, evaluation, destruction)
+/// recurses once per level, so the bound keeps the stack bounded; a left-deep
+/// chain `a AND b AND ...` is as deep as it is long.
+inline constexpr unsigned MaxWhereDepth = 256;
 /// edges: what DESCRIBE computes (docs/lql.md "The edges table").
 inline constexpr llvm::StringLiteral EdgeColumns[] = {
     "entity", "relation", "target", "layer", "feature", "score", "band"};

@@ -1,0 +1,27 @@
+//===- JSON.h - llvm::json::parse with a bound on nesting -------*- C++ -*-===//
+//
+// llvm::json's parser, its Value's destructor and every walk over a parsed
+// document recurse once per nesting level, so a downloaded config.json,
+// tokenizer.json, index.json or safetensors header of a million '[' would
+// overflow the stack. Every JSON the tools read goes through parseJSON,
+// which refuses such a document, naming the byte, before parsing it.
+//
+//===----------------------------------------------------------------------===//
+#ifndef VINDEX_SUPPORT_JSON_H
+#define VINDEX_SUPPORT_JSON_H
+
+#include "llvm/Support/JSON.h"
+
+namespace vindex {
+
+/// How deeply arrays and objects may nest (Hugging Face files nest a dozen
+/// levels at most).
+constexpr unsigned kMaxJSONDepth = 256;
+
+/// llvm::json::parse, after checking that no array or object nests deeper
+/// than kMaxJSONDepth ("JSON nests deeper than 256 levels at byte N").
+llvm::Expected<llvm::json::Value> parseJSON(llvm::StringRef Text);
+
+} // namespace vindex
+
+#endif // VINDEX_SUPPORT_JSON_H
