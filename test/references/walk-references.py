@@ -5,8 +5,8 @@
 
 Writes test/fixtures/references/<model>/walk.json for tiny-gemma3 and
 tiny-llama, which EngineReference.WalkMatchesTheSparseReference reads (the
-test needs no torch). The model is models.py (a copy of the fixtures'
-scripts/models.py: HF's modeling code, tensor for tensor), its weights the
+test needs no torch). The model is test/fixtures/scripts/models.py (the fixtures'
+implementation: HF's modeling code, tensor for tensor), its weights the
 fixture's BF16 safetensors upcast, all compute in float64. Each layer's MLP
 is replaced by the walk as docs/lql.md defines it: per position every
 feature i gets the score |act(gate_i . x)| * |up_i| * |down_i| (L2 norms of
@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, here)
+# The fixtures' implementation, kept once in test/fixtures/scripts/.
+sys.path.insert(0, os.path.join(here, "..", "fixtures", "scripts"))
 import models  # noqa: E402
 
 fixtures = os.path.join(here, "..", "fixtures")
