@@ -25,6 +25,8 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include "TestFixtures.h"
+
 #include "gtest/gtest.h"
 
 #include <chrono>
@@ -35,20 +37,10 @@
 
 using namespace vindex;
 using namespace llvm;
+using vindex::test::fixture;
+using vindex::test::readJson;
 
 namespace {
-
-std::string fixture(const Twine &Rel) {
-  return (Twine(VINDEX_TEST_FIXTURES) + "/" + Rel).str();
-}
-
-json::Value readJson(const std::string &Path) {
-  auto Buf = MemoryBuffer::getFile(Path);
-  EXPECT_TRUE(bool(Buf)) << Path;
-  Expected<json::Value> V = json::parse((*Buf)->getBuffer());
-  EXPECT_TRUE(bool(V)) << Path;
-  return std::move(*V);
-}
 
 struct Loaded {
   SmallString<128> Dir;

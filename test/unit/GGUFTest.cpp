@@ -20,6 +20,8 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 
+#include "TestFixtures.h"
+
 #include "gtest/gtest.h"
 
 #include <cmath>
@@ -27,12 +29,9 @@
 
 using namespace vindex;
 using namespace llvm;
+using vindex::test::fixture;
 
 namespace {
-
-std::string fixture(const Twine &Rel) {
-  return (Twine(VINDEX_TEST_FIXTURES) + "/" + Rel).str();
-}
 
 std::vector<std::string> lines(const std::string &Path, size_t Max) {
   auto Buf = MemoryBuffer::getFile(Path);

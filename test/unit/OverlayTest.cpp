@@ -39,6 +39,8 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 
+#include "TestFixtures.h"
+
 #include "gtest/gtest.h"
 
 #include <cmath>
@@ -46,6 +48,7 @@
 
 using namespace vindex;
 using namespace llvm;
+using vindex::test::fixture;
 
 /// Checks an llvm::Error (printing it) or consumes an expected one.
 #define ASSERT_OK(X)                                                           \
@@ -61,10 +64,6 @@ using namespace llvm;
   } while (0)
 
 namespace {
-
-std::string fixture(const Twine &Rel) {
-  return (Twine(VINDEX_TEST_FIXTURES) + "/" + Rel).str();
-}
 
 constexpr unsigned kLayer = 1;      // the patched layer
 constexpr uint64_t kChangedRow = 5; // the replaced gate row
