@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <numeric>
 
@@ -337,6 +338,76 @@ TEST_P(EngineReference, MappedBF16KernelsMatchReferences) {
   std::printf("[ measured ] %s, mapped bf16 kernels: max |logit - reference| "
               "= %.3g\n",
               Name.c_str(), Worst);
+}
+
+// Every kernel path this CPU can run, forced in turn (setKernelPath, as
+// VINDEX_KERNELS does), on the widened weights (the GEMM kernels) and the
+// mapped bf16 ones (the dot and down-projection kernels): the references'
+// logits (1e-4 on the exact paths, 1e-3 on avx512bf16, whose decode
+// projection rounds activations to bf16), top-5 and greedy continuations
+// (two threads, so the one-token kernels run too); and on the exact paths
+// the same bits as AVX2: logits, the residual stream after every layer and
+// the greedy tokens' logits.
+TEST_P(EngineReference, EveryKernelPathMatchesReferences) {
+  std::string Name = GetParam();
+  KernelPath Saved = activeKernelPath();
+  std::vector<KernelPath> Paths = supportedKernelPaths();
+  ASSERT_FALSE(Paths.empty());
+  ASSERT_EQ(Paths.front(), KernelPath::AVX2);
+  for (bool Widen : {true, false}) {
+    Loaded *L = load(Name, /*Compress=*/false, Widen);
+    const ModelConfig &C = L->M->config();
+    size_t Vocab = C.VocabSize;
+    References Refs = readReferences(Name, Vocab);
+    const json::Array &Prompts = Refs.prompts();
+    std::vector<float> AVX2Bits;
+    for (KernelPath Path : Paths) {
+      ASSERT_TRUE(setKernelPath(Path));
+      std::string What = std::string(kernelPathName(Path)) +
+                         (Widen ? " widened" : " mapped bf16");
+      double Tol = kernelPathExact(Path) ? 1e-4 : 1e-3, Worst = 0;
+      std::vector<float> Bits;
+      for (size_t P = 0; P < Prompts.size(); ++P) {
+        const json::Object &Rec = *Prompts[P].getAsObject();
+        std::vector<int32_t> Ids = ints(Rec.get("token_ids"));
+        Session S(*L->M, 1);
+        ForwardOptions Opts;
+        Opts.CaptureResiduals = true;
+        ForwardResult R = S.run(Ids, Opts);
+        const float *Ref = Refs.logits(P, Vocab);
+        for (size_t I = 0; I < Vocab; ++I)
+          Worst = std::max(Worst, double(std::fabs(R.Logits[I] - Ref[I])));
+        std::vector<size_t> Want;
+        for (const json::Value &T : *Rec.getArray("top5"))
+          Want.push_back(size_t(*T.getAsObject()->getInteger("id")));
+        EXPECT_EQ(topK(R.Logits, 5), Want) << What << " prompt " << P;
+        Bits.insert(Bits.end(), R.Logits.begin(), R.Logits.end());
+        for (const std::vector<float> &X : R.Residuals)
+          Bits.insert(Bits.end(), X.begin(), X.end());
+        std::vector<int32_t> Cont = ints(Rec.get("greedy_continuation_ids"));
+        Session Two(*L->M, 2);
+        EXPECT_EQ(Two.generate(Ids, Cont.size(), C.EosIds), Cont)
+            << What << " prompt " << P;
+        if (!Cont.empty()) {
+          std::vector<float> Next = Two.run({Cont.back()}).Logits;
+          Bits.insert(Bits.end(), Next.begin(), Next.end());
+        }
+      }
+      EXPECT_LE(Worst, Tol) << What;
+      std::printf("[ measured ] %s, %s: max |logit - reference| = %.3g\n",
+                  Name.c_str(), What.c_str(), Worst);
+      if (Path == KernelPath::AVX2) {
+        AVX2Bits = std::move(Bits);
+      } else if (kernelPathExact(Path)) {
+        ASSERT_EQ(Bits.size(), AVX2Bits.size());
+        size_t Differ = 0;
+        for (size_t I = 0; I < Bits.size(); ++I)
+          Differ += std::memcmp(&Bits[I], &AVX2Bits[I], sizeof(float)) != 0;
+        EXPECT_EQ(Differ, 0u) << What << ": values not bit-identical to avx2";
+      }
+    }
+  }
+  setKernelPath(Saved);
 }
 
 namespace {

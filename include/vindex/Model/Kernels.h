@@ -5,6 +5,11 @@
 // work is split between threads only by output element, so results do not
 // depend on the thread count.
 //
+// The kernels are compiled for several instruction sets and one set is
+// chosen for the process at run time (KernelPath): the fastest exact path
+// the CPU reports, or the one VINDEX_KERNELS names. The exact paths give
+// bit-identical results; see docs/benchmarks.md.
+//
 //===----------------------------------------------------------------------===//
 #ifndef VINDEX_MODEL_KERNELS_H
 #define VINDEX_MODEL_KERNELS_H
@@ -14,8 +19,48 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
 
 namespace vindex {
+
+/// An instruction set the kernels are compiled for.
+enum class KernelPath {
+  /// AVX2 + FMA + F16C (x86-64-v3): every machine of the project's kinds.
+  AVX2,
+  /// AVX-512F: the same sums as AVX2, bit for bit, in wider registers.
+  AVX512,
+  /// AVX-512F + BW + AVX512-BF16: as AVX512, except that bf16 weights
+  /// against one to three tokens use vdpbf16ps, which rounds the
+  /// activations to bf16. Inexact: never chosen unless forced, and
+  /// requireExactKernels() leaves it.
+  AVX512BF16,
+};
+
+/// "avx2", "avx512", "avx512bf16".
+const char *kernelPathName(KernelPath P);
+std::optional<KernelPath> parseKernelPath(std::string_view Name);
+/// Whether P gives the bits of every other exact path.
+bool kernelPathExact(KernelPath P);
+/// Whether this CPU (and this build's compiler) can run P.
+bool kernelPathSupported(KernelPath P);
+/// The paths this CPU can run, AVX2 first.
+std::vector<KernelPath> supportedKernelPaths();
+/// The fastest exact path this CPU can run.
+KernelPath defaultKernelPath();
+/// The path in use. The first call (or kernel call) chooses it: the path
+/// that the environment variable VINDEX_KERNELS names, else
+/// defaultKernelPath(); naming an unknown or unsupported path is a fatal
+/// error.
+KernelPath activeKernelPath();
+/// Use P from now on, for the whole process (false, and no change, when
+/// the CPU cannot run P). Not to be called while kernels run.
+bool setKernelPath(KernelPath P);
+/// For code whose results are written (edits, balancer decisions, labels):
+/// if an inexact path is active, switch to defaultKernelPath() (with a note
+/// on stderr). Returns the path now active.
+KernelPath requireExactKernels();
 
 /// A row-major [Rows, Cols] weight matrix, f32 or bf16, in place.
 struct WeightMatrix {

@@ -1,0 +1,198 @@
+//===- KernelsTest.cpp - Every kernel path against the AVX2 one ----------===//
+//
+// Each kernel of Kernels.h on random f32 and bf16 operands of awkward
+// shapes (vector tails, odd row counts, token counts on both sides of the
+// blocked paths, sub-ranges as threads split them), run on every path this
+// CPU supports: the exact paths must give AVX2's bits, the inexact one
+// (avx512bf16) AVX2's values within bf16 rounding of the activations. A
+// path the CPU lacks is skipped; the engine-level references per path are
+// in EngineTest (EveryKernelPathMatchesReferences).
+//
+//===----------------------------------------------------------------------===//
+#include "vindex/Model/Kernels.h"
+
+#include "gtest/gtest.h"
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <random>
+
+using namespace vindex;
+
+namespace {
+
+struct Operands {
+  std::vector<float> F32;
+  std::vector<uint16_t> BF16;
+};
+
+Operands randomMatrix(size_t N, std::mt19937 &Rng) {
+  std::normal_distribution<float> D(0.0f, 1.0f);
+  Operands O;
+  for (size_t I = 0; I < N; ++I) {
+    float F = D(Rng);
+    uint32_t Bits;
+    std::memcpy(&Bits, &F, 4);
+    O.BF16.push_back(uint16_t(Bits >> 16));
+    O.F32.push_back(F);
+  }
+  return O;
+}
+
+std::vector<float> randomVector(size_t N, std::mt19937 &Rng) {
+  return randomMatrix(N, Rng).F32;
+}
+
+/// Runs Body on every supported path; returns each path's outputs.
+std::vector<std::pair<KernelPath, std::vector<float>>>
+onEveryPath(const std::function<std::vector<float>()> &Body) {
+  KernelPath Saved = activeKernelPath();
+  std::vector<std::pair<KernelPath, std::vector<float>>> Out;
+  for (KernelPath P : supportedKernelPaths()) {
+    EXPECT_TRUE(setKernelPath(P));
+    Out.push_back({P, Body()});
+  }
+  setKernelPath(Saved);
+  return Out;
+}
+
+/// The exact paths give AVX2's bits; so does every path when InexactTol is
+/// negative (the kernel has no inexact variant), else the inexact path is
+/// within InexactTol of AVX2.
+void expectSameAsAVX2(const std::function<std::vector<float>()> &Body,
+                      const std::string &What, double InexactTol = -1) {
+  auto Runs = onEveryPath(Body);
+  ASSERT_EQ(Runs.front().first, KernelPath::AVX2);
+  const std::vector<float> &Base = Runs.front().second;
+  for (auto &[P, Got] : Runs) {
+    ASSERT_EQ(Got.size(), Base.size());
+    for (size_t I = 0; I < Got.size(); ++I) {
+      if (kernelPathExact(P) || InexactTol < 0) {
+        ASSERT_EQ(std::memcmp(&Got[I], &Base[I], 4), 0)
+            << What << " on " << kernelPathName(P) << ": element " << I
+            << " is " << Got[I] << ", avx2 gives " << Base[I];
+      } else {
+        ASSERT_NEAR(Got[I], Base[I], InexactTol)
+            << What << " on " << kernelPathName(P) << ": element " << I;
+      }
+    }
+  }
+}
+
+TEST(Kernels, EveryPathIsListedAndSelectable) {
+  std::vector<KernelPath> Paths = supportedKernelPaths();
+  ASSERT_FALSE(Paths.empty());
+  EXPECT_EQ(Paths.front(), KernelPath::AVX2);
+  EXPECT_TRUE(kernelPathExact(defaultKernelPath()));
+  for (KernelPath P : {KernelPath::AVX2, KernelPath::AVX512,
+                       KernelPath::AVX512BF16})
+    EXPECT_EQ(parseKernelPath(kernelPathName(P)), P);
+  EXPECT_FALSE(parseKernelPath("sse2"));
+  KernelPath Saved = activeKernelPath();
+  for (KernelPath P : Paths) {
+    ASSERT_TRUE(setKernelPath(P));
+    EXPECT_EQ(activeKernelPath(), P);
+    // What writes results never runs an inexact path.
+    EXPECT_TRUE(kernelPathExact(requireExactKernels()));
+  }
+  setKernelPath(Saved);
+}
+
+TEST(Kernels, MatmulNTOnEveryPath) {
+  std::mt19937 Rng(7);
+  for (size_t K : {1, 7, 8, 33, 130, 2560})
+    for (size_t N : {1, 9, 24, 37})
+      for (size_t T : {1, 2, 3, 4, 5, 7, 13})
+        for (bool BF16 : {false, true}) {
+          Operands W = randomMatrix(N * K, Rng);
+          std::vector<float> X = randomVector(T * K, Rng);
+          WeightMatrix M;
+          M.Data = BF16 ? static_cast<const void *>(W.BF16.data())
+                        : W.F32.data();
+          M.Type = BF16 ? DType::BF16 : DType::F32;
+          M.Rows = N;
+          M.Cols = K;
+          expectSameAsAVX2(
+              [&] {
+                std::vector<float> Y(T * N), Split(T * N);
+                matmulNT(X.data(), T, K, M, 0, N, Y.data(), N);
+                // As threads split the rows: the same values.
+                matmulNT(X.data(), T, K, M, 0, N / 3, Split.data(), N);
+                matmulNT(X.data(), T, K, M, N / 3, N, Split.data(), N);
+                EXPECT_EQ(Y, Split);
+                Y.push_back(dotRow(X.data(), M, N - 1));
+                return Y;
+              },
+              "matmulNT K=" + std::to_string(K) + " N=" + std::to_string(N) +
+                  " T=" + std::to_string(T) + (BF16 ? " bf16" : " f32"),
+              // avx512bf16's vdpbf16ps kernel (bf16 weights, T < 4): each
+              // activation as two bf16 numbers, 2^-16 relative, against
+              // |x| |w| of about 0.64 per term.
+              BF16 && T < 4 ? 1e-5 * K : -1);
+        }
+}
+
+TEST(Kernels, GemmAndDownProjectionOnEveryPath) {
+  std::mt19937 Rng(11);
+  for (size_t R : {1, 8, 70, 300})
+    for (size_t Cols : {5, 16, 100, 1100})
+      for (size_t T : {1, 3, 4, 6, 11})
+        for (bool BF16 : {false, true}) {
+          Operands W = randomMatrix(R * Cols, Rng);
+          std::vector<float> A = randomVector(T * R, Rng);
+          WeightMatrix M;
+          M.Data = BF16 ? static_cast<const void *>(W.BF16.data())
+                        : W.F32.data();
+          M.Type = BF16 ? DType::BF16 : DType::F32;
+          M.Rows = R;
+          M.Cols = Cols;
+          expectSameAsAVX2(
+              [&] {
+                std::vector<float> Y(T * Cols), Split(T * Cols);
+                matmulNN(A.data(), T, R, M, 0, R, 0, Cols, Y.data(), Cols);
+                size_t Mid = Cols / 2;
+                matmulNN(A.data(), T, R, M, 0, R, 0, Mid, Split.data(), Cols);
+                matmulNN(A.data(), T, R, M, 0, R, Mid, Cols, Split.data(),
+                         Cols);
+                EXPECT_EQ(Y, Split);
+                // A sub-range of rows (and, for f32, the GEMM over them).
+                std::vector<float> Part(T * Cols);
+                matmulNN(A.data(), T, R, M, R / 4, R, 1, Cols, Part.data(),
+                         Cols);
+                Y.insert(Y.end(), Part.begin(), Part.end());
+                if (!BF16) {
+                  std::vector<float> G(T * Cols, 1.0f);
+                  gemmKN(A.data(), T, R, W.F32.data(), R, Cols, 0, Cols,
+                         G.data(), Cols, /*Accumulate=*/true);
+                  Y.insert(Y.end(), G.begin(), G.end());
+                }
+                std::vector<float> Ax(Cols);
+                axpyRow(A[0], M, R - 1, Ax.data());
+                Y.insert(Y.end(), Ax.begin(), Ax.end());
+                return Y;
+              },
+              "down R=" + std::to_string(R) + " C=" + std::to_string(Cols) +
+                  " T=" + std::to_string(T) + (BF16 ? " bf16" : " f32"));
+        }
+}
+
+TEST(Kernels, VectorKernelsOnEveryPath) {
+  std::mt19937 Rng(3);
+  for (size_t N : {1, 7, 8, 31, 256, 1003}) {
+    std::vector<float> A = randomVector(N, Rng), B = randomVector(N, Rng);
+    for (Activation Act :
+         {Activation::SiLU, Activation::GeluTanh, Activation::Gelu})
+      expectSameAsAVX2(
+          [&] {
+            std::vector<float> G = A;
+            activateAndMultiply(Act, G.data(), B.data(), N);
+            G.push_back(dotF32(A.data(), B.data(), N));
+            axpyF32(0.5f, A.data(), G.data(), N);
+            return G;
+          },
+          "vector kernels N=" + std::to_string(N));
+  }
+}
+
+} // namespace
