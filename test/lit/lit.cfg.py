@@ -15,7 +15,8 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     ["vindex-decompose", "vindex-compile", "larql-probe", "larql-opt",
-     "vindex-manifest-edit", "vindex-bench-edit-eval", "vindex-tokenize"],
+     "vindex-manifest-edit", "vindex-bench-edit-eval", "vindex-tokenize",
+     "vindex-bench-forward"],
     [config.vindex_tools_dir])
 
 fixtures = os.path.join(config.vindex_src_root, "test", "fixtures")
@@ -51,3 +52,20 @@ else:
         " (run utils/setup.sh or utils/npm-packages.sh)")
 config.substitutions.append(
     ("%tokenizers", os.path.join(config.vindex_src_root, "test", "tokenizers")))
+
+# The kernel paths this CPU can run (lib/Model/Kernels.cpp chooses among
+# them; tests that force one require its feature, else they are reported
+# UNSUPPORTED).
+cpu_flags = set()
+try:
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                cpu_flags = set(line.split(":", 1)[1].split())
+                break
+except OSError:
+    pass
+if "avx512f" in cpu_flags:
+    config.available_features.add("kernels-avx512")
+    if {"avx512bw", "avx512_bf16"} <= cpu_flags:
+        config.available_features.add("kernels-avx512bf16")

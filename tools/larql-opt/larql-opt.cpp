@@ -19,6 +19,7 @@
 #include "vindex/Exec/Executor.h"
 #include "vindex/LQL/Parser.h"
 #include "vindex/LQL/ToIR.h"
+#include "vindex/Model/Kernels.h"
 #include "vindex/Model/VindexSession.h"
 #include "vindex/RegisterAll.h"
 #include "vindex/Store/Copy.h"
@@ -304,6 +305,12 @@ int main(int argc, char **argv) {
                         "mlir-print-ir-after-all", "mlir-print-ir-before-all",
                         "mlir-timing"});
   const char *Tool = "larql-opt";
+  // Edits, balancer decisions and labels are written from engine results:
+  // they must not depend on the kernel path (VINDEX_KERNELS=avx512bf16 is
+  // for read-only measurement).
+  KernelPath Kernels = requireExactKernels();
+  if (Verbose)
+    errs() << Tool << ": kernels: " << kernelPathName(Kernels) << "\n";
 
   mlir::DialectRegistry Registry;
   registerAllDialects(Registry);

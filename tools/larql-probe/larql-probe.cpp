@@ -319,6 +319,8 @@ static Error run() {
 int main(int argc, char **argv) {
   InitLLVM X(argc, argv);
   parseToolCommandLine(argc, argv, Overview);
+  // Labels are written from engine results: exact kernels only.
+  requireExactKernels();
   if (Summary)
     return exitWith(Tool, printSummary());
   if (Output.empty()) {
