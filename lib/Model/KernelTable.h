@@ -22,8 +22,7 @@
 namespace vindex::kernels {
 
 struct KernelTable {
-  void (*ActivateAndMultiply)(Activation A, float *G, const float *U,
-                              size_t N);
+  void (*ActivateAndMultiply)(Activation A, float *G, const float *U, size_t N);
   float (*DotF32)(const float *A, const float *B, size_t N);
   void (*AxpyF32)(float A, const float *X, float *Y, size_t N);
   float (*DotRow)(const float *X, const WeightMatrix &W, size_t R);

@@ -85,8 +85,8 @@ TEST(Kernels, EveryPathIsListedAndSelectable) {
   ASSERT_FALSE(Paths.empty());
   EXPECT_EQ(Paths.front(), KernelPath::AVX2);
   EXPECT_TRUE(kernelPathExact(defaultKernelPath()));
-  for (KernelPath P : {KernelPath::AVX2, KernelPath::AVX512,
-                       KernelPath::AVX512BF16})
+  for (KernelPath P :
+       {KernelPath::AVX2, KernelPath::AVX512, KernelPath::AVX512BF16})
     EXPECT_EQ(parseKernelPath(kernelPathName(P)), P);
   EXPECT_FALSE(parseKernelPath("sse2"));
   KernelPath Saved = activeKernelPath();
@@ -108,8 +108,8 @@ TEST(Kernels, MatmulNTOnEveryPath) {
           Operands W = randomMatrix(N * K, Rng);
           std::vector<float> X = randomVector(T * K, Rng);
           WeightMatrix M;
-          M.Data = BF16 ? static_cast<const void *>(W.BF16.data())
-                        : W.F32.data();
+          M.Data =
+              BF16 ? static_cast<const void *>(W.BF16.data()) : W.F32.data();
           M.Type = BF16 ? DType::BF16 : DType::F32;
           M.Rows = N;
           M.Cols = K;
@@ -142,8 +142,8 @@ TEST(Kernels, GemmAndDownProjectionOnEveryPath) {
           Operands W = randomMatrix(R * Cols, Rng);
           std::vector<float> A = randomVector(T * R, Rng);
           WeightMatrix M;
-          M.Data = BF16 ? static_cast<const void *>(W.BF16.data())
-                        : W.F32.data();
+          M.Data =
+              BF16 ? static_cast<const void *>(W.BF16.data()) : W.F32.data();
           M.Type = BF16 ? DType::BF16 : DType::F32;
           M.Rows = R;
           M.Cols = Cols;
