@@ -3,7 +3,7 @@
 
 Generates (once) a synthetic checkpoint with Gemma 3 4B's text shapes, then,
 in one run and alternating so that the page cache treats them alike:
-  cp -r CKPT COPY && sync            (the peer: the same bytes copied)
+  cp -rL CKPT COPY && sync           (the peer: the same bytes copied)
   vindex-decompose CKPT -o V && sync
   vindex-compile V --format=safetensors -o HF && sync
   vindex-compile V --format=gguf --type=T -o G.gguf && sync   (with --gguf T)
@@ -71,8 +71,8 @@ def main():
 
     ckpt = a.checkpoint or os.path.join(a.work,
                                         "gemma3-4b-synthetic-%dl" % a.layers)
+    os.makedirs(a.work, exist_ok=True)
     if not os.path.exists(os.path.join(ckpt, "config.json")):
-        os.makedirs(a.work, exist_ok=True)
         subprocess.run([os.path.join(a.bin, "vindex-make-synthetic"), "-o",
                         ckpt, "--layers", str(a.layers)], check=True,
                        stdout=subprocess.DEVNULL)
@@ -100,7 +100,8 @@ def main():
             "compile-gguf": [os.path.join(a.bin, "vindex-compile"), vdx,
                              "--format=gguf", "--type=" + (a.gguf or "auto"),
                              "-o", gguf] + jobs,
-            "cp": ["cp", "-r", ckpt, copy]}
+            # -L: a checkpoint of links (--checkpoint) is copied whole.
+            "cp": ["cp", "-rL", ckpt, copy]}
     outs = {"cp": copy, "decompose": vdx, "compile": hf,
             "compile-gguf": gguf}
     if a.baseline_bin:
@@ -123,6 +124,7 @@ def main():
         if os.path.isfile(path):
             os.remove(path)
 
+    gguf_bytes = 0
     for rep in range(a.reps + 1):
         for job in res:
             remove(outs[job])
@@ -133,13 +135,13 @@ def main():
             r = run(bins[job])
             if rep:
                 res[job].append(r)
+            if job == "compile-gguf":
+                gguf_bytes = os.path.getsize(gguf)
             if a.baseline_bin and job != "decompose":
                 # Keep the disk use at two outputs: only this build's
                 # V-index is read again (by the compiles).
                 remove(outs[job])
     vindex_bytes = tree_bytes(vdx)
-    gguf_bytes = os.path.getsize(gguf) if a.gguf and os.path.exists(gguf) \
-        else 0
     for job, p in outs.items():
         if job in res:
             remove(p)
