@@ -3,7 +3,7 @@
 
 Generates (once) a synthetic checkpoint with Gemma 3 4B's text shapes, then,
 in one run and alternating so that the page cache treats them alike:
-  cp -r CKPT COPY && sync            (the peer: the same bytes copied)
+  cp -rL CKPT COPY && sync           (the peer: the same bytes copied)
   vindex-decompose CKPT -o V && sync
   vindex-compile V --format=safetensors -o HF && sync
   vindex-compile V --format=gguf --type=T -o G.gguf && sync   (with --gguf T)
@@ -13,10 +13,15 @@ bytes, the ratio to cp, and peak RSS (from wait4). Usage:
   bench/decompose-compile.py [--layers N] [--reps R] [--work DIR] [--jobs J]
                              [--compress none|zstd] [--cold]
                              [--gguf auto|f32|f16|bf16|q8_0]
+                             [--checkpoint DIR] [--baseline-bin DIR]
 
 --cold drops the page cache (as root) before every job, so each one reads
 its input from disk and writes into fresh memory; without it the input is
 in the page cache and each job recycles the pages its previous output held.
+--checkpoint measures an existing checkpoint instead of generating one (a
+tokenizer.json is needed for --gguf). --baseline-bin DIR also runs the
+tools of another build (say, before a change) in the same loop, each right
+after this build's run of the same job, as "decompose@baseline" and so on.
 """
 import argparse
 import json
@@ -58,16 +63,21 @@ def main():
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--gguf", default="",
                     help="also time vindex-compile --format=gguf --type=T")
+    ap.add_argument("--checkpoint", default="",
+                    help="an existing checkpoint to measure")
+    ap.add_argument("--baseline-bin", default="",
+                    help="also time the tools of this build directory")
     a = ap.parse_args()
 
-    ckpt = os.path.join(a.work, "gemma3-4b-synthetic-%dl" % a.layers)
+    ckpt = a.checkpoint or os.path.join(a.work,
+                                        "gemma3-4b-synthetic-%dl" % a.layers)
+    os.makedirs(a.work, exist_ok=True)
     if not os.path.exists(os.path.join(ckpt, "config.json")):
-        os.makedirs(a.work, exist_ok=True)
         subprocess.run([os.path.join(a.bin, "vindex-make-synthetic"), "-o",
                         ckpt, "--layers", str(a.layers)], check=True,
                        stdout=subprocess.DEVNULL)
     tok = os.path.join(ckpt, "tokenizer.json")
-    if a.gguf and not os.path.exists(tok):
+    if a.gguf and not os.path.exists(tok) and not a.checkpoint:
         # GGUF needs a tokenizer; the synthetic checkpoint has none. The
         # fixture's (2048 pieces) is padded to the 262k rows with [PADn].
         shutil.copy(os.path.join(ROOT, "test", "fixtures", "models",
@@ -90,14 +100,34 @@ def main():
             "compile-gguf": [os.path.join(a.bin, "vindex-compile"), vdx,
                              "--format=gguf", "--type=" + (a.gguf or "auto"),
                              "-o", gguf] + jobs,
-            "cp": ["cp", "-r", ckpt, copy]}
+            # -L: a checkpoint of links (--checkpoint) is copied whole.
+            "cp": ["cp", "-rL", ckpt, copy]}
     outs = {"cp": copy, "decompose": vdx, "compile": hf,
             "compile-gguf": gguf}
+    if a.baseline_bin:
+        # The baseline decomposes into its own directory and compiles this
+        # build's V-index (the same bytes: outputs must not change).
+        base = os.path.join(a.baseline_bin, "")
+        for job in [j for j in res if j != "cp"]:
+            b = job + "@baseline"
+            res[b] = []
+            bins[b] = [base + os.path.basename(bins[job][0])] + bins[job][1:]
+            outs[b] = outs[job] + ".baseline"
+            o = bins[b].index("-o")
+            bins[b][o + 1] = outs[b]
+        # Run each baseline job right after the same job of this build.
+        res = {j: res[j] for j in sum(([j, j + "@baseline"] if
+                                       j + "@baseline" in res else [j]
+                                       for j in res if "@" not in j), [])}
+    def remove(path):
+        shutil.rmtree(path, ignore_errors=True)
+        if os.path.isfile(path):
+            os.remove(path)
+
+    gguf_bytes = 0
     for rep in range(a.reps + 1):
         for job in res:
-            shutil.rmtree(outs[job], ignore_errors=True)
-            if os.path.isfile(outs[job]):
-                os.remove(outs[job])
+            remove(outs[job])
             subprocess.run(["sync"])
             if a.cold:
                 with open("/proc/sys/vm/drop_caches", "w") as f:
@@ -105,17 +135,22 @@ def main():
             r = run(bins[job])
             if rep:
                 res[job].append(r)
+            if job == "compile-gguf":
+                gguf_bytes = os.path.getsize(gguf)
+            if a.baseline_bin and job != "decompose":
+                # Keep the disk use at two outputs: only this build's
+                # V-index is read again (by the compiles).
+                remove(outs[job])
     vindex_bytes = tree_bytes(vdx)
-    gguf_bytes = os.path.getsize(gguf) if a.gguf else 0
-    for p in (copy, vdx, hf):
-        shutil.rmtree(p, ignore_errors=True)
-    if a.gguf:
-        os.remove(gguf)
+    for job, p in outs.items():
+        if job in res:
+            remove(p)
 
     out = {"benchmark": "decompose-compile", "layers": a.layers,
            "checkpoint_bytes": size, "vindex_bytes": vindex_bytes,
            "compress": a.compress, "cache": "cold" if a.cold else "warm",
-           "reps": a.reps, "jobs": a.jobs or os.cpu_count()}
+           "reps": a.reps, "jobs": a.jobs or os.cpu_count(),
+           "loadavg": os.getloadavg()}
     if a.gguf:
         out["gguf_type"] = a.gguf
         out["gguf_bytes"] = gguf_bytes

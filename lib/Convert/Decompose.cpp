@@ -268,14 +268,14 @@ Error Decomposer::run() {
   // so the message does not depend on the schedule either.
   std::vector<std::string> Errors(Payloads.size() + SourcePaths.size());
   {
-    DefaultThreadPool Pool(hardware_concurrency(Opts.Jobs));
-    for (size_t I = 0; I < Payloads.size(); ++I)
-      Pool.async([&, I] {
-        if (Error E = writePayload(Payloads[I], P))
-          Errors[I] = toString(std::move(E));
-      });
+    // The provenance SHA-256 runs on a thread of its own from the start,
+    // each source front to back, beside the pool that writes the payloads
+    // (which read the sources in about the same order): the hashing overlaps
+    // the copies instead of rereading every source after them, and a cold
+    // source is read from disk once for both.
+    DefaultThreadPool Hasher(hardware_concurrency(1));
     for (size_t I = 0; I < SourcePaths.size(); ++I)
-      Pool.async([&, I] {
+      Hasher.async([&, I] {
         Expected<std::unique_ptr<MappedFile>> F =
             MappedFile::open(SourcePaths[I]);
         if (!F) {
@@ -284,7 +284,14 @@ Error Decomposer::run() {
         }
         Sources[I] = {SourcePaths[I], (*F)->size(), sha256Hex(**F)};
       });
+    DefaultThreadPool Pool(hardware_concurrency(Opts.Jobs));
+    for (size_t I = 0; I < Payloads.size(); ++I)
+      Pool.async([&, I] {
+        if (Error E = writePayload(Payloads[I], P))
+          Errors[I] = toString(std::move(E));
+      });
     Pool.wait();
+    Hasher.wait();
   }
   P.finish();
   for (const std::string &E : Errors)

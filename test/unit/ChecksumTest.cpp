@@ -44,3 +44,16 @@ TEST(Checksum, SeesEveryByte) {
   Data[kChecksumChunk + 50] ^= 1;
   EXPECT_NE(checksum(Data), Before);
 }
+
+TEST(Checksum, ChunkHashIsLLVMsXXH3) {
+  // The format defines the chunk hash as XXH3-64 with seed 0; LLVM's
+  // implementation is the independent reference for the vectorised one.
+  std::vector<uint8_t> Data = pattern(kChecksumChunk);
+  for (size_t N : {size_t(0), size_t(1), size_t(3), size_t(16), size_t(17),
+                   size_t(128), size_t(129), size_t(240), size_t(241),
+                   size_t(1000), size_t(1024), size_t(4096) + 5,
+                   size_t(1) << 20, size_t(kChecksumChunk)}) {
+    llvm::ArrayRef<uint8_t> Part = llvm::ArrayRef(Data).take_front(N);
+    EXPECT_EQ(chunkHash(Part), llvm::xxh3_64bits(Part)) << "length " << N;
+  }
+}
