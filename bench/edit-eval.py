@@ -14,6 +14,9 @@ For each fixture model (a checkpoint directory or a V-index) and each batch
      best of --reps runs, minus the time the same command takes with the
      CREATE RELATION statements alone: loading is not the edit);
   3. runs vindex-bench-edit-eval --before IN --after OUT --facts BATCH.
+Each run records its wall and CPU seconds and the machine's load average;
+"one_fact" per model is the whole command for the first fact alone (the
+issue's interactive figure: well under a second).
 Prints one JSON object: the unedited model's measurements, then one entry
 per (batch size, style) with the edit-eval JSON plus seconds per fact, or
 the error larql-opt gave (a script that fails writes nothing). Then, per
@@ -37,6 +40,7 @@ Markdown table of docs/benchmarks.md.
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -50,11 +54,18 @@ class Failed(Exception):
     pass
 
 
-def run(cmd, may_fail=False):
+def run(cmd, may_fail=False, cpu=None):
+    """Runs cmd; returns (wall seconds, stdout). With cpu (a list), appends
+    the command's CPU seconds (user + system): on a loaded machine the wall
+    time measures the other processes too."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True)
     wall = time.monotonic() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        cpu.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
     if p.returncode != 0:
         if may_fail:
             raise Failed(p.stderr.strip())
@@ -201,7 +212,7 @@ def table(result):
     cases = [(m["model"], c) for m in result["models"]
              for c in m.get("cases", [])]
     print("| model | style | facts | efficacy | paraphrase | trained canonical"
-          " | trained held-out | mean KL | s/fact | FFN width |")
+          " | trained held-out | mean KL | s/fact (CPU) | FFN width |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for m in result["models"]:
         u = m["unedited"]["trained"]["before"]
@@ -216,12 +227,23 @@ def table(result):
                 continue
             e = r["eval"]
             ins, tr = e["inserted"]["after"], e["trained"]["after"]
-            print("| %s | %s | %d | %s | %s | %s | %s | %.2e | %.3f | %d -> %d |"
+            print("| %s | %s | %d | %s | %s | %s | %s | %.2e | %.3f (%s) |"
+                  " %d -> %d |"
                   % (m["model"], r["style"], r["facts"], pct(ins["efficacy"]),
                      pct(ins["paraphrase"]), pct(tr["canonical"]),
                      pct(tr["heldout"]), e["kl"]["mean"],
-                     r["seconds_per_fact"], max(e["ffn_width"]["before"]),
+                     r["seconds_per_fact"],
+                     "%.3f" % r["cpu_seconds_per_fact"]
+                     if "cpu_seconds_per_fact" in r else "",
+                     max(e["ffn_width"]["before"]),
                      max(e["ffn_width"]["after"])))
+    for m in result["models"]:
+        if "one_fact" in m:
+            o = m["one_fact"]
+            print("\n%s, one fact, the whole larql-opt command: %.2f s wall, "
+                  "%.2f s CPU (load average %.1f)" %
+                  (m["model"], o["larql_opt_seconds"],
+                   o["larql_opt_cpu_seconds"], o["load_average"]))
     if not cases:
         return
     print()
@@ -318,14 +340,16 @@ def main():
                     with open(paths[kind], "w") as f:
                         f.write(text)
                 out_v = os.path.join(work, tag + ".vindex")
-                best = {}
+                best, cpu = {}, {}
                 try:
                     for kind in ("head", "edit"):
+                        cpu[kind] = []
                         best[kind] = min(
                             run([tool("larql-opt"), base, paths[kind], "-o",
                                  out_v, "--jobs", str(a.jobs)] + pipeline,
-                                may_fail=True)[0]
+                                may_fail=True, cpu=cpu[kind])[0]
                             for _ in range(a.reps))
+                        cpu[kind] = min(cpu[kind])
                 except Failed as e:
                     # The edit did not go through: nothing to measure (and
                     # the output of the CREATE RELATION run is not it).
@@ -346,7 +370,18 @@ def main():
                     "load_seconds": best["head"],
                     "seconds_per_fact": max(0.0, best["edit"] - best["head"])
                     / n,
+                    "larql_opt_cpu_seconds": cpu["edit"],
+                    "cpu_seconds_per_fact": max(0.0, cpu["edit"] -
+                                                cpu["head"]) / n,
+                    "load_average": os.getloadavg()[0],
                     "eval": ev})
+                if n == 1 and style == "batch":
+                    # The interactive figure: one fact's INSERT, the whole
+                    # larql-opt command (loading the V-index included).
+                    entry["one_fact"] = {
+                        "larql_opt_seconds": best["edit"],
+                        "larql_opt_cpu_seconds": cpu["edit"],
+                        "load_average": os.getloadavg()[0]}
         if not a.no_delete_update:
             entry["cases"] = delete_update(tool, base, work, templates,
                                            pipeline, a.jobs)

@@ -101,6 +101,7 @@ struct Editor::Impl {
   std::vector<std::vector<std::vector<std::vector<float>>>> Repairs;
   static constexpr double RepairWeight = 1.0;
   static constexpr unsigned CheckRounds = 3;
+  static constexpr double FireFloor = -0.5;
   /// (entity, relation) pairs of the statement being planned: no guards.
   std::set<std::pair<std::string, std::string>> InStatement;
   /// One round of the statement check: every fact generated whole with
@@ -150,6 +151,11 @@ struct Editor::Impl {
   std::vector<std::vector<std::vector<float>>> Written;
   /// Output rows lifted by this statement's plan (see liftRow).
   std::vector<PlannedRow> Lifted;
+  /// The output matrix's second moment sum_t u_t u_t^T and its trace
+  /// (liftRow; empty until first needed, dropped when a vindex op changes
+  /// the weights).
+  std::vector<double> HeadSecond;
+  double HeadTrace = 0;
 
   Impl(const TensorView &V, const Tokenizer &Tok, raw_ostream *Verbose)
       : Tok(Tok), Verbose(Verbose), Scratch(V) {}
@@ -182,11 +188,36 @@ struct Editor::Impl {
     return O;
   }
 
+  /// A sequence of the sample: its tokens, run, then extended greedily
+  /// by up to Extend tokens (stopping before a special token).
+  struct SampleSeq {
+    std::vector<int32_t> Ids;
+    unsigned Extend = 0;
+    std::string Entity, Relation;
+    bool InStats = true;
+    /// Filled by runSample: the prompt's length (Ids then holds the
+    /// tokens appended too), per position its key at every layer
+    /// ([layer * hidden]) and the last layer's output, the logits at the
+    /// prompt's last position and at the last position.
+    size_t PromptLen = 0;
+    std::vector<std::vector<float>> Keys, Outs;
+    std::vector<float> PromptLogits, LastLogits;
+  };
+  /// Runs the sequences together, one token of each per Session::step
+  /// (the weights read once for all of them: the sample is hundreds of
+  /// short sequences).
+  void runSample(MutableArrayRef<SampleSeq> Seqs);
+  /// What a sequence run adds to the sample: statistics, a prompt.
+  void addToSample(SampleSeq &Q);
   Error loadSample(const Sample &S);
   static constexpr unsigned SelfSeeds = 192, SelfLength = 32;
+  /// Sequences of the sample run together.
+  static constexpr size_t SampleBatch = 128;
   static constexpr size_t MaxKnown = 1000;
   static constexpr unsigned AnswerSteps = 3;
-  std::vector<std::vector<int32_t>> selfText();
+  /// The beginnings of the model's own greedy texts (run with Extend =
+  /// SelfLength).
+  std::vector<std::vector<int32_t>> selfTextSeeds();
   Error liftRow(int32_t Token, size_t Fact, raw_ostream &Rec);
   unsigned chooseLayer(const Fact &F, ArrayRef<TrialFeature> Accepted,
                        std::string &Why);
@@ -216,7 +247,107 @@ struct Editor::Impl {
   }
 };
 
-std::vector<std::vector<int32_t>> Editor::Impl::selfText() {
+void Editor::Impl::runSample(MutableArrayRef<SampleSeq> Seqs) {
+  size_t D = hidden(), L = M->numLayers(), V = M->config().VocabSize;
+  std::vector<std::unique_ptr<Session>> Sess;
+  for (SampleSeq &Q : Seqs) {
+    Sess.push_back(std::make_unique<Session>(*M, 1));
+    Q.PromptLen = Q.Ids.size();
+    Q.Keys.clear();
+    Q.Outs.clear();
+  }
+  std::vector<size_t> Active;
+  std::vector<Session *> Rows;
+  std::vector<int32_t> Tokens;
+  ForwardOptions O;
+  O.AfterFFN = [&](size_t Layer, size_t, size_t T, ArrayRef<float> In,
+                   MutableArrayRef<float>) {
+    for (size_t R = 0; R < T; ++R)
+      std::copy(In.begin() + R * D, In.begin() + (R + 1) * D,
+                Seqs[Active[R]].Keys.back().begin() + Layer * D);
+  };
+  O.AfterLayer = [&](size_t Layer, size_t, size_t T,
+                     MutableArrayRef<float> X) {
+    if (Layer + 1 == L)
+      for (size_t R = 0; R < T; ++R)
+        Seqs[Active[R]].Outs.emplace_back(X.begin() + R * D,
+                                          X.begin() + (R + 1) * D);
+  };
+  for (size_t Step = 0;; ++Step) {
+    Active.clear();
+    Rows.clear();
+    Tokens.clear();
+    for (size_t I = 0; I < Seqs.size(); ++I) {
+      SampleSeq &Q = Seqs[I];
+      if (Step == Q.Ids.size() && Step > 0 &&
+          Q.Ids.size() < Q.PromptLen + Q.Extend) {
+        int32_t Next = int32_t(argmax(Q.LastLogits));
+        if (!Tok.isSpecial(Next))
+          Q.Ids.push_back(Next);
+      }
+      if (Step >= Q.Ids.size())
+        continue;
+      Active.push_back(I);
+      Rows.push_back(Sess[I].get());
+      Tokens.push_back(Q.Ids[Step]);
+      Q.Keys.emplace_back(L * D);
+    }
+    if (Active.empty())
+      break;
+    std::vector<float> Logits = Session::step(Rows, Tokens, O).Logits;
+    for (size_t R = 0; R < Active.size(); ++R) {
+      SampleSeq &Q = Seqs[Active[R]];
+      Q.LastLogits.assign(Logits.begin() + R * V, Logits.begin() + (R + 1) * V);
+      if (Step + 1 == Q.PromptLen)
+        Q.PromptLogits = Q.LastLogits;
+    }
+  }
+}
+
+void Editor::Impl::addToSample(SampleSeq &Q) {
+  size_t D = hidden(), L = M->numLayers();
+  // The statistics: a relation prompt's own positions; a text's, every one.
+  bool Text = Q.Relation.empty();
+  size_t N = Text ? Q.Ids.size() : Q.PromptLen;
+  if (Q.InStats) {
+    for (size_t Layer = 0; Layer < L; ++Layer)
+      for (size_t Tk = 0; Tk < N; ++Tk)
+        Stats[Layer].add(&Q.Keys[Tk][Layer * D]);
+    for (size_t Tk = 0; Tk < N; ++Tk)
+      Finals.add(Q.Outs[Tk], M->finalNorm(), M->config().NormEps);
+    const std::vector<float> &Logits = Text ? Q.LastLogits : Q.PromptLogits;
+    MaxTopLogit = std::max(
+        MaxTopLogit, double(*std::max_element(Logits.begin(), Logits.end())));
+  }
+  if (Text)
+    return;
+  auto KeysAt = [&](size_t Tk) {
+    std::vector<std::vector<float>> All(L);
+    for (size_t Layer = 0; Layer < L; ++Layer)
+      All[Layer].assign(Q.Keys[Tk].begin() + Layer * D,
+                        Q.Keys[Tk].begin() + (Layer + 1) * D);
+    return All;
+  };
+  SamplePrompt P;
+  P.Entity = std::move(Q.Entity);
+  P.Relation = std::move(Q.Relation);
+  P.Ids.assign(Q.Ids.begin(), Q.Ids.begin() + Q.PromptLen);
+  P.Answer = int32_t(argmax(Q.PromptLogits));
+  P.Keys = KeysAt(Q.PromptLen - 1);
+  P.InStats = Q.InStats;
+  // The model's own answer, greedily (the pieces appended), and the keys
+  // after each of its pieces: where a later piece's feature must stay
+  // quiet (measured: with the prompts' last positions alone, ten facts
+  // cost tiny-llama trained answers in their second and third pieces,
+  // "Porto-Novo" -> "Portoe").
+  for (size_t Tk = Q.PromptLen; Tk < Q.Ids.size(); ++Tk) {
+    P.Continuation.push_back(Q.Ids[Tk]);
+    P.AnswerKeys.push_back(KeysAt(Tk));
+  }
+  Prompts.push_back(std::move(P));
+}
+
+std::vector<std::vector<int32_t>> Editor::Impl::selfTextSeeds() {
   // Greedy continuations (SelfLength tokens) of the beginning of text and
   // of its SelfSeeds most likely first tokens: deterministic, and drawn
   // from what the model itself finds ordinary.
@@ -232,19 +363,11 @@ std::vector<std::vector<int32_t>> Editor::Impl::selfText() {
   std::iota(Order.begin(), Order.end(), 0);
   std::stable_sort(Order.begin(), Order.end(),
                    [&](int32_t A, int32_t B) { return L0[A] > L0[B]; });
-  for (size_t K = 0, Seeds = 0; K < Order.size() && Seeds < SelfSeeds; ++K) {
+  for (size_t K = 0; K < Order.size() && Out.size() < SelfSeeds; ++K) {
     if (Tok.isSpecial(Order[K]))
       continue;
-    ++Seeds;
-    std::vector<int32_t> Ids = Start;
-    Ids.push_back(Order[K]);
-    for (unsigned T = 0; T < SelfLength; ++T) {
-      int32_t Next = int32_t(argmax(logits(Ids, {})));
-      if (Tok.isSpecial(Next))
-        break;
-      Ids.push_back(Next);
-    }
-    Out.push_back(std::move(Ids));
+    Out.push_back(Start);
+    Out.back().push_back(Order[K]);
   }
   return Out;
 }
@@ -262,73 +385,40 @@ Error Editor::Impl::loadSample(const Sample &S) {
   for (const std::string &E : S.Entities)
     if (!is_contained(Entities, E))
       Entities.push_back(E);
-  bool InStats = true;
-  auto Add = [&](ArrayRef<int32_t> Ids, StringRef Entity, StringRef Relation) {
-    std::vector<std::vector<float>> All(L);
-    ForwardOptions O;
-    O.AfterFFN = [&](size_t Layer, size_t, size_t T, ArrayRef<float> In,
-                     MutableArrayRef<float>) {
-      if (InStats)
-        for (size_t Tk = 0; Tk < T; ++Tk)
-          Stats[Layer].add(&In[Tk * D]);
-      All[Layer].assign(In.end() - D, In.end());
-    };
-    O.CaptureResiduals = InStats;
-    Session Sess(*M, 1);
-    ForwardResult R = Sess.run(Ids, O);
-    std::vector<float> &Logits = R.Logits;
-    if (InStats) {
-      Finals.add(R.Residuals.back(), M->finalNorm(), M->config().NormEps);
-      MaxTopLogit = std::max(
-          MaxTopLogit, double(*std::max_element(Logits.begin(), Logits.end())));
-    }
-    if (Relation.empty())
+  // The sequences, in order: the relation prompts of the statistics'
+  // entities, the corpus lines, the model's own text, the guards' prompts.
+  std::vector<SampleSeq> Seqs;
+  auto Add = [&](std::vector<int32_t> Ids, unsigned Extend, StringRef Entity,
+                 StringRef Relation, bool InStats) {
+    if (Ids.empty())
       return;
-    SamplePrompt P;
-    P.Entity = Entity.str();
-    P.Relation = Relation.str();
-    P.Ids.assign(Ids.begin(), Ids.end());
-    P.Answer = int32_t(argmax(Logits));
-    P.Keys = std::move(All);
-    P.InStats = InStats;
-    // The model's own answer, greedily, and the keys after each of its
-    // pieces: where a later piece's feature must stay quiet (measured: with
-    // the prompts' last positions alone, ten facts cost tiny-llama trained
-    // answers in their second and third pieces, "Porto-Novo" -> "Portoe").
-    ForwardOptions C;
-    C.AfterFFN = [&](size_t Layer, size_t, size_t, ArrayRef<float> In,
-                     MutableArrayRef<float>) {
-      P.AnswerKeys.back()[Layer].assign(In.end() - D, In.end());
-    };
-    int32_t Next = P.Answer;
-    for (unsigned Step = 0; Step < AnswerSteps && !Tok.isSpecial(Next);
-         ++Step) {
-      P.Continuation.push_back(Next);
-      P.AnswerKeys.emplace_back(L);
-      Next = int32_t(argmax(Sess.run({Next}, C).Logits));
-    }
-    Prompts.push_back(std::move(P));
+    SampleSeq Q;
+    Q.Ids = std::move(Ids);
+    Q.Extend = Extend;
+    Q.Entity = Entity.str();
+    Q.Relation = Relation.str();
+    Q.InStats = InStats;
+    Seqs.push_back(std::move(Q));
   };
   for (const auto &[Relation, Templates] : S.Relations)
     for (const std::string &E : Entities)
       for (const std::string &T : Templates)
-        Add(Tok.encode(fillTemplate(T, E)), E, Relation);
+        Add(Tok.encode(fillTemplate(T, E)), AnswerSteps, E, Relation, true);
   for (const std::string &Line : S.Text)
-    if (std::vector<int32_t> Ids = Tok.encode(Line); !Ids.empty())
-      Add(Ids, "", "");
+    Add(Tok.encode(Line), 0, "", "", true);
   // Without a corpus, the model's own text stands in for ordinary text:
   // the relations the session knows are a handful of prompt shapes, and a
   // separator fitted on them alone fires on every other shape (measured:
   // a one-fact INSERT cost tiny-gemma3 79 of 1161 trained facts, answers of
   // other relations' prompts turning into the target's pieces).
   if (S.Text.empty()) {
-    size_t Texts = 0;
-    for (const std::vector<int32_t> &Ids : selfText())
-      Add(Ids, "", ""), ++Texts;
+    std::vector<std::vector<int32_t>> Seeds = selfTextSeeds();
     if (Verbose)
       *Verbose << formatv("edit: {0} greedy texts of the model join the "
                           "sample\n",
-                          Texts);
+                          Seeds.size());
+    for (std::vector<int32_t> &Ids : Seeds)
+      Add(std::move(Ids), SelfLength, "", "", true);
   }
   // The guard entities: every entity the V-index's labels list (the probed
   // ones), else every whole word of the vocabulary, with every relation:
@@ -338,15 +428,24 @@ Error Editor::Impl::loadSample(const Sample &S) {
   std::vector<std::string> Known = S.Known;
   if (Known.empty())
     Known = vocabularyEntities(Tok, MaxKnown);
-  InStats = false;
   size_t Guarding = 0;
   for (const auto &[Relation, Templates] : S.Relations)
     for (const std::string &E : Known) {
       if (is_contained(Entities, E))
         continue;
       for (const std::string &T : Templates)
-        Add(Tok.encode(fillTemplate(T, E)), E, Relation), ++Guarding;
+        Add(Tok.encode(fillTemplate(T, E)), AnswerSteps, E, Relation, false),
+            ++Guarding;
     }
+  for (size_t B = 0; B < Seqs.size(); B += SampleBatch) {
+    MutableArrayRef<SampleSeq> Chunk =
+        MutableArrayRef(Seqs).slice(B, std::min(SampleBatch, Seqs.size() - B));
+    runSample(Chunk);
+    for (SampleSeq &Q : Chunk) {
+      addToSample(Q);
+      Q = SampleSeq();
+    }
+  }
   PoolSecond.assign(L, std::vector<double>(D * D, 0.0));
   PoolSum.assign(L, std::vector<double>(D, 0.0));
   for (size_t Layer = 0; Layer < L; ++Layer)
@@ -480,13 +579,12 @@ Editor::Impl::writeDirection(unsigned Layer, ArrayRef<int32_t> Ctx,
   };
   Renorm();
   const WeightMatrix &U = M->lmHead();
-  std::vector<float> Logits(V), YF(D);
+  std::vector<float> Logits(V), YF(D), GF(V), GradF(D);
   std::vector<double> Grad(D);
   for (unsigned Step = 0; Step < 80; ++Step) {
     for (size_t I = 0; I < D; ++I)
       YF[I] = float(X[I] * FN[I]);
-    for (size_t T = 0; T < V; ++T)
-      Logits[T] = dotRow(YF.data(), U, T);
+    matmulNT(YF.data(), 1, D, U, 0, V, Logits.data(), V);
     std::vector<double> P = softmax(Logits);
     Saturated = Raise.empty() ? 1.0 : P[Raise[0]];
     // d goal / d logits: e_raise/|raise| - p, or q_lower - p (q: p
@@ -506,11 +604,13 @@ Editor::Impl::writeDirection(unsigned Layer, ArrayRef<int32_t> Ctx,
       for (int32_t T : Lower)
         G[T] -= P[T] / std::max(PS, 1e-30);
     }
-    std::fill(Grad.begin(), Grad.end(), 0.0);
+    // Grad = (G U) * FN: the head's rows weighted by G, in one pass.
     for (size_t T = 0; T < V; ++T)
-      if (std::fabs(G[T]) > 1e-9)
-        for (size_t I = 0; I < D; ++I)
-          Grad[I] += G[T] * U.at(T, I) * FN[I];
+      GF[T] = std::fabs(G[T]) > 1e-9 ? float(G[T]) : 0.0f;
+    std::fill(GradF.begin(), GradF.end(), 0.0f);
+    matmulNN(GF.data(), 1, V, U, 0, V, 0, D, GradF.data(), D);
+    for (size_t I = 0; I < D; ++I)
+      Grad[I] = double(GradF[I]) * FN[I];
     double GN = 0;
     for (double V : Grad)
       GN += V * V;
@@ -558,22 +658,29 @@ Error Editor::Impl::liftRow(int32_t Token, size_t Fact, raw_ostream &Rec) {
   size_t D = hidden(), V = M->config().VocabSize;
   const WeightMatrix &U = M->lmHead();
   std::vector<double> A(D * D, 0);
-  double TrY = 0, TrU = 0;
+  double TrY = 0;
   for (size_t I = 0; I < D; ++I)
     TrY += Finals.Second[I * D + I];
-  std::vector<double> UU(D * D, 0);
   std::vector<double> Row(D);
-  for (size_t T = 0; T < V; ++T) {
-    for (size_t I = 0; I < D; ++I)
-      Row[I] = U.at(T, I);
+  auto AddRow = [&](ArrayRef<double> R, double Sign) {
     for (size_t I = 0; I < D; ++I) {
-      TrU += Row[I] * Row[I];
+      HeadTrace += Sign * R[I] * R[I];
       for (size_t J = 0; J < D; ++J)
-        UU[I * D + J] += Row[I] * Row[J];
+        HeadSecond[I * D + J] += Sign * R[I] * R[J];
+    }
+  };
+  if (HeadSecond.empty()) {
+    // The output rows' second moment, once; each lift below updates it.
+    HeadSecond.assign(D * D, 0);
+    HeadTrace = 0;
+    for (size_t T = 0; T < V; ++T) {
+      for (size_t I = 0; I < D; ++I)
+        Row[I] = U.at(T, I);
+      AddRow(Row, 1);
     }
   }
   for (size_t K = 0; K < D * D; ++K)
-    A[K] = Finals.Second[K] / TrY + UU[K] / TrU;
+    A[K] = Finals.Second[K] / TrY + HeadSecond[K] / HeadTrace;
   for (size_t I = 0; I < D; ++I)
     A[I * D + I] += 1e-9;
   // Inverse iteration: the eigenvector of the smallest eigenvalue.
@@ -609,6 +716,12 @@ Error Editor::Impl::liftRow(int32_t Token, size_t Fact, raw_ostream &Rec) {
   P.Values.resize(D);
   for (size_t I = 0; I < D; ++I)
     P.Values[I] = float(U.at(size_t(Token), I) + Sign * C * E[I]);
+  for (size_t I = 0; I < D; ++I)
+    Row[I] = U.at(size_t(Token), I);
+  AddRow(Row, -1);
+  for (size_t I = 0; I < D; ++I)
+    Row[I] = P.Values[I];
+  AddRow(Row, 1);
   PatchBuilder B(Scratch);
   if (Error Err = B.setRow(P.Tensor, P.Row, P.Values))
     return Err;
@@ -1087,10 +1200,28 @@ Editor::Impl::checkStatement(EditKind Kind, ArrayRef<Fact> Facts,
       }
     }
   // The guards: every sample prompt not edited keeps its greedy answer.
+  // Run only where a feature of the statement fires on the prompt's keys
+  // (its last position's and its answer pieces', as the unedited model
+  // computes them): elsewhere every new feature stays below FireFloor of
+  // its key's pre-activation, its activation a vanishing share of the
+  // key's, and the answer is the model's.
+  size_t Skipped = 0;
   for (const SamplePrompt &P : Prompts) {
     if (Edited.count({P.Entity, P.Relation}) ||
         InStatement.count({P.Entity, P.Relation}) || P.Continuation.empty())
       continue;
+    double Most = -1e30;
+    for (size_t K = 0; K < P.Continuation.size(); ++K) {
+      const std::vector<std::vector<float>> &Keys =
+          K == 0 ? P.Keys : P.AnswerKeys[K - 1];
+      for (const TrialFeature &T : All)
+        if (T.Fire > 0)
+          Most = std::max(Most, dot(T.Gate, Keys[T.Layer]) / T.Fire);
+    }
+    if (Most < FireFloor) {
+      ++Skipped;
+      continue;
+    }
     std::vector<int32_t> Ids = P.Ids;
     Ids.insert(Ids.end(), P.Continuation.begin(), P.Continuation.end() - 1);
     std::vector<float> L = logits(Ids, All, /*All=*/true);
@@ -1105,8 +1236,9 @@ Editor::Impl::checkStatement(EditKind Kind, ArrayRef<Fact> Facts,
     }
   }
   Note = formatv("{0} fact(s) and {1} guard answer(s) lost; {2} feature "
-                 "set(s) blamed, {3} loss(es) with no feature firing",
-                 LostFacts, LostGuards, Blamed, Unexplained)
+                 "set(s) blamed, {3} loss(es) with no feature firing; {4} "
+                 "guard(s) with no feature firing not run",
+                 LostFacts, LostGuards, Blamed, Unexplained, Skipped)
              .str();
   Lost = {LostFacts, LostGuards};
   return std::vector<size_t>(Refit.begin(), Refit.end());
@@ -1125,6 +1257,7 @@ Error Editor::apply(function_ref<Error(PatchBuilder &)> Edit) {
     return Error::success();
   if (Error E = I->Scratch.push(B.finish()))
     return E;
+  I->HeadSecond.clear();
   return I->M->reload();
 }
 

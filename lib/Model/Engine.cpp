@@ -436,7 +436,8 @@ void Session::project(const float *X, size_t T, const WeightMatrix &W,
 }
 
 void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
-                        size_t T, float *Out) {
+                        size_t T, float *Out, ArrayRef<Session *> Rows,
+                        ArrayRef<size_t> Positions) {
   const ModelConfig &C = M.config();
   size_t HD = C.HeadDim, NH = C.NumHeads, NKV = C.NumKVHeads;
   size_t QDim = NH * HD, KVDim = NKV * HD;
@@ -446,7 +447,7 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
   project(X, T, W.V, V.data());
   std::vector<float> Cos(HD / 2), Sin(HD / 2);
   for (size_t Tk = 0; Tk < T; ++Tk) {
-    ropeAngles(W.RopeInvFreq, Pos + Tk, Cos.data(), Sin.data());
+    ropeAngles(W.RopeInvFreq, Positions[Tk], Cos.data(), Sin.data());
     for (size_t I = 0; I < W.QBias.size(); ++I)
       Q[Tk * QDim + I] += W.QBias[I];
     for (size_t I = 0; I < W.KBias.size(); ++I)
@@ -466,22 +467,35 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
       applyRope(KH, HD, Cos.data(), Sin.data());
     }
   }
-  std::vector<float> &KC = KCache[Layer], &VC = VCache[Layer];
-  KC.resize((Pos + T) * KVDim);
-  VC.resize((Pos + T) * KVDim);
-  std::copy(K.begin(), K.end(), KC.begin() + Pos * KVDim);
-  std::copy(V.begin(), V.end(), VC.begin() + Pos * KVDim);
+  // Each row's key and value into its session's cache, which ends at the
+  // session's last row.
+  for (size_t Tk = 0; Tk < T; ++Tk)
+    if (Tk + 1 == T || Rows[Tk + 1] != Rows[Tk]) {
+      Rows[Tk]->KCache[Layer].resize((Positions[Tk] + 1) * KVDim);
+      Rows[Tk]->VCache[Layer].resize((Positions[Tk] + 1) * KVDim);
+    }
+  for (size_t Tk = 0; Tk < T; ++Tk) {
+    std::vector<float> &KC = Rows[Tk]->KCache[Layer],
+                       &VC = Rows[Tk]->VCache[Layer];
+    std::copy(K.begin() + Tk * KVDim, K.begin() + (Tk + 1) * KVDim,
+              KC.begin() + Positions[Tk] * KVDim);
+    std::copy(V.begin() + Tk * KVDim, V.begin() + (Tk + 1) * KVDim,
+              VC.begin() + Positions[Tk] * KVDim);
+  }
 
   std::vector<float> Attn(T * QDim);
   size_t Group = NH / NKV;
   size_t Window = W.Sliding ? C.SlidingWindow : 0;
   float Scale = float(C.QueryScale);
   float Cap = float(C.AttnSoftcap);
-  size_t AttnGrain = std::max<size_t>(1, (1u << 17) / ((Pos + T) * HD + 1));
+  size_t AttnGrain =
+      std::max<size_t>(1, (1u << 17) / ((Positions.back() + 1) * HD + 1));
   parallelFor(NH * T, AttnGrain, [&](size_t B, size_t E) {
     std::vector<float> Scores;
     for (size_t Job = B; Job < E; ++Job) {
-      size_t H = Job / T, Tk = Job % T, P = Pos + Tk;
+      size_t H = Job / T, Tk = Job % T, P = Positions[Tk];
+      const std::vector<float> &KC = Rows[Tk]->KCache[Layer],
+                               &VC = Rows[Tk]->VCache[Layer];
       size_t Lo = Window && P + 1 > Window ? P + 1 - Window : 0;
       const float *QH = &Q[Tk * QDim + H * HD];
       size_t KVH = H / Group;
@@ -573,6 +587,31 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
 
 ForwardResult Session::run(ArrayRef<int32_t> Tokens,
                            const ForwardOptions &Opts) {
+  std::vector<Session *> Rows(Tokens.size(), this);
+  std::vector<size_t> Positions(Tokens.size());
+  std::iota(Positions.begin(), Positions.end(), Pos);
+  return forward(Rows, Positions, Tokens, Opts, Opts.AllLogits);
+}
+
+ForwardResult Session::step(ArrayRef<Session *> Sessions,
+                            ArrayRef<int32_t> Tokens,
+                            const ForwardOptions &Opts) {
+  assert(Sessions.size() == Tokens.size() && "one token per session");
+  if (Sessions.empty())
+    return ForwardResult();
+  std::vector<size_t> Positions;
+  for (Session *S : Sessions) {
+    assert(&S->M == &Sessions.front()->M && "sessions of one model");
+    Positions.push_back(S->Pos);
+  }
+  return Sessions.front()->forward(Sessions, Positions, Tokens, Opts,
+                                   /*EveryRow=*/true);
+}
+
+ForwardResult Session::forward(ArrayRef<Session *> Rows,
+                               ArrayRef<size_t> Positions,
+                               ArrayRef<int32_t> Tokens,
+                               const ForwardOptions &Opts, bool EveryRow) {
   const ModelConfig &C = M.config();
   size_t T = Tokens.size(), D = C.HiddenSize;
   ForwardResult R;
@@ -593,7 +632,7 @@ ForwardResult Session::run(ArrayRef<int32_t> Tokens,
     const LayerWeights &W = M.layer(L);
     for (size_t Tk = 0; Tk < T; ++Tk)
       rmsNorm(&X[Tk * D], D, W.InputNorm, C.NormEps, &H[Tk * D]);
-    attention(W, L, H.data(), T, A.data());
+    attention(W, L, H.data(), T, A.data(), Rows, Positions);
     for (size_t Tk = 0; Tk < T; ++Tk) {
       if (C.PostNorms)
         rmsNorm(&A[Tk * D], D, W.PostAttnNorm, C.NormEps, &A[Tk * D]);
@@ -605,7 +644,7 @@ ForwardResult Session::run(ArrayRef<int32_t> Tokens,
     std::vector<float> Act;
     ffn(W, H.data(), T, Opts.WalkK, A.data(), Opts.CaptureFFN ? &Act : nullptr);
     if (Opts.AfterFFN)
-      Opts.AfterFFN(L, Pos, T, ArrayRef<float>(H.data(), T * D),
+      Opts.AfterFFN(L, Positions.front(), T, ArrayRef<float>(H.data(), T * D),
                     MutableArrayRef<float>(A.data(), T * D));
     for (size_t Tk = 0; Tk < T; ++Tk) {
       if (C.PostNorms)
@@ -614,25 +653,27 @@ ForwardResult Session::run(ArrayRef<int32_t> Tokens,
         X[Tk * D + I] += A[Tk * D + I];
     }
     if (Opts.AfterLayer)
-      Opts.AfterLayer(L, Pos, T, X);
+      Opts.AfterLayer(L, Positions.front(), T, X);
     if (Opts.CaptureResiduals)
       R.Residuals.push_back(X);
     if (Opts.CaptureFFN)
       R.FFNActivations.push_back(std::move(Act));
   }
-  if (Layers < M.numLayers()) {
-    reset();
+  for (size_t Tk = 0; Tk < T; ++Tk)
+    if (Layers < M.numLayers())
+      Rows[Tk]->reset();
+    else
+      Rows[Tk]->Pos = Positions[Tk] + 1;
+  if (Layers < M.numLayers())
     return R;
-  }
-  Pos += T;
 
-  size_t First = Opts.AllLogits ? 0 : T - 1, Rows = T - First;
-  std::vector<float> Normed(Rows * D);
-  for (size_t Tk = 0; Tk < Rows; ++Tk)
+  size_t First = EveryRow ? 0 : T - 1, N = T - First;
+  std::vector<float> Normed(N * D);
+  for (size_t Tk = 0; Tk < N; ++Tk)
     rmsNorm(&X[(First + Tk) * D], D, M.finalNorm(), C.NormEps, &Normed[Tk * D]);
   R.FinalNormLast.assign(Normed.end() - D, Normed.end());
-  R.Logits.resize(Rows * C.VocabSize);
-  project(Normed.data(), Rows, M.lmHead(), R.Logits.data());
+  R.Logits.resize(N * C.VocabSize);
+  project(Normed.data(), N, M.lmHead(), R.Logits.data());
   if (C.FinalSoftcap > 0) {
     float Cap = float(C.FinalSoftcap);
     for (float &V : R.Logits)

@@ -210,6 +210,32 @@ TEST_P(EngineReference, DeterministicAcrossThreadsCacheAndCodec) {
   for (int32_t Id : Ids)
     C = Steps.run({Id}).Logits;
   EXPECT_EQ(A, C);
+  // Several sessions stepped together, each at its own position: each row
+  // as that session run alone.
+  std::vector<std::vector<int32_t>> Prefixes = {
+      L->Tok->encode("The capital of Peru is"),
+      L->Tok->encode("Vienna is a city in"),
+      L->Tok->encode("The")};
+  std::vector<int32_t> Next = {Ids[3], Ids[4], Ids[5]};
+  std::vector<std::unique_ptr<Session>> Batch;
+  std::vector<Session *> Ptrs;
+  for (const std::vector<int32_t> &P : Prefixes) {
+    Batch.push_back(std::make_unique<Session>(*L->M, 1));
+    Batch.back()->run(P);
+    Ptrs.push_back(Batch.back().get());
+  }
+  std::vector<float> Stepped = Session::step(Ptrs, Next).Logits;
+  size_t Vocab = L->M->config().VocabSize;
+  ASSERT_EQ(Stepped.size(), Prefixes.size() * Vocab);
+  for (size_t I = 0; I < Prefixes.size(); ++I) {
+    EXPECT_EQ(Ptrs[I]->position(), Prefixes[I].size() + 1);
+    std::vector<int32_t> Whole = Prefixes[I];
+    Whole.push_back(Next[I]);
+    Session Alone(*L->M, 1);
+    EXPECT_EQ(ArrayRef(Stepped).slice(I * Vocab, Vocab),
+              ArrayRef(Alone.run(Whole).Logits))
+        << "row " << I;
+  }
   Loaded *Z = load(Name, /*Compress=*/true);
   Session FromZstd(*Z->M, 1);
   EXPECT_EQ(A, FromZstd.run(Ids).Logits);

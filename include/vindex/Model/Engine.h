@@ -175,6 +175,17 @@ public:
   size_t position() const { return Pos; }
   void reset() { Pos = 0; }
 
+  /// One token for each of several sessions of the same model, run as one
+  /// batch (each row at its own session's position, attending to its own
+  /// cache; the weights are read once for all): the same results as
+  /// Sessions[I]->run({Tokens[I]}, Opts) for each I, and the logits of
+  /// every row ([Sessions.size(), vocab]). The sessions must be distinct;
+  /// the hooks see one row per session, in order (Start is the first
+  /// session's position). Threads: the first session's.
+  static ForwardResult step(llvm::ArrayRef<Session *> Sessions,
+                            llvm::ArrayRef<int32_t> Tokens,
+                            const ForwardOptions &Opts = {});
+
   /// Greedy decoding: feeds Prompt, then up to MaxNew argmax tokens, stopping
   /// after an id in Stop. Returns the generated ids.
   std::vector<int32_t> generate(llvm::ArrayRef<int32_t> Prompt, size_t MaxNew,
@@ -184,8 +195,16 @@ public:
 private:
   void parallelFor(size_t N, size_t Grain,
                    const std::function<void(size_t, size_t)> &Body);
+  /// The forward pass over rows: row I is token Tokens[I] of session
+  /// Rows[I] at position Positions[I] (a session's rows consecutive, in
+  /// order); logits for every row when EveryRow.
+  ForwardResult forward(llvm::ArrayRef<Session *> Rows,
+                        llvm::ArrayRef<size_t> Positions,
+                        llvm::ArrayRef<int32_t> Tokens,
+                        const ForwardOptions &Opts, bool EveryRow);
   void attention(const LayerWeights &W, size_t Layer, const float *X, size_t T,
-                 float *Out);
+                 float *Out, llvm::ArrayRef<Session *> Rows,
+                 llvm::ArrayRef<size_t> Positions);
   void ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
            float *Out, std::vector<float> *Activations);
   void project(const float *X, size_t T, const WeightMatrix &W, float *Y);
