@@ -476,6 +476,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
   std::vector<bool> Reached(N, false);
   std::vector<int32_t> Lifted;
   std::vector<std::vector<double>> Projectors(Layers.size());
+  std::vector<std::vector<double>> Covariances(Layers.size());
   std::vector<std::vector<double>> LastKeys(Layers.size());
   unsigned Rounds = std::max(1u, Opts.Rounds);
   for (unsigned Round = 0; Round < Rounds; ++Round) {
@@ -566,12 +567,17 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
           Missing += norm(ArrayRef<double>(R).slice(J * D, D)) * Left;
         }
       }
-      // The preserved keys at this layer, on the weights as they are.
-      std::vector<double> C(F * F);
-      for (size_t I = 0; I < F * F; ++I)
-        C[I] = Opts.Lambda * Stats.Moment[LI][I];
-      if (Opts.PreserveWeight > 0 && !Preserved.empty())
-        addKeyMoments(M, Preserved, L, Opts.PreserveWeight, C);
+      // λ C and the preserved keys at this layer, measured in the first
+      // round (on the weights the lower layers' first updates left).
+      if (Covariances[LI].empty()) {
+        std::vector<double> &C = Covariances[LI];
+        C.resize(F * F);
+        for (size_t I = 0; I < F * F; ++I)
+          C[I] = Opts.Lambda * Stats.Moment[LI][I];
+        if (Opts.PreserveWeight > 0 && !Preserved.empty())
+          addKeyMoments(M, Preserved, L, Opts.PreserveWeight, C);
+      }
+      const std::vector<double> &C = Covariances[LI];
       Expected<std::vector<double>> Delta = std::vector<double>();
       size_t Rank = F;
       if (Opts.AlphaEdit) {
