@@ -36,6 +36,10 @@ Markdown table of docs/benchmarks.md.
                      [--corpus TEXT] [--paraphrases]
 --corpus gives the planner's key statistics ordinary text as well
 (larql-plan-edits{corpus=TEXT} in the default pipeline).
+MODE memit: --plan-options 'memit-rounds=8 memit-alphaedit=true ...' adds
+larql-plan-edits options (docs/lql.md, "MODE memit"); --styles
+batches:K writes the batch as K statements of consecutive facts (AlphaEdit's
+sequential batches).
 """
 import argparse
 import json
@@ -101,12 +105,34 @@ def script(facts, templates, style, mode, paraphrases=False):
             (lql_string(e), lql_string(r), lql_string(t))
             for e, r, t in facts]
     tail = " MODE %s" % mode if mode else ""
-    if style == "batch":
+    if style.startswith("batches:"):
+        lines += memit_batches(rows, int(style.split(":")[1]), tail)
+    elif style == "batch":
         lines.append("INSERT INTO edges VALUES\n  " + ",\n  ".join(rows) +
                      tail + ";")
     else:
         lines += ["INSERT INTO edges VALUES %s%s;" % (r, tail) for r in rows]
     return "\n".join(head) + "\n", "\n".join(lines) + "\n"
+
+
+def memit_batches(rows, k, tail):
+    """The rows as k INSERT statements of consecutive rows (about equal)."""
+    size = max(1, -(-len(rows) // k))
+    return ["INSERT INTO edges VALUES\n  " + ",\n  ".join(rows[i:i + size]) +
+            tail + ";" for i in range(0, len(rows), size)]
+
+
+def plan_pipeline(corpus, options):
+    """larql-opt's --pass-pipeline for --corpus and --plan-options (none
+    when neither is given: the default pipeline)."""
+    opts = []
+    if corpus:
+        opts.append("corpus=%s" % os.path.abspath(corpus))
+    opts += options.split()
+    if not opts:
+        return []
+    return ["--pass-pipeline=builtin.module(larql-resolve-relations,"
+            "larql-lower-to-vindex,larql-plan-edits{%s})" % " ".join(opts)]
 
 
 def answers(tool, vindex, items, path):
@@ -290,6 +316,7 @@ def main():
     ap.add_argument("--corpus", default="")
     ap.add_argument("--paraphrases", action="store_true")
     ap.add_argument("--no-delete-update", action="store_true")
+    ap.add_argument("--plan-options", default="")
     a = ap.parse_args()
     models = a.model or [os.path.join(FIX, "models", m)
                          for m in ("tiny-gemma3", "tiny-llama")]
@@ -304,11 +331,7 @@ def main():
               "mode": a.mode or "default", "jobs": a.jobs,
               "corpus": a.corpus, "paraphrases": a.paraphrases,
               "models": []}
-    pipeline = []
-    if a.corpus:
-        pipeline = ["--pass-pipeline=builtin.module(larql-resolve-relations,"
-                    "larql-lower-to-vindex,larql-plan-edits{corpus=%s})"
-                    % os.path.abspath(a.corpus)]
+    pipeline = plan_pipeline(a.corpus, a.plan_options)
     for model in models:
         name = os.path.basename(model.rstrip("/")).replace(".vindex", "")
         work = os.path.join(a.work, name)

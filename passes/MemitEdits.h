@@ -26,6 +26,17 @@ struct MemitContext {
   std::vector<std::string> Corpus;
   std::string CorpusName;
   std::optional<edit::KeyStatistics> Stats;
+  /// The guard prompts whose keys the update keeps: every relation's
+  /// canonical prompt with every known entity (the labels' probed
+  /// entities, else the vocabulary's whole words), followed by the model's
+  /// own greedy answer (measured once, on the input's weights).
+  std::vector<std::pair<std::string, std::vector<std::string>>> Relations;
+  std::vector<std::string> Known;
+  struct Guard {
+    std::string Entity, Relation;
+    edit::PreservedText Text;
+  };
+  std::optional<std::vector<Guard>> Guards;
 };
 
 /// True when Op is an INSERT with MODE memit.

@@ -146,6 +146,8 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
         if (!L.trim().empty())
           Sample.Text.push_back(L.trim().str());
     }
+    Memit.Relations = Sample.Relations; // MODE memit's guards
+    Memit.Known = Sample.Known;
     llvm::Expected<std::unique_ptr<edit::Editor>> Ed =
         edit::Editor::create(S->view(), Tok, Sample, S->log());
     if (!Ed) {
@@ -221,6 +223,10 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       Memit.Options.AtSubject = MemitAt == "subject";
       Memit.Corpus.assign(CorpusLines.begin(), CorpusLines.end());
       Memit.CorpusName = Corpus;
+      Memit.Options.PreserveWeight = MemitPreserve;
+      Memit.Options.Rounds = MemitRounds;
+      Memit.Options.AlphaEdit = MemitAlphaEdit;
+      Memit.Options.NullThreshold = MemitNullThreshold;
       auto *D = getContext().getLoadedDialect<vx::VindexDialect>();
       return lowerMemit(Op, Facts, Ed, Tok, Memit, D->session()->log());
     }

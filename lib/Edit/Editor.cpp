@@ -1271,6 +1271,19 @@ Expected<std::unique_ptr<Editor>> Editor::create(const TensorView &View,
   return std::unique_ptr<Editor>(new Editor(std::move(I)));
 }
 
+Expected<PlannedRow> Editor::liftOutputRow(int32_t Token,
+                                           std::string &Record) {
+  raw_string_ostream Rec(Record);
+  std::vector<PlannedRow> Before = std::move(I->Lifted);
+  I->Lifted.clear();
+  Error E = I->liftRow(Token, 0, Rec);
+  std::vector<PlannedRow> Mine = std::move(I->Lifted);
+  I->Lifted = std::move(Before);
+  if (E)
+    return std::move(E);
+  return std::move(Mine.back());
+}
+
 Expected<StatementPlan> Editor::plan(EditKind Kind, ArrayRef<Fact> Facts,
                                      const EditOptions &Opts,
                                      unsigned &FailedRow) {

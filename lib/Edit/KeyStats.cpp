@@ -19,6 +19,23 @@ using namespace llvm;
 namespace vindex {
 namespace edit {
 
+/// The upper triangle of Σ k kᵀ over positions From ... To of A ([T, F]),
+/// position by position (a fixed order).
+static void accumulateUpper(ArrayRef<float> A, size_t F, size_t From,
+                            size_t To, std::vector<double> &C) {
+  for (size_t P = From; P < To; ++P) {
+    const float *K = &A[P * F];
+    for (size_t I = 0; I < F; ++I) {
+      double Ki = K[I];
+      if (Ki == 0)
+        continue;
+      double *Row = &C[I * F];
+      for (size_t J = I; J < F; ++J)
+        Row[J] += Ki * double(K[J]);
+    }
+  }
+}
+
 Expected<KeyStatistics> keyStatistics(const Model &M,
                                       ArrayRef<std::vector<int32_t>> Texts,
                                       ArrayRef<unsigned> Layers,
@@ -44,19 +61,7 @@ Expected<KeyStatistics> keyStatistics(const Model &M,
     for (size_t LI = 0; LI < Layers.size(); ++LI) {
       const std::vector<float> &A = R.FFNActivations[Layers[LI]];
       size_t F = A.size() / Ids.size();
-      std::vector<double> &C = S.Moment[LI];
-      // Only the upper triangle, position by position (a fixed order).
-      for (size_t P = 0; P < Ids.size(); ++P) {
-        const float *K = &A[P * F];
-        for (size_t I = 0; I < F; ++I) {
-          double Ki = K[I];
-          if (Ki == 0)
-            continue;
-          double *Row = &C[I * F];
-          for (size_t J = I; J < F; ++J)
-            Row[J] += Ki * double(K[J]);
-        }
-      }
+      accumulateUpper(A, F, 0, Ids.size(), S.Moment[LI]);
     }
     S.Positions += Ids.size();
   }
@@ -71,6 +76,29 @@ Expected<KeyStatistics> keyStatistics(const Model &M,
       }
   }
   return S;
+}
+
+void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
+                   unsigned Layer, double Weight, std::vector<double> &C) {
+  size_t F = M.layer(Layer).Down.Rows;
+  std::vector<double> U(F * F, 0.0);
+  Session Sess(M, 1);
+  ForwardOptions O;
+  O.CaptureFFN = true;
+  for (const PreservedText &T : Texts) {
+    if (T.Ids.empty())
+      continue;
+    Sess.reset();
+    ForwardResult R = Sess.run(T.Ids, O);
+    const std::vector<float> &A = R.FFNActivations[Layer];
+    accumulateUpper(A, F, T.From, T.Ids.size(), U);
+  }
+  for (size_t I = 0; I < F; ++I)
+    for (size_t J = I; J < F; ++J) {
+      C[I * F + J] += Weight * U[I * F + J];
+      if (J != I)
+        C[J * F + I] += Weight * U[I * F + J];
+    }
 }
 
 std::vector<std::vector<int32_t>> greedyTexts(const Model &M,

@@ -128,6 +128,8 @@ struct FactState {
   std::vector<int32_t> Target;
   std::vector<double> Z; ///< the target residual at Lmax + 1
   std::string Record;
+  /// Whether the last optimisation stopped early (every piece likely).
+  bool Converged = false;
 };
 
 /// Context prefixes before the canonical prompt (MEMIT uses short
@@ -238,6 +240,7 @@ Expected<std::vector<double>> optimiseOffset(const Model &M,
       for (double &X : Delta)
         X *= Bound / N;
   }
+  St.Converged = Last < Stop;
   St.Record = formatv("memit: '{0}' {1} -> '{2}' piece {8}: adam {3} steps, loss "
                       "{4:f4} -> {5:f4}, |delta| {6:f3} (|h| {7:f3})",
                       F.Entity, F.Relation, F.TargetText, Step, First, Last,
@@ -251,9 +254,165 @@ Expected<std::vector<double>> optimiseOffset(const Model &M,
 
 } // namespace
 
+Expected<std::vector<double>>
+solveNullSpaceUpdate(ArrayRef<double> P, ArrayRef<double> E, double Alpha,
+                     ArrayRef<double> K, ArrayRef<double> R, size_t F,
+                     size_t D) {
+  size_t N = K.size() / F;
+  if (P.size() != F * F || (!E.empty() && E.size() != F * F) ||
+      K.size() != N * F || R.size() != N * D)
+    return makeError("memit: the null-space update's shapes disagree");
+  // S = K Kᵀ + E, A = P S + α I, B = P K Rᵀ ([F * D]).
+  std::vector<double> S(F * F, 0.0);
+  if (!E.empty())
+    S.assign(E.begin(), E.end());
+  for (size_t J = 0; J < N; ++J)
+    for (size_t I = 0; I < F; ++I)
+      for (size_t Q = 0; Q < F; ++Q)
+        S[I * F + Q] += K[J * F + I] * K[J * F + Q];
+  std::vector<double> A(F * F, 0.0), KR(F * D, 0.0), B(F * D, 0.0);
+  for (size_t I = 0; I < F; ++I)
+    for (size_t Q = 0; Q < F; ++Q) {
+      double Pi = P[I * F + Q];
+      if (Pi == 0)
+        continue;
+      for (size_t C = 0; C < F; ++C)
+        A[I * F + C] += Pi * S[Q * F + C];
+    }
+  for (size_t I = 0; I < F; ++I)
+    A[I * F + I] += Alpha;
+  for (size_t J = 0; J < N; ++J)
+    for (size_t I = 0; I < F; ++I)
+      for (size_t C = 0; C < D; ++C)
+        KR[I * D + C] += K[J * F + I] * R[J * D + C];
+  for (size_t I = 0; I < F; ++I)
+    for (size_t Q = 0; Q < F; ++Q)
+      for (size_t C = 0; C < D; ++C)
+        B[I * D + C] += P[I * F + Q] * KR[Q * D + C];
+  // LU with partial pivoting, in place; B's columns solved alongside.
+  for (size_t Col = 0; Col < F; ++Col) {
+    size_t Piv = Col;
+    for (size_t I = Col + 1; I < F; ++I)
+      if (std::fabs(A[I * F + Col]) > std::fabs(A[Piv * F + Col]))
+        Piv = I;
+    if (!(std::fabs(A[Piv * F + Col]) > 0))
+      return makeError("memit: the null-space system is singular (column "
+                       "{0})",
+                       Col);
+    if (Piv != Col) {
+      std::swap_ranges(A.begin() + Piv * F, A.begin() + (Piv + 1) * F,
+                       A.begin() + Col * F);
+      std::swap_ranges(B.begin() + Piv * D, B.begin() + (Piv + 1) * D,
+                       B.begin() + Col * D);
+    }
+    double Pv = A[Col * F + Col];
+    for (size_t I = Col + 1; I < F; ++I) {
+      double Fct = A[I * F + Col] / Pv;
+      if (Fct == 0)
+        continue;
+      for (size_t C = Col; C < F; ++C)
+        A[I * F + C] -= Fct * A[Col * F + C];
+      for (size_t C = 0; C < D; ++C)
+        B[I * D + C] -= Fct * B[Col * D + C];
+    }
+  }
+  for (size_t I = F; I-- > 0;) {
+    for (size_t Q = I + 1; Q < F; ++Q) {
+      double Aiq = A[I * F + Q];
+      for (size_t C = 0; C < D; ++C)
+        B[I * D + C] -= Aiq * B[Q * D + C];
+    }
+    for (size_t C = 0; C < D; ++C)
+      B[I * D + C] /= A[I * F + I];
+  }
+  return B;
+}
+
+std::vector<double> nullSpaceProjector(ArrayRef<double> C, size_t F,
+                                       double Threshold, size_t &Rank) {
+  // Cyclic Jacobi: A → Vᵀ A V diagonal, V's columns the eigenvectors.
+  std::vector<double> A(C.begin(), C.end()), V(F * F, 0.0);
+  for (size_t I = 0; I < F; ++I)
+    V[I * F + I] = 1;
+  for (unsigned Sweep = 0; Sweep < 60; ++Sweep) {
+    double Off = 0, Diag = 0;
+    for (size_t I = 0; I < F; ++I) {
+      Diag += A[I * F + I] * A[I * F + I];
+      for (size_t J = I + 1; J < F; ++J)
+        Off += A[I * F + J] * A[I * F + J];
+    }
+    if (Off <= 1e-30 * Diag)
+      break;
+    for (size_t Pi = 0; Pi < F; ++Pi)
+      for (size_t Q = Pi + 1; Q < F; ++Q) {
+        double Apq = A[Pi * F + Q];
+        if (std::fabs(Apq) < 1e-300)
+          continue;
+        double App = A[Pi * F + Pi], Aqq = A[Q * F + Q];
+        double Theta = (Aqq - App) / (2 * Apq);
+        double T = (Theta >= 0 ? 1.0 : -1.0) /
+                   (std::fabs(Theta) + std::sqrt(Theta * Theta + 1));
+        double Cs = 1 / std::sqrt(T * T + 1), Sn = T * Cs;
+        for (size_t K = 0; K < F; ++K) { // columns p, q
+          double Akp = A[K * F + Pi], Akq = A[K * F + Q];
+          A[K * F + Pi] = Cs * Akp - Sn * Akq;
+          A[K * F + Q] = Sn * Akp + Cs * Akq;
+        }
+        for (size_t K = 0; K < F; ++K) { // rows p, q
+          double Apk = A[Pi * F + K], Aqk = A[Q * F + K];
+          A[Pi * F + K] = Cs * Apk - Sn * Aqk;
+          A[Q * F + K] = Sn * Apk + Cs * Aqk;
+        }
+        for (size_t K = 0; K < F; ++K) {
+          double Vkp = V[K * F + Pi], Vkq = V[K * F + Q];
+          V[K * F + Pi] = Cs * Vkp - Sn * Vkq;
+          V[K * F + Q] = Sn * Vkp + Cs * Vkq;
+        }
+      }
+  }
+  double Max = 0;
+  for (size_t I = 0; I < F; ++I)
+    Max = std::max(Max, A[I * F + I]);
+  std::vector<double> P(F * F, 0.0);
+  Rank = 0;
+  for (size_t E = 0; E < F; ++E) {
+    if (A[E * F + E] > Threshold * Max)
+      continue;
+    ++Rank;
+    for (size_t I = 0; I < F; ++I)
+      for (size_t J = 0; J < F; ++J)
+        P[I * F + J] += V[I * F + E] * V[J * F + E];
+  }
+  return P;
+}
+
+namespace {
+
+/// Whether the unit's pieces are the greedy choice on its canonical prompt
+/// (teacher-forced), on M as it is.
+Expected<bool> reached(const Model &M, const FactState &St) {
+  std::vector<int32_t> Ids = St.Prompts[0];
+  for (int32_t Piece : St.Target) {
+    Session S(M, 1);
+    ForwardResult R = S.run(Ids);
+    const std::vector<float> &L = R.Logits;
+    if (size_t(Piece) >= L.size())
+      return makeError("memit: target piece {0} outside the vocabulary",
+                       Piece);
+    if (std::max_element(L.begin(), L.end()) - L.begin() != Piece)
+      return false;
+    Ids.push_back(Piece);
+  }
+  return true;
+}
+
+} // namespace
+
 Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
-                              ArrayRef<Fact> Facts, const KeyStatistics &Stats,
-                              const MemitOptions &Opts, raw_ostream *Verbose) {
+                              ArrayRef<Fact> Facts, KeyStatistics &Stats,
+                              ArrayRef<PreservedText> Preserved,
+                              const MemitOptions &Opts, raw_ostream *Verbose,
+                              RowLifter Lift) {
   TensorView V = View;
   Expected<std::unique_ptr<Model>> ML = Model::load(V);
   if (!ML)
@@ -265,14 +424,17 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     return makeError("memit: no edit layer");
   size_t Residual = Layers.back() + 1;
 
-  // The facts' prompts: the canonical one and the context prefixes.
+  // The facts' prompts: the canonical one, the context prefixes, the
+  // relation's other prompts.
   std::vector<int32_t> Special = Tok.encode("", /*AddSpecial=*/true);
   // The edit units: at the subject, one per fact writing its whole
   // target; at the last position, one per target piece (the prompt and
   // the earlier pieces, teacher-forced), since an offset at one position
   // reaches the later pieces only through attention.
   std::vector<FactState> States;
-  for (const Fact &F : Facts) {
+  std::vector<size_t> FactOf;
+  for (size_t FI = 0; FI < Facts.size(); ++FI) {
+    const Fact &F = Facts[FI];
     ArrayRef<int32_t> Canon = F.Prompts.front();
     ArrayRef<int32_t> Body = Canon;
     if (Body.size() >= Special.size() &&
@@ -286,6 +448,8 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
       Ids.insert(Ids.end(), Body.begin(), Body.end());
       Contexts.push_back(std::move(Ids));
     }
+    for (size_t C = 1; C < F.Prompts.size(); ++C)
+      Contexts.push_back(F.Prompts[C]);
     size_t Units = Opts.AtSubject ? 1 : F.Target.size();
     for (size_t J = 0; J < Units; ++J) {
       FactState St;
@@ -302,101 +466,221 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         St.Target = F.Target;
       else
         St.Target = {F.Target[J]};
-      Expected<std::vector<double>> Z =
-          optimiseOffset(M, Tok, F, St, Residual, Opts);
-      if (!Z)
-        return Z.takeError();
-      St.Z = std::move(*Z);
-      if (Verbose)
-        *Verbose << St.Record << "\n";
       States.push_back(std::move(St));
+      FactOf.push_back(FI);
     }
   }
 
-  // Step 3, layer by layer from the lowest.
   MemitPlan Plan;
   size_t N = States.size();
-  for (size_t LI = 0; LI < Layers.size(); ++LI) {
-    unsigned L = Layers[LI];
+  std::vector<bool> Reached(N, false);
+  std::vector<int32_t> Lifted;
+  std::vector<std::vector<double>> Projectors(Layers.size());
+  std::vector<std::vector<double>> Covariances(Layers.size());
+  std::vector<std::vector<double>> LastKeys(Layers.size());
+  unsigned Rounds = std::max(1u, Opts.Rounds);
+  for (unsigned Round = 0; Round < Rounds; ++Round) {
     if (Error E = M.reload())
       return std::move(E);
-    const LayerWeights &W = M.layer(L);
-    size_t F = W.Down.Rows;
-    if (Stats.Moment[LI].size() != F * F)
-      return makeError("memit: layer {0}'s FFN width {1} differs from its "
-                       "key statistics' (the layer has appended slots)",
-                       L, F);
-    std::vector<double> K(N * F, 0.0), R(N * D, 0.0);
-    double Reached = 0;
+    // Step 2: target values of the units not reached; the reached ones
+    // are held where they are.
     for (size_t J = 0; J < N; ++J) {
       FactState &St = States[J];
-      // Keys averaged over the contexts; the residual still missing and
-      // the FFN output measured on the canonical prompt.
-      for (size_t C = 0; C < St.Prompts.size(); ++C) {
-        Probe P = probe(M, St.Prompts[C], St.Positions[C], Residual, L);
-        for (size_t I = 0; I < F; ++I)
-          K[J * F + I] += P.Key[I] / double(St.Prompts.size());
-        if (C != 0)
-          continue;
-        double Left = double(Layers.size() - LI);
-        for (size_t I = 0; I < D; ++I)
-          R[J * D + I] = (St.Z[I] - P.Residual[I]) / Left;
-        // Gemma norms the FFN output before the residual add: to first
-        // order, a change r of the normed output is rms(o) r / w of the
-        // raw one.
-        if (!W.PostFFNNorm.empty()) {
-          double Ms = 0;
-          for (double X : P.FFNOut)
-            Ms += X * X;
-          double Rms = std::sqrt(Ms / double(D) + M.config().NormEps);
-          for (size_t I = 0; I < D; ++I)
-            R[J * D + I] *= Rms / double(W.PostFFNNorm[I]);
-        }
-        Reached += norm(ArrayRef<double>(R).slice(J * D, D)) * Left;
+      if (Reached[J]) {
+        Probe H = probe(M, St.Prompts[0], St.Positions[0], Residual,
+                        std::nullopt);
+        St.Z = std::move(H.Residual);
+        continue;
       }
+      Expected<std::vector<double>> Z =
+          optimiseOffset(M, Tok, Facts[FactOf[J]], St, Residual, Opts);
+      if (!Z)
+        return Z.takeError();
+      // A piece no offset within the bound makes likely (one the model
+      // never emits): its output row is lifted once, and Adam runs again.
+      if (!St.Converged && Lift && St.Target.size() == 1 &&
+          !llvm::is_contained(Lifted, St.Target[0])) {
+        std::string Rec;
+        Expected<PlannedRow> Row = Lift(St.Target[0], Rec);
+        if (!Row)
+          return Row.takeError();
+        Lifted.push_back(St.Target[0]);
+        PatchBuilder B(V);
+        if (Error E = B.setRow(Row->Tensor, Row->Row, Row->Values))
+          return std::move(E);
+        if (Error E = V.push(B.finish()))
+          return std::move(E);
+        if (Error E = M.reload())
+          return std::move(E);
+        Plan.Rows.push_back(std::move(*Row));
+        if (Verbose)
+          *Verbose << "memit: piece " << St.Target[0] << Rec << "\n";
+        Z = optimiseOffset(M, Tok, Facts[FactOf[J]], St, Residual, Opts);
+        if (!Z)
+          return Z.takeError();
+        St.Record += Rec;
+      }
+      St.Z = std::move(*Z);
+      if (Round)
+        St.Record += formatv(" (round {0})", Round + 1).str();
+      if (Verbose)
+        *Verbose << St.Record << "\n";
     }
-    Expected<std::vector<double>> Delta =
-        solveUpdate(Stats.Moment[LI], Opts.Lambda, K, R, F, D);
-    if (!Delta)
-      return Delta.takeError();
-    const TensorRecord *T = V.find(TensorRole::FFNDown, int(L));
-    if (!T || V.rowElements(*T) != D || V.rows(*T) != F)
-      return makeError("memit: layer {0} has no feature-major down "
-                       "projection",
-                       L);
-    DownUpdate U;
-    U.Layer = L;
-    U.Tensor = T->Name;
-    U.Rows = F;
-    U.Values.resize(F * D);
-    std::vector<float> Row;
-    for (size_t Fi = 0; Fi < F; ++Fi) {
-      if (Error E = V.readRow(*T, Fi, Row))
+
+    // Step 3, layer by layer from the lowest.
+    for (size_t LI = 0; LI < Layers.size(); ++LI) {
+      unsigned L = Layers[LI];
+      if (Error E = M.reload())
         return std::move(E);
-      for (size_t I = 0; I < D; ++I)
-        U.Values[Fi * D + I] = float(double(Row[I]) + (*Delta)[Fi * D + I]);
+      const LayerWeights &W = M.layer(L);
+      size_t F = W.Down.Rows;
+      if (Stats.Moment[LI].size() != F * F)
+        return makeError("memit: layer {0}'s FFN width {1} differs from its "
+                         "key statistics' (the layer has appended slots)",
+                         L, F);
+      std::vector<double> K(N * F, 0.0), R(N * D, 0.0);
+      double Missing = 0;
+      for (size_t J = 0; J < N; ++J) {
+        FactState &St = States[J];
+        // Keys averaged over the contexts; the residual still missing and
+        // the FFN output measured on the canonical prompt.
+        for (size_t C = 0; C < St.Prompts.size(); ++C) {
+          Probe P = probe(M, St.Prompts[C], St.Positions[C], Residual, L);
+          for (size_t I = 0; I < F; ++I)
+            K[J * F + I] += P.Key[I] / double(St.Prompts.size());
+          if (C != 0)
+            continue;
+          double Left = double(Layers.size() - LI);
+          for (size_t I = 0; I < D; ++I)
+            R[J * D + I] = (St.Z[I] - P.Residual[I]) / Left;
+          // Gemma norms the FFN output before the residual add: to first
+          // order, a change r of the normed output is rms(o) r / w of the
+          // raw one.
+          if (!W.PostFFNNorm.empty()) {
+            double Ms = 0;
+            for (double X : P.FFNOut)
+              Ms += X * X;
+            double Rms = std::sqrt(Ms / double(D) + M.config().NormEps);
+            for (size_t I = 0; I < D; ++I)
+              R[J * D + I] *= Rms / double(W.PostFFNNorm[I]);
+          }
+          Missing += norm(ArrayRef<double>(R).slice(J * D, D)) * Left;
+        }
+      }
+      // λ C and the preserved keys at this layer, measured in the first
+      // round (on the weights the lower layers' first updates left).
+      if (Covariances[LI].empty()) {
+        std::vector<double> &C = Covariances[LI];
+        C.resize(F * F);
+        for (size_t I = 0; I < F * F; ++I)
+          C[I] = Opts.Lambda * Stats.Moment[LI][I];
+        if (Opts.PreserveWeight > 0 && !Preserved.empty())
+          addKeyMoments(M, Preserved, L, Opts.PreserveWeight, C);
+      }
+      const std::vector<double> &C = Covariances[LI];
+      Expected<std::vector<double>> Delta = std::vector<double>();
+      size_t Rank = F;
+      if (Opts.AlphaEdit) {
+        if (Projectors[LI].empty())
+          Projectors[LI] = nullSpaceProjector(C, F, Opts.NullThreshold, Rank);
+        else
+          Rank = size_t(-1);
+        ArrayRef<double> E;
+        if (LI < Stats.Edited.size())
+          E = Stats.Edited[LI];
+        Delta = solveNullSpaceUpdate(Projectors[LI], E, Opts.AlphaRidge, K, R,
+                                     F, D);
+      } else {
+        Delta = solveUpdate(C, 1.0, K, R, F, D);
+      }
+      if (!Delta)
+        return Delta.takeError();
+      const TensorRecord *T = V.find(TensorRole::FFNDown, int(L));
+      if (!T || V.rowElements(*T) != D || V.rows(*T) != F)
+        return makeError("memit: layer {0} has no feature-major down "
+                         "projection",
+                         L);
+      DownUpdate U;
+      U.Layer = L;
+      U.Tensor = T->Name;
+      U.Rows = F;
+      U.Values.resize(F * D);
+      std::vector<float> Row;
+      for (size_t Fi = 0; Fi < F; ++Fi) {
+        if (Error E = V.readRow(*T, Fi, Row))
+          return std::move(E);
+        for (size_t I = 0; I < D; ++I)
+          U.Values[Fi * D + I] = float(double(Row[I]) + (*Delta)[Fi * D + I]);
+      }
+      PatchBuilder B(V);
+      if (Error E = B.setRows(U.Tensor, 0, U.Values))
+        return std::move(E);
+      if (Error E = V.push(B.finish()))
+        return std::move(E);
+      if (Verbose) {
+        *Verbose << formatv("memit: round {0} layer {1}: {2} keys, mean "
+                            "|z - h| {3:f3}, lambda {4}, {5} preserved texts",
+                            Round + 1, L, N, Missing / double(N), Opts.Lambda,
+                            Preserved.size());
+        if (Opts.AlphaEdit && Rank != size_t(-1))
+          *Verbose << formatv(", null space {0} of {1}", Rank, F);
+        *Verbose << "\n";
+      }
+      LastKeys[LI] = std::move(K);
+      // One update per layer in the plan: a later round's replaces it.
+      auto Old = llvm::find_if(Plan.Updates, [&](const DownUpdate &X) {
+        return X.Layer == L;
+      });
+      if (Old != Plan.Updates.end())
+        *Old = std::move(U);
+      else
+        Plan.Updates.push_back(std::move(U));
     }
-    PatchBuilder B(V);
-    if (Error E = B.setRows(U.Tensor, 0, U.Values))
+    // Which units the update reached.
+    if (Error E = M.reload())
       return std::move(E);
-    if (Error E = V.push(B.finish()))
-      return std::move(E);
+    size_t Count = 0;
+    for (size_t J = 0; J < N; ++J) {
+      Expected<bool> Ok = reached(M, States[J]);
+      if (!Ok)
+        return Ok.takeError();
+      Reached[J] = *Ok;
+      Count += *Ok;
+    }
     if (Verbose)
-      *Verbose << formatv("memit: layer {0}: {1} keys, mean |z - h| {2:f3}, "
-                          "lambda {3}\n",
-                          L, N, Reached / double(N), Opts.Lambda);
-    Plan.Updates.push_back(std::move(U));
+      *Verbose << formatv("memit: round {0}: {1} of {2} units answered\n",
+                          Round + 1, Count, N);
+    if (Count == N)
+      break;
+  }
+  // AlphaEdit holds this batch's keys in place for the next ones.
+  if (Opts.AlphaEdit) {
+    Stats.Edited.resize(Layers.size());
+    for (size_t LI = 0; LI < Layers.size(); ++LI) {
+      size_t F = Stats.Moment[LI].size() ? size_t(std::sqrt(double(
+                                               Stats.Moment[LI].size())) +
+                                           0.5)
+                                         : 0;
+      std::vector<double> &E = Stats.Edited[LI];
+      if (E.empty())
+        E.assign(F * F, 0.0);
+      const std::vector<double> &K = LastKeys[LI];
+      for (size_t J = 0; J < N; ++J)
+        for (size_t I = 0; I < F; ++I)
+          for (size_t Q = 0; Q < F; ++Q)
+            E[I * F + Q] += K[J * F + I] * K[J * F + Q];
+    }
   }
   // What the update reached: the residual still missing at Lmax + 1.
-  if (Error E = M.reload())
-    return std::move(E);
-  for (FactState &St : States) {
+  for (size_t J = 0; J < N; ++J) {
+    FactState &St = States[J];
     Probe P = probe(M, St.Prompts[0], St.Positions[0], Residual,
                     std::nullopt);
     for (size_t I = 0; I < D; ++I)
       P.Residual[I] -= St.Z[I];
-    St.Record += formatv(", |z - h| after the update {0:f3}",
-                         norm(P.Residual))
+    St.Record += formatv(", |z - h| after the update {0:f3}{1}",
+                         norm(P.Residual),
+                         Reached[J] ? "" : ", not answered")
                      .str();
     if (Verbose)
       *Verbose << St.Record << "\n";

@@ -44,4 +44,39 @@ TEST(MemitTest, ClosedFormShapesChecked) {
   llvm::consumeError(D.takeError());
 }
 
+// C = [[2, 1], [1, 2]]: eigenvalues 3 along (1, 1)/√2 and 1 along
+// (1, -1)/√2. Below half the largest: the second, P = [[1, -1], [-1, 1]]/2.
+TEST(MemitTest, NullSpaceProjector) {
+  std::vector<double> C = {2, 1, 1, 2};
+  size_t Rank = 0;
+  std::vector<double> P = edit::nullSpaceProjector(C, 2, 0.5, Rank);
+  EXPECT_EQ(Rank, 1u);
+  std::vector<double> Want = {0.5, -0.5, -0.5, 0.5};
+  for (size_t I = 0; I < 4; ++I)
+    EXPECT_NEAR(P[I], Want[I], 1e-12) << I;
+  // Nothing below a hundredth of the largest.
+  P = edit::nullSpaceProjector(C, 2, 0.01, Rank);
+  EXPECT_EQ(Rank, 0u);
+}
+
+// AlphaEdit's system by hand: P = diag(0, 1) (e0 preserved), one key
+// k = (1, 1) with residual 2, α = 1: P k kᵀ = [[0, 0], [1, 1]],
+// A = P k kᵀ + I = [[1, 0], [1, 2]], B = P k 2 = (0, 2): x = (0, 1).
+// The preserved key e0 gets Δ e0 = 0.
+TEST(MemitTest, NullSpaceUpdateByHand) {
+  std::vector<double> P = {0, 0, 0, 1}, K = {1, 1}, R = {2};
+  llvm::Expected<std::vector<double>> D =
+      edit::solveNullSpaceUpdate(P, {}, 1.0, K, R, 2, 1);
+  ASSERT_TRUE(bool(D)) << llvm::toString(D.takeError());
+  EXPECT_NEAR((*D)[0], 0.0, 1e-12);
+  EXPECT_NEAR((*D)[1], 1.0, 1e-12);
+  // An earlier edit's key e1 held in place (E = 10 e1 e1ᵀ): A = [[1, 0],
+  // [1, 12]], x1 = (2 - 0) / 12.
+  std::vector<double> E = {0, 0, 0, 10};
+  D = edit::solveNullSpaceUpdate(P, E, 1.0, K, R, 2, 1);
+  ASSERT_TRUE(bool(D)) << llvm::toString(D.takeError());
+  EXPECT_NEAR((*D)[0], 0.0, 1e-12);
+  EXPECT_NEAR((*D)[1], 2.0 / 12.0, 1e-12);
+}
+
 } // namespace

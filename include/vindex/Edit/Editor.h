@@ -160,6 +160,12 @@ public:
   /// module) on the scratch view, so that later plans see it.
   llvm::Error apply(llvm::function_ref<llvm::Error(PatchBuilder &)> Edit);
 
+  /// Lifts Token's output row as the slot method does for a piece the
+  /// model never emits, on the scratch view; returns the new row and
+  /// appends its record to Record. (MODE memit's hook.)
+  llvm::Expected<PlannedRow> liftOutputRow(int32_t Token,
+                                           std::string &Record);
+
   /// The scratch view: the session's view with every plan so far.
   const TensorView &view() const;
 

@@ -28,6 +28,7 @@
 #include "vindex/Edit/Editor.h"
 
 #include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/Support/Error.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -60,6 +61,29 @@ struct MemitOptions {
   /// from the subject): at the prompt's last position, one edit per
   /// target piece (the prompt and the earlier pieces, teacher-forced).
   bool AtSubject = false;
+  /// Weight of each preserved key (PreservedText) against a new one:
+  /// the update is the least-squares solution that also keeps Δ k ≈ 0 on
+  /// them, Δ = R Kᵀ (λ C + μ Σ k_p k_pᵀ + K Kᵀ)⁻¹. 0: none.
+  double PreserveWeight = 1.0;
+  /// Rounds: after an update, the units whose piece is not yet the greedy
+  /// choice on the canonical prompt are optimised and solved again (all
+  /// units' keys kept, the reached ones held where they are).
+  unsigned Rounds = 8;
+  /// AlphaEdit (Fang et al. 2025): the update is projected onto the null
+  /// space of the preserved keys (the eigenvectors of C + μ Σ k_p k_pᵀ
+  /// whose eigenvalues are below NullThreshold times the largest), and the
+  /// keys earlier edits wrote (KeyStatistics::Edited) are held in place:
+  /// Δᵀ = (P (K Kᵀ + K_e K_eᵀ) + α I)⁻¹ P K Rᵀ.
+  bool AlphaEdit = false;
+  double NullThreshold = 1e-2;
+  double AlphaRidge = 1.0;
+};
+
+/// A text whose keys the update keeps (a guard prompt followed by the
+/// model's own answer): positions From ... Ids.size() - 1.
+struct PreservedText {
+  std::vector<int32_t> Ids;
+  size_t From = 0;
 };
 
 /// The edit layers Opts asks for on a model of NumLayers layers.
@@ -74,10 +98,18 @@ struct KeyStatistics {
   uint64_t Positions = 0;
   /// Where the text came from (recorded with each patch).
   std::string Source;
+  /// Σ k kᵀ of the keys earlier memit edits wrote, per layer ([F * F],
+  /// empty until the first edit): AlphaEdit holds them in place.
+  std::vector<std::vector<double>> Edited;
 };
 llvm::Expected<KeyStatistics>
 keyStatistics(const Model &M, llvm::ArrayRef<std::vector<int32_t>> Texts,
               llvm::ArrayRef<unsigned> Layers, std::string Source);
+
+/// C += Weight Σ k kᵀ over the keys of layer Layer at positions
+/// From ... of each text (C is [F * F], row-major, symmetric).
+void addKeyMoments(const Model &M, llvm::ArrayRef<PreservedText> Texts,
+                   unsigned Layer, double Weight, std::vector<double> &C);
 
 /// The model's own text: greedy continuations (MaxNew tokens) of the start
 /// of text and of its Count most likely first tokens. What stands in for a
@@ -103,20 +135,45 @@ struct DownUpdate {
   std::vector<float> Values;
 };
 
+/// Lifts a piece's output row (the slot method's lift, Editor's hook):
+/// the row to write; Record gets what was done.
+using RowLifter =
+    llvm::function_ref<llvm::Expected<PlannedRow>(int32_t, std::string &)>;
+
 struct MemitPlan {
+  /// Output rows lifted for pieces no residual offset reached, first.
+  std::vector<PlannedRow> Rows;
   std::vector<DownUpdate> Updates;
   /// One line per fact: the optimiser's steps and losses, ‖δ‖, the share
   /// of the residual each layer reached.
   std::vector<std::string> Record;
 };
 
-/// Plans a batch of INSERTs against View.
+/// Plans a batch of INSERTs against View; Preserved are the texts whose
+/// keys the update keeps. With AlphaEdit the batch's keys join
+/// Stats.Edited.
 llvm::Expected<MemitPlan> planMemit(const TensorView &View,
                                     const Tokenizer &Tok,
                                     llvm::ArrayRef<Fact> Facts,
-                                    const KeyStatistics &Stats,
+                                    KeyStatistics &Stats,
+                                    llvm::ArrayRef<PreservedText> Preserved,
                                     const MemitOptions &Opts,
-                                    llvm::raw_ostream *Verbose);
+                                    llvm::raw_ostream *Verbose,
+                                    RowLifter Lift = nullptr);
+
+/// AlphaEdit's update (feature-major [F * D], as solveUpdate): P projects
+/// onto the null space ([F * F]), E = Σ k_e k_eᵀ of earlier edits' keys
+/// (empty: none), Δᵀ = (P (K Kᵀ + E) + α I)⁻¹ P K Rᵀ (LU, double).
+llvm::Expected<std::vector<double>>
+solveNullSpaceUpdate(llvm::ArrayRef<double> P, llvm::ArrayRef<double> E,
+                     double Alpha, llvm::ArrayRef<double> K,
+                     llvm::ArrayRef<double> R, size_t F, size_t D);
+
+/// The projector onto the eigenvectors of the symmetric C ([F * F]) whose
+/// eigenvalues are at most Threshold times the largest (cyclic Jacobi,
+/// double, a fixed order); Rank gets their number.
+std::vector<double> nullSpaceProjector(llvm::ArrayRef<double> C, size_t F,
+                                       double Threshold, size_t &Rank);
 
 } // namespace edit
 } // namespace vindex

@@ -86,7 +86,20 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                  Option<"MemitLambda", "memit-lambda", "double", "10.0",
                         "MODE memit's weight of the ordinary keys">,
                  Option<"MemitAt", "memit-at", "std::string", "\"last\"",
-                        "MODE memit's edit position: subject or last">];
+                        "MODE memit's edit position: subject or last">,
+                 Option<"MemitPreserve", "memit-preserve", "double", "1.0",
+                        "MODE memit's weight of each guard key kept in "
+                        "place (0: none)">,
+                 Option<"MemitRounds", "memit-rounds", "unsigned", "8",
+                        "MODE memit's rounds (units not answered are "
+                        "solved again)">,
+                 Option<"MemitAlphaEdit", "memit-alphaedit", "bool", "false",
+                        "MODE memit: project updates onto the null space "
+                        "of preserved keys and hold earlier edits' keys">,
+                 Option<"MemitNullThreshold", "memit-null-threshold",
+                        "double", "0.01",
+                        "AlphaEdit's null space: eigenvalues below this "
+                        "times the largest">];
   let dependentDialects = ["::vindex::vx::VindexDialect"];
 }
 
