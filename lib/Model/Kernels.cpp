@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Model/Kernels.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -119,7 +120,31 @@ void activateAndMultiply(Activation A, float *G, const float *U, size_t N) {
 }
 
 float WeightMatrix::at(size_t R, size_t C) const {
+  if (Type == DType::F16) // exact, as f16ToFloat
+    return _cvtsh_ss(bf16Row(R)[C]);
   return Type == DType::BF16 ? bf16ToFloat(bf16Row(R)[C]) : f32Row(R)[C];
+}
+
+/// Row R of W as f32 (exact for each type).
+static void rowToF32(const WeightMatrix &W, size_t R, float *Out) {
+  const size_t K = W.Cols;
+  if (W.Type == DType::F32) {
+    std::memcpy(Out, W.f32Row(R), K * sizeof(float));
+    return;
+  }
+  const uint16_t *Row = W.bf16Row(R);
+  size_t I = 0;
+  if (W.Type == DType::BF16) {
+    for (; I + 8 <= K; I += 8)
+      store8(Out + I, loadBF16x8(Row + I));
+  } else {
+    for (; I + 8 <= K; I += 8)
+      _mm256_storeu_ps(Out + I,
+                       _mm256_cvtph_ps(_mm_loadu_si128(
+                           reinterpret_cast<const __m128i *>(Row + I))));
+  }
+  for (; I < K; ++I)
+    Out[I] = W.at(R, I);
 }
 
 // Every output element is one chain of 8-lane multiply-adds over K in
@@ -194,6 +219,12 @@ static inline float dotImpl(const float *X, const void *Row, size_t N) {
 }
 
 float dotRow(const float *X, const WeightMatrix &W, size_t R) {
+  if (W.Type == DType::F16) { // the f32 chain over the row widened
+    thread_local std::vector<float> Row;
+    Row.resize(W.Cols);
+    rowToF32(W, R, Row.data());
+    return dotImpl<false>(X, Row.data(), W.Cols);
+  }
   return W.Type == DType::BF16 ? dotImpl<true>(X, W.bf16Row(R), W.Cols)
                                : dotImpl<false>(X, W.f32Row(R), W.Cols);
 }
@@ -356,6 +387,26 @@ void matmulNT(const float *X, size_t T, size_t XStride, const WeightMatrix &W,
     matmulNTImpl<true>(X, T, XStride, W, N0, N1, Y, YStride);
   else
     matmulNTImpl<false>(X, T, XStride, W, N0, N1, Y, YStride);
+}
+
+void matmulNTRowPanels(const float *X, size_t T, size_t XStride,
+                       const WeightMatrix &W, size_t N0, size_t N1, float *Y,
+                       size_t YStride) {
+  const size_t K = W.Cols;
+  constexpr size_t P = 16;
+  thread_local std::vector<float> Panel, Row;
+  Panel.resize(K * P);
+  Row.resize(K);
+  for (size_t N = N0; N < N1; N += P) {
+    size_t Width = std::min(P, N1 - N);
+    for (size_t R = 0; R < Width; ++R) {
+      rowToF32(W, N + R, Row.data());
+      for (size_t I = 0; I < K; ++I)
+        Panel[I * Width + R] = Row[I];
+    }
+    gemmKN(X, T, XStride, Panel.data(), K, Width, 0, Width, Y + N, YStride,
+           /*Accumulate=*/false);
+  }
 }
 
 template <bool BF16>
