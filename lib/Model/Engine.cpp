@@ -50,9 +50,15 @@ public:
   /// but no conversion in the inner loops).
   bool WidenBF16 = false;
 
-  /// The tensor's bytes in a dtype the kernels take (f32 or bf16).
+  /// The tensor's bytes in a dtype the kernels take (f32 or bf16). InPlace
+  /// keeps the tensor as stored (f16 too) whatever WidenBF16 says, with no
+  /// transposed copy: the vocabulary-sized matrices, whose rows the
+  /// embedding reads on demand and whose logits matmulNTRowPanels computes
+  /// with the chains of a transposed copy (so that results do not depend on
+  /// the model's size), and whose copies would cost a small model more
+  /// than a statement (262,144 rows of Gemma 3).
   Expected<WeightMatrix> matrix(TensorRole Role, int Layer, size_t Rows,
-                                size_t Cols) {
+                                size_t Cols, bool InPlace = false) {
     const TensorRecord *T = find(Role, Layer);
     if (!T)
       return missing(Role, Layer);
@@ -79,20 +85,19 @@ public:
     WeightMatrix W;
     W.Rows = Rows;
     W.Cols = Cols;
-    if (T->Type == DType::F16 || (T->Type == DType::BF16 && WidenBF16)) {
+    bool Widen = WidenBF16 && !InPlace;
+    if ((T->Type == DType::F16 && !InPlace) ||
+        (T->Type == DType::BF16 && Widen)) {
       std::vector<float> F = toFloats(*T, *Bytes);
       Owned.emplace_back(reinterpret_cast<uint8_t *>(F.data()),
                          reinterpret_cast<uint8_t *>(F.data() + F.size()));
       W.Data = Owned.back().data();
       W.Type = DType::F32;
-    } else if (WidenBF16 && T->Type == DType::F32) {
-      W.Data = Bytes->data();
-      W.Type = DType::F32;
     } else {
       W.Data = Bytes->data();
       W.Type = T->Type;
     }
-    if (WidenBF16 && W.Type == DType::F32) {
+    if (Widen && W.Type == DType::F32) {
       // Small models also keep the transpose, for the GEMM kernel.
       std::vector<uint8_t> Tr(Rows * Cols * 4);
       transposeMatrix(static_cast<const uint8_t *>(W.Data), Rows, Cols, 4,
@@ -197,10 +202,31 @@ Error Model::reload() {
   Config = std::move(Fresh.Config);
   Embedding = Fresh.Embedding;
   LMHead = Fresh.LMHead;
+  TransposeLMHead = Fresh.TransposeLMHead;
+  LMHeadTransposed.clear();
+  LMHeadOnce = std::make_unique<std::once_flag>();
+  LMHeadCalls = 0;
   FinalNorm = std::move(Fresh.FinalNorm);
   Layers = std::move(Fresh.Layers);
   Bound = std::move(Fresh.Bound);
   return Error::success();
+}
+
+void Model::lmHeadLogits(const float *X, size_t T, size_t N0, size_t N1,
+                         float *Y, size_t YStride) const {
+  const WeightMatrix &W = LMHead;
+  if (TransposeLMHead && LMHeadCalls.fetch_add(1) >= 3) {
+    std::call_once(*LMHeadOnce, [&] {
+      LMHeadTransposed.resize(W.Rows * W.Cols);
+      for (size_t R = 0; R < W.Rows; ++R)
+        for (size_t C = 0; C < W.Cols; ++C)
+          LMHeadTransposed[C * W.Rows + R] = W.at(R, C);
+    });
+    gemmKN(X, T, W.Cols, LMHeadTransposed.data(), W.Cols, W.Rows, N0, N1, Y,
+           YStride, /*Accumulate=*/false);
+    return;
+  }
+  matmulNTRowPanels(X, T, W.Cols, W, N0, N1, Y, YStride);
 }
 
 size_t Model::maxFFNWidth() const {
@@ -242,12 +268,13 @@ Error Model::bind(const BoundMatrices *Reuse, uint64_t Since) {
   for (const TensorRecord &T : V.base().manifest().Tensors)
     Elements += numElements(V.record(T).Dims).value_or(0);
   B.WidenBF16 = Elements * 4 <= Opts.WidenBudget;
+  TransposeLMHead = B.WidenBF16;
   size_t D = C.HiddenSize, HD = C.HeadDim;
   size_t QDim = C.NumHeads * HD, KVDim = C.NumKVHeads * HD;
   float NormAdd = C.Norm == NormStyle::OnePlusWeight ? 1.0f : 0.0f;
 
   Expected<WeightMatrix> Emb =
-      B.matrix(TensorRole::Embedding, -1, C.VocabSize, D);
+      B.matrix(TensorRole::Embedding, -1, C.VocabSize, D, /*InPlace=*/true);
   if (!Emb)
     return Emb.takeError();
   Embedding = *Emb;
@@ -255,7 +282,7 @@ Error Model::bind(const BoundMatrices *Reuse, uint64_t Since) {
     LMHead = Embedding;
   } else {
     Expected<WeightMatrix> Head =
-        B.matrix(TensorRole::LMHead, -1, C.VocabSize, D);
+        B.matrix(TensorRole::LMHead, -1, C.VocabSize, D, /*InPlace=*/true);
     if (!Head)
       return Head.takeError();
     LMHead = *Head;
@@ -673,7 +700,11 @@ ForwardResult Session::forward(ArrayRef<Session *> Rows,
     rmsNorm(&X[(First + Tk) * D], D, M.finalNorm(), C.NormEps, &Normed[Tk * D]);
   R.FinalNormLast.assign(Normed.end() - D, Normed.end());
   R.Logits.resize(N * C.VocabSize);
-  project(Normed.data(), N, M.lmHead(), R.Logits.data());
+  const WeightMatrix &Head = M.lmHead();
+  size_t Grain = std::max<size_t>(64, (1u << 18) / std::max<size_t>(1, N * D));
+  parallelFor(Head.Rows, Grain, [&](size_t N0, size_t N1) {
+    M.lmHeadLogits(Normed.data(), N, N0, N1, R.Logits.data(), Head.Rows);
+  });
   if (C.FinalSoftcap > 0) {
     float Cap = float(C.FinalSoftcap);
     for (float &V : R.Logits)

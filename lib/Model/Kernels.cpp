@@ -10,7 +10,9 @@
 #include "llvm/Support/ErrorHandling.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <string>
 
 using namespace vindex;
@@ -143,7 +145,20 @@ float *vindex::kernels::kernelScratch(unsigned Slot, size_t N) {
 }
 
 float WeightMatrix::at(size_t R, size_t C) const {
+  if (Type == DType::F16) // exact
+    return f16ToFloat(bf16Row(R)[C]);
   return Type == DType::BF16 ? bf16ToFloat(bf16Row(R)[C]) : f32Row(R)[C];
+}
+
+/// Row R of W as f32 (exact for each type). The vocabulary matrices' rows
+/// only; the per-instruction-set kernels widen bf16 in registers.
+static void rowToF32(const WeightMatrix &W, size_t R, float *Out) {
+  if (W.Type == DType::F32) {
+    std::memcpy(Out, W.f32Row(R), W.Cols * sizeof(float));
+    return;
+  }
+  for (size_t I = 0; I < W.Cols; ++I)
+    Out[I] = W.at(R, I);
 }
 
 void vindex::activateAndMultiply(Activation A, float *G, const float *U,
@@ -160,6 +175,12 @@ void vindex::axpyF32(float A, const float *X, float *Y, size_t N) {
 }
 
 float vindex::dotRow(const float *X, const WeightMatrix &W, size_t R) {
+  if (W.Type == DType::F16) { // the f32 chain over the row widened
+    float *Row = kernelScratch(1, W.Cols);
+    rowToF32(W, R, Row);
+    WeightMatrix Widened{Row, DType::F32, 1, W.Cols};
+    return table().DotRow(X, Widened, 0);
+  }
   return table().DotRow(X, W, R);
 }
 
@@ -167,6 +188,26 @@ void vindex::matmulNT(const float *X, size_t T, size_t XStride,
                       const WeightMatrix &W, size_t N0, size_t N1, float *Y,
                       size_t YStride) {
   table().MatmulNT(X, T, XStride, W, N0, N1, Y, YStride);
+}
+
+void vindex::matmulNTRowPanels(const float *X, size_t T, size_t XStride,
+                               const WeightMatrix &W, size_t N0, size_t N1,
+                               float *Y, size_t YStride) {
+  const size_t K = W.Cols;
+  constexpr size_t P = 16;
+  // Scratch slots 2 and 3: gemmKN's kernels use the lower ones.
+  float *Panel = kernelScratch(2, K * P);
+  float *Row = kernelScratch(3, K);
+  for (size_t N = N0; N < N1; N += P) {
+    size_t Width = std::min(P, N1 - N);
+    for (size_t R = 0; R < Width; ++R) {
+      rowToF32(W, N + R, Row);
+      for (size_t I = 0; I < K; ++I)
+        Panel[I * Width + R] = Row[I];
+    }
+    gemmKN(X, T, XStride, Panel, K, Width, 0, Width, Y + N, YStride,
+           /*Accumulate=*/false);
+  }
 }
 
 void vindex::axpyRow(float A, const WeightMatrix &W, size_t R, float *Y) {

@@ -151,7 +151,7 @@ int FactRunner::lensFirstTop10(const ForwardResult &R, int32_t Target) {
   std::vector<float> Logits(std::min(NL, kLensGroup) * V);
   for (size_t L0 = 0; L0 < NL; L0 += kLensGroup) {
     size_t N = std::min(kLensGroup, NL - L0);
-    matmulNT(&H[L0 * D], N, D, M.lmHead(), 0, V, Logits.data(), V);
+    M.lmHeadLogits(&H[L0 * D], N, 0, V, Logits.data(), V);
     for (size_t L = L0; L < L0 + N; ++L) {
       const float *Row = &Logits[(L - L0) * V];
       float TargetLogit = Row[Target];

@@ -43,13 +43,24 @@ static void offer(std::vector<TokenScore> &Top, unsigned K, uint32_t Token,
     Top.pop_back();
 }
 
-/// Rows [V0, V1) of W as a matrix of their own.
-static WeightMatrix rowSlice(const WeightMatrix &W, size_t V0, size_t V1) {
+/// Rows [V0, V1) of W as an f32 matrix of their own (bf16 rows widened into
+/// F32Rows): the scores are then matmulNT's f32 chains whether the engine
+/// keeps the vocabulary as stored (it always does) or as f32.
+static WeightMatrix rowSlice(const WeightMatrix &W, size_t V0, size_t V1,
+                             std::vector<float> &F32Rows) {
   WeightMatrix S = W;
-  S.Data =
-      static_cast<const uint8_t *>(W.Data) + V0 * W.Cols * dtypeSize(W.Type);
   S.Rows = V1 - V0;
   S.Transposed = nullptr;
+  if (W.Type == DType::F32) {
+    S.Data = W.f32Row(V0);
+    return S;
+  }
+  F32Rows.resize(S.Rows * W.Cols);
+  for (size_t R = 0; R < S.Rows; ++R)
+    for (size_t C = 0; C < W.Cols; ++C)
+      F32Rows[R * W.Cols + C] = W.at(V0 + R, C);
+  S.Data = F32Rows.data();
+  S.Type = DType::F32;
   return S;
 }
 
@@ -61,10 +72,10 @@ void topTokens(ArrayRef<float> Directions, size_t N, size_t D,
   size_t V = Vocab.Rows;
   auto Block = [&](size_t F0) {
     size_t F1 = std::min(N, F0 + kFeatureBlock);
-    std::vector<float> Scores((F1 - F0) * kTokenChunk);
+    std::vector<float> Scores((F1 - F0) * kTokenChunk), F32Rows;
     for (size_t V0 = 0; V0 < V; V0 += kTokenChunk) {
       size_t V1 = std::min(V, V0 + kTokenChunk);
-      WeightMatrix Chunk = rowSlice(Vocab, V0, V1);
+      WeightMatrix Chunk = rowSlice(Vocab, V0, V1, F32Rows);
       matmulNT(Directions.data() + F0 * D, F1 - F0, D, Chunk, 0, V1 - V0,
                Scores.data(), kTokenChunk);
       for (size_t F = F0; F < F1; ++F) {

@@ -1,8 +1,9 @@
 //===- VindexFuzzer.cpp - the V-index open path ---------------------------===//
 //
 // First byte 0: the rest is a manifest.vfb, opened as a V-index whose
-// payload files are those of a V-index decomposed from the tiny-llama
-// fixture (VINDEX_FUZZ_VINDEX, which utils/fuzz.sh makes): flatbuffer
+// payload files are those of a V-index made from the tiny-llama fixture
+// (VINDEX_FUZZ_VINDEX, which utils/fuzz.sh makes: probed, with labels, and
+// a patch overlay of appended, installed and deleted features): flatbuffer
 // verification, the config's size invariants, every tensor record against
 // its payload file, labels and patches listed. 1: a labels file, read and
 // checked against that V-index's manifest. 2: a patch file, read.

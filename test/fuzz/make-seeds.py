@@ -121,25 +121,61 @@ work = os.path.join(out, "work")
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
 llama = os.path.join(fixtures, "models", "tiny-llama")
-seed_vindex = os.path.join(out, "seed.vindex")
-shutil.rmtree(seed_vindex, ignore_errors=True)
-run(os.path.join(tools, "vindex-decompose"), llama, "-o", seed_vindex)
+plain = os.path.join(work, "l.vindex")
+run(os.path.join(tools, "vindex-decompose"), llama, "-o", plain)
 g = os.path.join(work, "m.gguf")
-run(os.path.join(tools, "vindex-compile"), seed_vindex, "--format=gguf",
+run(os.path.join(tools, "vindex-compile"), plain, "--format=gguf",
     "-o", g)
 version, kv, ts, body, align = gguf.parse(read(g))
 put("gguf", "tiny-llama-header.gguf",
     gguf.serialize(version, kv, ts[:1], body[:ts[1][3]] if len(ts) > 1 else body))
 
-# vindex (first byte 0): the manifest; (1) the labels of a probed V-index.
-put("vindex", "manifest", b"\0" + read(os.path.join(seed_vindex,
-                                                   "manifest.vfb")))
+# vindex: the target opens its manifests against seed.vindex, a probed
+# V-index (labels) with a patch overlay (patches/: features appended to two
+# layers, one installed over a stored feature, one deleted), so that the
+# manifests that list labels and patches open in full. Seeds: (first byte 0)
+# the plain, probed and patched manifests; (1) the labels; (2) every patch
+# file, and an empty one.
+put("vindex", "manifest", b"\0" + read(os.path.join(plain, "manifest.vfb")))
 probed = os.path.join(work, "p.vindex")
-run(os.path.join(tools, "larql-probe"), seed_vindex, "-o", probed, "--facts",
+run(os.path.join(tools, "larql-probe"), plain, "-o", probed, "--facts",
     os.path.join(fixtures, "facts", "facts.tsv"), "--templates",
     os.path.join(fixtures, "facts", "templates.json"), "--jobs", "1")
 put("vindex", "labels", b"\1" + read(os.path.join(probed, "labels.vfb")))
 put("vindex", "probed-manifest", b"\0" + read(os.path.join(probed,
                                                           "manifest.vfb")))
+hidden = json.loads(read(os.path.join(llama, "config.json")))["hidden_size"]
+width = json.loads(read(os.path.join(llama, "config.json")))["intermediate_size"]
+
+
+def vector(seed, scale):
+    values = [scale * (((seed * 7919 + i * 104729) % 2001) / 1000.0 - 1.0)
+              for i in range(hidden)]
+    return "dense<[%s]> : tensor<%dxf32>" % (
+        ", ".join("%.4f" % v for v in values), hidden)
+
+
+installs = os.path.join(work, "install.mlir")
+with open(installs, "w") as f:
+    for n, (layer, slot) in enumerate([(1, width), (1, width + 1),
+                                       (2, width), (3, 7)]):
+        f.write("vindex.install_feature {layer = %d, slot = %d, gate = %s, "
+                "up = %s, down = %s}\n" % (layer, slot, vector(3 * n, 0.3),
+                                           vector(3 * n + 1, 0.3),
+                                           vector(3 * n + 2, 0.5)))
+installed = os.path.join(work, "i.vindex")
+run(os.path.join(tools, "larql-opt"), probed, installs, "-o", installed)
+seed_vindex = os.path.join(out, "seed.vindex")
+shutil.rmtree(seed_vindex, ignore_errors=True)
+run(os.path.join(tools, "larql-opt"), installed, "-e",
+    "DELETE FROM edges WHERE layer = 2 AND feature = 5", "-p",
+    "builtin.module(larql-lower-to-vindex)", "-o", seed_vindex)
+patches = sorted(glob.glob(os.path.join(seed_vindex, "patches", "*")))
+if not patches or not os.path.exists(os.path.join(seed_vindex, "labels.vfb")):
+    sys.exit("the seed V-index has no patches or no labels")
+put("vindex", "patched-manifest", b"\0" + read(os.path.join(seed_vindex,
+                                                           "manifest.vfb")))
+for p in patches:
+    put("vindex", "patch-" + os.path.basename(p), b"\2" + read(p))
 put("vindex", "patch", b"\2")
 shutil.rmtree(work)

@@ -2,9 +2,10 @@
 //
 // The engine is the oracle of every later pass: probing, inserting,
 // balancing and verifying all run the model. It reads weights in place from
-// the V-index (f32 and bf16 are used as stored; f16 and compressed tensors
-// are decoded once at load), computes in f32, and exposes the residual
-// stream and the FFN activations of every layer.
+// the V-index (f32 and bf16 are used as stored; compressed tensors are
+// decoded once at load, and f16 ones widened to f32, except the embedding
+// and the LM head, read as stored), computes in f32, and exposes the
+// residual stream and the FFN activations of every layer.
 //
 //===----------------------------------------------------------------------===//
 #ifndef VINDEX_MODEL_ENGINE_H
@@ -17,10 +18,11 @@
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/Error.h"
 
+#include <atomic>
 #include <functional>
-#include <optional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 namespace llvm {
@@ -66,7 +68,10 @@ using BoundMatrices = llvm::StringMap<BoundMatrix>;
 struct LoadOptions {
   /// Widen bf16 weights to f32 (and keep transposed copies for the GEMM
   /// kernel) when all the weights fit in this many bytes as f32; larger
-  /// models run from the mapped bytes. 0 never widens.
+  /// models run from the mapped bytes. 0 never widens. The embedding and
+  /// the LM head are never widened (their rows are read in place, the
+  /// logits computed with the chains a transposed copy would give), so
+  /// results do not depend on this budget through them.
   uint64_t WidenBudget = uint64_t(1) << 30;
 };
 
@@ -92,6 +97,15 @@ public:
   const ModelConfig &config() const { return Config; }
   const WeightMatrix &embedding() const { return Embedding; }
   const WeightMatrix &lmHead() const { return LMHead; }
+  /// Y[t][n] = logit n (before any soft-cap) of the final-normed X[t], for
+  /// n in [N0, N1): always the chains of matmulNT over a transposed f32
+  /// copy. The first calls, and every call on a model over the widen
+  /// budget, read the stored rows (matmulNTRowPanels), so that a one-shot
+  /// statement does not pay for the copy; a model that fits the budget
+  /// makes the copy at its fourth call (thread-safe; a repeated user such
+  /// as the probe gets the GEMM over it). Either way the same bits.
+  void lmHeadLogits(const float *X, size_t T, size_t N0, size_t N1, float *Y,
+                    size_t YStride) const;
   llvm::ArrayRef<float> finalNorm() const { return FinalNorm; }
   const LayerWeights &layer(size_t L) const { return Layers[L]; }
   size_t numLayers() const { return Layers.size(); }
@@ -110,6 +124,12 @@ private:
   LoadOptions Opts;
   ModelConfig Config;
   WeightMatrix Embedding, LMHead;
+  /// The LM head's transposed f32 copy, made on demand (lmHeadLogits).
+  bool TransposeLMHead = false;
+  mutable std::vector<float> LMHeadTransposed;
+  mutable std::atomic<unsigned> LMHeadCalls{0};
+  std::unique_ptr<std::once_flag> LMHeadOnce =
+      std::make_unique<std::once_flag>();
   std::vector<float> FinalNorm;
   std::vector<LayerWeights> Layers;
   /// The matrices and the copies of them that cannot be used in place.

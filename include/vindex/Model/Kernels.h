@@ -62,7 +62,9 @@ bool setKernelPath(KernelPath P);
 /// on stderr). Returns the path now active.
 KernelPath requireExactKernels();
 
-/// A row-major [Rows, Cols] weight matrix, f32 or bf16, in place.
+/// A row-major [Rows, Cols] weight matrix, f32 or bf16, in place; f16 only
+/// for the vocabulary matrices the engine keeps as stored (at, dotRow and
+/// matmulNTRowPanels read it).
 struct WeightMatrix {
   const void *Data = nullptr;
   DType Type = DType::F32;
@@ -91,13 +93,24 @@ float dotF32(const float *A, const float *B, size_t N);
 /// Y[i] += A * X[i].
 void axpyF32(float A, const float *X, float *Y, size_t N);
 
-/// Dot product of X (N floats) with row R of W.
+/// Dot product of X (N floats) with row R of W (f16 rows: the f32 chain
+/// over the row widened).
 float dotRow(const float *X, const WeightMatrix &W, size_t R);
 
 /// Y[t][n] = dot(X[t], W[n]) for t < T, n in [N0, N1). X is [T, W.Cols] with
 /// row stride XStride; Y has row stride YStride.
 void matmulNT(const float *X, size_t T, size_t XStride, const WeightMatrix &W,
               size_t N0, size_t N1, float *Y, size_t YStride);
+
+/// matmulNT's GEMM chains (those of a transposed f32 copy: each element one
+/// chain of multiply-adds over k in order from zero) computed from W's rows
+/// in place, f32, bf16 or f16, by widening 16 rows at a time into a panel: the
+/// same bits as W with a Transposed copy, without the copy. For
+/// vocabulary-sized matrices (the LM head), whose copies would cost more
+/// to make than the statements that use them.
+void matmulNTRowPanels(const float *X, size_t T, size_t XStride,
+                       const WeightMatrix &W, size_t N0, size_t N1, float *Y,
+                       size_t YStride);
 
 /// Y[n] += A * W[R][n] for n < W.Cols (one feature's vector, scaled).
 void axpyRow(float A, const WeightMatrix &W, size_t R, float *Y);
