@@ -44,6 +44,16 @@ std::vector<float> randomVector(size_t N, std::mt19937 &Rng) {
   return randomMatrix(N, Rng).F32;
 }
 
+/// W's values as a [Rows, Cols] matrix of the given type, in place.
+WeightMatrix weightsOf(const Operands &W, bool BF16, size_t Rows, size_t Cols) {
+  WeightMatrix M;
+  M.Data = BF16 ? static_cast<const void *>(W.BF16.data()) : W.F32.data();
+  M.Type = BF16 ? DType::BF16 : DType::F32;
+  M.Rows = Rows;
+  M.Cols = Cols;
+  return M;
+}
+
 /// Runs Body on every supported path; returns each path's outputs.
 std::vector<std::pair<KernelPath, std::vector<float>>>
 onEveryPath(const std::function<std::vector<float>()> &Body) {
@@ -107,12 +117,7 @@ TEST(Kernels, MatmulNTOnEveryPath) {
         for (bool BF16 : {false, true}) {
           Operands W = randomMatrix(N * K, Rng);
           std::vector<float> X = randomVector(T * K, Rng);
-          WeightMatrix M;
-          M.Data =
-              BF16 ? static_cast<const void *>(W.BF16.data()) : W.F32.data();
-          M.Type = BF16 ? DType::BF16 : DType::F32;
-          M.Rows = N;
-          M.Cols = K;
+          WeightMatrix M = weightsOf(W, BF16, N, K);
           expectSameAsAVX2(
               [&] {
                 std::vector<float> Y(T * N), Split(T * N);
@@ -141,12 +146,7 @@ TEST(Kernels, GemmAndDownProjectionOnEveryPath) {
         for (bool BF16 : {false, true}) {
           Operands W = randomMatrix(R * Cols, Rng);
           std::vector<float> A = randomVector(T * R, Rng);
-          WeightMatrix M;
-          M.Data =
-              BF16 ? static_cast<const void *>(W.BF16.data()) : W.F32.data();
-          M.Type = BF16 ? DType::BF16 : DType::F32;
-          M.Rows = R;
-          M.Cols = Cols;
+          WeightMatrix M = weightsOf(W, BF16, R, Cols);
           expectSameAsAVX2(
               [&] {
                 std::vector<float> Y(T * Cols), Split(T * Cols);
@@ -196,3 +196,50 @@ TEST(Kernels, VectorKernelsOnEveryPath) {
 }
 
 } // namespace
+
+// The LM head's logits from stored rows (f32, bf16, f16) give the bits of
+// the GEMM over a transposed f32 copy, on every path.
+TEST(Kernels, RowPanelsMatchTheTransposedGEMM) {
+  std::mt19937 Rng(13);
+  for (size_t K : {1, 8, 33, 130})
+    for (size_t N : {1, 16, 37})
+      for (size_t T : {1, 3, 5})
+        for (DType Type : {DType::F32, DType::BF16, DType::F16}) {
+          Operands W = randomMatrix(N * K, Rng);
+          std::vector<uint16_t> F16;
+          for (float F : W.F32)
+            F16.push_back(floatToF16(F));
+          WeightMatrix M = weightsOf(W, Type == DType::BF16, N, K);
+          if (Type == DType::F16) {
+            M.Data = F16.data();
+            M.Type = DType::F16;
+          }
+          std::vector<float> Transposed(K * N);
+          for (size_t R = 0; R < N; ++R)
+            for (size_t C = 0; C < K; ++C)
+              Transposed[C * N + R] = M.at(R, C);
+          std::vector<float> X = randomVector(T * K, Rng);
+          expectSameAsAVX2(
+              [&] {
+                std::vector<float> Y(T * N), Panels(T * N);
+                gemmKN(X.data(), T, K, Transposed.data(), K, N, 0, N, Y.data(),
+                       N, /*Accumulate=*/false);
+                matmulNTRowPanels(X.data(), T, K, M, 0, N / 2, Panels.data(),
+                                  N);
+                matmulNTRowPanels(X.data(), T, K, M, N / 2, N, Panels.data(),
+                                  N);
+                EXPECT_EQ(Y, Panels) << "K=" << K << " N=" << N << " T=" << T;
+                if (Type == DType::F16) {
+                  WeightMatrix Wide{Transposed.data(), DType::F32, 1, K};
+                  std::vector<float> Row(K);
+                  for (size_t C = 0; C < K; ++C)
+                    Row[C] = M.at(N - 1, C);
+                  Wide.Data = Row.data();
+                  EXPECT_EQ(dotRow(X.data(), M, N - 1),
+                            dotRow(X.data(), Wide, 0));
+                }
+                return Y;
+              },
+              "row panels K=" + std::to_string(K), -1);
+        }
+}
