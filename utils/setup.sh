@@ -9,7 +9,7 @@ PACKAGES=(
   cmake ninja-build g++ python3
   llvm-19-dev llvm-19-tools libmlir-19-dev mlir-19-tools
   libflatbuffers-dev flatbuffers-compiler
-  libzstd-dev zstd libssl-dev libxxhash-dev
+  libzstd-dev zstd libssl-dev libxxhash-dev libedit-dev zlib1g-dev
   pkg-config libutf8proc-dev
   libgtest-dev libbenchmark-dev
   clang-19 libclang-rt-19-dev
