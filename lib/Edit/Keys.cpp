@@ -292,4 +292,43 @@ GateFit fitGate(const LayerStats &Stats, ArrayRef<std::vector<float>> Positives,
   }
 }
 
+std::vector<float> fitQuietUp(const LayerStats &Stats, ArrayRef<float> Key,
+                              const NegativePool &Pool,
+                              ArrayRef<std::vector<float>> Siblings) {
+  size_t D = Stats.D;
+  std::vector<double> A = Stats.Second;
+  auto AddOuter = [&](const float *X, double W) {
+    for (size_t I = 0; I < D; ++I) {
+      double WX = W * X[I];
+      double *Row = &A[I * D];
+      for (size_t J = 0; J < D; ++J)
+        Row[J] += WX * X[J];
+    }
+  };
+  if (Pool.BaseSecond)
+    for (size_t I = 0; I < D * D; ++I)
+      A[I] += Pool.BaseWeight * (*Pool.BaseSecond)[I];
+  for (size_t K : Pool.Excluded)
+    AddOuter(Pool.X[K], -Pool.BaseWeight);
+  for (size_t K = Pool.NBase; K < Pool.X.size(); ++K)
+    AddOuter(Pool.X[K], Pool.W[K]);
+  for (const std::vector<float> &X : Siblings)
+    AddOuter(X.data(), 1.0);
+  double Trace = 0;
+  for (size_t I = 0; I < D; ++I)
+    Trace += A[I * D + I];
+  for (size_t I = 0; I < D; ++I)
+    A[I * D + I] += 1e-4 * Trace / double(D);
+  std::vector<double> U(Key.begin(), Key.end());
+  if (!solveSPD(A, U, D))
+    return std::vector<float>(Key.begin(), Key.end());
+  double UK = 0;
+  for (size_t I = 0; I < D; ++I)
+    UK += U[I] * Key[I];
+  std::vector<float> Out(D);
+  for (size_t I = 0; I < D; ++I)
+    Out[I] = float(U[I] / UK);
+  return Out;
+}
+
 } // namespace vindex::edit
