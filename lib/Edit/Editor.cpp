@@ -939,7 +939,7 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
           // mean direction stopped at row 36. Gemma norms the FFN's output,
           // so an intruder's size matters less there and up = gate wins
           // (58 of 61 single facts against 39 with the mean direction).
-          P.T.Up = fitQuietUp(Stats[L], Key, Pool, Sib);
+          P.T.Up = fitQuietUp(Stats[L], Pos, Pool, Sib);
           roundTo(ffnType(L), P.T.Up);
         } else {
           P.T.Up = P.T.Gate;

@@ -95,14 +95,16 @@ GateFit fitGate(const LayerStats &Stats, llvm::ArrayRef<std::vector<float>> Posi
                 NegativePool Pool, llvm::ArrayRef<std::vector<float>> Siblings,
                 unsigned Rounds = 6, double Margin = 0.3, double Boost = 4.0);
 
-/// The up vector of the slot method: u with u.Key = 1 and u.x ~ 0 on the
-/// layer's ordinary inputs, on Pool's negatives (their initial weights) and
-/// on Siblings (ridge least squares: u = A^-1 k / k^T A^-1 k, the key
-/// whitened against the inputs the feature must stay quiet on). With it
-/// the feature act(g.x) (u.x) needs both the gate and up to answer: a
-/// second, independent test of the key.
+/// The up vector of the slot method: u with u.k ~ 1 on the fact's keys
+/// (Positives: the canonical prompt's, weighing most, then the
+/// paraphrases', as in fitGate) and u.x ~ 0 on the layer's ordinary
+/// inputs, on Pool's negatives (their initial weights) and on Siblings
+/// (ridge least squares; with one positive u = A^-1 k / k^T A^-1 k, the key
+/// whitened against the inputs the feature must stay quiet on), scaled so
+/// that u.k = 1 at the canonical key. With it the feature act(g.x) (u.x)
+/// needs both the gate and up to answer: a second test of the key.
 std::vector<float> fitQuietUp(const LayerStats &Stats,
-                              llvm::ArrayRef<float> Key,
+                              llvm::ArrayRef<std::vector<float>> Positives,
                               const NegativePool &Pool,
                               llvm::ArrayRef<std::vector<float>> Siblings);
 

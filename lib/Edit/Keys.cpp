@@ -292,13 +292,16 @@ GateFit fitGate(const LayerStats &Stats, ArrayRef<std::vector<float>> Positives,
   }
 }
 
-std::vector<float> fitQuietUp(const LayerStats &Stats, ArrayRef<float> Key,
+std::vector<float> fitQuietUp(const LayerStats &Stats,
+                              ArrayRef<std::vector<float>> Positives,
                               const NegativePool &Pool,
                               ArrayRef<std::vector<float>> Siblings) {
   size_t D = Stats.D;
   std::vector<double> A = Stats.Second;
-  auto AddOuter = [&](const float *X, double W) {
+  std::vector<double> U(D, 0.0);
+  auto AddOuter = [&](const float *X, double W, double Target = 0) {
     for (size_t I = 0; I < D; ++I) {
+      U[I] += W * Target * X[I];
       double WX = W * X[I];
       double *Row = &A[I * D];
       for (size_t J = 0; J < D; ++J)
@@ -314,12 +317,17 @@ std::vector<float> fitQuietUp(const LayerStats &Stats, ArrayRef<float> Key,
     AddOuter(Pool.X[K], Pool.W[K]);
   for (const std::vector<float> &X : Siblings)
     AddOuter(X.data(), 1.0);
+  // The weights of fitGate's positives.
+  const double WKey = 2.0;
+  for (size_t P = 0; P < Positives.size(); ++P)
+    AddOuter(Positives[P].data(),
+             P == 0 ? WKey : 0.5 * WKey / double(Positives.size() - 1), 1.0);
   double Trace = 0;
   for (size_t I = 0; I < D; ++I)
     Trace += A[I * D + I];
   for (size_t I = 0; I < D; ++I)
     A[I * D + I] += 1e-4 * Trace / double(D);
-  std::vector<double> U(Key.begin(), Key.end());
+  ArrayRef<float> Key = Positives.front();
   if (!solveSPD(A, U, D))
     return std::vector<float>(Key.begin(), Key.end());
   double UK = 0;
