@@ -243,9 +243,6 @@ struct Editor::Impl {
     }
     return All ? double(Hits) / double(All) : 0;
   }
-  /// On a model whose output rows are its input embeddings, the largest
-  /// share of the sample's inputs a lifted row may have.
-  static constexpr double MaxTiedInputShare = 1.0;
   unsigned chooseLayer(const Fact &F, ArrayRef<TrialFeature> Accepted,
                        std::string &Why);
   std::vector<const SamplePrompt *> guards(const Fact &F, unsigned Layer,
@@ -686,14 +683,6 @@ Error Editor::Impl::liftRow(int32_t Token, size_t Fact, raw_ostream &Rec) {
   const WeightMatrix &U = M->lmHead();
   bool Tied = !Scratch.find(TensorRole::LMHead);
   double Share = Tied ? inputShare(Token) : 0;
-  if (Share > MaxTiedInputShare)
-    return makeError(
-        "piece '{0}' needs its output row lifted (the model does not emit "
-        "it here), and the model ties its output rows to its input "
-        "embeddings: {1:F2}% of the sample's input tokens are '{0}', whose "
-        "embedding the lift would change (a one-fact INSERT on tiny-gemma3 "
-        "lost 725 of 1161 trained answers that way)",
-        text({Token}), 100 * Share);
   std::vector<double> A(D * D, 0);
   double TrY = 0;
   for (size_t I = 0; I < D; ++I)
