@@ -202,7 +202,7 @@ TEST(Kernels, VectorKernelsOnEveryPath) {
 TEST(Kernels, RowPanelsMatchTheTransposedGEMM) {
   std::mt19937 Rng(13);
   for (size_t K : {1, 8, 33, 130})
-    for (size_t N : {1, 16, 37})
+    for (size_t N : {1, 16, 37, 70, 131})
       for (size_t T : {1, 3, 5})
         for (DType Type : {DType::F32, DType::BF16, DType::F16}) {
           Operands W = randomMatrix(N * K, Rng);
