@@ -111,7 +111,7 @@ TEST(Kernels, EveryPathIsListedAndSelectable) {
 
 TEST(Kernels, MatmulNTOnEveryPath) {
   std::mt19937 Rng(7);
-  for (size_t K : {1, 7, 8, 33, 130, 2560})
+  for (size_t K : {1, 7, 8, 33, 57, 130, 2560})
     for (size_t N : {1, 9, 24, 37})
       for (size_t T : {1, 2, 3, 4, 5, 7, 13})
         for (bool BF16 : {false, true}) {
