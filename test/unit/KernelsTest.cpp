@@ -141,7 +141,7 @@ TEST(Kernels, MatmulNTOnEveryPath) {
 TEST(Kernels, GemmAndDownProjectionOnEveryPath) {
   std::mt19937 Rng(11);
   for (size_t R : {1, 8, 70, 300})
-    for (size_t Cols : {5, 16, 100, 1100})
+    for (size_t Cols : {5, 16, 100, 1100, 4500})
       for (size_t T : {1, 3, 4, 6, 11})
         for (bool BF16 : {false, true}) {
           Operands W = randomMatrix(R * Cols, Rng);
