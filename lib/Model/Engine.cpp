@@ -565,6 +565,11 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
     activateAndMultiply(C.Act, G.data(), U.data(), T * F);
     size_t Grain =
         std::max<size_t>(32, (1u << 18) / std::max<size_t>(1, T * F));
+    // Generation: one share of columns per thread, a multiple of 32 (the
+    // kernel reads a cache line of each row at a time): narrower shares
+    // would read every row in short pieces, which streams poorly.
+    if (T < 4)
+      Grain = std::max(Grain, (D + 32 * Threads - 1) / (32 * Threads) * 32);
     parallelFor(D, Grain, [&](size_t C0, size_t C1) {
       matmulNN(G.data(), T, F, W.Down, 0, F, C0, C1, Out, D);
     });

@@ -36,6 +36,9 @@ struct KernelTable {
   void (*MatmulNN)(const float *A, size_t T, size_t AStride,
                    const WeightMatrix &W, size_t R0, size_t R1, size_t C0,
                    size_t C1, float *Y, size_t YStride);
+  void (*MatmulNTColumnChainsBF16)(const float *X, size_t T, size_t XStride,
+                                   const WeightMatrix &W, size_t N0, size_t N1,
+                                   float *Y, size_t YStride);
 };
 
 /// The tables, defined in Kernels_<isa>.cpp (AVX-512 ones only when the

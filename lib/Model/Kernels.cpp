@@ -193,6 +193,12 @@ void vindex::matmulNT(const float *X, size_t T, size_t XStride,
 void vindex::matmulNTRowPanels(const float *X, size_t T, size_t XStride,
                                const WeightMatrix &W, size_t N0, size_t N1,
                                float *Y, size_t YStride) {
+  // Few tokens against bf16 rows (generation's LM head): the same chains
+  // with 16x16 blocks transposed in registers; widening rows into a panel
+  // in memory cost more than reading them.
+  if (W.Type == DType::BF16 && T < 4)
+    return table().MatmulNTColumnChainsBF16(X, T, XStride, W, N0, N1, Y,
+                                            YStride);
   const size_t K = W.Cols;
   constexpr size_t P = 16;
   // Scratch slots 2 and 3: gemmKN's kernels use the lower ones.

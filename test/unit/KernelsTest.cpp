@@ -111,7 +111,7 @@ TEST(Kernels, EveryPathIsListedAndSelectable) {
 
 TEST(Kernels, MatmulNTOnEveryPath) {
   std::mt19937 Rng(7);
-  for (size_t K : {1, 7, 8, 33, 130, 2560})
+  for (size_t K : {1, 7, 8, 33, 57, 130, 2560})
     for (size_t N : {1, 9, 24, 37})
       for (size_t T : {1, 2, 3, 4, 5, 7, 13})
         for (bool BF16 : {false, true}) {
@@ -141,7 +141,7 @@ TEST(Kernels, MatmulNTOnEveryPath) {
 TEST(Kernels, GemmAndDownProjectionOnEveryPath) {
   std::mt19937 Rng(11);
   for (size_t R : {1, 8, 70, 300})
-    for (size_t Cols : {5, 16, 100, 1100})
+    for (size_t Cols : {5, 16, 100, 1100, 4500})
       for (size_t T : {1, 3, 4, 6, 11})
         for (bool BF16 : {false, true}) {
           Operands W = randomMatrix(R * Cols, Rng);
@@ -202,7 +202,7 @@ TEST(Kernels, VectorKernelsOnEveryPath) {
 TEST(Kernels, RowPanelsMatchTheTransposedGEMM) {
   std::mt19937 Rng(13);
   for (size_t K : {1, 8, 33, 130})
-    for (size_t N : {1, 16, 37})
+    for (size_t N : {1, 16, 37, 70, 131})
       for (size_t T : {1, 3, 5})
         for (DType Type : {DType::F32, DType::BF16, DType::F16}) {
           Operands W = randomMatrix(N * K, Rng);
