@@ -106,6 +106,20 @@ llvm::Expected<KeyStatistics>
 keyStatistics(const Model &M, llvm::ArrayRef<std::vector<int32_t>> Texts,
               llvm::ArrayRef<unsigned> Layers, std::string Source);
 
+/// The same over texts given one at a time: NextText fills its argument
+/// with the next text's ids and returns false when there is none. Only one
+/// text's keys are held at a time (a streaming pass over a corpus).
+llvm::Expected<KeyStatistics>
+keyStatistics(const Model &M,
+              llvm::function_ref<bool(std::vector<int32_t> &)> NextText,
+              llvm::ArrayRef<unsigned> Layers, std::string Source);
+
+/// A corpus' texts: its lines, trimmed, the empty ones skipped (each is
+/// tokenized with the tokenizer's special tokens, Tokenizer::encode's
+/// default). The one definition of `corpus=F` and `--key-stats F`.
+void forEachCorpusLine(llvm::StringRef Text,
+                       llvm::function_ref<void(llvm::StringRef)> Line);
+
 /// C += Weight Σ k kᵀ over the keys of layer Layer at positions
 /// From ... of each text (C is [F * F], row-major, symmetric).
 void addKeyMoments(const Model &M, llvm::ArrayRef<PreservedText> Texts,
