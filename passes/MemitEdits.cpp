@@ -72,6 +72,13 @@ storedStats(const TensorView &View, llvm::ArrayRef<unsigned> Layers,
                 .str();
       return std::nullopt;
     }
+    if (R.Features != View.ffnWidth(L)) {
+      Why = llvm::formatv("the stored key statistics of layer {0} are of {1} "
+                          "features, the layer has {2}",
+                          L, R.Features, View.ffnWidth(L))
+                .str();
+      return std::nullopt;
+    }
     llvm::Expected<uint64_t> Id = keyStatsWeightsIdentity(View, L);
     if (!Id)
       return Id.takeError();
