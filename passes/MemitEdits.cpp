@@ -37,11 +37,12 @@ static std::string joinLayers(llvm::ArrayRef<unsigned> Layers) {
 
 /// The statistics stored in the V-index (stats/) for Layers, when every
 /// layer has an entry from one corpus (CorpusSha256 when not empty) whose
-/// weights identity matches View; else std::nullopt and Why says what
-/// was missing or stale.
+/// weights identity matches View (Corpus gets its name and SHA-256); else
+/// std::nullopt and Why says what was missing or stale.
 static llvm::Expected<std::optional<edit::KeyStatistics>>
 storedStats(const TensorView &View, llvm::ArrayRef<unsigned> Layers,
-            llvm::StringRef CorpusSha256, std::string &Why) {
+            llvm::StringRef CorpusSha256, std::string &Why,
+            std::pair<std::string, std::string> &Corpus) {
   const Manifest &Man = View.base().manifest();
   std::vector<const KeyStatsRecord *> Records;
   for (unsigned L : Layers) {
@@ -101,6 +102,7 @@ storedStats(const TensorView &View, llvm::ArrayRef<unsigned> Layers,
     S.Moment.push_back(std::move(*C));
   }
   S.Positions = Records.front()->Positions;
+  Corpus = {Records.front()->Corpus, Records.front()->CorpusSha256};
   S.Source = llvm::formatv("corpus '{0}' (stored, SHA-256 {1})",
                            Records.front()->Corpus,
                            Records.front()->CorpusSha256)
@@ -132,22 +134,20 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
       CorpusSha = sha256Hex(**F);
     }
     std::string Why;
+    std::pair<std::string, std::string> Corpus;
     llvm::Expected<std::optional<edit::KeyStatistics>> S =
-        storedStats(View, Layers, CorpusSha, Why);
+        storedStats(View, Layers, CorpusSha, Why, Corpus);
     if (!S) {
       Op->emitError() << llvm::toString(S.takeError());
       return failure();
     }
     if (*S) {
-      const Manifest &Man = View.base().manifest();
-      for (const KeyStatsRecord &R : Man.KeyStats)
-        if (R.Layer == Layers.front())
-          Ctx.StatsRecord =
-              llvm::formatv("memit: key statistics: stored, corpus SHA-256 "
-                            "{0} ('{1}', {2} positions, layers {3})",
-                            R.CorpusSha256, R.Corpus, R.Positions,
-                            joinLayers(Layers))
-                  .str();
+      Ctx.StatsRecord =
+          llvm::formatv("memit: key statistics: stored, corpus SHA-256 {0} "
+                        "('{1}', {2} positions, layers {3})",
+                        Corpus.second, Corpus.first, (*S)->Positions,
+                        joinLayers(Layers))
+              .str();
       if (Verbose)
         *Verbose << llvm::formatv("memit: key statistics of layers {0}: the "
                                   "stored ones, {1} positions of {2}\n",
