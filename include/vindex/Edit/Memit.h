@@ -6,7 +6,9 @@
 //   1. Key statistics: per edit layer, the uncentred second moment
 //      C = E[k kᵀ] of the FFN keys k = act(gate x) * (up x) (what the down
 //      projection multiplies, width F) over every position of ordinary text
-//      (keyStatistics), in double, in a fixed order.
+//      (keyStatistics), in double, in a fixed order; or read from the
+//      V-index where `larql-probe --key-stats` stored them
+//      (passes/MemitEdits.cpp, include/vindex/Store/KeyStats.h).
 //   2. Target values: per fact, the offset δ of residual Lmax + 1 (the
 //      output of the last edit layer) at the subject's last token that makes
 //      the model emit every target piece, teacher-forced, on the canonical
