@@ -6,7 +6,12 @@
 #include "vindex/Dialect/Vindex/VindexOps.h"
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
+#include "vindex/Store/KeyStats.h"
 #include "vindex/Store/Patch.h"
+#include "vindex/Store/TensorView.h"
+#include "vindex/Store/Vindex.h"
+#include "vindex/Support/Checksum.h"
+#include "vindex/Support/MappedFile.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinAttributes.h"
@@ -24,10 +29,142 @@ bool isMemit(Operation *Op) {
   return I && I.getMode() && *I.getMode() == "memit";
 }
 
+static std::string joinLayers(llvm::ArrayRef<unsigned> Layers) {
+  return llvm::join(
+      llvm::map_range(Layers, [](unsigned L) { return std::to_string(L); }),
+      ",");
+}
+
+/// The statistics stored in the V-index (stats/) for Layers, when every
+/// layer has an entry from one corpus (CorpusSha256 when not empty) whose
+/// weights identity matches View (Corpus gets its name and SHA-256); else
+/// std::nullopt and Why says what was missing or stale.
+static llvm::Expected<std::optional<edit::KeyStatistics>>
+storedStats(const TensorView &View, llvm::ArrayRef<unsigned> Layers,
+            llvm::StringRef CorpusSha256, std::string &Why,
+            std::pair<std::string, std::string> &Corpus) {
+  const Manifest &Man = View.base().manifest();
+  std::vector<const KeyStatsRecord *> Records;
+  for (unsigned L : Layers) {
+    auto It = llvm::find_if(Man.KeyStats, [&](const KeyStatsRecord &R) {
+      return R.Layer == L;
+    });
+    if (It == Man.KeyStats.end()) {
+      Why = llvm::formatv("the V-index has no key statistics of layer {0} "
+                          "(larql-probe --key-stats)",
+                          L)
+                .str();
+      return std::nullopt;
+    }
+    const KeyStatsRecord &R = *It;
+    if (!Records.empty() &&
+        (R.CorpusSha256 != Records.front()->CorpusSha256 ||
+         R.Positions != Records.front()->Positions)) {
+      Why = llvm::formatv("the stored key statistics of layers {0} and {1} "
+                          "come from different corpora",
+                          Records.front()->Layer, L)
+                .str();
+      return std::nullopt;
+    }
+    if (!CorpusSha256.empty() && R.CorpusSha256 != CorpusSha256) {
+      Why = llvm::formatv("the stored key statistics of layer {0} come from "
+                          "corpus '{1}' (SHA-256 {2}), not the corpus given",
+                          L, R.Corpus, R.CorpusSha256)
+                .str();
+      return std::nullopt;
+    }
+    if (R.Features != View.ffnWidth(L)) {
+      Why = llvm::formatv("the stored key statistics of layer {0} are of {1} "
+                          "features, the layer has {2}",
+                          L, R.Features, View.ffnWidth(L))
+                .str();
+      return std::nullopt;
+    }
+    llvm::Expected<uint64_t> Id = keyStatsWeightsIdentity(View, L);
+    if (!Id)
+      return Id.takeError();
+    if (*Id != R.Weights) {
+      Why = llvm::formatv("the stored key statistics of layer {0} are stale "
+                          "(the weights its keys depend on changed since "
+                          "they were measured)",
+                          L)
+                .str();
+      return std::nullopt;
+    }
+    Records.push_back(&R);
+  }
+  edit::KeyStatistics S;
+  S.Layers.assign(Layers.begin(), Layers.end());
+  for (const KeyStatsRecord *R : Records) {
+    llvm::Expected<std::vector<double>> C = readKeyStats(View.base(), *R);
+    if (!C)
+      return C.takeError();
+    S.Moment.push_back(std::move(*C));
+  }
+  S.Positions = Records.front()->Positions;
+  Corpus = {Records.front()->Corpus, Records.front()->CorpusSha256};
+  S.Source = llvm::formatv("corpus '{0}' (stored, SHA-256 {1})",
+                           Records.front()->Corpus,
+                           Records.front()->CorpusSha256)
+                 .str();
+  return S;
+}
+
 static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
                                   const Tokenizer &Tok, MemitContext &Ctx,
                                   llvm::raw_ostream *Verbose) {
-  llvm::Expected<std::unique_ptr<Model>> M = Model::load(Ed.view());
+  const TensorView &View = Ed.view();
+  if (Ctx.StatsMode != "auto" && Ctx.StatsMode != "stored" &&
+      Ctx.StatsMode != "measure") {
+    Op->emitError() << "memit-stats must be auto, stored or measure, not '"
+                    << Ctx.StatsMode << "'";
+    return failure();
+  }
+  std::vector<unsigned> Layers =
+      edit::memitLayers(Ctx.Options, View.config().NumLayers);
+  if (Ctx.StatsMode != "measure") {
+    std::string CorpusSha;
+    if (!Ctx.CorpusName.empty()) {
+      llvm::Expected<std::unique_ptr<MappedFile>> F =
+          MappedFile::open(Ctx.CorpusName);
+      if (!F) {
+        Op->emitError() << llvm::toString(F.takeError());
+        return failure();
+      }
+      CorpusSha = sha256Hex(**F);
+    }
+    std::string Why;
+    std::pair<std::string, std::string> Corpus;
+    llvm::Expected<std::optional<edit::KeyStatistics>> S =
+        storedStats(View, Layers, CorpusSha, Why, Corpus);
+    if (!S) {
+      Op->emitError() << llvm::toString(S.takeError());
+      return failure();
+    }
+    if (*S) {
+      Ctx.StatsRecord =
+          llvm::formatv("memit: key statistics: stored, corpus SHA-256 {0} "
+                        "('{1}', {2} positions, layers {3})",
+                        Corpus.second, Corpus.first, (*S)->Positions,
+                        joinLayers(Layers))
+              .str();
+      if (Verbose)
+        *Verbose << llvm::formatv("memit: key statistics of layers {0}: the "
+                                  "stored ones, {1} positions of {2}\n",
+                                  joinLayers(Layers), (*S)->Positions,
+                                  (*S)->Source);
+      Ctx.Stats = std::move(**S);
+      return success();
+    }
+    if (Ctx.StatsMode == "stored") {
+      Op->emitError() << "memit-stats=stored: " << Why;
+      return failure();
+    }
+    if (Verbose && !View.base().manifest().KeyStats.empty())
+      *Verbose << "memit: stored key statistics not used: " << Why
+               << "; measuring them\n";
+  }
+  llvm::Expected<std::unique_ptr<Model>> M = Model::load(View);
   if (!M) {
     Op->emitError() << llvm::toString(M.takeError());
     return failure();
@@ -45,8 +182,6 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
     Source = llvm::formatv("the model's greedy text ({0} texts)", Texts.size())
                  .str();
   }
-  std::vector<unsigned> Layers =
-      edit::memitLayers(Ctx.Options, (*M)->numLayers());
   llvm::Expected<edit::KeyStatistics> S =
       edit::keyStatistics(**M, Texts, Layers, Source);
   if (!S) {
@@ -62,6 +197,8 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
                                                          }),
                                          ","),
                               S->Positions, Source);
+  Ctx.StatsRecord = "memit: key statistics over " +
+                    std::to_string(S->Positions) + " positions of " + Source;
   Ctx.Stats = std::move(*S);
   return success();
 }
@@ -129,9 +266,7 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
     return failure();
   }
   std::string Record = llvm::join(Plan->Record, "\n");
-  Record += "\nmemit: key statistics over " +
-            std::to_string(Ctx.Stats->Positions) + " positions of " +
-            Ctx.Stats->Source;
+  Record += "\n" + Ctx.StatsRecord;
   OpBuilder B(Op);
   MLIRContext *C = Op->getContext();
   // Lifted output rows (already on Ed's scratch view), then the updates.

@@ -26,6 +26,13 @@ struct MemitContext {
   std::vector<std::string> Corpus;
   std::string CorpusName;
   std::optional<edit::KeyStatistics> Stats;
+  /// `memit-stats`: "auto" (the V-index's stored statistics, stats/, when
+  /// present, of the corpus given if one is, and measured on the weights
+  /// as they are; else measured here), "stored" (those or an error),
+  /// "measure" (never the stored ones).
+  std::string StatsMode = "auto";
+  /// The patch record's line on the statistics used.
+  std::string StatsRecord;
   /// The guard prompts whose keys the update keeps: every relation's
   /// canonical prompt with every known entity (the labels' probed
   /// entities, else the vocabulary's whole words), followed by the model's

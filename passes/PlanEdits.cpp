@@ -15,6 +15,7 @@
 #include "vindex/Dialect/Larql/LarqlOps.h"
 #include "vindex/Dialect/Vindex/VindexOps.h"
 #include "vindex/Edit/Editor.h"
+#include "vindex/Edit/Memit.h"
 #include "vindex/Exec/Applier.h"
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
@@ -140,11 +141,9 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
                            << "': " << Buf.getError().message();
         return signalPassFailure();
       }
-      SmallVector<StringRef> Lines;
-      (*Buf)->getBuffer().split(Lines, '\n', -1, false);
-      for (StringRef L : Lines)
-        if (!L.trim().empty())
-          Sample.Text.push_back(L.trim().str());
+      edit::forEachCorpusLine((*Buf)->getBuffer(), [&](StringRef L) {
+        Sample.Text.push_back(L.str());
+      });
     }
     Memit.Relations = Sample.Relations; // MODE memit's guards
     Memit.Known = Sample.Known;
@@ -227,6 +226,7 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       Memit.Options.Rounds = MemitRounds;
       Memit.Options.AlphaEdit = MemitAlphaEdit;
       Memit.Options.NullThreshold = MemitNullThreshold;
+      Memit.StatsMode = MemitStats;
       auto *D = getContext().getLoadedDialect<vx::VindexDialect>();
       return lowerMemit(Op, Facts, Ed, Tok, Memit, D->session()->log());
     }

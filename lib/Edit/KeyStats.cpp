@@ -40,6 +40,22 @@ Expected<KeyStatistics> keyStatistics(const Model &M,
                                       ArrayRef<std::vector<int32_t>> Texts,
                                       ArrayRef<unsigned> Layers,
                                       std::string Source) {
+  size_t Next = 0;
+  return keyStatistics(
+      M,
+      [&](std::vector<int32_t> &Ids) {
+        if (Next == Texts.size())
+          return false;
+        Ids = Texts[Next++];
+        return true;
+      },
+      Layers, std::move(Source));
+}
+
+Expected<KeyStatistics>
+keyStatistics(const Model &M,
+              function_ref<bool(std::vector<int32_t> &)> NextText,
+              ArrayRef<unsigned> Layers, std::string Source) {
   KeyStatistics S;
   S.Layers.assign(Layers.begin(), Layers.end());
   S.Source = std::move(Source);
@@ -53,7 +69,8 @@ Expected<KeyStatistics> keyStatistics(const Model &M,
   Session Sess(M, 1);
   ForwardOptions O;
   O.CaptureFFN = true;
-  for (const std::vector<int32_t> &Ids : Texts) {
+  std::vector<int32_t> Ids;
+  while (NextText(Ids)) {
     if (Ids.empty())
       continue;
     Sess.reset();
@@ -76,6 +93,16 @@ Expected<KeyStatistics> keyStatistics(const Model &M,
       }
   }
   return S;
+}
+
+void forEachCorpusLine(StringRef Text, function_ref<void(StringRef)> Line) {
+  while (!Text.empty()) {
+    auto [L, Rest] = Text.split('\n');
+    Text = Rest;
+    L = L.trim();
+    if (!L.empty())
+      Line(L);
+  }
 }
 
 void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,

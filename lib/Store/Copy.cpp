@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Store/Copy.h"
 #include "vindex/Formats/ModelConfig.h"
+#include "vindex/Store/KeyStats.h"
 #include "vindex/Store/Labels.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Support/AtomicOutput.h"
@@ -84,6 +85,22 @@ static Error copyLabelsFile(const Vindex &V, const AtomicDirectory &Out) {
   if (!V.manifest().LabelsFile)
     return Error::success();
   return copyFileAsIs(V, V.manifest().LabelsFile->File, Out);
+}
+
+/// The key statistics under stats/ as they are (Vindex::open checked their
+/// records; their checksums are checked where they are used), but those of
+/// the layers in Except.
+static Error copyKeyStatsFiles(const Vindex &V, const AtomicDirectory &Out,
+                               ArrayRef<unsigned> Except = {}) {
+  for (const KeyStatsRecord &R : V.manifest().KeyStats) {
+    if (llvm::is_contained(Except, R.Layer))
+      continue;
+    if (Error E = createParent(Out.file(R.File)))
+      return E;
+    if (Error E = copyFileAsIs(V, R.File, Out))
+      return E;
+  }
+  return Error::success();
 }
 
 /// The base payload files, copied in the kernel.
@@ -213,6 +230,8 @@ static Error materialise(const TensorView &View, const AtomicDirectory &Out) {
     return E;
   if (Error E = copyLabelsFile(V, Out))
     return E;
+  if (Error E = copyKeyStatsFiles(V, Out))
+    return E;
   return writeFileAtomically(Out.file(kManifestFileName), serializeManifest(M));
 }
 
@@ -241,6 +260,8 @@ Error copyVindex(const TensorView &View, StringRef OutDir, PatchMode Mode) {
   if (Error E = copyAuxFiles(V, *Out))
     return E;
   if (Error E = copyLabelsFile(V, *Out))
+    return E;
+  if (Error E = copyKeyStatsFiles(V, *Out))
     return E;
   if (View.patches().empty()) {
     // Byte for byte, as it was.
@@ -272,6 +293,8 @@ Error copyVindexWithLabels(const Vindex &V, StringRef OutDir, const Labels &L,
     return E;
   if (Error E = copyAuxFiles(V, *Out))
     return E;
+  if (Error E = copyKeyStatsFiles(V, *Out))
+    return E;
   Manifest M = V.manifest();
   if (!V.patches().empty()) {
     Expected<std::vector<PatchRecord>> Records =
@@ -289,6 +312,54 @@ Error copyVindexWithLabels(const Vindex &V, StringRef OutDir, const Labels &L,
   M.LabelsFile = std::move(Record);
   for (LayerRecord &R : M.Layers)
     R.Band = uint8_t(L.band(R.Index));
+  if (Error E = writeFileAtomically(Out->file(kManifestFileName),
+                                    serializeManifest(M)))
+    return E;
+  return Out->commit();
+}
+
+Error copyVindexWithKeyStats(const Vindex &V, StringRef OutDir,
+                             ArrayRef<KeyStatsFileData> Stats) {
+  Expected<AtomicDirectory> Out = createOutput(V, OutDir);
+  if (!Out)
+    return Out.takeError();
+  if (Error E = copyPayloads(V, *Out))
+    return E;
+  if (Error E = copyAuxFiles(V, *Out))
+    return E;
+  if (Error E = copyLabelsFile(V, *Out))
+    return E;
+  std::vector<unsigned> Replaced;
+  for (const KeyStatsFileData &S : Stats)
+    Replaced.push_back(S.Record.Layer);
+  if (Error E = copyKeyStatsFiles(V, *Out, Replaced))
+    return E;
+  Manifest M = V.manifest();
+  if (!V.patches().empty()) {
+    Expected<std::vector<PatchRecord>> Records =
+        writePatches(TensorView(V), *Out);
+    if (!Records)
+      return Records.takeError();
+    M.Patches = std::move(*Records);
+  }
+  llvm::erase_if(M.KeyStats, [&](const KeyStatsRecord &R) {
+    return llvm::is_contained(Replaced, R.Layer);
+  });
+  for (const KeyStatsFileData &S : Stats) {
+    KeyStatsRecord R = S.Record;
+    R.File = keyStatsFileName(R.Layer);
+    R.Length = S.Bytes.size();
+    R.Checksum = checksum(arrayRefFromStringRef(S.Bytes));
+    if (Error E = createParent(Out->file(R.File)))
+      return E;
+    if (Error E = writeFileAtomically(Out->file(R.File), S.Bytes))
+      return E;
+    M.KeyStats.push_back(std::move(R));
+  }
+  llvm::stable_sort(M.KeyStats, [](const KeyStatsRecord &A,
+                                   const KeyStatsRecord &B) {
+    return A.Layer < B.Layer;
+  });
   if (Error E = writeFileAtomically(Out->file(kManifestFileName),
                                     serializeManifest(M)))
     return E;

@@ -51,6 +51,12 @@ public:
     flatbuffers::Offset<fb::LabelsFile> LabelsFile;
     if (M.LabelsFile)
       LabelsFile = labelsFile(*M.LabelsFile);
+    std::vector<flatbuffers::Offset<fb::KeyStatsFile>> KeyStats;
+    for (const KeyStatsRecord &K : M.KeyStats)
+      KeyStats.push_back(fb::CreateKeyStatsFile(
+          B, str(K.File), K.Length, K.Checksum, K.Layer, K.Features,
+          K.Positions, K.Weights, str(K.Corpus), str(K.CorpusSha256),
+          str(K.CommandLine)));
     // Patches need a reader that applies them (Manifest.h).
     uint32_t Version =
         M.Patches.empty() ? kVindexFormatVersion : kVindexFormatVersionPatches;
@@ -58,7 +64,9 @@ public:
         B, Version, Config, B.CreateVector(Tensors), B.CreateVector(Shards),
         B.CreateVector(Layers), B.CreateVector(Files), Prov,
         B.CreateVector(Patches), keyValues(M.IndexMetadata), M.SourceIndex,
-        LabelsFile);
+        LabelsFile,
+        // Absent rather than empty: a V-index never measured keeps its bytes.
+        KeyStats.empty() ? 0 : B.CreateVector(KeyStats));
     B.Finish(Root, fb::ManifestIdentifier());
     return std::string(reinterpret_cast<const char *>(B.GetBufferPointer()),
                        B.GetSize());
@@ -350,6 +358,12 @@ Expected<Manifest> parseManifest(ArrayRef<uint8_t> Bytes, StringRef File) {
         R.Sources.push_back({str(S->path()), S->size(), str(S->sha256())});
     M.LabelsFile = std::move(R);
   }
+  if (F->key_stats())
+    for (const fb::KeyStatsFile *K : *F->key_stats())
+      M.KeyStats.push_back({str(K->file()), K->length(), K->checksum(),
+                            K->layer(), K->features(), K->positions(),
+                            K->weights(), str(K->corpus()),
+                            str(K->corpus_sha256()), str(K->command_line())});
   return M;
 }
 

@@ -3,6 +3,7 @@
 
 #include "vindex/Store/Checks.h"
 #include "vindex/Store/Codec.h"
+#include "vindex/Store/KeyStats.h"
 #include "vindex/Store/Labels.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Error.h"
@@ -129,6 +130,8 @@ Error Vindex::load() {
   if (Error E = checkModelTensors(M.Config, M.Tensors, ManifestPath, M.Layers))
     return E;
   if (Error E = loadLabels())
+    return E;
+  if (Error E = checkKeyStatsRecords(M, Dir, ManifestPath))
     return E;
   return loadPatches();
 }

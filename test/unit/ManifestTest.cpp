@@ -72,6 +72,37 @@ TEST(Manifest, RoundTripsEveryField) {
   EXPECT_EQ(Back->Provenance.Sources[0].Sha256.size(), 64u);
 }
 
+TEST(Manifest, RoundTripsKeyStatistics) {
+  Manifest M = sample();
+  std::string Without = serializeManifest(M);
+  M.KeyStats.push_back({"stats/key-L001.f64", 591360, 0xfeedull, 1, 384,
+                        47359, 0xabcdef0123456789ull, "train.txt",
+                        std::string(64, 'f'), "larql-probe x --key-stats y"});
+  std::string Bytes = serializeManifest(M);
+  // Absent, not empty, when never measured: older V-indexes keep their
+  // bytes.
+  EXPECT_NE(Bytes, Without);
+  Expected<Manifest> Back = parseManifest(arrayRefFromStringRef(Bytes), "m");
+  ASSERT_TRUE(bool(Back)) << toString(Back.takeError());
+  EXPECT_EQ(serializeManifest(*Back), Bytes);
+  ASSERT_EQ(Back->KeyStats.size(), 1u);
+  const KeyStatsRecord &K = Back->KeyStats[0];
+  EXPECT_EQ(K.File, "stats/key-L001.f64");
+  EXPECT_EQ(K.Length, 591360u);
+  EXPECT_EQ(K.Checksum, 0xfeedull);
+  EXPECT_EQ(K.Layer, 1u);
+  EXPECT_EQ(K.Features, 384u);
+  EXPECT_EQ(K.Positions, 47359u);
+  EXPECT_EQ(K.Weights, 0xabcdef0123456789ull);
+  EXPECT_EQ(K.Corpus, "train.txt");
+  EXPECT_EQ(K.CorpusSha256, std::string(64, 'f'));
+  EXPECT_EQ(K.CommandLine, "larql-probe x --key-stats y");
+  Expected<Manifest> Plain =
+      parseManifest(arrayRefFromStringRef(Without), "m");
+  ASSERT_TRUE(bool(Plain)) << toString(Plain.takeError());
+  EXPECT_TRUE(Plain->KeyStats.empty());
+}
+
 TEST(Manifest, IsDeterministic) {
   EXPECT_EQ(serializeManifest(sample()), serializeManifest(sample()));
 }

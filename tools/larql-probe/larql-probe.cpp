@@ -5,12 +5,15 @@
 // labels are described in docs/user-guide.md.
 //
 //===----------------------------------------------------------------------===//
+#include "vindex/Edit/Memit.h"
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
 #include "vindex/Model/VindexSession.h"
 #include "vindex/Probe/Probe.h"
 #include "vindex/Store/Copy.h"
+#include "vindex/Store/KeyStats.h"
 #include "vindex/Store/Labels.h"
+#include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
 #include "vindex/Support/Checksum.h"
 #include "vindex/Support/Depfile.h"
@@ -84,6 +87,19 @@ static cl::opt<std::string>
               cl::desc("Write timings and counts as JSON ('-': stdout)"),
               cl::value_desc("FILE"), cl::cat(toolOptions()));
 
+static cl::opt<std::string>
+    KeyStats("key-stats",
+             cl::desc("Measure MODE memit's key statistics over the lines "
+                      "of CORPUS.txt and store them (stats/) instead of "
+                      "labelling"),
+             cl::value_desc("CORPUS.txt"), cl::cat(toolOptions()));
+static cl::list<unsigned>
+    KeyStatsLayers("key-stats-layers",
+                   cl::desc("Layers of --key-stats (default: MODE memit's "
+                            "edit layers)"),
+                   cl::CommaSeparated, cl::value_desc("L,L,..."),
+                   cl::cat(toolOptions()));
+
 static cl::opt<bool>
     Summary("summary",
             cl::desc("Print a summary of IN.vindex's labels and exit"),
@@ -106,6 +122,15 @@ Writes a copy of IN.vindex with labels.vfb beside its manifest:
 Usage:
   larql-probe IN.vindex -o OUT.vindex [--facts FACTS.tsv]
               [--templates TEMPLATES.json] [--jobs N] [--depfile F] [--force]
+
+With --key-stats CORPUS.txt it labels nothing: it streams the corpus line
+by line through the model and stores, per layer (MODE memit's edit layers,
+or --key-stats-layers), E[k k^T] of the FFN keys in double under stats/,
+with the corpus' SHA-256, the positions counted and an identity of the
+weights the keys depend on; INSERT ... MODE memit then uses them
+(docs/lql.md, "MODE memit"; docs/vindex-format.md, "Key statistics").
+  larql-probe IN.vindex -o OUT.vindex --key-stats CORPUS.txt
+              [--key-stats-layers L,L,...]
 
 Facts are TSV lines entity<TAB>relation<TAB>target after a header line;
 templates are JSON, per relation {"canonical": "... {e} ...", "train": [...],
@@ -162,15 +187,8 @@ static Error writeStats(const ProbeStats &S, double Seconds) {
   return Error::success();
 }
 
-/// --summary: what the labels of a probed V-index hold, one line per
-/// layer and per relation (stable text, for people and tests).
-static Error printSummary() {
-  Expected<std::unique_ptr<Vindex>> V = Vindex::open(Input);
-  if (!V)
-    return V.takeError();
-  const Labels *L = (*V)->labels();
-  if (!L)
-    return fileError(Input, "is not probed (run larql-probe on it)");
+/// The labels, one line per layer and per relation.
+static void printLabels(const Labels *L) {
   size_t WithRelations = 0;
   for (const FeatureLabel &F : L->Features)
     WithRelations += !F.Relations.empty();
@@ -215,6 +233,134 @@ static Error printSummary() {
           [&](const TokenScore &T) { outs() << L->tokenText(T.Token); }, "|");
       outs() << "\n";
     }
+  }
+}
+
+/// --summary: what the labels of a probed V-index hold, one line per
+/// layer and per relation, then one line per layer's key statistics
+/// (stable text, for people and tests).
+static Error printSummary() {
+  Expected<std::unique_ptr<Vindex>> V = Vindex::open(Input);
+  if (!V)
+    return V.takeError();
+  const Labels *L = (*V)->labels();
+  if (!L && (*V)->manifest().KeyStats.empty())
+    return fileError(Input, "is not probed (run larql-probe on it)");
+  if (L)
+    printLabels(L);
+  // The key statistics, each checked against the weights as they are.
+  TensorView View(**V);
+  for (const KeyStatsRecord &R : (*V)->manifest().KeyStats) {
+    Expected<uint64_t> Id = keyStatsWeightsIdentity(View, R.Layer);
+    if (!Id)
+      return Id.takeError();
+    outs() << formatv("key statistics: layer {0} file={1} features={2} "
+                      "positions={3} corpus={4} sha256={5} weights={6:x16} "
+                      "{7}\n",
+                      R.Layer, R.File, R.Features, R.Positions, R.Corpus,
+                      R.CorpusSha256, R.Weights,
+                      *Id == R.Weights ? "current" : "stale");
+  }
+  return Error::success();
+}
+
+/// --key-stats: the statistics of each layer over the corpus' lines, one
+/// line in memory at a time, stored in a copy of the V-index.
+static Error runKeyStats() {
+  auto Start = std::chrono::steady_clock::now();
+  if (!Facts.empty() || !Templates.empty())
+    return makeError("--key-stats labels nothing: give --facts and "
+                     "--templates to a run of their own");
+  Expected<std::unique_ptr<Vindex>> V = Vindex::open(Input);
+  if (!V)
+    return V.takeError();
+  Expected<std::unique_ptr<MappedFile>> Corpus = MappedFile::open(KeyStats);
+  if (!Corpus)
+    return Corpus.takeError();
+  std::string Sha = sha256Hex(**Corpus);
+  VindexSession Session(**V);
+  Expected<const Model &> M = Session.model();
+  if (!M)
+    return M.takeError();
+  Expected<const Tokenizer &> Tok = Session.tokenizer();
+  if (!Tok)
+    return Tok.takeError();
+  std::vector<unsigned> Layers(KeyStatsLayers.begin(), KeyStatsLayers.end());
+  llvm::sort(Layers);
+  Layers.erase(std::unique(Layers.begin(), Layers.end()), Layers.end());
+  if (Layers.empty())
+    Layers = edit::memitLayers(edit::MemitOptions(), M->numLayers());
+  for (unsigned L : Layers)
+    if (L >= M->numLayers())
+      return makeError("--key-stats-layers: no layer {0} (the model has {1})",
+                       L, M->numLayers());
+  // The lines one at a time, as `corpus=F` reads them.
+  std::vector<StringRef> Lines;
+  edit::forEachCorpusLine(text(**Corpus),
+                          [&](StringRef L) { Lines.push_back(L); });
+  size_t Next = 0;
+  Expected<edit::KeyStatistics> S = edit::keyStatistics(
+      *M,
+      [&](std::vector<int32_t> &Ids) {
+        if (Next == Lines.size())
+          return false;
+        Ids = Tok->encode(Lines[Next++]);
+        return true;
+      },
+      Layers, KeyStats);
+  if (!S)
+    return fileError(KeyStats, "{0}", toString(S.takeError()));
+
+  std::string CommandLine =
+      std::string(Tool) + " " + Input.getValue() + " --key-stats " + KeyStats;
+  if (!KeyStatsLayers.empty()) {
+    CommandLine += " --key-stats-layers=";
+    for (size_t I = 0; I < Layers.size(); ++I)
+      CommandLine += (I ? "," : "") + std::to_string(Layers[I]);
+  }
+  std::vector<KeyStatsFileData> Files;
+  for (size_t I = 0; I < Layers.size(); ++I) {
+    KeyStatsFileData D;
+    D.Record.Layer = Layers[I];
+    D.Record.Features = M->layer(Layers[I]).Down.Rows;
+    D.Record.Positions = S->Positions;
+    Expected<uint64_t> Id = keyStatsWeightsIdentity(Session.view(), Layers[I]);
+    if (!Id)
+      return Id.takeError();
+    D.Record.Weights = *Id;
+    D.Record.Corpus = KeyStats;
+    D.Record.CorpusSha256 = Sha;
+    D.Record.CommandLine = CommandLine;
+    D.Bytes = serializeKeyStats(S->Moment[I], D.Record.Features);
+    S->Moment[I] = {};
+    Files.push_back(std::move(D));
+  }
+  if (Error E = copyVindexWithKeyStats(**V, Output, Files))
+    return E;
+  if (!Depfile.empty())
+    if (Error E = writeDepfile(Depfile, Output,
+                               {(*V)->path(kManifestFileName), KeyStats}))
+      return E;
+  if (!StatsJSON.empty()) {
+    json::Object O{
+        {"layers", int64_t(Layers.size())},
+        {"lines", int64_t(Lines.size())},
+        {"positions", int64_t(S->Positions)},
+        {"total_seconds", std::chrono::duration<double>(
+                              std::chrono::steady_clock::now() - Start)
+                              .count()},
+        {"peak_rss_mib", double(peakRSSKiB()) / 1024},
+    };
+    std::string Text = formatv("{0}", json::Value(std::move(O))).str() + "\n";
+    if (StatsJSON == "-") {
+      outs() << Text;
+      return Error::success();
+    }
+    std::error_code EC;
+    raw_fd_ostream OS(StatsJSON, EC);
+    if (EC)
+      return fileError(StatsJSON, "cannot write: {0}", EC.message());
+    OS << Text;
   }
   return Error::success();
 }
@@ -327,5 +473,5 @@ int main(int argc, char **argv) {
     errs() << Tool << ": error: -o OUT.vindex is required\n";
     return ExitUsageError;
   }
-  return exitWith(Tool, run());
+  return exitWith(Tool, KeyStats.empty() ? run() : runKeyStats());
 }

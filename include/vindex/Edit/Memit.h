@@ -6,7 +6,9 @@
 //   1. Key statistics: per edit layer, the uncentred second moment
 //      C = E[k kᵀ] of the FFN keys k = act(gate x) * (up x) (what the down
 //      projection multiplies, width F) over every position of ordinary text
-//      (keyStatistics), in double, in a fixed order.
+//      (keyStatistics), in double, in a fixed order; or read from the
+//      V-index where `larql-probe --key-stats` stored them
+//      (passes/MemitEdits.cpp, include/vindex/Store/KeyStats.h).
 //   2. Target values: per fact, the offset δ of residual Lmax + 1 (the
 //      output of the last edit layer) at the subject's last token that makes
 //      the model emit every target piece, teacher-forced, on the canonical
@@ -105,6 +107,20 @@ struct KeyStatistics {
 llvm::Expected<KeyStatistics>
 keyStatistics(const Model &M, llvm::ArrayRef<std::vector<int32_t>> Texts,
               llvm::ArrayRef<unsigned> Layers, std::string Source);
+
+/// The same over texts given one at a time: NextText fills its argument
+/// with the next text's ids and returns false when there is none. Only one
+/// text's keys are held at a time (a streaming pass over a corpus).
+llvm::Expected<KeyStatistics>
+keyStatistics(const Model &M,
+              llvm::function_ref<bool(std::vector<int32_t> &)> NextText,
+              llvm::ArrayRef<unsigned> Layers, std::string Source);
+
+/// A corpus' texts: its lines, trimmed, the empty ones skipped (each is
+/// tokenized with the tokenizer's special tokens, Tokenizer::encode's
+/// default). The one definition of `corpus=F` and `--key-stats F`.
+void forEachCorpusLine(llvm::StringRef Text,
+                       llvm::function_ref<void(llvm::StringRef)> Line);
 
 /// C += Weight Σ k kᵀ over the keys of layer Layer at positions
 /// From ... of each text (C is [F * F], row-major, symmetric).

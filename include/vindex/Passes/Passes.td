@@ -99,7 +99,12 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                  Option<"MemitNullThreshold", "memit-null-threshold",
                         "double", "0.01",
                         "AlphaEdit's null space: eigenvalues below this "
-                        "times the largest">];
+                        "times the largest">,
+                 Option<"MemitStats", "memit-stats", "std::string",
+                        "\"auto\"",
+                        "MODE memit's key statistics: auto (the V-index's "
+                        "stored ones when valid, else measured), stored "
+                        "(those or an error), measure">];
   let dependentDialects = ["::vindex::vx::VindexDialect"];
 }
 

@@ -42,6 +42,20 @@ struct Labels;
 llvm::Error copyVindexWithLabels(const Vindex &V, llvm::StringRef OutDir,
                                  const Labels &L, LabelsFileRecord Record);
 
+/// One layer's key statistics to store: the record (File, Length and
+/// Checksum are filled when written) and the file's bytes
+/// (serializeKeyStats).
+struct KeyStatsFileData {
+  KeyStatsRecord Record;
+  std::string Bytes;
+};
+
+/// Writes V to OutDir, atomically, as copyVindexWithLabels does (patches
+/// and labels kept), with Stats under stats/: they replace any earlier
+/// statistics of their layers; the others are kept.
+llvm::Error copyVindexWithKeyStats(const Vindex &V, llvm::StringRef OutDir,
+                                   llvm::ArrayRef<KeyStatsFileData> Stats);
+
 } // namespace vindex
 
 #endif // VINDEX_STORE_COPY_H

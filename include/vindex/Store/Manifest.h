@@ -122,6 +122,25 @@ struct LabelsFileRecord {
   std::vector<SourceFileRecord> Sources;
 };
 
+/// One layer's key statistics under stats/ (larql-probe --key-stats;
+/// docs/vindex-format.md, "Key statistics").
+struct KeyStatsRecord {
+  std::string File; ///< "stats/key-LNNN.f64"
+  uint64_t Length = 0;
+  /// Chunked xxh3 of the file's bytes (as tensor payloads).
+  uint64_t Checksum = 0;
+  uint32_t Layer = 0;
+  /// The layer's FFN width when measured: the file holds F (F + 1) / 2
+  /// doubles.
+  uint64_t Features = 0;
+  uint64_t Positions = 0;
+  /// keyStatsWeightsIdentity of the weights measured (Store/KeyStats.h).
+  uint64_t Weights = 0;
+  std::string Corpus;
+  std::string CorpusSha256;
+  std::string CommandLine;
+};
+
 struct Manifest {
   uint32_t FormatVersion = kVindexFormatVersion;
   ModelConfig Config;
@@ -135,6 +154,8 @@ struct Manifest {
   bool SourceIndex = false;
   /// Present once larql-probe has labelled the V-index.
   std::optional<LabelsFileRecord> LabelsFile;
+  /// Key statistics per layer, ascending layer (larql-probe --key-stats).
+  std::vector<KeyStatsRecord> KeyStats;
 };
 
 /// The flatbuffer bytes of M (deterministic for equal manifests).
