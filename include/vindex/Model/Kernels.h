@@ -104,7 +104,9 @@ void matmulNT(const float *X, size_t T, size_t XStride, const WeightMatrix &W,
 
 /// matmulNT's GEMM chains (those of a transposed f32 copy: each element one
 /// chain of multiply-adds over k in order from zero) computed from W's rows
-/// in place, f32, bf16 or f16, by widening 16 rows at a time into a panel: the
+/// in place, f32, bf16 or f16: for bf16 rows and fewer than 4 tokens
+/// (generation's LM head) straight from the rows, 16x16 blocks transposed
+/// in registers; otherwise by widening 16 rows at a time into a panel. The
 /// same bits as W with a Transposed copy, without the copy. For
 /// vocabulary-sized matrices (the LM head), whose copies would cost more
 /// to make than the statements that use them.
