@@ -271,6 +271,8 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
   MLIRContext *C = Op->getContext();
   // Lifted output rows (already on Ed's scratch view), then the updates.
   for (const edit::PlannedRow &R : Plan->Rows) {
+    if (R.UntieFirst)
+      B.create<vx::UntieOutputOp>(Op->getLoc(), R.Tensor);
     std::string Name = llvm::formatv("memit_row_{0}", R.Row).str();
     auto Ty = RankedTensorType::get({1, int64_t(R.Values.size())},
                                     Float32Type::get(C));

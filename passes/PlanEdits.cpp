@@ -240,6 +240,8 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
     OpBuilder B(Op);
     MLIRContext *Ctx = &getContext();
     for (const edit::PlannedRow &R : Plan->Rows) {
+      if (R.UntieFirst)
+        B.create<vx::UntieOutputOp>(Op->getLoc(), R.Tensor);
       std::string Name = llvm::formatv("row_{0}", R.Row).str();
       auto Ty = RankedTensorType::get({1, int64_t(R.Values.size())},
                                       Float32Type::get(Ctx));

@@ -218,12 +218,12 @@ Error copyAuxFiles(const TensorView &View, const AtomicDirectory &Out) {
       return Buf.takeError();
     std::string Bytes = (*Buf)->getBuffer().str();
     const ArchitectureWrapper *W = findArchitectureWrapper(Cfg.SourceModelType);
-    if (F.Name == "config.json" && View.ffnWidthsChanged()) {
+    if (F.Name == "config.json" && View.configChanged()) {
       // A true config: Hugging Face has one intermediate_size, so every
-      // layer is written as wide as the widest (outputRows).
-      ModelConfig C = Cfg;
-      C.IntermediateSize = View.maxFFNWidth();
-      Expected<std::string> Written = writeHFConfig(C, Bytes, V.path(F.Name));
+      // layer is written as wide as the widest (outputRows); an untied
+      // output matrix is lm_head.weight, not the embedding.
+      Expected<std::string> Written =
+          writeHFConfig(View.writtenConfig(), Bytes, V.path(F.Name));
       if (!Written)
         return Written.takeError();
       Bytes = std::move(*Written);
@@ -278,9 +278,9 @@ Error compileSafetensors(const TensorView &V, StringRef OutDir, unsigned Jobs) {
   std::vector<OutputShard> Shards(std::max<size_t>(1, M.Shards.size()));
   for (size_t I = 0; I < Shards.size(); ++I)
     Shards[I].Name = M.Shards.empty() ? "model.safetensors" : M.Shards[I].Name;
-  for (const TensorRecord &T : M.Tensors)
-    Shards[M.Shards.empty() ? 0 : T.SourceShard].Tensors.push_back(
-        outputTensor(V, T));
+  for (const TensorRecord *T : V.tensors())
+    Shards[M.Shards.empty() ? 0 : T->SourceShard].Tensors.push_back(
+        outputTensor(V, *T));
 
   Expected<AtomicDirectory> Out =
       AtomicDirectory::create(OutDir, isReplaceableCheckpoint);

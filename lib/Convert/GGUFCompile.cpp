@@ -171,7 +171,8 @@ private:
 
 Error GGUFCompiler::plan() {
   const ModelConfig &C = V.config();
-  for (const TensorRecord &T : V.manifest().Tensors) {
+  for (const TensorRecord *TP : View.tensors()) {
+    const TensorRecord &T = *TP;
     Planned P;
     P.T = &T;
     P.Eff = View.record(T);

@@ -93,6 +93,16 @@ Error updateWeights(vx::UpdateWeightsOp Op, PatchBuilder &P) {
   return P.setRows(Tensor, uint64_t(Op.getRowBegin()), *V);
 }
 
+Error untieOutput(vx::UntieOutputOp Op, PatchBuilder &P) {
+  Expected<std::string> Made = P.untieOutput();
+  if (!Made)
+    return Made.takeError();
+  if (*Made != Op.getTensor())
+    return makeError("the output matrix is '{0}' on this model, not '{1}'",
+                     *Made, Op.getTensor());
+  return Error::success();
+}
+
 /// "file:line:col" for a location from a script, else the location printed.
 std::string locationText(Location Loc) {
   if (auto F = Loc->findInstanceOf<FileLineColLoc>())
@@ -113,6 +123,7 @@ Error applyVindexOp(Operation *Op, PatchBuilder &P) {
           .Case([&](vx::RemoveFeatureOp O) { return removeFeature(O, P); })
           .Case([&](vx::InstallFeatureOp O) { return installFeature(O, P); })
           .Case([&](vx::UpdateWeightsOp O) { return updateWeights(O, P); })
+          .Case([&](vx::UntieOutputOp O) { return untieOutput(O, P); })
           .Case([&](vx::SetLabelOp) {
             return makeError("labels arrive with the probe issue: nothing "
                              "stores them yet");

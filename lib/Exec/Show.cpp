@@ -26,7 +26,7 @@ namespace vindex::lql {
 
 Error Executor::show(mlir::Operation &Op) {
   StringRef What = cast<larql::ShowOp>(Op).getWhat();
-  const ModelConfig &C = V.config();
+  const ModelConfig &C = view().config(); // with the patches so far
   ResultTable R;
   if (What == "layers") {
     Expected<const FeatureWeights &> W = weights();

@@ -246,7 +246,8 @@ Error Model::bind(const BoundMatrices *Reuse, uint64_t Since) {
                      C.Architecture);
   // A tensor the engine would not use changes the model (an MLP bias, an
   // o_proj bias...): refuse rather than compute something else.
-  for (const TensorRecord &T : V.base().manifest().Tensors) {
+  for (const TensorRecord *TP : V.tensors()) {
+    const TensorRecord &T = *TP;
     bool Unused = T.Role == TensorRole::Other ||
                   (!C.AttentionBias && (T.Role == TensorRole::AttnQBias ||
                                         T.Role == TensorRole::AttnKBias ||
@@ -265,8 +266,8 @@ Error Model::bind(const BoundMatrices *Reuse, uint64_t Since) {
   // Models whose weights fit the budget as f32 are widened once at load;
   // larger ones run from the mapped bytes.
   uint64_t Elements = 0;
-  for (const TensorRecord &T : V.base().manifest().Tensors)
-    Elements += numElements(V.record(T).Dims).value_or(0);
+  for (const TensorRecord *T : V.tensors())
+    Elements += numElements(V.record(*T).Dims).value_or(0);
   B.WidenBF16 = Elements * 4 <= Opts.WidenBudget;
   TransposeLMHead = B.WidenBF16;
   size_t D = C.HiddenSize, HD = C.HeadDim;

@@ -140,6 +140,7 @@ writePatches(const TensorView &View, const AtomicDirectory &Out) {
 /// Rewrites one payload file: patched tensors with the view's bytes
 /// (uncompressed), the others as stored; updates their records.
 static Error materialiseFile(const TensorView &View, StringRef File,
+                             ArrayRef<const TensorRecord *> Sources,
                              std::vector<TensorRecord> &Tensors,
                              const AtomicDirectory &Out) {
   const Vindex &V = View.base();
@@ -156,7 +157,7 @@ static Error materialiseFile(const TensorView &View, StringRef File,
     return Tensors[A].Offset < Tensors[B].Offset;
   });
   for (size_t I : Order) {
-    const TensorRecord &Base = V.manifest().Tensors[I];
+    const TensorRecord &Base = *Sources[I];
     TensorRecord &R = Tensors[I];
     if (Error E = (*F)->padTo(kPayloadAlignment))
       return E;
@@ -190,23 +191,28 @@ static Error materialiseFile(const TensorView &View, StringRef File,
 static Error materialise(const TensorView &View, const AtomicDirectory &Out) {
   const Vindex &V = View.base();
   Manifest M = V.manifest();
+  // The view's tensors: the manifest's, then the one a patch created (the
+  // untied output matrix), which joins its source's payload file.
+  std::vector<const TensorRecord *> Sources = View.tensors();
+  for (size_t I = M.Tensors.size(); I < Sources.size(); ++I)
+    M.Tensors.push_back(*Sources[I]);
   StringSet<> Rewritten;
-  for (const TensorRecord &T : M.Tensors)
-    if (View.isPatched(T))
-      Rewritten.insert(T.File);
+  for (size_t I = 0; I < Sources.size(); ++I)
+    if (View.isPatched(*Sources[I]))
+      Rewritten.insert(M.Tensors[I].File);
   if (Error E = copyPayloads(V, Out, Rewritten))
     return E;
   for (const auto &F : Rewritten)
-    if (Error E = materialiseFile(View, F.getKey(), M.Tensors, Out))
+    if (Error E = materialiseFile(View, F.getKey(), Sources, M.Tensors, Out))
       return E;
   M.Patches.clear();
   for (LayerRecord &L : M.Layers)
     L.Features = View.ffnWidth(L.Index);
-  bool Widened = View.ffnWidthsChanged();
-  if (Widened) {
-    // The config (manifest and config.json) says the widest layer; the
-    // layers record their own widths.
-    M.Config.IntermediateSize = View.maxFFNWidth();
+  bool Rewrite = View.configChanged();
+  if (Rewrite) {
+    // The config (manifest and config.json) says the widest layer (the
+    // layers record their own widths) and whether the output is tied.
+    M.Config = View.writtenConfig();
     auto Cfg = llvm::find_if(M.Files, [](const AuxFileRecord &F) {
       return F.Name == "config.json";
     });
@@ -226,7 +232,7 @@ static Error materialise(const TensorView &View, const AtomicDirectory &Out) {
       M.Config.SourceModelType = M.Config.Architecture;
     }
   }
-  if (Error E = copyAuxFiles(V, Out, Widened ? "config.json" : ""))
+  if (Error E = copyAuxFiles(V, Out, Rewrite ? "config.json" : ""))
     return E;
   if (Error E = copyLabelsFile(V, Out))
     return E;

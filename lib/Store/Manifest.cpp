@@ -152,8 +152,11 @@ private:
     std::vector<flatbuffers::Offset<fb::PatchedTensor>> Tensors;
     for (const PatchedTensorRecord &T : P.Tensors)
       Tensors.push_back(
-          fb::CreatePatchedTensor(B, str(T.Name), T.Layer, T.BaseRows,
-                                  B.CreateVector(T.Rows), T.AppendedRows));
+          fb::CreatePatchedTensor(
+              B, str(T.Name), T.Layer, T.BaseRows, B.CreateVector(T.Rows),
+              T.AppendedRows,
+              T.CopyOf.empty() ? flatbuffers::Offset<flatbuffers::String>()
+                               : str(T.CopyOf)));
     return fb::CreatePatch(B, str(P.Name), str(P.Description), str(P.File),
                            P.Length, P.Checksum, str(P.Statement),
                            str(P.ScriptSha256), B.CreateVector(Tensors));
@@ -336,6 +339,7 @@ Expected<Manifest> parseManifest(ArrayRef<uint8_t> Bytes, StringRef File) {
           PT.Rows.clear();
           appendElements(T->rows(), PT.Rows);
           PT.AppendedRows = T->appended_rows();
+          PT.CopyOf = str(T->copy_of());
           R.Tensors.push_back(std::move(PT));
         }
       M.Patches.push_back(std::move(R));

@@ -14,14 +14,18 @@
 #include "llvm/Support/Path.h"
 
 #include <cstring>
+#include <functional>
 
 using namespace llvm;
 namespace fb = vindex::fb;
 
 namespace vindex {
 
-/// The version of the patch file format this build writes and reads.
+/// The versions of the patch file format this build writes and reads: 2
+/// when an edit creates a tensor (copy_of), which version-1 readers would
+/// misread as a change to a tensor they do not have; else 1.
 constexpr uint32_t kPatchFileVersion = 1;
+constexpr uint32_t kPatchFileVersionCopies = 2;
 
 const TensorEdit *Patch::find(StringRef Tensor) const {
   for (const TensorEdit &E : Edits)
@@ -34,14 +38,43 @@ const TensorEdit *Patch::find(StringRef Tensor) const {
 // PatchBuilder
 //===----------------------------------------------------------------------===//
 
+std::string untiedOutputName(StringRef Embedding) {
+  // A wrapped text model's prefix stays ("language_model.model.embed_tokens
+  // .weight" -> "language_model.lm_head.weight").
+  StringRef Prefix = Embedding;
+  if (!Prefix.consume_back("model.embed_tokens.weight"))
+    Prefix = "";
+  return (Prefix + "lm_head.weight").str();
+}
+
+TensorRecord untiedOutputRecord(const TensorRecord &Embedding) {
+  TensorRecord R = Embedding;
+  R.Name = untiedOutputName(Embedding.Name);
+  R.Role = TensorRole::LMHead;
+  R.Layer = -1;
+  return R;
+}
+
 struct PatchBuilder::Impl {
   const TensorView &View;
   PatchOrigin Origin;
-  /// By the tensor's index in the manifest (edits come out in that order).
+  /// By the tensor's index in the manifest (edits come out in that order);
+  /// a tensor a patch creates comes last.
   std::map<size_t, TensorEdit> Edits;
+  /// The output matrix untieOutput made here (not yet in View).
+  std::unique_ptr<TensorRecord> Untied;
 
   size_t indexOf(const TensorRecord &T) const {
-    return &T - View.base().manifest().Tensors.data();
+    const std::vector<TensorRecord> &Base = View.base().manifest().Tensors;
+    std::less<const TensorRecord *> Before;
+    if (!Before(&T, Base.data()) && Before(&T, Base.data() + Base.size()))
+      return &T - Base.data();
+    return Base.size(); // the untied output matrix: the one created tensor
+  }
+  const TensorRecord *find(StringRef Name) const {
+    if (Untied && Untied->Name == Name)
+      return Untied.get();
+    return View.find(Name);
   }
   const TensorEdit *edit(const TensorRecord &T) const {
     auto It = Edits.find(indexOf(T));
@@ -79,7 +112,7 @@ struct PatchBuilder::Impl {
   }
 
   Expected<const TensorRecord *> tensor(StringRef Name) const {
-    if (const TensorRecord *T = View.find(Name))
+    if (const TensorRecord *T = find(Name))
       return T;
     return makeError("the V-index has no tensor '{0}'", Name);
   }
@@ -139,7 +172,7 @@ static std::vector<uint8_t> encode(ArrayRef<float> Values, DType T) {
 }
 
 PatchBuilder::PatchBuilder(const TensorView &View, PatchOrigin Origin)
-    : I(new Impl{View, std::move(Origin), {}}) {}
+    : I(new Impl{View, std::move(Origin), {}, nullptr}) {}
 PatchBuilder::~PatchBuilder() = default;
 
 Error PatchBuilder::setRow(StringRef Tensor, uint64_t Row,
@@ -246,18 +279,48 @@ Error PatchBuilder::removeFeature(unsigned Layer, uint64_t Feature) {
   return Error::success();
 }
 
+Expected<std::string> PatchBuilder::untieOutput() {
+  const TensorView &View = I->View;
+  if (View.find(TensorRole::LMHead) || I->Untied)
+    return makeError("the model already has an output matrix of its own");
+  const TensorRecord *Emb = View.find(TensorRole::Embedding);
+  if (!Emb)
+    return makeError("the V-index has no embedding to untie an output "
+                     "matrix from");
+  // The copy is the embedding as this builder sees it: its base payload
+  // (shared, not copied) plus every row patched so far.
+  std::map<uint64_t, std::vector<uint8_t>> Rows;
+  for (const std::shared_ptr<const Patch> &P : View.patches())
+    if (const TensorEdit *E = P->find(Emb->Name))
+      for (const auto &KV : E->Rows)
+        Rows[KV.first];
+  for (auto &[Row, Bytes] : Rows) {
+    Bytes.resize(View.rowBytes(*Emb));
+    if (Error E = View.readRow(*Emb, Row, Bytes))
+      return std::move(E);
+  }
+  if (const TensorEdit *Own = I->edit(*Emb))
+    for (const auto &[Row, Bytes] : Own->Rows)
+      Rows[Row] = Bytes;
+  I->Untied = std::make_unique<TensorRecord>(untiedOutputRecord(*Emb));
+  TensorEdit &E = I->editFor(*I->Untied);
+  E.CopyOf = Emb->Name;
+  E.Rows = std::move(Rows);
+  return E.Tensor;
+}
+
 uint64_t PatchBuilder::ffnWidth(unsigned Layer) const {
   const TensorRecord *G = I->View.find(TensorRole::FFNGate, int(Layer));
   return G ? I->rows(*G) : 0;
 }
 
 uint64_t PatchBuilder::rows(StringRef Tensor) const {
-  const TensorRecord *T = I->View.find(Tensor);
+  const TensorRecord *T = I->find(Tensor);
   return T ? I->rows(*T) : 0;
 }
 
 uint64_t PatchBuilder::rowElements(StringRef Tensor) const {
-  const TensorRecord *T = I->View.find(Tensor);
+  const TensorRecord *T = I->find(Tensor);
   return T ? I->View.rowElements(*T) : 0;
 }
 
@@ -269,6 +332,7 @@ std::shared_ptr<const Patch> PatchBuilder::finish() {
   for (auto &[Index, E] : I->Edits)
     P->Edits.push_back(std::move(E));
   I->Edits.clear();
+  I->Untied.reset();
   return P;
 }
 
@@ -280,6 +344,7 @@ std::string serializePatch(const Patch &P) {
   flatbuffers::FlatBufferBuilder B(1 << 12);
   auto Str = [&](StringRef S) { return B.CreateString(S.data(), S.size()); };
   std::vector<flatbuffers::Offset<fb::RowEdit>> Edits;
+  uint32_t Version = kPatchFileVersion;
   for (const TensorEdit &E : P.edits()) {
     std::vector<uint64_t> Rows;
     std::vector<uint8_t> Data;
@@ -291,13 +356,18 @@ std::string serializePatch(const Patch &P) {
     auto Name = Str(E.Tensor);
     auto RowsVec = B.CreateVector(Rows);
     auto DataVec = B.CreateVector(Data);
+    flatbuffers::Offset<flatbuffers::String> CopyOf;
+    if (!E.CopyOf.empty()) {
+      CopyOf = Str(E.CopyOf);
+      Version = kPatchFileVersionCopies;
+    }
     Edits.push_back(fb::CreateRowEdit(B, Name, uint8_t(E.Type), E.RowElements,
                                       E.BaseRows, RowsVec, E.AppendedRows,
-                                      DataVec));
+                                      DataVec, CopyOf));
   }
   const PatchOrigin &O = P.origin();
   auto Root =
-      fb::CreatePatchFile(B, kPatchFileVersion, Str(O.Name), Str(O.Statement),
+      fb::CreatePatchFile(B, Version, Str(O.Name), Str(O.Statement),
                           Str(O.ScriptSha256), B.CreateVector(Edits));
   B.Finish(Root, fb::PatchFileIdentifier());
   return std::string(reinterpret_cast<const char *>(B.GetBufferPointer()),
@@ -314,11 +384,13 @@ Expected<std::shared_ptr<const Patch>> readPatchFile(ArrayRef<uint8_t> Bytes,
   if (!fb::VerifyPatchFileBuffer(V))
     return fileError(File, "corrupt patch (flatbuffer verification failed)");
   const fb::PatchFile *F = fb::GetPatchFile(Bytes.data());
-  if (F->format_version() != kPatchFileVersion)
+  if (F->format_version() != kPatchFileVersion &&
+      F->format_version() != kPatchFileVersionCopies)
     return fileError(File,
                      "patch format version {0} is not supported (this "
-                     "build reads version {1})",
-                     F->format_version(), kPatchFileVersion);
+                     "build reads versions {1} and {2})",
+                     F->format_version(), kPatchFileVersion,
+                     kPatchFileVersionCopies);
   auto Str = [](const flatbuffers::String *S) {
     return S ? S->str() : std::string();
   };
@@ -337,6 +409,10 @@ Expected<std::shared_ptr<const Patch>> readPatchFile(ArrayRef<uint8_t> Bytes,
       E.RowElements = R->row_elements();
       E.BaseRows = R->base_rows();
       E.AppendedRows = R->appended_rows();
+      E.CopyOf = Str(R->copy_of());
+      if (!E.CopyOf.empty() &&
+          (F->format_version() < kPatchFileVersionCopies || E.AppendedRows))
+        return Bad("copy_of needs format version 2 and no appended rows");
       uint64_t NRows = R->rows() ? R->rows()->size() : 0;
       bool Overflow = false;
       uint64_t RowBytes = SaturatingMultiply<uint64_t>(
@@ -379,6 +455,7 @@ static std::vector<PatchedTensorRecord> describe(const Vindex &V,
     for (const auto &KV : E.Rows)
       R.Rows.push_back(KV.first);
     R.AppendedRows = E.AppendedRows;
+    R.CopyOf = E.CopyOf;
     Out.push_back(std::move(R));
   }
   return Out;
@@ -391,7 +468,7 @@ static bool sameRecords(ArrayRef<PatchedTensorRecord> A,
   for (size_t I = 0; I < A.size(); ++I)
     if (A[I].Name != B[I].Name || A[I].Layer != B[I].Layer ||
         A[I].BaseRows != B[I].BaseRows || A[I].Rows != B[I].Rows ||
-        A[I].AppendedRows != B[I].AppendedRows)
+        A[I].AppendedRows != B[I].AppendedRows || A[I].CopyOf != B[I].CopyOf)
       return false;
   return true;
 }

@@ -13,16 +13,75 @@ namespace vindex {
 
 TensorView::TensorView(const Vindex &V)
     : V(&V), Stack(V.patches().begin(), V.patches().end()),
-      Persisted(Stack.size()) {}
+      Persisted(Stack.size()) {
+  // Vindex::open checked the persisted patches (by pushing them).
+  for (const std::shared_ptr<const Patch> &P : Stack)
+    adopt(*P);
+}
 
-const ModelConfig &TensorView::config() const { return V->config(); }
+const ModelConfig &TensorView::config() const {
+  return UntiedConfig ? *UntiedConfig : V->config();
+}
+
+ModelConfig TensorView::writtenConfig() const {
+  ModelConfig C = config();
+  if (ffnWidthsChanged())
+    C.IntermediateSize = maxFFNWidth();
+  return C;
+}
 
 const TensorRecord *TensorView::find(StringRef Name) const {
+  for (const std::shared_ptr<const TensorRecord> &T : Created)
+    if (T->Name == Name)
+      return T.get();
   return V->find(Name);
 }
 
 const TensorRecord *TensorView::find(TensorRole Role, int Layer) const {
-  return V->find(Role, Layer);
+  if (const TensorRecord *T = V->find(Role, Layer))
+    return T;
+  for (const std::shared_ptr<const TensorRecord> &T : Created)
+    if (T->Role == Role && T->Layer == Layer)
+      return T.get();
+  return nullptr;
+}
+
+std::vector<const TensorRecord *> TensorView::tensors() const {
+  std::vector<const TensorRecord *> All;
+  for (const TensorRecord &T : V->manifest().Tensors)
+    All.push_back(&T);
+  for (const std::shared_ptr<const TensorRecord> &T : Created)
+    All.push_back(T.get());
+  return All;
+}
+
+Error TensorView::checkCreated(const Patch &P, const TensorEdit &E) const {
+  // Only the untied output matrix is ever created: a copy of the embedding
+  // of a model without an LM head, under the name untieOutput gives it.
+  const TensorRecord *Source = find(E.CopyOf);
+  if (find(E.Tensor) || !Source || Source->Role != TensorRole::Embedding ||
+      find(TensorRole::LMHead) || E.Tensor != untiedOutputName(Source->Name))
+    return makeError("patch '{0}' creates tensor '{1}' as a copy of '{2}', "
+                     "which only the untied output matrix of a model whose "
+                     "LM head is its embedding may be",
+                     P.origin().Name, E.Tensor, E.CopyOf);
+  if (E.Type != Source->Type || E.RowElements != rowElements(*Source) ||
+      E.BaseRows != rows(*Source) || E.AppendedRows)
+    return makeError("patch '{0}' does not copy tensor '{1}' as it is",
+                     P.origin().Name, E.CopyOf);
+  return Error::success();
+}
+
+void TensorView::adopt(const Patch &P) {
+  for (const TensorEdit &E : P.edits()) {
+    if (E.CopyOf.empty())
+      continue;
+    Created.push_back(
+        std::make_shared<TensorRecord>(untiedOutputRecord(*find(E.CopyOf))));
+    auto C = std::make_shared<ModelConfig>(V->config());
+    C->TiedEmbeddings = false;
+    UntiedConfig = std::move(C);
+  }
 }
 
 Error TensorView::push(std::shared_ptr<const Patch> P) {
@@ -30,6 +89,11 @@ Error TensorView::push(std::shared_ptr<const Patch> P) {
   // layer's FFN must keep one width.
   std::map<int, std::array<uint64_t, 3>> Widths;
   for (const TensorEdit &E : P->edits()) {
+    if (!E.CopyOf.empty()) {
+      if (Error Err = checkCreated(*P, E))
+        return Err;
+      continue;
+    }
     const TensorRecord *T = find(E.Tensor);
     if (!T)
       return makeError("patch '{0}' changes tensor '{1}', which the V-index "
@@ -50,7 +114,7 @@ Error TensorView::push(std::shared_ptr<const Patch> P) {
   }
   for (const TensorEdit &E : P->edits()) {
     const TensorRecord *T = find(E.Tensor);
-    if (!isFFNRole(T->Role) || !E.AppendedRows)
+    if (!T || !isFFNRole(T->Role) || !E.AppendedRows)
       continue;
     auto [It, New] = Widths.try_emplace(T->Layer);
     if (New)
@@ -68,6 +132,7 @@ Error TensorView::push(std::shared_ptr<const Patch> P) {
       return makeError("patch '{0}' leaves layer {1}'s gate, up and down with "
                        "different widths ({2}, {3}, {4})",
                        P->origin().Name, Layer, W[0], W[1], W[2]);
+  adopt(*P);
   Stack.push_back(std::move(P));
   ++Generation;
   return Error::success();

@@ -488,6 +488,159 @@ TEST_P(Overlay, TamperedPatchIsRefusedByName) {
 
 // Persisted patches stack under new ones across copies, and materialising
 // a stack equals the stack.
+TEST_P(Overlay, UntiedOutputMatrix) {
+  // A model whose LM head is its embedding gets an output matrix of its
+  // own: an output row then changes without changing the token's input
+  // embedding. The reference is the source checkpoint given an
+  // lm_head.weight by hand (the embedding with that row replaced) and
+  // tie_word_embeddings false, decomposed.
+  TensorView View(*BaseV);
+  PatchBuilder B(View, {"untie", "INSERT ...", ""});
+  if (View.find(TensorRole::LMHead)) {
+    EXPECT_FAILS(B.untieOutput().takeError()); // tiny-llama has its own
+    EXPECT_TRUE(B.empty());
+    return;
+  }
+  ASSERT_TRUE(View.config().TiedEmbeddings);
+  const TensorRecord *Emb = View.find(TensorRole::Embedding);
+  ASSERT_NE(Emb, nullptr);
+  constexpr uint64_t kEmbRow = 7, kHeadRow = 9;
+  std::vector<float> EmbRow = pattern(D, 5, 0.5f), HeadRow = pattern(D, 6, 2);
+  // An embedding row patched before the untie is part of the copy.
+  {
+    PatchBuilder First(View);
+    ASSERT_OK(First.setRow(Emb->Name, kEmbRow, EmbRow));
+    ASSERT_OK(View.push(First.finish()));
+  }
+  auto M = Model::load(View);
+  ASSERT_TRUE(bool(M)) << toString(M.takeError());
+  std::vector<float> Tied = logits(**M);
+  Expected<std::string> Head = B.untieOutput();
+  ASSERT_TRUE(bool(Head)) << toString(Head.takeError());
+  EXPECT_EQ(*Head, "lm_head.weight");
+  EXPECT_FAILS(B.untieOutput().takeError()); // once
+  ASSERT_OK(B.setRow(*Head, kHeadRow, HeadRow));
+  ASSERT_OK(View.push(B.finish()));
+  EXPECT_TRUE(View.untied());
+  EXPECT_FALSE(View.config().TiedEmbeddings);
+  const TensorRecord *H = View.find(TensorRole::LMHead);
+  ASSERT_NE(H, nullptr);
+  EXPECT_EQ(View.find(*Head), H);
+  std::vector<float> Row, Want;
+  ASSERT_OK(View.readRow(*H, kEmbRow, Row));
+  EXPECT_EQ(Row, EmbRow);
+  ASSERT_OK(View.readRow(*H, kHeadRow, Row));
+  EXPECT_EQ(Row, HeadRow);
+  ASSERT_OK(View.readRow(*Emb, kHeadRow, Row));
+  ASSERT_OK(TensorView(*BaseV).readRow(*Emb, kHeadRow, Want));
+  EXPECT_EQ(Row, Want); // the input embedding is unchanged
+
+  // Only token kHeadRow's logit moves.
+  ASSERT_OK((*M)->reload());
+  std::vector<float> Untied = logits(**M);
+  ASSERT_EQ(Untied.size(), Tied.size());
+  for (size_t T = 0; T < Tied.size(); ++T)
+    if (T == kHeadRow)
+      EXPECT_NE(Untied[T], Tied[T]);
+    else
+      ASSERT_EQ(Untied[T], Tied[T]) << T;
+
+  // The hand-made reference checkpoint.
+  std::string Ref = path("untied-reference");
+  ASSERT_FALSE(sys::fs::create_directories(Ref));
+  std::string Src = source();
+  for (StringRef Aux : {"tokenizer.json", "tokenizer_config.json",
+                        "special_tokens_map.json", "generation_config.json"})
+    if (sys::fs::exists(Src + "/" + Aux.str()))
+      writeAll(Ref + "/" + Aux.str(), readAll(Src + "/" + Aux.str()));
+  {
+    auto Cfg = MemoryBuffer::getFile(Src + "/config.json");
+    Expected<json::Value> J = json::parse((*Cfg)->getBuffer());
+    ASSERT_TRUE(bool(J));
+    (*J->getAsObject())["tie_word_embeddings"] = false;
+    writeAll(Ref + "/config.json",
+             arrayRefFromStringRef(formatv("{0:2}", *J).str()));
+    auto ST = SafetensorsFile::open(Src + "/model.safetensors");
+    ASSERT_TRUE(bool(ST));
+    std::vector<SafetensorsWriter::Tensor> List;
+    std::vector<std::vector<uint8_t>> Data;
+    for (const SafetensorsEntry &E : (*ST)->entries()) {
+      ArrayRef<uint8_t> Bytes = (*ST)->data(E);
+      List.push_back({E.Name, E.Type, E.Dims});
+      Data.emplace_back(Bytes.begin(), Bytes.end());
+      if (E.Name != Emb->Name)
+        continue;
+      ASSERT_EQ(E.Type, DType::BF16);
+      std::vector<uint8_t> R = bf16Bytes(EmbRow);
+      std::memcpy(Data.back().data() + kEmbRow * D * 2, R.data(), D * 2);
+      List.push_back({"lm_head.weight", E.Type, E.Dims});
+      Data.push_back(Data.back());
+      R = bf16Bytes(HeadRow);
+      std::memcpy(Data.back().data() + kHeadRow * D * 2, R.data(), D * 2);
+    }
+    SafetensorsWriter W(List, (*ST)->metadata());
+    std::vector<uint8_t> File(W.header().begin(), W.header().end());
+    for (auto &Bytes : Data)
+      File.insert(File.end(), Bytes.begin(), Bytes.end());
+    writeAll(Ref + "/model.safetensors", File);
+  }
+  auto Decomposed = [&](const std::string &Dir) -> std::vector<float> {
+    DecomposeOptions Opts;
+    Opts.Input = Dir;
+    Opts.Output = Dir + ".vindex";
+    std::vector<std::string> Inputs;
+    Error E = decompose(Opts, Inputs);
+    EXPECT_FALSE(bool(E)) << toString(std::move(E));
+    auto V = Vindex::open(Opts.Output);
+    EXPECT_TRUE(bool(V)) << toString(V.takeError());
+    if (!V)
+      return {};
+    EXPECT_FALSE((*V)->config().TiedEmbeddings);
+    auto RM = Model::load(**V);
+    EXPECT_TRUE(bool(RM)) << toString(RM.takeError());
+    return RM ? logits(**RM) : std::vector<float>{};
+  };
+  EXPECT_LT(maxDiff(Decomposed(Ref), Untied), 1e-5f);
+
+  // Kept (-o), reopened: the created tensor comes back from the patch.
+  std::string Kept = path("untied-kept.vindex");
+  ASSERT_OK(copyVindex(View, Kept, PatchMode::Keep));
+  auto KV = Vindex::open(Kept);
+  ASSERT_TRUE(bool(KV)) << toString(KV.takeError());
+  ASSERT_OK((*KV)->verify(2));
+  EXPECT_EQ((*KV)->manifest().Patches[1].Tensors.front().CopyOf, Emb->Name);
+  TensorView KeptView(**KV);
+  EXPECT_TRUE(KeptView.untied());
+  auto KM = Model::load(KeptView);
+  ASSERT_TRUE(bool(KM)) << toString(KM.takeError());
+  EXPECT_EQ(logits(**KM), Untied);
+
+  // Compiled to safetensors (decomposed again) and materialised.
+  std::string ST = path("untied-compiled");
+  ASSERT_OK(compileSafetensors(KeptView, ST, 2));
+  EXPECT_EQ(Decomposed(ST), Untied);
+  std::string Mat = path("untied-mat.vindex");
+  ASSERT_OK(copyVindex(KeptView, Mat, PatchMode::Materialise));
+  auto MV = Vindex::open(Mat);
+  ASSERT_TRUE(bool(MV)) << toString(MV.takeError());
+  ASSERT_OK((*MV)->verify(2));
+  EXPECT_FALSE((*MV)->config().TiedEmbeddings);
+  ASSERT_NE((*MV)->find("lm_head.weight"), nullptr);
+  auto MM = Model::load(**MV);
+  ASSERT_TRUE(bool(MM)) << toString(MM.takeError());
+  EXPECT_EQ(logits(**MM), Untied);
+
+  // GGUF: output.weight is the untied matrix.
+  std::string GPath = path("untied.gguf");
+  ASSERT_OK(compileGGUF(KeptView, GPath, GGUFOutputType::Auto, 2));
+  auto G = GGUFFile::open(GPath);
+  ASSERT_TRUE(bool(G)) << toString(G.takeError());
+  const GGUFTensorInfo *Out = (*G)->findTensor("output.weight");
+  ASSERT_NE(Out, nullptr);
+  EXPECT_TRUE((*G)->data(*Out).slice(kHeadRow * D * 2, D * 2) ==
+              ArrayRef(bf16Bytes(HeadRow)));
+}
+
 TEST_P(Overlay, PatchesStackAcrossCopies) {
   TensorView View(*BaseV);
   ASSERT_OK(View.push(record(View)));

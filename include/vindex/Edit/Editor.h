@@ -73,9 +73,12 @@ struct PlannedFeature {
 };
 
 /// A row of a tensor to replace: an output row lifted so that a target
-/// piece the model never learned to emit can be (the LM head's row, or the
-/// embedding's when they are tied).
+/// piece the model never learned to emit can be (the LM head's row; a model
+/// whose LM head is its embedding gets an output matrix of its own first).
 struct PlannedRow {
+  /// The output matrix must be untied from the embedding before this row
+  /// (vindex.untie_output; the first lifted row of a tied model).
+  bool UntieFirst = false;
   size_t Fact = 0;
   std::string Tensor;
   uint64_t Row = 0;

@@ -94,6 +94,9 @@ struct PatchedTensorRecord {
   /// Replaced rows (< BaseRows), ascending.
   std::vector<uint64_t> Rows;
   uint64_t AppendedRows = 0;
+  /// Non-empty: the patch creates the tensor as a copy of this one (the
+  /// untied output matrix; Patch.h, TensorEdit::CopyOf).
+  std::string CopyOf;
 };
 
 /// A persisted patch: its file under patches/ and what it changes.

@@ -7,7 +7,11 @@
 //   - feature slots appended to a layer's FFN (gate, up and down each get
 //     the same number of new rows, so the layer's FFN width grows);
 //   - removed features, which are zeroed rows of gate, up and down (a zero
-//     row contributes exactly 0 to the FFN output; feature numbers stay).
+//     row contributes exactly 0 to the FFN output; feature numbers stay);
+//   - an untied output matrix: on a model whose LM head is its input
+//     embedding, a new tensor (lm_head.weight) that starts as a copy of the
+//     embedding, so that an output row can change without changing what
+//     the token means as input (PatchBuilder::untieOutput).
 // Rows are kept in the tensor's stored dtype (V-index layout), so a patched
 // tensor streams out as plain bytes.
 //
@@ -64,6 +68,10 @@ struct TensorEdit {
   /// Rows appended after BaseRows, back to back (AppendedRows of them).
   uint64_t AppendedRows = 0;
   std::vector<uint8_t> Appended;
+  /// Non-empty: this patch creates Tensor, a copy of tensor CopyOf as the
+  /// patches below leave it. Its rows are CopyOf's base payload where Rows
+  /// has none: CopyOf's patched rows are copied into Rows when it is made.
+  std::string CopyOf;
 
   uint64_t rowBytes() const { return RowElements * dtypeSize(Type); }
   /// Rows of the tensor above this patch.
@@ -122,6 +130,12 @@ public:
   /// Zeroes feature Feature of Layer (gate, up and down rows): it then
   /// contributes nothing (vindex.remove_feature).
   llvm::Error removeFeature(unsigned Layer, uint64_t Feature);
+  /// Gives a model whose LM head is its input embedding an output matrix of
+  /// its own, a copy of the embedding as it is now, named untiedOutputName()
+  /// (vindex.untie_output); later rows written to it leave the embedding
+  /// as it is. Returns the new tensor's name; an error when the model
+  /// already has an LM head.
+  llvm::Expected<std::string> untieOutput();
 
   /// Layer's FFN width with the changes recorded so far.
   uint64_t ffnWidth(unsigned Layer) const;
@@ -138,6 +152,14 @@ private:
   struct Impl;
   std::unique_ptr<Impl> I;
 };
+
+/// The name of the output matrix that untieOutput gives a model whose
+/// embedding is Embedding: its Hugging Face name (lm_head.weight, with the
+/// prefix of a wrapped text model's names).
+std::string untiedOutputName(llvm::StringRef Embedding);
+/// The record of that matrix: Embedding's payload under its own name and
+/// role (TensorView gives it to the patches that create it).
+TensorRecord untiedOutputRecord(const TensorRecord &Embedding);
 
 /// A persisted patch file's bytes (flatbuffer, identifier "VPAT"), parsed
 /// and checked for consistency. FileName is for messages. (The manifest

@@ -12,6 +12,12 @@
 // slots make a layer's width (ffnWidth) differ from the config's
 // intermediate_size.
 //
+// A patch may create one tensor: the output matrix of a model whose LM head
+// was its input embedding (PatchBuilder::untieOutput). The view then holds
+// its record (the embedding's payload under lm_head.weight, role LMHead),
+// finds it by name and role, lists it in tensors(), and its config() says
+// the embeddings are no longer tied.
+//
 // generation() changes whenever the stack changes: holders of derived
 // caches (the engine's widened copies, walk scales) compare it to rebuild.
 // A view is cheap to copy (patches are shared and immutable); the Vindex
@@ -41,8 +47,17 @@ public:
   explicit TensorView(const Vindex &V);
 
   const Vindex &base() const { return *V; }
-  /// The manifest's config (intermediate_size as recorded; see ffnWidth).
+  /// The manifest's config (intermediate_size as recorded; see ffnWidth),
+  /// with tie_word_embeddings false once a patch has untied the output.
   const ModelConfig &config() const;
+  /// The config an output of this view is written with: config() with the
+  /// widest layer's FFN width.
+  ModelConfig writtenConfig() const;
+  /// True when writtenConfig() differs from the manifest's config (a
+  /// config.json or GGUF header must then be written from the view).
+  bool configChanged() const { return ffnWidthsChanged() || untied(); }
+  /// True when a patch has given the model an output matrix of its own.
+  bool untied() const { return !Created.empty(); }
   /// Changes whenever the patch stack changes.
   uint64_t generation() const { return Generation; }
 
@@ -56,9 +71,12 @@ public:
   /// as it is now (its base row counts are checked).
   llvm::Error push(std::shared_ptr<const Patch> P);
 
-  /// Tensor lookup (the base's records; shapes there are unpatched).
+  /// Tensor lookup (the base's records and the created one; shapes there
+  /// are unpatched).
   const TensorRecord *find(llvm::StringRef Name) const;
   const TensorRecord *find(TensorRole Role, int Layer = -1) const;
+  /// Every tensor: the manifest's, in its order, then the created one.
+  std::vector<const TensorRecord *> tensors() const;
 
   /// Layer's FFN width: its gate's rows with appended slots.
   uint64_t ffnWidth(unsigned Layer) const;
@@ -117,8 +135,16 @@ private:
     std::vector<const uint8_t *> Extra;
   };
   Resolved resolve(const TensorRecord &T) const;
+  /// Checks the tensor an edit of P creates (CopyOf) against the view.
+  llvm::Error checkCreated(const Patch &P, const TensorEdit &E) const;
+  /// Records the tensors P creates.
+  void adopt(const Patch &P);
 
   const Vindex *V;
+  /// Tensors created by patches of the stack (shared: a copy of the view
+  /// keeps the same records), and the config that goes with them.
+  std::vector<std::shared_ptr<const TensorRecord>> Created;
+  std::shared_ptr<const ModelConfig> UntiedConfig;
   std::vector<std::shared_ptr<const Patch>> Stack;
   size_t Persisted = 0;
   uint64_t Generation = 0;

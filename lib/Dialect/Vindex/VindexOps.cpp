@@ -62,6 +62,13 @@ LogicalResult InstallFeatureOp::verify() {
   return success();
 }
 
+LogicalResult UntieOutputOp::verify() {
+  if (!getTensor().ends_with("lm_head.weight"))
+    return emitOpError() << "creates the output matrix, lm_head.weight, not '"
+                         << getTensor() << "'";
+  return success();
+}
+
 LogicalResult UpdateWeightsOp::verify() {
   if (getTensor().empty())
     return emitOpError("tensor name must not be empty");

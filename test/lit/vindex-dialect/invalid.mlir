@@ -53,3 +53,8 @@ vindex.set_label {layer = -1, feature = 0, key = "k", value = "v"}
 
 // expected-error @+1 {{'vindex.set_label' op label key must not be empty}}
 vindex.set_label {layer = 0, feature = 0, key = "", value = "v"}
+
+// -----
+
+// expected-error @+1 {{'vindex.untie_output' op creates the output matrix, lm_head.weight, not 'model.embed_tokens.weight'}}
+vindex.untie_output "model.embed_tokens.weight"

@@ -14,6 +14,8 @@ vindex.install_feature {layer = 2, slot = 40, gate = dense<[1.0, 2.0, 3.0]> : te
 vindex.install_feature {layer = 0, slot = 0, gate = dense_resource<g> : tensor<2xf16>, up = dense_resource<u> : tensor<2xf16>, down = dense_resource<d> : tensor<2xf16>}
 // CHECK-NEXT: vindex.update_weights "layers.1.ffn_gate" {row_begin = 4 : i64, row_end = 6 : i64, values = dense<{{\[\[}}1.000000e+00, 2.000000e+00], [3.000000e+00, 4.000000e+00]]> : tensor<2x2xf32>}
 vindex.update_weights "layers.1.ffn_gate" {row_begin = 4, row_end = 6, values = dense<[[1.0, 2.0], [3.0, 4.0]]> : tensor<2x2xf32>}
+// CHECK-NEXT: vindex.untie_output "lm_head.weight"
+vindex.untie_output "lm_head.weight"
 // CHECK-NEXT: vindex.set_label {feature = 9 : i64, key = "relation", layer = 1 : i64, value = "capital"}
 vindex.set_label {layer = 1, feature = 9, key = "relation", value = "capital"}
 // CHECK-NEXT: }

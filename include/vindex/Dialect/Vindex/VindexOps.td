@@ -36,6 +36,19 @@ def Vindex_UpdateWeightsOp : Vindex_Op<"update_weights"> {
   let hasVerifier = 1;
 }
 
+def Vindex_UntieOutputOp : Vindex_Op<"untie_output"> {
+  let summary = "Give a tied-embedding model an output matrix of its own";
+  let description = [{
+    On a model whose LM head is its input embedding, creates `tensor`
+    (lm_head.weight) as a copy of the embedding as it is; `update_weights`
+    ops after it may then change output rows without changing what a token
+    means as input. An error when the model already has an LM head.
+  }];
+  let arguments = (ins StrAttr:$tensor);
+  let assemblyFormat = "$tensor attr-dict";
+  let hasVerifier = 1;
+}
+
 def Vindex_SetLabelOp : Vindex_Op<"set_label"> {
   let summary = "Set label `key` of feature (layer, feature) to `value`";
   let arguments = (ins I64Attr:$layer, I64Attr:$feature, StrAttr:$key,
