@@ -227,13 +227,22 @@ Expected<AtomicFile> AtomicFile::create(StringRef Given) {
   Expected<std::string> Model = temporaryModel(Given, Final);
   if (!Model)
     return Model.takeError();
-  SmallString<256> Temp;
-  Expected<std::unique_ptr<OutputFile>> F =
-      OutputFile::createUnique(*Model, Temp);
-  if (!F)
-    return F.takeError();
-  sys::RemoveFileOnSignal(Temp);
-  return AtomicFile(std::move(Final), Temp.str().str(), std::move(*F));
+  // The name is registered for removal on signals before the file exists
+  // (which also installs the handlers): registered after, a signal between
+  // the two (a kill as soon as the file appears) would leave it behind.
+  for (int Attempt = 0; Attempt < 64; ++Attempt) {
+    SmallString<256> Temp;
+    sys::fs::createUniquePath(*Model, Temp, /*MakeAbsolute=*/false);
+    sys::RemoveFileOnSignal(Temp);
+    Expected<std::unique_ptr<OutputFile>> F = OutputFile::createNew(Temp);
+    if (F)
+      return AtomicFile(std::move(Final), Temp.str().str(), std::move(*F));
+    sys::DontRemoveFileOnSignal(Temp);
+    if (!sys::fs::exists(Temp)) // not a name taken by an earlier try
+      return F.takeError();
+    consumeError(F.takeError());
+  }
+  return makeError("{0}: cannot create a temporary output file", Given);
 }
 
 AtomicFile::AtomicFile(AtomicFile &&Other)
@@ -303,14 +312,17 @@ AtomicDirectory::create(StringRef Given, ReplaceablePredicate Replaceable) {
   for (int Attempt = 0; Attempt < 64; ++Attempt) {
     SmallString<256> Temp;
     sys::fs::createUniquePath(*Model, Temp, /*MakeAbsolute=*/false);
+    // Registered before it exists, as AtomicFile's.
+    removeDirectoryOnSignal(Temp);
     std::error_code EC = sys::fs::create_directory(
         Temp, /*IgnoreExisting=*/false, sys::fs::all_all);
+    if (EC)
+      dontRemoveDirectoryOnSignal(Temp);
     if (EC == std::errc::file_exists)
       continue;
     if (EC)
       return fileError(Temp, "cannot create output directory: {0}",
                        EC.message());
-    removeDirectoryOnSignal(Temp);
     return AtomicDirectory(Final, Temp.str().str(), Replaceable);
   }
   return makeError("{0}: cannot create a temporary output directory", Given);

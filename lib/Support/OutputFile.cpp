@@ -22,13 +22,12 @@ Expected<std::unique_ptr<OutputFile>> OutputFile::create(StringRef Path) {
   return std::unique_ptr<OutputFile>(new OutputFile(Path.str(), FD));
 }
 
-Expected<std::unique_ptr<OutputFile>>
-OutputFile::createUnique(StringRef Model, SmallVectorImpl<char> &Path) {
+Expected<std::unique_ptr<OutputFile>> OutputFile::createNew(StringRef Path) {
   int FD;
-  if (std::error_code EC = sys::fs::createUniqueFile(Model, FD, Path))
-    return fileError(Model, "cannot create: {0}", EC.message());
-  return std::unique_ptr<OutputFile>(
-      new OutputFile(std::string(Path.begin(), Path.end()), FD));
+  if (std::error_code EC = sys::fs::openFileForWrite(Path, FD,
+                                                     sys::fs::CD_CreateNew))
+    return fileError(Path, "cannot create: {0}", EC.message());
+  return std::unique_ptr<OutputFile>(new OutputFile(Path.str(), FD));
 }
 
 OutputFile::~OutputFile() {

@@ -24,13 +24,12 @@ public:
   /// Creates (truncates) Path.
   static llvm::Expected<std::unique_ptr<OutputFile>>
   create(llvm::StringRef Path);
-  /// Creates a new file named after Model ('%' -> random hex digit, as
-  /// llvm::sys::fs::createUniqueFile) and sets Path to its name. Unlike
-  /// reopening such a file for writing, this does not truncate it: ext4
-  /// flushes a file that was truncated when it is closed (auto_da_alloc),
-  /// which cost about 1.4 s in close() for a 2 GB GGUF.
+  /// Creates Path, which must not exist yet. Unlike reopening an existing
+  /// file for writing, this does not truncate it: ext4 flushes a file that
+  /// was truncated when it is closed (auto_da_alloc), which cost about 1.4 s
+  /// in close() for a 2 GB GGUF.
   static llvm::Expected<std::unique_ptr<OutputFile>>
-  createUnique(llvm::StringRef Model, llvm::SmallVectorImpl<char> &Path);
+  createNew(llvm::StringRef Path);
   ~OutputFile();
 
   uint64_t size() const { return Pos; }
