@@ -526,13 +526,16 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
       size_t Lo = Window && P + 1 > Window ? P + 1 - Window : 0;
       const float *QH = &Q[Tk * QDim + H * HD];
       size_t KVH = H / Group;
-      Scores.resize(P + 1 - Lo);
+      size_t N = P + 1 - Lo;
+      Scores.resize(N);
+      // dotF32 and axpyF32 over the keys and values, several rows per
+      // kernel call (the same bits as one call per row).
+      dotRowsF32(QH, &KC[Lo * KVDim + KVH * HD], KVDim, N, HD, Scores.data());
       float Max = -INFINITY;
-      for (size_t J = Lo; J <= P; ++J) {
-        float S = dotF32(QH, &KC[J * KVDim + KVH * HD], HD) * Scale;
+      for (float &S : Scores) {
+        S *= Scale;
         if (Cap > 0)
           S = Cap * std::tanh(S / Cap);
-        Scores[J - Lo] = S;
         Max = std::max(Max, S);
       }
       double Sum = 0;
@@ -541,10 +544,11 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
         Sum += S;
       }
       float Inv = float(1.0 / Sum);
+      for (float &S : Scores)
+        S *= Inv;
       float *O = &Attn[Tk * QDim + H * HD];
       std::fill(O, O + HD, 0.0f);
-      for (size_t J = Lo; J <= P; ++J)
-        axpyF32(Scores[J - Lo] * Inv, &VC[J * KVDim + KVH * HD], O, HD);
+      axpyRowsF32(Scores.data(), &VC[Lo * KVDim + KVH * HD], KVDim, N, HD, O);
     }
   });
   project(Attn.data(), T, W.O, Out);

@@ -39,6 +39,10 @@ struct KernelTable {
   void (*MatmulNTColumnChainsBF16)(const float *X, size_t T, size_t XStride,
                                    const WeightMatrix &W, size_t N0, size_t N1,
                                    float *Y, size_t YStride);
+  void (*DotRowsF32)(const float *X, const float *Rows, size_t Stride,
+                     size_t N, size_t K, float *Out);
+  void (*AxpyRowsF32)(const float *A, const float *Rows, size_t Stride,
+                      size_t N, size_t K, float *Y);
 };
 
 /// The tables, defined in Kernels_<isa>.cpp (AVX-512 ones only when the

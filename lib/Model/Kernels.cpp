@@ -216,6 +216,16 @@ void vindex::matmulNTRowPanels(const float *X, size_t T, size_t XStride,
   }
 }
 
+void vindex::dotRowsF32(const float *X, const float *Rows, size_t Stride,
+                        size_t N, size_t K, float *Out) {
+  table().DotRowsF32(X, Rows, Stride, N, K, Out);
+}
+
+void vindex::axpyRowsF32(const float *A, const float *Rows, size_t Stride,
+                         size_t N, size_t K, float *Y) {
+  table().AxpyRowsF32(A, Rows, Stride, N, K, Y);
+}
+
 void vindex::axpyRow(float A, const WeightMatrix &W, size_t R, float *Y) {
   table().AxpyRow(A, W, R, Y);
 }

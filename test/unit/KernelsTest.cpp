@@ -308,3 +308,31 @@ TEST(Kernels, PromptGEMMIsTheReferenceChain) {
           setKernelPath(defaultKernelPath());
         }
 }
+
+// Attention's row kernels give the bits of one dotF32 / axpyF32 call per
+// row, on every path.
+TEST(Kernels, RowKernelsAreOneCallPerRow) {
+  std::mt19937 Rng(19);
+  for (size_t K : {1, 7, 8, 16, 32, 100, 128, 256, 300})
+    for (size_t N : {1, 2, 7, 8, 9, 17, 40}) {
+      size_t Stride = K + 5;
+      std::vector<float> Rows = randomVector(N * Stride, Rng);
+      std::vector<float> X = randomVector(K, Rng), A = randomVector(N, Rng);
+      expectSameAsAVX2(
+          [&] {
+            std::vector<float> Want(N), Got(N);
+            for (size_t J = 0; J < N; ++J)
+              Want[J] = dotF32(X.data(), Rows.data() + J * Stride, K);
+            dotRowsF32(X.data(), Rows.data(), Stride, N, K, Got.data());
+            EXPECT_EQ(Got, Want) << "dotRowsF32 K=" << K << " N=" << N;
+            std::vector<float> Y(K, 0.25f), Z(K, 0.25f);
+            for (size_t J = 0; J < N; ++J)
+              axpyF32(A[J], Rows.data() + J * Stride, Y.data(), K);
+            axpyRowsF32(A.data(), Rows.data(), Stride, N, K, Z.data());
+            EXPECT_EQ(Z, Y) << "axpyRowsF32 K=" << K << " N=" << N;
+            Got.insert(Got.end(), Z.begin(), Z.end());
+            return Got;
+          },
+          "row kernels K=" + std::to_string(K));
+    }
+}
