@@ -424,6 +424,10 @@ static void applyRope(float *V, size_t HD, const float *Cos, const float *Sin) {
   }
 }
 
+// The prompt GEMM tiles are 48 columns wide (AVX-512; 16 on AVX2): shares
+// of a multiple of 48 rows or columns run full tiles only.
+static constexpr size_t PromptShareUnit = 48;
+
 Session::Session(const Model &M, unsigned Threads)
     : M(M),
       Threads(Threads ? Threads
@@ -457,6 +461,16 @@ void Session::project(const float *X, size_t T, const WeightMatrix &W,
   // multiply-adds.
   size_t Grain =
       std::max<size_t>(16, (1u << 18) / std::max<size_t>(1, T * W.Cols));
+  if (T >= 4 && Pool && W.Rows > Grain) {
+    // Prompts: shares in units of PromptShareUnit rows, so that no thread
+    // ends its share with a narrow, slower tile.
+    size_t Units = (W.Rows + PromptShareUnit - 1) / PromptShareUnit;
+    parallelFor(Units, 1, [&](size_t U0, size_t U1) {
+      matmulNT(X, T, W.Cols, W, U0 * PromptShareUnit,
+               std::min(W.Rows, U1 * PromptShareUnit), Y, W.Rows);
+    });
+    return;
+  }
   parallelFor(W.Rows, Grain, [&](size_t N0, size_t N1) {
     matmulNT(X, T, W.Cols, W, N0, N1, Y, W.Rows);
   });
@@ -574,9 +588,17 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
     // would read every row in short pieces, which streams poorly.
     if (T < 4)
       Grain = std::max(Grain, (D + 32 * Threads - 1) / (32 * Threads) * 32);
-    parallelFor(D, Grain, [&](size_t C0, size_t C1) {
-      matmulNN(G.data(), T, F, W.Down, 0, F, C0, C1, Out, D);
-    });
+    if (T >= 4 && Pool && D > Grain) {
+      size_t Units = (D + PromptShareUnit - 1) / PromptShareUnit;
+      parallelFor(Units, 1, [&](size_t U0, size_t U1) {
+        matmulNN(G.data(), T, F, W.Down, 0, F, U0 * PromptShareUnit,
+                 std::min(D, U1 * PromptShareUnit), Out, D);
+      });
+    } else {
+      parallelFor(D, Grain, [&](size_t C0, size_t C1) {
+        matmulNN(G.data(), T, F, W.Down, 0, F, C0, C1, Out, D);
+      });
+    }
     if (Activations)
       *Activations = std::move(G);
     return;
