@@ -425,6 +425,10 @@ static void applyRope(float *V, size_t HD, const float *Cos, const float *Sin) {
   }
 }
 
+// The prompt GEMM tiles are 48 columns wide (AVX-512; 16 on AVX2): shares
+// of a multiple of 48 rows or columns run full tiles only.
+static constexpr size_t PromptShareUnit = 48;
+
 Session::Session(const Model &M, unsigned Threads)
     : M(M),
       Threads(Threads ? Threads
@@ -458,6 +462,16 @@ void Session::project(const float *X, size_t T, const WeightMatrix &W,
   // multiply-adds.
   size_t Grain =
       std::max<size_t>(16, (1u << 18) / std::max<size_t>(1, T * W.Cols));
+  if (T >= 4 && Pool && W.Rows > Grain) {
+    // Prompts: shares in units of PromptShareUnit rows, so that no thread
+    // ends its share with a narrow, slower tile.
+    size_t Units = (W.Rows + PromptShareUnit - 1) / PromptShareUnit;
+    parallelFor(Units, 1, [&](size_t U0, size_t U1) {
+      matmulNT(X, T, W.Cols, W, U0 * PromptShareUnit,
+               std::min(W.Rows, U1 * PromptShareUnit), Y, W.Rows);
+    });
+    return;
+  }
   parallelFor(W.Rows, Grain, [&](size_t N0, size_t N1) {
     matmulNT(X, T, W.Cols, W, N0, N1, Y, W.Rows);
   });
@@ -527,13 +541,16 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
       size_t Lo = Window && P + 1 > Window ? P + 1 - Window : 0;
       const float *QH = &Q[Tk * QDim + H * HD];
       size_t KVH = H / Group;
-      Scores.resize(P + 1 - Lo);
+      size_t N = P + 1 - Lo;
+      Scores.resize(N);
+      // dotF32 and axpyF32 over the keys and values, several rows per
+      // kernel call (the same bits as one call per row).
+      dotRowsF32(QH, &KC[Lo * KVDim + KVH * HD], KVDim, N, HD, Scores.data());
       float Max = -INFINITY;
-      for (size_t J = Lo; J <= P; ++J) {
-        float S = dotF32(QH, &KC[J * KVDim + KVH * HD], HD) * Scale;
+      for (float &S : Scores) {
+        S *= Scale;
         if (Cap > 0)
           S = Cap * std::tanh(S / Cap);
-        Scores[J - Lo] = S;
         Max = std::max(Max, S);
       }
       double Sum = 0;
@@ -542,10 +559,11 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
         Sum += S;
       }
       float Inv = float(1.0 / Sum);
+      for (float &S : Scores)
+        S *= Inv;
       float *O = &Attn[Tk * QDim + H * HD];
       std::fill(O, O + HD, 0.0f);
-      for (size_t J = Lo; J <= P; ++J)
-        axpyF32(Scores[J - Lo] * Inv, &VC[J * KVDim + KVH * HD], O, HD);
+      axpyRowsF32(Scores.data(), &VC[Lo * KVDim + KVH * HD], KVDim, N, HD, O);
     }
   });
   project(Attn.data(), T, W.O, Out);
@@ -571,9 +589,17 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
     // would read every row in short pieces, which streams poorly.
     if (T < 4)
       Grain = std::max(Grain, (D + 32 * Threads - 1) / (32 * Threads) * 32);
-    parallelFor(D, Grain, [&](size_t C0, size_t C1) {
-      matmulNN(G.data(), T, F, W.Down, 0, F, C0, C1, Out, D);
-    });
+    if (T >= 4 && Pool && D > Grain) {
+      size_t Units = (D + PromptShareUnit - 1) / PromptShareUnit;
+      parallelFor(Units, 1, [&](size_t U0, size_t U1) {
+        matmulNN(G.data(), T, F, W.Down, 0, F, U0 * PromptShareUnit,
+                 std::min(D, U1 * PromptShareUnit), Out, D);
+      });
+    } else {
+      parallelFor(D, Grain, [&](size_t C0, size_t C1) {
+        matmulNN(G.data(), T, F, W.Down, 0, F, C0, C1, Out, D);
+      });
+    }
     if (Activations)
       *Activations = std::move(G);
     return;

@@ -39,6 +39,10 @@ struct KernelTable {
   void (*MatmulNTColumnChainsBF16)(const float *X, size_t T, size_t XStride,
                                    const WeightMatrix &W, size_t N0, size_t N1,
                                    float *Y, size_t YStride);
+  void (*DotRowsF32)(const float *X, const float *Rows, size_t Stride,
+                     size_t N, size_t K, float *Out);
+  void (*AxpyRowsF32)(const float *A, const float *Rows, size_t Stride,
+                      size_t N, size_t K, float *Y);
 };
 
 /// The tables, defined in Kernels_<isa>.cpp (AVX-512 ones only when the
@@ -47,7 +51,7 @@ extern const KernelTable AVX2Table;
 extern const KernelTable AVX512Table;
 extern const KernelTable AVX512BF16Table;
 
-/// A thread-local buffer of at least N floats (one per Slot < 4), kept
+/// A thread-local buffer of at least N floats (one per Slot < 5), kept
 /// between calls so that kernels allocate nothing per token.
 float *kernelScratch(unsigned Slot, size_t N);
 

@@ -137,7 +137,7 @@ KernelPath vindex::requireExactKernels() {
 }
 
 float *vindex::kernels::kernelScratch(unsigned Slot, size_t N) {
-  thread_local std::vector<float> Buffers[4];
+  thread_local std::vector<float> Buffers[5];
   std::vector<float> &B = Buffers[Slot];
   if (B.size() < N)
     B.resize(N);
@@ -214,6 +214,16 @@ void vindex::matmulNTRowPanels(const float *X, size_t T, size_t XStride,
     gemmKN(X, T, XStride, Panel, K, Width, 0, Width, Y + N, YStride,
            /*Accumulate=*/false);
   }
+}
+
+void vindex::dotRowsF32(const float *X, const float *Rows, size_t Stride,
+                        size_t N, size_t K, float *Out) {
+  table().DotRowsF32(X, Rows, Stride, N, K, Out);
+}
+
+void vindex::axpyRowsF32(const float *A, const float *Rows, size_t Stride,
+                         size_t N, size_t K, float *Y) {
+  table().AxpyRowsF32(A, Rows, Stride, N, K, Y);
 }
 
 void vindex::axpyRow(float A, const WeightMatrix &W, size_t R, float *Y) {

@@ -243,3 +243,96 @@ TEST(Kernels, RowPanelsMatchTheTransposedGEMM) {
               "row panels K=" + std::to_string(K), -1);
         }
 }
+
+// The prompt GEMM (four tokens or more: packed tokens, register tiles,
+// bf16 panels transposed in registers) computes each element as the
+// reference chain, fmaf over k in order from zero, on every path: shapes
+// around the tile sizes (8 or 6 tokens, 48 or 16 columns) and the 16-row,
+// 32-column transposes, split as threads split them.
+TEST(Kernels, PromptGEMMIsTheReferenceChain) {
+  std::mt19937 Rng(17);
+  for (size_t K : {1, 31, 32, 70, 300})
+    for (size_t N : {1, 15, 16, 47, 48, 50, 100, 113})
+      for (size_t T : {4, 5, 8, 9, 12, 13, 17})
+        for (bool BF16 : {false, true}) {
+          Operands W = randomMatrix(N * K, Rng);
+          std::vector<float> X = randomVector(T * K, Rng);
+          WeightMatrix M = weightsOf(W, BF16, N, K);
+          std::vector<float> Want(T * N);
+          for (size_t T0 = 0; T0 < T; ++T0)
+            for (size_t R = 0; R < N; ++R) {
+              float Acc = 0;
+              for (size_t I = 0; I < K; ++I)
+                Acc = std::fma(X[T0 * K + I], M.at(R, I), Acc);
+              Want[T0 * N + R] = Acc;
+            }
+          std::vector<float> Transposed(K * N);
+          for (size_t R = 0; R < N; ++R)
+            for (size_t C = 0; C < K; ++C)
+              Transposed[C * N + R] = M.at(R, C);
+          std::string What = "K=" + std::to_string(K) +
+                             " N=" + std::to_string(N) +
+                             " T=" + std::to_string(T) +
+                             (BF16 ? " bf16" : " f32");
+          for (KernelPath P : supportedKernelPaths()) {
+            if (!kernelPathExact(P))
+              continue;
+            ASSERT_TRUE(setKernelPath(P));
+            std::vector<float> Y(T * N), G(T * N);
+            size_t Cut = N / 3 + 1;
+            if (BF16) { // the mapped-bf16 projections
+              matmulNT(X.data(), T, K, M, 0, Cut, Y.data(), N);
+              matmulNT(X.data(), T, K, M, Cut, N, Y.data(), N);
+              EXPECT_EQ(Y, Want) << What << " " << kernelPathName(P);
+            }
+            gemmKN(X.data(), T, K, Transposed.data(), K, N, 0, Cut, G.data(),
+                   N, /*Accumulate=*/false);
+            gemmKN(X.data(), T, K, Transposed.data(), K, N, Cut, N, G.data(),
+                   N, /*Accumulate=*/false);
+            EXPECT_EQ(G, Want) << What << " gemmKN " << kernelPathName(P);
+            // The down projection over feature-major rows [K, N]: the same
+            // chains with k the row.
+            WeightMatrix Down = weightsOf(W, BF16, K, N);
+            std::vector<float> DownWant(T * N), DY(T * N);
+            for (size_t T0 = 0; T0 < T; ++T0)
+              for (size_t C = 0; C < N; ++C) {
+                float Acc = 0;
+                for (size_t I = 0; I < K; ++I)
+                  Acc = std::fma(X[T0 * K + I], Down.at(I, C), Acc);
+                DownWant[T0 * N + C] = Acc;
+              }
+            matmulNN(X.data(), T, K, Down, 0, K, 0, Cut, DY.data(), N);
+            matmulNN(X.data(), T, K, Down, 0, K, Cut, N, DY.data(), N);
+            EXPECT_EQ(DY, DownWant) << What << " matmulNN " << kernelPathName(P);
+          }
+          setKernelPath(defaultKernelPath());
+        }
+}
+
+// Attention's row kernels give the bits of one dotF32 / axpyF32 call per
+// row, on every path.
+TEST(Kernels, RowKernelsAreOneCallPerRow) {
+  std::mt19937 Rng(19);
+  for (size_t K : {1, 7, 8, 16, 32, 100, 128, 256, 300})
+    for (size_t N : {1, 2, 7, 8, 9, 17, 40}) {
+      size_t Stride = K + 5;
+      std::vector<float> Rows = randomVector(N * Stride, Rng);
+      std::vector<float> X = randomVector(K, Rng), A = randomVector(N, Rng);
+      expectSameAsAVX2(
+          [&] {
+            std::vector<float> Want(N), Got(N);
+            for (size_t J = 0; J < N; ++J)
+              Want[J] = dotF32(X.data(), Rows.data() + J * Stride, K);
+            dotRowsF32(X.data(), Rows.data(), Stride, N, K, Got.data());
+            EXPECT_EQ(Got, Want) << "dotRowsF32 K=" << K << " N=" << N;
+            std::vector<float> Y(K, 0.25f), Z(K, 0.25f);
+            for (size_t J = 0; J < N; ++J)
+              axpyF32(A[J], Rows.data() + J * Stride, Y.data(), K);
+            axpyRowsF32(A.data(), Rows.data(), Stride, N, K, Z.data());
+            EXPECT_EQ(Z, Y) << "axpyRowsF32 K=" << K << " N=" << N;
+            Got.insert(Got.end(), Z.begin(), Z.end());
+            return Got;
+          },
+          "row kernels K=" + std::to_string(K));
+    }
+}

@@ -93,6 +93,15 @@ float dotF32(const float *A, const float *B, size_t N);
 /// Y[i] += A * X[i].
 void axpyF32(float A, const float *X, float *Y, size_t N);
 
+/// Out[j] = dotF32(X, Rows + j * Stride, K) for j < N, bit for bit (one
+/// query against N cached keys), several rows at a time.
+void dotRowsF32(const float *X, const float *Rows, size_t Stride, size_t N,
+                size_t K, float *Out);
+/// axpyF32(A[j], Rows + j * Stride, Y, K) for j < N in order, bit for bit
+/// (the attention weights times N cached values), Y held in registers.
+void axpyRowsF32(const float *A, const float *Rows, size_t Stride, size_t N,
+                 size_t K, float *Y);
+
 /// Dot product of X (N floats) with row R of W (f16 rows: the f32 chain
 /// over the row widened).
 float dotRow(const float *X, const WeightMatrix &W, size_t R);
