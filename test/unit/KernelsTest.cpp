@@ -244,6 +244,23 @@ TEST(Kernels, RowPanelsMatchTheTransposedGEMM) {
         }
 }
 
+/// The reference of the prompt kernels: output (t, n) is the fma chain over
+/// k = 0, 1, ... of X[t][k] * W(k, n), in order.
+template <typename WeightAt>
+static std::vector<float> inOrderChains(const std::vector<float> &X,
+                                        size_t T, size_t K, size_t N,
+                                        WeightAt W) {
+  std::vector<float> Out(T * N);
+  for (size_t T0 = 0; T0 < T; ++T0)
+    for (size_t C = 0; C < N; ++C) {
+      float Acc = 0;
+      for (size_t I = 0; I < K; ++I)
+        Acc = std::fma(X[T0 * K + I], W(I, C), Acc);
+      Out[T0 * N + C] = Acc;
+    }
+  return Out;
+}
+
 // The prompt GEMM (four tokens or more: packed tokens, register tiles,
 // bf16 panels transposed in registers) computes each element as the
 // reference chain, fmaf over k in order from zero, on every path: shapes
@@ -258,14 +275,8 @@ TEST(Kernels, PromptGEMMIsTheReferenceChain) {
           Operands W = randomMatrix(N * K, Rng);
           std::vector<float> X = randomVector(T * K, Rng);
           WeightMatrix M = weightsOf(W, BF16, N, K);
-          std::vector<float> Want(T * N);
-          for (size_t T0 = 0; T0 < T; ++T0)
-            for (size_t R = 0; R < N; ++R) {
-              float Acc = 0;
-              for (size_t I = 0; I < K; ++I)
-                Acc = std::fma(X[T0 * K + I], M.at(R, I), Acc);
-              Want[T0 * N + R] = Acc;
-            }
+          std::vector<float> Want = inOrderChains(
+              X, T, K, N, [&](size_t I, size_t R) { return M.at(R, I); });
           std::vector<float> Transposed(K * N);
           for (size_t R = 0; R < N; ++R)
             for (size_t C = 0; C < K; ++C)
@@ -293,14 +304,8 @@ TEST(Kernels, PromptGEMMIsTheReferenceChain) {
             // The down projection over feature-major rows [K, N]: the same
             // chains with k the row.
             WeightMatrix Down = weightsOf(W, BF16, K, N);
-            std::vector<float> DownWant(T * N), DY(T * N);
-            for (size_t T0 = 0; T0 < T; ++T0)
-              for (size_t C = 0; C < N; ++C) {
-                float Acc = 0;
-                for (size_t I = 0; I < K; ++I)
-                  Acc = std::fma(X[T0 * K + I], Down.at(I, C), Acc);
-                DownWant[T0 * N + C] = Acc;
-              }
+            std::vector<float> DY(T * N), DownWant = inOrderChains(
+                X, T, K, N, [&](size_t I, size_t C) { return Down.at(I, C); });
             matmulNN(X.data(), T, K, Down, 0, K, 0, Cut, DY.data(), N);
             matmulNN(X.data(), T, K, Down, 0, K, Cut, N, DY.data(), N);
             EXPECT_EQ(DY, DownWant) << What << " matmulNN " << kernelPathName(P);
