@@ -251,6 +251,35 @@ static Expected<AtomicDirectory> createOutput(const Vindex &V,
   return AtomicDirectory::create(OutDir, isReplaceableVindex);
 }
 
+/// V's payloads, auxiliary files and persisted patches copied into Out, as
+/// for a copy that adds a file of its own (labels, key statistics): V's
+/// manifest, its patch records those of the copies, for the caller to
+/// finish.
+static Expected<Manifest> copyWithPatches(const Vindex &V,
+                                          const AtomicDirectory &Out) {
+  if (Error E = copyPayloads(V, Out))
+    return std::move(E);
+  if (Error E = copyAuxFiles(V, Out))
+    return std::move(E);
+  Manifest M = V.manifest();
+  if (!V.patches().empty()) {
+    Expected<std::vector<PatchRecord>> Records =
+        writePatches(TensorView(V), Out);
+    if (!Records)
+      return Records.takeError();
+    M.Patches = std::move(*Records);
+  }
+  return M;
+}
+
+/// Writes M as Out's manifest and puts Out in place.
+static Error commitWithManifest(AtomicDirectory &Out, const Manifest &M) {
+  if (Error E = writeFileAtomically(Out.file(kManifestFileName),
+                                    serializeManifest(M)))
+    return E;
+  return Out.commit();
+}
+
 Error copyVindex(const TensorView &View, StringRef OutDir, PatchMode Mode) {
   const Vindex &V = View.base();
   Expected<AtomicDirectory> Out = createOutput(V, OutDir);
@@ -280,10 +309,7 @@ Error copyVindex(const TensorView &View, StringRef OutDir, PatchMode Mode) {
     return Records.takeError();
   Manifest M = V.manifest();
   M.Patches = std::move(*Records);
-  if (Error E = writeFileAtomically(Out->file(kManifestFileName),
-                                    serializeManifest(M)))
-    return E;
-  return Out->commit();
+  return commitWithManifest(*Out, M);
 }
 
 } // namespace vindex
@@ -295,33 +321,21 @@ Error copyVindexWithLabels(const Vindex &V, StringRef OutDir, const Labels &L,
   Expected<AtomicDirectory> Out = createOutput(V, OutDir);
   if (!Out)
     return Out.takeError();
-  if (Error E = copyPayloads(V, *Out))
-    return E;
-  if (Error E = copyAuxFiles(V, *Out))
-    return E;
+  Expected<Manifest> M = copyWithPatches(V, *Out);
+  if (!M)
+    return M.takeError();
   if (Error E = copyKeyStatsFiles(V, *Out))
     return E;
-  Manifest M = V.manifest();
-  if (!V.patches().empty()) {
-    Expected<std::vector<PatchRecord>> Records =
-        writePatches(TensorView(V), *Out);
-    if (!Records)
-      return Records.takeError();
-    M.Patches = std::move(*Records);
-  }
   std::string Bytes = serializeLabels(L);
   Record.File = kLabelsFileName.str();
   Record.Length = Bytes.size();
   Record.Checksum = checksum(arrayRefFromStringRef(Bytes));
   if (Error E = writeFileAtomically(Out->file(Record.File), Bytes))
     return E;
-  M.LabelsFile = std::move(Record);
-  for (LayerRecord &R : M.Layers)
+  M->LabelsFile = std::move(Record);
+  for (LayerRecord &R : M->Layers)
     R.Band = uint8_t(L.band(R.Index));
-  if (Error E = writeFileAtomically(Out->file(kManifestFileName),
-                                    serializeManifest(M)))
-    return E;
-  return Out->commit();
+  return commitWithManifest(*Out, *M);
 }
 
 Error copyVindexWithKeyStats(const Vindex &V, StringRef OutDir,
@@ -329,10 +343,9 @@ Error copyVindexWithKeyStats(const Vindex &V, StringRef OutDir,
   Expected<AtomicDirectory> Out = createOutput(V, OutDir);
   if (!Out)
     return Out.takeError();
-  if (Error E = copyPayloads(V, *Out))
-    return E;
-  if (Error E = copyAuxFiles(V, *Out))
-    return E;
+  Expected<Manifest> M = copyWithPatches(V, *Out);
+  if (!M)
+    return M.takeError();
   if (Error E = copyLabelsFile(V, *Out))
     return E;
   std::vector<unsigned> Replaced;
@@ -340,15 +353,7 @@ Error copyVindexWithKeyStats(const Vindex &V, StringRef OutDir,
     Replaced.push_back(S.Record.Layer);
   if (Error E = copyKeyStatsFiles(V, *Out, Replaced))
     return E;
-  Manifest M = V.manifest();
-  if (!V.patches().empty()) {
-    Expected<std::vector<PatchRecord>> Records =
-        writePatches(TensorView(V), *Out);
-    if (!Records)
-      return Records.takeError();
-    M.Patches = std::move(*Records);
-  }
-  llvm::erase_if(M.KeyStats, [&](const KeyStatsRecord &R) {
+  llvm::erase_if(M->KeyStats, [&](const KeyStatsRecord &R) {
     return llvm::is_contained(Replaced, R.Layer);
   });
   for (const KeyStatsFileData &S : Stats) {
@@ -360,16 +365,13 @@ Error copyVindexWithKeyStats(const Vindex &V, StringRef OutDir,
       return E;
     if (Error E = writeFileAtomically(Out->file(R.File), S.Bytes))
       return E;
-    M.KeyStats.push_back(std::move(R));
+    M->KeyStats.push_back(std::move(R));
   }
-  llvm::stable_sort(M.KeyStats, [](const KeyStatsRecord &A,
-                                   const KeyStatsRecord &B) {
+  llvm::stable_sort(M->KeyStats, [](const KeyStatsRecord &A,
+                                    const KeyStatsRecord &B) {
     return A.Layer < B.Layer;
   });
-  if (Error E = writeFileAtomically(Out->file(kManifestFileName),
-                                    serializeManifest(M)))
-    return E;
-  return Out->commit();
+  return commitWithManifest(*Out, *M);
 }
 
 } // namespace vindex

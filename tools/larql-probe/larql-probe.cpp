@@ -160,6 +160,21 @@ static long peakRSSKiB() {
   return U.ru_maxrss;
 }
 
+/// The --stats-json object, on standard output for "-".
+static Error writeStatsJSON(json::Object O) {
+  std::string Text = formatv("{0}", json::Value(std::move(O))).str() + "\n";
+  if (StatsJSON == "-") {
+    outs() << Text;
+    return Error::success();
+  }
+  std::error_code EC;
+  raw_fd_ostream OS(StatsJSON, EC);
+  if (EC)
+    return fileError(StatsJSON, "cannot write: {0}", EC.message());
+  OS << Text;
+  return Error::success();
+}
+
 static Error writeStats(const ProbeStats &S, double Seconds) {
   json::Object O{
       {"facts", int64_t(S.Facts)},
@@ -174,17 +189,7 @@ static Error writeStats(const ProbeStats &S, double Seconds) {
       {"total_seconds", Seconds},
       {"peak_rss_mib", double(peakRSSKiB()) / 1024},
   };
-  std::string Text = formatv("{0}", json::Value(std::move(O))).str() + "\n";
-  if (StatsJSON == "-") {
-    outs() << Text;
-    return Error::success();
-  }
-  std::error_code EC;
-  raw_fd_ostream OS(StatsJSON, EC);
-  if (EC)
-    return fileError(StatsJSON, "cannot write: {0}", EC.message());
-  OS << Text;
-  return Error::success();
+  return writeStatsJSON(std::move(O));
 }
 
 /// The labels, one line per layer and per relation.
@@ -351,16 +356,7 @@ static Error runKeyStats() {
                               .count()},
         {"peak_rss_mib", double(peakRSSKiB()) / 1024},
     };
-    std::string Text = formatv("{0}", json::Value(std::move(O))).str() + "\n";
-    if (StatsJSON == "-") {
-      outs() << Text;
-      return Error::success();
-    }
-    std::error_code EC;
-    raw_fd_ostream OS(StatsJSON, EC);
-    if (EC)
-      return fileError(StatsJSON, "cannot write: {0}", EC.message());
-    OS << Text;
+    return writeStatsJSON(std::move(O));
   }
   return Error::success();
 }
