@@ -61,17 +61,19 @@ static double seconds(std::chrono::steady_clock::time_point Since) {
 }
 
 /// Bytes of weights one generated token reads: every projection of every
-/// layer and the LM head.
-static uint64_t weightBytesPerToken(const Model &M) {
+/// layer and the LM head; with the walk (K > 0), every gate row but only K
+/// rows of up and down per layer.
+static uint64_t weightBytesPerToken(const Model &M, size_t K) {
   auto Bytes = [](const WeightMatrix &W) {
     return uint64_t(W.Rows) * W.Cols * dtypeSize(W.Type);
   };
   uint64_t Sum = Bytes(M.lmHead());
   for (size_t L = 0; L < M.numLayers(); ++L) {
     const LayerWeights &W = M.layer(L);
-    for (const WeightMatrix *X :
-         {&W.Q, &W.K, &W.V, &W.O, &W.Gate, &W.Up, &W.Down})
+    for (const WeightMatrix *X : {&W.Q, &W.K, &W.V, &W.O, &W.Gate})
       Sum += Bytes(*X);
+    for (const WeightMatrix *X : {&W.Up, &W.Down})
+      Sum += K == 0 || K >= X->Rows ? Bytes(*X) : Bytes(*X) / X->Rows * K;
   }
   return Sum;
 }
@@ -148,7 +150,7 @@ int main(int argc, char **argv) {
   }
   if (Paths.empty())
     Paths = {activeKernelPath()};
-  uint64_t WeightBytes = weightBytesPerToken(**M);
+  uint64_t WeightBytes = weightBytesPerToken(**M, WalkK);
   json::Object Bandwidth;
   std::map<unsigned, double> BytesPerSecond;
   for (unsigned T : Threads) {

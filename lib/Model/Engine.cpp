@@ -613,7 +613,7 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
   if (Activations)
     Activations->assign(T * F, 0.0f);
   std::vector<uint32_t> Order(F);
-  std::vector<float> Score(F), Ones(F, 1.0f);
+  std::vector<float> Score(F), Ones(F, 1.0f), Acts(WalkK), Ups(WalkK);
   ArrayRef<float> Scale = W.walkScale();
   for (size_t Tk = 0; Tk < T; ++Tk) {
     const float *GT = &G[Tk * F];
@@ -630,17 +630,23 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
     std::sort(Order.begin(), Order.begin() + WalkK);
     const float *XT = X + Tk * D;
     float *OT = Out + Tk * D;
-    std::vector<float> Acts(WalkK), Ups(WalkK);
-    for (size_t J = 0; J < WalkK; ++J) {
+    for (size_t J = 0; J < WalkK; ++J)
       Acts[J] = GT[Order[J]];
-      Ups[J] = dotRow(XT, W.Up, Order[J]);
-    }
+    // Only the fired rows of up and down are read. Both kernels give every
+    // element the same chain however the work is split: the rows in shares
+    // of 16, the columns in shares of 32 (a cache line of bf16).
+    parallelFor(WalkK, 64, [&](size_t J0, size_t J1) {
+      dotRowsGathered(XT, W.Up, &Order[J0], J1 - J0, &Ups[J0]);
+    });
     activateAndMultiply(C.Act, Acts.data(), Ups.data(), WalkK);
-    for (size_t J = 0; J < WalkK; ++J) {
-      if (Activations)
+    size_t Lines = (D + 31) / 32;
+    parallelFor(Lines, 8, [&](size_t L0, size_t L1) {
+      axpyRowsGathered(Acts.data(), W.Down, Order.data(), WalkK, L0 * 32,
+                       std::min(D, L1 * 32), OT);
+    });
+    if (Activations)
+      for (size_t J = 0; J < WalkK; ++J)
         (*Activations)[Tk * F + Order[J]] = Acts[J];
-      axpyRow(Acts[J], W.Down, Order[J], OT);
-    }
   }
 }
 

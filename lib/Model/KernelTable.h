@@ -43,6 +43,11 @@ struct KernelTable {
                      size_t N, size_t K, float *Out);
   void (*AxpyRowsF32)(const float *A, const float *Rows, size_t Stride,
                       size_t N, size_t K, float *Y);
+  void (*DotRowsGathered)(const float *X, const WeightMatrix &W,
+                          const uint32_t *Idx, size_t N, float *Y);
+  void (*AxpyRowsGathered)(const float *A, const WeightMatrix &W,
+                           const uint32_t *Idx, size_t N, size_t C0, size_t C1,
+                           float *Y);
 };
 
 /// The tables, defined in Kernels_<isa>.cpp (AVX-512 ones only when the

@@ -226,6 +226,22 @@ void vindex::axpyRowsF32(const float *A, const float *Rows, size_t Stride,
   table().AxpyRowsF32(A, Rows, Stride, N, K, Y);
 }
 
+void vindex::dotRowsGathered(const float *X, const WeightMatrix &W,
+                             const uint32_t *Rows, size_t N, float *Y) {
+  if (W.Type == DType::F16) {
+    for (size_t J = 0; J < N; ++J)
+      Y[J] = dotRow(X, W, Rows[J]);
+    return;
+  }
+  table().DotRowsGathered(X, W, Rows, N, Y);
+}
+
+void vindex::axpyRowsGathered(const float *A, const WeightMatrix &W,
+                              const uint32_t *Rows, size_t N, size_t C0,
+                              size_t C1, float *Y) {
+  table().AxpyRowsGathered(A, W, Rows, N, C0, C1, Y);
+}
+
 void vindex::axpyRow(float A, const WeightMatrix &W, size_t R, float *Y) {
   table().AxpyRow(A, W, R, Y);
 }

@@ -15,7 +15,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <algorithm>
 #include <functional>
+#include <numeric>
 #include <random>
 
 using namespace vindex;
@@ -340,4 +342,46 @@ TEST(Kernels, RowKernelsAreOneCallPerRow) {
           },
           "row kernels K=" + std::to_string(K));
     }
+}
+
+// The walk's gathered rows: dotRowsGathered is dotRow per row, and
+// axpyRowsGathered into a zeroed output is axpyRow per row in order, bit for
+// bit, whatever the column share (threads split the columns), on f32 and
+// bf16 rows, on every path.
+TEST(Kernels, GatheredRowsAreOneCallPerRow) {
+  std::mt19937 Rng(23);
+  const size_t F = 300;
+  for (size_t K : {5, 8, 32, 100, 640, 1030})
+    for (size_t N : {1, 7, 8, 15, 16, 17, 33, 64, 150})
+      for (bool BF16 : {false, true}) {
+        Operands W = randomMatrix(F * K, Rng);
+        WeightMatrix M = weightsOf(W, BF16, F, K);
+        std::vector<uint32_t> Rows(F);
+        std::iota(Rows.begin(), Rows.end(), 0);
+        std::shuffle(Rows.begin(), Rows.end(), Rng);
+        Rows.resize(N);
+        std::sort(Rows.begin(), Rows.end());
+        std::vector<float> X = randomVector(K, Rng), A = randomVector(N, Rng);
+        std::string What = "gathered K=" + std::to_string(K) +
+                           " N=" + std::to_string(N) +
+                           (BF16 ? " bf16" : " f32");
+        expectSameAsAVX2(
+            [&] {
+              std::vector<float> Want(N), Got(N);
+              for (size_t J = 0; J < N; ++J)
+                Want[J] = dotRow(X.data(), M, Rows[J]);
+              dotRowsGathered(X.data(), M, Rows.data(), N, Got.data());
+              EXPECT_EQ(Got, Want) << What;
+              std::vector<float> Y(K, 0.0f), Z(K, 0.0f);
+              for (size_t J = 0; J < N; ++J)
+                axpyRow(A[J], M, Rows[J], Y.data());
+              size_t Mid = std::min<size_t>(K, 32 * (K / 64) + 3);
+              axpyRowsGathered(A.data(), M, Rows.data(), N, 0, Mid, Z.data());
+              axpyRowsGathered(A.data(), M, Rows.data(), N, Mid, K, Z.data());
+              EXPECT_EQ(Z, Y) << What;
+              Got.insert(Got.end(), Z.begin(), Z.end());
+              return Got;
+            },
+            What);
+      }
 }

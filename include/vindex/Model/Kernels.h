@@ -123,6 +123,20 @@ void matmulNTRowPanels(const float *X, size_t T, size_t XStride,
                        const WeightMatrix &W, size_t N0, size_t N1, float *Y,
                        size_t YStride);
 
+/// Y[j] = dotRow(X, W, Rows[j]) for j < N, bit for bit: the up vectors
+/// of the features a walk fires, 16 rows in flight and the next ones
+/// prefetched.
+void dotRowsGathered(const float *X, const WeightMatrix &W,
+                     const uint32_t *Rows, size_t N, float *Y);
+
+/// Y[c] += sum_{j<N} A[j] * W[Rows[j]][c] for c in [C0, C1), each element one
+/// chain over j in order from zero added to Y once: into a zeroed Y, the
+/// bits of axpyRow(A[j], W, Rows[j], Y) in order. The down vectors of the
+/// features a walk fires (f32 or bf16 rows).
+void axpyRowsGathered(const float *A, const WeightMatrix &W,
+                      const uint32_t *Rows, size_t N, size_t C0, size_t C1,
+                      float *Y);
+
 /// Y[n] += A * W[R][n] for n < W.Cols (one feature's vector, scaled).
 void axpyRow(float A, const WeightMatrix &W, size_t R, float *Y);
 
