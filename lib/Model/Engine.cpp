@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Model/Engine.h"
+#include "WorkerTeam.h"
 
 #include "vindex/Formats/Architecture.h"
 #include "vindex/Formats/Rope.h"
@@ -17,7 +18,7 @@
 #include "vindex/Support/Transpose.h"
 
 #include "llvm/ADT/STLExtras.h"
-#include "llvm/Support/ThreadPool.h"
+#include "llvm/Support/Threading.h"
 
 #include <algorithm>
 #include <cmath>
@@ -434,8 +435,7 @@ Session::Session(const Model &M, unsigned Threads)
       Threads(Threads ? Threads
                       : llvm::hardware_concurrency().compute_thread_count()) {
   if (this->Threads > 1)
-    Pool = std::make_unique<DefaultThreadPool>(
-        hardware_concurrency(this->Threads));
+    Team = std::make_unique<WorkerTeam>(this->Threads);
   KCache.resize(M.numLayers());
   VCache.resize(M.numLayers());
 }
@@ -444,16 +444,14 @@ Session::~Session() = default;
 
 void Session::parallelFor(size_t N, size_t Grain,
                           const std::function<void(size_t, size_t)> &Body) {
-  if (!Pool || N <= Grain) {
+  if (!Team || N <= Grain) {
     Body(0, N);
     return;
   }
-  size_t Chunks = std::min<size_t>(Threads * 4, (N + Grain - 1) / Grain);
+  size_t Chunks = std::min<size_t>(Threads * 8, (N + Grain - 1) / Grain);
   size_t Step = (N + Chunks - 1) / Chunks;
-  ThreadPoolTaskGroup Group(*Pool);
-  for (size_t B = 0; B < N; B += Step)
-    Group.async([&, B] { Body(B, std::min(N, B + Step)); });
-  Group.wait();
+  Team->run((N + Step - 1) / Step,
+            [&](size_t I) { Body(I * Step, std::min(N, (I + 1) * Step)); });
 }
 
 void Session::project(const float *X, size_t T, const WeightMatrix &W,
@@ -462,7 +460,7 @@ void Session::project(const float *X, size_t T, const WeightMatrix &W,
   // multiply-adds.
   size_t Grain =
       std::max<size_t>(16, (1u << 18) / std::max<size_t>(1, T * W.Cols));
-  if (T >= 4 && Pool && W.Rows > Grain) {
+  if (T >= 4 && Team && W.Rows > Grain) {
     // Prompts: shares in units of PromptShareUnit rows, so that no thread
     // ends its share with a narrow, slower tile.
     size_t Units = (W.Rows + PromptShareUnit - 1) / PromptShareUnit;
@@ -589,7 +587,7 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
     // would read every row in short pieces, which streams poorly.
     if (T < 4)
       Grain = std::max(Grain, (D + 32 * Threads - 1) / (32 * Threads) * 32);
-    if (T >= 4 && Pool && D > Grain) {
+    if (T >= 4 && Team && D > Grain) {
       size_t Units = (D + PromptShareUnit - 1) / PromptShareUnit;
       parallelFor(Units, 1, [&](size_t U0, size_t U1) {
         matmulNN(G.data(), T, F, W.Down, 0, F, U0 * PromptShareUnit,
@@ -691,8 +689,8 @@ ForwardResult Session::forward(ArrayRef<Session *> Rows,
   }
   if (Opts.CaptureResiduals)
     R.Residuals.push_back(X);
-  size_t Layers = std::min(Opts.StopAfter.value_or(M.numLayers()),
-                           M.numLayers());
+  size_t Layers =
+      std::min(Opts.StopAfter.value_or(M.numLayers()), M.numLayers());
   for (size_t L = 0; L < Layers; ++L) {
     const LayerWeights &W = M.layer(L);
     for (size_t Tk = 0; Tk < T; ++Tk)

@@ -25,14 +25,11 @@
 #include <optional>
 #include <vector>
 
-namespace llvm {
-class ThreadPoolInterface;
-}
-
 namespace vindex {
 
 class TensorView;
 class Vindex;
+class WorkerTeam;
 
 struct LayerWeights {
   WeightMatrix Q, K, V, O;
@@ -231,7 +228,7 @@ private:
 
   const Model &M;
   unsigned Threads;
-  std::unique_ptr<llvm::ThreadPoolInterface> Pool;
+  std::unique_ptr<WorkerTeam> Team;
   size_t Pos = 0;
   /// Per layer: keys and values [MaxPos, kv_heads * head_dim], grown on
   /// demand.
