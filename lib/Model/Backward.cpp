@@ -15,6 +15,8 @@
 #include <cmath>
 #include <map>
 
+#include <immintrin.h>
+
 using namespace llvm;
 
 namespace vindex {
@@ -25,29 +27,8 @@ namespace {
 // Arithmetic
 //===----------------------------------------------------------------------===//
 
-/// Four partial sums combined in a fixed order: deterministic, and four
-/// times shorter dependency chains than one sum.
-double dot(const double *A, const double *B, size_t N) {
-  double S0 = 0, S1 = 0, S2 = 0, S3 = 0;
-  size_t I = 0;
-  for (; I + 4 <= N; I += 4) {
-    S0 += A[I] * B[I];
-    S1 += A[I + 1] * B[I + 1];
-    S2 += A[I + 2] * B[I + 2];
-    S3 += A[I + 3] * B[I + 3];
-  }
-  for (; I < N; ++I)
-    S0 += A[I] * B[I];
-  return (S0 + S1) + (S2 + S3);
-}
-
-void axpy(double A, const double *X, double *Y, size_t N) {
-  for (size_t I = 0; I < N; ++I)
-    Y[I] += A * X[I];
-}
-
 /// Row R of W widened to double.
-void rowOf(const WeightMatrix &W, size_t R, double *Out) {
+void widenRow(const WeightMatrix &W, size_t R, double *Out) {
   if (W.Type == DType::F32) {
     const float *Row = W.f32Row(R);
     for (size_t C = 0; C < W.Cols; ++C)
@@ -58,26 +39,150 @@ void rowOf(const WeightMatrix &W, size_t R, double *Out) {
     Out[C] = W.at(R, C);
 }
 
+} // namespace
+
+const double *WideWeights::of(const WeightMatrix &W) {
+  auto It = Cache.find(W.Data);
+  if (It != Cache.end())
+    return It->second.data();
+  size_t Bytes = W.Rows * W.Cols * sizeof(double);
+  if (Used + Bytes > Budget)
+    return nullptr;
+  Used += Bytes;
+  std::vector<double> &Rows = Cache[W.Data];
+  Rows.resize(W.Rows * W.Cols);
+  for (size_t R = 0; R < W.Rows; ++R)
+    widenRow(W, R, &Rows[R * W.Cols]);
+  return Rows.data();
+}
+
+namespace {
+
+/// The one chain every dot product here follows: four lanes of fused
+/// multiply-adds over the indices I = lane (mod 4), a tail of N mod 4
+/// elements into lane 0, then (S0 + S1) + (S2 + S3). Written out with
+/// intrinsics rather than left to the compiler's contraction, so that the
+/// row-blocked products below give the same bits as one call per row.
+double dot(const double *A, const double *B, size_t N) {
+  __m256d Acc = _mm256_setzero_pd();
+  size_t I = 0;
+  for (; I + 4 <= N; I += 4)
+    Acc = _mm256_fmadd_pd(_mm256_loadu_pd(A + I), _mm256_loadu_pd(B + I), Acc);
+  alignas(32) double S[4];
+  _mm256_store_pd(S, Acc);
+  for (; I < N; ++I)
+    S[0] = std::fma(A[I], B[I], S[0]);
+  return (S[0] + S[1]) + (S[2] + S[3]);
+}
+
+/// Out[r] = dot(Rows + r * N, X, N) for r < 4, bit for bit: four
+/// independent chains in flight where one call waits on each FMA.
+void dot4(const double *Rows, const double *X, size_t N, double *Out) {
+  __m256d A0 = _mm256_setzero_pd(), A1 = A0, A2 = A0, A3 = A0;
+  size_t I = 0;
+  for (; I + 4 <= N; I += 4) {
+    __m256d Xv = _mm256_loadu_pd(X + I);
+    A0 = _mm256_fmadd_pd(_mm256_loadu_pd(Rows + I), Xv, A0);
+    A1 = _mm256_fmadd_pd(_mm256_loadu_pd(Rows + N + I), Xv, A1);
+    A2 = _mm256_fmadd_pd(_mm256_loadu_pd(Rows + 2 * N + I), Xv, A2);
+    A3 = _mm256_fmadd_pd(_mm256_loadu_pd(Rows + 3 * N + I), Xv, A3);
+  }
+  alignas(32) double S[4][4];
+  _mm256_store_pd(S[0], A0);
+  _mm256_store_pd(S[1], A1);
+  _mm256_store_pd(S[2], A2);
+  _mm256_store_pd(S[3], A3);
+  for (unsigned R = 0; R < 4; ++R) {
+    for (size_t J = I; J < N; ++J)
+      S[R][0] = std::fma(Rows[R * N + J], X[J], S[R][0]);
+    Out[R] = (S[R][0] + S[R][1]) + (S[R][2] + S[R][3]);
+  }
+}
+
+/// Y[I] += A * X[I], one fused multiply-add per element.
+void axpy(double A, const double *X, double *Y, size_t N) {
+  __m256d Av = _mm256_set1_pd(A);
+  size_t I = 0;
+  for (; I + 4 <= N; I += 4)
+    _mm256_storeu_pd(Y + I, _mm256_fmadd_pd(Av, _mm256_loadu_pd(X + I),
+                                            _mm256_loadu_pd(Y + I)));
+  for (; I < N; ++I)
+    Y[I] = std::fma(A, X[I], Y[I]);
+}
+
+/// axpy(A[r], Rows + r * N, Y, N) for r < 4 in order, bit for bit, Y held
+/// in registers across the four rows.
+void axpy4(const double *A, const double *Rows, double *Y, size_t N) {
+  __m256d A0 = _mm256_set1_pd(A[0]), A1 = _mm256_set1_pd(A[1]),
+          A2 = _mm256_set1_pd(A[2]), A3 = _mm256_set1_pd(A[3]);
+  size_t I = 0;
+  for (; I + 4 <= N; I += 4) {
+    __m256d Yv = _mm256_loadu_pd(Y + I);
+    Yv = _mm256_fmadd_pd(A0, _mm256_loadu_pd(Rows + I), Yv);
+    Yv = _mm256_fmadd_pd(A1, _mm256_loadu_pd(Rows + N + I), Yv);
+    Yv = _mm256_fmadd_pd(A2, _mm256_loadu_pd(Rows + 2 * N + I), Yv);
+    Yv = _mm256_fmadd_pd(A3, _mm256_loadu_pd(Rows + 3 * N + I), Yv);
+    _mm256_storeu_pd(Y + I, Yv);
+  }
+  for (; I < N; ++I)
+    for (unsigned R = 0; R < 4; ++R)
+      Y[I] = std::fma(A[R], Rows[R * N + I], Y[I]);
+}
+
+/// Rows [R0, R0 + N) of W widened to double, row-major: from the
+/// objective's cache when it holds W, else into Buf.
+const double *wideRows(const WeightMatrix &W, const double *Cached, size_t R0,
+                       size_t N, std::vector<double> &Buf) {
+  if (Cached)
+    return Cached + R0 * W.Cols;
+  Buf.resize(N * W.Cols);
+  for (size_t R = 0; R < N; ++R)
+    widenRow(W, R0 + R, &Buf[R * W.Cols]);
+  return Buf.data();
+}
+
 /// Y[t][r] = W[r] . X[t]: a projection (and the backward of the down
-/// projection, whose rows are features).
-void timesRows(const WeightMatrix &W, const double *X, size_t T, double *Y) {
-  std::vector<double> Row(W.Cols);
-  for (size_t R = 0; R < W.Rows; ++R) {
-    rowOf(W, R, Row.data());
-    for (size_t Tk = 0; Tk < T; ++Tk)
-      Y[Tk * W.Rows + R] = dot(Row.data(), X + Tk * W.Cols, W.Cols);
+/// projection, whose rows are features). Four rows at a time.
+void timesRows(const WeightMatrix &W, const double *X, size_t T, double *Y,
+               WideWeights *Wide) {
+  const double *Cached = Wide ? Wide->of(W) : nullptr;
+  std::vector<double> Buf;
+  size_t N = W.Cols;
+  for (size_t R = 0; R < W.Rows; R += 4) {
+    size_t Block = std::min<size_t>(4, W.Rows - R);
+    const double *Rows = wideRows(W, Cached, R, Block, Buf);
+    for (size_t Tk = 0; Tk < T; ++Tk) {
+      double *Out = Y + Tk * W.Rows + R;
+      if (Block == 4) {
+        dot4(Rows, X + Tk * N, N, Out);
+        continue;
+      }
+      for (size_t B = 0; B < Block; ++B)
+        Out[B] = dot(Rows + B * N, X + Tk * N, N);
+    }
   }
 }
 
 /// Y[t] += sum_r X[t][r] W[r], rows in order: the backward of a projection
-/// (and the down projection's forward).
-void accumulateRows(const WeightMatrix &W, const double *X, size_t T,
-                    double *Y) {
-  std::vector<double> Row(W.Cols);
-  for (size_t R = 0; R < W.Rows; ++R) {
-    rowOf(W, R, Row.data());
-    for (size_t Tk = 0; Tk < T; ++Tk)
-      axpy(X[Tk * W.Rows + R], Row.data(), Y + Tk * W.Cols, W.Cols);
+/// (and the down projection's forward). Four rows at a time.
+void accumulateRows(const WeightMatrix &W, const double *X, size_t T, double *Y,
+                    WideWeights *Wide) {
+  const double *Cached = Wide ? Wide->of(W) : nullptr;
+  std::vector<double> Buf;
+  size_t N = W.Cols;
+  for (size_t R = 0; R < W.Rows; R += 4) {
+    size_t Block = std::min<size_t>(4, W.Rows - R);
+    const double *Rows = wideRows(W, Cached, R, Block, Buf);
+    for (size_t Tk = 0; Tk < T; ++Tk) {
+      const double *A = X + Tk * W.Rows + R;
+      double *Out = Y + Tk * N;
+      if (Block == 4) {
+        axpy4(A, Rows, Out, N);
+        continue;
+      }
+      for (size_t B = 0; B < Block; ++B)
+        axpy(A[B], Rows + B * N, Out, N);
+    }
   }
 }
 
@@ -178,7 +283,8 @@ struct LayerTape {
 
 class Tape {
 public:
-  Tape(const Model &M, const LossSequence &S) : M(M), C(M.config()), S(S) {}
+  Tape(const Model &M, const LossSequence &S, WideWeights *Wide = nullptr)
+      : M(M), C(M.config()), S(S), Wide(Wide) {}
 
   Error check(const ResidualOffset &Offset) const;
   /// Residual R of the sequence, without an offset (the layers below R
@@ -210,6 +316,8 @@ private:
   const Model &M;
   const ModelConfig &C;
   const LossSequence &S;
+  /// Widened weights shared by an objective's passes, or null.
+  WideWeights *Wide;
   size_t T = 0;
   std::vector<LayerTape> Layers;
   std::vector<double> XFinal, FinalInv;
@@ -299,13 +407,13 @@ void Tape::layerForward(size_t L, std::vector<double> &X) {
   Tp.QRaw.resize(T * W.Q.Rows);
   Tp.KRaw.resize(T * W.K.Rows);
   Tp.V.resize(T * W.V.Rows);
-  timesRows(W.Q, H.data(), T, Tp.QRaw.data());
-  timesRows(W.K, H.data(), T, Tp.KRaw.data());
-  timesRows(W.V, H.data(), T, Tp.V.data());
+  timesRows(W.Q, H.data(), T, Tp.QRaw.data(), Wide);
+  timesRows(W.K, H.data(), T, Tp.KRaw.data(), Wide);
+  timesRows(W.V, H.data(), T, Tp.V.data(), Wide);
   attentionForward(L, Tp);
 
   Tp.APre.resize(T * D);
-  timesRows(W.O, Tp.O.data(), T, Tp.APre.data());
+  timesRows(W.O, Tp.O.data(), T, Tp.APre.data(), Wide);
   std::vector<double> A = Tp.APre;
   Tp.AttnInv.resize(T);
   for (size_t Tk = 0; Tk < T; ++Tk) {
@@ -323,8 +431,8 @@ void Tape::layerForward(size_t L, std::vector<double> &X) {
 
   Tp.G.resize(T * F);
   Tp.U.resize(T * F);
-  timesRows(W.Gate, H.data(), T, Tp.G.data());
-  timesRows(W.Up, H.data(), T, Tp.U.data());
+  timesRows(W.Gate, H.data(), T, Tp.G.data(), Wide);
+  timesRows(W.Up, H.data(), T, Tp.U.data(), Wide);
   std::vector<double> Act(T * F);
   for (size_t I = 0; I < T * F; ++I) {
     double Fx, DFx;
@@ -332,7 +440,7 @@ void Tape::layerForward(size_t L, std::vector<double> &X) {
     Act[I] = Fx * Tp.U[I];
   }
   Tp.FPre.assign(T * D, 0.0);
-  accumulateRows(W.Down, Act.data(), T, Tp.FPre.data());
+  accumulateRows(W.Down, Act.data(), T, Tp.FPre.data(), Wide);
   Tp.FFNOutInv.resize(T);
   for (size_t Tk = 0; Tk < T; ++Tk) {
     if (C.PostNorms) {
@@ -439,7 +547,7 @@ void Tape::lossForward() {
     FinalInv[I] = rmsNorm(&XFinal[LossPositions[I] * D], D, M.finalNorm(),
                           C.NormEps, &Normed[I * D]);
   std::vector<double> Logits(NP * Vocab);
-  timesRows(M.lmHead(), Normed.data(), NP, Logits.data());
+  timesRows(M.lmHead(), Normed.data(), NP, Logits.data(), Wide);
   double Cap = C.FinalSoftcap;
   DLogits.assign(NP * Vocab, 0.0);
   for (size_t I = 0; I < NP; ++I) {
@@ -487,7 +595,7 @@ void Tape::backward(size_t Lowest, BackwardResult &R) {
   size_t D = C.HiddenSize, NP = LossPositions.size();
   R.Gradients.assign(M.numLayers() + 1, {});
   std::vector<double> DNormed(NP * D, 0.0);
-  accumulateRows(M.lmHead(), DLogits.data(), NP, DNormed.data());
+  accumulateRows(M.lmHead(), DLogits.data(), NP, DNormed.data(), Wide);
   std::vector<double> DX(T * D, 0.0);
   for (size_t I = 0; I < NP; ++I) {
     size_t P = LossPositions[I];
@@ -517,7 +625,7 @@ void Tape::layerBackward(size_t L, std::vector<double> &DX) {
   // FPre = (act(G) * U) Down: through the down, the product and the
   // activation, into the gate and up projections.
   std::vector<double> DAct(T * F), DG(T * F), DU(T * F);
-  timesRows(W.Down, DF.data(), T, DAct.data());
+  timesRows(W.Down, DF.data(), T, DAct.data(), Wide);
   for (size_t I = 0; I < T * F; ++I) {
     double Fx, DFx;
     activation(C.Act, Tp.G[I], Fx, DFx);
@@ -525,8 +633,8 @@ void Tape::layerBackward(size_t L, std::vector<double> &DX) {
     DU[I] = DAct[I] * Fx;
   }
   std::vector<double> DH(T * D, 0.0);
-  accumulateRows(W.Gate, DG.data(), T, DH.data());
-  accumulateRows(W.Up, DU.data(), T, DH.data());
+  accumulateRows(W.Gate, DG.data(), T, DH.data(), Wide);
+  accumulateRows(W.Up, DU.data(), T, DH.data(), Wide);
   for (size_t Tk = 0; Tk < T; ++Tk)
     rmsNormBackward(&Tp.X1[Tk * D], Tp.FFNInInv[Tk], D,
                     C.PostNorms ? W.PreFFNNorm : W.PostAttnNorm, &DH[Tk * D],
@@ -541,7 +649,7 @@ void Tape::layerBackward(size_t L, std::vector<double> &DX) {
       std::copy(&DX[Tk * D], &DX[Tk * D] + D, &DA[Tk * D]);
   }
   std::vector<double> DO(T * W.O.Cols, 0.0);
-  accumulateRows(W.O, DA.data(), T, DO.data());
+  accumulateRows(W.O, DA.data(), T, DO.data(), Wide);
   std::fill(DH.begin(), DH.end(), 0.0);
   attentionBackward(L, DO, DH);
   for (size_t Tk = 0; Tk < T; ++Tk)
@@ -610,9 +718,9 @@ void Tape::attentionBackward(size_t L, const std::vector<double> &DO,
         axpy(1.0, G, &DKRaw[Off], HD);
     }
   }
-  accumulateRows(W.Q, DQRaw.data(), T, DH.data());
-  accumulateRows(W.K, DKRaw.data(), T, DH.data());
-  accumulateRows(W.V, DV.data(), T, DH.data());
+  accumulateRows(W.Q, DQRaw.data(), T, DH.data(), Wide);
+  accumulateRows(W.K, DKRaw.data(), T, DH.data(), Wide);
+  accumulateRows(W.V, DV.data(), T, DH.data(), Wide);
 }
 
 } // namespace
@@ -679,6 +787,7 @@ OffsetObjective::create(const Model &M, std::vector<LossSequence> Sequences,
   O.M = &M;
   O.Residual = Residual;
   O.Sequences = std::move(Sequences);
+  O.Wide = std::make_shared<WideWeights>();
   ResidualOffset Zero;
   Zero.Residual = Residual;
   Zero.Delta.assign(M.config().HiddenSize, 0.0);
@@ -705,7 +814,7 @@ OffsetObjective::evaluate(ArrayRef<double> Delta) const {
   // Sequences in order, positions in order: the sums are deterministic.
   for (size_t I = 0; I < Sequences.size(); ++I) {
     const LossSequence &S = Sequences[I];
-    Tape Tp(*M, S);
+    Tape Tp(*M, S, Wide.get());
     Tp.forward(Offset, Residual, Prefix[I]);
     BackwardResult R;
     Tp.backward(Residual, R);

@@ -27,10 +27,14 @@
 #ifndef VINDEX_MODEL_BACKWARD_H
 #define VINDEX_MODEL_BACKWARD_H
 
+#include "vindex/Model/Kernels.h"
+
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/Support/Error.h"
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <vector>
 
 namespace vindex {
@@ -117,6 +121,21 @@ offsetGradient(const Model &M, llvm::ArrayRef<LossSequence> Sequences,
 /// and residual: the residual stream below the offset does not depend on
 /// it, so it is computed once, at creation, and each evaluation runs the
 /// layers from Residual up and back.
+/// Weight matrices widened to double once, for the many passes of one
+/// optimisation (the weights must not change while it lives). A budget
+/// bounds it: a matrix past it is widened a few rows at a time on each use,
+/// with the same values.
+class WideWeights {
+public:
+  /// W's rows as doubles, row-major, or null when W does not fit.
+  const double *of(const WeightMatrix &W);
+
+private:
+  static constexpr size_t Budget = size_t(512) << 20;
+  size_t Used = 0;
+  std::map<const void *, std::vector<double>> Cache;
+};
+
 class OffsetObjective {
 public:
   static llvm::Expected<OffsetObjective>
@@ -131,6 +150,8 @@ private:
   std::vector<LossSequence> Sequences;
   /// Residual Residual of each sequence, [T, hidden].
   std::vector<std::vector<double>> Prefix;
+  /// Shared by copies: evaluate() is const but fills it.
+  std::shared_ptr<WideWeights> Wide;
 };
 
 /// Makes the engine's forward add Delta to residual Residual (>= 1: the
