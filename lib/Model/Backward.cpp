@@ -129,28 +129,32 @@ void axpy4(const double *A, const double *Rows, double *Y, size_t N) {
       Y[I] = std::fma(A[R], Rows[R * N + I], Y[I]);
 }
 
-/// Rows [R0, R0 + N) of W widened to double, row-major: from the
-/// objective's cache when it holds W, else into Buf.
-const double *wideRows(const WeightMatrix &W, const double *Cached, size_t R0,
-                       size_t N, std::vector<double> &Buf) {
-  if (Cached)
-    return Cached + R0 * W.Cols;
-  Buf.resize(N * W.Cols);
-  for (size_t R = 0; R < N; ++R)
-    widenRow(W, R0 + R, &Buf[R * W.Cols]);
-  return Buf.data();
+/// Calls Body(R, Block, Rows) for W's rows in blocks of four (fewer at the
+/// end) in order, Rows the block's rows widened to double, row-major: from
+/// the objective's cache when it holds W, else widened here.
+template <typename Fn>
+void forRowBlocks(const WeightMatrix &W, WideWeights *Wide, Fn Body) {
+  const double *Cached = Wide ? Wide->of(W) : nullptr;
+  std::vector<double> Buf;
+  for (size_t R = 0; R < W.Rows; R += 4) {
+    size_t Block = std::min<size_t>(4, W.Rows - R);
+    const double *Rows = Cached + R * W.Cols;
+    if (!Cached) {
+      Buf.resize(Block * W.Cols);
+      for (size_t B = 0; B < Block; ++B)
+        widenRow(W, R + B, &Buf[B * W.Cols]);
+      Rows = Buf.data();
+    }
+    Body(R, Block, Rows);
+  }
 }
 
 /// Y[t][r] = W[r] . X[t]: a projection (and the backward of the down
-/// projection, whose rows are features). Four rows at a time.
+/// projection, whose rows are features).
 void timesRows(const WeightMatrix &W, const double *X, size_t T, double *Y,
                WideWeights *Wide) {
-  const double *Cached = Wide ? Wide->of(W) : nullptr;
-  std::vector<double> Buf;
   size_t N = W.Cols;
-  for (size_t R = 0; R < W.Rows; R += 4) {
-    size_t Block = std::min<size_t>(4, W.Rows - R);
-    const double *Rows = wideRows(W, Cached, R, Block, Buf);
+  forRowBlocks(W, Wide, [&](size_t R, size_t Block, const double *Rows) {
     for (size_t Tk = 0; Tk < T; ++Tk) {
       double *Out = Y + Tk * W.Rows + R;
       if (Block == 4) {
@@ -160,19 +164,15 @@ void timesRows(const WeightMatrix &W, const double *X, size_t T, double *Y,
       for (size_t B = 0; B < Block; ++B)
         Out[B] = dot(Rows + B * N, X + Tk * N, N);
     }
-  }
+  });
 }
 
 /// Y[t] += sum_r X[t][r] W[r], rows in order: the backward of a projection
-/// (and the down projection's forward). Four rows at a time.
+/// (and the down projection's forward).
 void accumulateRows(const WeightMatrix &W, const double *X, size_t T, double *Y,
                     WideWeights *Wide) {
-  const double *Cached = Wide ? Wide->of(W) : nullptr;
-  std::vector<double> Buf;
   size_t N = W.Cols;
-  for (size_t R = 0; R < W.Rows; R += 4) {
-    size_t Block = std::min<size_t>(4, W.Rows - R);
-    const double *Rows = wideRows(W, Cached, R, Block, Buf);
+  forRowBlocks(W, Wide, [&](size_t R, size_t Block, const double *Rows) {
     for (size_t Tk = 0; Tk < T; ++Tk) {
       const double *A = X + Tk * W.Rows + R;
       double *Out = Y + Tk * N;
@@ -183,7 +183,7 @@ void accumulateRows(const WeightMatrix &W, const double *X, size_t T, double *Y,
       for (size_t B = 0; B < Block; ++B)
         axpy(A[B], Rows + B * N, Out, N);
     }
-  }
+  });
 }
 
 /// Out = X / rms(X) * W; returns 1 / rms(X).
