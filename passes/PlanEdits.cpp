@@ -159,9 +159,8 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       Ops.push_back(&Op);
     for (Operation *Op : Ops) {
       if (Op->getDialect() && isa<vx::VindexDialect>(Op->getDialect())) {
-        if (llvm::Error E = (*Ed)->apply([&](PatchBuilder &B) {
-              return applyVindexOp(Op, B);
-            })) {
+        if (llvm::Error E = (*Ed)->apply(
+                [&](PatchBuilder &B) { return applyVindexOp(Op, B); })) {
           Op->emitError() << llvm::toString(std::move(E));
           return signalPassFailure();
         }
@@ -226,6 +225,7 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       Memit.Options.Rounds = MemitRounds;
       Memit.Options.AlphaEdit = MemitAlphaEdit;
       Memit.Options.NullThreshold = MemitNullThreshold;
+      Memit.Options.Jobs = Jobs;
       Memit.StatsMode = MemitStats;
       auto *D = getContext().getLoadedDialect<vx::VindexDialect>();
       return lowerMemit(Op, Facts, Ed, Tok, Memit, D->session()->log());
@@ -246,11 +246,12 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       auto Ty = RankedTensorType::get({1, int64_t(R.Values.size())},
                                       Float32Type::get(Ctx));
       Attribute V = DenseF32ResourceElementsAttr::get(
-          Ty, Name, HeapAsmResourceBlob::allocateAndCopyInferAlign(
-                        ArrayRef<float>(R.Values)));
-      auto U = B.create<vx::UpdateWeightsOp>(
-          Op->getLoc(), R.Tensor, int64_t(R.Row), int64_t(R.Row + 1),
-          cast<ElementsAttr>(V));
+          Ty, Name,
+          HeapAsmResourceBlob::allocateAndCopyInferAlign(
+              ArrayRef<float>(R.Values)));
+      auto U = B.create<vx::UpdateWeightsOp>(Op->getLoc(), R.Tensor,
+                                             int64_t(R.Row), int64_t(R.Row + 1),
+                                             cast<ElementsAttr>(V));
       U->setAttr(BalanceAttr, StringAttr::get(Ctx, Plan->Record[R.Fact]));
     }
     for (const edit::PlannedFeature &F : Plan->Features) {

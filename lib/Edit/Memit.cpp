@@ -13,9 +13,11 @@
 #include "vindex/Support/Error.h"
 
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/ThreadPool.h"
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 using namespace llvm;
 
@@ -177,11 +179,9 @@ Probe probe(const Model &M, ArrayRef<int32_t> Ids, size_t Pos, size_t Residual,
 
 /// Step 2: the offset δ at residual Residual that makes the model emit the
 /// target (Adam on OffsetObjective); returns h + δ.
-Expected<std::vector<double>> optimiseOffset(const Model &M,
-                                             const Tokenizer &Tok,
-                                             const Fact &F, FactState &St,
-                                             size_t Residual,
-                                             const MemitOptions &Opts) {
+Expected<std::vector<double>>
+optimiseOffset(const Model &M, const Tokenizer &Tok, const Fact &F,
+               FactState &St, size_t Residual, const MemitOptions &Opts) {
   std::vector<LossSequence> Seqs;
   for (size_t C = 0; C < St.Prompts.size(); ++C) {
     LossSequence S = teacherForced(St.Prompts[C], St.Target);
@@ -197,9 +197,8 @@ Expected<std::vector<double>> optimiseOffset(const Model &M,
     if (!Ref)
       return Ref.takeError();
     S.KL.push_back({Last, std::move(*Ref), Opts.KLWeight});
-    S.OffsetPositions = {Opts.AtSubject
-                             ? subjectPosition(Tok, S.Tokens, F.Entity)
-                             : Last};
+    S.OffsetPositions = {
+        Opts.AtSubject ? subjectPosition(Tok, S.Tokens, F.Entity) : Last};
     Seqs.push_back(std::move(S));
   }
   size_t NSeq = Seqs.size();
@@ -241,11 +240,12 @@ Expected<std::vector<double>> optimiseOffset(const Model &M,
         X *= Bound / N;
   }
   St.Converged = Last < Stop;
-  St.Record = formatv("memit: '{0}' {1} -> '{2}' piece {8}: adam {3} steps, loss "
-                      "{4:f4} -> {5:f4}, |delta| {6:f3} (|h| {7:f3})",
-                      F.Entity, F.Relation, F.TargetText, Step, First, Last,
-                      norm(Delta), HNorm, St.Target.front())
-                  .str();
+  St.Record =
+      formatv("memit: '{0}' {1} -> '{2}' piece {8}: adam {3} steps, loss "
+              "{4:f4} -> {5:f4}, |delta| {6:f3} (|h| {7:f3})",
+              F.Entity, F.Relation, F.TargetText, Step, First, Last,
+              norm(Delta), HNorm, St.Target.front())
+          .str();
   std::vector<double> Z(D);
   for (size_t I = 0; I < D; ++I)
     Z[I] = H.Residual[I] + Delta[I];
@@ -397,13 +397,40 @@ Expected<bool> reached(const Model &M, const FactState &St) {
     ForwardResult R = S.run(Ids);
     const std::vector<float> &L = R.Logits;
     if (size_t(Piece) >= L.size())
-      return makeError("memit: target piece {0} outside the vocabulary",
-                       Piece);
+      return makeError("memit: target piece {0} outside the vocabulary", Piece);
     if (std::max_element(L.begin(), L.end()) - L.begin() != Piece)
       return false;
     Ids.push_back(Piece);
   }
   return true;
+}
+
+/// Optimises the targets of the next Opts.Jobs units from First on that
+/// are not reached, in parallel, into Ready (each unit's optimisation reads
+/// the model and writes only its own state).
+void optimiseWindow(
+    const Model &M, const Tokenizer &Tok, ArrayRef<Fact> Facts,
+    ArrayRef<size_t> FactOf, MutableArrayRef<FactState> States,
+    const std::vector<bool> &Reached, size_t First, size_t Residual,
+    const MemitOptions &Opts,
+    std::vector<std::optional<Expected<std::vector<double>>>> &Ready) {
+  std::vector<size_t> Window;
+  for (size_t J = First;
+       J < States.size() && Window.size() < std::max(1u, Opts.Jobs); ++J)
+    if (!Reached[J])
+      Window.push_back(J);
+  auto Run = [&](size_t J) {
+    Ready[J].emplace(
+        optimiseOffset(M, Tok, Facts[FactOf[J]], States[J], Residual, Opts));
+  };
+  if (Window.size() == 1) {
+    Run(Window.front());
+    return;
+  }
+  DefaultThreadPool Pool(hardware_concurrency(Window.size()));
+  for (size_t J : Window)
+    Pool.async([&, J] { Run(J); });
+  Pool.wait();
 }
 
 } // namespace
@@ -483,17 +510,24 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     if (Error E = M.reload())
       return std::move(E);
     // Step 2: target values of the units not reached; the reached ones
-    // are held where they are.
+    // are held where they are. Units are optimised Opts.Jobs at a time on
+    // the model as it is; a unit whose piece must be lifted changes the
+    // model for the units after it, so those of its window are optimised
+    // again: the results are those of one unit at a time, in order.
+    std::vector<std::optional<Expected<std::vector<double>>>> Ready(N);
     for (size_t J = 0; J < N; ++J) {
       FactState &St = States[J];
       if (Reached[J]) {
-        Probe H = probe(M, St.Prompts[0], St.Positions[0], Residual,
-                        std::nullopt);
+        Probe H =
+            probe(M, St.Prompts[0], St.Positions[0], Residual, std::nullopt);
         St.Z = std::move(H.Residual);
         continue;
       }
-      Expected<std::vector<double>> Z =
-          optimiseOffset(M, Tok, Facts[FactOf[J]], St, Residual, Opts);
+      if (!Ready[J])
+        optimiseWindow(M, Tok, Facts, FactOf, States, Reached, J, Residual,
+                       Opts, Ready);
+      Expected<std::vector<double>> Z = std::move(*Ready[J]);
+      Ready[J].reset();
       if (!Z)
         return Z.takeError();
       // A piece no offset within the bound makes likely (one the model
@@ -512,6 +546,8 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
           return std::move(E);
         if (Error E = M.reload())
           return std::move(E);
+        for (auto &Later : Ready) // optimised on the model before the lift
+          Later.reset();
         Plan.Rows.push_back(std::move(*Row));
         if (Verbose)
           *Verbose << "memit: piece " << St.Target[0] << Rec << "\n";
@@ -628,9 +664,8 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
       }
       LastKeys[LI] = std::move(K);
       // One update per layer in the plan: a later round's replaces it.
-      auto Old = llvm::find_if(Plan.Updates, [&](const DownUpdate &X) {
-        return X.Layer == L;
-      });
+      auto Old = llvm::find_if(
+          Plan.Updates, [&](const DownUpdate &X) { return X.Layer == L; });
       if (Old != Plan.Updates.end())
         *Old = std::move(U);
       else
@@ -657,10 +692,9 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
   if (Opts.AlphaEdit) {
     Stats.Edited.resize(Layers.size());
     for (size_t LI = 0; LI < Layers.size(); ++LI) {
-      size_t F = Stats.Moment[LI].size() ? size_t(std::sqrt(double(
-                                               Stats.Moment[LI].size())) +
-                                           0.5)
-                                         : 0;
+      size_t F = Stats.Moment[LI].size()
+                     ? size_t(std::sqrt(double(Stats.Moment[LI].size())) + 0.5)
+                     : 0;
       std::vector<double> &E = Stats.Edited[LI];
       if (E.empty())
         E.assign(F * F, 0.0);
@@ -674,13 +708,11 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
   // What the update reached: the residual still missing at Lmax + 1.
   for (size_t J = 0; J < N; ++J) {
     FactState &St = States[J];
-    Probe P = probe(M, St.Prompts[0], St.Positions[0], Residual,
-                    std::nullopt);
+    Probe P = probe(M, St.Prompts[0], St.Positions[0], Residual, std::nullopt);
     for (size_t I = 0; I < D; ++I)
       P.Residual[I] -= St.Z[I];
     St.Record += formatv(", |z - h| after the update {0:f3}{1}",
-                         norm(P.Residual),
-                         Reached[J] ? "" : ", not answered")
+                         norm(P.Residual), Reached[J] ? "" : ", not answered")
                      .str();
     if (Verbose)
       *Verbose << St.Record << "\n";

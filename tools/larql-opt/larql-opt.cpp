@@ -114,6 +114,12 @@ static cl::opt<bool> SplitInputFile(
 static const char *DefaultPipeline =
     "larql-resolve-relations,larql-lower-to-vindex,larql-plan-edits";
 
+/// The default pipeline with --jobs given to the planner's optimisation.
+static std::string defaultPipeline() {
+  return (Twine(DefaultPipeline) + "{jobs=" + Twine(unsigned(Jobs)) + "}")
+      .str();
+}
+
 static const char *Overview = R"(larql-opt: run LQL against a V-index
 
 Statements come from scripts (.lql) and -e, in that order, separated by ';'.
@@ -472,7 +478,7 @@ int main(int argc, char **argv) {
         return mlir::emitError(mlir::UnknownLoc::get(&Ctx), Msg);
       };
       if (failed(mlir::applyPassManagerCLOptions(PM)) ||
-          failed(Default ? mlir::parsePassPipeline(DefaultPipeline, PM)
+          failed(Default ? mlir::parsePassPipeline(defaultPipeline(), PM)
                          : PassPipeline.addToPipeline(PM, Report)) ||
           failed(PM.run(*Module)))
         return nullptr;

@@ -79,6 +79,9 @@ struct MemitOptions {
   bool AlphaEdit = false;
   double NullThreshold = 1e-2;
   double AlphaRidge = 1.0;
+  /// Threads optimising the units' targets (each unit's optimisation is
+  /// its own; a lift's effect on later units is kept as if one at a time).
+  unsigned Jobs = 1;
 };
 
 /// A text whose keys the update keeps (a guard prompt followed by the
@@ -89,8 +92,7 @@ struct PreservedText {
 };
 
 /// The edit layers Opts asks for on a model of NumLayers layers.
-std::vector<unsigned> memitLayers(const MemitOptions &Opts,
-                                  size_t NumLayers);
+std::vector<unsigned> memitLayers(const MemitOptions &Opts, size_t NumLayers);
 
 /// E[k kᵀ] of each of Layers' FFN keys, [F * F] row-major, over every
 /// position of Texts.
@@ -130,9 +132,8 @@ void addKeyMoments(const Model &M, llvm::ArrayRef<PreservedText> Texts,
 /// The model's own text: greedy continuations (MaxNew tokens) of the start
 /// of text and of its Count most likely first tokens. What stands in for a
 /// corpus when none is given.
-std::vector<std::vector<int32_t>> greedyTexts(const Model &M,
-                                              const Tokenizer &Tok,
-                                              size_t Count, size_t MaxNew);
+std::vector<std::vector<int32_t>>
+greedyTexts(const Model &M, const Tokenizer &Tok, size_t Count, size_t MaxNew);
 
 /// The closed form: Δ = R Kᵀ (λ C + K Kᵀ)⁻¹, in the down projection's
 /// stored (feature-major) layout: [F * D], row f the change of feature f's
@@ -168,14 +169,11 @@ struct MemitPlan {
 /// Plans a batch of INSERTs against View; Preserved are the texts whose
 /// keys the update keeps. With AlphaEdit the batch's keys join
 /// Stats.Edited.
-llvm::Expected<MemitPlan> planMemit(const TensorView &View,
-                                    const Tokenizer &Tok,
-                                    llvm::ArrayRef<Fact> Facts,
-                                    KeyStatistics &Stats,
-                                    llvm::ArrayRef<PreservedText> Preserved,
-                                    const MemitOptions &Opts,
-                                    llvm::raw_ostream *Verbose,
-                                    RowLifter Lift = nullptr);
+llvm::Expected<MemitPlan>
+planMemit(const TensorView &View, const Tokenizer &Tok,
+          llvm::ArrayRef<Fact> Facts, KeyStatistics &Stats,
+          llvm::ArrayRef<PreservedText> Preserved, const MemitOptions &Opts,
+          llvm::raw_ostream *Verbose, RowLifter Lift = nullptr);
 
 /// AlphaEdit's update (feature-major [F * D], as solveUpdate): P projects
 /// onto the null space ([F * F]), E = Σ k_e k_eᵀ of earlier edits' keys

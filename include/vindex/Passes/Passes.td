@@ -104,7 +104,11 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "\"auto\"",
                         "MODE memit's key statistics: auto (the V-index's "
                         "stored ones when valid, else measured), stored "
-                        "(those or an error), measure">];
+                        "(those or an error), measure">,
+                 Option<"Jobs", "jobs", "unsigned", "1",
+                        "Threads of MODE memit's target optimisation "
+                        "(results do not depend on it; larql-opt passes "
+                        "its --jobs)">];
   let dependentDialects = ["::vindex::vx::VindexDialect"];
 }
 
