@@ -15,6 +15,7 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/ThreadPool.h"
 
+#include <cstdlib>
 #include <mutex>
 
 using namespace llvm;
@@ -27,11 +28,29 @@ std::string Vindex::path(StringRef Name) const {
   return P.str().str();
 }
 
+// VINDEX_LOAD=memory copies the tensor files into memory (huge pages where
+// the kernel gives them) instead of mapping them: the engine's decoding
+// streams every weight once per token, and on some virtual machines the
+// mapped page cache's small pages cost it half its speed
+// (docs/benchmarks.md). Like llama.cpp's --no-mmap.
+static Expected<Residency> tensorResidency() {
+  const char *Env = std::getenv("VINDEX_LOAD");
+  if (!Env || !*Env || StringRef(Env) == "map")
+    return Residency::Mapped;
+  if (StringRef(Env) == "memory")
+    return Residency::Memory;
+  return makeError("VINDEX_LOAD: unknown value '{0}' (map or memory)", Env);
+}
+
 Expected<std::unique_ptr<Vindex>> Vindex::open(StringRef Dir) {
   if (!sys::fs::is_directory(Dir))
     return fileError(Dir, "not a V-index directory");
   std::unique_ptr<Vindex> V(new Vindex());
   V->Dir = Dir.str();
+  Expected<Residency> Load = tensorResidency();
+  if (!Load)
+    return Load.takeError();
+  V->Load = *Load;
   if (Error E = V->load())
     return std::move(E);
   return std::move(V);
@@ -115,7 +134,7 @@ Error Vindex::load() {
     auto &File = Files[T.File];
     if (!File) {
       Expected<std::unique_ptr<MappedFile>> Opened =
-          MappedFile::open(path(T.File));
+          MappedFile::open(path(T.File), Load);
       if (!Opened)
         return Opened.takeError();
       File = std::move(*Opened);
@@ -290,7 +309,8 @@ Error Vindex::verify(unsigned Jobs) const {
     });
   for (size_t I = 0; I < M.Files.size(); ++I)
     Pool.async([&, I] {
-      Expected<std::unique_ptr<MemoryBuffer>> Buf = readAuxFile(M.Files[I].Name);
+      Expected<std::unique_ptr<MemoryBuffer>> Buf =
+          readAuxFile(M.Files[I].Name);
       if (!Buf) {
         std::lock_guard<std::mutex> Lock(Mu);
         Errors[M.Tensors.size() + I] = toString(Buf.takeError());
@@ -305,8 +325,8 @@ Error Vindex::verify(unsigned Jobs) const {
 
 Expected<std::unique_ptr<MemoryBuffer>>
 Vindex::readAuxFile(StringRef Name) const {
-  auto F = llvm::find_if(M.Files,
-                         [&](const AuxFileRecord &F) { return F.Name == Name; });
+  auto F = llvm::find_if(
+      M.Files, [&](const AuxFileRecord &F) { return F.Name == Name; });
   if (F == M.Files.end())
     return fileError(Dir, "has no {0}", Name);
   ErrorOr<std::unique_ptr<MemoryBuffer>> Buf = MemoryBuffer::getFile(

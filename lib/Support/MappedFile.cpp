@@ -14,7 +14,8 @@ using namespace llvm;
 
 namespace vindex {
 
-Expected<std::unique_ptr<MappedFile>> MappedFile::open(StringRef Path) {
+Expected<std::unique_ptr<MappedFile>> MappedFile::open(StringRef Path,
+                                                       Residency Where) {
   int FD;
   if (std::error_code EC = sys::fs::openFileForRead(Path, FD))
     return fileError(Path, "cannot open: {0}", EC.message());
@@ -41,7 +42,31 @@ Expected<std::unique_ptr<MappedFile>> MappedFile::open(StringRef Path) {
     }
   }
   File->FD = FD;
+  File->Data = reinterpret_cast<const uint8_t *>(File->Region.const_data());
+  if (Where == Residency::Memory && File->Size > 0)
+    if (Error E = File->copyToMemory())
+      return std::move(E);
   return std::move(File);
+}
+
+Error MappedFile::copyToMemory() {
+  // Whole 2 MiB pages, so that the last one can be huge too.
+  const size_t Huge = size_t(2) << 20;
+  size_t Bytes = alignTo(Size, Huge);
+  void *P = ::mmap(nullptr, Bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (P == MAP_FAILED)
+    return fileError(Path, "cannot allocate {0} bytes to load it: {1}", Bytes,
+                     std::error_code(errno, std::generic_category()).message());
+  ::madvise(P, Bytes, MADV_HUGEPAGE); // a hint: without THP, plain pages
+  Copy = P;
+  CopySize = Bytes;
+  if (Error E = readInto(0, {static_cast<uint8_t *>(P), size_t(Size)}))
+    return E;
+  Data = static_cast<const uint8_t *>(P);
+  // The mapping is no longer read: its page-table entries go.
+  Region.unmap();
+  return Error::success();
 }
 
 Error MappedFile::readInto(uint64_t Offset,
@@ -63,6 +88,8 @@ Error MappedFile::readInto(uint64_t Offset,
 }
 
 MappedFile::~MappedFile() {
+  if (Copy)
+    ::munmap(Copy, CopySize);
   if (FD >= 0)
     sys::Process::SafelyCloseFileDescriptor(FD);
 }
@@ -88,11 +115,17 @@ static void adviseRange(const MappedFile &F, uint64_t Offset, uint64_t Length,
     ::madvise(reinterpret_cast<void *>(Begin), End - Begin, Advice);
 }
 
+// A copy in memory is resident already, and MADV_DONTNEED on anonymous
+// memory would zero it: both hints are for mappings only.
 void MappedFile::willNeed(uint64_t Offset, uint64_t Length) const {
+  if (Copy)
+    return;
   adviseRange(*this, Offset, Length, MADV_WILLNEED, /*Inwards=*/false);
 }
 
 void MappedFile::dropPages(uint64_t Offset, uint64_t Length) const {
+  if (Copy)
+    return;
   adviseRange(*this, Offset, Length, MADV_DONTNEED, /*Inwards=*/true);
 }
 

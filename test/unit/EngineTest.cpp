@@ -7,8 +7,8 @@
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Model/Engine.h"
-#include "vindex/Formats/Tokenizer.h"
 #include "vindex/Convert/Decompose.h"
+#include "vindex/Formats/Tokenizer.h"
 #include "vindex/Store/Vindex.h"
 
 #include "llvm/Support/FileSystem.h"
@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <numeric>
@@ -214,8 +215,7 @@ TEST_P(EngineReference, DeterministicAcrossThreadsCacheAndCodec) {
   // as that session run alone.
   std::vector<std::vector<int32_t>> Prefixes = {
       L->Tok->encode("The capital of Peru is"),
-      L->Tok->encode("Vienna is a city in"),
-      L->Tok->encode("The")};
+      L->Tok->encode("Vienna is a city in"), L->Tok->encode("The")};
   std::vector<int32_t> Next = {Ids[3], Ids[4], Ids[5]};
   std::vector<std::unique_ptr<Session>> Batch;
   std::vector<Session *> Ptrs;
@@ -364,6 +364,31 @@ TEST_P(EngineReference, MappedBF16KernelsMatchReferences) {
   std::printf("[ measured ] %s, mapped bf16 kernels: max |logit - reference| "
               "= %.3g\n",
               Name.c_str(), Worst);
+}
+
+// VINDEX_LOAD=memory: the tensor files copied into memory instead of mapped
+// give the run-from-the-bytes weights the same logits, bit for bit, and a
+// dropPages on the copy (as streaming passes do on mappings) loses nothing.
+TEST_P(EngineReference, TensorsLoadedIntoMemoryMatchMapped) {
+  std::string Name = GetParam();
+  Loaded *L = load(Name, /*Compress=*/false, /*Widen=*/false);
+  ::setenv("VINDEX_LOAD", "memory", 1);
+  auto V = Vindex::open(L->V->directory());
+  ::unsetenv("VINDEX_LOAD");
+  ASSERT_TRUE(bool(V)) << toString(V.takeError());
+  LoadOptions LO;
+  LO.WidenBudget = 0;
+  auto M = Model::load(**V, LO);
+  ASSERT_TRUE(bool(M)) << toString(M.takeError());
+  ASSERT_EQ((*M)->layer(0).Gate.Type, DType::BF16);
+  EXPECT_NE((*M)->layer(0).Gate.Data, L->M->layer(0).Gate.Data);
+  References Refs = readReferences(Name, L->M->config().VocabSize);
+  const json::Array &Prompts = Refs.prompts();
+  for (size_t P = 0; P < Prompts.size(); P += 5) {
+    std::vector<int32_t> Ids = ints(Prompts[P].getAsObject()->get("token_ids"));
+    Session Mapped(*L->M, 1), Copied(**M, 1);
+    EXPECT_EQ(Mapped.run(Ids).Logits, Copied.run(Ids).Logits) << "prompt " << P;
+  }
 }
 
 // Every kernel path this CPU can run, forced in turn (setKernelPath, as

@@ -85,6 +85,8 @@ private:
   Manifest M;
   llvm::StringMap<size_t> ByName;
   llvm::StringMap<std::unique_ptr<MappedFile>> Files;
+  /// Where the tensor files' bytes live (VINDEX_LOAD).
+  Residency Load = Residency::Mapped;
   std::vector<std::shared_ptr<const Patch>> Patches;
   std::shared_ptr<const Labels> LabelsData;
 };

@@ -17,16 +17,29 @@
 
 namespace vindex {
 
+/// Where a file's bytes are read from.
+enum class Residency {
+  /// The page cache, mapped: nothing copied, the file's pages shared with
+  /// every process reading it.
+  Mapped,
+  /// A private copy in anonymous memory with transparent huge pages
+  /// advised: one more copy of the file in memory, but far fewer TLB
+  /// misses when the whole file is streamed again and again (decoding
+  /// reads every weight once per token; llama.cpp's --no-mmap).
+  Memory,
+};
+
 class MappedFile {
 public:
-  /// Maps Path read-only. An empty file maps to an empty view.
-  static llvm::Expected<std::unique_ptr<MappedFile>> open(llvm::StringRef Path);
+  /// Maps Path read-only (or copies it, with Residency::Memory). An empty
+  /// file maps to an empty view.
+  static llvm::Expected<std::unique_ptr<MappedFile>>
+  open(llvm::StringRef Path, Residency Where = Residency::Mapped);
 
   llvm::StringRef path() const { return Path; }
   uint64_t size() const { return Size; }
   llvm::ArrayRef<uint8_t> bytes() const {
-    return {reinterpret_cast<const uint8_t *>(Region.const_data()),
-            static_cast<size_t>(Size)};
+    return {Data, static_cast<size_t>(Size)};
   }
   llvm::ArrayRef<uint8_t> slice(uint64_t Offset, uint64_t Length) const {
     return bytes().slice(Offset, Length);
@@ -47,6 +60,7 @@ public:
 
 private:
   MappedFile() = default;
+  llvm::Error copyToMemory();
   MappedFile(const MappedFile &) = delete;
   MappedFile &operator=(const MappedFile &) = delete;
 
@@ -58,6 +72,10 @@ private:
   std::string Path;
   uint64_t Size = 0;
   llvm::sys::fs::mapped_file_region Region;
+  /// The bytes: Region's, or the copy in Copy (Residency::Memory).
+  const uint8_t *Data = nullptr;
+  void *Copy = nullptr;
+  size_t CopySize = 0;
 };
 
 } // namespace vindex
