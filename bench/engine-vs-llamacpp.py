@@ -20,6 +20,10 @@ it. Prints one JSON object.
 
   bench/engine-vs-llamacpp.py [--llama-bench PATH] [--synthetic CKPT]...
                               [--threads 1,2] [--reps N] [--work DIR]
+                              [--load map|memory]
+
+--load memory reads the weights into memory on both sides (our
+VINDEX_LOAD=memory, llama-bench --mmap 0) instead of mapping them.
 
 llama-bench comes from --llama-bench or the LLAMA_BENCH environment
 variable (llama.cpp is built outside the repository). Without it, or
@@ -139,16 +143,18 @@ def prepare(name, ckpt, work, bins, gguf_type):
     return vdx, gg
 
 
-def ours(bins, vdx, threads):
+def ours(bins, vdx, threads, load):
+    env = dict(os.environ, VINDEX_LOAD=load)
     out = json.loads(run([bins["forward"], vdx, "--jobs", str(threads),
                           "--prompt", "64,512", "--gen", "128", "--reps",
-                          "1"]))
+                          "1"], env=env))
     return {r["test"]: r["tokens_per_s"] for r in out["results"]}
 
 
-def llama(bench, gg, threads):
+def llama(bench, gg, threads, load):
     cmd = [bench, "-m", gg, "-t", str(threads), "-p", "64,512", "-n", "128",
-           "-r", "1", "-o", "json"]
+           "-r", "1", "-o", "json",
+           "--mmap", "0" if load == "memory" else "1"]
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True)
     if r.returncode != 0:
@@ -183,6 +189,10 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"))
     ap.add_argument("--work", default=os.path.join(ROOT, "out", "bench",
                                                     "engine-vs-llamacpp"))
+    ap.add_argument("--load", default="map", choices=("map", "memory"),
+                    help="where both read the weights from: mapped files "
+                         "(ours VINDEX_LOAD=map, llama-bench --mmap 1) or "
+                         "a copy in memory (VINDEX_LOAD=memory, --mmap 0)")
     a = ap.parse_args()
 
     bins = {k: os.path.join(a.bin, v) for k, v in
@@ -217,7 +227,7 @@ def main():
     log("read bandwidth GB/s: %s" % bandwidth)
 
     out = {"benchmark": "engine-vs-llamacpp", "llama_bench": bench,
-           "skipped": skipped, "read_gb_per_s": bandwidth,
+           "skipped": skipped, "read_gb_per_s": bandwidth, "load": a.load,
            "loadavg_start": os.getloadavg(), "models": []}
     for name, ckpt in models:
         vdx, gg = prepare(name, ckpt, a.work, bins, a.type)
@@ -231,9 +241,10 @@ def main():
             best = {"ours": {}, "llama.cpp": {}}
             for rep in range(a.reps):
                 log("%s, %d thread(s), repetition %d" % (name, t, rep + 1))
-                runs = [("ours", lambda: ours(bins, vdx, t))]
+                runs = [("ours", lambda: ours(bins, vdx, t, a.load))]
                 if bench:
-                    runs.append(("llama.cpp", lambda: llama(bench, gg, t)))
+                    runs.append(("llama.cpp",
+                                 lambda: llama(bench, gg, t, a.load)))
                 if rep % 2:  # alternate who goes first
                     runs.reverse()
                 for who, fn in runs:
