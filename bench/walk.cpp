@@ -2,7 +2,7 @@
 //
 // vindex-bench-walk IN.vindex PROMPTS.txt
 //
-// For K in {F/64, F/16, F/4, F/2, F}: over every prompt (one per line), the
+// For K in {F/64, F/16, F/8, F/4, F/2, F}: over every prompt (one per line), the
 // fraction whose top-1 next token through the walk FFN (per layer only the K
 // features with the highest gate scores fire) equals the dense model's, the
 // mean KL(dense || walk) of the next-token distributions, and the largest
@@ -72,7 +72,7 @@ int main(int argc, char **argv) {
     Dense.push_back(S.run(Ids.back()).Logits);
   }
   json::Array Rows;
-  for (size_t Div : {64, 16, 4, 2, 1}) {
+  for (size_t Div : {64, 16, 8, 4, 2, 1}) {
     size_t K = std::max<size_t>(1, F / Div);
     ForwardOptions Opts;
     Opts.WalkK = K;
