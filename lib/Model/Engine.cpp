@@ -426,6 +426,14 @@ static void applyRope(float *V, size_t HD, const float *Cos, const float *Sin) {
   }
 }
 
+/// Buf with room for at least N floats, its contents unspecified: the
+/// forward pass's buffers are kept between calls (Session::Workspace).
+static float *room(std::vector<float> &Buf, size_t N) {
+  if (Buf.size() < N)
+    Buf.resize(N);
+  return Buf.data();
+}
+
 // The prompt GEMM tiles are 48 columns wide (AVX-512; 16 on AVX2): shares
 // of a multiple of 48 rows or columns run full tiles only.
 static constexpr size_t PromptShareUnit = 48;
@@ -481,10 +489,11 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
   const ModelConfig &C = M.config();
   size_t HD = C.HeadDim, NH = C.NumHeads, NKV = C.NumKVHeads;
   size_t QDim = NH * HD, KVDim = NKV * HD;
-  std::vector<float> Q(T * QDim), K(T * KVDim), V(T * KVDim);
-  project(X, T, W.Q, Q.data());
-  project(X, T, W.K, K.data());
-  project(X, T, W.V, V.data());
+  float *Q = room(Work.Q, T * QDim), *K = room(Work.K, T * KVDim),
+        *V = room(Work.V, T * KVDim);
+  project(X, T, W.Q, Q);
+  project(X, T, W.K, K);
+  project(X, T, W.V, V);
   std::vector<float> Cos(HD / 2), Sin(HD / 2);
   for (size_t Tk = 0; Tk < T; ++Tk) {
     ropeAngles(W.RopeInvFreq, Positions[Tk], Cos.data(), Sin.data());
@@ -517,13 +526,13 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
   for (size_t Tk = 0; Tk < T; ++Tk) {
     std::vector<float> &KC = Rows[Tk]->KCache[Layer],
                        &VC = Rows[Tk]->VCache[Layer];
-    std::copy(K.begin() + Tk * KVDim, K.begin() + (Tk + 1) * KVDim,
+    std::copy(K + Tk * KVDim, K + (Tk + 1) * KVDim,
               KC.begin() + Positions[Tk] * KVDim);
-    std::copy(V.begin() + Tk * KVDim, V.begin() + (Tk + 1) * KVDim,
+    std::copy(V + Tk * KVDim, V + (Tk + 1) * KVDim,
               VC.begin() + Positions[Tk] * KVDim);
   }
 
-  std::vector<float> Attn(T * QDim);
+  float *Attn = room(Work.Attn, T * QDim);
   size_t Group = NH / NKV;
   size_t Window = W.Sliding ? C.SlidingWindow : 0;
   float Scale = float(C.QueryScale);
@@ -564,22 +573,22 @@ void Session::attention(const LayerWeights &W, size_t Layer, const float *X,
       axpyRowsF32(Scores.data(), &VC[Lo * KVDim + KVH * HD], KVDim, N, HD, O);
     }
   });
-  project(Attn.data(), T, W.O, Out);
+  project(Attn, T, W.O, Out);
 }
 
 void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
                   float *Out, std::vector<float> *Activations) {
   const ModelConfig &C = M.config();
   size_t F = W.Gate.Rows, D = C.HiddenSize; // per layer: patches append
-  std::vector<float> G(T * F);
-  project(X, T, W.Gate, G.data());
+  float *G = room(Work.Gate, T * F);
+  project(X, T, W.Gate, G);
   std::fill(Out, Out + T * D, 0.0f);
   if (WalkK == 0 || WalkK >= F) {
     // Dense (K = F is the walk with every feature fired: the same sums in
     // the same order).
-    std::vector<float> U(T * F);
-    project(X, T, W.Up, U.data());
-    activateAndMultiply(C.Act, G.data(), U.data(), T * F);
+    float *U = room(Work.Up, T * F);
+    project(X, T, W.Up, U);
+    activateAndMultiply(C.Act, G, U, T * F);
     size_t Grain =
         std::max<size_t>(32, (1u << 18) / std::max<size_t>(1, T * F));
     // Generation: one share of columns per thread, a multiple of 32 (the
@@ -590,16 +599,16 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
     if (T >= 4 && Team && D > Grain) {
       size_t Units = (D + PromptShareUnit - 1) / PromptShareUnit;
       parallelFor(Units, 1, [&](size_t U0, size_t U1) {
-        matmulNN(G.data(), T, F, W.Down, 0, F, U0 * PromptShareUnit,
+        matmulNN(G, T, F, W.Down, 0, F, U0 * PromptShareUnit,
                  std::min(D, U1 * PromptShareUnit), Out, D);
       });
     } else {
       parallelFor(D, Grain, [&](size_t C0, size_t C1) {
-        matmulNN(G.data(), T, F, W.Down, 0, F, C0, C1, Out, D);
+        matmulNN(G, T, F, W.Down, 0, F, C0, C1, Out, D);
       });
     }
     if (Activations)
-      *Activations = std::move(G);
+      Activations->assign(G, G + T * F);
     return;
   }
   // Walk: per position, score every feature from its gate (exact KNN over
@@ -680,7 +689,8 @@ ForwardResult Session::forward(ArrayRef<Session *> Rows,
   ForwardResult R;
   if (T == 0)
     return R;
-  std::vector<float> X(T * D), H(T * D), A(T * D);
+  float *X = room(Work.X, T * D), *H = room(Work.H, T * D),
+        *A = room(Work.A, T * D);
   float EmbScale = float(C.EmbeddingScale);
   for (size_t Tk = 0; Tk < T; ++Tk) {
     size_t Id = size_t(Tokens[Tk]) < C.VocabSize ? size_t(Tokens[Tk]) : 0;
@@ -688,14 +698,14 @@ ForwardResult Session::forward(ArrayRef<Session *> Rows,
       X[Tk * D + I] = M.embedding().at(Id, I) * EmbScale;
   }
   if (Opts.CaptureResiduals)
-    R.Residuals.push_back(X);
+    R.Residuals.emplace_back(X, X + T * D);
   size_t Layers =
       std::min(Opts.StopAfter.value_or(M.numLayers()), M.numLayers());
   for (size_t L = 0; L < Layers; ++L) {
     const LayerWeights &W = M.layer(L);
     for (size_t Tk = 0; Tk < T; ++Tk)
       rmsNorm(&X[Tk * D], D, W.InputNorm, C.NormEps, &H[Tk * D]);
-    attention(W, L, H.data(), T, A.data(), Rows, Positions);
+    attention(W, L, H, T, A, Rows, Positions);
     for (size_t Tk = 0; Tk < T; ++Tk) {
       if (C.PostNorms)
         rmsNorm(&A[Tk * D], D, W.PostAttnNorm, C.NormEps, &A[Tk * D]);
@@ -705,10 +715,10 @@ ForwardResult Session::forward(ArrayRef<Session *> Rows,
               C.NormEps, &H[Tk * D]);
     }
     std::vector<float> Act;
-    ffn(W, H.data(), T, Opts.WalkK, A.data(), Opts.CaptureFFN ? &Act : nullptr);
+    ffn(W, H, T, Opts.WalkK, A, Opts.CaptureFFN ? &Act : nullptr);
     if (Opts.AfterFFN)
-      Opts.AfterFFN(L, Positions.front(), T, ArrayRef<float>(H.data(), T * D),
-                    MutableArrayRef<float>(A.data(), T * D));
+      Opts.AfterFFN(L, Positions.front(), T, ArrayRef<float>(H, T * D),
+                    MutableArrayRef<float>(A, T * D));
     for (size_t Tk = 0; Tk < T; ++Tk) {
       if (C.PostNorms)
         rmsNorm(&A[Tk * D], D, W.PostFFNNorm, C.NormEps, &A[Tk * D]);
@@ -716,9 +726,9 @@ ForwardResult Session::forward(ArrayRef<Session *> Rows,
         X[Tk * D + I] += A[Tk * D + I];
     }
     if (Opts.AfterLayer)
-      Opts.AfterLayer(L, Positions.front(), T, X);
+      Opts.AfterLayer(L, Positions.front(), T, MutableArrayRef<float>(X, T * D));
     if (Opts.CaptureResiduals)
-      R.Residuals.push_back(X);
+      R.Residuals.emplace_back(X, X + T * D);
     if (Opts.CaptureFFN)
       R.FFNActivations.push_back(std::move(Act));
   }
