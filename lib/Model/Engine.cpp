@@ -726,7 +726,8 @@ ForwardResult Session::forward(ArrayRef<Session *> Rows,
         X[Tk * D + I] += A[Tk * D + I];
     }
     if (Opts.AfterLayer)
-      Opts.AfterLayer(L, Positions.front(), T, MutableArrayRef<float>(X, T * D));
+      Opts.AfterLayer(L, Positions.front(), T,
+                      MutableArrayRef<float>(X, T * D));
     if (Opts.CaptureResiduals)
       R.Residuals.emplace_back(X, X + T * D);
     if (Opts.CaptureFFN)
