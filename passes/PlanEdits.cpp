@@ -145,6 +145,12 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
         Sample.Text.push_back(L.str());
       });
     }
+    // The slot method's sample only when a statement plans slots: MODE
+    // memit needs it only for an output-row lift, which measures it then.
+    Sample.MeasureAtCreate =
+        llvm::any_of(*getOperation().getBody(), [](Operation &Op) {
+          return Op.hasAttr(RelationsAttr) && !isMemit(&Op);
+        });
     Memit.Relations = Sample.Relations; // MODE memit's guards
     Memit.Known = Sample.Known;
     llvm::Expected<std::unique_ptr<edit::Editor>> Ed =

@@ -139,13 +139,21 @@ struct Sample {
   std::vector<std::string> Known;
   /// Extra ordinary text (e.g. a corpus), one prompt per line.
   std::vector<std::string> Text;
+  /// Measure the sample when the editor is created; false: at the first
+  /// plan() or liftOutputRow(), on the view the editor was created with
+  /// (the same statistics). Scripts whose statements are all MODE memit
+  /// plan no slot features: on a large model the sample (the model's own
+  /// texts, every known entity's prompts and answers) costs more than
+  /// their whole edit.
+  bool MeasureAtCreate = true;
 };
 
 class Editor {
 public:
   /// An editor over View (as the session's edits so far left it): the
-  /// scratch view starts as a copy of it. Statistics are computed here,
-  /// once, deterministically (the same sample in the same order).
+  /// scratch view starts as a copy of it. Statistics are computed once,
+  /// deterministically (the same sample in the same order, on View), here
+  /// or at first use (Sample::MeasureAtCreate).
   static llvm::Expected<std::unique_ptr<Editor>>
   create(const TensorView &View, const Tokenizer &Tok, const Sample &S,
          llvm::raw_ostream *Verbose = nullptr);
@@ -166,8 +174,7 @@ public:
   /// Lifts Token's output row as the slot method does for a piece the
   /// model never emits, on the scratch view; returns the new row and
   /// appends its record to Record. (MODE memit's hook.)
-  llvm::Expected<PlannedRow> liftOutputRow(int32_t Token,
-                                           std::string &Record);
+  llvm::Expected<PlannedRow> liftOutputRow(int32_t Token, std::string &Record);
 
   /// The scratch view: the session's view with every plan so far.
   const TensorView &view() const;
