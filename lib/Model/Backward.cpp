@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Model/Backward.h"
 
+#include "vindex/Formats/DType.h"
 #include "vindex/Model/Engine.h"
 #include "vindex/Support/Error.h"
 
@@ -33,6 +34,12 @@ void widenRow(const WeightMatrix &W, size_t R, double *Out) {
     const float *Row = W.f32Row(R);
     for (size_t C = 0; C < W.Cols; ++C)
       Out[C] = Row[C];
+    return;
+  }
+  if (W.Type == DType::BF16) { // the 4B shape widens every step
+    const uint16_t *Row = W.bf16Row(R);
+    for (size_t C = 0; C < W.Cols; ++C)
+      Out[C] = bf16ToFloat(Row[C]);
     return;
   }
   for (size_t C = 0; C < W.Cols; ++C)
