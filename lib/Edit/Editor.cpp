@@ -260,8 +260,8 @@ struct Editor::Impl {
   unsigned chooseLayer(const Fact &F, ArrayRef<TrialFeature> Accepted,
                        std::string &Why);
   void saturate(TrialFeature &T, std::optional<TrialFeature> &Cap,
-                double &ActKey, ArrayRef<double> Sep, double KS, unsigned Layer,
-                ArrayRef<float> Key, double Sharp);
+                double &ActKey, ArrayRef<double> Sep, double KS,
+                unsigned Layer, ArrayRef<float> Key, double Sharp);
   std::vector<const SamplePrompt *> guards(const Fact &F, unsigned Layer,
                                            ArrayRef<float> Key, unsigned N);
   NegativePool negatives(const Fact &F, size_t FactIndex, unsigned Layer);
@@ -269,11 +269,10 @@ struct Editor::Impl {
                                     ArrayRef<TrialFeature> Trials,
                                     ArrayRef<int32_t> Raise,
                                     ArrayRef<int32_t> Lower, double &Saturated);
-  Expected<std::vector<TrialFeature>> planFact(EditKind Kind, const Fact &F,
-                                               size_t FactIndex,
-                                               const EditOptions &Opts,
-                                               ArrayRef<TrialFeature> Accepted,
-                                               std::string &Record);
+  Expected<std::vector<TrialFeature>>
+  planFact(EditKind Kind, const Fact &F, size_t FactIndex,
+           const EditOptions &Opts, ArrayRef<TrialFeature> Accepted,
+           std::string &Record);
   /// True if the token goes on with the word before it (no word marker,
   /// and a letter or digit first).
   bool continues(int32_t Id) const {
@@ -284,7 +283,9 @@ struct Editor::Impl {
       return false;
     return isAlnum(P[0]) || (unsigned char)P[0] >= 0x80;
   }
-  std::string text(ArrayRef<int32_t> Ids) const { return Tok.decode(Ids); }
+  std::string text(ArrayRef<int32_t> Ids) const {
+    return Tok.decode(Ids);
+  }
 };
 
 void Editor::Impl::runSample(MutableArrayRef<SampleSeq> Seqs) {
@@ -306,7 +307,8 @@ void Editor::Impl::runSample(MutableArrayRef<SampleSeq> Seqs) {
       std::copy(In.begin() + R * D, In.begin() + (R + 1) * D,
                 Seqs[Active[R]].Keys.back().begin() + Layer * D);
   };
-  O.AfterLayer = [&](size_t Layer, size_t, size_t T, MutableArrayRef<float> X) {
+  O.AfterLayer = [&](size_t Layer, size_t, size_t T,
+                     MutableArrayRef<float> X) {
     if (Layer + 1 == L)
       for (size_t R = 0; R < T; ++R)
         Seqs[Active[R]].Outs.emplace_back(X.begin() + R * D,
@@ -535,15 +537,15 @@ Error Editor::Impl::measure(const Sample &S) {
   if (Verbose)
     *Verbose << formatv("edit: key statistics over {0} positions of {1} "
                         "prompts ({2} relation prompts, {3} entities)\n",
-                        Stats.front().Count, Prompts.size() + S.Text.size(),
-                        Prompts.size(), Entities.size());
+                        Stats.front().Count,
+                        Prompts.size() + S.Text.size(), Prompts.size(),
+                        Entities.size());
   return Error::success();
 }
 
-std::vector<const SamplePrompt *> Editor::Impl::guards(const Fact &F,
-                                                       unsigned Layer,
-                                                       ArrayRef<float> Key,
-                                                       unsigned N) {
+std::vector<const SamplePrompt *>
+Editor::Impl::guards(const Fact &F, unsigned Layer, ArrayRef<float> Key,
+                     unsigned N) {
   std::vector<std::pair<double, const SamplePrompt *>> Near;
   for (const SamplePrompt &P : Prompts) {
     if (Edited.count({P.Entity, P.Relation}) ||
@@ -604,9 +606,11 @@ NegativePool Editor::Impl::negatives(const Fact &F, size_t FactIndex,
   return Pool;
 }
 
-std::vector<float> Editor::Impl::writeDirection(
-    unsigned Layer, ArrayRef<int32_t> Ctx, ArrayRef<TrialFeature> Trials,
-    ArrayRef<int32_t> Raise, ArrayRef<int32_t> Lower, double &Saturated) {
+std::vector<float>
+Editor::Impl::writeDirection(unsigned Layer, ArrayRef<int32_t> Ctx,
+                             ArrayRef<TrialFeature> Trials,
+                             ArrayRef<int32_t> Raise, ArrayRef<int32_t> Lower,
+                             double &Saturated) {
   // Measured in the space the LM head reads (after the final norm): the
   // state y of the same norm as the model's own at Ctx that maximises the
   // goal (log p of the raised pieces; for DELETE, -log of the lowered
@@ -867,7 +871,8 @@ unsigned Editor::Impl::chooseLayer(const Fact &F,
 
 void Editor::Impl::saturate(TrialFeature &T, std::optional<TrialFeature> &Cap,
                             double &ActKey, ArrayRef<double> Sep, double KS,
-                            unsigned Layer, ArrayRef<float> Key, double Sharp) {
+                            unsigned Layer, ArrayRef<float> Key,
+                            double Sharp) {
   // A later piece's feature keyed on the canonical prompt and the earlier
   // pieces responds to the same position under another wording of the
   // prompt with only part of its key's pre-activation (r = g.x / g.k: 0.7
@@ -912,8 +917,8 @@ void Editor::Impl::saturate(TrialFeature &T, std::optional<TrialFeature> &Cap,
 
 Expected<std::vector<TrialFeature>>
 Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
-                       const EditOptions &Opts, ArrayRef<TrialFeature> Accepted,
-                       std::string &Record) {
+                       const EditOptions &Opts,
+                       ArrayRef<TrialFeature> Accepted, std::string &Record) {
   raw_string_ostream Rec(Record);
   ArrayRef<int32_t> Prompt = F.Prompts.front();
   std::string LayerWhy;
@@ -922,9 +927,8 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
   if (Layer >= M->numLayers())
     return makeError("layer {0} is out of range (the model has {1})", Layer,
                      M->numLayers());
-  Rec << formatv("{0} '{1}' {2}",
-                 Kind == EditKind::Delete ? "delete" : "insert", F.Entity,
-                 F.Relation);
+  Rec << formatv("{0} '{1}' {2}", Kind == EditKind::Delete ? "delete" : "insert",
+                 F.Entity, F.Relation);
   if (Kind != EditKind::Delete)
     Rec << formatv(" -> '{0}' ({1} piece{2})", F.TargetText, F.Target.size(),
                    F.Target.size() == 1 ? "" : "s");
@@ -1108,8 +1112,7 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
       double Need = J == 0        ? Goal
                     : J == Pieces ? 0.0
                                   : std::min(Goal, 0.8 * Saturated);
-      double ResNorm =
-          std::sqrt(std::max(dot(Keys[Layer], Keys[Layer]), 1e-12));
+      double ResNorm = std::sqrt(std::max(dot(Keys[Layer], Keys[Layer]), 1e-12));
       auto Try = [&](double S) {
         std::vector<TrialFeature> All = Trials, Cs;
         for (const Part &P : Parts) {
@@ -1133,8 +1136,8 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
         // none of the relation's other answers in its place.
         bool Del = Kind == EditKind::Delete;
         Outcome O = outcome(Ctx, All, Del ? Before.Top : Want);
-        bool Ok = Del ? !is_contained(Suppress, O.Top) && O.Top != Before.Top &&
-                            O.PWant <= 1 - Goal
+        bool Ok = Del ? !is_contained(Suppress, O.Top) &&
+                            O.Top != Before.Top && O.PWant <= 1 - Goal
                       : O.Top == Want && O.PWant >= Need;
         return std::make_tuple(Ok, O, Cs);
       };
@@ -1204,9 +1207,9 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
           O.Top == Want) {
         Ok = true;
         Lo = 0;
-        Short =
-            formatv(" (short of p={0:F4}: accepted as the greedy choice)", Need)
-                .str();
+        Short = formatv(" (short of p={0:F4}: accepted as the greedy choice)",
+                        Need)
+                    .str();
       }
       if (!Ok) {
         Reached = false;
@@ -1227,12 +1230,12 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
       }
       std::string LayersText;
       for (const Part &P : Parts)
-        LayersText +=
-            (LayersText.empty() ? "" : ",") + std::to_string(P.T.Layer);
+        LayersText += (LayersText.empty() ? "" : ",") + std::to_string(P.T.Layer);
       StepOS << formatv(" piece {0} '{1}' at layer {6}: strength {2:g} in "
                         "({3:g}, {2:g}], p={4:F4} top '{5}'{8}{7};",
-                        J + 1, Want >= 0 ? text({Want}) : text({O.Top}), Hi, Lo,
-                        O.PWant, text({O.Top}), LayersText, FitNote, Short);
+                        J + 1, Want >= 0 ? text({Want}) : text({O.Top}), Hi,
+                        Lo, O.PWant, text({O.Top}), LayersText, FitNote,
+                        Short);
       for (TrialFeature &C : Cs)
         Mine.push_back(std::move(C));
       ++Done;
@@ -1248,10 +1251,10 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
         int32_t Top = int32_t(argmax(L));
         if (J < Pieces ? Top != F.Target[J] : continues(Top)) {
           Reached = false;
-          Failure =
-              formatv("greedy generation goes '{0}' after '{1}'", text({Top}),
-                      text(ArrayRef<int32_t>(F.Target).take_front(J)))
-                  .str();
+          Failure = formatv("greedy generation goes '{0}' after '{1}'",
+                            text({Top}),
+                            text(ArrayRef<int32_t>(F.Target).take_front(J)))
+                        .str();
         }
         Ctx.push_back(Top);
       }
@@ -1272,13 +1275,13 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
       double Delta = std::fabs(A.PWant - GuardBefore[I].PTop);
       if (Delta > Worst || A.Top != GuardBefore[I].Top) {
         Worst = std::max(Worst, Delta);
-        WorstText =
-            formatv("'{0}' ({1}) {2:F4} -> {3:F4}{4}", Guards[I]->Entity,
-                    Guards[I]->Relation, GuardBefore[I].PTop, A.PWant,
-                    A.Top != GuardBefore[I].Top
-                        ? " answer changed to '" + text({A.Top}) + "'"
-                        : std::string())
-                .str();
+        WorstText = formatv("'{0}' ({1}) {2:F4} -> {3:F4}{4}",
+                            Guards[I]->Entity, Guards[I]->Relation,
+                            GuardBefore[I].PTop, A.PWant,
+                            A.Top != GuardBefore[I].Top
+                                ? " answer changed to '" + text({A.Top}) + "'"
+                                : std::string())
+                        .str();
       }
       if (A.Top != GuardBefore[I].Top || Delta > Opts.GuardTolerance)
         GuardsOk = false;
@@ -1336,8 +1339,7 @@ Editor::Impl::firing(ArrayRef<std::vector<float>> Keys,
 std::vector<size_t>
 Editor::Impl::checkStatement(EditKind Kind, ArrayRef<Fact> Facts,
                              ArrayRef<std::vector<TrialFeature>> PerFact,
-                             std::string &Note,
-                             std::pair<size_t, size_t> &Lost) {
+                             std::string &Note, std::pair<size_t, size_t> &Lost) {
   std::vector<TrialFeature> All;
   for (const std::vector<TrialFeature> &V : PerFact)
     All.insert(All.end(), V.begin(), V.end());
@@ -1449,7 +1451,8 @@ Expected<std::unique_ptr<Editor>> Editor::create(const TensorView &View,
   return std::unique_ptr<Editor>(new Editor(std::move(I)));
 }
 
-Expected<PlannedRow> Editor::liftOutputRow(int32_t Token, std::string &Record) {
+Expected<PlannedRow> Editor::liftOutputRow(int32_t Token,
+                                           std::string &Record) {
   if (Error E = I->measureSample()) // the final states' statistics
     return std::move(E);
   raw_string_ostream Rec(Record);
@@ -1526,8 +1529,8 @@ Expected<StatementPlan> Editor::plan(EditKind Kind, ArrayRef<Fact> Facts,
         I->checkStatement(Kind, Facts, PerFact, Note, Lost);
     if (Lost < BestLost)
       BestLost = Lost, Best = PerFact, BestRound = Round;
-    std::string Line = formatv("check round {0}: {1}; refit {2} fact(s)", Round,
-                               Note, Refit.size())
+    std::string Line = formatv("check round {0}: {1}; refit {2} fact(s)",
+                               Round, Note, Refit.size())
                            .str();
     if (I->Verbose)
       *I->Verbose << "edit: " << Line << "\n";
@@ -1555,8 +1558,9 @@ Expected<StatementPlan> Editor::plan(EditKind Kind, ArrayRef<Fact> Facts,
   }
   PerFact = std::move(Best);
   {
-    std::string Line =
-        formatv("kept the features of check round {0}", BestRound).str();
+    std::string Line = formatv("kept the features of check round {0}",
+                               BestRound)
+                           .str();
     if (I->Verbose)
       *I->Verbose << "edit: " << Line << "\n";
     for (std::string &Rec : Plan.Record)

@@ -8,14 +8,14 @@
 
 using namespace vindex;
 
-// How long a worker spins for the next round before it sleeps: longer than
-// the serial work between two regions of a forward pass (norms, attention
-// bookkeeping: tens of microseconds), short enough that an idle session
-// gives its cores back almost at once.
 // The low half of a ticket while a round is being set up: above any chunk
 // index, so nothing can be claimed.
 static constexpr uint64_t ClosedTicket = 0xffffffffu;
 
+// How long a worker spins for the next round before it sleeps: longer than
+// the serial work between two regions of a forward pass (norms, attention
+// bookkeeping: tens of microseconds), short enough that an idle session
+// gives its cores back almost at once.
 static constexpr auto SpinFor = std::chrono::microseconds(2000);
 
 WorkerTeam::WorkerTeam(unsigned Threads) {

@@ -1,5 +1,4 @@
-//===- WorkerTeam.h - The engine's threads, kept hot between matrices -*- C++
-//-*-===//
+//===- WorkerTeam.h - The engine's threads, kept hot ------------*- C++ -*-===//
 //
 // A forward pass is a few hundred parallel regions per token (each
 // projection of each layer, the LM head), back to back with a little serial
