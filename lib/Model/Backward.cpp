@@ -38,7 +38,15 @@ void widenRow(const WeightMatrix &W, size_t R, double *Out) {
   }
   if (W.Type == DType::BF16) { // the 4B shape widens every step
     const uint16_t *Row = W.bf16Row(R);
-    for (size_t C = 0; C < W.Cols; ++C)
+    size_t C = 0;
+    // bf16 is f32's upper half, and f32 -> double is exact: four at a time
+    // (the scalar loop was a fifth of a 4B-shape Adam step).
+    for (; C + 4 <= W.Cols; C += 4) {
+      __m128i H = _mm_loadl_epi64(reinterpret_cast<const __m128i *>(Row + C));
+      __m128i F = _mm_slli_epi32(_mm_cvtepu16_epi32(H), 16);
+      _mm256_storeu_pd(Out + C, _mm256_cvtps_pd(_mm_castsi128_ps(F)));
+    }
+    for (; C < W.Cols; ++C)
       Out[C] = bf16ToFloat(Row[C]);
     return;
   }
@@ -106,6 +114,95 @@ void dot4(const double *Rows, const double *X, size_t N, double *Out) {
   }
 }
 
+/// Whether the four-token forms below may run: AVX-512F, chosen at run
+/// time. They give the bits of dot4 / axpy4 one token at a time (each
+/// 256-bit half of a register is one token's four lanes), so the results
+/// do not depend on the machine.
+bool fourTokenForms() {
+  static const bool Has = __builtin_cpu_supports("avx512f");
+  return Has;
+}
+
+// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_pd,
+// which -Wuninitialized reports at every use (as in the kernels, which
+// build with -Wno-maybe-uninitialized).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+/// Two tokens' 4-lane vectors side by side: A's in the low half.
+__attribute__((target("avx512f"))) inline __m512d pack2(__m256d A, __m256d B) {
+  return _mm512_insertf64x4(_mm512_zextpd256_pd512(A), B, 1);
+}
+
+/// dot4 for tokens X, X + N, X + 2N, X + 3N at once: Y[t * YStride + r] =
+/// dot(Rows + r * N, X + t * N, N), the chains of dot4 (eight registers of
+/// two tokens each in flight where dot4 has four of one).
+__attribute__((target("avx512f"))) void
+dot4Tokens4(const double *Rows, const double *X, size_t N, double *Y,
+            size_t YStride) {
+  __m512d A[4][2];
+  for (unsigned R = 0; R < 4; ++R)
+    A[R][0] = A[R][1] = _mm512_setzero_pd();
+  size_t I = 0;
+  for (; I + 4 <= N; I += 4) {
+    __m512d X01 =
+        pack2(_mm256_loadu_pd(X + I), _mm256_loadu_pd(X + N + I));
+    __m512d X23 = pack2(_mm256_loadu_pd(X + 2 * N + I),
+                        _mm256_loadu_pd(X + 3 * N + I));
+    for (unsigned R = 0; R < 4; ++R) {
+      __m512d Rv = _mm512_broadcast_f64x4(_mm256_loadu_pd(Rows + R * N + I));
+      A[R][0] = _mm512_fmadd_pd(Rv, X01, A[R][0]);
+      A[R][1] = _mm512_fmadd_pd(Rv, X23, A[R][1]);
+    }
+  }
+  for (unsigned R = 0; R < 4; ++R) {
+    alignas(64) double S[2][8];
+    _mm512_store_pd(S[0], A[R][0]);
+    _mm512_store_pd(S[1], A[R][1]);
+    for (unsigned Tk = 0; Tk < 4; ++Tk) {
+      double *L = &S[Tk / 2][4 * (Tk % 2)];
+      for (size_t J = I; J < N; ++J)
+        L[0] = std::fma(Rows[R * N + J], X[Tk * N + J], L[0]);
+      Y[Tk * YStride + R] = (L[0] + L[1]) + (L[2] + L[3]);
+    }
+  }
+}
+
+/// axpy4 for four tokens at once: axpy4(A + t * AStride, Rows, Y + t * N,
+/// N) for t < 4, bit for bit.
+__attribute__((target("avx512f"))) void
+axpy4Tokens4(const double *A, size_t AStride, const double *Rows, double *Y,
+             size_t N) {
+  __m512d Av[4][2];
+  for (unsigned R = 0; R < 4; ++R)
+    for (unsigned P = 0; P < 2; ++P)
+      Av[R][P] = pack2(_mm256_set1_pd(A[2 * P * AStride + R]),
+                       _mm256_set1_pd(A[(2 * P + 1) * AStride + R]));
+  size_t I = 0;
+  for (; I + 4 <= N; I += 4) {
+    __m512d Y01 = pack2(_mm256_loadu_pd(Y + I), _mm256_loadu_pd(Y + N + I));
+    __m512d Y23 = pack2(_mm256_loadu_pd(Y + 2 * N + I),
+                        _mm256_loadu_pd(Y + 3 * N + I));
+    for (unsigned R = 0; R < 4; ++R) {
+      __m512d Rv = _mm512_broadcast_f64x4(_mm256_loadu_pd(Rows + R * N + I));
+      Y01 = _mm512_fmadd_pd(Av[R][0], Rv, Y01);
+      Y23 = _mm512_fmadd_pd(Av[R][1], Rv, Y23);
+    }
+    _mm256_storeu_pd(Y + I, _mm512_castpd512_pd256(Y01));
+    _mm256_storeu_pd(Y + N + I, _mm512_extractf64x4_pd(Y01, 1));
+    _mm256_storeu_pd(Y + 2 * N + I, _mm512_castpd512_pd256(Y23));
+    _mm256_storeu_pd(Y + 3 * N + I, _mm512_extractf64x4_pd(Y23, 1));
+  }
+  for (unsigned Tk = 0; Tk < 4; ++Tk)
+    for (size_t J = I; J < N; ++J)
+      for (unsigned R = 0; R < 4; ++R)
+        Y[Tk * N + J] =
+            std::fma(A[Tk * AStride + R], Rows[R * N + J], Y[Tk * N + J]);
+}
+
+#pragma GCC diagnostic pop
+
 /// Y[I] += A * X[I], one fused multiply-add per element.
 void axpy(double A, const double *X, double *Y, size_t N) {
   __m256d Av = _mm256_set1_pd(A);
@@ -161,8 +258,13 @@ void forRowBlocks(const WeightMatrix &W, WideWeights *Wide, Fn Body) {
 void timesRows(const WeightMatrix &W, const double *X, size_t T, double *Y,
                WideWeights *Wide) {
   size_t N = W.Cols;
+  bool Four = fourTokenForms();
   forRowBlocks(W, Wide, [&](size_t R, size_t Block, const double *Rows) {
-    for (size_t Tk = 0; Tk < T; ++Tk) {
+    size_t Tk = 0;
+    if (Block == 4 && Four)
+      for (; Tk + 4 <= T; Tk += 4)
+        dot4Tokens4(Rows, X + Tk * N, N, Y + Tk * W.Rows + R, W.Rows);
+    for (; Tk < T; ++Tk) {
       double *Out = Y + Tk * W.Rows + R;
       if (Block == 4) {
         dot4(Rows, X + Tk * N, N, Out);
@@ -179,8 +281,13 @@ void timesRows(const WeightMatrix &W, const double *X, size_t T, double *Y,
 void accumulateRows(const WeightMatrix &W, const double *X, size_t T, double *Y,
                     WideWeights *Wide) {
   size_t N = W.Cols;
+  bool Four = fourTokenForms();
   forRowBlocks(W, Wide, [&](size_t R, size_t Block, const double *Rows) {
-    for (size_t Tk = 0; Tk < T; ++Tk) {
+    size_t Tk = 0;
+    if (Block == 4 && Four)
+      for (; Tk + 4 <= T; Tk += 4)
+        axpy4Tokens4(X + Tk * W.Rows + R, W.Rows, Rows, Y + Tk * N, N);
+    for (; Tk < T; ++Tk) {
       const double *A = X + Tk * W.Rows + R;
       double *Out = Y + Tk * N;
       if (Block == 4) {
