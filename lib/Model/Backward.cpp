@@ -10,6 +10,7 @@
 
 #include "vindex/Formats/DType.h"
 #include "vindex/Model/Engine.h"
+#include "vindex/Model/Kernels.h"
 #include "vindex/Support/Error.h"
 
 #include <algorithm>
@@ -114,14 +115,12 @@ void dot4(const double *Rows, const double *X, size_t N, double *Out) {
   }
 }
 
-/// Whether the four-token forms below may run: AVX-512F, chosen at run
-/// time. They give the bits of dot4 / axpy4 one token at a time (each
-/// 256-bit half of a register is one token's four lanes), so the results
-/// do not depend on the machine.
-bool fourTokenForms() {
-  static const bool Has = __builtin_cpu_supports("avx512f");
-  return Has;
-}
+/// Whether the four-token forms below run: on the AVX-512 kernel paths
+/// (VINDEX_KERNELS=avx2 forces the one-token forms). They give the bits of
+/// dot4 / axpy4 one token at a time (each 256-bit half of a register is
+/// one token's four lanes), so the results do not depend on the path
+/// (BackwardTest's SameBitsOnEveryKernelPath).
+bool fourTokenForms() { return activeKernelPath() != KernelPath::AVX2; }
 
 // GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_pd,
 // which -Wuninitialized reports at every use (as in the kernels, which
