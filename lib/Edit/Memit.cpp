@@ -19,6 +19,8 @@
 #include <cmath>
 #include <optional>
 
+#include <immintrin.h>
+
 using namespace llvm;
 
 namespace vindex {
@@ -34,6 +36,109 @@ std::vector<unsigned> memitLayers(const MemitOptions &Opts, size_t NumLayers) {
     L.push_back(0);
   return L;
 }
+
+namespace {
+
+/// A[I][J] -= Σ_{P0 <= P < P1} A[I][P] A[J][P] for rows I in [I0, I1) and
+/// columns J in [J0, J1), each element's products subtracted in P order,
+/// one multiply then one subtraction each (this file is built with
+/// -ffp-contract=off): the steps of the unblocked Cholesky, whatever the
+/// blocking. Lt holds A[J][P0 + p] at Lt[p * Width + (J - J0)].
+void subtractProductsScalar(double *A, size_t F, size_t I0, size_t I1,
+                            size_t J0, size_t J1, size_t P0, size_t P1,
+                            const double *Lt, size_t Width) {
+  for (size_t I = I0; I < I1; ++I)
+    for (size_t J = J0; J < J1; ++J) {
+      double T = A[I * F + J];
+      for (size_t P = P0; P < P1; ++P)
+        T -= A[I * F + P] * Lt[(P - P0) * Width + (J - J0)];
+      A[I * F + J] = T;
+    }
+}
+
+#if defined(__x86_64__)
+/// subtractProductsScalar for 8 rows x 16 columns, AVX-512: lane j of
+/// Acc[i][h] is element (I0 + i, J0 + 8h + j), the same operations in the
+/// same order.
+__attribute__((target("avx512f"))) void
+subtractProducts8x16(double *A, size_t F, size_t I0, size_t J0, size_t P0,
+                     size_t P1, const double *Lt, size_t Width) {
+  __m512d Acc[8][2];
+  for (unsigned I = 0; I < 8; ++I)
+    for (unsigned H = 0; H < 2; ++H)
+      Acc[I][H] = _mm512_loadu_pd(A + (I0 + I) * F + J0 + 8 * H);
+  for (size_t P = P0; P < P1; ++P) {
+    const double *Row = Lt + (P - P0) * Width;
+    __m512d B0 = _mm512_loadu_pd(Row), B1 = _mm512_loadu_pd(Row + 8);
+    for (unsigned I = 0; I < 8; ++I) {
+      __m512d L = _mm512_set1_pd(A[(I0 + I) * F + P]);
+      Acc[I][0] = _mm512_sub_pd(Acc[I][0], _mm512_mul_pd(L, B0));
+      Acc[I][1] = _mm512_sub_pd(Acc[I][1], _mm512_mul_pd(L, B1));
+    }
+  }
+  for (unsigned I = 0; I < 8; ++I)
+    for (unsigned H = 0; H < 2; ++H)
+      _mm512_storeu_pd(A + (I0 + I) * F + J0 + 8 * H, Acc[I][H]);
+}
+#endif
+
+/// A = L Lᵀ in place (L in the lower triangle; the upper is left
+/// undefined), the element-by-element operations of the textbook
+/// row-oriented Cholesky (L[I][J] = (A[I][J] - Σ_{P<J} L[I][P] L[J][P]) /
+/// L[J][J], the sum subtracted in P order), blocked: the products of the
+/// columns left of a block of columns are subtracted first, panel by
+/// panel of P, 8 x 16 elements at a time where the CPU has AVX-512F,
+/// then the block is factored. Each element sees the same operations in
+/// the same order either way, so the bits do not depend on the blocking
+/// or the machine; at F = 10240 (Gemma 3 4B's FFN) the unblocked loops
+/// took about 5 minutes a layer.
+Error choleskyInPlace(std::vector<double> &AV, size_t F) {
+  double *A = AV.data();
+  constexpr size_t B = 64, PB = 256;
+  static const bool Wide = __builtin_cpu_supports("avx512f");
+  std::vector<double> Lt(PB * B);
+  for (size_t J0 = 0; J0 < F; J0 += B) {
+    size_t J1 = std::min(F, J0 + B), Width = J1 - J0;
+    // The columns left of the block: rows J0 ... F - 1.
+    for (size_t P0 = 0; P0 < J0; P0 += PB) {
+      size_t P1 = std::min(J0, P0 + PB);
+      for (size_t P = P0; P < P1; ++P)
+        for (size_t J = J0; J < J1; ++J)
+          Lt[(P - P0) * Width + (J - J0)] = A[J * F + P];
+      size_t I = J0;
+#if defined(__x86_64__)
+      if (Wide && Width % 16 == 0)
+        for (; I + 8 <= F; I += 8)
+          for (size_t J = J0; J < J1; J += 16)
+            subtractProducts8x16(A, F, I, J, P0, P1, Lt.data() + (J - J0),
+                                 Width);
+#endif
+      subtractProductsScalar(A, F, I, F, J0, J1, P0, P1, Lt.data(), Width);
+    }
+    // The block itself, column by column, with the products of its own
+    // columns left of each.
+    for (size_t J = J0; J < J1; ++J) {
+      double S = A[J * F + J];
+      for (size_t P = J0; P < J; ++P)
+        S -= A[J * F + P] * A[J * F + P];
+      if (!(S > 0))
+        return makeError("memit: the key statistics are not positive "
+                         "definite (row {0})",
+                         J);
+      double Ljj = std::sqrt(S);
+      A[J * F + J] = Ljj;
+      for (size_t I = J + 1; I < F; ++I) {
+        double T = A[I * F + J];
+        for (size_t P = J0; P < J; ++P)
+          T -= A[I * F + P] * A[J * F + P];
+        A[I * F + J] = T / Ljj;
+      }
+    }
+  }
+  return Error::success();
+}
+
+} // namespace
 
 Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
                                           ArrayRef<double> K,
@@ -58,23 +163,8 @@ Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
   double Ridge = 1e-10 * Trace / double(F) + 1e-300;
   for (size_t I = 0; I < F; ++I)
     A[I * F + I] += Ridge;
-  for (size_t J = 0; J < F; ++J) {
-    double S = A[J * F + J];
-    for (size_t P = 0; P < J; ++P)
-      S -= A[J * F + P] * A[J * F + P];
-    if (!(S > 0))
-      return makeError("memit: the key statistics are not positive definite "
-                       "(row {0})",
-                       J);
-    double Ljj = std::sqrt(S);
-    A[J * F + J] = Ljj;
-    for (size_t I = J + 1; I < F; ++I) {
-      double T = A[I * F + J];
-      for (size_t P = 0; P < J; ++P)
-        T -= A[I * F + P] * A[J * F + P];
-      A[I * F + J] = T / Ljj;
-    }
-  }
+  if (Error E = choleskyInPlace(A, F))
+    return std::move(E);
   // X = A⁻¹ Kᵀ, one column per fact: forward then back substitution.
   std::vector<double> X(N * F); // [N][F]
   for (size_t J = 0; J < N; ++J) {

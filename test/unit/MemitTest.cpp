@@ -1,11 +1,16 @@
 //===- MemitTest.cpp - MODE memit's closed form ---------------------------===//
 //
-// solveUpdate against updates worked out by hand.
+// solveUpdate against updates worked out by hand, and against the textbook
+// (unblocked) Cholesky bit for bit.
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Edit/Memit.h"
 
 #include "gtest/gtest.h"
+
+#include <cmath>
+#include <cstring>
+#include <random>
 
 using namespace vindex;
 
@@ -80,3 +85,96 @@ TEST(MemitTest, NullSpaceUpdateByHand) {
 }
 
 } // namespace
+
+/// The update with the textbook Cholesky (row by row, each sum subtracted
+/// in order) written out here: solveUpdate blocks it, and must give these
+/// bits whatever the blocking and the machine.
+static std::vector<double> unblockedUpdate(const std::vector<double> &C,
+                                           double Lambda,
+                                           const std::vector<double> &K,
+                                           const std::vector<double> &R,
+                                           size_t F, size_t D) {
+  size_t N = K.size() / F;
+  std::vector<double> A(F * F);
+  for (size_t I = 0; I < F * F; ++I)
+    A[I] = Lambda * C[I];
+  for (size_t J = 0; J < N; ++J)
+    for (size_t I = 0; I < F; ++I)
+      for (size_t P = 0; P < F; ++P)
+        A[I * F + P] += K[J * F + I] * K[J * F + P];
+  double Trace = 0;
+  for (size_t I = 0; I < F; ++I)
+    Trace += A[I * F + I];
+  double Ridge = 1e-10 * Trace / double(F) + 1e-300;
+  for (size_t I = 0; I < F; ++I)
+    A[I * F + I] += Ridge;
+  for (size_t J = 0; J < F; ++J) {
+    double S = A[J * F + J];
+    for (size_t P = 0; P < J; ++P)
+      S -= A[J * F + P] * A[J * F + P];
+    double Ljj = std::sqrt(S);
+    A[J * F + J] = Ljj;
+    for (size_t I = J + 1; I < F; ++I) {
+      double T = A[I * F + J];
+      for (size_t P = 0; P < J; ++P)
+        T -= A[I * F + P] * A[J * F + P];
+      A[I * F + J] = T / Ljj;
+    }
+  }
+  std::vector<double> X(N * F);
+  for (size_t J = 0; J < N; ++J) {
+    double *Xj = &X[J * F];
+    for (size_t I = 0; I < F; ++I) {
+      double T = K[J * F + I];
+      for (size_t P = 0; P < I; ++P)
+        T -= A[I * F + P] * Xj[P];
+      Xj[I] = T / A[I * F + I];
+    }
+    for (size_t I = F; I-- > 0;) {
+      double T = Xj[I];
+      for (size_t P = I + 1; P < F; ++P)
+        T -= A[P * F + I] * Xj[P];
+      Xj[I] = T / A[I * F + I];
+    }
+  }
+  std::vector<double> Delta(F * D, 0.0);
+  for (size_t J = 0; J < N; ++J)
+    for (size_t Fi = 0; Fi < F; ++Fi)
+      for (size_t I = 0; I < D; ++I)
+        Delta[Fi * D + I] += X[J * F + Fi] * R[J * D + I];
+  return Delta;
+}
+
+// Sizes below, at and across the blocks (64 columns, 8 x 16 tiles, panels
+// of 256), including ragged ones.
+TEST(MemitTest, BlockedCholeskyGivesTheUnblockedBits) {
+  std::mt19937 Rng(5);
+  std::normal_distribution<double> G;
+  for (size_t F : {1, 7, 64, 100, 333, 600}) {
+    size_t D = 5, N = 3, Rank = 40;
+    std::vector<double> B(F * Rank);
+    for (double &X : B)
+      X = G(Rng);
+    std::vector<double> C(F * F);
+    for (size_t I = 0; I < F; ++I)
+      for (size_t J = 0; J < F; ++J) {
+        double S = 0;
+        for (size_t Q = 0; Q < Rank; ++Q)
+          S += B[I * Rank + Q] * B[J * Rank + Q];
+        C[I * F + J] = S / Rank + (I == J);
+      }
+    std::vector<double> K(N * F), R(N * D);
+    for (double &X : K)
+      X = G(Rng);
+    for (double &X : R)
+      X = G(Rng);
+    llvm::Expected<std::vector<double>> Got =
+        edit::solveUpdate(C, 10.0, K, R, F, D);
+    ASSERT_TRUE(bool(Got)) << llvm::toString(Got.takeError());
+    std::vector<double> Want = unblockedUpdate(C, 10.0, K, R, F, D);
+    ASSERT_EQ(Got->size(), Want.size());
+    EXPECT_EQ(0, std::memcmp(Got->data(), Want.data(),
+                             Want.size() * sizeof(double)))
+        << "F = " << F;
+  }
+}
