@@ -92,28 +92,48 @@ subtractProducts8x16(double *A, size_t F, size_t I0, size_t J0, size_t P0,
 /// the same order either way, so the bits do not depend on the blocking
 /// or the machine; at F = 10240 (Gemma 3 4B's FFN) the unblocked loops
 /// took about 5 minutes a layer.
-Error choleskyInPlace(std::vector<double> &AV, size_t F) {
+/// The rows I0 ... I1 - 1 of a block's update from panel P0 ... P1 - 1.
+void subtractPanel(double *A, size_t F, size_t I0, size_t I1, size_t J0,
+                   size_t J1, size_t P0, size_t P1, const double *Lt) {
+  static const bool Wide = __builtin_cpu_supports("avx512f");
+  size_t Width = J1 - J0, I = I0;
+#if defined(__x86_64__)
+  if (Wide && Width % 16 == 0)
+    for (; I + 8 <= I1; I += 8)
+      for (size_t J = J0; J < J1; J += 16)
+        subtractProducts8x16(A, F, I, J, P0, P1, Lt + (J - J0), Width);
+#endif
+  subtractProductsScalar(A, F, I, I1, J0, J1, P0, P1, Lt, Width);
+}
+
+Error choleskyInPlace(std::vector<double> &AV, size_t F, unsigned Jobs) {
   double *A = AV.data();
   constexpr size_t B = 64, PB = 256;
-  static const bool Wide = __builtin_cpu_supports("avx512f");
   std::vector<double> Lt(PB * B);
+  std::optional<DefaultThreadPool> Pool;
+  if (Jobs > 1 && F >= 1024)
+    Pool.emplace(hardware_concurrency(Jobs));
   for (size_t J0 = 0; J0 < F; J0 += B) {
     size_t J1 = std::min(F, J0 + B), Width = J1 - J0;
-    // The columns left of the block: rows J0 ... F - 1.
+    // The columns left of the block: rows J0 ... F - 1, in shares of rows
+    // (multiples of 8) on the pool's threads; each element is one share's.
     for (size_t P0 = 0; P0 < J0; P0 += PB) {
       size_t P1 = std::min(J0, P0 + PB);
       for (size_t P = P0; P < P1; ++P)
         for (size_t J = J0; J < J1; ++J)
           Lt[(P - P0) * Width + (J - J0)] = A[J * F + P];
-      size_t I = J0;
-#if defined(__x86_64__)
-      if (Wide && Width % 16 == 0)
-        for (; I + 8 <= F; I += 8)
-          for (size_t J = J0; J < J1; J += 16)
-            subtractProducts8x16(A, F, I, J, P0, P1, Lt.data() + (J - J0),
-                                 Width);
-#endif
-      subtractProductsScalar(A, F, I, F, J0, J1, P0, P1, Lt.data(), Width);
+      if (!Pool) {
+        subtractPanel(A, F, J0, F, J0, J1, P0, P1, Lt.data());
+        continue;
+      }
+      size_t Rows = F - J0,
+             Share = std::max<size_t>(8, (Rows / Jobs + 7) / 8 * 8);
+      for (size_t I = J0; I < F; I += Share)
+        Pool->async([=, &Lt] {
+          subtractPanel(A, F, I, std::min(F, I + Share), J0, J1, P0, P1,
+                        Lt.data());
+        });
+      Pool->wait();
     }
     // The block itself, column by column, with the products of its own
     // columns left of each.
@@ -143,7 +163,7 @@ Error choleskyInPlace(std::vector<double> &AV, size_t F) {
 Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
                                           ArrayRef<double> K,
                                           ArrayRef<double> R, size_t F,
-                                          size_t D) {
+                                          size_t D, unsigned Jobs) {
   size_t N = K.size() / F;
   if (C.size() != F * F || K.size() != N * F || R.size() != N * D)
     return makeError("memit: the update's shapes disagree");
@@ -163,7 +183,7 @@ Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
   double Ridge = 1e-10 * Trace / double(F) + 1e-300;
   for (size_t I = 0; I < F; ++I)
     A[I * F + I] += Ridge;
-  if (Error E = choleskyInPlace(A, F))
+  if (Error E = choleskyInPlace(A, F, Jobs))
     return std::move(E);
   // X = A⁻¹ Kᵀ, one column per fact: forward then back substitution.
   std::vector<double> X(N * F); // [N][F]
@@ -717,7 +737,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         Delta = solveNullSpaceUpdate(Projectors[LI], E, Opts.AlphaRidge, K, R,
                                      F, D);
       } else {
-        Delta = solveUpdate(C, 1.0, K, R, F, D);
+        Delta = solveUpdate(C, 1.0, K, R, F, D, Opts.Jobs);
       }
       if (!Delta)
         return Delta.takeError();

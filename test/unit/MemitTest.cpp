@@ -146,11 +146,12 @@ static std::vector<double> unblockedUpdate(const std::vector<double> &C,
 }
 
 // Sizes below, at and across the blocks (64 columns, 8 x 16 tiles, panels
-// of 256), including ragged ones.
+// of 256), including ragged ones, on one thread and on three (shares of
+// rows from F = 1024 on).
 TEST(MemitTest, BlockedCholeskyGivesTheUnblockedBits) {
   std::mt19937 Rng(5);
   std::normal_distribution<double> G;
-  for (size_t F : {1, 7, 64, 100, 333, 600}) {
+  for (size_t F : {1, 7, 64, 100, 333, 600, 1089}) {
     size_t D = 5, N = 3, Rank = 40;
     std::vector<double> B(F * Rank);
     for (double &X : B)
@@ -168,13 +169,15 @@ TEST(MemitTest, BlockedCholeskyGivesTheUnblockedBits) {
       X = G(Rng);
     for (double &X : R)
       X = G(Rng);
-    llvm::Expected<std::vector<double>> Got =
-        edit::solveUpdate(C, 10.0, K, R, F, D);
-    ASSERT_TRUE(bool(Got)) << llvm::toString(Got.takeError());
     std::vector<double> Want = unblockedUpdate(C, 10.0, K, R, F, D);
-    ASSERT_EQ(Got->size(), Want.size());
-    EXPECT_EQ(0, std::memcmp(Got->data(), Want.data(),
-                             Want.size() * sizeof(double)))
-        << "F = " << F;
+    for (unsigned Jobs : {1u, 3u}) {
+      llvm::Expected<std::vector<double>> Got =
+          edit::solveUpdate(C, 10.0, K, R, F, D, Jobs);
+      ASSERT_TRUE(bool(Got)) << llvm::toString(Got.takeError());
+      ASSERT_EQ(Got->size(), Want.size());
+      EXPECT_EQ(0, std::memcmp(Got->data(), Want.data(),
+                               Want.size() * sizeof(double)))
+          << "F = " << F << ", jobs " << Jobs;
+    }
   }
 }

@@ -138,10 +138,11 @@ greedyTexts(const Model &M, const Tokenizer &Tok, size_t Count, size_t MaxNew);
 /// The closed form: Δ = R Kᵀ (λ C + K Kᵀ)⁻¹, in the down projection's
 /// stored (feature-major) layout: [F * D], row f the change of feature f's
 /// down vector. C is [F * F], K [N * F] (a key per row), R [N * D] (a
-/// residual per row). Solved by Cholesky in double.
+/// residual per row). Solved by Cholesky in double, on Jobs threads (the
+/// bits do not depend on it).
 llvm::Expected<std::vector<double>>
 solveUpdate(llvm::ArrayRef<double> C, double Lambda, llvm::ArrayRef<double> K,
-            llvm::ArrayRef<double> R, size_t F, size_t D);
+            llvm::ArrayRef<double> R, size_t F, size_t D, unsigned Jobs = 1);
 
 /// A layer's new down projection, all rows: [F * hidden] (lowers to
 /// vindex.update_weights of rows 0 ... F of Tensor).
