@@ -76,6 +76,9 @@ keyStatistics(const Model &M,
   Session Sess(M, 1);
   ForwardOptions O;
   O.CaptureFFN = true;
+  // The keys of the highest layer need no layer above it, nor the LM head.
+  if (!Layers.empty())
+    O.StopAfter = size_t(*llvm::max_element(Layers)) + 1;
   std::vector<int32_t> Ids;
   while (NextText(Ids)) {
     if (Ids.empty())
@@ -119,6 +122,7 @@ void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
   Session Sess(M, 1);
   ForwardOptions O;
   O.CaptureFFN = true;
+  O.StopAfter = size_t(Layer) + 1;
   // Every text's keys side by side, then one pass over U: the same
   // additions in the same order as a pass per text, which streamed U (840
   // MB at F = 10240) through memory once per text.

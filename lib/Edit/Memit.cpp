@@ -266,6 +266,8 @@ Probe probe(const Model &M, ArrayRef<int32_t> Ids, size_t Pos, size_t Residual,
   ForwardOptions O;
   O.CaptureResiduals = true;
   O.CaptureFFN = Layer.has_value();
+  // Nothing above what is read, nor the LM head.
+  O.StopAfter = std::max<size_t>(Residual, Layer ? *Layer + 1 : 0);
   size_t D = M.config().HiddenSize;
   Probe P;
   if (Layer)
