@@ -8,6 +8,7 @@
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Backward.h"
 #include "vindex/Model/Engine.h"
+#include "vindex/Model/Kernels.h"
 #include "vindex/Store/Patch.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Support/Error.h"
@@ -95,7 +96,9 @@ subtractProducts8x16(double *A, size_t F, size_t I0, size_t J0, size_t P0,
 /// The rows I0 ... I1 - 1 of a block's update from panel P0 ... P1 - 1.
 void subtractPanel(double *A, size_t F, size_t I0, size_t I1, size_t J0,
                    size_t J1, size_t P0, size_t P1, const double *Lt) {
-  static const bool Wide = __builtin_cpu_supports("avx512f");
+  // The AVX-512 kernel paths (VINDEX_KERNELS=avx2 forces the scalar form,
+  // which gives the same bits: test/lit/kernels/exact-paths.test).
+  bool Wide = activeKernelPath() != KernelPath::AVX2;
   size_t Width = J1 - J0, I = I0;
 #if defined(__x86_64__)
   if (Wide && Width % 16 == 0)

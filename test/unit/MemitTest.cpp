@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Edit/Memit.h"
+#include "vindex/Model/Kernels.h"
 
 #include "gtest/gtest.h"
 
@@ -147,7 +148,8 @@ static std::vector<double> unblockedUpdate(const std::vector<double> &C,
 
 // Sizes below, at and across the blocks (64 columns, 8 x 16 tiles, panels
 // of 256), including ragged ones, on one thread and on three (shares of
-// rows from F = 1024 on).
+// rows from F = 1024 on), on every exact kernel path (avx2: the scalar
+// tiles).
 TEST(MemitTest, BlockedCholeskyGivesTheUnblockedBits) {
   std::mt19937 Rng(5);
   std::normal_distribution<double> G;
@@ -170,14 +172,21 @@ TEST(MemitTest, BlockedCholeskyGivesTheUnblockedBits) {
     for (double &X : R)
       X = G(Rng);
     std::vector<double> Want = unblockedUpdate(C, 10.0, K, R, F, D);
-    for (unsigned Jobs : {1u, 3u}) {
-      llvm::Expected<std::vector<double>> Got =
-          edit::solveUpdate(C, 10.0, K, R, F, D, Jobs);
-      ASSERT_TRUE(bool(Got)) << llvm::toString(Got.takeError());
-      ASSERT_EQ(Got->size(), Want.size());
-      EXPECT_EQ(0, std::memcmp(Got->data(), Want.data(),
-                               Want.size() * sizeof(double)))
-          << "F = " << F << ", jobs " << Jobs;
+    for (KernelPath P : supportedKernelPaths()) {
+      if (!kernelPathExact(P))
+        continue;
+      ASSERT_TRUE(setKernelPath(P));
+      for (unsigned Jobs : {1u, 3u}) {
+        llvm::Expected<std::vector<double>> Got =
+            edit::solveUpdate(C, 10.0, K, R, F, D, Jobs);
+        ASSERT_TRUE(bool(Got)) << llvm::toString(Got.takeError());
+        ASSERT_EQ(Got->size(), Want.size());
+        EXPECT_EQ(0, std::memcmp(Got->data(), Want.data(),
+                                 Want.size() * sizeof(double)))
+            << "F = " << F << ", jobs " << Jobs << ", "
+            << kernelPathName(P);
+      }
     }
+    setKernelPath(defaultKernelPath());
   }
 }
