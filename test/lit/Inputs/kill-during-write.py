@@ -36,6 +36,21 @@ def temporaries():
     return [n for n in os.listdir(parent) if n.startswith(base)]
 
 
+def wait_stopped(pid):
+    """Returns once pid is stopped (or has exited), at most after 10 s."""
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                # The state follows the command name, which is in parentheses.
+                state = f.read().rpartition(")")[2].split()[0]
+        except OSError:
+            return
+        if state in ("T", "t", "Z", "X"):
+            return
+        time.sleep(0.0005)
+
+
 existed = os.path.exists(out)
 inode = os.stat(out).st_ino if existed else None
 
@@ -62,8 +77,12 @@ for attempt in range(200):
             if delay:
                 time.sleep(delay)
             # Stopped first, so that what is on disk can be looked at before
-            # the signal is sent.
+            # the signal is sent. SIGSTOP is delivered asynchronously: until
+            # the command is seen stopped it may still finish a rename that
+            # too_late() did not see yet (a SIGKILL then found the output in
+            # place).
             p.send_signal(signal.SIGSTOP)
+            wait_stopped(p.pid)
             if too_late():
                 p.kill()
             else:
