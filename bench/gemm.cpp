@@ -1,6 +1,7 @@
 //===- gemm.cpp - The prompt kernels' multiply-add rate -------------------===//
 //
 // vindex-bench-gemm [--tokens 64,512] [--kernels PATHS] [--reps N]
+//                   [--copies N]
 //
 // matmulNT (bf16 rows [N, K], as the mapped projections) and matmulNN (bf16
 // feature-major rows [F, d], the down projection) on the Gemma-3-4B shapes
@@ -105,6 +106,12 @@ static cl::list<std::string>
     Kernels("kernels", cl::CommaSeparated,
             cl::desc("Kernel paths (default: the active one)"));
 static cl::opt<unsigned> Reps("reps", cl::init(3), cl::desc("Runs per case"));
+static cl::opt<unsigned>
+    Copies("copies", cl::init(1),
+           cl::desc("Distinct copies of each matrix, run one after another "
+                    "(enough to outgrow the caches, e.g. 24, measures the "
+                    "kernels streaming their weights from memory, as "
+                    "generation does: see gb_per_s)"));
 
 int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(argc, argv, "prompt-kernel benchmark\n");
@@ -136,15 +143,18 @@ int main(int argc, char **argv) {
   std::mt19937 Rng(1);
   std::normal_distribution<float> D(0.0f, 1.0f);
   json::Array Results;
+  const unsigned NCopies = std::max(1u, unsigned(Copies));
   for (const Shape &S : Shapes) {
-    std::vector<uint16_t> W(S.Rows * S.Cols);
-    for (uint16_t &B : W) {
+    size_t Elems = S.Rows * S.Cols;
+    std::vector<uint16_t> W(Elems * NCopies);
+    for (size_t I = 0; I < Elems; ++I) {
       float F = D(Rng);
       uint32_t Bits;
       std::memcpy(&Bits, &F, 4);
-      B = uint16_t(Bits >> 16);
+      W[I] = uint16_t(Bits >> 16);
     }
-    WeightMatrix M{W.data(), DType::BF16, S.Rows, S.Cols};
+    for (unsigned C = 1; C < NCopies; ++C)
+      std::memcpy(W.data() + C * Elems, W.data(), Elems * sizeof(uint16_t));
     for (unsigned T : Ts) {
       size_t In = S.Down ? S.Rows : S.Cols, Out = S.Down ? S.Cols : S.Rows;
       std::vector<float> X(T * In), Y(T * Out);
@@ -154,26 +164,35 @@ int main(int argc, char **argv) {
         setKernelPath(P);
         double Best = 1e30, BestCPU = 1e30;
         for (unsigned R = 0; R < Reps; ++R) {
+          // Later copies of the down projection add to Y: the time is the
+          // same.
           std::fill(Y.begin(), Y.end(), 0.0f);
           auto Start = std::chrono::steady_clock::now();
           std::clock_t CPU0 = std::clock();
-          if (S.Down)
-            matmulNN(X.data(), T, In, M, 0, S.Rows, 0, S.Cols, Y.data(), Out);
-          else
-            matmulNT(X.data(), T, In, M, 0, S.Rows, Y.data(), Out);
+          for (unsigned C = 0; C < NCopies; ++C) {
+            WeightMatrix M{W.data() + C * Elems, DType::BF16, S.Rows, S.Cols};
+            if (S.Down)
+              matmulNN(X.data(), T, In, M, 0, S.Rows, 0, S.Cols, Y.data(),
+                       Out);
+            else
+              matmulNT(X.data(), T, In, M, 0, S.Rows, Y.data(), Out);
+          }
           Best = std::min(Best, std::chrono::duration<double>(
                                     std::chrono::steady_clock::now() - Start)
                                     .count());
           BestCPU =
               std::min(BestCPU, double(std::clock() - CPU0) / CLOCKS_PER_SEC);
         }
-        double MACs = double(T) * S.Rows * S.Cols;
+        double MACs = double(T) * S.Rows * S.Cols * NCopies;
+        double Bytes = double(Elems) * NCopies * sizeof(uint16_t);
         Results.push_back(
             json::Object{{"matrix", S.Name},
                          {"tokens", T},
                          {"kernels", kernelPathName(P)},
+                         {"copies", NCopies},
                          {"gmac_per_s", MACs / Best / 1e9},
-                         {"gmac_per_cpu_s", MACs / BestCPU / 1e9}});
+                         {"gmac_per_cpu_s", MACs / BestCPU / 1e9},
+                         {"gb_per_s", Bytes / Best / 1e9}});
       }
     }
   }
