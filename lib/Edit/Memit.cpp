@@ -83,22 +83,11 @@ subtractProducts8x16(double *A, size_t F, size_t I0, size_t J0, size_t P0,
 }
 #endif
 
-/// A = L Lᵀ in place (L in the lower triangle; the upper is left
-/// undefined), the element-by-element operations of the textbook
-/// row-oriented Cholesky (L[I][J] = (A[I][J] - Σ_{P<J} L[I][P] L[J][P]) /
-/// L[J][J], the sum subtracted in P order), blocked: the products of the
-/// columns left of a block of columns are subtracted first, panel by
-/// panel of P, 8 x 16 elements at a time where the CPU has AVX-512F,
-/// then the block is factored. Each element sees the same operations in
-/// the same order either way, so the bits do not depend on the blocking
-/// or the machine; at F = 10240 (Gemma 3 4B's FFN) the unblocked loops
-/// took about 5 minutes a layer.
-/// The rows I0 ... I1 - 1 of a block's update from panel P0 ... P1 - 1.
+/// The rows I0 ... I1 - 1 of a block's update from panel P0 ... P1 - 1,
+/// in AVX-512 tiles where Wide.
 void subtractPanel(double *A, size_t F, size_t I0, size_t I1, size_t J0,
-                   size_t J1, size_t P0, size_t P1, const double *Lt) {
-  // The AVX-512 kernel paths (VINDEX_KERNELS=avx2 forces the scalar form,
-  // which gives the same bits: test/lit/kernels/exact-paths.test).
-  bool Wide = activeKernelPath() != KernelPath::AVX2;
+                   size_t J1, size_t P0, size_t P1, const double *Lt,
+                   bool Wide) {
   size_t Width = J1 - J0, I = I0;
 #if defined(__x86_64__)
   if (Wide && Width % 16 == 0)
@@ -109,8 +98,21 @@ void subtractPanel(double *A, size_t F, size_t I0, size_t I1, size_t J0,
   subtractProductsScalar(A, F, I, I1, J0, J1, P0, P1, Lt, Width);
 }
 
+/// A = L Lᵀ in place (L in the lower triangle; the upper is left
+/// undefined), the element-by-element operations of the textbook
+/// row-oriented Cholesky (L[I][J] = (A[I][J] - Σ_{P<J} L[I][P] L[J][P]) /
+/// L[J][J], the sum subtracted in P order), blocked: the products of the
+/// columns left of a block of columns are subtracted first, panel by
+/// panel of P, 8 x 16 elements at a time where the CPU has AVX-512F,
+/// then the block is factored. Each element sees the same operations in
+/// the same order either way, so the bits do not depend on the blocking
+/// or the machine; at F = 10240 (Gemma 3 4B's FFN) the unblocked loops
+/// took about 5 minutes a layer.
 Error choleskyInPlace(std::vector<double> &AV, size_t F, unsigned Jobs) {
   double *A = AV.data();
+  // The AVX-512 kernel paths (VINDEX_KERNELS=avx2 forces the scalar form,
+  // which gives the same bits: MemitTest).
+  bool Wide = activeKernelPath() != KernelPath::AVX2;
   constexpr size_t B = 64, PB = 256;
   std::vector<double> Lt(PB * B);
   std::optional<DefaultThreadPool> Pool;
@@ -126,7 +128,7 @@ Error choleskyInPlace(std::vector<double> &AV, size_t F, unsigned Jobs) {
         for (size_t J = J0; J < J1; ++J)
           Lt[(P - P0) * Width + (J - J0)] = A[J * F + P];
       if (!Pool) {
-        subtractPanel(A, F, J0, F, J0, J1, P0, P1, Lt.data());
+        subtractPanel(A, F, J0, F, J0, J1, P0, P1, Lt.data(), Wide);
         continue;
       }
       size_t Rows = F - J0,
@@ -134,7 +136,7 @@ Error choleskyInPlace(std::vector<double> &AV, size_t F, unsigned Jobs) {
       for (size_t I = J0; I < F; I += Share)
         Pool->async([=, &Lt] {
           subtractPanel(A, F, I, std::min(F, I + Share), J0, J1, P0, P1,
-                        Lt.data());
+                        Lt.data(), Wide);
         });
       Pool->wait();
     }
