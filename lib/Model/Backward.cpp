@@ -394,10 +394,35 @@ struct LayerTape {
   std::vector<double> FPre;   ///< Down projection output [T, D].
 };
 
+/// Several sequences run as one tape: their tokens one after another, each
+/// attending only within its own segment, from its own position 0. Every
+/// token's arithmetic is what it would be alone (the products' reductions run
+/// per token, attention per segment), and each weight row is read once for
+/// all of them.
+///
+/// A segment's tape tokens may start after its position 0: the tokens before
+/// them are a fixed context, whose keys and values per layer are given (the
+/// tokens before an offset do not depend on it). Attention reads them in
+/// position order before the tape's own, as it would read them in the whole
+/// sequence, so the tape's tokens get the bits of the whole sequence.
+struct Segments {
+  std::vector<size_t> Index;    ///< Per tape token: its segment.
+  std::vector<size_t> Position; ///< Per tape token: its position in it.
+  std::vector<size_t> First;    ///< Per segment: its first tape token.
+  /// Per segment: the row of its position 0 in ContextK/V (its context is
+  /// positions 0 ... Position[First[s]] - 1).
+  std::vector<size_t> ContextRow;
+  /// Per layer (empty below the tape's first): the contexts' keys (after
+  /// QK-norm and RoPE) and values, [rows, KVDim].
+  std::vector<std::vector<double>> ContextK, ContextV;
+  size_t count() const { return First.size(); }
+};
+
 class Tape {
 public:
-  Tape(const Model &M, const LossSequence &S, WideWeights *Wide = nullptr)
-      : M(M), C(M.config()), S(S), Wide(Wide) {}
+  Tape(const Model &M, const LossSequence &S, WideWeights *Wide = nullptr,
+       const Segments *Segs = nullptr)
+      : M(M), C(M.config()), S(S), Wide(Wide), Segs(Segs) {}
 
   Error check(const ResidualOffset &Offset) const;
   /// Residual R of the sequence, without an offset (the layers below R
@@ -412,7 +437,11 @@ public:
   /// the From of forward()).
   void backward(size_t Lowest, BackwardResult &R);
 
+  const LayerTape &layer(size_t L) const { return Layers[L]; }
+
   double NLL = 0, KL = 0;
+  /// NLL and KL of each segment (with Segs), summed as the segment alone.
+  std::vector<double> SegmentNLL, SegmentKL;
   /// Log-probabilities at the loss positions (by position).
   std::map<size_t, std::vector<double>> LogProbs;
 
@@ -425,12 +454,47 @@ private:
   void attentionBackward(size_t L, const std::vector<double> &DO,
                          std::vector<double> &DH);
   void lossForward();
+  size_t segmentIndex(size_t P) const { return Segs ? Segs->Index[P] : 0; }
+  /// Tape token P's position in its sequence (RoPE, the window).
+  size_t position(size_t P) const { return Segs ? Segs->Position[P] : P; }
+  /// The positions of a segment before its first tape token.
+  size_t contextLength(size_t Seg) const {
+    return Segs ? Segs->Position[Segs->First[Seg]] : 0;
+  }
+  /// Key (or value, with Values) row of position Q of segment Seg at layer
+  /// L: from the context below the segment's tape tokens, else the tape's.
+  const double *kvRow(size_t L, const LayerTape &Tp, bool Values, size_t Seg,
+                      size_t Q) const {
+    size_t KVDim = C.NumKVHeads * C.HeadDim;
+    if (Q < contextLength(Seg)) {
+      const std::vector<double> &Ctx =
+          Values ? Segs->ContextV[L] : Segs->ContextK[L];
+      return &Ctx[(Segs->ContextRow[Seg] + Q) * KVDim];
+    }
+    return &(Values ? Tp.V : Tp.K)[tapeIndex(Seg, Q) * KVDim];
+  }
+  /// The tape token at position Q (at least the context's length) of Seg.
+  size_t tapeIndex(size_t Seg, size_t Q) const {
+    return Segs ? Segs->First[Seg] + Q - contextLength(Seg) : Q;
+  }
+  /// The first position position P attends to (the sliding window's edge).
+  static size_t attentionStart(size_t P, size_t Window) {
+    return Window && P + 1 > Window ? P + 1 - Window : 0;
+  }
+  /// Positions a row of attention probabilities spans: the longest segment.
+  size_t span() const {
+    size_t N = 0;
+    for (size_t P = 0; P < T; ++P)
+      N = std::max(N, position(P) + 1);
+    return N;
+  }
 
   const Model &M;
   const ModelConfig &C;
   const LossSequence &S;
   /// Widened weights shared by an objective's passes, or null.
   WideWeights *Wide;
+  const Segments *Segs;
   size_t T = 0;
   std::vector<LayerTape> Layers;
   std::vector<double> XFinal, FinalInv;
@@ -584,7 +648,7 @@ void Tape::attentionForward(size_t L, LayerTape &Tp) {
   Tp.KInv.assign(T * NKV, 0.0);
   std::vector<double> Cos(HD / 2), Sin(HD / 2);
   for (size_t Tk = 0; Tk < T; ++Tk) {
-    ropeAngles(W.RopeInvFreq, Tk, Cos.data(), Sin.data());
+    ropeAngles(W.RopeInvFreq, position(Tk), Cos.data(), Sin.data());
     for (size_t H = 0; H < NH; ++H) {
       double *QH = &Tp.Q[Tk * QDim + H * HD];
       if (C.QKNorm)
@@ -600,34 +664,38 @@ void Tape::attentionForward(size_t L, LayerTape &Tp) {
   }
   size_t Window = W.Sliding ? C.SlidingWindow : 0;
   double Cap = C.AttnSoftcap;
-  Tp.Probs.assign(NH * T * T, 0.0);
+  // Rows of probabilities are indexed by position in the segment.
+  size_t Span = span();
+  Tp.Probs.assign(NH * T * Span, 0.0);
   if (Cap > 0)
-    Tp.Capped.assign(NH * T * T, 0.0);
+    Tp.Capped.assign(NH * T * Span, 0.0);
   Tp.O.assign(T * QDim, 0.0);
   for (size_t H = 0; H < NH; ++H) {
     size_t KVH = H / Group;
     for (size_t P = 0; P < T; ++P) {
-      size_t Lo = Window && P + 1 > Window ? P + 1 - Window : 0;
-      double *Row = &Tp.Probs[(H * T + P) * T];
+      size_t Seg = segmentIndex(P), Pos = position(P);
+      size_t Lo = attentionStart(Pos, Window);
+      double *Row = &Tp.Probs[(H * T + P) * Span];
       const double *QH = &Tp.Q[P * QDim + H * HD];
       double Max = -INFINITY;
-      for (size_t J = Lo; J <= P; ++J) {
-        double Sc = dot(QH, &Tp.K[J * KVDim + KVH * HD], HD) * C.QueryScale;
+      for (size_t J = Lo; J <= Pos; ++J) {
+        double Sc =
+            dot(QH, kvRow(L, Tp, false, Seg, J) + KVH * HD, HD) * C.QueryScale;
         if (Cap > 0) {
           double Th = std::tanh(Sc / Cap);
-          Tp.Capped[(H * T + P) * T + J] = Th;
+          Tp.Capped[(H * T + P) * Span + J] = Th;
           Sc = Cap * Th;
         }
         Row[J] = Sc;
         Max = std::max(Max, Sc);
       }
       double Sum = 0;
-      for (size_t J = Lo; J <= P; ++J)
+      for (size_t J = Lo; J <= Pos; ++J)
         Sum += (Row[J] = std::exp(Row[J] - Max));
       double *O = &Tp.O[P * QDim + H * HD];
-      for (size_t J = Lo; J <= P; ++J) {
+      for (size_t J = Lo; J <= Pos; ++J) {
         Row[J] /= Sum;
-        axpy(Row[J], &Tp.V[J * KVDim + KVH * HD], O, HD);
+        axpy(Row[J], kvRow(L, Tp, true, Seg, J) + KVH * HD, O, HD);
       }
     }
   }
@@ -654,6 +722,8 @@ void Tape::lossForward() {
   LossPositions.erase(std::unique(LossPositions.begin(), LossPositions.end()),
                       LossPositions.end());
   size_t NP = LossPositions.size();
+  SegmentNLL.assign(Segs ? Segs->count() : 1, 0.0);
+  SegmentKL.assign(SegmentNLL.size(), 0.0);
   std::vector<double> Normed(NP * D);
   FinalInv.resize(NP);
   for (size_t I = 0; I < NP; ++I)
@@ -676,6 +746,7 @@ void Tape::lossForward() {
     for (const LossSequence::Target &Tg : S.Targets)
       if (Tg.Position == P) {
         NLL -= Z[size_t(Tg.Token)];
+        SegmentNLL[segmentIndex(P)] -= Z[size_t(Tg.Token)];
         for (size_t V = 0; V < Vocab; ++V)
           DZ[V] += std::exp(Z[V]);
         DZ[size_t(Tg.Token)] -= 1.0;
@@ -694,6 +765,7 @@ void Tape::lossForward() {
           DZ[V] +=
               K.Weight * (std::exp(Z[V]) * Mass - std::exp(K.Reference[V]));
         KL += K.Weight * Sum;
+        SegmentKL[segmentIndex(P)] += K.Weight * Sum;
       }
     if (Cap > 0)
       for (size_t V = 0; V < Vocab; ++V) {
@@ -778,30 +850,37 @@ void Tape::attentionBackward(size_t L, const std::vector<double> &DO,
   size_t QDim = NH * HD, KVDim = NKV * HD, Group = NH / NKV;
   size_t Window = W.Sliding ? C.SlidingWindow : 0;
   double Cap = C.AttnSoftcap;
+  size_t Span = span();
   std::vector<double> DQ(T * QDim, 0.0), DK(T * KVDim, 0.0), DV(T * KVDim, 0.0),
-      DS(T);
+      DS(Span);
   for (size_t H = 0; H < NH; ++H) {
     size_t KVH = H / Group;
     for (size_t P = 0; P < T; ++P) {
-      size_t Lo = Window && P + 1 > Window ? P + 1 - Window : 0;
-      const double *Row = &Tp.Probs[(H * T + P) * T];
+      size_t Seg = segmentIndex(P), Pos = position(P);
+      size_t Lo = attentionStart(Pos, Window), Ctx = contextLength(Seg);
+      const double *Row = &Tp.Probs[(H * T + P) * Span];
       const double *DOP = &DO[P * QDim + H * HD];
       // O = sum_j p_j V_j; softmax: ds_j = p_j (dp_j - sum_k p_k dp_k).
+      // The context's keys and values are fixed: no gradient for them.
       double Mean = 0;
-      for (size_t J = Lo; J <= P; ++J) {
-        DS[J] = dot(DOP, &Tp.V[J * KVDim + KVH * HD], HD);
+      for (size_t J = Lo; J <= Pos; ++J) {
+        DS[J] = dot(DOP, kvRow(L, Tp, true, Seg, J) + KVH * HD, HD);
         Mean += Row[J] * DS[J];
-        axpy(Row[J], DOP, &DV[J * KVDim + KVH * HD], HD);
+        if (J >= Ctx)
+          axpy(Row[J], DOP, &DV[tapeIndex(Seg, J) * KVDim + KVH * HD], HD);
       }
-      for (size_t J = Lo; J <= P; ++J) {
+      for (size_t J = Lo; J <= Pos; ++J) {
         double G = Row[J] * (DS[J] - Mean);
         if (Cap > 0) {
-          double Th = Tp.Capped[(H * T + P) * T + J];
+          double Th = Tp.Capped[(H * T + P) * Span + J];
           G *= 1.0 - Th * Th;
         }
         G *= C.QueryScale;
-        axpy(G, &Tp.K[J * KVDim + KVH * HD], &DQ[P * QDim + H * HD], HD);
-        axpy(G, &Tp.Q[P * QDim + H * HD], &DK[J * KVDim + KVH * HD], HD);
+        axpy(G, kvRow(L, Tp, false, Seg, J) + KVH * HD, &DQ[P * QDim + H * HD],
+             HD);
+        if (J >= Ctx)
+          axpy(G, &Tp.Q[P * QDim + H * HD],
+               &DK[tapeIndex(Seg, J) * KVDim + KVH * HD], HD);
       }
     }
   }
@@ -809,7 +888,7 @@ void Tape::attentionBackward(size_t L, const std::vector<double> &DO,
   std::vector<double> Cos(HD / 2), Sin(HD / 2), Tmp(HD);
   std::vector<double> DQRaw(T * QDim, 0.0), DKRaw(T * KVDim, 0.0);
   for (size_t Tk = 0; Tk < T; ++Tk) {
-    ropeAngles(W.RopeInvFreq, Tk, Cos.data(), Sin.data());
+    ropeAngles(W.RopeInvFreq, position(Tk), Cos.data(), Sin.data());
     for (size_t H = 0; H < NH; ++H) {
       double *G = &DQ[Tk * QDim + H * HD];
       rope(G, HD, Cos.data(), Sin.data(), -1.0);
@@ -893,6 +972,110 @@ Expected<std::vector<double>> logProbs(const Model &M, ArrayRef<int32_t> Tokens,
   return std::move(Tp.LogProbs[Position]);
 }
 
+/// An objective's sequences as one tape: of each, the tokens from the first
+/// that depends on the offset or is read by a loss term to the last read,
+/// with the tokens before them as fixed context (Segments).
+struct PackedSequences {
+  LossSequence All;
+  Segments Segs;
+  /// Per sequence: the position of its first tape token.
+  std::vector<size_t> Begin;
+  /// Residual Residual of the tape's tokens, [T, hidden].
+  std::vector<double> Prefix;
+  /// The tape token of position P of sequence I.
+  size_t tapeIndex(size_t I, size_t P) const {
+    return Segs.First[I] + P - Begin[I];
+  }
+};
+
+namespace {
+
+/// The sequences one after another, whole, each its own segment.
+std::pair<LossSequence, Segments> concatenate(ArrayRef<LossSequence> Seqs) {
+  LossSequence All;
+  Segments Segs;
+  for (size_t I = 0; I < Seqs.size(); ++I) {
+    Segs.First.push_back(All.Tokens.size());
+    All.Tokens.insert(All.Tokens.end(), Seqs[I].Tokens.begin(),
+                      Seqs[I].Tokens.end());
+    for (size_t P = 0; P < Seqs[I].Tokens.size(); ++P) {
+      Segs.Index.push_back(I);
+      Segs.Position.push_back(P);
+    }
+  }
+  return {std::move(All), std::move(Segs)};
+}
+
+/// The positions of S that an offset or a loss term reads, [Begin, End).
+std::pair<size_t, size_t> activeRange(const LossSequence &S) {
+  std::vector<size_t> Read(S.OffsetPositions);
+  for (const LossSequence::Target &Tg : S.Targets)
+    Read.push_back(Tg.Position);
+  for (const LossSequence::KLTerm &K : S.KL)
+    Read.push_back(K.Position);
+  if (Read.empty())
+    return {S.Tokens.size() - 1, S.Tokens.size()};
+  return {*llvm::min_element(Read), *llvm::max_element(Read) + 1};
+}
+
+/// Packs Seqs (checked) for an objective at residual Residual: runs them
+/// whole once, unedited, for the contexts' keys and values at the layers
+/// from Residual up and for the tape tokens' residual Residual.
+PackedSequences pack(const Model &M, ArrayRef<LossSequence> Seqs,
+                     size_t Residual) {
+  const ModelConfig &C = M.config();
+  size_t D = C.HiddenSize, KVDim = C.NumKVHeads * C.HeadDim;
+  auto [Whole, WholeSegs] = concatenate(Seqs);
+  Tape Run(M, Whole, nullptr, &WholeSegs);
+  std::vector<double> Top = Run.residual(M.numLayers());
+  auto ResidualRow = [&](size_t Token) {
+    const std::vector<double> &X =
+        Residual < M.numLayers() ? Run.layer(Residual).X : Top;
+    return &X[Token * D];
+  };
+
+  PackedSequences P;
+  P.Segs.ContextK.resize(M.numLayers());
+  P.Segs.ContextV.resize(M.numLayers());
+  size_t ContextRows = 0;
+  for (size_t I = 0; I < Seqs.size(); ++I) {
+    const LossSequence &S = Seqs[I];
+    auto [Begin, End] = activeRange(S);
+    size_t Base = WholeSegs.First[I];
+    P.Begin.push_back(Begin);
+    P.Segs.First.push_back(P.All.Tokens.size());
+    P.Segs.ContextRow.push_back(ContextRows);
+    ContextRows += Begin;
+    for (size_t L = Residual; L < M.numLayers(); ++L) {
+      const LayerTape &Tp = Run.layer(L);
+      for (auto [From, To] : {std::pair(&Tp.K, &P.Segs.ContextK[L]),
+                              {&Tp.V, &P.Segs.ContextV[L]}})
+        To->insert(To->end(), From->begin() + Base * KVDim,
+                   From->begin() + (Base + Begin) * KVDim);
+    }
+    for (size_t Pos = Begin; Pos < End; ++Pos) {
+      P.All.Tokens.push_back(S.Tokens[Pos]);
+      P.Segs.Index.push_back(I);
+      P.Segs.Position.push_back(Pos);
+      const double *X = ResidualRow(Base + Pos);
+      P.Prefix.insert(P.Prefix.end(), X, X + D);
+    }
+    for (LossSequence::Target Tg : S.Targets) {
+      Tg.Position = P.tapeIndex(I, Tg.Position);
+      P.All.Targets.push_back(Tg);
+    }
+    for (LossSequence::KLTerm K : S.KL) {
+      K.Position = P.tapeIndex(I, K.Position);
+      P.All.KL.push_back(std::move(K));
+    }
+    for (size_t Pos : S.OffsetPositions)
+      P.All.OffsetPositions.push_back(P.tapeIndex(I, Pos));
+  }
+  return P;
+}
+
+} // namespace
+
 Expected<OffsetObjective>
 OffsetObjective::create(const Model &M, std::vector<LossSequence> Sequences,
                         size_t Residual) {
@@ -904,12 +1087,10 @@ OffsetObjective::create(const Model &M, std::vector<LossSequence> Sequences,
   ResidualOffset Zero;
   Zero.Residual = Residual;
   Zero.Delta.assign(M.config().HiddenSize, 0.0);
-  for (const LossSequence &S : O.Sequences) {
-    Tape Tp(M, S);
-    if (Error E = Tp.check(Zero))
+  for (const LossSequence &S : O.Sequences)
+    if (Error E = Tape(M, S).check(Zero))
       return std::move(E);
-    O.Prefix.push_back(Tp.residual(Residual));
-  }
+  O.Packed = std::make_shared<PackedSequences>(pack(M, O.Sequences, Residual));
   return O;
 }
 
@@ -924,17 +1105,19 @@ OffsetObjective::evaluate(ArrayRef<double> Delta) const {
   Offset.Delta.assign(Delta.begin(), Delta.end());
   OffsetGradient Out;
   Out.Gradient.assign(D, 0.0);
-  // Sequences in order, positions in order: the sums are deterministic.
+  if (Sequences.empty())
+    return Out;
+  Tape Tp(*M, Packed->All, Wide.get(), &Packed->Segs);
+  Tp.forward(Offset, Residual, Packed->Prefix);
+  BackwardResult R;
+  Tp.backward(Residual, R);
+  // Sequence by sequence, positions in order, each sequence's loss summed
+  // as it alone: the sums are those of running them one at a time.
+  const std::vector<double> &G = R.Gradients[Residual];
   for (size_t I = 0; I < Sequences.size(); ++I) {
-    const LossSequence &S = Sequences[I];
-    Tape Tp(*M, S, Wide.get());
-    Tp.forward(Offset, Residual, Prefix[I]);
-    BackwardResult R;
-    Tp.backward(Residual, R);
-    Out.Loss += Tp.NLL + Tp.KL;
-    const std::vector<double> &G = R.Gradients[Residual];
-    for (size_t P : S.OffsetPositions)
-      axpy(1.0, &G[P * D], Out.Gradient.data(), D);
+    Out.Loss += Tp.SegmentNLL[I] + Tp.SegmentKL[I];
+    for (size_t P : Sequences[I].OffsetPositions)
+      axpy(1.0, &G[Packed->tapeIndex(I, P) * D], Out.Gradient.data(), D);
   }
   return Out;
 }

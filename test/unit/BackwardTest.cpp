@@ -381,6 +381,57 @@ TEST_P(Backward, OffsetGradientSumsOverPositionsAndSequences) {
   EXPECT_EQ(First->Gradient, Fresh->Gradient);
 }
 
+// An objective runs its sequences as one tape, each attending only within
+// itself from its own position 0. Sequences longer than tiny-gemma3's sliding
+// window (16) check that the window is counted within each sequence; the
+// bits must be those of running each sequence alone.
+TEST_P(Backward, PackedSequencesGiveEachSequenceItsBits) {
+  const Model &M = load(GetParam());
+  size_t D = M.config().HiddenSize;
+  auto Tokens = [](size_t N, int32_t Seed) {
+    std::vector<int32_t> T = {2};
+    for (size_t I = 1; I < N; ++I)
+      T.push_back(int32_t(260 + (Seed * 37 + I * 101) % 1500));
+    return T;
+  };
+  LossSequence A = teacherForced(Tokens(19, 1), {1706, 582});
+  A.OffsetPositions = {18, 19};
+  LossSequence B = teacherForced(Tokens(6, 2), {582});
+  B.OffsetPositions = {5};
+  LossSequence C;
+  C.Tokens = Tokens(18, 3);
+  Expected<std::vector<double>> Ref = logProbs(M, C.Tokens, 17);
+  ASSERT_TRUE(bool(Ref));
+  C.KL.push_back({17, std::move(*Ref), 0.25});
+  C.Targets.push_back({3, 1657});
+  C.OffsetPositions = {17, 2};
+  size_t Residual = M.numLayers() / 2;
+  ResidualOffset O;
+  O.Residual = Residual;
+  for (size_t I = 0; I < D; ++I)
+    O.Delta.push_back(0.02 * std::sin(double(I)));
+  Expected<OffsetObjective> Obj =
+      OffsetObjective::create(M, {A, B, C}, Residual);
+  ASSERT_TRUE(bool(Obj)) << toString(Obj.takeError());
+  Expected<OffsetGradient> G = Obj->evaluate(O.Delta);
+  ASSERT_TRUE(bool(G)) << toString(G.takeError());
+  BackwardOptions Opts;
+  Opts.Offset = O;
+  Opts.LowestResidual = Residual;
+  std::vector<double> Want(D, 0.0);
+  double Loss = 0;
+  for (const LossSequence *S : {&A, &B, &C}) {
+    Expected<BackwardResult> R = backward(M, *S, Opts);
+    ASSERT_TRUE(bool(R));
+    Loss += R->Loss;
+    for (size_t P : S->OffsetPositions)
+      for (size_t I = 0; I < D; ++I)
+        Want[I] += R->Gradients[Residual][P * D + I];
+  }
+  EXPECT_EQ(G->Loss, Loss);
+  EXPECT_EQ(G->Gradient, Want);
+}
+
 TEST_P(Backward, StopsAtTheLowestResidualAndIsDeterministic) {
   const Model &M = load(GetParam());
   LossSequence S = teacherForced({2, 303, 342, 270, 607, 264}, {1657});

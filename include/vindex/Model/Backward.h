@@ -136,6 +136,8 @@ private:
   std::map<const void *, std::vector<double>> Cache;
 };
 
+struct PackedSequences;
+
 class OffsetObjective {
 public:
   static llvm::Expected<OffsetObjective>
@@ -148,8 +150,9 @@ private:
   const Model *M = nullptr;
   size_t Residual = 0;
   std::vector<LossSequence> Sequences;
-  /// Residual Residual of each sequence, [T, hidden].
-  std::vector<std::vector<double>> Prefix;
+  /// The sequences run as one (each attending within itself), so that an
+  /// evaluation reads every weight once, and their residual Residual.
+  std::shared_ptr<const PackedSequences> Packed;
   /// Shared by copies: evaluate() is const but fills it.
   std::shared_ptr<WideWeights> Wide;
 };
