@@ -778,4 +778,62 @@ std::vector<int32_t> Session::generate(ArrayRef<int32_t> Prompt, size_t MaxNew,
   return Out;
 }
 
+std::vector<std::vector<int32_t>>
+Session::generateMany(const Model &M, ArrayRef<std::vector<int32_t>> Prompts,
+                      size_t MaxNew, ArrayRef<int64_t> Stop, unsigned Threads,
+                      size_t Batch) {
+  std::vector<std::vector<int32_t>> Out(Prompts.size());
+  if (MaxNew == 0)
+    return Out;
+  // The lead session runs the batches (its threads, its scratch space); the
+  // sequences' own sessions hold only their caches.
+  Session Lead(M, Threads);
+  Batch = std::max<size_t>(1, Batch);
+  for (size_t B = 0; B < Prompts.size(); B += Batch) {
+    size_t E = std::min(Prompts.size(), B + Batch);
+    std::vector<std::unique_ptr<Session>> Seqs;
+    std::vector<bool> Done(E - B, false);
+    for (size_t I = B; I < E; ++I) {
+      Seqs.push_back(std::make_unique<Session>(M, 1));
+      Done[I - B] = Prompts[I].empty();
+    }
+    std::vector<size_t> Active, Positions;
+    std::vector<Session *> Rows;
+    std::vector<int32_t> Tokens;
+    for (size_t Step = 0;; ++Step) {
+      Active.clear();
+      Positions.clear();
+      Rows.clear();
+      Tokens.clear();
+      // Each sequence feeds its prompt, then what it generated, a token a
+      // step.
+      for (size_t I = B; I < E; ++I) {
+        const std::vector<int32_t> &P = Prompts[I];
+        if (Done[I - B] || Step >= P.size() + Out[I].size())
+          continue;
+        Active.push_back(I);
+        Rows.push_back(Seqs[I - B].get());
+        Positions.push_back(Step);
+        Tokens.push_back(Step < P.size() ? P[Step] : Out[I][Step - P.size()]);
+      }
+      if (Active.empty())
+        break;
+      std::vector<float> Logits =
+          Lead.forward(Rows, Positions, Tokens, {}, /*EveryRow=*/true).Logits;
+      size_t V = M.config().VocabSize;
+      for (size_t R = 0; R < Active.size(); ++R) {
+        size_t I = Active[R];
+        if (Step + 1 < Prompts[I].size())
+          continue;
+        int32_t Next =
+            int32_t(argmax(ArrayRef<float>(Logits.data() + R * V, V)));
+        Out[I].push_back(Next);
+        if (is_contained(Stop, int64_t(Next)) || Out[I].size() == MaxNew)
+          Done[I - B] = true;
+      }
+    }
+  }
+  return Out;
+}
+
 } // namespace vindex

@@ -209,6 +209,15 @@ public:
                                 llvm::ArrayRef<int64_t> Stop,
                                 const ForwardOptions &Opts = {});
 
+  /// Greedy decoding of many prompts together: one token of each sequence
+  /// per batched forward (as step(): the weights read once for all), Batch
+  /// sequences at a time, on Threads threads. Result I is what
+  /// generate(Prompts[I], MaxNew, Stop) gives.
+  static std::vector<std::vector<int32_t>>
+  generateMany(const Model &M, llvm::ArrayRef<std::vector<int32_t>> Prompts,
+               size_t MaxNew, llvm::ArrayRef<int64_t> Stop,
+               unsigned Threads = 1, size_t Batch = 128);
+
 private:
   void parallelFor(size_t N, size_t Grain,
                    const std::function<void(size_t, size_t)> &Body);
