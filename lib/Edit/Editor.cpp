@@ -223,22 +223,27 @@ struct Editor::Impl {
     std::vector<std::vector<float>> Keys, Outs;
     std::vector<float> PromptLogits, LastLogits;
   };
+  /// How much of the sample is measured: what an output-row lift reads
+  /// (the final states and the largest top logit of the statistics'
+  /// sequences), or everything (also the keys of every layer, the prompts
+  /// and their answers) for planning slot features.
+  enum class SampleDepth { None, Finals, Full };
   /// Runs the sequences together, one token of each per Session::step
   /// (the weights read once for all of them: the sample is hundreds of
-  /// short sequences).
-  void runSample(MutableArrayRef<SampleSeq> Seqs);
+  /// short sequences); with Keys, each position's key at every layer.
+  void runSample(MutableArrayRef<SampleSeq> Seqs, bool Keys);
   /// What a sequence run adds to the sample: statistics, a prompt.
-  void addToSample(SampleSeq &Q);
+  void addToSample(SampleSeq &Q, SampleDepth Depth);
   Error loadSample(const Sample &S);
-  /// The sample's statistics, measured once: at creation, or at the first
-  /// use when the sample says so (Sample::MeasureAtCreate), then on the
-  /// model of the view the editor was created with, so the statistics are
-  /// the same whenever they are taken.
-  Error measureSample();
-  Error measure(const Sample &S);
+  /// The sample's statistics, measured once to each depth: at creation, or
+  /// at the first use when the sample says so (Sample::MeasureAtCreate),
+  /// then on the model of the view the editor was created with, so the
+  /// statistics are the same whenever they are taken.
+  Error measureSample(SampleDepth Depth = SampleDepth::Full);
+  Error measure(const Sample &S, SampleDepth Depth);
   Sample Pending;
   std::optional<TensorView> Created;
-  bool Measured = false;
+  SampleDepth Measured = SampleDepth::None;
   static constexpr unsigned SelfSeeds = 192, SelfLength = 32;
   /// Sequences of the sample run together.
   static constexpr size_t SampleBatch = 128;
@@ -288,7 +293,7 @@ struct Editor::Impl {
   }
 };
 
-void Editor::Impl::runSample(MutableArrayRef<SampleSeq> Seqs) {
+void Editor::Impl::runSample(MutableArrayRef<SampleSeq> Seqs, bool Keys) {
   size_t D = hidden(), L = M->numLayers(), V = M->config().VocabSize;
   std::vector<std::unique_ptr<Session>> Sess;
   for (SampleSeq &Q : Seqs) {
@@ -301,12 +306,13 @@ void Editor::Impl::runSample(MutableArrayRef<SampleSeq> Seqs) {
   std::vector<Session *> Rows;
   std::vector<int32_t> Tokens;
   ForwardOptions O;
-  O.AfterFFN = [&](size_t Layer, size_t, size_t T, ArrayRef<float> In,
-                   MutableArrayRef<float>) {
-    for (size_t R = 0; R < T; ++R)
-      std::copy(In.begin() + R * D, In.begin() + (R + 1) * D,
-                Seqs[Active[R]].Keys.back().begin() + Layer * D);
-  };
+  if (Keys)
+    O.AfterFFN = [&](size_t Layer, size_t, size_t T, ArrayRef<float> In,
+                     MutableArrayRef<float>) {
+      for (size_t R = 0; R < T; ++R)
+        std::copy(In.begin() + R * D, In.begin() + (R + 1) * D,
+                  Seqs[Active[R]].Keys.back().begin() + Layer * D);
+    };
   O.AfterLayer = [&](size_t Layer, size_t, size_t T,
                      MutableArrayRef<float> X) {
     if (Layer + 1 == L)
@@ -331,7 +337,8 @@ void Editor::Impl::runSample(MutableArrayRef<SampleSeq> Seqs) {
       Active.push_back(I);
       Rows.push_back(Sess[I].get());
       Tokens.push_back(Q.Ids[Step]);
-      Q.Keys.emplace_back(L * D);
+      if (Keys)
+        Q.Keys.emplace_back(L * D);
     }
     if (Active.empty())
       break;
@@ -345,13 +352,14 @@ void Editor::Impl::runSample(MutableArrayRef<SampleSeq> Seqs) {
   }
 }
 
-void Editor::Impl::addToSample(SampleSeq &Q) {
+void Editor::Impl::addToSample(SampleSeq &Q, SampleDepth Depth) {
   size_t D = hidden(), L = M->numLayers();
   // The statistics: a relation prompt's own positions; a text's, every one.
   bool Text = Q.Relation.empty();
   size_t N = Text ? Q.Ids.size() : Q.PromptLen;
+  bool Full = Depth == SampleDepth::Full;
   if (Q.InStats) {
-    for (size_t Layer = 0; Layer < L; ++Layer)
+    for (size_t Layer = 0; Full && Layer < L; ++Layer)
       for (size_t Tk = 0; Tk < N; ++Tk)
         Stats[Layer].add(&Q.Keys[Tk][Layer * D]);
     for (size_t Tk = 0; Tk < N; ++Tk)
@@ -360,7 +368,7 @@ void Editor::Impl::addToSample(SampleSeq &Q) {
     MaxTopLogit = std::max(
         MaxTopLogit, double(*std::max_element(Logits.begin(), Logits.end())));
   }
-  if (Text)
+  if (Text || !Full)
     return;
   auto KeysAt = [&](size_t Tk) {
     std::vector<std::vector<float>> All(L);
@@ -420,30 +428,35 @@ Error Editor::Impl::loadSample(const Sample &S) {
   M = std::move(*Loaded);
   Pending = S;
   if (S.MeasureAtCreate)
-    return measureSample();
+    return measureSample(SampleDepth::Full);
   Created.emplace(Scratch);
   return Error::success();
 }
 
-Error Editor::Impl::measureSample() {
-  if (Measured)
+Error Editor::Impl::measureSample(SampleDepth Depth) {
+  if (Measured >= Depth)
     return Error::success();
-  Measured = true;
+  Measured = Depth;
   if (!Created)
-    return measure(Pending);
+    return measure(Pending, Depth);
   // Deferred: the scratch view may hold edits by now, so the sample runs
   // on a model of the view as it was at creation.
   Expected<std::unique_ptr<Model>> AtCreation = Model::load(*Created);
   if (!AtCreation)
     return AtCreation.takeError();
   std::unique_ptr<Model> Current = std::exchange(M, std::move(*AtCreation));
-  Error E = measure(Pending);
+  Error E = measure(Pending, Depth);
   M = std::move(Current);
   return E;
 }
 
-Error Editor::Impl::measure(const Sample &S) {
+Error Editor::Impl::measure(const Sample &S, SampleDepth Depth) {
   size_t D = hidden(), L = M->numLayers();
+  bool Full = Depth == SampleDepth::Full;
+  // From the start: a full measurement after a finals-only one sums again.
+  Finals = FinalStats();
+  MaxTopLogit = -1e30;
+  Prompts.clear();
   Stats.assign(L, LayerStats());
   for (LayerStats &St : Stats)
     St.D = D;
@@ -466,10 +479,12 @@ Error Editor::Impl::measure(const Sample &S) {
     Q.InStats = InStats;
     Seqs.push_back(std::move(Q));
   };
+  // A lift reads the prompts' own positions, not their answers.
   for (const auto &[Relation, Templates] : S.Relations)
     for (const std::string &E : Entities)
       for (const std::string &T : Templates)
-        Add(Tok.encode(fillTemplate(T, E)), AnswerSteps, E, Relation, true);
+        Add(Tok.encode(fillTemplate(T, E)), Full ? AnswerSteps : 0, E, Relation,
+            true);
   for (const std::string &Line : S.Text)
     Add(Tok.encode(Line), 0, "", "", true);
   // Without a corpus, the model's own text stands in for ordinary text:
@@ -494,10 +509,11 @@ Error Editor::Impl::measure(const Sample &S) {
   std::vector<std::string> Known = S.Known;
   if (Known.empty())
     Known = vocabularyEntities(Tok, MaxKnown);
+  // (A lift reads none of them.)
   size_t Guarding = 0;
   for (const auto &[Relation, Templates] : S.Relations)
     for (const std::string &E : Known) {
-      if (is_contained(Entities, E))
+      if (!Full || is_contained(Entities, E))
         continue;
       for (const std::string &T : Templates)
         Add(Tok.encode(fillTemplate(T, E)), AnswerSteps, E, Relation, false),
@@ -506,11 +522,21 @@ Error Editor::Impl::measure(const Sample &S) {
   for (size_t B = 0; B < Seqs.size(); B += SampleBatch) {
     MutableArrayRef<SampleSeq> Chunk =
         MutableArrayRef(Seqs).slice(B, std::min(SampleBatch, Seqs.size() - B));
-    runSample(Chunk);
+    runSample(Chunk, Full);
     for (SampleSeq &Q : Chunk) {
-      addToSample(Q);
+      addToSample(Q, Depth);
       Q = SampleSeq();
     }
+  }
+  if (!Full) {
+    if (Finals.Count == 0)
+      return makeError("no sample to measure the final states on (no "
+                       "relation and no text)");
+    if (Verbose)
+      *Verbose << formatv("edit: final states over {0} positions (what an "
+                          "output-row lift reads)\n",
+                          size_t(Finals.Count));
+    return Error::success();
   }
   PoolSecond.assign(L, std::vector<double>(D * D, 0.0));
   PoolSum.assign(L, std::vector<double>(D, 0.0));
@@ -1453,7 +1479,7 @@ Expected<std::unique_ptr<Editor>> Editor::create(const TensorView &View,
 
 Expected<PlannedRow> Editor::liftOutputRow(int32_t Token,
                                            std::string &Record) {
-  if (Error E = I->measureSample()) // the final states' statistics
+  if (Error E = I->measureSample(Impl::SampleDepth::Finals))
     return std::move(E);
   raw_string_ostream Rec(Record);
   std::vector<PlannedRow> Before = std::move(I->Lifted);

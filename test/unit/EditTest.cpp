@@ -1,12 +1,20 @@
 //===- EditTest.cpp - lib/Edit's pieces -----------------------------------===//
 #include "../../lib/Edit/Internal.h"
 
+#include "vindex/Convert/Decompose.h"
 #include "vindex/Edit/Editor.h"
+#include "vindex/Formats/Tokenizer.h"
+#include "vindex/Store/TensorView.h"
+#include "vindex/Store/Vindex.h"
+
+#include "llvm/ADT/SmallString.h"
+#include "llvm/Support/FileSystem.h"
 
 #include "gtest/gtest.h"
 
 #include <cmath>
 
+using namespace llvm;
 using namespace vindex::edit;
 
 TEST(Edit, FillTemplate) {
@@ -100,4 +108,46 @@ TEST(Edit, GateFitReweightsTheNegativesItCannotKeepQuiet) {
   GateFit Empty = fitGate(S, {Key}, NegativePool(), {}, 0);
   for (size_t I = 0; I < D; ++I)
     EXPECT_NEAR(None.G[I], Empty.G[I], 1e-6);
+}
+
+// An output-row lift reads the sample's final states and largest top
+// logit. Scripts of MODE memit alone measure only those, at the first lift;
+// the lifted row must be the one the whole sample, measured when the editor
+// is created, gives (tiny-llama, the corpus lines and the model's own texts
+// both tried).
+TEST(Edit, LiftGivesTheSameRowFromTheFinalStatesAlone) {
+  using namespace vindex;
+  SmallString<128> Dir;
+  ASSERT_FALSE(sys::fs::createUniqueDirectory("vindex-edit-test", Dir));
+  DecomposeOptions Opts;
+  Opts.Input = std::string(VINDEX_TEST_FIXTURES) + "/models/tiny-llama";
+  Opts.Output = (Dir + "/m.vindex").str();
+  std::vector<std::string> Inputs;
+  Error E = decompose(Opts, Inputs);
+  ASSERT_FALSE(bool(E)) << toString(std::move(E));
+  std::unique_ptr<Vindex> V = cantFail(Vindex::open(Opts.Output));
+  Tokenizer Tok = cantFail(Tokenizer::fromFile(V->path("tokenizer.json")));
+  TensorView View(*V);
+  int32_t Token = Tok.encode(" Poseidon").back();
+  for (bool WithText : {false, true}) {
+    Sample S;
+    S.Relations = {{"capital", {"The capital of {entity} is"}}};
+    S.Entities = {"Atlantis"};
+    if (WithText)
+      S.Text = {"Paris is the capital of France.", "Lima is in Peru."};
+    std::vector<PlannedRow> Rows;
+    for (bool AtCreate : {true, false}) {
+      S.MeasureAtCreate = AtCreate;
+      Expected<std::unique_ptr<Editor>> Ed = Editor::create(View, Tok, S);
+      ASSERT_TRUE(bool(Ed)) << toString(Ed.takeError());
+      std::string Record;
+      Expected<PlannedRow> Row = (*Ed)->liftOutputRow(Token, Record);
+      ASSERT_TRUE(bool(Row)) << toString(Row.takeError());
+      Rows.push_back(std::move(*Row));
+    }
+    EXPECT_EQ(Rows[0].Tensor, Rows[1].Tensor);
+    EXPECT_EQ(Rows[0].Row, Rows[1].Row);
+    EXPECT_EQ(Rows[0].Values, Rows[1].Values) << "with text: " << WithText;
+  }
+  sys::fs::remove_directories(Dir);
 }
