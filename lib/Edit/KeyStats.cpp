@@ -116,24 +116,47 @@ void forEachCorpusLine(StringRef Text, function_ref<void(StringRef)> Line) {
 }
 
 void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
-                   unsigned Layer, double Weight, std::vector<double> &C) {
+                   unsigned Layer, double Weight, std::vector<double> &C,
+                   unsigned Threads) {
   size_t F = M.layer(Layer).Down.Rows;
   std::vector<double> U(F * F, 0.0);
-  Session Sess(M, 1);
   ForwardOptions O;
   O.CaptureFFN = true;
   O.StopAfter = size_t(Layer) + 1;
+  // The texts run TextsPerBatch at a time as one batched forward (the
+  // weights read once per batch: the texts are hundreds of short
+  // prompts); the first session carries the threads.
+  constexpr size_t TextsPerBatch = 32;
+  std::vector<std::unique_ptr<Session>> Sessions;
+  Sessions.push_back(std::make_unique<Session>(M, std::max(1u, Threads)));
+  for (size_t I = 1; I < TextsPerBatch; ++I)
+    Sessions.push_back(std::make_unique<Session>(M, 1));
+  std::vector<const PreservedText *> Used;
+  for (const PreservedText &T : Texts)
+    if (!T.Ids.empty() && T.From < T.Ids.size())
+      Used.push_back(&T);
   // Every text's keys side by side, then one pass over U: the same
   // additions in the same order as a pass per text, which streamed U (840
   // MB at F = 10240) through memory once per text.
   std::vector<float> Keys;
-  for (const PreservedText &T : Texts) {
-    if (T.Ids.empty() || T.From >= T.Ids.size())
-      continue;
-    Sess.reset();
-    ForwardResult R = Sess.run(T.Ids, O);
+  for (size_t B = 0; B < Used.size(); B += TextsPerBatch) {
+    size_t N = std::min(TextsPerBatch, Used.size() - B);
+    std::vector<Session *> Rows;
+    std::vector<ArrayRef<int32_t>> Tokens;
+    for (size_t I = 0; I < N; ++I) {
+      Sessions[I]->reset();
+      Rows.push_back(Sessions[I].get());
+      Tokens.push_back(Used[B + I]->Ids);
+    }
+    ForwardResult R = Session::runMany(Rows, Tokens, O);
     const std::vector<float> &A = R.FFNActivations[Layer];
-    Keys.insert(Keys.end(), A.begin() + T.From * F, A.begin() + T.Ids.size() * F);
+    size_t Row = 0;
+    for (size_t I = 0; I < N; ++I) {
+      const PreservedText &T = *Used[B + I];
+      Keys.insert(Keys.end(), A.begin() + (Row + T.From) * F,
+                  A.begin() + (Row + T.Ids.size()) * F);
+      Row += T.Ids.size();
+    }
   }
   accumulateUpper(Keys, F, 0, Keys.size() / F, U);
   for (size_t I = 0; I < F; ++I)

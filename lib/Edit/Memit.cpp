@@ -728,7 +728,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         for (size_t I = 0; I < F * F; ++I)
           C[I] = Opts.Lambda * Stats.Moment[LI][I];
         if (Opts.PreserveWeight > 0 && !Preserved.empty())
-          addKeyMoments(M, Preserved, L, Opts.PreserveWeight, C);
+          addKeyMoments(M, Preserved, L, Opts.PreserveWeight, C, Opts.Jobs);
       }
       const std::vector<double> &C = Covariances[LI];
       Expected<std::vector<double>> Delta = std::vector<double>();

@@ -680,6 +680,26 @@ ForwardResult Session::step(ArrayRef<Session *> Sessions,
                                    /*EveryRow=*/true);
 }
 
+ForwardResult Session::runMany(ArrayRef<Session *> Sessions,
+                               ArrayRef<ArrayRef<int32_t>> Tokens,
+                               const ForwardOptions &Opts) {
+  assert(Sessions.size() == Tokens.size() && "tokens for each session");
+  std::vector<Session *> Rows;
+  std::vector<size_t> Positions;
+  std::vector<int32_t> Ids;
+  for (size_t I = 0; I < Sessions.size(); ++I) {
+    assert(&Sessions[I]->M == &Sessions.front()->M && "sessions of one model");
+    for (size_t Tk = 0; Tk < Tokens[I].size(); ++Tk) {
+      Rows.push_back(Sessions[I]);
+      Positions.push_back(Sessions[I]->Pos + Tk);
+      Ids.push_back(Tokens[I][Tk]);
+    }
+  }
+  if (Rows.empty())
+    return ForwardResult();
+  return Sessions.front()->forward(Rows, Positions, Ids, Opts, Opts.AllLogits);
+}
+
 ForwardResult Session::forward(ArrayRef<Session *> Rows,
                                ArrayRef<size_t> Positions,
                                ArrayRef<int32_t> Tokens,

@@ -334,6 +334,42 @@ TEST_P(EngineReference, GenerateManyGivesEachPromptsGenerate) {
   }
 }
 
+// Several sequences run as one batched forward give each its rows of what
+// running it alone gives (the FFN activations MODE memit's preserved keys
+// read, stopping early), on the f32 and the mapped bf16 weights.
+TEST_P(EngineReference, RunManyGivesEachSequenceItsRows) {
+  std::string Name = GetParam();
+  for (bool Widen : {true, false}) {
+    Loaded *L = load(Name, /*Compress=*/false, Widen);
+    json::Value G = readJson(fixture("references/" + Name + "/goldens.json"));
+    std::vector<std::vector<int32_t>> Seqs;
+    for (const json::Value &PV : *G.getAsObject()->getArray("prompts"))
+      Seqs.push_back(ints(PV.getAsObject()->get("token_ids")));
+    ForwardOptions O;
+    O.CaptureFFN = true;
+    O.StopAfter = 2;
+    std::vector<float> Want;
+    for (const std::vector<int32_t> &S : Seqs) {
+      Session One(*L->M, 1);
+      ForwardResult R = One.run(S, O);
+      Want.insert(Want.end(), R.FFNActivations[1].begin(),
+                  R.FFNActivations[1].end());
+    }
+    std::vector<std::unique_ptr<Session>> Sessions;
+    std::vector<Session *> Rows;
+    std::vector<ArrayRef<int32_t>> Tokens;
+    for (const std::vector<int32_t> &S : Seqs) {
+      Sessions.push_back(
+          std::make_unique<Session>(*L->M, Rows.empty() ? 2 : 1));
+      Rows.push_back(Sessions.back().get());
+      Tokens.push_back(S);
+    }
+    ForwardResult R = Session::runMany(Rows, Tokens, O);
+    ASSERT_EQ(R.FFNActivations[1].size(), Want.size());
+    EXPECT_EQ(R.FFNActivations[1], Want) << (Widen ? "f32" : "bf16");
+  }
+}
+
 // The hook that probing and editing use: adding to the residual stream
 // after a layer changes what comes after it, and only that.
 TEST_P(EngineReference, ResidualHookAddsToTheStream) {

@@ -125,9 +125,11 @@ void forEachCorpusLine(llvm::StringRef Text,
                        llvm::function_ref<void(llvm::StringRef)> Line);
 
 /// C += Weight Σ k kᵀ over the keys of layer Layer at positions
-/// From ... of each text (C is [F * F], row-major, symmetric).
+/// From ... of each text (C is [F * F], row-major, symmetric). The texts
+/// run in batches on Threads threads; C does not depend on the count.
 void addKeyMoments(const Model &M, llvm::ArrayRef<PreservedText> Texts,
-                   unsigned Layer, double Weight, std::vector<double> &C);
+                   unsigned Layer, double Weight, std::vector<double> &C,
+                   unsigned Threads = 1);
 
 /// The model's own text: greedy continuations (MaxNew tokens) of the start
 /// of text and of its Count most likely first tokens. What stands in for a

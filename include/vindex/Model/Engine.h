@@ -209,6 +209,16 @@ public:
                                 llvm::ArrayRef<int64_t> Stop,
                                 const ForwardOptions &Opts = {});
 
+  /// Several tokens for each of several sessions, run as one batch: the
+  /// rows are Tokens[0] of Sessions[0], then Tokens[1] of Sessions[1], ...,
+  /// each session's from its own position (the weights read once for all,
+  /// each row's results those of Sessions[I]->run(Tokens[I], Opts)). The
+  /// captured tensors hold every row, in that order; the logits are the last
+  /// row's (every row's with Opts.AllLogits). Threads: the first session's.
+  static ForwardResult runMany(llvm::ArrayRef<Session *> Sessions,
+                               llvm::ArrayRef<llvm::ArrayRef<int32_t>> Tokens,
+                               const ForwardOptions &Opts = {});
+
   /// Greedy decoding of many prompts together: one token of each sequence
   /// per batched forward (as step(): the weights read once for all), Batch
   /// sequences at a time, on Threads threads. Result I is what
