@@ -748,6 +748,10 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
       }
       if (!Delta)
         return Delta.takeError();
+      // The last round's solve is this layer's last use of its F x F
+      // covariance (840 MB at F = 10240): one layer's at a time stays.
+      if (Round + 1 == Rounds)
+        std::vector<double>().swap(Covariances[LI]);
       const TensorRecord *T = V.find(TensorRole::FFNDown, int(L));
       if (!T || V.rowElements(*T) != D || V.rows(*T) != F)
         return makeError("memit: layer {0} has no feature-major down "
