@@ -159,12 +159,17 @@ void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
     }
   }
   accumulateUpper(Keys, F, 0, Keys.size() / F, U);
-  for (size_t I = 0; I < F; ++I)
-    for (size_t J = I; J < F; ++J) {
-      C[I * F + J] += Weight * U[I * F + J];
-      if (J != I)
-        C[J * F + I] += Weight * U[I * F + J];
-    }
+  // Each element of C gets its one addition; in tiles, so that the mirrored
+  // writes (F apart per element) stay in cache.
+  constexpr size_t Tile = 64;
+  for (size_t I0 = 0; I0 < F; I0 += Tile)
+    for (size_t J0 = I0; J0 < F; J0 += Tile)
+      for (size_t I = I0; I < std::min(F, I0 + Tile); ++I)
+        for (size_t J = std::max(J0, I); J < std::min(F, J0 + Tile); ++J) {
+          C[I * F + J] += Weight * U[I * F + J];
+          if (J != I)
+            C[J * F + I] += Weight * U[I * F + J];
+        }
 }
 
 std::vector<std::vector<int32_t>> greedyTexts(const Model &M,

@@ -190,6 +190,14 @@ Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
     A[I * F + I] += Ridge;
   if (Error E = choleskyInPlace(A, F, Jobs))
     return std::move(E);
+  // Lᵀ into the upper triangle, in tiles, so that the back substitution
+  // reads rows (a column of L is F apart per element: a cache miss each).
+  constexpr size_t Tile = 64;
+  for (size_t I0 = 0; I0 < F; I0 += Tile)
+    for (size_t P0 = I0; P0 < F; P0 += Tile)
+      for (size_t I = I0; I < std::min(F, I0 + Tile); ++I)
+        for (size_t P = std::max(P0, I + 1); P < std::min(F, P0 + Tile); ++P)
+          A[I * F + P] = A[P * F + I];
   // X = A⁻¹ Kᵀ, one column per fact: forward then back substitution.
   std::vector<double> X(N * F); // [N][F]
   for (size_t J = 0; J < N; ++J) {
@@ -203,7 +211,7 @@ Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
     for (size_t I = F; I-- > 0;) {
       double T = Xj[I];
       for (size_t P = I + 1; P < F; ++P)
-        T -= A[P * F + I] * Xj[P];
+        T -= A[I * F + P] * Xj[P];
       Xj[I] = T / A[I * F + I];
     }
   }
