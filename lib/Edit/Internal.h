@@ -5,6 +5,7 @@
 #include "vindex/Edit/Editor.h"
 #include "vindex/Model/Engine.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace vindex::edit {
@@ -119,6 +120,19 @@ double dot(llvm::ArrayRef<float> A, llvm::ArrayRef<float> B);
 
 /// Softmax probabilities of Logits (double).
 std::vector<double> softmax(llvm::ArrayRef<float> Logits);
+
+/// Calls Body(I, J) for every I <= J < N (the diagonal too), in 64 x 64
+/// tiles, so that a body touching both [I][J] and the mirrored [J][I] of an
+/// N x N row-major matrix keeps both in cache (a column is N apart per
+/// element). Each pair is visited once.
+template <typename Fn> void forUpperInTiles(size_t N, Fn Body) {
+  constexpr size_t Tile = 64;
+  for (size_t I0 = 0; I0 < N; I0 += Tile)
+    for (size_t J0 = I0; J0 < N; J0 += Tile)
+      for (size_t I = I0; I < std::min(N, I0 + Tile); ++I)
+        for (size_t J = std::max(J0, I); J < std::min(N, J0 + Tile); ++J)
+          Body(I, J);
+}
 
 } // namespace vindex::edit
 

@@ -4,6 +4,7 @@
 // model's own greedy text that stands in for a corpus.
 //
 //===----------------------------------------------------------------------===//
+#include "Internal.h"
 #include "vindex/Edit/Memit.h"
 
 #include "vindex/Formats/Tokenizer.h"
@@ -159,17 +160,12 @@ void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
     }
   }
   accumulateUpper(Keys, F, 0, Keys.size() / F, U);
-  // Each element of C gets its one addition; in tiles, so that the mirrored
-  // writes (F apart per element) stay in cache.
-  constexpr size_t Tile = 64;
-  for (size_t I0 = 0; I0 < F; I0 += Tile)
-    for (size_t J0 = I0; J0 < F; J0 += Tile)
-      for (size_t I = I0; I < std::min(F, I0 + Tile); ++I)
-        for (size_t J = std::max(J0, I); J < std::min(F, J0 + Tile); ++J) {
-          C[I * F + J] += Weight * U[I * F + J];
-          if (J != I)
-            C[J * F + I] += Weight * U[I * F + J];
-        }
+  // Each element of C gets its one addition.
+  forUpperInTiles(F, [&](size_t I, size_t J) {
+    C[I * F + J] += Weight * U[I * F + J];
+    if (J != I)
+      C[J * F + I] += Weight * U[I * F + J];
+  });
 }
 
 std::vector<std::vector<int32_t>> greedyTexts(const Model &M,

@@ -4,6 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Edit/Memit.h"
+#include "Internal.h"
 
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Backward.h"
@@ -190,14 +191,9 @@ Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
     A[I * F + I] += Ridge;
   if (Error E = choleskyInPlace(A, F, Jobs))
     return std::move(E);
-  // Lᵀ into the upper triangle, in tiles, so that the back substitution
-  // reads rows (a column of L is F apart per element: a cache miss each).
-  constexpr size_t Tile = 64;
-  for (size_t I0 = 0; I0 < F; I0 += Tile)
-    for (size_t P0 = I0; P0 < F; P0 += Tile)
-      for (size_t I = I0; I < std::min(F, I0 + Tile); ++I)
-        for (size_t P = std::max(P0, I + 1); P < std::min(F, P0 + Tile); ++P)
-          A[I * F + P] = A[P * F + I];
+  // Lᵀ into the upper triangle, so that the back substitution reads rows
+  // (a column of L is F apart per element: a cache miss each).
+  forUpperInTiles(F, [&](size_t I, size_t P) { A[I * F + P] = A[P * F + I]; });
   // X = A⁻¹ Kᵀ, one column per fact: forward then back substitution.
   std::vector<double> X(N * F); // [N][F]
   for (size_t J = 0; J < N; ++J) {

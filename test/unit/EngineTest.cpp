@@ -46,6 +46,15 @@ std::vector<int32_t> ints(const json::Value *V) {
   return Out;
 }
 
+/// The token ids of the fixture's golden prompts.
+std::vector<std::vector<int32_t>> goldenPrompts(const std::string &Name) {
+  json::Value G = readJson(fixture("references/" + Name + "/goldens.json"));
+  std::vector<std::vector<int32_t>> Out;
+  for (const json::Value &PV : *G.getAsObject()->getArray("prompts"))
+    Out.push_back(ints(PV.getAsObject()->get("token_ids")));
+  return Out;
+}
+
 /// One decomposed fixture model, shared by the tests of a suite.
 struct Loaded {
   SmallString<128> Dir;
@@ -316,10 +325,7 @@ TEST_P(EngineReference, GenerateManyGivesEachPromptsGenerate) {
   std::string Name = GetParam();
   for (bool Widen : {true, false}) {
     Loaded *L = load(Name, /*Compress=*/false, Widen);
-    json::Value G = readJson(fixture("references/" + Name + "/goldens.json"));
-    std::vector<std::vector<int32_t>> Prompts;
-    for (const json::Value &PV : *G.getAsObject()->getArray("prompts"))
-      Prompts.push_back(ints(PV.getAsObject()->get("token_ids")));
+    std::vector<std::vector<int32_t>> Prompts = goldenPrompts(Name);
     Prompts.insert(Prompts.begin() + 1, std::vector<int32_t>());
     ArrayRef<int64_t> Stop = L->M->config().EosIds;
     Session S(*L->M, 1);
@@ -341,10 +347,7 @@ TEST_P(EngineReference, RunManyGivesEachSequenceItsRows) {
   std::string Name = GetParam();
   for (bool Widen : {true, false}) {
     Loaded *L = load(Name, /*Compress=*/false, Widen);
-    json::Value G = readJson(fixture("references/" + Name + "/goldens.json"));
-    std::vector<std::vector<int32_t>> Seqs;
-    for (const json::Value &PV : *G.getAsObject()->getArray("prompts"))
-      Seqs.push_back(ints(PV.getAsObject()->get("token_ids")));
+    std::vector<std::vector<int32_t>> Seqs = goldenPrompts(Name);
     ForwardOptions O;
     O.CaptureFFN = true;
     O.StopAfter = 2;
