@@ -224,7 +224,14 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
     if (isMemit(Op)) { // MODE memit: passes/MemitEdits.cpp
       Memit.Options.Layers.assign(MemitLayers.begin(), MemitLayers.end());
       Memit.Options.Lambda = MemitLambda;
+      if (MemitAt != "last" && MemitAt != "subject")
+        return Op->emitError()
+               << "memit-at must be last or subject, not '" << MemitAt << "'";
+      if (MemitKeys != "mean" && MemitKeys != "each")
+        return Op->emitError()
+               << "memit-keys must be mean or each, not '" << MemitKeys << "'";
       Memit.Options.AtSubject = MemitAt == "subject";
+      Memit.Options.KeyPerContext = MemitKeys == "each";
       Memit.Corpus.assign(CorpusLines.begin(), CorpusLines.end());
       Memit.CorpusName = Corpus;
       Memit.Options.PreserveWeight = MemitPreserve;

@@ -248,6 +248,9 @@ struct FactState {
   /// The pieces the offset writes (teacher-forced after each prompt).
   std::vector<int32_t> Target;
   std::vector<double> Z; ///< the target residual at Lmax + 1
+  /// With KeyPerContext: each context's target residual (its own residual
+  /// plus the offset), canonical first.
+  std::vector<std::vector<double>> ContextZ;
   std::string Record;
   /// Whether the last optimisation stopped early (every piece likely).
   bool Converged = false;
@@ -370,6 +373,16 @@ optimiseOffset(const Model &M, const Tokenizer &Tok, const Fact &F,
   std::vector<double> Z(D);
   for (size_t I = 0; I < D; ++I)
     Z[I] = H.Residual[I] + Delta[I];
+  if (Opts.KeyPerContext) {
+    St.ContextZ.assign(1, Z);
+    for (size_t C = 1; C < St.Prompts.size(); ++C) {
+      Probe HC =
+          probe(M, St.Prompts[C], St.Positions[C], Residual, std::nullopt);
+      for (size_t I = 0; I < D; ++I)
+        HC.Residual[I] += Delta[I];
+      St.ContextZ.push_back(std::move(HC.Residual));
+    }
+  }
   return Z;
 }
 
@@ -642,6 +655,13 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         Probe H =
             probe(M, St.Prompts[0], St.Positions[0], Residual, std::nullopt);
         St.Z = std::move(H.Residual);
+        if (Opts.KeyPerContext) {
+          St.ContextZ.assign(1, St.Z);
+          for (size_t C = 1; C < St.Prompts.size(); ++C)
+            St.ContextZ.push_back(
+                probe(M, St.Prompts[C], St.Positions[C], Residual, std::nullopt)
+                    .Residual);
+        }
         continue;
       }
       if (!Ready[J])
@@ -660,6 +680,15 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         if (!Row)
           return Row.takeError();
         Lifted.push_back(St.Target[0]);
+        // The first lift of a tied model unties the output matrix (Editor
+        // did so on its own view; this one follows).
+        if (Row->UntieFirst) {
+          PatchBuilder U(V);
+          if (Expected<std::string> Made = U.untieOutput(); !Made)
+            return Made.takeError();
+          if (Error E = V.push(U.finish()))
+            return std::move(E);
+        }
         PatchBuilder B(V);
         if (Error E = B.setRow(Row->Tensor, Row->Row, Row->Values))
           return std::move(E);
@@ -695,34 +724,53 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         return makeError("memit: layer {0}'s FFN width {1} differs from its "
                          "key statistics' (the layer has appended slots)",
                          L, F);
-      std::vector<double> K(N * F, 0.0), R(N * D, 0.0);
+      // A key per unit (averaged over its contexts), or per context.
+      size_t Keys = 0;
+      for (const FactState &St : States)
+        Keys += Opts.KeyPerContext ? St.Prompts.size() : 1;
+      std::vector<double> K(Keys * F, 0.0), R(Keys * D, 0.0);
       double Missing = 0;
+      double Left = double(Layers.size() - LI);
+      // Row Row's residual still missing, Target - P.Residual over the
+      // layers left. Gemma norms the FFN output before the residual add:
+      // to first order, a change r of the normed output is rms(o) r / w of
+      // the raw one.
+      auto SetMissing = [&](size_t Row, ArrayRef<double> Target,
+                            const Probe &P) {
+        for (size_t I = 0; I < D; ++I)
+          R[Row * D + I] = (Target[I] - P.Residual[I]) / Left;
+        if (!W.PostFFNNorm.empty()) {
+          double Ms = 0;
+          for (double X : P.FFNOut)
+            Ms += X * X;
+          double Rms = std::sqrt(Ms / double(D) + M.config().NormEps);
+          for (size_t I = 0; I < D; ++I)
+            R[Row * D + I] *= Rms / double(W.PostFFNNorm[I]);
+        }
+      };
+      size_t At = 0;
       for (size_t J = 0; J < N; ++J) {
         FactState &St = States[J];
-        // Keys averaged over the contexts; the residual still missing and
-        // the FFN output measured on the canonical prompt.
+        size_t First = At;
         for (size_t C = 0; C < St.Prompts.size(); ++C) {
           Probe P = probe(M, St.Prompts[C], St.Positions[C], Residual, L);
-          for (size_t I = 0; I < F; ++I)
-            K[J * F + I] += P.Key[I] / double(St.Prompts.size());
-          if (C != 0)
-            continue;
-          double Left = double(Layers.size() - LI);
-          for (size_t I = 0; I < D; ++I)
-            R[J * D + I] = (St.Z[I] - P.Residual[I]) / Left;
-          // Gemma norms the FFN output before the residual add: to first
-          // order, a change r of the normed output is rms(o) r / w of the
-          // raw one.
-          if (!W.PostFFNNorm.empty()) {
-            double Ms = 0;
-            for (double X : P.FFNOut)
-              Ms += X * X;
-            double Rms = std::sqrt(Ms / double(D) + M.config().NormEps);
-            for (size_t I = 0; I < D; ++I)
-              R[J * D + I] *= Rms / double(W.PostFFNNorm[I]);
+          if (Opts.KeyPerContext) {
+            std::copy(P.Key.begin(), P.Key.end(), K.begin() + At * F);
+            SetMissing(At, St.ContextZ[C], P);
+            ++At;
+          } else {
+            // Keys averaged over the contexts; the residual still missing
+            // and the FFN output measured on the canonical prompt.
+            for (size_t I = 0; I < F; ++I)
+              K[At * F + I] += P.Key[I] / double(St.Prompts.size());
+            if (C == 0)
+              SetMissing(At, St.Z, P);
           }
-          Missing += norm(ArrayRef<double>(R).slice(J * D, D)) * Left;
+          if (C == 0)
+            Missing += norm(ArrayRef<double>(R).slice(First * D, D)) * Left;
         }
+        if (!Opts.KeyPerContext)
+          ++At;
       }
       // λ C and the preserved keys at this layer, measured in the first
       // round (on the weights the lower layers' first updates left).
@@ -781,8 +829,8 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
       if (Verbose) {
         *Verbose << formatv("memit: round {0} layer {1}: {2} keys, mean "
                             "|z - h| {3:f3}, lambda {4}, {5} preserved texts",
-                            Round + 1, L, N, Missing / double(N), Opts.Lambda,
-                            Preserved.size());
+                            Round + 1, L, Keys, Missing / double(N),
+                            Opts.Lambda, Preserved.size());
         if (Opts.AlphaEdit && Rank != size_t(-1))
           *Verbose << formatv(", null space {0} of {1}", Rank, F);
         *Verbose << "\n";
@@ -824,7 +872,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
       if (E.empty())
         E.assign(F * F, 0.0);
       const std::vector<double> &K = LastKeys[LI];
-      for (size_t J = 0; J < N; ++J)
+      for (size_t J = 0; J < K.size() / F; ++J)
         for (size_t I = 0; I < F; ++I)
           for (size_t Q = 0; Q < F; ++Q)
             E[I * F + Q] += K[J * F + I] * K[J * F + Q];

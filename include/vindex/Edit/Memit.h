@@ -63,6 +63,10 @@ struct MemitOptions {
   /// from the subject): at the prompt's last position, one edit per
   /// target piece (the prompt and the earlier pieces, teacher-forced).
   bool AtSubject = false;
+  /// One key per context (the canonical prompt, the context prefixes, the
+  /// relation's other prompts), each asked for the offset at its own
+  /// position; false: MEMIT's one key per unit, averaged over the contexts.
+  bool KeyPerContext = false;
   /// Weight of each preserved key (PreservedText) against a new one:
   /// the update is the least-squares solution that also keeps Δ k ≈ 0 on
   /// them, Δ = R Kᵀ (λ C + μ Σ k_p k_pᵀ + K Kᵀ)⁻¹. 0: none.

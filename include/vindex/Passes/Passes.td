@@ -87,6 +87,9 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "MODE memit's weight of the ordinary keys">,
                  Option<"MemitAt", "memit-at", "std::string", "\"last\"",
                         "MODE memit's edit position: subject or last">,
+                 Option<"MemitKeys", "memit-keys", "std::string", "\"mean\"",
+                        "MODE memit's keys: mean (one per unit, averaged "
+                        "over its contexts) or each (one per context)">,
                  Option<"MemitPreserve", "memit-preserve", "double", "1.0",
                         "MODE memit's weight of each guard key kept in "
                         "place (0: none)">,
