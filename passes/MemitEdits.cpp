@@ -203,7 +203,8 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
   return success();
 }
 
-/// The guard texts: each relation's canonical prompt with each known
+/// The guard texts: each relation's canonical prompt (or every prompt,
+/// `memit-guards=all`) with each known
 /// entity, and the model's greedy answer (3 pieces) after it. The answers
 /// are generated together, a token of each per batched forward on
 /// Options.Jobs threads (each answer is what its prompt alone gives): on the
@@ -222,16 +223,18 @@ static LogicalResult measureGuards(Operation *Op, const edit::Editor &Ed,
   for (const auto &[Relation, Templates] : Ctx.Relations) {
     if (Templates.empty())
       continue;
-    for (const std::string &E : Known) {
-      MemitContext::Guard G;
-      G.Entity = E;
-      G.Relation = Relation;
-      G.Text.Ids = Tok.encode(edit::fillTemplate(Templates.front(), E));
-      if (G.Text.Ids.empty())
-        continue;
-      G.Text.From = G.Text.Ids.size() - 1;
-      Guards.push_back(std::move(G));
-    }
+    size_t Prompts = Ctx.GuardEveryPrompt ? Templates.size() : 1;
+    for (const std::string &E : Known)
+      for (size_t P = 0; P < Prompts; ++P) {
+        MemitContext::Guard G;
+        G.Entity = E;
+        G.Relation = Relation;
+        G.Text.Ids = Tok.encode(edit::fillTemplate(Templates[P], E));
+        if (G.Text.Ids.empty())
+          continue;
+        G.Text.From = G.Text.Ids.size() - 1;
+        Guards.push_back(std::move(G));
+      }
   }
   std::vector<std::vector<int32_t>> Prompts;
   for (const MemitContext::Guard &G : Guards)

@@ -44,6 +44,9 @@ struct MemitContext {
     edit::PreservedText Text;
   };
   std::optional<std::vector<Guard>> Guards;
+  /// `memit-guards=all`: the guards ask every prompt of a relation, not
+  /// only its canonical one.
+  bool GuardEveryPrompt = false;
 };
 
 /// True when Op is an INSERT with MODE memit.

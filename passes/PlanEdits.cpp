@@ -227,11 +227,19 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       if (MemitAt != "last" && MemitAt != "subject")
         return Op->emitError()
                << "memit-at must be last or subject, not '" << MemitAt << "'";
-      if (MemitKeys != "mean" && MemitKeys != "each")
+      if (MemitKeys != "mean" && MemitKeys != "each" && MemitKeys != "prompts")
         return Op->emitError()
-               << "memit-keys must be mean or each, not '" << MemitKeys << "'";
+               << "memit-keys must be mean, each or prompts, not '" << MemitKeys
+               << "'";
+      if (MemitGuards != "canonical" && MemitGuards != "all")
+        return Op->emitError() << "memit-guards must be canonical or all, not '"
+                               << MemitGuards << "'";
+      Memit.GuardEveryPrompt = MemitGuards == "all";
       Memit.Options.AtSubject = MemitAt == "subject";
-      Memit.Options.KeyPerContext = MemitKeys == "each";
+      Memit.Options.Keys =
+          MemitKeys == "each"      ? edit::MemitOptions::KeyGroups::Each
+          : MemitKeys == "prompts" ? edit::MemitOptions::KeyGroups::Prompts
+                                   : edit::MemitOptions::KeyGroups::Mean;
       Memit.Corpus.assign(CorpusLines.begin(), CorpusLines.end());
       Memit.CorpusName = Corpus;
       Memit.Options.PreserveWeight = MemitPreserve;

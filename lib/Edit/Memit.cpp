@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <optional>
 
 #include <immintrin.h>
@@ -248,9 +249,11 @@ struct FactState {
   /// The pieces the offset writes (teacher-forced after each prompt).
   std::vector<int32_t> Target;
   std::vector<double> Z; ///< the target residual at Lmax + 1
-  /// With KeyPerContext: each context's target residual (its own residual
-  /// plus the offset), canonical first.
+  /// Unless the keys are the mean: each context's target residual (its own
+  /// residual plus the offset), canonical first.
   std::vector<std::vector<double>> ContextZ;
+  /// Each context's key group (MemitOptions::Keys), ascending from 0.
+  std::vector<size_t> Group;
   std::string Record;
   /// Whether the last optimisation stopped early (every piece likely).
   bool Converged = false;
@@ -303,9 +306,11 @@ Probe probe(const Model &M, ArrayRef<int32_t> Ids, size_t Pos, size_t Residual,
 
 /// Step 2: the offset δ at residual Residual that makes the model emit the
 /// target (Adam on OffsetObjective); returns h + δ.
-Expected<std::vector<double>>
-optimiseOffset(const Model &M, const Tokenizer &Tok, const Fact &F,
-               FactState &St, size_t Residual, const MemitOptions &Opts) {
+Expected<std::vector<double>> optimiseOffset(const Model &M,
+                                             const Tokenizer &Tok,
+                                             const Fact &F, FactState &St,
+                                             size_t Residual, double Reach,
+                                             const MemitOptions &Opts) {
   std::vector<LossSequence> Seqs;
   for (size_t C = 0; C < St.Prompts.size(); ++C) {
     LossSequence S = teacherForced(St.Prompts[C], St.Target);
@@ -334,7 +339,7 @@ optimiseOffset(const Model &M, const Tokenizer &Tok, const Fact &F,
   size_t D = H.Residual.size();
   double HNorm = norm(H.Residual);
   double Lr = Opts.LearningRate * HNorm / std::sqrt(double(D));
-  double Bound = Opts.NormBound * HNorm;
+  double Bound = std::min(Opts.NormBound * HNorm, Reach);
   // Early stop: every sequence's NLL below ln 2 / sequences means every
   // piece has probability above 1/2 in every context: the greedy choice.
   double Stop = std::log(2.0) / double(NSeq);
@@ -373,7 +378,7 @@ optimiseOffset(const Model &M, const Tokenizer &Tok, const Fact &F,
   std::vector<double> Z(D);
   for (size_t I = 0; I < D; ++I)
     Z[I] = H.Residual[I] + Delta[I];
-  if (Opts.KeyPerContext) {
+  if (Opts.Keys != MemitOptions::KeyGroups::Mean) {
     St.ContextZ.assign(1, Z);
     for (size_t C = 1; C < St.Prompts.size(); ++C) {
       Probe HC =
@@ -546,7 +551,7 @@ void optimiseWindow(
     const Model &M, const Tokenizer &Tok, ArrayRef<Fact> Facts,
     ArrayRef<size_t> FactOf, MutableArrayRef<FactState> States,
     const std::vector<bool> &Reached, size_t First, size_t Residual,
-    const MemitOptions &Opts,
+    double Reach, const MemitOptions &Opts,
     std::vector<std::optional<Expected<std::vector<double>>>> &Ready) {
   std::vector<size_t> Window;
   for (size_t J = First;
@@ -554,8 +559,8 @@ void optimiseWindow(
     if (!Reached[J])
       Window.push_back(J);
   auto Run = [&](size_t J) {
-    Ready[J].emplace(
-        optimiseOffset(M, Tok, Facts[FactOf[J]], States[J], Residual, Opts));
+    Ready[J].emplace(optimiseOffset(M, Tok, Facts[FactOf[J]], States[J],
+                                    Residual, Reach, Opts));
   };
   if (Window.size() == 1) {
     Run(Window.front());
@@ -584,6 +589,20 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
   if (Layers.empty())
     return makeError("memit: no edit layer");
   size_t Residual = Layers.back() + 1;
+  // Where the FFN output is normed before the residual add (Gemma), a
+  // layer's write has the norm of its norm's weights, whatever its down
+  // projection: the offsets the edit layers can reach are bounded by their
+  // sum.
+  double Reach = std::numeric_limits<double>::infinity();
+  if (!M.layer(Layers.front()).PostFFNNorm.empty()) {
+    Reach = 0;
+    for (unsigned L : Layers) {
+      double S = 0;
+      for (float W : M.layer(L).PostFFNNorm)
+        S += double(W) * W;
+      Reach += std::sqrt(S);
+    }
+  }
 
   // The facts' prompts: the canonical one, the context prefixes, the
   // relation's other prompts.
@@ -611,9 +630,22 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     }
     for (size_t C = 1; C < F.Prompts.size(); ++C)
       Contexts.push_back(F.Prompts[C]);
+    std::vector<size_t> Group(Contexts.size(), 0);
+    for (size_t C = 1; C < Contexts.size(); ++C)
+      switch (Opts.Keys) {
+      case MemitOptions::KeyGroups::Mean:
+        break;
+      case MemitOptions::KeyGroups::Each:
+        Group[C] = C;
+        break;
+      case MemitOptions::KeyGroups::Prompts: // the prefixes join the canonical
+        Group[C] = C <= std::size(Prefixes) ? 0 : C - std::size(Prefixes);
+        break;
+      }
     size_t Units = Opts.AtSubject ? 1 : F.Target.size();
     for (size_t J = 0; J < Units; ++J) {
       FactState St;
+      St.Group = Group;
       for (std::vector<int32_t> P : Contexts) {
         if (Opts.AtSubject) {
           St.Positions.push_back(subjectPosition(Tok, P, F.Entity));
@@ -655,7 +687,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         Probe H =
             probe(M, St.Prompts[0], St.Positions[0], Residual, std::nullopt);
         St.Z = std::move(H.Residual);
-        if (Opts.KeyPerContext) {
+        if (Opts.Keys != MemitOptions::KeyGroups::Mean) {
           St.ContextZ.assign(1, St.Z);
           for (size_t C = 1; C < St.Prompts.size(); ++C)
             St.ContextZ.push_back(
@@ -666,7 +698,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
       }
       if (!Ready[J])
         optimiseWindow(M, Tok, Facts, FactOf, States, Reached, J, Residual,
-                       Opts, Ready);
+                       Reach, Opts, Ready);
       Expected<std::vector<double>> Z = std::move(*Ready[J]);
       Ready[J].reset();
       if (!Z)
@@ -701,7 +733,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         Plan.Rows.push_back(std::move(*Row));
         if (Verbose)
           *Verbose << "memit: piece " << St.Target[0] << Rec << "\n";
-        Z = optimiseOffset(M, Tok, Facts[FactOf[J]], St, Residual, Opts);
+        Z = optimiseOffset(M, Tok, Facts[FactOf[J]], St, Residual, Reach, Opts);
         if (!Z)
           return Z.takeError();
         St.Record += Rec;
@@ -724,10 +756,11 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         return makeError("memit: layer {0}'s FFN width {1} differs from its "
                          "key statistics' (the layer has appended slots)",
                          L, F);
-      // A key per unit (averaged over its contexts), or per context.
+      // A key per group of a unit's contexts: its contexts' mean, with the
+      // residual its first context is missing.
       size_t Keys = 0;
       for (const FactState &St : States)
-        Keys += Opts.KeyPerContext ? St.Prompts.size() : 1;
+        Keys += St.Group.back() + 1;
       std::vector<double> K(Keys * F, 0.0), R(Keys * D, 0.0);
       double Missing = 0;
       double Left = double(Layers.size() - LI);
@@ -748,29 +781,21 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
             R[Row * D + I] *= Rms / double(W.PostFFNNorm[I]);
         }
       };
-      size_t At = 0;
+      size_t First = 0;
       for (size_t J = 0; J < N; ++J) {
         FactState &St = States[J];
-        size_t First = At;
         for (size_t C = 0; C < St.Prompts.size(); ++C) {
           Probe P = probe(M, St.Prompts[C], St.Positions[C], Residual, L);
-          if (Opts.KeyPerContext) {
-            std::copy(P.Key.begin(), P.Key.end(), K.begin() + At * F);
-            SetMissing(At, St.ContextZ[C], P);
-            ++At;
-          } else {
-            // Keys averaged over the contexts; the residual still missing
-            // and the FFN output measured on the canonical prompt.
-            for (size_t I = 0; I < F; ++I)
-              K[At * F + I] += P.Key[I] / double(St.Prompts.size());
-            if (C == 0)
-              SetMissing(At, St.Z, P);
-          }
+          size_t G = St.Group[C], Row = First + G;
+          double Size = double(llvm::count(St.Group, G));
+          for (size_t I = 0; I < F; ++I)
+            K[Row * F + I] += P.Key[I] / Size;
+          if (C == 0 || G != St.Group[C - 1])
+            SetMissing(Row, St.ContextZ.empty() ? St.Z : St.ContextZ[C], P);
           if (C == 0)
-            Missing += norm(ArrayRef<double>(R).slice(First * D, D)) * Left;
+            Missing += norm(ArrayRef<double>(R).slice(Row * D, D)) * Left;
         }
-        if (!Opts.KeyPerContext)
-          ++At;
+        First += St.Group.back() + 1;
       }
       // λ C and the preserved keys at this layer, measured in the first
       // round (on the weights the lower layers' first updates left).

@@ -63,10 +63,13 @@ struct MemitOptions {
   /// from the subject): at the prompt's last position, one edit per
   /// target piece (the prompt and the earlier pieces, teacher-forced).
   bool AtSubject = false;
-  /// One key per context (the canonical prompt, the context prefixes, the
-  /// relation's other prompts), each asked for the offset at its own
-  /// position; false: MEMIT's one key per unit, averaged over the contexts.
-  bool KeyPerContext = false;
+  /// A unit's keys: Mean, MEMIT's one key averaged over its contexts (the
+  /// canonical prompt, the context prefixes, the relation's other
+  /// prompts); Each, one key per context; Prompts, one per prompt of the
+  /// relation (the canonical one averaged with its prefixes). A key other
+  /// than the mean is asked for the offset at its own position.
+  enum class KeyGroups { Mean, Each, Prompts };
+  KeyGroups Keys = KeyGroups::Mean;
   /// Weight of each preserved key (PreservedText) against a new one:
   /// the update is the least-squares solution that also keeps Δ k ≈ 0 on
   /// them, Δ = R Kᵀ (λ C + μ Σ k_p k_pᵀ + K Kᵀ)⁻¹. 0: none.

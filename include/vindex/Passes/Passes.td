@@ -89,10 +89,16 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "MODE memit's edit position: subject or last">,
                  Option<"MemitKeys", "memit-keys", "std::string", "\"mean\"",
                         "MODE memit's keys: mean (one per unit, averaged "
-                        "over its contexts) or each (one per context)">,
+                        "over its contexts), each (one per context) or "
+                        "prompts (one per prompt of the relation)">,
                  Option<"MemitPreserve", "memit-preserve", "double", "1.0",
                         "MODE memit's weight of each guard key kept in "
                         "place (0: none)">,
+                 Option<"MemitGuards", "memit-guards", "std::string",
+                        "\"canonical\"",
+                        "MODE memit's guard prompts: canonical (each "
+                        "relation's canonical prompt) or all (every prompt "
+                        "the relation was given)">,
                  Option<"MemitRounds", "memit-rounds", "unsigned", "8",
                         "MODE memit's rounds (units not answered are "
                         "solved again)">,
