@@ -258,19 +258,34 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
   if (!Ctx.Guards && Ctx.Options.PreserveWeight > 0 &&
       failed(measureGuards(Op, Ed, Tok, Ctx)))
     return failure();
-  // The guards but those this statement edits.
+  auto SamePair = [](const auto &A, const auto &B) {
+    return A.Entity == B.Entity && A.Relation == B.Relation;
+  };
+  auto EditedHere = [&](const auto &X) {
+    return llvm::any_of(Facts,
+                        [&](const edit::Fact &F) { return SamePair(F, X); });
+  };
+  // Earlier statements' facts, but those this statement writes again.
+  std::vector<edit::Fact> Held;
+  if (Ctx.HoldWritten)
+    for (const edit::Fact &F : Ctx.Written)
+      if (!EditedHere(F))
+        Held.push_back(F);
+  // The guards but those this statement edits (and those held: a guard
+  // keeps the answer the input model gave).
   std::vector<edit::PreservedText> Preserved;
   if (Ctx.Guards)
     for (const MemitContext::Guard &G : *Ctx.Guards)
-      if (llvm::none_of(Facts, [&](const edit::Fact &F) {
-            return F.Entity == G.Entity && F.Relation == G.Relation;
+      if (!EditedHere(G) && llvm::none_of(Held, [&](const edit::Fact &F) {
+            return SamePair(F, G);
           }))
         Preserved.push_back(G.Text);
   llvm::Expected<edit::MemitPlan> Plan = edit::planMemit(
       Ed.view(), Tok, Facts, *Ctx.Stats, Preserved, Ctx.Options, Verbose,
       [&](int32_t Token, std::string &Rec) {
         return Ed.liftOutputRow(Token, Rec);
-      });
+      },
+      Held);
   if (!Plan) {
     Op->emitError() << llvm::toString(Plan.takeError());
     return failure();
@@ -315,6 +330,10 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
       return failure();
     }
   }
+  // What later statements hold: this statement's facts replace the same
+  // pairs written before.
+  llvm::erase_if(Ctx.Written, EditedHere);
+  Ctx.Written.insert(Ctx.Written.end(), Facts.begin(), Facts.end());
   Op->erase();
   return success();
 }

@@ -47,6 +47,11 @@ struct MemitContext {
   /// `memit-guards=all`: the guards ask every prompt of a relation, not
   /// only its canonical one.
   bool GuardEveryPrompt = false;
+  /// The facts earlier MODE memit statements of this run wrote, and
+  /// whether later statements hold them (`memit-hold`): their units join
+  /// each later update, held where they are.
+  std::vector<edit::Fact> Written;
+  bool HoldWritten = true;
 };
 
 /// True when Op is an INSERT with MODE memit.

@@ -235,6 +235,7 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
         return Op->emitError() << "memit-guards must be canonical or all, not '"
                                << MemitGuards << "'";
       Memit.GuardEveryPrompt = MemitGuards == "all";
+      Memit.HoldWritten = MemitHold;
       Memit.Options.AtSubject = MemitAt == "subject";
       Memit.Options.Keys =
           MemitKeys == "each"      ? edit::MemitOptions::KeyGroups::Each

@@ -18,6 +18,7 @@
 #include "llvm/Support/ThreadPool.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -238,6 +239,36 @@ size_t subjectPosition(const Tokenizer &Tok, ArrayRef<int32_t> Ids,
         return S + E.size() - 1;
   }
   return Ids.size() - 1;
+}
+
+/// The token that ends the word after Ids (a prompt and a target's
+/// Pieces): the model's likeliest next token whose text does not go on
+/// with a letter or digit (a space, punctuation, the end of text).
+int32_t wordEnd(const Model &M, const Tokenizer &Tok, ArrayRef<int32_t> Ids,
+                ArrayRef<int32_t> Pieces) {
+  Session S(M, 1);
+  std::vector<float> Logits = S.run(Ids).Logits;
+  std::vector<int32_t> Order(Logits.size());
+  for (size_t I = 0; I < Order.size(); ++I)
+    Order[I] = int32_t(I);
+  // Ties broken by id: the same token whatever the sort does.
+  llvm::stable_sort(
+      Order, [&](int32_t A, int32_t B) { return Logits[A] > Logits[B]; });
+  std::string Word = Tok.decode(Pieces);
+  std::vector<int32_t> Next(Pieces.begin(), Pieces.end());
+  Next.push_back(0);
+  for (int32_t T : Order) {
+    if (Tok.eosId() == T)
+      return T;
+    Next.back() = T;
+    std::string Text = Tok.decode(Next);
+    if (Text.size() <= Word.size() || Text.compare(0, Word.size(), Word))
+      continue;
+    unsigned char C = Text[Word.size()];
+    if (!std::isalnum(C) && C < 0x80)
+      return T;
+  }
+  return Order.front();
 }
 
 /// What the optimiser and the update need of one fact.
@@ -578,7 +609,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
                               ArrayRef<Fact> Facts, KeyStatistics &Stats,
                               ArrayRef<PreservedText> Preserved,
                               const MemitOptions &Opts, raw_ostream *Verbose,
-                              RowLifter Lift) {
+                              RowLifter Lift, ArrayRef<Fact> Held) {
   TensorView V = View;
   Expected<std::unique_ptr<Model>> ML = Model::load(V);
   if (!ML)
@@ -613,8 +644,14 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
   // reaches the later pieces only through attention.
   std::vector<FactState> States;
   std::vector<size_t> FactOf;
-  for (size_t FI = 0; FI < Facts.size(); ++FI) {
-    const Fact &F = Facts[FI];
+  // The statement's facts, then the held ones (FactOf indexes both).
+  std::vector<Fact> All(Facts.begin(), Facts.end());
+  All.insert(All.end(), Held.begin(), Held.end());
+  size_t Own = 0; // the statement's own units come first
+  for (size_t FI = 0; FI < All.size(); ++FI) {
+    const Fact &F = All[FI];
+    if (FI == Facts.size())
+      Own = States.size();
     ArrayRef<int32_t> Canon = F.Prompts.front();
     ArrayRef<int32_t> Body = Canon;
     if (Body.size() >= Special.size() &&
@@ -642,7 +679,16 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         Group[C] = C <= std::size(Prefixes) ? 0 : C - std::size(Prefixes);
         break;
       }
-    size_t Units = Opts.AtSubject ? 1 : F.Target.size();
+    // At the last position, one more unit ends the word after the
+    // target: without it the last piece's offset, keyed on a state much
+    // like the one after it, wrote the piece again ("Mudvilleille...").
+    std::optional<int32_t> End;
+    if (!Opts.AtSubject && !F.Target.empty()) {
+      std::vector<int32_t> Ids = Canon.vec();
+      Ids.insert(Ids.end(), F.Target.begin(), F.Target.end());
+      End = wordEnd(M, Tok, Ids, F.Target);
+    }
+    size_t Units = Opts.AtSubject ? 1 : F.Target.size() + bool(End);
     for (size_t J = 0; J < Units; ++J) {
       FactState St;
       St.Group = Group;
@@ -658,7 +704,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
       if (Opts.AtSubject)
         St.Target = F.Target;
       else
-        St.Target = {F.Target[J]};
+        St.Target = {J < F.Target.size() ? F.Target[J] : *End};
       States.push_back(std::move(St));
       FactOf.push_back(FI);
     }
@@ -666,7 +712,12 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
 
   MemitPlan Plan;
   size_t N = States.size();
+  if (Held.empty())
+    Own = N;
+  // The held units start where they are.
   std::vector<bool> Reached(N, false);
+  for (size_t J = Own; J < N; ++J)
+    Reached[J] = true;
   std::vector<int32_t> Lifted;
   std::vector<std::vector<double>> Projectors(Layers.size());
   std::vector<std::vector<double>> Covariances(Layers.size());
@@ -697,8 +748,8 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         continue;
       }
       if (!Ready[J])
-        optimiseWindow(M, Tok, Facts, FactOf, States, Reached, J, Residual,
-                       Reach, Opts, Ready);
+        optimiseWindow(M, Tok, All, FactOf, States, Reached, J, Residual, Reach,
+                       Opts, Ready);
       Expected<std::vector<double>> Z = std::move(*Ready[J]);
       Ready[J].reset();
       if (!Z)
@@ -733,7 +784,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         Plan.Rows.push_back(std::move(*Row));
         if (Verbose)
           *Verbose << "memit: piece " << St.Target[0] << Rec << "\n";
-        Z = optimiseOffset(M, Tok, Facts[FactOf[J]], St, Residual, Reach, Opts);
+        Z = optimiseOffset(M, Tok, All[FactOf[J]], St, Residual, Reach, Opts);
         if (!Z)
           return Z.takeError();
         St.Record += Rec;
@@ -904,8 +955,14 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     }
   }
   // What the update reached: the residual still missing at Lmax + 1.
+  size_t HeldAgain = 0, HeldLost = 0;
   for (size_t J = 0; J < N; ++J) {
     FactState &St = States[J];
+    if (J >= Own) { // a held unit: counted, not recorded one by one
+      HeldAgain += !St.Record.empty();
+      HeldLost += !Reached[J];
+      continue;
+    }
     Probe P = probe(M, St.Prompts[0], St.Positions[0], Residual, std::nullopt);
     for (size_t I = 0; I < D; ++I)
       P.Residual[I] -= St.Z[I];
@@ -915,6 +972,16 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     if (Verbose)
       *Verbose << St.Record << "\n";
     Plan.Record.push_back(std::move(St.Record));
+  }
+  if (Own < N) {
+    std::string Line =
+        formatv("memit: {0} units of {1} facts of earlier statements held, "
+                "{2} optimised again, {3} not answered",
+                N - Own, Held.size(), HeldAgain, HeldLost)
+            .str();
+    if (Verbose)
+      *Verbose << Line << "\n";
+    Plan.Record.push_back(std::move(Line));
   }
   return Plan;
 }

@@ -69,7 +69,7 @@ struct MemitOptions {
   /// relation (the canonical one averaged with its prefixes). A key other
   /// than the mean is asked for the offset at its own position.
   enum class KeyGroups { Mean, Each, Prompts };
-  KeyGroups Keys = KeyGroups::Mean;
+  KeyGroups Keys = KeyGroups::Each;
   /// Weight of each preserved key (PreservedText) against a new one:
   /// the update is the least-squares solution that also keeps Δ k ≈ 0 on
   /// them, Δ = R Kᵀ (λ C + μ Σ k_p k_pᵀ + K Kᵀ)⁻¹. 0: none.
@@ -177,13 +177,17 @@ struct MemitPlan {
 };
 
 /// Plans a batch of INSERTs against View; Preserved are the texts whose
-/// keys the update keeps. With AlphaEdit the batch's keys join
+/// keys the update keeps. Held are facts earlier statements wrote: their
+/// units join the update held where they are (their target the residual
+/// they have now), and one the update loses is optimised again in the
+/// next round, as the batch's own. With AlphaEdit the batch's keys join
 /// Stats.Edited.
 llvm::Expected<MemitPlan>
 planMemit(const TensorView &View, const Tokenizer &Tok,
           llvm::ArrayRef<Fact> Facts, KeyStatistics &Stats,
           llvm::ArrayRef<PreservedText> Preserved, const MemitOptions &Opts,
-          llvm::raw_ostream *Verbose, RowLifter Lift = nullptr);
+          llvm::raw_ostream *Verbose, RowLifter Lift = nullptr,
+          llvm::ArrayRef<Fact> Held = {});
 
 /// AlphaEdit's update (feature-major [F * D], as solveUpdate): P projects
 /// onto the null space ([F * F]), E = Σ k_e k_eᵀ of earlier edits' keys

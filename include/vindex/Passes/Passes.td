@@ -87,7 +87,7 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "MODE memit's weight of the ordinary keys">,
                  Option<"MemitAt", "memit-at", "std::string", "\"last\"",
                         "MODE memit's edit position: subject or last">,
-                 Option<"MemitKeys", "memit-keys", "std::string", "\"mean\"",
+                 Option<"MemitKeys", "memit-keys", "std::string", "\"each\"",
                         "MODE memit's keys: mean (one per unit, averaged "
                         "over its contexts), each (one per context) or "
                         "prompts (one per prompt of the relation)">,
@@ -99,6 +99,9 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "MODE memit's guard prompts: canonical (each "
                         "relation's canonical prompt) or all (every prompt "
                         "the relation was given)">,
+                 Option<"MemitHold", "memit-hold", "bool", "true",
+                        "MODE memit: each statement's update holds the "
+                        "facts earlier statements of the run wrote">,
                  Option<"MemitRounds", "memit-rounds", "unsigned", "8",
                         "MODE memit's rounds (units not answered are "
                         "solved again)">,
