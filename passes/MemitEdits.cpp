@@ -331,9 +331,12 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
     }
   }
   // What later statements hold: this statement's facts replace the same
-  // pairs written before.
+  // pairs written before; a fact not answered after the last round is not
+  // held (holding a statement that did not converge compounds it).
   llvm::erase_if(Ctx.Written, EditedHere);
-  Ctx.Written.insert(Ctx.Written.end(), Facts.begin(), Facts.end());
+  for (size_t I = 0; I < Facts.size(); ++I)
+    if (Plan->Answered[I])
+      Ctx.Written.push_back(Facts[I]);
   Op->erase();
   return success();
 }

@@ -966,6 +966,10 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
   }
   // What the update reached: the residual still missing at Lmax + 1.
   size_t HeldAgain = 0, HeldLost = 0;
+  Plan.Answered.assign(Facts.size(), true);
+  for (size_t J = 0; J < Own; ++J)
+    if (!Reached[J])
+      Plan.Answered[FactOf[J]] = false;
   for (size_t J = 0; J < N; ++J) {
     FactState &St = States[J];
     if (J >= Own) { // a held unit: counted, not recorded one by one

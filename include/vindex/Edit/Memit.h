@@ -174,6 +174,9 @@ struct MemitPlan {
   /// One line per fact: the optimiser's steps and losses, ‖δ‖, the share
   /// of the residual each layer reached.
   std::vector<std::string> Record;
+  /// Per fact of the batch (not the held ones): whether every unit of it
+  /// was answered after the last round.
+  std::vector<bool> Answered;
 };
 
 /// Plans a batch of INSERTs against View; Preserved are the texts whose
