@@ -340,6 +340,24 @@ Probe probe(const Model &M, ArrayRef<int32_t> Ids, size_t Pos, size_t Residual,
   return P;
 }
 
+/// Unless the keys are the mean, each context's target residual: Z for
+/// the canonical prompt, the context's own residual plus the offset Delta
+/// for the others.
+void setContextTargets(const Model &M, FactState &St, ArrayRef<double> Z,
+                       ArrayRef<double> Delta, size_t Residual,
+                       const MemitOptions &Opts) {
+  St.ContextZ.clear();
+  if (Opts.Keys == MemitOptions::KeyGroups::Mean)
+    return;
+  St.ContextZ.push_back(Z.vec());
+  for (size_t C = 1; C < St.Prompts.size(); ++C) {
+    Probe H = probe(M, St.Prompts[C], St.Positions[C], Residual, std::nullopt);
+    for (size_t I = 0; I < H.Residual.size(); ++I)
+      H.Residual[I] += Delta[I];
+    St.ContextZ.push_back(std::move(H.Residual));
+  }
+}
+
 /// Step 2: the offset δ at residual Residual that makes the model emit the
 /// target (Adam on OffsetObjective); returns h + δ.
 Expected<std::vector<double>> optimiseOffset(const Model &M,
@@ -417,16 +435,7 @@ Expected<std::vector<double>> optimiseOffset(const Model &M,
   std::vector<double> Z(D);
   for (size_t I = 0; I < D; ++I)
     Z[I] = H.Residual[I] + Delta[I];
-  if (Opts.Keys != MemitOptions::KeyGroups::Mean) {
-    St.ContextZ.assign(1, Z);
-    for (size_t C = 1; C < St.Prompts.size(); ++C) {
-      Probe HC =
-          probe(M, St.Prompts[C], St.Positions[C], Residual, std::nullopt);
-      for (size_t I = 0; I < D; ++I)
-        HC.Residual[I] += Delta[I];
-      St.ContextZ.push_back(std::move(HC.Residual));
-    }
-  }
+  setContextTargets(M, St, Z, Delta, Residual, Opts);
   return Z;
 }
 
@@ -748,13 +757,8 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         St.Z = std::move(H.Residual);
         if (St.FirstNorm == 0)
           St.FirstNorm = norm(St.Z);
-        if (Opts.Keys != MemitOptions::KeyGroups::Mean) {
-          St.ContextZ.assign(1, St.Z);
-          for (size_t C = 1; C < St.Prompts.size(); ++C)
-            St.ContextZ.push_back(
-                probe(M, St.Prompts[C], St.Positions[C], Residual, std::nullopt)
-                    .Residual);
-        }
+        setContextTargets(M, St, St.Z, std::vector<double>(St.Z.size(), 0.0),
+                          Residual, Opts);
         continue;
       }
       if (!Ready[J])
