@@ -154,6 +154,7 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
                                   joinLayers(Layers), (*S)->Positions,
                                   (*S)->Source);
       Ctx.Stats = std::move(**S);
+      Ctx.StatsStored = true;
       return success();
     }
     if (Ctx.StatsMode == "stored") {
@@ -200,6 +201,7 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
   Ctx.StatsRecord = "memit: key statistics over " +
                     std::to_string(S->Positions) + " positions of " + Source;
   Ctx.Stats = std::move(*S);
+  Ctx.StatsStored = false;
   return success();
 }
 
@@ -250,11 +252,59 @@ static LogicalResult measureGuards(Operation *Op, const edit::Editor &Ed,
   return success();
 }
 
+/// The identities of the weights the edit layers' keys depend on.
+static llvm::Expected<std::vector<uint64_t>>
+statsWeights(const TensorView &View, const edit::MemitOptions &Opts) {
+  std::vector<uint64_t> Ids;
+  for (unsigned L : edit::memitLayers(Opts, View.config().NumLayers)) {
+    llvm::Expected<uint64_t> Id = keyStatsWeightsIdentity(View, L);
+    if (!Id)
+      return Id.takeError();
+    Ids.push_back(*Id);
+  }
+  return Ids;
+}
+
 LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
                          edit::Editor &Ed, const Tokenizer &Tok,
                          MemitContext &Ctx, llvm::raw_ostream *Verbose) {
-  if (!Ctx.Stats && failed(measureStats(Op, Ed, Tok, Ctx, Verbose)))
+  llvm::Expected<std::vector<uint64_t>> Weights =
+      statsWeights(Ed.view(), Ctx.Options);
+  if (!Weights) {
+    Op->emitError() << llvm::toString(Weights.takeError());
     return failure();
+  }
+  // Earlier statements changed the weights the keys depend on: the
+  // statistics are measured again, from the same source, so that λ C
+  // describes the model this statement edits (with the first statement's
+  // statistics, 3 statements of 100 facts collapsed the model).
+  if (Ctx.Stats && Ctx.Restat && *Weights != Ctx.StatsWeights) {
+    bool SameSource =
+        !(Ctx.StatsStored && Ctx.Corpus.empty()) && Ctx.StatsMode != "stored";
+    if (Verbose)
+      *Verbose << (SameSource
+                       ? "memit: the key statistics are stale (earlier "
+                         "statements changed the weights their keys depend "
+                         "on); measuring them again\n"
+                       : "memit: the key statistics are stale (earlier "
+                         "statements changed the weights their keys depend "
+                         "on) but kept: their corpus was not given "
+                         "(larql-plan-edits{corpus=F})\n");
+    if (SameSource)
+      Ctx.Stats.reset();
+  }
+  if (!Ctx.Stats) {
+    bool Again = !Ctx.StatsWeights.empty();
+    if (failed(measureStats(Op, Ed, Tok, Ctx, Verbose)))
+      return failure();
+    if (Again)
+      Ctx.StatsRecord += ", measured again on the weights earlier "
+                         "statements left";
+    Ctx.StatsWeights = std::move(*Weights);
+  } else if (*Weights != Ctx.StatsWeights &&
+             Ctx.StatsRecord.find(", stale") == std::string::npos) {
+    Ctx.StatsRecord += ", stale (measured before earlier statements' edits)";
+  }
   if (!Ctx.Guards && Ctx.Options.PreserveWeight > 0 &&
       failed(measureGuards(Op, Ed, Tok, Ctx)))
     return failure();

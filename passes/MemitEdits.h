@@ -19,13 +19,22 @@ class Tokenizer;
 
 /// What MODE memit keeps across a pass run: its options, the corpus
 /// lines, and the key statistics (measured on the first memit statement,
-/// on the model as the pipeline's input gives it).
+/// and again at a later one whose keys' weights earlier ones changed).
 struct MemitContext {
   edit::MemitOptions Options;
   /// The corpus' lines tokenized; empty: the model's greedy text.
   std::vector<std::string> Corpus;
   std::string CorpusName;
   std::optional<edit::KeyStatistics> Stats;
+  /// Whether Stats are the V-index's stored ones.
+  bool StatsStored = false;
+  /// keyStatsWeightsIdentity of each edit layer's weights when Stats were
+  /// measured or found current.
+  std::vector<uint64_t> StatsWeights;
+  /// `memit-restat`: a statement whose keys' weights earlier statements
+  /// changed measures the statistics again, from the same source (kept
+  /// when they were stored and the pass was given no corpus).
+  bool Restat = true;
   /// `memit-stats`: "auto" (the V-index's stored statistics, stats/, when
   /// present, of the corpus given if one is, and measured on the weights
   /// as they are; else measured here), "stored" (those or an error),

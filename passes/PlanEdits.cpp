@@ -236,6 +236,7 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
                                << MemitGuards << "'";
       Memit.GuardEveryPrompt = MemitGuards == "all";
       Memit.HoldWritten = MemitHold;
+      Memit.Restat = MemitRestat;
       Memit.Options.AtSubject = MemitAt == "subject";
       Memit.Options.Keys =
           MemitKeys == "each"      ? edit::MemitOptions::KeyGroups::Each
@@ -245,6 +246,11 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       Memit.CorpusName = Corpus;
       Memit.Options.PreserveWeight = MemitPreserve;
       Memit.Options.Rounds = MemitRounds;
+      if (!(MemitMargin >= 0 && MemitMargin < 1))
+        return Op->emitError()
+               << "memit-margin must be at least 0 and below 1, not "
+               << MemitMargin;
+      Memit.Options.Margin = MemitMargin;
       Memit.Options.AlphaEdit = MemitAlphaEdit;
       Memit.Options.NullThreshold = MemitNullThreshold;
       Memit.Options.Jobs = Jobs;

@@ -577,7 +577,9 @@ namespace {
 
 /// Whether the unit's pieces are the greedy choice on its canonical prompt
 /// (teacher-forced), on M as it is.
-Expected<bool> reached(const Model &M, const FactState &St) {
+/// Whether every piece of St's target is the greedy choice on its canonical
+/// prompt (teacher-forced) with at least probability Margin.
+Expected<bool> reached(const Model &M, const FactState &St, double Margin) {
   std::vector<int32_t> Ids = St.Prompts[0];
   for (int32_t Piece : St.Target) {
     Session S(M, 1);
@@ -587,6 +589,13 @@ Expected<bool> reached(const Model &M, const FactState &St) {
       return makeError("memit: target piece {0} outside the vocabulary", Piece);
     if (std::max_element(L.begin(), L.end()) - L.begin() != Piece)
       return false;
+    if (Margin > 0) {
+      double Sum = 0;
+      for (float X : L)
+        Sum += std::exp(double(X) - double(L[Piece]));
+      if (1.0 / Sum < Margin)
+        return false;
+    }
     Ids.push_back(Piece);
   }
   return true;
@@ -938,8 +947,10 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     if (Error E = M.reload())
       return std::move(E);
     size_t Count = 0;
+    // The last round asks the greedy choice alone: what "answered" means.
+    double Margin = Round + 1 < Rounds ? Opts.Margin : 0.0;
     for (size_t J = 0; J < N; ++J) {
-      Expected<bool> Ok = reached(M, States[J]);
+      Expected<bool> Ok = reached(M, States[J], Margin);
       if (!Ok)
         return Ok.takeError();
       Reached[J] = *Ok;

@@ -78,6 +78,9 @@ struct MemitOptions {
   /// choice on the canonical prompt are optimised and solved again (all
   /// units' keys kept, the reached ones held where they are).
   unsigned Rounds = 8;
+  /// A unit counts as answered in rounds but the last only when each of
+  /// its pieces also has at least this probability (0: the greedy choice).
+  double Margin = 0.0;
   /// AlphaEdit (Fang et al. 2025): the update is projected onto the null
   /// space of the preserved keys (the eigenvectors of C + μ Σ k_p k_pᵀ
   /// whose eigenvalues are below NullThreshold times the largest), and the

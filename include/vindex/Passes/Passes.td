@@ -105,6 +105,12 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                  Option<"MemitRounds", "memit-rounds", "unsigned", "8",
                         "MODE memit's rounds (units not answered are "
                         "solved again)">,
+                 Option<"MemitRestat", "memit-restat", "bool", "true",
+                        "MODE memit: measure the key statistics again at a "
+                        "statement whose keys' weights earlier ones changed">,
+                 Option<"MemitMargin", "memit-margin", "double", "0",
+                        "MODE memit: the probability a unit's pieces must "
+                        "have for it to count as answered between rounds">,
                  Option<"MemitAlphaEdit", "memit-alphaedit", "bool", "false",
                         "MODE memit: project updates onto the null space "
                         "of preserved keys and hold earlier edits' keys">,
