@@ -17,6 +17,9 @@
 //     generates the whole target) and paraphrase (the same with the
 //     relation's heldout_prompt), with the target's first-token
 //     probability, before and after;
+//   - each recall also by relation (`by_relation`): the model's own
+//     held-out recall per relation is the ceiling of the inserted facts'
+//     paraphrase;
 //   - the FFN width of every layer before and after.
 // With --answers P.tsv (`prompt<TAB>target` lines) it prints instead one
 // JSON line per prompt of the --before V-index, with the fields
@@ -44,6 +47,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <map>
 
 using namespace llvm;
 using namespace vindex;
@@ -231,32 +235,45 @@ struct Recall {
   size_t Hits = 0, Total = 0;
   double PFirstSum = 0, PFirstMin = 1;
   std::vector<Answer> Answers;
+  /// Hits and items per relation, in name order.
+  std::map<std::string, std::pair<size_t, size_t>> ByRelation;
 
-  void add(Answer A) {
+  void add(Answer A, const std::string &Relation) {
     Hits += A.Match;
     ++Total;
     PFirstSum += A.PFirst;
     PFirstMin = std::min(PFirstMin, A.PFirst);
+    auto &[RelHits, RelTotal] = ByRelation[Relation];
+    RelHits += A.Match;
+    ++RelTotal;
     Answers.push_back(std::move(A));
   }
   double rate() const { return Total ? double(Hits) / double(Total) : 0; }
   json::Object json() const {
+    json::Object Rel;
+    for (const auto &[Name, Counts] : ByRelation)
+      Rel[Name] = json::Object{{"hits", int64_t(Counts.first)},
+                               {"total", int64_t(Counts.second)}};
     return json::Object{{"hits", int64_t(Hits)},
                         {"total", int64_t(Total)},
                         {"recall", rate()},
                         {"p_first_mean", Total ? PFirstSum / Total : 0},
-                        {"p_first_min", PFirstMin}};
+                        {"p_first_min", PFirstMin},
+                        {"by_relation", std::move(Rel)}};
   }
 };
 
-/// Items given as (prompt, target).
-using Prompted = std::vector<std::pair<std::string, std::string>>;
+/// Items given as (prompt, target), with their relation.
+struct PromptedItem {
+  std::string Prompt, Target, Relation;
+};
+using Prompted = std::vector<PromptedItem>;
 
 Recall recall(const Loaded &X, const Prompted &Items) {
   Session S(*X.M, Threads);
   Recall R;
-  for (const auto &[Prompt, Target] : Items)
-    R.add(ask(X, S, Prompt, Target));
+  for (const PromptedItem &I : Items)
+    R.add(ask(X, S, I.Prompt, I.Target), I.Relation);
   return R;
 }
 
@@ -312,7 +329,7 @@ json::Object klDivergence(const Loaded &B, const Loaded &A) {
 Prompted asPrompted(const std::vector<Item> &Items) {
   Prompted P;
   for (const Item &I : Items)
-    P.push_back({I.Prompt, I.Target});
+    P.push_back({I.Prompt, I.Target, I.Relation});
   return P;
 }
 
@@ -379,8 +396,9 @@ int main(int argc, char **argv) {
       auto T = Templates.find(I.Relation);
       if (T == Templates.end())
         fail("unknown relation '" + I.Relation + "' in " + Facts);
-      Canon.push_back({fill(T->second.Canonical, I.Entity), I.Target});
-      Para.push_back({fill(T->second.Heldout, I.Entity), I.Target});
+      Canon.push_back(
+          {fill(T->second.Canonical, I.Entity), I.Target, I.Relation});
+      Para.push_back({fill(T->second.Heldout, I.Entity), I.Target, I.Relation});
     }
     auto Measure = [&](const Loaded &L) {
       Recall E = recall(L, Canon), P = recall(L, Para);

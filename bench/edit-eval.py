@@ -234,6 +234,25 @@ def pct(r):
     return "%.1f%%" % (100.0 * r["recall"])
 
 
+def paraphrase_goal(m):
+    """90% of what the unedited model's held-out prompts answer of the
+    trained facts, relation by relation, applied to the inserted facts of
+    the largest run: (goal, facts), or None without runs."""
+    runs = [r for r in m["runs"] if "eval" in r]
+    if not runs:
+        return None
+    held = m["unedited"]["trained"]["before"]["heldout"].get("by_relation")
+    ins = max(runs, key=lambda r: r["facts"])["eval"]["inserted"]["after"]
+    if held is None or "by_relation" not in ins["paraphrase"]:
+        return None
+    goal = 0.0
+    for rel, c in ins["paraphrase"]["by_relation"].items():
+        h = held.get(rel)
+        if h and h["total"]:
+            goal += 0.9 * h["hits"] / h["total"] * c["total"]
+    return goal, ins["paraphrase"]["total"]
+
+
 def table(result):
     cases = [(m["model"], c) for m in result["models"]
              for c in m.get("cases", [])]
@@ -263,6 +282,12 @@ def table(result):
                      if "cpu_seconds_per_fact" in r else "",
                      max(e["ffn_width"]["before"]),
                      max(e["ffn_width"]["after"])))
+    for m in result["models"]:
+        goal = paraphrase_goal(m)
+        if goal is not None:
+            print("\n%s: paraphrase goal %.1f of %d facts (90%% of the "
+                  "model's own held-out recall of each relation's trained "
+                  "facts, times the relation's facts)" % (m["model"], *goal))
     for m in result["models"]:
         if "one_fact" in m:
             o = m["one_fact"]
