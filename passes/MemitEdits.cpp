@@ -279,18 +279,20 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
   // describes the model this statement edits (with the first statement's
   // statistics, 3 statements of 100 facts collapsed the model).
   if (Ctx.Stats && Ctx.Restat && *Weights != Ctx.StatsWeights) {
-    bool SameSource =
-        !(Ctx.StatsStored && Ctx.Corpus.empty()) && Ctx.StatsMode != "stored";
-    if (Verbose)
-      *Verbose << (SameSource
-                       ? "memit: the key statistics are stale (earlier "
-                         "statements changed the weights their keys depend "
-                         "on); measuring them again\n"
-                       : "memit: the key statistics are stale (earlier "
-                         "statements changed the weights their keys depend "
-                         "on) but kept: their corpus was not given "
-                         "(larql-plan-edits{corpus=F})\n");
-    if (SameSource)
+    llvm::StringRef Kept;
+    if (Ctx.StatsMode == "stored")
+      Kept = "memit-stats=stored";
+    else if (Ctx.StatsStored && Ctx.Corpus.empty())
+      Kept = "their corpus was not given (larql-plan-edits{corpus=F})";
+    if (Verbose) {
+      *Verbose << "memit: the key statistics are stale (earlier statements "
+                  "changed the weights their keys depend on)";
+      if (Kept.empty())
+        *Verbose << "; measuring them again\n";
+      else
+        *Verbose << " but kept: " << Kept << "\n";
+    }
+    if (Kept.empty())
       Ctx.Stats.reset();
   }
   if (!Ctx.Stats) {

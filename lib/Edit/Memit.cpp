@@ -575,10 +575,9 @@ std::vector<double> nullSpaceProjector(ArrayRef<double> C, size_t F,
 
 namespace {
 
-/// Whether the unit's pieces are the greedy choice on its canonical prompt
-/// (teacher-forced), on M as it is.
 /// Whether every piece of St's target is the greedy choice on its canonical
-/// prompt (teacher-forced) with at least probability Margin.
+/// prompt (teacher-forced), on M as it is, with at least probability
+/// Margin.
 Expected<bool> reached(const Model &M, const FactState &St, double Margin) {
   std::vector<int32_t> Ids = St.Prompts[0];
   for (int32_t Piece : St.Target) {
