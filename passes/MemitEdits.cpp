@@ -278,35 +278,35 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
   // statistics are measured again, from the same source, so that λ C
   // describes the model this statement edits (with the first statement's
   // statistics, 3 statements of 100 facts collapsed the model).
-  if (Ctx.Stats && Ctx.Restat && *Weights != Ctx.StatsWeights) {
-    llvm::StringRef Kept;
-    if (Ctx.StatsMode == "stored")
-      Kept = "memit-stats=stored";
-    else if (Ctx.StatsStored && Ctx.Corpus.empty())
-      Kept = "their corpus was not given (larql-plan-edits{corpus=F})";
-    if (Verbose) {
-      *Verbose << "memit: the key statistics are stale (earlier statements "
-                  "changed the weights their keys depend on)";
-      if (Kept.empty())
-        *Verbose << "; measuring them again\n";
-      else
-        *Verbose << " but kept: " << Kept << "\n";
-    }
-    if (Kept.empty())
-      Ctx.Stats.reset();
+  bool Stale = Ctx.Stats && *Weights != Ctx.StatsWeights;
+  llvm::StringRef Kept;
+  if (!Ctx.Restat)
+    Kept = "memit-restat=false";
+  else if (Ctx.StatsMode == "stored")
+    Kept = "memit-stats=stored";
+  else if (Ctx.StatsStored && Ctx.Corpus.empty())
+    Kept = "their corpus was not given (larql-plan-edits{corpus=F})";
+  bool Again = Stale && Kept.empty();
+  if (Stale && Ctx.Restat && Verbose) {
+    *Verbose << "memit: the key statistics are stale (earlier statements "
+                "changed the weights their keys depend on)";
+    if (Again)
+      *Verbose << "; measuring them again\n";
+    else
+      *Verbose << " but kept: " << Kept << "\n";
   }
+  if (Again)
+    Ctx.Stats.reset();
   if (!Ctx.Stats) {
-    bool Again = !Ctx.StatsWeights.empty();
     if (failed(measureStats(Op, Ed, Tok, Ctx, Verbose)))
       return failure();
-    if (Again)
-      Ctx.StatsRecord += ", measured again on the weights earlier "
-                         "statements left";
     Ctx.StatsWeights = std::move(*Weights);
-  } else if (*Weights != Ctx.StatsWeights &&
-             Ctx.StatsRecord.find(", stale") == std::string::npos) {
-    Ctx.StatsRecord += ", stale (measured before earlier statements' edits)";
   }
+  std::string StatsLine = Ctx.StatsRecord;
+  if (Again)
+    StatsLine += ", measured again on the weights earlier statements left";
+  else if (Stale)
+    StatsLine += ", stale (measured before earlier statements' edits)";
   if (!Ctx.Guards && Ctx.Options.PreserveWeight > 0 &&
       failed(measureGuards(Op, Ed, Tok, Ctx)))
     return failure();
@@ -343,7 +343,7 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
     return failure();
   }
   std::string Record = llvm::join(Plan->Record, "\n");
-  Record += "\n" + Ctx.StatsRecord;
+  Record += "\n" + StatsLine;
   OpBuilder B(Op);
   MLIRContext *C = Op->getContext();
   // Lifted output rows (already on Ed's scratch view), then the updates.
