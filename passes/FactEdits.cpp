@@ -3,6 +3,10 @@
 
 #include "vindex/Dialect/Larql/LarqlOps.h"
 
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+
 using namespace mlir;
 
 namespace vindex {
@@ -100,6 +104,14 @@ InFlightDiagnostic factError(Operation *Op, size_t Index) {
   if (Index)
     return larql::rowError(Op, Index);
   return Op->emitError();
+}
+
+ElementsAttr floatResource(MLIRContext *Ctx, StringRef Name,
+                           ArrayRef<float> V) {
+  auto Ty = RankedTensorType::get({int64_t(V.size())}, Float32Type::get(Ctx));
+  Attribute A = DenseF32ResourceElementsAttr::get(
+      Ty, Name, HeapAsmResourceBlob::allocateAndCopyInferAlign(V));
+  return cast<ElementsAttr>(A);
 }
 
 } // namespace vindex

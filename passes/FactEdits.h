@@ -7,6 +7,7 @@
 #ifndef VINDEX_PASSES_FACTEDITS_H
 #define VINDEX_PASSES_FACTEDITS_H
 
+#include "mlir/IR/BuiltinAttributeInterfaces.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/Operation.h"
 
@@ -34,6 +35,10 @@ struct FactRow {
 /// feature, edit no fact (Rows stays empty). A DELETE or UPDATE that names
 /// entity or relation otherwise is an error, reported.
 mlir::LogicalResult factRows(mlir::Operation *Op, std::vector<FactRow> &Rows);
+
+/// A 1-D f32 dense resource named Name holding V.
+mlir::ElementsAttr floatResource(mlir::MLIRContext *Ctx, llvm::StringRef Name,
+                                 llvm::ArrayRef<float> V);
 
 /// An error about fact Index of Op (an INSERT's row, else the statement).
 mlir::InFlightDiagnostic factError(mlir::Operation *Op, size_t Index);

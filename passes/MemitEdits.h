@@ -56,11 +56,19 @@ struct MemitContext {
   /// `memit-guards=all`: the guards ask every prompt of a relation, not
   /// only its canonical one.
   bool GuardEveryPrompt = false;
+  /// `memit-guard-positions=all`: every position of a guard text is held,
+  /// not only the prompt's last one and its answer's.
+  bool GuardEveryPosition = false;
   /// The facts earlier MODE memit statements of this run wrote, and
   /// whether later statements hold them (`memit-hold`): their units join
   /// each later update, held where they are.
   std::vector<edit::Fact> Written;
   bool HoldWritten = true;
+  /// `memit-widen`: features appended to each edit layer per fact of each
+  /// statement, before its update (gate and up rows pseudo-random, down zero: a
+  /// no-op until the update writes their down rows), so the update has more
+  /// keys than the layer's width.
+  unsigned Widen = 0;
 };
 
 /// True when Op is an INSERT with MODE memit.

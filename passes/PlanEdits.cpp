@@ -64,14 +64,6 @@ FailureOr<std::vector<int32_t>> targetIds(const Tokenizer &Tok,
   return Ids;
 }
 
-/// A 1-D f32 dense resource named Name holding V.
-ElementsAttr resource(MLIRContext *Ctx, StringRef Name, ArrayRef<float> V) {
-  auto Ty = RankedTensorType::get({int64_t(V.size())}, Float32Type::get(Ctx));
-  Attribute A = DenseF32ResourceElementsAttr::get(
-      Ty, Name, HeapAsmResourceBlob::allocateAndCopyInferAlign(V));
-  return cast<ElementsAttr>(A);
-}
-
 struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
   using LarqlPlanEditsBase::LarqlPlanEditsBase;
 
@@ -235,6 +227,11 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
         return Op->emitError() << "memit-guards must be canonical or all, not '"
                                << MemitGuards << "'";
       Memit.GuardEveryPrompt = MemitGuards == "all";
+      if (MemitGuardPositions != "last" && MemitGuardPositions != "all")
+        return Op->emitError()
+               << "memit-guard-positions must be last or all, not '"
+               << MemitGuardPositions << "'";
+      Memit.GuardEveryPosition = MemitGuardPositions == "all";
       Memit.HoldWritten = MemitHold;
       Memit.Restat = MemitRestat;
       Memit.Options.AtSubject = MemitAt == "subject";
@@ -251,6 +248,7 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
                << "memit-margin must be at least 0 and below 1, not "
                << MemitMargin;
       Memit.Options.Margin = MemitMargin;
+      Memit.Widen = MemitWiden;
       Memit.Options.AlphaEdit = MemitAlphaEdit;
       Memit.Options.NullThreshold = MemitNullThreshold;
       Memit.Options.Jobs = Jobs;
@@ -286,9 +284,9 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       std::string Name = llvm::formatv("L{0}_{1}", F.Layer, F.Slot).str();
       auto I = B.create<vx::InstallFeatureOp>(
           Op->getLoc(), int64_t(F.Layer), int64_t(F.Slot),
-          resource(Ctx, Name + "_gate", F.Gate),
-          resource(Ctx, Name + "_up", F.Up),
-          resource(Ctx, Name + "_down", F.Down));
+          floatResource(Ctx, Name + "_gate", F.Gate),
+          floatResource(Ctx, Name + "_up", F.Up),
+          floatResource(Ctx, Name + "_down", F.Down));
       I->setAttr(BalanceAttr, StringAttr::get(Ctx, Plan->Record[F.Fact]));
     }
     Op->erase();

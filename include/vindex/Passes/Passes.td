@@ -99,6 +99,10 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "MODE memit's guard prompts: canonical (each "
                         "relation's canonical prompt) or all (every prompt "
                         "the relation was given)">,
+                 Option<"MemitGuardPositions", "memit-guard-positions",
+                        "std::string", "\"last\"",
+                        "MODE memit: the guard texts' positions held: last "
+                        "(the prompt's last and its answer's) or all">,
                  Option<"MemitHold", "memit-hold", "bool", "true",
                         "MODE memit: each statement's update holds the "
                         "facts earlier statements of the run wrote">,
@@ -111,6 +115,10 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                  Option<"MemitMargin", "memit-margin", "double", "0",
                         "MODE memit: the probability a unit's pieces must "
                         "have for it to count as answered between rounds">,
+                 Option<"MemitWiden", "memit-widen", "unsigned", "0",
+                        "MODE memit: features appended to each edit layer "
+                        "per fact (random gate and up) whose down rows the "
+                        "update writes">,
                  Option<"MemitAlphaEdit", "memit-alphaedit", "bool", "false",
                         "MODE memit: project updates onto the null space "
                         "of preserved keys and hold earlier edits' keys">,
