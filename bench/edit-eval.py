@@ -39,7 +39,8 @@ Markdown table of docs/benchmarks.md.
 MODE memit: --plan-options 'memit-rounds=8 memit-alphaedit=true ...' adds
 larql-plan-edits options (docs/lql.md, "MODE memit"); --styles
 batches:K writes the batch as K statements of consecutive facts (AlphaEdit's
-sequential batches).
+sequential batches); its run's `first_batch` is the first statement's facts
+measured after the last statement.
 """
 import argparse
 import json
@@ -120,6 +121,26 @@ def memit_batches(rows, k, tail):
     size = max(1, -(-len(rows) // k))
     return ["INSERT INTO edges VALUES\n  " + ",\n  ".join(rows[i:i + size]) +
             tail + ";" for i in range(0, len(rows), size)]
+
+
+def first_batch(tool, base, out_v, work, tag, batch, style):
+    """For batches:K, the first statement's facts measured after the last
+    statement (AlphaEdit's question: are the earlier edits kept?): their
+    count and the efficacy and paraphrase of vindex-bench-edit-eval on them
+    alone. None for the other styles."""
+    if not style.startswith("batches:"):
+        return None
+    size = max(1, -(-len(batch) // int(style.split(":")[1])))
+    tsv = os.path.join(work, "%s-first.tsv" % tag)
+    with open(tsv, "w") as f:
+        f.write("entity\trelation\ttarget\n")
+        f.writelines("%s\t%s\t%s\n" % x for x in batch[:size])
+    _, out = run([tool("vindex-bench-edit-eval"), "--fixtures", FIX,
+                  "--before", base, "--after", out_v, "--facts", tsv,
+                  "--kl-sentences", "1"])
+    ins = json.loads(out)["inserted"]["after"]
+    return {"facts": size, "efficacy": ins["efficacy"],
+            "paraphrase": ins["paraphrase"]}
 
 
 def plan_pipeline(corpus, options):
@@ -283,6 +304,15 @@ def table(result):
                      max(e["ffn_width"]["before"]),
                      max(e["ffn_width"]["after"])))
     for m in result["models"]:
+        for r in m["runs"]:
+            if "first_batch" in r:
+                fb = r["first_batch"]
+                print("\n%s, %s of %d: the first statement's %d facts after "
+                      "the last: efficacy %d/%d, paraphrase %d/%d" %
+                      (m["model"], r["style"], r["facts"], fb["facts"],
+                       fb["efficacy"]["hits"], fb["efficacy"]["total"],
+                       fb["paraphrase"]["hits"], fb["paraphrase"]["total"]))
+    for m in result["models"]:
         goal = paraphrase_goal(m)
         if goal is not None:
             print("\n%s: paraphrase goal %.1f of %d facts (90%% of the "
@@ -412,6 +442,8 @@ def main():
                               "--facts", tsv, "--kl-sentences",
                               str(a.kl_sentences)])
                 ev = json.loads(out)
+                first = first_batch(tool, base, out_v, work, tag, batch,
+                                    style)
                 entry["runs"].append({
                     "style": style, "facts": n, "script": paths["edit"],
                     "larql_opt_seconds": best["edit"],
@@ -423,6 +455,8 @@ def main():
                                                 cpu["head"]) / n,
                     "load_average": os.getloadavg()[0],
                     "eval": ev})
+                if first is not None:
+                    entry["runs"][-1]["first_batch"] = first
                 if n == 1 and style == "batch":
                     # The interactive figure: one fact's INSERT, the whole
                     # larql-opt command (loading the V-index included).

@@ -20,6 +20,9 @@ llvm_config.add_tool_substitutions(
     [config.vindex_tools_dir])
 
 fixtures = os.path.join(config.vindex_src_root, "test", "fixtures")
+config.substitutions.append(
+    ("%bench", os.path.join(config.vindex_src_root, "bench")))
+config.substitutions.append(("%tools_dir", config.vindex_tools_dir))
 config.substitutions.append(("%fixtures", fixtures))
 config.substitutions.append(
     ("%st", config.python_executable + " " +
