@@ -2,6 +2,7 @@
 #include "FactEdits.h"
 
 #include "vindex/Dialect/Larql/LarqlOps.h"
+#include "vindex/Dialect/Vindex/VindexOps.h"
 
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/BuiltinTypes.h"
@@ -112,6 +113,19 @@ ElementsAttr floatResource(MLIRContext *Ctx, StringRef Name,
   Attribute A = DenseF32ResourceElementsAttr::get(
       Ty, Name, HeapAsmResourceBlob::allocateAndCopyInferAlign(V));
   return cast<ElementsAttr>(A);
+}
+
+void createInstallFeature(OpBuilder &B, Location Loc,
+                          const edit::PlannedFeature &F, StringRef Prefix,
+                          StringRef Record) {
+  MLIRContext *Ctx = B.getContext();
+  std::string Name = (Prefix + "L" + Twine(F.Layer) + "_" + Twine(F.Slot)).str();
+  auto I = B.create<vx::InstallFeatureOp>(
+      Loc, int64_t(F.Layer), int64_t(F.Slot),
+      floatResource(Ctx, Name + "_gate", F.Gate),
+      floatResource(Ctx, Name + "_up", F.Up),
+      floatResource(Ctx, Name + "_down", F.Down));
+  I->setAttr(BalanceAttr, StringAttr::get(Ctx, Record));
 }
 
 } // namespace vindex

@@ -7,6 +7,9 @@
 #ifndef VINDEX_PASSES_FACTEDITS_H
 #define VINDEX_PASSES_FACTEDITS_H
 
+#include "vindex/Edit/Editor.h"
+
+#include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinAttributeInterfaces.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/Operation.h"
@@ -39,6 +42,13 @@ mlir::LogicalResult factRows(mlir::Operation *Op, std::vector<FactRow> &Rows);
 /// A 1-D f32 dense resource named Name holding V.
 mlir::ElementsAttr floatResource(mlir::MLIRContext *Ctx, llvm::StringRef Name,
                                  llvm::ArrayRef<float> V);
+
+/// A vindex.install_feature of F at B's insertion point, its vectors dense
+/// resources named Prefix + "L<layer>_<slot>_gate" (_up, _down), with the
+/// planner's record Record as its BalanceAttr.
+void createInstallFeature(mlir::OpBuilder &B, mlir::Location Loc,
+                          const edit::PlannedFeature &F,
+                          llvm::StringRef Prefix, llvm::StringRef Record);
 
 /// An error about fact Index of Op (an INSERT's row, else the statement).
 mlir::InFlightDiagnostic factError(mlir::Operation *Op, size_t Index);

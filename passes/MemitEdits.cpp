@@ -265,98 +265,32 @@ statsWeights(const TensorView &View, const edit::MemitOptions &Opts) {
   return Ids;
 }
 
-/// A pseudo-random row of N uniform values scaled to norm Norm, from a
-/// splitmix64 stream seeded by Seed (the same on every machine).
-static std::vector<float> randomRow(size_t N, double Norm, uint64_t Seed) {
-  std::vector<double> V(N);
-  double Sum = 0;
-  for (double &X : V) {
-    Seed += 0x9e3779b97f4a7c15ULL;
-    uint64_t Z = Seed;
-    Z = (Z ^ (Z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    Z = (Z ^ (Z >> 27)) * 0x94d049bb133111ebULL;
-    Z ^= Z >> 31;
-    X = double(Z >> 11) * 0x1.0p-53 * 2 - 1;
-    Sum += X * X;
-  }
-  std::vector<float> Row(N);
-  for (size_t I = 0; I < N; ++I)
-    Row[I] = float(V[I] * Norm / std::sqrt(Sum));
-  return Row;
-}
-
-/// The mean norm of T's rows.
-static llvm::Expected<double> meanRowNorm(const TensorView &View,
-                                          const TensorRecord &T) {
-  uint64_t Rows = View.rows(T);
-  std::vector<float> Row;
-  double Sum = 0;
-  for (uint64_t R = 0; R < Rows; ++R) {
-    if (llvm::Error E = View.readRow(T, R, Row))
-      return std::move(E);
-    double S = 0;
-    for (float X : Row)
-      S += double(X) * X;
-    Sum += std::sqrt(S);
-  }
-  return Rows ? Sum / double(Rows) : 0.0;
-}
-
 /// `memit-widen`: appends Ctx.Widen features per fact to each edit layer
-/// (so one statement of N facts and N statements of one append as many),
-/// their gate
-/// and up rows pseudo-random with the layer's mean row norms and their down
-/// rows zero (no-ops until the update writes them), as
-/// vindex.install_feature ops before Op, pushed on Ed's view. More
-/// features, more keys: the least-squares update then has room beyond the
-/// layer's width (d of them stand for every input; their nonlinear keys do
-/// not).
+/// (so one statement of N facts and N statements of one append as many;
+/// edit::appendedFeatures) as vindex.install_feature ops before Op, pushed
+/// on Ed's view.
 static LogicalResult widenLayers(Operation *Op, edit::Editor &Ed,
                                  MemitContext &Ctx, size_t Facts,
                                  std::string &Record) {
-  size_t Count = size_t(Ctx.Widen) * Facts;
-  const TensorView &View = Ed.view();
   std::vector<unsigned> Layers =
-      edit::memitLayers(Ctx.Options, View.config().NumLayers);
+      edit::memitLayers(Ctx.Options, Ed.view().config().NumLayers);
+  size_t Count = size_t(Ctx.Widen) * Facts;
+  llvm::Expected<std::vector<edit::PlannedFeature>> Features =
+      edit::appendedFeatures(Ed.view(), Layers, Count);
+  if (!Features) {
+    Op->emitError() << llvm::toString(Features.takeError());
+    return failure();
+  }
   OpBuilder B(Op);
-  MLIRContext *C = Op->getContext();
-  for (unsigned L : Layers) {
-    const TensorRecord *Gate = View.find(TensorRole::FFNGate, int(L));
-    const TensorRecord *Up = View.find(TensorRole::FFNUp, int(L));
-    if (!Gate || !Up) {
-      Op->emitError() << "memit-widen: layer " << L << " has no gated FFN";
+  for (const edit::PlannedFeature &F : *Features) {
+    createInstallFeature(B, Op->getLoc(), F, "memit_",
+                         "memit-widen: an appended feature whose down row "
+                         "the update writes");
+    if (llvm::Error E = Ed.apply([&](PatchBuilder &P) {
+          return P.setFeature(F.Layer, F.Slot, F.Gate, F.Up, F.Down);
+        })) {
+      Op->emitError() << llvm::toString(std::move(E));
       return failure();
-    }
-    llvm::Expected<double> GateNorm = meanRowNorm(View, *Gate);
-    llvm::Expected<double> UpNorm =
-        GateNorm ? meanRowNorm(View, *Up) : llvm::Expected<double>(0.0);
-    if (!GateNorm || !UpNorm) {
-      Op->emitError() << llvm::toString(GateNorm ? UpNorm.takeError()
-                                                 : GateNorm.takeError());
-      return failure();
-    }
-    size_t D = View.rowElements(*Gate);
-    std::vector<float> Down(D, 0.0f);
-    for (size_t I = 0; I < Count; ++I) {
-      uint64_t Slot = Ed.view().ffnWidth(L);
-      uint64_t Seed = (uint64_t(L) << 40) ^ (Slot << 1);
-      std::vector<float> G = randomRow(D, *GateNorm, Seed);
-      std::vector<float> U = randomRow(D, *UpNorm, Seed | 1);
-      std::string Name = llvm::formatv("memit_L{0}_{1}", L, Slot).str();
-      auto Install = B.create<vx::InstallFeatureOp>(
-          Op->getLoc(), int64_t(L), int64_t(Slot),
-          floatResource(C, Name + "_gate", G),
-          floatResource(C, Name + "_up", U),
-          floatResource(C, Name + "_down", Down));
-      Install->setAttr(BalanceAttr,
-                       StringAttr::get(C, "memit-widen: an appended feature "
-                                          "whose down row the update writes"));
-      if (llvm::Error E = Ed.apply([&](PatchBuilder &P) {
-            return P.setFeature(L, Slot, G, U, Down);
-          })) {
-        Op->emitError() << llvm::toString(std::move(E));
-        return failure();
-      }
     }
   }
   Record = llvm::formatv("memit: layers {0} widened by {1} features each "

@@ -280,15 +280,8 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
                                              cast<ElementsAttr>(V));
       U->setAttr(BalanceAttr, StringAttr::get(Ctx, Plan->Record[R.Fact]));
     }
-    for (const edit::PlannedFeature &F : Plan->Features) {
-      std::string Name = llvm::formatv("L{0}_{1}", F.Layer, F.Slot).str();
-      auto I = B.create<vx::InstallFeatureOp>(
-          Op->getLoc(), int64_t(F.Layer), int64_t(F.Slot),
-          floatResource(Ctx, Name + "_gate", F.Gate),
-          floatResource(Ctx, Name + "_up", F.Up),
-          floatResource(Ctx, Name + "_down", F.Down));
-      I->setAttr(BalanceAttr, StringAttr::get(Ctx, Plan->Record[F.Fact]));
-    }
+    for (const edit::PlannedFeature &F : Plan->Features)
+      createInstallFeature(B, Op->getLoc(), F, "", Plan->Record[F.Fact]);
     Op->erase();
     return success();
   }

@@ -1014,5 +1014,76 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
   return Plan;
 }
 
+namespace {
+
+/// A pseudo-random row of N uniform values scaled to norm Norm, from a
+/// splitmix64 stream seeded by Seed (integer arithmetic, then one sqrt and
+/// a division per value: the same bits on every machine).
+std::vector<float> randomRow(size_t N, double Norm, uint64_t Seed) {
+  std::vector<double> V(N);
+  double Sum = 0;
+  for (double &X : V) {
+    Seed += 0x9e3779b97f4a7c15ULL;
+    uint64_t Z = Seed;
+    Z = (Z ^ (Z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    Z = (Z ^ (Z >> 27)) * 0x94d049bb133111ebULL;
+    Z ^= Z >> 31;
+    X = double(Z >> 11) * 0x1.0p-53 * 2 - 1;
+    Sum += X * X;
+  }
+  std::vector<float> Row(N);
+  for (size_t I = 0; I < N; ++I)
+    Row[I] = float(V[I] * Norm / std::sqrt(Sum));
+  return Row;
+}
+
+/// The mean norm of T's rows.
+Expected<double> meanRowNorm(const TensorView &View, const TensorRecord &T) {
+  uint64_t Rows = View.rows(T);
+  std::vector<float> Row;
+  double Sum = 0;
+  for (uint64_t R = 0; R < Rows; ++R) {
+    if (Error E = View.readRow(T, R, Row))
+      return std::move(E);
+    double S = 0;
+    for (float X : Row)
+      S += double(X) * X;
+    Sum += std::sqrt(S);
+  }
+  return Rows ? Sum / double(Rows) : 0.0;
+}
+
+} // namespace
+
+Expected<std::vector<PlannedFeature>>
+appendedFeatures(const TensorView &View, ArrayRef<unsigned> Layers,
+                 size_t Count) {
+  std::vector<PlannedFeature> Out;
+  for (unsigned L : Layers) {
+    const TensorRecord *Gate = View.find(TensorRole::FFNGate, int(L));
+    const TensorRecord *Up = View.find(TensorRole::FFNUp, int(L));
+    if (!Gate || !Up)
+      return makeError("memit-widen: layer {0} has no gated FFN", L);
+    Expected<double> GateNorm = meanRowNorm(View, *Gate);
+    if (!GateNorm)
+      return GateNorm.takeError();
+    Expected<double> UpNorm = meanRowNorm(View, *Up);
+    if (!UpNorm)
+      return UpNorm.takeError();
+    size_t D = View.rowElements(*Gate);
+    for (size_t I = 0; I < Count; ++I) {
+      PlannedFeature F;
+      F.Layer = L;
+      F.Slot = View.ffnWidth(L) + I;
+      uint64_t Seed = (uint64_t(L) << 40) ^ (F.Slot << 1);
+      F.Gate = randomRow(D, *GateNorm, Seed);
+      F.Up = randomRow(D, *UpNorm, Seed | 1);
+      F.Down.assign(D, 0.0f);
+      Out.push_back(std::move(F));
+    }
+  }
+  return Out;
+}
+
 } // namespace edit
 } // namespace vindex

@@ -3,6 +3,7 @@
 
 #include "vindex/Convert/Decompose.h"
 #include "vindex/Edit/Editor.h"
+#include "vindex/Edit/Memit.h"
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
@@ -16,6 +17,20 @@
 
 using namespace llvm;
 using namespace vindex::edit;
+
+/// tiny-llama decomposed into a fresh directory Dir (removed by the test).
+static void decomposeTinyLlama(SmallString<128> &Dir,
+                               std::unique_ptr<vindex::Vindex> &V) {
+  using namespace vindex;
+  ASSERT_FALSE(sys::fs::createUniqueDirectory("vindex-edit-test", Dir));
+  DecomposeOptions Opts;
+  Opts.Input = std::string(VINDEX_TEST_FIXTURES) + "/models/tiny-llama";
+  Opts.Output = (Dir + "/m.vindex").str();
+  std::vector<std::string> Inputs;
+  Error E = decompose(Opts, Inputs);
+  ASSERT_FALSE(bool(E)) << toString(std::move(E));
+  V = cantFail(Vindex::open(Opts.Output));
+}
 
 TEST(Edit, FillTemplate) {
   EXPECT_EQ(fillTemplate("The capital of {entity} is", "France"),
@@ -118,14 +133,8 @@ TEST(Edit, GateFitReweightsTheNegativesItCannotKeepQuiet) {
 TEST(Edit, LiftGivesTheSameRowFromTheFinalStatesAlone) {
   using namespace vindex;
   SmallString<128> Dir;
-  ASSERT_FALSE(sys::fs::createUniqueDirectory("vindex-edit-test", Dir));
-  DecomposeOptions Opts;
-  Opts.Input = std::string(VINDEX_TEST_FIXTURES) + "/models/tiny-llama";
-  Opts.Output = (Dir + "/m.vindex").str();
-  std::vector<std::string> Inputs;
-  Error E = decompose(Opts, Inputs);
-  ASSERT_FALSE(bool(E)) << toString(std::move(E));
-  std::unique_ptr<Vindex> V = cantFail(Vindex::open(Opts.Output));
+  std::unique_ptr<Vindex> V;
+  ASSERT_NO_FATAL_FAILURE(decomposeTinyLlama(Dir, V));
   Tokenizer Tok = cantFail(Tokenizer::fromFile(V->path("tokenizer.json")));
   TensorView View(*V);
   int32_t Token = Tok.encode(" Poseidon").back();
@@ -149,5 +158,48 @@ TEST(Edit, LiftGivesTheSameRowFromTheFinalStatesAlone) {
     EXPECT_EQ(Rows[0].Row, Rows[1].Row);
     EXPECT_EQ(Rows[0].Values, Rows[1].Values) << "with text: " << WithText;
   }
+  sys::fs::remove_directories(Dir);
+}
+
+// memit-widen's appended features: slots numbered from the layer's width,
+// gate and up rows of the layer's mean row norms, zero down rows, the same
+// rows on every call (seeded by layer and slot, not by call or order),
+// and different rows for different slots.
+TEST(Edit, AppendedFeaturesSeededByLayerAndSlot) {
+  using namespace vindex;
+  SmallString<128> Dir;
+  std::unique_ptr<Vindex> V;
+  ASSERT_NO_FATAL_FAILURE(decomposeTinyLlama(Dir, V));
+  TensorView View(*V);
+  std::vector<PlannedFeature> A =
+      cantFail(appendedFeatures(View, {1, 2}, 3));
+  std::vector<PlannedFeature> B = cantFail(appendedFeatures(View, {2}, 3));
+  ASSERT_EQ(A.size(), 6u);
+  auto Norm = [](ArrayRef<float> X) {
+    double S = 0;
+    for (float F : X)
+      S += double(F) * F;
+    return std::sqrt(S);
+  };
+  const TensorRecord *Gate = View.find(TensorRole::FFNGate, 2);
+  ASSERT_NE(Gate, nullptr);
+  std::vector<float> Row;
+  double Mean = 0;
+  for (uint64_t R = 0; R < View.rows(*Gate); ++R) {
+    ASSERT_FALSE(bool(View.readRow(*Gate, R, Row)));
+    Mean += Norm(Row) / double(View.rows(*Gate));
+  }
+  for (size_t I = 0; I < 3; ++I) {
+    const PlannedFeature &F = A[3 + I];
+    EXPECT_EQ(F.Layer, 2u);
+    EXPECT_EQ(F.Slot, 384u + I);
+    EXPECT_EQ(F.Gate, B[I].Gate) << I; // layer 1's rows before do not matter
+    EXPECT_EQ(F.Up, B[I].Up) << I;
+    EXPECT_NEAR(Norm(F.Gate), Mean, 1e-5 * Mean);
+    EXPECT_EQ(F.Down, std::vector<float>(F.Gate.size(), 0.0f));
+    EXPECT_NE(F.Gate, F.Up);
+    EXPECT_NE(F.Gate, A[I].Gate); // another layer, another row
+  }
+  EXPECT_NE(A[3].Gate, A[4].Gate);
   sys::fs::remove_directories(Dir);
 }

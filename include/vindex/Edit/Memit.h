@@ -195,6 +195,16 @@ planMemit(const TensorView &View, const Tokenizer &Tok,
           llvm::raw_ostream *Verbose, RowLifter Lift = nullptr,
           llvm::ArrayRef<Fact> Held = {});
 
+/// `memit-widen`: Count features to append to each of Layers (slots
+/// ffnWidth(L) onwards, in order), their gate and up rows pseudo-random
+/// (uniform, from a splitmix64 stream seeded by layer and slot, scaled to
+/// the layer's mean gate and up row norms), their down rows zero: exact
+/// no-ops until an update writes their down rows. More features, more
+/// keys: the least-squares update then has room beyond the layer's width.
+llvm::Expected<std::vector<PlannedFeature>>
+appendedFeatures(const TensorView &View, llvm::ArrayRef<unsigned> Layers,
+                 size_t Count);
+
 /// AlphaEdit's update (feature-major [F * D], as solveUpdate): P projects
 /// onto the null space ([F * F]), E = Σ k_e k_eᵀ of earlier edits' keys
 /// (empty: none), Δᵀ = (P (K Kᵀ + E) + α I)⁻¹ P K Rᵀ (LU, double).
