@@ -282,16 +282,21 @@ static LogicalResult widenLayers(Operation *Op, edit::Editor &Ed,
     return failure();
   }
   OpBuilder B(Op);
-  for (const edit::PlannedFeature &F : *Features) {
+  for (const edit::PlannedFeature &F : *Features)
     createInstallFeature(B, Op->getLoc(), F, "memit_",
                          "memit-widen: an appended feature whose down row "
                          "the update writes");
-    if (llvm::Error E = Ed.apply([&](PatchBuilder &P) {
-          return P.setFeature(F.Layer, F.Slot, F.Gate, F.Up, F.Down);
-        })) {
-      Op->emitError() << llvm::toString(std::move(E));
-      return failure();
-    }
+  // One patch for all of them (one per feature made the view's patch stack
+  // as long as the features).
+  if (llvm::Error E = Ed.apply([&](PatchBuilder &P) -> llvm::Error {
+        for (const edit::PlannedFeature &F : *Features)
+          if (llvm::Error E = P.setFeature(F.Layer, F.Slot, F.Gate, F.Up,
+                                           F.Down))
+            return E;
+        return llvm::Error::success();
+      })) {
+    Op->emitError() << llvm::toString(std::move(E));
+    return failure();
   }
   Record = llvm::formatv("memit: layers {0} widened by {1} features each "
                          "({2} per fact; pseudo-random gate and up rows, "
@@ -321,7 +326,9 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
   // statistics, 3 statements of 100 facts collapsed the model).
   bool Stale = Ctx.Stats && *Weights != Ctx.StatsWeights;
   llvm::StringRef Kept;
-  if (!Ctx.Restat)
+  if (!WidenLine.empty())
+    ; // statistics of the layers' old width cannot describe them
+  else if (!Ctx.Restat)
     Kept = "memit-restat=false";
   else if (Ctx.StatsMode == "stored")
     Kept = "memit-stats=stored";
