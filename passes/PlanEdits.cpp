@@ -248,6 +248,10 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
                << "memit-margin must be at least 0 and below 1, not "
                << MemitMargin;
       Memit.Options.Margin = MemitMargin;
+      if (MemitReach != "canonical" && MemitReach != "all")
+        return Op->emitError() << "memit-reach must be canonical or all, not '"
+                               << MemitReach << "'";
+      Memit.Options.ReachAll = MemitReach == "all";
       Memit.Widen = MemitWiden;
       Memit.Options.AlphaEdit = MemitAlphaEdit;
       Memit.Options.NullThreshold = MemitNullThreshold;

@@ -575,12 +575,12 @@ std::vector<double> nullSpaceProjector(ArrayRef<double> C, size_t F,
 
 namespace {
 
-/// Whether every piece of St's target is the greedy choice on its canonical
-/// prompt (teacher-forced), on M as it is, with at least probability
-/// Margin.
-Expected<bool> reached(const Model &M, const FactState &St, double Margin) {
-  std::vector<int32_t> Ids = St.Prompts[0];
-  for (int32_t Piece : St.Target) {
+/// Whether every piece of Target is the greedy choice after Prompt
+/// (teacher-forced), on M as it is, with at least probability Margin.
+Expected<bool> reachedAfter(const Model &M, ArrayRef<int32_t> Prompt,
+                            ArrayRef<int32_t> Target, double Margin) {
+  std::vector<int32_t> Ids(Prompt.begin(), Prompt.end());
+  for (int32_t Piece : Target) {
     Session S(M, 1);
     ForwardResult R = S.run(Ids);
     const std::vector<float> &L = R.Logits;
@@ -596,6 +596,19 @@ Expected<bool> reached(const Model &M, const FactState &St, double Margin) {
         return false;
     }
     Ids.push_back(Piece);
+  }
+  return true;
+}
+
+/// Whether St's target is reached after its canonical prompt, and with
+/// EveryContext after each of its contexts too.
+Expected<bool> reached(const Model &M, const FactState &St, double Margin,
+                       bool EveryContext) {
+  size_t Contexts = EveryContext ? St.Prompts.size() : 1;
+  for (size_t C = 0; C < Contexts; ++C) {
+    Expected<bool> Ok = reachedAfter(M, St.Prompts[C], St.Target, Margin);
+    if (!Ok || !*Ok)
+      return Ok;
   }
   return true;
 }
@@ -949,7 +962,8 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     // The last round asks the greedy choice alone: what "answered" means.
     double Margin = Round + 1 < Rounds ? Opts.Margin : 0.0;
     for (size_t J = 0; J < N; ++J) {
-      Expected<bool> Ok = reached(M, States[J], Margin);
+      Expected<bool> Ok =
+          reached(M, States[J], Margin, Opts.ReachAll && Round + 1 < Rounds);
       if (!Ok)
         return Ok.takeError();
       Reached[J] = *Ok;

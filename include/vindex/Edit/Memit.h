@@ -81,6 +81,10 @@ struct MemitOptions {
   /// A unit counts as answered in rounds but the last only when each of
   /// its pieces also has at least this probability (0: the greedy choice).
   double Margin = 0.0;
+  /// In rounds but the last, a unit counts as answered only when every one
+  /// of its contexts (prefixes, the relation's other prompts) gives its
+  /// pieces with Margin, not the canonical prompt alone.
+  bool ReachAll = false;
   /// AlphaEdit (Fang et al. 2025): the update is projected onto the null
   /// space of the preserved keys (the eigenvectors of C + μ Σ k_p k_pᵀ
   /// whose eigenvalues are below NullThreshold times the largest), and the

@@ -115,6 +115,11 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                  Option<"MemitMargin", "memit-margin", "double", "0",
                         "MODE memit: the probability a unit's pieces must "
                         "have for it to count as answered between rounds">,
+                 Option<"MemitReach", "memit-reach", "std::string",
+                        "\"canonical\"",
+                        "MODE memit: where a unit must be answered between "
+                        "rounds: canonical (its canonical prompt) or all "
+                        "(every context it was optimised on)">,
                  Option<"MemitWiden", "memit-widen", "unsigned", "0",
                         "MODE memit: features appended to each edit layer "
                         "per fact (random gate and up) whose down rows the "
