@@ -122,7 +122,8 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
   }
   std::vector<unsigned> Layers =
       edit::memitLayers(Ctx.Options, View.config().NumLayers);
-  if (Ctx.StatsMode != "measure") {
+  // Stored statistics are of raw keys: memit-norm-keys measures its own.
+  if (Ctx.StatsMode != "measure" && !Ctx.Options.NormKeys) {
     std::string CorpusSha;
     if (!Ctx.CorpusName.empty()) {
       llvm::Expected<std::unique_ptr<MappedFile>> F =
@@ -183,8 +184,10 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
     Source = llvm::formatv("the model's greedy text ({0} texts)", Texts.size())
                  .str();
   }
+  if (Ctx.Options.NormKeys && View.config().PostNorms)
+    Source += ", each key over its position's FFN output rms";
   llvm::Expected<edit::KeyStatistics> S =
-      edit::keyStatistics(**M, Texts, Layers, Source);
+      edit::keyStatistics(**M, Texts, Layers, Source, Ctx.Options.NormKeys);
   if (!S) {
     Op->emitError() << llvm::toString(S.takeError());
     return failure();

@@ -252,6 +252,7 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
         return Op->emitError() << "memit-reach must be canonical or all, not '"
                                << MemitReach << "'";
       Memit.Options.ReachAll = MemitReach == "all";
+      Memit.Options.NormKeys = MemitNormKeys;
       Memit.Widen = MemitWiden;
       Memit.Options.AlphaEdit = MemitAlphaEdit;
       Memit.Options.NullThreshold = MemitNullThreshold;

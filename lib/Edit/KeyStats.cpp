@@ -44,10 +44,50 @@ static void accumulateUpper(ArrayRef<float> A, size_t F, size_t From,
   }
 }
 
+double outputScale(ArrayRef<double> FFNOut, double Eps) {
+  double Ms = 0;
+  for (double X : FFNOut)
+    Ms += X * X;
+  return 1.0 / std::sqrt(Ms / double(FFNOut.size()) + Eps);
+}
+
+/// With NormKeys on a model whose FFN output is normed: a hook that
+/// records, per layer, outputScale of each row's raw FFN output (rows in
+/// the order of the captured activations).
+static void recordOutputScales(const Model &M, bool NormKeys, ForwardOptions &O,
+                               std::vector<std::vector<float>> &Scales) {
+  Scales.assign(M.numLayers(), {});
+  if (!NormKeys || !M.config().PostNorms)
+    return;
+  size_t D = M.config().HiddenSize;
+  double Eps = M.config().NormEps;
+  O.AfterFFN = [&Scales, D, Eps](size_t Layer, size_t, size_t T,
+                                 ArrayRef<float>, MutableArrayRef<float> Out) {
+    std::vector<float> &S = Scales[Layer];
+    S.resize(T);
+    std::vector<double> Row(D);
+    for (size_t Tk = 0; Tk < T; ++Tk) {
+      for (size_t I = 0; I < D; ++I)
+        Row[I] = Out[Tk * D + I];
+      S[Tk] = float(outputScale(Row, Eps));
+    }
+  };
+}
+
+/// Rows From ... To of A ([T, F]) times Scales (none: unchanged).
+static void scaleRows(MutableArrayRef<float> A, size_t F, size_t From,
+                      size_t To, ArrayRef<float> Scales) {
+  if (Scales.empty())
+    return;
+  for (size_t P = From; P < To; ++P)
+    for (size_t I = 0; I < F; ++I)
+      A[P * F + I] *= Scales[P];
+}
+
 Expected<KeyStatistics> keyStatistics(const Model &M,
                                       ArrayRef<std::vector<int32_t>> Texts,
                                       ArrayRef<unsigned> Layers,
-                                      std::string Source) {
+                                      std::string Source, bool NormKeys) {
   size_t Next = 0;
   return keyStatistics(
       M,
@@ -57,13 +97,13 @@ Expected<KeyStatistics> keyStatistics(const Model &M,
         Ids = Texts[Next++];
         return true;
       },
-      Layers, std::move(Source));
+      Layers, std::move(Source), NormKeys);
 }
 
 Expected<KeyStatistics>
 keyStatistics(const Model &M,
               function_ref<bool(std::vector<int32_t> &)> NextText,
-              ArrayRef<unsigned> Layers, std::string Source) {
+              ArrayRef<unsigned> Layers, std::string Source, bool NormKeys) {
   KeyStatistics S;
   S.Layers.assign(Layers.begin(), Layers.end());
   S.Source = std::move(Source);
@@ -77,6 +117,8 @@ keyStatistics(const Model &M,
   Session Sess(M, 1);
   ForwardOptions O;
   O.CaptureFFN = true;
+  std::vector<std::vector<float>> Scales;
+  recordOutputScales(M, NormKeys, O, Scales);
   // The keys of the highest layer need no layer above it, nor the LM head.
   if (!Layers.empty())
     O.StopAfter = size_t(*llvm::max_element(Layers)) + 1;
@@ -87,8 +129,9 @@ keyStatistics(const Model &M,
     Sess.reset();
     ForwardResult R = Sess.run(Ids, O);
     for (size_t LI = 0; LI < Layers.size(); ++LI) {
-      const std::vector<float> &A = R.FFNActivations[Layers[LI]];
+      std::vector<float> &A = R.FFNActivations[Layers[LI]];
       size_t F = A.size() / Ids.size();
+      scaleRows(A, F, 0, Ids.size(), Scales[Layers[LI]]);
       accumulateUpper(A, F, 0, Ids.size(), S.Moment[LI]);
     }
     S.Positions += Ids.size();
@@ -118,12 +161,14 @@ void forEachCorpusLine(StringRef Text, function_ref<void(StringRef)> Line) {
 
 void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
                    unsigned Layer, double Weight, std::vector<double> &C,
-                   unsigned Threads) {
+                   unsigned Threads, bool NormKeys) {
   size_t F = M.layer(Layer).Down.Rows;
   std::vector<double> U(F * F, 0.0);
   ForwardOptions O;
   O.CaptureFFN = true;
   O.StopAfter = size_t(Layer) + 1;
+  std::vector<std::vector<float>> Scales;
+  recordOutputScales(M, NormKeys, O, Scales);
   // The texts run TextsPerBatch at a time as one batched forward (the
   // weights read once per batch: the texts are hundreds of short
   // prompts); the first session carries the threads.
@@ -150,7 +195,8 @@ void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
       Tokens.push_back(Used[B + I]->Ids);
     }
     ForwardResult R = Session::runMany(Rows, Tokens, O);
-    const std::vector<float> &A = R.FFNActivations[Layer];
+    std::vector<float> &A = R.FFNActivations[Layer];
+    scaleRows(A, F, 0, A.size() / F, Scales[Layer]);
     size_t Row = 0;
     for (size_t I = 0; I < N; ++I) {
       const PreservedText &T = *Used[B + I];

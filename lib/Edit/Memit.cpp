@@ -859,10 +859,10 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         for (size_t I = 0; I < D; ++I)
           R[Row * D + I] = (Target[I] - P.Residual[I]) / Left;
         if (!W.PostFFNNorm.empty()) {
-          double Ms = 0;
-          for (double X : P.FFNOut)
-            Ms += X * X;
-          double Rms = std::sqrt(Ms / double(D) + M.config().NormEps);
+          // With NormKeys the key is already over the rms.
+          double Rms = Opts.NormKeys
+                           ? 1.0
+                           : 1.0 / outputScale(P.FFNOut, M.config().NormEps);
           for (size_t I = 0; I < D; ++I)
             R[Row * D + I] *= Rms / double(W.PostFFNNorm[I]);
         }
@@ -874,6 +874,8 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
           Probe P = probe(M, St.Prompts[C], St.Positions[C], Residual, L);
           size_t G = St.Group[C], Row = First + G;
           double Size = double(llvm::count(St.Group, G));
+          if (Opts.NormKeys && !W.PostFFNNorm.empty())
+            Size /= outputScale(P.FFNOut, M.config().NormEps);
           for (size_t I = 0; I < F; ++I)
             K[Row * F + I] += P.Key[I] / Size;
           if (C == 0 || G != St.Group[C - 1])
@@ -891,7 +893,8 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         for (size_t I = 0; I < F * F; ++I)
           C[I] = Opts.Lambda * Stats.Moment[LI][I];
         if (Opts.PreserveWeight > 0 && !Preserved.empty())
-          addKeyMoments(M, Preserved, L, Opts.PreserveWeight, C, Opts.Jobs);
+          addKeyMoments(M, Preserved, L, Opts.PreserveWeight, C, Opts.Jobs,
+                        Opts.NormKeys);
       }
       const std::vector<double> &C = Covariances[LI];
       Expected<std::vector<double>> Delta = std::vector<double>();

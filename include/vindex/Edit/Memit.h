@@ -85,6 +85,11 @@ struct MemitOptions {
   /// of its contexts (prefixes, the relation's other prompts) gives its
   /// pieces with Margin, not the canonical prompt alone.
   bool ReachAll = false;
+  /// Where the FFN output is normed (Gemma): every key (the corpus', the
+  /// guards', the units') divided by the rms of the FFN output at its
+  /// position, the normed output's change being Δk / rms there to first
+  /// order; the solve then weighs what each position sees after the norm.
+  bool NormKeys = false;
   /// AlphaEdit (Fang et al. 2025): the update is projected onto the null
   /// space of the preserved keys (the eigenvectors of C + μ Σ k_p k_pᵀ
   /// whose eigenvalues are below NullThreshold times the largest), and the
@@ -122,15 +127,15 @@ struct KeyStatistics {
 };
 llvm::Expected<KeyStatistics>
 keyStatistics(const Model &M, llvm::ArrayRef<std::vector<int32_t>> Texts,
-              llvm::ArrayRef<unsigned> Layers, std::string Source);
+              llvm::ArrayRef<unsigned> Layers, std::string Source,
+              bool NormKeys = false);
 
 /// The same over texts given one at a time: NextText fills its argument
 /// with the next text's ids and returns false when there is none. Only one
 /// text's keys are held at a time (a streaming pass over a corpus).
-llvm::Expected<KeyStatistics>
-keyStatistics(const Model &M,
-              llvm::function_ref<bool(std::vector<int32_t> &)> NextText,
-              llvm::ArrayRef<unsigned> Layers, std::string Source);
+llvm::Expected<KeyStatistics> keyStatistics(
+    const Model &M, llvm::function_ref<bool(std::vector<int32_t> &)> NextText,
+    llvm::ArrayRef<unsigned> Layers, std::string Source, bool NormKeys = false);
 
 /// A corpus' texts: its lines, trimmed, the empty ones skipped (each is
 /// tokenized with the tokenizer's special tokens, Tokenizer::encode's
@@ -143,7 +148,10 @@ void forEachCorpusLine(llvm::StringRef Text,
 /// run in batches on Threads threads; C does not depend on the count.
 void addKeyMoments(const Model &M, llvm::ArrayRef<PreservedText> Texts,
                    unsigned Layer, double Weight, std::vector<double> &C,
-                   unsigned Threads = 1);
+                   unsigned Threads = 1, bool NormKeys = false);
+
+/// MemitOptions::NormKeys: 1 / rms of a raw FFN output.
+double outputScale(llvm::ArrayRef<double> FFNOut, double Eps);
 
 /// The model's own text: greedy continuations (MaxNew tokens) of the start
 /// of text and of its Count most likely first tokens. What stands in for a

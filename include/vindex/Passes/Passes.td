@@ -120,6 +120,10 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "MODE memit: where a unit must be answered between "
                         "rounds: canonical (its canonical prompt) or all "
                         "(every context it was optimised on)">,
+                 Option<"MemitNormKeys", "memit-norm-keys", "bool", "false",
+                        "MODE memit, where the FFN output is normed (Gemma): "
+                        "every key over the rms of the FFN output at its "
+                        "position">,
                  Option<"MemitWiden", "memit-widen", "unsigned", "0",
                         "MODE memit: features appended to each edit layer "
                         "per fact (random gate and up) whose down rows the "
