@@ -122,8 +122,15 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
   }
   std::vector<unsigned> Layers =
       edit::memitLayers(Ctx.Options, View.config().NumLayers);
-  // Stored statistics are of raw keys: memit-norm-keys measures its own.
-  if (Ctx.StatsMode != "measure" && !Ctx.Options.NormKeys) {
+  // Stored statistics are of raw keys: memit-norm-keys on a model with a
+  // post-FFN norm measures its own.
+  bool ScaledKeys = Ctx.Options.NormKeys && View.config().PostNorms;
+  if (ScaledKeys && Ctx.StatsMode == "stored") {
+    Op->emitError() << "memit-stats=stored: the stored key statistics are "
+                       "of raw keys, memit-norm-keys needs its own";
+    return failure();
+  }
+  if (Ctx.StatsMode != "measure" && !ScaledKeys) {
     std::string CorpusSha;
     if (!Ctx.CorpusName.empty()) {
       llvm::Expected<std::unique_ptr<MappedFile>> F =
@@ -184,7 +191,7 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
     Source = llvm::formatv("the model's greedy text ({0} texts)", Texts.size())
                  .str();
   }
-  if (Ctx.Options.NormKeys && View.config().PostNorms)
+  if (ScaledKeys)
     Source += ", each key over its position's FFN output rms";
   llvm::Expected<edit::KeyStatistics> S =
       edit::keyStatistics(**M, Texts, Layers, Source, Ctx.Options.NormKeys);

@@ -874,10 +874,11 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
           Probe P = probe(M, St.Prompts[C], St.Positions[C], Residual, L);
           size_t G = St.Group[C], Row = First + G;
           double Size = double(llvm::count(St.Group, G));
-          if (Opts.NormKeys && !W.PostFFNNorm.empty())
-            Size /= outputScale(P.FFNOut, M.config().NormEps);
+          double Scale = Opts.NormKeys && !W.PostFFNNorm.empty()
+                             ? outputScale(P.FFNOut, M.config().NormEps)
+                             : 1.0;
           for (size_t I = 0; I < F; ++I)
-            K[Row * F + I] += P.Key[I] / Size;
+            K[Row * F + I] += P.Key[I] * Scale / Size;
           if (C == 0 || G != St.Group[C - 1])
             SetMissing(Row, St.ContextZ.empty() ? St.Z : St.ContextZ[C], P);
           if (C == 0)
