@@ -9,39 +9,126 @@
 
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
+#include "vindex/Model/Kernels.h"
 #include "vindex/Support/Error.h"
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 using namespace llvm;
 
 namespace vindex {
 namespace edit {
 
-/// The upper triangle of Σ k kᵀ over positions From ... To of A ([T, F]),
-/// each element summed over the positions in order (a fixed order). Row by
-/// row of C, all the positions at once, so that a row (at most F doubles)
-/// stays in cache while they are added: position by position, every
-/// position streamed the whole triangle (420 MB a layer at F = 10240)
-/// through memory. Each element sees the same additions in the same order
-/// either way, so the bits are the same (and a product of two floats is
-/// exact in double, so contracting it into a fused multiply-add changes
-/// nothing).
-static void accumulateUpper(ArrayRef<float> A, size_t F, size_t From,
-                            size_t To, std::vector<double> &C) {
-  for (size_t I = 0; I < F; ++I) {
-    double *Row = &C[I * F];
-    for (size_t P = From; P < To; ++P) {
-      const float *K = &A[P * F];
-      double Ki = K[I];
-      if (Ki == 0)
-        continue;
-      for (size_t J = I; J < F; ++J)
+namespace {
+
+/// C[I][J] += Σ_P A[P][I] A[P][J] for I in [I0, I1), J in [J0, J1),
+/// each element's products added in position order. A product of two
+/// floats is exact in double, so a multiply then an add and a fused
+/// multiply-add round the same: one rounding per position, whatever the
+/// form or the vector width below.
+void accumulateTileScalar(const float *A, size_t F, size_t Positions, size_t I0,
+                          size_t I1, size_t J0, size_t J1, double *C) {
+  for (size_t I = I0; I < I1; ++I)
+    for (size_t P = 0; P < Positions; ++P) {
+      double Ki = A[P * F + I];
+      const float *K = A + P * F;
+      double *Row = C + I * F;
+      for (size_t J = J0; J < J1; ++J)
         Row[J] += Ki * double(K[J]);
     }
+}
+
+#if defined(__x86_64__)
+/// accumulateTileScalar for 8 rows x 16 columns, AVX-512: lane j of
+/// Acc[i][h] is element (I0 + i, J0 + 8h + j), held in a register over
+/// every position.
+__attribute__((target("avx512f"))) void
+accumulateTile8x16(const float *A, size_t F, size_t Positions, size_t I0,
+                   size_t J0, double *C) {
+  __m512d Acc[8][2];
+  for (unsigned I = 0; I < 8; ++I)
+    for (unsigned H = 0; H < 2; ++H)
+      Acc[I][H] = _mm512_loadu_pd(C + (I0 + I) * F + J0 + 8 * H);
+  for (size_t P = 0; P < Positions; ++P) {
+    const float *K = A + P * F;
+    __m512d B0 = _mm512_cvtps_pd(_mm256_loadu_ps(K + J0));
+    __m512d B1 = _mm512_cvtps_pd(_mm256_loadu_ps(K + J0 + 8));
+    for (unsigned I = 0; I < 8; ++I) {
+      __m512d L = _mm512_set1_pd(double(K[I0 + I]));
+      Acc[I][0] = _mm512_fmadd_pd(L, B0, Acc[I][0]);
+      Acc[I][1] = _mm512_fmadd_pd(L, B1, Acc[I][1]);
+    }
   }
+  for (unsigned I = 0; I < 8; ++I)
+    for (unsigned H = 0; H < 2; ++H)
+      _mm512_storeu_pd(C + (I0 + I) * F + J0 + 8 * H, Acc[I][H]);
+}
+
+/// The same for 4 rows x 8 columns, AVX2 and FMA (the baseline).
+__attribute__((target("avx2,fma"))) void
+accumulateTile4x8(const float *A, size_t F, size_t Positions, size_t I0,
+                  size_t J0, double *C) {
+  __m256d Acc[4][2];
+  for (unsigned I = 0; I < 4; ++I)
+    for (unsigned H = 0; H < 2; ++H)
+      Acc[I][H] = _mm256_loadu_pd(C + (I0 + I) * F + J0 + 4 * H);
+  for (size_t P = 0; P < Positions; ++P) {
+    const float *K = A + P * F;
+    __m256d B0 = _mm256_cvtps_pd(_mm_loadu_ps(K + J0));
+    __m256d B1 = _mm256_cvtps_pd(_mm_loadu_ps(K + J0 + 4));
+    for (unsigned I = 0; I < 4; ++I) {
+      __m256d L = _mm256_set1_pd(double(K[I0 + I]));
+      Acc[I][0] = _mm256_fmadd_pd(L, B0, Acc[I][0]);
+      Acc[I][1] = _mm256_fmadd_pd(L, B1, Acc[I][1]);
+    }
+  }
+  for (unsigned I = 0; I < 4; ++I)
+    for (unsigned H = 0; H < 2; ++H)
+      _mm256_storeu_pd(C + (I0 + I) * F + J0 + 4 * H, Acc[I][H]);
+}
+#endif
+
+} // namespace
+
+void accumulateKeyMoments(ArrayRef<float> Keys, size_t F,
+                          MutableArrayRef<double> C) {
+  size_t Positions = F ? Keys.size() / F : 0;
+  if (!Positions)
+    return;
+  const float *A = Keys.data();
+  double *Out = C.data();
+  // Tiles of Rows x Cols elements, each accumulated in registers over
+  // every position: the triangle is read and written once per call, not
+  // once per position. The columns of a tile start at its first row
+  // rounded down to the tile width, so tiles on the diagonal also add to
+  // a few elements below it (the lower triangle is not C's result).
+  size_t Rows = 1, Cols = 1;
+  void (*Tile)(const float *, size_t, size_t, size_t, size_t, double *) =
+      nullptr;
+#if defined(__x86_64__)
+  if (activeKernelPath() == KernelPath::AVX2) {
+    Rows = 4, Cols = 8, Tile = accumulateTile4x8;
+  } else {
+    Rows = 8, Cols = 16, Tile = accumulateTile8x16;
+  }
+#endif
+  size_t TiledRows = Tile ? F / Rows * Rows : 0;
+  size_t TiledCols = Tile ? F / Cols * Cols : 0;
+  for (size_t I0 = 0; I0 < TiledRows; I0 += Rows) {
+    size_t J0 = I0 / Cols * Cols;
+    for (size_t J = J0; J < TiledCols; J += Cols)
+      Tile(A, F, Positions, I0, J, Out);
+    accumulateTileScalar(A, F, Positions, I0, I0 + Rows,
+                         std::max(J0, TiledCols), F, Out);
+  }
+  for (size_t I = TiledRows; I < F; ++I)
+    accumulateTileScalar(A, F, Positions, I, I + 1, I, F, Out);
 }
 
 double outputScale(ArrayRef<double> FFNOut, double Eps) {
@@ -122,6 +209,20 @@ keyStatistics(const Model &M,
   // The keys of the highest layer need no layer above it, nor the LM head.
   if (!Layers.empty())
     O.StopAfter = size_t(*llvm::max_element(Layers)) + 1;
+  // The keys of a few hundred positions at a time go into the moments
+  // together (in position order, so the sums are the same): a text is a
+  // dozen positions, and each call reads and writes the whole triangle.
+  constexpr size_t PositionsPerPass = 256;
+  std::vector<std::vector<float>> Pending(Layers.size());
+  size_t PendingPositions = 0;
+  auto Flush = [&] {
+    for (size_t LI = 0; LI < Layers.size(); ++LI) {
+      size_t F = M.layer(Layers[LI]).Down.Rows;
+      accumulateKeyMoments(Pending[LI], F, S.Moment[LI]);
+      Pending[LI].clear();
+    }
+    PendingPositions = 0;
+  };
   std::vector<int32_t> Ids;
   while (NextText(Ids)) {
     if (Ids.empty())
@@ -132,10 +233,14 @@ keyStatistics(const Model &M,
       std::vector<float> &A = R.FFNActivations[Layers[LI]];
       size_t F = A.size() / Ids.size();
       scaleRows(A, F, 0, Ids.size(), Scales[Layers[LI]]);
-      accumulateUpper(A, F, 0, Ids.size(), S.Moment[LI]);
+      Pending[LI].insert(Pending[LI].end(), A.begin(), A.end());
     }
     S.Positions += Ids.size();
+    PendingPositions += Ids.size();
+    if (PendingPositions >= PositionsPerPass)
+      Flush();
   }
+  Flush();
   if (!S.Positions)
     return makeError("memit: no text to measure the key statistics on");
   for (std::vector<double> &C : S.Moment) {
@@ -205,7 +310,7 @@ void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
       Row += T.Ids.size();
     }
   }
-  accumulateUpper(Keys, F, 0, Keys.size() / F, U);
+  accumulateKeyMoments(Keys, F, U);
   // Each element of C gets its one addition.
   forUpperInTiles(F, [&](size_t I, size_t J) {
     C[I * F + J] += Weight * U[I * F + J];

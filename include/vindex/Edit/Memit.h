@@ -131,8 +131,9 @@ keyStatistics(const Model &M, llvm::ArrayRef<std::vector<int32_t>> Texts,
               bool NormKeys = false);
 
 /// The same over texts given one at a time: NextText fills its argument
-/// with the next text's ids and returns false when there is none. Only one
-/// text's keys are held at a time (a streaming pass over a corpus).
+/// with the next text's ids and returns false when there is none. Only a
+/// few hundred positions' keys are held at a time (a streaming pass over
+/// a corpus).
 llvm::Expected<KeyStatistics> keyStatistics(
     const Model &M, llvm::function_ref<bool(std::vector<int32_t> &)> NextText,
     llvm::ArrayRef<unsigned> Layers, std::string Source, bool NormKeys = false);
@@ -149,6 +150,14 @@ void forEachCorpusLine(llvm::StringRef Text,
 void addKeyMoments(const Model &M, llvm::ArrayRef<PreservedText> Texts,
                    unsigned Layer, double Weight, std::vector<double> &C,
                    unsigned Threads = 1, bool NormKeys = false);
+
+/// The upper triangle of C ([F * F], row-major) += Σ k kᵀ over Keys
+/// ([positions, F]), each element's products added in position order in
+/// double: the same bits on every kernel path (the products of floats are
+/// exact in double). A few elements just below the diagonal are added to
+/// as well; the lower triangle is not part of the result.
+void accumulateKeyMoments(llvm::ArrayRef<float> Keys, size_t F,
+                          llvm::MutableArrayRef<double> C);
 
 /// MemitOptions::NormKeys: 1 / rms of a raw FFN output.
 double outputScale(llvm::ArrayRef<double> FFNOut, double Eps);
