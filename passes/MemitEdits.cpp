@@ -194,7 +194,8 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
   if (ScaledKeys)
     Source += ", each key over its position's FFN output rms";
   llvm::Expected<edit::KeyStatistics> S =
-      edit::keyStatistics(**M, Texts, Layers, Source, Ctx.Options.NormKeys);
+      edit::keyStatistics(**M, Texts, Layers, Source, Ctx.Options.NormKeys,
+                          std::max(1u, Ctx.Options.Jobs));
   if (!S) {
     Op->emitError() << llvm::toString(S.takeError());
     return failure();

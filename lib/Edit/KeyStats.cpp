@@ -12,9 +12,12 @@
 #include "vindex/Model/Kernels.h"
 #include "vindex/Support/Error.h"
 
+#include "llvm/Support/ThreadPool.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -97,7 +100,8 @@ accumulateTile4x8(const float *A, size_t F, size_t Positions, size_t I0,
 } // namespace
 
 void accumulateKeyMoments(ArrayRef<float> Keys, size_t F,
-                          MutableArrayRef<double> C) {
+                          MutableArrayRef<double> C,
+                          ThreadPoolInterface *Pool) {
   size_t Positions = F ? Keys.size() / F : 0;
   if (!Positions)
     return;
@@ -120,15 +124,40 @@ void accumulateKeyMoments(ArrayRef<float> Keys, size_t F,
 #endif
   size_t TiledRows = Tile ? F / Rows * Rows : 0;
   size_t TiledCols = Tile ? F / Cols * Cols : 0;
-  for (size_t I0 = 0; I0 < TiledRows; I0 += Rows) {
+  // A band of rows (every element of it) is one task's, whichever thread
+  // runs it: the bits do not depend on the threads.
+  auto Band = [&](size_t I0) {
+    if (I0 >= TiledRows) {
+      accumulateTileScalar(A, F, Positions, I0, I0 + 1, I0, F, Out);
+      return;
+    }
     size_t J0 = I0 / Cols * Cols;
     for (size_t J = J0; J < TiledCols; J += Cols)
       Tile(A, F, Positions, I0, J, Out);
     accumulateTileScalar(A, F, Positions, I0, I0 + Rows,
                          std::max(J0, TiledCols), F, Out);
-  }
+  };
+  std::vector<size_t> Bands;
+  for (size_t I0 = 0; I0 < TiledRows; I0 += Rows)
+    Bands.push_back(I0);
   for (size_t I = TiledRows; I < F; ++I)
-    accumulateTileScalar(A, F, Positions, I, I + 1, I, F, Out);
+    Bands.push_back(I);
+  // Small work (a few hundred short rows) is not worth the hand-off.
+  if (!Pool || Pool->getMaxConcurrency() < 2 || F < 256) {
+    for (size_t I0 : Bands)
+      Band(I0);
+    return;
+  }
+  // Bands dealt round robin (the triangle's rows shorten as they go down),
+  // a few per task.
+  size_t Tasks = 4 * Pool->getMaxConcurrency();
+  ThreadPoolTaskGroup Group(*Pool);
+  for (size_t T = 0; T < Tasks; ++T)
+    Group.async([&, T] {
+      for (size_t B = T; B < Bands.size(); B += Tasks)
+        Band(Bands[B]);
+    });
+  Group.wait();
 }
 
 double outputScale(ArrayRef<double> FFNOut, double Eps) {
@@ -174,7 +203,8 @@ static void scaleRows(MutableArrayRef<float> A, size_t F, size_t From,
 Expected<KeyStatistics> keyStatistics(const Model &M,
                                       ArrayRef<std::vector<int32_t>> Texts,
                                       ArrayRef<unsigned> Layers,
-                                      std::string Source, bool NormKeys) {
+                                      std::string Source, bool NormKeys,
+                                      unsigned Threads) {
   size_t Next = 0;
   return keyStatistics(
       M,
@@ -184,13 +214,14 @@ Expected<KeyStatistics> keyStatistics(const Model &M,
         Ids = Texts[Next++];
         return true;
       },
-      Layers, std::move(Source), NormKeys);
+      Layers, std::move(Source), NormKeys, Threads);
 }
 
 Expected<KeyStatistics>
 keyStatistics(const Model &M,
               function_ref<bool(std::vector<int32_t> &)> NextText,
-              ArrayRef<unsigned> Layers, std::string Source, bool NormKeys) {
+              ArrayRef<unsigned> Layers, std::string Source, bool NormKeys,
+              unsigned Threads) {
   KeyStatistics S;
   S.Layers.assign(Layers.begin(), Layers.end());
   S.Source = std::move(Source);
@@ -213,12 +244,16 @@ keyStatistics(const Model &M,
   // together (in position order, so the sums are the same): a text is a
   // dozen positions, and each call reads and writes the whole triangle.
   constexpr size_t PositionsPerPass = 256;
+  std::optional<DefaultThreadPool> Pool;
+  if (Threads > 1)
+    Pool.emplace(hardware_concurrency(Threads));
   std::vector<std::vector<float>> Pending(Layers.size());
   size_t PendingPositions = 0;
   auto Flush = [&] {
     for (size_t LI = 0; LI < Layers.size(); ++LI) {
       size_t F = M.layer(Layers[LI]).Down.Rows;
-      accumulateKeyMoments(Pending[LI], F, S.Moment[LI]);
+      accumulateKeyMoments(Pending[LI], F, S.Moment[LI],
+                           Pool ? &*Pool : nullptr);
       Pending[LI].clear();
     }
     PendingPositions = 0;
@@ -310,7 +345,10 @@ void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
       Row += T.Ids.size();
     }
   }
-  accumulateKeyMoments(Keys, F, U);
+  std::optional<DefaultThreadPool> Pool;
+  if (Threads > 1)
+    Pool.emplace(hardware_concurrency(Threads));
+  accumulateKeyMoments(Keys, F, U, Pool ? &*Pool : nullptr);
   // Each element of C gets its one addition.
   forUpperInTiles(F, [&](size_t I, size_t J) {
     C[I * F + J] += Weight * U[I * F + J];

@@ -7,6 +7,8 @@
 #include "vindex/Edit/Memit.h"
 #include "vindex/Model/Kernels.h"
 
+#include "llvm/Support/ThreadPool.h"
+
 #include "gtest/gtest.h"
 
 #include <cmath>
@@ -194,11 +196,13 @@ TEST(MemitTest, BlockedCholeskyGivesTheUnblockedBits) {
 // The key moments, tile by tile in registers, against one position at a
 // time in order (the definition), bit for bit: sizes with ragged rows and
 // columns, keys with zeros, C not empty at the start, every exact kernel
-// path (avx2: the 4 x 8 tiles; avx512: 8 x 16).
+// path (avx2: the 4 x 8 tiles; avx512: 8 x 16), on one thread and on
+// three (bands of rows from F = 256 on).
 TEST(MemitTest, KeyMomentsAreThePositionOrderSums) {
   std::mt19937 Rng(11);
   std::normal_distribution<float> G;
-  for (size_t F : {1, 5, 16, 17, 33, 100, 130})
+  llvm::DefaultThreadPool Pool(llvm::hardware_concurrency(3));
+  for (size_t F : {1, 5, 16, 17, 33, 100, 130, 300})
     for (size_t Positions : {1, 7, 300}) {
       std::vector<float> Keys(Positions * F);
       for (float &X : Keys)
@@ -216,14 +220,19 @@ TEST(MemitTest, KeyMomentsAreThePositionOrderSums) {
         if (!kernelPathExact(Path))
           continue;
         ASSERT_TRUE(setKernelPath(Path));
-        std::vector<double> Got = Start;
-        edit::accumulateKeyMoments(Keys, F, Got);
-        for (size_t I = 0; I < F; ++I)
-          for (size_t J = I; J < F; ++J)
-            ASSERT_EQ(0, std::memcmp(&Got[I * F + J], &Want[I * F + J],
-                                     sizeof(double)))
-                << "F = " << F << ", " << Positions << " positions, (" << I
-                << ", " << J << "), " << kernelPathName(Path);
+        for (llvm::ThreadPoolInterface *P :
+             {(llvm::ThreadPoolInterface *)nullptr,
+              (llvm::ThreadPoolInterface *)&Pool}) {
+          std::vector<double> Got = Start;
+          edit::accumulateKeyMoments(Keys, F, Got, P);
+          for (size_t I = 0; I < F; ++I)
+            for (size_t J = I; J < F; ++J)
+              ASSERT_EQ(0, std::memcmp(&Got[I * F + J], &Want[I * F + J],
+                                       sizeof(double)))
+                  << "F = " << F << ", " << Positions << " positions, (" << I
+                  << ", " << J << "), " << kernelPathName(Path)
+                  << (P ? ", 3 threads" : "");
+        }
       }
       setKernelPath(defaultKernelPath());
     }

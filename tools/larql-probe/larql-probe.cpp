@@ -312,7 +312,8 @@ static Error runKeyStats() {
         Ids = Tok->encode(Lines[Next++]);
         return true;
       },
-      Layers, KeyStats);
+      Layers, KeyStats, /*NormKeys=*/false,
+      Jobs ? Jobs : std::max(1u, std::thread::hardware_concurrency()));
   if (!S)
     return fileError(KeyStats, "{0}", toString(S.takeError()));
 

@@ -38,6 +38,10 @@
 #include <string>
 #include <vector>
 
+namespace llvm {
+class ThreadPoolInterface;
+}
+
 namespace vindex {
 
 class Model;
@@ -128,15 +132,18 @@ struct KeyStatistics {
 llvm::Expected<KeyStatistics>
 keyStatistics(const Model &M, llvm::ArrayRef<std::vector<int32_t>> Texts,
               llvm::ArrayRef<unsigned> Layers, std::string Source,
-              bool NormKeys = false);
+              bool NormKeys = false, unsigned Threads = 1);
 
 /// The same over texts given one at a time: NextText fills its argument
 /// with the next text's ids and returns false when there is none. Only a
 /// few hundred positions' keys are held at a time (a streaming pass over
-/// a corpus).
-llvm::Expected<KeyStatistics> keyStatistics(
-    const Model &M, llvm::function_ref<bool(std::vector<int32_t> &)> NextText,
-    llvm::ArrayRef<unsigned> Layers, std::string Source, bool NormKeys = false);
+/// a corpus). The moments are summed on Threads threads (the same bits
+/// whatever the count); the forward passes run on one.
+llvm::Expected<KeyStatistics>
+keyStatistics(const Model &M,
+              llvm::function_ref<bool(std::vector<int32_t> &)> NextText,
+              llvm::ArrayRef<unsigned> Layers, std::string Source,
+              bool NormKeys = false, unsigned Threads = 1);
 
 /// A corpus' texts: its lines, trimmed, the empty ones skipped (each is
 /// tokenized with the tokenizer's special tokens, Tokenizer::encode's
@@ -155,9 +162,11 @@ void addKeyMoments(const Model &M, llvm::ArrayRef<PreservedText> Texts,
 /// ([positions, F]), each element's products added in position order in
 /// double: the same bits on every kernel path (the products of floats are
 /// exact in double). A few elements just below the diagonal are added to
-/// as well; the lower triangle is not part of the result.
+/// as well; the lower triangle is not part of the result. Bands of rows
+/// run on Pool's threads when given (each element is one band's).
 void accumulateKeyMoments(llvm::ArrayRef<float> Keys, size_t F,
-                          llvm::MutableArrayRef<double> C);
+                          llvm::MutableArrayRef<double> C,
+                          llvm::ThreadPoolInterface *Pool = nullptr);
 
 /// MemitOptions::NormKeys: 1 / rms of a raw FFN output.
 double outputScale(llvm::ArrayRef<double> FFNOut, double Eps);
