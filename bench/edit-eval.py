@@ -385,7 +385,7 @@ def main():
     result = {"benchmark": "edit-eval", "facts": a.facts,
               "mode": a.mode or "default", "jobs": a.jobs,
               "corpus": a.corpus, "paraphrases": a.paraphrases,
-              "models": []}
+              "plan_options": a.plan_options, "models": []}
     pipeline = plan_pipeline(a.corpus, a.plan_options)
     for model in models:
         name = os.path.basename(model.rstrip("/")).replace(".vindex", "")
