@@ -253,10 +253,6 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
                                << MemitReach << "'";
       Memit.Options.ReachAll = MemitReach == "all";
       Memit.Options.NormKeys = MemitNormKeys;
-      if (!(MemitRidge >= 0))
-        return Op->emitError()
-               << "memit-ridge must be at least 0, not " << MemitRidge;
-      Memit.Options.Ridge = MemitRidge;
       Memit.Widen = MemitWiden;
       Memit.Options.AlphaEdit = MemitAlphaEdit;
       Memit.Options.NullThreshold = MemitNullThreshold;

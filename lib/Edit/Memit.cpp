@@ -893,13 +893,6 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         C.resize(F * F);
         for (size_t I = 0; I < F * F; ++I)
           C[I] = Opts.Lambda * Stats.Moment[LI][I];
-        if (Opts.Ridge > 0) {
-          double Trace = 0;
-          for (size_t I = 0; I < F; ++I)
-            Trace += C[I * F + I];
-          for (size_t I = 0; I < F; ++I)
-            C[I * F + I] += Opts.Ridge * Trace / double(F);
-        }
         if (Opts.PreserveWeight > 0 && !Preserved.empty())
           addKeyMoments(M, Preserved, L, Opts.PreserveWeight, C, Opts.Jobs,
                         Opts.NormKeys);

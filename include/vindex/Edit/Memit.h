@@ -94,11 +94,6 @@ struct MemitOptions {
   /// position, the normed output's change being Δk / rms there to first
   /// order; the solve then weighs what each position sees after the norm.
   bool NormKeys = false;
-  /// Added to the diagonal of the key statistics, times their diagonal's
-  /// mean: (λ (C + ρ c̄ I) + ...)⁻¹ bounds the update's response to key
-  /// directions the corpus never shows (a word of a prompt that no corpus
-  /// text has), which C alone magnifies. 0: none.
-  double Ridge = 0.0;
   /// AlphaEdit (Fang et al. 2025): the update is projected onto the null
   /// space of the preserved keys (the eigenvectors of C + μ Σ k_p k_pᵀ
   /// whose eigenvalues are below NullThreshold times the largest), and the

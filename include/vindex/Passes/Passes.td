@@ -124,11 +124,6 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "MODE memit, where the FFN output is normed (Gemma): "
                         "every key over the rms of the FFN output at its "
                         "position">,
-                 Option<"MemitRidge", "memit-ridge", "double", "0",
-                        "MODE memit: added to the key statistics' diagonal, "
-                        "as a fraction of its mean (bounds the update's "
-                        "response to key directions the corpus never "
-                        "shows)">,
                  Option<"MemitWiden", "memit-widen", "unsigned", "0",
                         "MODE memit: features appended to each edit layer "
                         "per fact (random gate and up) whose down rows the "
