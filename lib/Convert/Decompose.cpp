@@ -268,12 +268,19 @@ Error Decomposer::run() {
   // so the message does not depend on the schedule either.
   std::vector<std::string> Errors(Payloads.size() + SourcePaths.size());
   {
-    // The provenance SHA-256 runs on a thread of its own from the start,
+    // The provenance SHA-256 runs on threads of its own from the start,
     // each source front to back, beside the pool that writes the payloads
     // (which read the sources in about the same order): the hashing overlaps
     // the copies instead of rereading every source after them, and a cold
-    // source is read from disk once for both.
-    DefaultThreadPool Hasher(hardware_concurrency(1));
+    // source is read from disk once for both. One stream of SHA-256 is
+    // slower than the copies (1.8 GB/s with SHA extensions on this machine
+    // kind), so sources are hashed side by side on up to --jobs threads:
+    // one hasher thread left the last shards hashing alone after the
+    // payloads were written (34-layer synthetic, 4 shards, warm: 7.0 ->
+    // 6.4 s).
+    DefaultThreadPool Hasher(hardware_concurrency(std::min<unsigned>(
+        hardware_concurrency(Opts.Jobs).compute_thread_count(),
+        SourcePaths.size())));
     for (size_t I = 0; I < SourcePaths.size(); ++I)
       Hasher.async([&, I] {
         Expected<std::unique_ptr<MappedFile>> F =
