@@ -51,6 +51,9 @@ struct MemitContext {
   struct Guard {
     std::string Entity, Relation;
     edit::PreservedText Text;
+    /// The prompt alone, and the answer up to punctuation as its target
+    /// (`memit-repair` writes it back where an edit lost it).
+    edit::Fact Answer;
   };
   std::optional<std::vector<Guard>> Guards;
   /// `memit-guards=all`: the guards ask every prompt of a relation, not

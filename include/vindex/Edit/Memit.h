@@ -102,6 +102,11 @@ struct MemitOptions {
   bool AlphaEdit = false;
   double NullThreshold = 1e-2;
   double AlphaRidge = 1.0;
+  /// memit-repair: a guard text whose answer (planMemit's Guarded)
+  /// the model no longer gives, before the update or once its units are
+  /// all answered, joins the update as a fact to write back (and more
+  /// rounds run).
+  bool Repair = false;
   /// Threads optimising the units' targets (each unit's optimisation is
   /// its own; a lift's effect on later units is kept as if one at a time).
   unsigned Jobs = 1;
@@ -216,14 +221,16 @@ struct MemitPlan {
 /// keys the update keeps. Held are facts earlier statements wrote: their
 /// units join the update held where they are (their target the residual
 /// they have now), and one the update loses is optimised again in the
-/// next round, as the batch's own. With AlphaEdit the batch's keys join
-/// Stats.Edited.
+/// next round, as the batch's own. Guarded, empty or one per Preserved
+/// text: the guard's prompt and the answer (up to punctuation) the input
+/// model gave (Opts.Repair writes back the ones lost). With AlphaEdit the
+/// batch's keys join Stats.Edited.
 llvm::Expected<MemitPlan>
 planMemit(const TensorView &View, const Tokenizer &Tok,
           llvm::ArrayRef<Fact> Facts, KeyStatistics &Stats,
           llvm::ArrayRef<PreservedText> Preserved, const MemitOptions &Opts,
           llvm::raw_ostream *Verbose, RowLifter Lift = nullptr,
-          llvm::ArrayRef<Fact> Held = {});
+          llvm::ArrayRef<Fact> Held = {}, llvm::ArrayRef<Fact> Guarded = {});
 
 /// `memit-widen`: Count features to append to each of Layers (slots
 /// ffnWidth(L) onwards, in order), their gate and up rows pseudo-random

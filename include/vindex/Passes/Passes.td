@@ -106,6 +106,10 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                  Option<"MemitHold", "memit-hold", "bool", "true",
                         "MODE memit: each statement's update holds the "
                         "facts earlier statements of the run wrote">,
+                 Option<"MemitRepair", "memit-repair", "bool", "false",
+                        "MODE memit: a guard answer (a known entity's, up "
+                        "to punctuation) that earlier statements or this "
+                        "one's update lost is written back by the update">,
                  Option<"MemitRounds", "memit-rounds", "unsigned", "8",
                         "MODE memit's rounds (units not answered are "
                         "solved again)">,
