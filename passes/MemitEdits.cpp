@@ -448,8 +448,12 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
             return SamePair(F, G);
           })) {
         Preserved.push_back(G.Text);
-        if (Ctx.Options.Repair)
-          Guarded.push_back(G.Answer);
+        if (!Ctx.Options.Repair)
+          continue;
+        Guarded.push_back(G.Answer);
+        if (llvm::is_contained(Ctx.Edited,
+                               std::make_pair(G.Entity, G.Relation)))
+          Guarded.back().Target.clear(); // not written back
       }
   llvm::Expected<edit::MemitPlan> Plan = edit::planMemit(
       Ed.view(), Tok, Facts, *Ctx.Stats, Preserved, Ctx.Options, Verbose,

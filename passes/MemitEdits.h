@@ -67,6 +67,11 @@ struct MemitContext {
   /// each later update, held where they are.
   std::vector<edit::Fact> Written;
   bool HoldWritten = true;
+  /// The (entity, relation) pairs every statement of the run so far edits,
+  /// whatever its mode: `memit-repair` never writes back the answer the
+  /// input model gave to one of them (a slot-mode UPDATE between two memit
+  /// statements is not undone).
+  std::vector<std::pair<std::string, std::string>> Edited;
   /// `memit-widen`: features appended to each edit layer per fact of each
   /// statement, before its update (gate and up rows pseudo-random, down zero: a
   /// no-op until the update writes their down rows), so the update has more

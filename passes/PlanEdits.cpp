@@ -213,6 +213,8 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       }
       Facts.push_back(std::move(F));
     }
+    for (const edit::Fact &F : Facts)
+      Memit.Edited.emplace_back(F.Entity, F.Relation);
     if (isMemit(Op)) { // MODE memit: passes/MemitEdits.cpp
       Memit.Options.Layers.assign(MemitLayers.begin(), MemitLayers.end());
       Memit.Options.Lambda = MemitLambda;
