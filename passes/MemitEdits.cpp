@@ -21,7 +21,6 @@
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cctype>
-#include <cmath>
 
 using namespace mlir;
 
@@ -247,11 +246,7 @@ static std::vector<int32_t> answerWords(const Tokenizer &Tok,
 static double answerProbability(const Model &M, llvm::ArrayRef<int32_t> Prompt,
                                 int32_t Piece) {
   Session S(M, 1);
-  std::vector<float> Logits = S.run(Prompt).Logits;
-  double Sum = 0;
-  for (float X : Logits)
-    Sum += std::exp(double(X) - double(Logits[Piece]));
-  return 1.0 / Sum;
+  return edit::pieceProbability(S.run(Prompt).Logits, Piece);
 }
 
 /// The guard texts: each relation's canonical prompt (or every prompt,

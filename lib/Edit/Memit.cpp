@@ -573,6 +573,13 @@ std::vector<double> nullSpaceProjector(ArrayRef<double> C, size_t F,
   return P;
 }
 
+double pieceProbability(ArrayRef<float> Logits, int32_t Piece) {
+  double Sum = 0;
+  for (float X : Logits)
+    Sum += std::exp(double(X) - double(Logits[Piece]));
+  return 1.0 / Sum;
+}
+
 namespace {
 
 /// Whether every piece of Target is the greedy choice after Prompt
@@ -588,13 +595,8 @@ Expected<bool> reachedAfter(const Model &M, ArrayRef<int32_t> Prompt,
       return makeError("memit: target piece {0} outside the vocabulary", Piece);
     if (std::max_element(L.begin(), L.end()) - L.begin() != Piece)
       return false;
-    if (Margin > 0) {
-      double Sum = 0;
-      for (float X : L)
-        Sum += std::exp(double(X) - double(L[Piece]));
-      if (1.0 / Sum < Margin)
-        return false;
-    }
+    if (Margin > 0 && pieceProbability(L, Piece) < Margin)
+      return false;
     Ids.push_back(Piece);
   }
   return true;

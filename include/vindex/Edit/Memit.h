@@ -173,6 +173,9 @@ void accumulateKeyMoments(llvm::ArrayRef<float> Keys, size_t F,
                           llvm::MutableArrayRef<double> C,
                           llvm::ThreadPoolInterface *Pool = nullptr);
 
+/// The softmax probability Logits give Piece.
+double pieceProbability(llvm::ArrayRef<float> Logits, int32_t Piece);
+
 /// MemitOptions::NormKeys: 1 / rms of a raw FFN output.
 double outputScale(llvm::ArrayRef<double> FFNOut, double Eps);
 
