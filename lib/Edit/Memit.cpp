@@ -816,7 +816,10 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
   };
   RepairLost();
   unsigned Rounds = std::max(1u, Opts.Rounds);
+  unsigned ExtraRounds = Opts.Repair ? Opts.RepairRounds : 0;
+  unsigned RoundsRun = 0;
   for (unsigned Round = 0; Round < Rounds; ++Round) {
+    RoundsRun = Round + 1;
     if (Error E = M.reload())
       return std::move(E);
     // Step 2: target values of the units not reached; the reached ones
@@ -1039,8 +1042,19 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     // an update passes through states that lose answers the next round
     // gives back (one fact on tiny-llama lost 544 of 4,596 after its first
     // round, 3 of the 1,161 trained ones at the end).
-    if (Count == N && (Round + 1 == Rounds || !RepairLost()))
+    if (Round + 1 < Rounds) {
+      if (Count == N && !RepairLost())
+        break;
+      continue;
+    }
+    // The last round's update is asked too, answered or not (no round
+    // follows to give anything back): what it lost is written back in
+    // rounds of the repair's own (once; they ask again whenever their
+    // units are all answered).
+    if (ExtraRounds == 0 || !RepairLost())
       break;
+    Rounds += ExtraRounds;
+    ExtraRounds = 0;
   }
   // AlphaEdit holds this batch's keys in place for the next ones.
   if (Opts.AlphaEdit) {
@@ -1090,9 +1104,11 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
   if (Opts.Repair) {
     std::string Line =
         formatv("memit-repair: {0} of {1} guard answers lost and written "
-                "back ({2} units, {3} not answered after the update)",
+                "back ({2} units, {3} not answered after the update; "
+                "{4} rounds of {5} + {6})",
                 llvm::count(Repairing, true), Guarded.size(), RepairUnits,
-                RepairLeft)
+                RepairLeft, RoundsRun, std::max(1u, Opts.Rounds),
+                Opts.RepairRounds)
             .str();
     if (Verbose)
       *Verbose << Line << "\n";

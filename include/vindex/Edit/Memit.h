@@ -107,6 +107,10 @@ struct MemitOptions {
   /// all answered, joins the update as a fact to write back (and more
   /// rounds run).
   bool Repair = false;
+  /// memit-repair-rounds: rounds the repair may add after the last one
+  /// when that round's update lost guard answers (the last update is
+  /// otherwise never asked).
+  unsigned RepairRounds = 8;
   /// Threads optimising the units' targets (each unit's optimisation is
   /// its own; a lift's effect on later units is kept as if one at a time).
   unsigned Jobs = 1;

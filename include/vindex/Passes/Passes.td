@@ -110,6 +110,11 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "MODE memit: a guard answer (a known entity's, up "
                         "to punctuation) that earlier statements or this "
                         "one's update lost is written back by the update">,
+                 Option<"MemitRepairRounds", "memit-repair-rounds",
+                        "unsigned", "8",
+                        "MODE memit with memit-repair: rounds added after "
+                        "memit-rounds when the last round's update lost "
+                        "guard answers">,
                  Option<"MemitRounds", "memit-rounds", "unsigned", "8",
                         "MODE memit's rounds (units not answered are "
                         "solved again)">,
