@@ -815,7 +815,8 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     return Added;
   };
   RepairLost();
-  unsigned Rounds = std::max(1u, Opts.Rounds);
+  const unsigned BaseRounds = std::max(1u, Opts.Rounds);
+  unsigned Rounds = BaseRounds;
   unsigned ExtraRounds = Opts.Repair ? Opts.RepairRounds : 0;
   unsigned RoundsRun = 0;
   for (unsigned Round = 0; Round < Rounds; ++Round) {
@@ -1107,8 +1108,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
                 "back ({2} units, {3} not answered after the update; "
                 "{4} rounds of {5} + {6})",
                 llvm::count(Repairing, true), Guarded.size(), RepairUnits,
-                RepairLeft, RoundsRun, std::max(1u, Opts.Rounds),
-                Opts.RepairRounds)
+                RepairLeft, RoundsRun, BaseRounds, Opts.RepairRounds)
             .str();
     if (Verbose)
       *Verbose << Line << "\n";

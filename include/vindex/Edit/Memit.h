@@ -103,9 +103,9 @@ struct MemitOptions {
   double NullThreshold = 1e-2;
   double AlphaRidge = 1.0;
   /// memit-repair: a guard text whose answer (planMemit's Guarded)
-  /// the model no longer gives, before the update or once its units are
-  /// all answered, joins the update as a fact to write back (and more
-  /// rounds run).
+  /// the model no longer gives, before the update, once its units are
+  /// all answered, or after the last round, joins the update as a fact to
+  /// write back (and more rounds run).
   bool Repair = false;
   /// memit-repair-rounds: rounds the repair may add after the last one
   /// when that round's update lost guard answers (the last update is
