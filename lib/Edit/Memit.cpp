@@ -166,6 +166,128 @@ Error choleskyInPlace(std::vector<double> &AV, size_t F, unsigned Jobs) {
   return Error::success();
 }
 
+/// Out[i][c] += Σ_{J < N} Left[J][i] Right[J][c] for i < Rows, c < Cols
+/// (Out's rows OutStride apart, Left's and Right's rows LeftStride and
+/// RightStride apart), each element's products added in J order, one
+/// multiply then one addition each: the textbook loops' bits.
+void addProductsScalar(double *Out, size_t OutStride, const double *Left,
+                       size_t LeftStride, const double *Right,
+                       size_t RightStride, size_t N, size_t Rows, size_t Cols) {
+  for (size_t I = 0; I < Rows; ++I)
+    for (size_t C = 0; C < Cols; ++C) {
+      double T = Out[I * OutStride + C];
+      for (size_t J = 0; J < N; ++J)
+        T += Left[J * LeftStride + I] * Right[J * RightStride + C];
+      Out[I * OutStride + C] = T;
+    }
+}
+
+#if defined(__x86_64__)
+/// addProductsScalar for 8 rows x 16 columns, AVX-512, held in registers
+/// over every J: the same operations in the same order.
+__attribute__((target("avx512f"))) void
+addProducts8x16(double *Out, size_t OutStride, const double *Left,
+                size_t LeftStride, const double *Right, size_t RightStride,
+                size_t N) {
+  __m512d Acc[8][2];
+  for (unsigned I = 0; I < 8; ++I)
+    for (unsigned H = 0; H < 2; ++H)
+      Acc[I][H] = _mm512_loadu_pd(Out + I * OutStride + 8 * H);
+  for (size_t J = 0; J < N; ++J) {
+    const double *Row = Right + J * RightStride;
+    __m512d B0 = _mm512_loadu_pd(Row), B1 = _mm512_loadu_pd(Row + 8);
+    for (unsigned I = 0; I < 8; ++I) {
+      __m512d L = _mm512_set1_pd(Left[J * LeftStride + I]);
+      Acc[I][0] = _mm512_add_pd(Acc[I][0], _mm512_mul_pd(L, B0));
+      Acc[I][1] = _mm512_add_pd(Acc[I][1], _mm512_mul_pd(L, B1));
+    }
+  }
+  for (unsigned I = 0; I < 8; ++I)
+    for (unsigned H = 0; H < 2; ++H)
+      _mm512_storeu_pd(Out + I * OutStride + 8 * H, Acc[I][H]);
+}
+#endif
+
+/// addProductsScalar over Rows x Cols, in AVX-512 tiles where Wide.
+void addProducts(double *Out, size_t OutStride, const double *Left,
+                 size_t LeftStride, const double *Right, size_t RightStride,
+                 size_t N, size_t Rows, size_t Cols, bool Wide) {
+  size_t I = 0, TiledCols = 0;
+#if defined(__x86_64__)
+  if (Wide) {
+    TiledCols = Cols / 16 * 16;
+    for (; I + 8 <= Rows; I += 8)
+      for (size_t C = 0; C < TiledCols; C += 16)
+        addProducts8x16(Out + I * OutStride + C, OutStride, Left + I,
+                        LeftStride, Right + C, RightStride, N);
+    if (I)
+      addProductsScalar(Out + TiledCols, OutStride, Left, LeftStride,
+                        Right + TiledCols, RightStride, N, I, Cols - TiledCols);
+  }
+#endif
+  addProductsScalar(Out + I * OutStride, OutStride, Left + I, LeftStride, Right,
+                    RightStride, N, Rows - I, Cols);
+}
+
+/// X = L⁻¹ X (Forward, L in A's lower triangle) or X = U⁻¹ X (U = Lᵀ in
+/// A's upper triangle) for the Cols columns of X ([F][Stride]), as the
+/// textbook substitution does it column by column: row I's products
+/// subtracted in P order (ascending, P < I forward, P > I back), then one
+/// division.
+void substituteScalar(const double *A, size_t F, double *X, size_t Stride,
+                      size_t Cols, bool Forward) {
+  for (size_t C = 0; C < Cols; ++C)
+    for (size_t Step = 0; Step < F; ++Step) {
+      size_t I = Forward ? Step : F - 1 - Step;
+      size_t P0 = Forward ? 0 : I + 1, P1 = Forward ? I : F;
+      double T = X[I * Stride + C];
+      for (size_t P = P0; P < P1; ++P)
+        T -= A[I * F + P] * X[P * Stride + C];
+      X[I * Stride + C] = T / A[I * F + I];
+    }
+}
+
+#if defined(__x86_64__)
+/// substituteScalar for 32 columns, AVX-512: the columns' chains run side
+/// by side (one column alone waits on each subtraction), the same
+/// operations in the same order.
+__attribute__((target("avx512f"))) void substitute32(const double *A, size_t F,
+                                                     double *X, size_t Stride,
+                                                     bool Forward) {
+  for (size_t Step = 0; Step < F; ++Step) {
+    size_t I = Forward ? Step : F - 1 - Step;
+    size_t P0 = Forward ? 0 : I + 1, P1 = Forward ? I : F;
+    __m512d T[4];
+    for (unsigned H = 0; H < 4; ++H)
+      T[H] = _mm512_loadu_pd(X + I * Stride + 8 * H);
+    for (size_t P = P0; P < P1; ++P) {
+      __m512d L = _mm512_set1_pd(A[I * F + P]);
+      const double *Row = X + P * Stride;
+      for (unsigned H = 0; H < 4; ++H)
+        T[H] =
+            _mm512_sub_pd(T[H], _mm512_mul_pd(L, _mm512_loadu_pd(Row + 8 * H)));
+    }
+    __m512d Diag = _mm512_set1_pd(A[I * F + I]);
+    for (unsigned H = 0; H < 4; ++H)
+      _mm512_storeu_pd(X + I * Stride + 8 * H, _mm512_div_pd(T[H], Diag));
+  }
+}
+#endif
+
+/// Runs Task(0) ... Task(Count - 1) on Jobs threads (each task's output
+/// its own: the bits do not depend on the threads).
+void runTasks(size_t Count, unsigned Jobs, function_ref<void(size_t)> Task) {
+  if (Jobs < 2 || Count < 2) {
+    for (size_t T = 0; T < Count; ++T)
+      Task(T);
+    return;
+  }
+  DefaultThreadPool Pool(hardware_concurrency(Jobs));
+  for (size_t T = 0; T < Count; ++T)
+    Pool.async([&Task, T] { Task(T); });
+  Pool.wait();
+}
+
 } // namespace
 
 Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
@@ -175,14 +297,20 @@ Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
   size_t N = K.size() / F;
   if (C.size() != F * F || K.size() != N * F || R.size() != N * D)
     return makeError("memit: the update's shapes disagree");
-  // A = λ C + K Kᵀ (F x F, symmetric positive definite when λ C is).
+  bool Wide = activeKernelPath() != KernelPath::AVX2;
+  // A = λ C + K Kᵀ (F x F, symmetric positive definite when λ C is), each
+  // element's products added in key order; only the lower triangle and
+  // the diagonal are read below, so only the row tiles' columns up to the
+  // diagonal are computed.
   std::vector<double> A(F * F);
   for (size_t I = 0; I < F * F; ++I)
     A[I] = Lambda * C[I];
-  for (size_t J = 0; J < N; ++J)
-    for (size_t I = 0; I < F; ++I)
-      for (size_t P = 0; P < F; ++P)
-        A[I * F + P] += K[J * F + I] * K[J * F + P];
+  constexpr size_t TileRows = 8;
+  runTasks((F + TileRows - 1) / TileRows, Jobs, [&](size_t T) {
+    size_t I0 = T * TileRows, Rows = std::min(TileRows, F - I0);
+    addProducts(&A[I0 * F], F, K.data() + I0, F, K.data(), F, N, Rows,
+                I0 + Rows, Wide);
+  });
   // Cholesky A = L Lᵀ, L in the lower triangle of A. A tiny ridge keeps a
   // key direction the text never used solvable.
   double Trace = 0;
@@ -196,31 +324,38 @@ Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
   // Lᵀ into the upper triangle, so that the back substitution reads rows
   // (a column of L is F apart per element: a cache miss each).
   forUpperInTiles(F, [&](size_t I, size_t P) { A[I * F + P] = A[P * F + I]; });
-  // X = A⁻¹ Kᵀ, one column per fact: forward then back substitution.
-  std::vector<double> X(N * F); // [N][F]
-  for (size_t J = 0; J < N; ++J) {
-    double *Xj = &X[J * F];
-    for (size_t I = 0; I < F; ++I) {
-      double T = K[J * F + I];
-      for (size_t P = 0; P < I; ++P)
-        T -= A[I * F + P] * Xj[P];
-      Xj[I] = T / A[I * F + I];
-    }
-    for (size_t I = F; I-- > 0;) {
-      double T = Xj[I];
-      for (size_t P = I + 1; P < F; ++P)
-        T -= A[I * F + P] * Xj[P];
-      Xj[I] = T / A[I * F + I];
-    }
-  }
-  // Δ[:, f] = Σ_j R_j X_j[f]: row f of the feature-major layout.
-  std::vector<double> Delta(F * D, 0.0);
+  // X = A⁻¹ Kᵀ, one column per key: forward then back substitution, the
+  // keys 32 at a time (Kᵀ padded with zero columns to a multiple of 32).
+  constexpr size_t Chunk = 32;
+  size_t Stride = (N + Chunk - 1) / Chunk * Chunk;
+  std::vector<double> Xt(F * Stride, 0.0); // [F][Stride]
   for (size_t J = 0; J < N; ++J)
-    for (size_t Fi = 0; Fi < F; ++Fi) {
-      double W = X[J * F + Fi];
-      for (size_t I = 0; I < D; ++I)
-        Delta[Fi * D + I] += W * R[J * D + I];
+    for (size_t I = 0; I < F; ++I)
+      Xt[I * Stride + J] = K[J * F + I];
+  runTasks(Stride / Chunk, Jobs, [&](size_t T) {
+    double *Cols = &Xt[T * Chunk];
+    for (bool Forward : {true, false}) {
+#if defined(__x86_64__)
+      if (Wide) {
+        substitute32(A.data(), F, Cols, Stride, Forward);
+        continue;
+      }
+#endif
+      substituteScalar(A.data(), F, Cols, Stride, Chunk, Forward);
     }
+  });
+  std::vector<double> X(N * F); // [N][F]
+  for (size_t I = 0; I < F; ++I)
+    for (size_t J = 0; J < N; ++J)
+      X[J * F + I] = Xt[I * Stride + J];
+  // Δ[:, f] = Σ_j R_j X_j[f] in key order: row f of the feature-major
+  // layout.
+  std::vector<double> Delta(F * D, 0.0);
+  runTasks((F + TileRows - 1) / TileRows, Jobs, [&](size_t T) {
+    size_t F0 = T * TileRows;
+    addProducts(&Delta[F0 * D], D, X.data() + F0, F, R.data(), D, N,
+                std::min(TileRows, F - F0), D, Wide);
+  });
   return Delta;
 }
 

@@ -149,48 +149,49 @@ static std::vector<double> unblockedUpdate(const std::vector<double> &C,
 }
 
 // Sizes below, at and across the blocks (64 columns, 8 x 16 tiles, panels
-// of 256), including ragged ones, on one thread and on three (shares of
-// rows from F = 1024 on), on every exact kernel path (avx2: the scalar
-// tiles).
+// of 256, 32 keys a substitution), including ragged ones, on one thread and
+// on three (shares of rows from F = 1024 on; tiles of rows and chunks of
+// keys), on every exact kernel path (avx2: the scalar tiles).
 TEST(MemitTest, BlockedCholeskyGivesTheUnblockedBits) {
   std::mt19937 Rng(5);
   std::normal_distribution<double> G;
-  for (size_t F : {1, 7, 64, 100, 333, 600, 1089}) {
-    size_t D = 5, N = 3, Rank = 40;
-    std::vector<double> B(F * Rank);
-    for (double &X : B)
-      X = G(Rng);
-    std::vector<double> C(F * F);
-    for (size_t I = 0; I < F; ++I)
-      for (size_t J = 0; J < F; ++J) {
-        double S = 0;
-        for (size_t Q = 0; Q < Rank; ++Q)
-          S += B[I * Rank + Q] * B[J * Rank + Q];
-        C[I * F + J] = S / Rank + (I == J);
+  for (size_t F : {1, 7, 64, 100, 333, 600, 1089})
+    for (size_t N : {3, 41}) {
+      size_t D = 21, Rank = 40;
+      std::vector<double> B(F * Rank);
+      for (double &X : B)
+        X = G(Rng);
+      std::vector<double> C(F * F);
+      for (size_t I = 0; I < F; ++I)
+        for (size_t J = 0; J < F; ++J) {
+          double S = 0;
+          for (size_t Q = 0; Q < Rank; ++Q)
+            S += B[I * Rank + Q] * B[J * Rank + Q];
+          C[I * F + J] = S / Rank + (I == J);
+        }
+      std::vector<double> K(N * F), R(N * D);
+      for (double &X : K)
+        X = G(Rng);
+      for (double &X : R)
+        X = G(Rng);
+      std::vector<double> Want = unblockedUpdate(C, 10.0, K, R, F, D);
+      for (KernelPath P : supportedKernelPaths()) {
+        if (!kernelPathExact(P))
+          continue;
+        ASSERT_TRUE(setKernelPath(P));
+        for (unsigned Jobs : {1u, 3u}) {
+          llvm::Expected<std::vector<double>> Got =
+              edit::solveUpdate(C, 10.0, K, R, F, D, Jobs);
+          ASSERT_TRUE(bool(Got)) << llvm::toString(Got.takeError());
+          ASSERT_EQ(Got->size(), Want.size());
+          EXPECT_EQ(0, std::memcmp(Got->data(), Want.data(),
+                                   Want.size() * sizeof(double)))
+              << "F = " << F << ", N = " << N << ", jobs " << Jobs << ", "
+              << kernelPathName(P);
+        }
       }
-    std::vector<double> K(N * F), R(N * D);
-    for (double &X : K)
-      X = G(Rng);
-    for (double &X : R)
-      X = G(Rng);
-    std::vector<double> Want = unblockedUpdate(C, 10.0, K, R, F, D);
-    for (KernelPath P : supportedKernelPaths()) {
-      if (!kernelPathExact(P))
-        continue;
-      ASSERT_TRUE(setKernelPath(P));
-      for (unsigned Jobs : {1u, 3u}) {
-        llvm::Expected<std::vector<double>> Got =
-            edit::solveUpdate(C, 10.0, K, R, F, D, Jobs);
-        ASSERT_TRUE(bool(Got)) << llvm::toString(Got.takeError());
-        ASSERT_EQ(Got->size(), Want.size());
-        EXPECT_EQ(0, std::memcmp(Got->data(), Want.data(),
-                                 Want.size() * sizeof(double)))
-            << "F = " << F << ", jobs " << Jobs << ", "
-            << kernelPathName(P);
-      }
+      setKernelPath(defaultKernelPath());
     }
-    setKernelPath(defaultKernelPath());
-  }
 }
 
 // The key moments, tile by tile in registers, against one position at a
