@@ -446,51 +446,97 @@ double norm(ArrayRef<double> V) {
 struct Probe {
   std::vector<double> Residual, Key, FFNOut;
 };
-Probe probe(const Model &M, ArrayRef<int32_t> Ids, size_t Pos, size_t Residual,
-            std::optional<unsigned> Layer) {
-  Session S(M, 1);
+struct ProbeAt {
+  ArrayRef<int32_t> Ids;
+  size_t Pos;
+};
+
+/// The probes of several texts, run a batch at a time as one forward (the
+/// weights read once per batch; the first session carries the threads):
+/// each the same as the text run alone (EngineTest,
+/// RunManyGivesEachSequenceItsRows).
+std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
+                             size_t Residual, std::optional<unsigned> Layer,
+                             unsigned Threads) {
   ForwardOptions O;
   O.CaptureResiduals = true;
   O.CaptureFFN = Layer.has_value();
   // Nothing above what is read, nor the LM head.
   O.StopAfter = std::max<size_t>(Residual, Layer ? *Layer + 1 : 0);
   size_t D = M.config().HiddenSize;
-  Probe P;
+  std::vector<float> FFNOut; // layer Layer's, every row of the batch
   if (Layer)
-    O.AfterFFN = [&](size_t L, size_t Start, size_t T, ArrayRef<float>,
+    O.AfterFFN = [&](size_t L, size_t, size_t T, ArrayRef<float>,
                      MutableArrayRef<float> Out) {
-      if (L != *Layer || Pos < Start || Pos >= Start + T)
-        return;
-      const float *Row = &Out[(Pos - Start) * D];
-      P.FFNOut.assign(Row, Row + D);
+      if (L == *Layer)
+        FFNOut.assign(Out.begin(), Out.begin() + T * D);
     };
-  ForwardResult R = S.run(Ids, O);
-  const std::vector<float> &H = R.Residuals[Residual];
-  P.Residual.assign(H.begin() + Pos * D, H.begin() + (Pos + 1) * D);
-  if (Layer) {
-    const std::vector<float> &A = R.FFNActivations[*Layer];
-    size_t F = A.size() / Ids.size();
-    P.Key.assign(A.begin() + Pos * F, A.begin() + (Pos + 1) * F);
+  constexpr size_t TextsPerBatch = 32;
+  std::vector<std::unique_ptr<Session>> Sessions;
+  for (size_t I = 0; I < std::min(TextsPerBatch, At.size()); ++I)
+    Sessions.push_back(
+        std::make_unique<Session>(M, I ? 1 : std::max(1u, Threads)));
+  std::vector<Probe> Out(At.size());
+  for (size_t B = 0; B < At.size(); B += TextsPerBatch) {
+    size_t N = std::min(TextsPerBatch, At.size() - B);
+    std::vector<Session *> Rows;
+    std::vector<ArrayRef<int32_t>> Tokens;
+    for (size_t I = 0; I < N; ++I) {
+      Sessions[I]->reset();
+      Rows.push_back(Sessions[I].get());
+      Tokens.push_back(At[B + I].Ids);
+    }
+    ForwardResult R = Session::runMany(Rows, Tokens, O);
+    const std::vector<float> &H = R.Residuals[Residual];
+    size_t TotalRows = H.size() / D, Row = 0;
+    for (size_t I = 0; I < N; ++I) {
+      size_t At0 = (Row + At[B + I].Pos);
+      Probe &P = Out[B + I];
+      P.Residual.assign(H.begin() + At0 * D, H.begin() + (At0 + 1) * D);
+      if (Layer) {
+        const std::vector<float> &A = R.FFNActivations[*Layer];
+        size_t F = A.size() / TotalRows;
+        P.Key.assign(A.begin() + At0 * F, A.begin() + (At0 + 1) * F);
+        P.FFNOut.assign(FFNOut.begin() + At0 * D,
+                        FFNOut.begin() + (At0 + 1) * D);
+      }
+      Row += At[B + I].Ids.size();
+    }
   }
-  return P;
+  return Out;
+}
+
+Probe probe(const Model &M, ArrayRef<int32_t> Ids, size_t Pos, size_t Residual,
+            std::optional<unsigned> Layer) {
+  return std::move(probeMany(M, {ProbeAt{Ids, Pos}}, Residual, Layer, 1)[0]);
 }
 
 /// Unless the keys are the mean, each context's target residual: Z for
-/// the canonical prompt, the context's own residual plus the offset Delta
-/// for the others.
-void setContextTargets(const Model &M, FactState &St, ArrayRef<double> Z,
-                       ArrayRef<double> Delta, size_t Residual,
+/// the canonical prompt, the context's own residual (Own, one per context
+/// after the first) plus the offset Delta for the others.
+void setContextTargets(FactState &St, ArrayRef<double> Z,
+                       ArrayRef<double> Delta, MutableArrayRef<Probe> Own,
                        const MemitOptions &Opts) {
   St.ContextZ.clear();
   if (Opts.Keys == MemitOptions::KeyGroups::Mean)
     return;
   St.ContextZ.push_back(Z.vec());
   for (size_t C = 1; C < St.Prompts.size(); ++C) {
-    Probe H = probe(M, St.Prompts[C], St.Positions[C], Residual, std::nullopt);
-    for (size_t I = 0; I < H.Residual.size(); ++I)
-      H.Residual[I] += Delta[I];
-    St.ContextZ.push_back(std::move(H.Residual));
+    std::vector<double> &H = Own[C - 1].Residual;
+    for (size_t I = 0; I < H.size(); ++I)
+      H[I] += Delta[I];
+    St.ContextZ.push_back(std::move(H));
   }
+}
+
+/// The probes setContextTargets needs: St's contexts after the first.
+std::vector<ProbeAt> otherContexts(const FactState &St,
+                                   const MemitOptions &Opts) {
+  std::vector<ProbeAt> At;
+  if (Opts.Keys != MemitOptions::KeyGroups::Mean)
+    for (size_t C = 1; C < St.Prompts.size(); ++C)
+      At.push_back({St.Prompts[C], St.Positions[C]});
+  return At;
 }
 
 /// Step 2: the offset δ at residual Residual that makes the model emit the
@@ -570,7 +616,9 @@ Expected<std::vector<double>> optimiseOffset(const Model &M,
   std::vector<double> Z(D);
   for (size_t I = 0; I < D; ++I)
     Z[I] = H.Residual[I] + Delta[I];
-  setContextTargets(M, St, Z, Delta, Residual, Opts);
+  std::vector<Probe> Others =
+      probeMany(M, otherContexts(St, Opts), Residual, std::nullopt, 1);
+  setContextTargets(St, Z, Delta, Others, Opts);
   return Z;
 }
 
@@ -967,13 +1015,28 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     for (size_t J = 0; J < N; ++J) {
       FactState &St = States[J];
       if (Reached[J]) {
-        Probe H =
-            probe(M, St.Prompts[0], St.Positions[0], Residual, std::nullopt);
-        St.Z = std::move(H.Residual);
-        if (St.FirstNorm == 0)
-          St.FirstNorm = norm(St.Z);
-        setContextTargets(M, St, St.Z, std::vector<double>(St.Z.size(), 0.0),
-                          Residual, Opts);
+        // This unit and the reached ones after it (nothing between them
+        // changes the model), probed together.
+        size_t End = J;
+        std::vector<ProbeAt> At;
+        for (; End < N && Reached[End]; ++End) {
+          At.push_back({States[End].Prompts[0], States[End].Positions[0]});
+          llvm::append_range(At, otherContexts(States[End], Opts));
+        }
+        std::vector<Probe> H =
+            probeMany(M, At, Residual, std::nullopt, Opts.Jobs);
+        for (size_t Next = 0; J < End; ++J) {
+          FactState &Held = States[J];
+          Held.Z = std::move(H[Next].Residual);
+          if (Held.FirstNorm == 0)
+            Held.FirstNorm = norm(Held.Z);
+          size_t Others = otherContexts(Held, Opts).size();
+          setContextTargets(
+              Held, Held.Z, std::vector<double>(Held.Z.size(), 0.0),
+              MutableArrayRef<Probe>(H).slice(Next + 1, Others), Opts);
+          Next += 1 + Others;
+        }
+        --J; // the loop's increment moves on to End
         continue;
       }
       if (!Ready[J])
@@ -1061,11 +1124,16 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
             R[Row * D + I] *= Rms / double(W.PostFFNNorm[I]);
         }
       };
-      size_t First = 0;
+      std::vector<ProbeAt> At;
+      for (const FactState &St : States)
+        for (size_t C = 0; C < St.Prompts.size(); ++C)
+          At.push_back({St.Prompts[C], St.Positions[C]});
+      std::vector<Probe> Probes = probeMany(M, At, Residual, L, Opts.Jobs);
+      size_t First = 0, Next = 0;
       for (size_t J = 0; J < N; ++J) {
         FactState &St = States[J];
         for (size_t C = 0; C < St.Prompts.size(); ++C) {
-          Probe P = probe(M, St.Prompts[C], St.Positions[C], Residual, L);
+          const Probe &P = Probes[Next++];
           size_t G = St.Group[C], Row = First + G;
           double Size = double(llvm::count(St.Group, G));
           double Scale = Opts.NormKeys && !W.PostFFNNorm.empty()
