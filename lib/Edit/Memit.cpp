@@ -451,13 +451,25 @@ struct ProbeAt {
   size_t Pos;
 };
 
+/// What one probe of a set of texts keeps for the next probe of the same
+/// texts at a layer as high or higher: the input of its layer, every row,
+/// batch by batch. The next one starts there (its weights may differ from
+/// that layer up only: MEMIT's update of that layer).
+struct ProbeResume {
+  unsigned Layer = 0;
+  std::vector<std::vector<float>> Inputs;
+};
+
 /// The probes of several texts, run a batch at a time as one forward (the
 /// weights read once per batch; the first session carries the threads):
 /// each the same as the text run alone (EngineTest,
-/// RunManyGivesEachSequenceItsRows).
+/// RunManyGivesEachSequenceItsRows), and from Resume's layer where given.
 std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
                              size_t Residual, std::optional<unsigned> Layer,
-                             unsigned Threads) {
+                             unsigned Threads, ProbeResume *Resume = nullptr) {
+  bool Resuming =
+      Resume && Layer && !Resume->Inputs.empty() && Resume->Layer <= *Layer;
+  std::vector<std::vector<float>> Inputs;
   ForwardOptions O;
   O.CaptureResiduals = true;
   O.CaptureFFN = Layer.has_value();
@@ -486,7 +498,13 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
       Rows.push_back(Sessions[I].get());
       Tokens.push_back(At[B + I].Ids);
     }
+    if (Resuming) {
+      O.StartLayer = Resume->Layer;
+      O.StartResidual = Resume->Inputs[B / TextsPerBatch];
+    }
     ForwardResult R = Session::runMany(Rows, Tokens, O);
+    if (Resume && Layer)
+      Inputs.push_back(std::move(R.Residuals[*Layer]));
     const std::vector<float> &H = R.Residuals[Residual];
     size_t TotalRows = H.size() / D, Row = 0;
     for (size_t I = 0; I < N; ++I) {
@@ -502,6 +520,10 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
       }
       Row += At[B + I].Ids.size();
     }
+  }
+  if (Resume && Layer) {
+    Resume->Layer = *Layer;
+    Resume->Inputs = std::move(Inputs);
   }
   return Out;
 }
@@ -1088,7 +1110,9 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         *Verbose << St.Record << "\n";
     }
 
-    // Step 3, layer by layer from the lowest.
+    // Step 3, layer by layer from the lowest. Each layer's probes start
+    // where the last layer's did: nothing below it changed since.
+    ProbeResume Resume;
     for (size_t LI = 0; LI < Layers.size(); ++LI) {
       unsigned L = Layers[LI];
       if (Error E = M.reload())
@@ -1128,7 +1152,8 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
       for (const FactState &St : States)
         for (size_t C = 0; C < St.Prompts.size(); ++C)
           At.push_back({St.Prompts[C], St.Positions[C]});
-      std::vector<Probe> Probes = probeMany(M, At, Residual, L, Opts.Jobs);
+      std::vector<Probe> Probes =
+          probeMany(M, At, Residual, L, Opts.Jobs, &Resume);
       size_t First = 0, Next = 0;
       for (size_t J = 0; J < N; ++J) {
         FactState &St = States[J];

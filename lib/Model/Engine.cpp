@@ -711,17 +711,27 @@ ForwardResult Session::forward(ArrayRef<Session *> Rows,
     return R;
   float *X = room(Work.X, T * D), *H = room(Work.H, T * D),
         *A = room(Work.A, T * D);
-  float EmbScale = float(C.EmbeddingScale);
-  for (size_t Tk = 0; Tk < T; ++Tk) {
-    size_t Id = size_t(Tokens[Tk]) < C.VocabSize ? size_t(Tokens[Tk]) : 0;
-    for (size_t I = 0; I < D; ++I)
-      X[Tk * D + I] = M.embedding().at(Id, I) * EmbScale;
+  size_t Start = std::min(Opts.StartLayer, M.numLayers());
+  if (Start) {
+    assert(Opts.StartResidual.size() == T * D && "a residual for each row");
+    llvm::copy(Opts.StartResidual, X);
+  } else {
+    float EmbScale = float(C.EmbeddingScale);
+    for (size_t Tk = 0; Tk < T; ++Tk) {
+      size_t Id = size_t(Tokens[Tk]) < C.VocabSize ? size_t(Tokens[Tk]) : 0;
+      for (size_t I = 0; I < D; ++I)
+        X[Tk * D + I] = M.embedding().at(Id, I) * EmbScale;
+    }
   }
-  if (Opts.CaptureResiduals)
+  if (Opts.CaptureResiduals) {
+    R.Residuals.resize(Start);
     R.Residuals.emplace_back(X, X + T * D);
+  }
+  if (Opts.CaptureFFN)
+    R.FFNActivations.resize(Start);
   size_t Layers =
       std::min(Opts.StopAfter.value_or(M.numLayers()), M.numLayers());
-  for (size_t L = 0; L < Layers; ++L) {
+  for (size_t L = Start; L < Layers; ++L) {
     const LayerWeights &W = M.layer(L);
     for (size_t Tk = 0; Tk < T; ++Tk)
       rmsNorm(&X[Tk * D], D, W.InputNorm, C.NormEps, &H[Tk * D]);
@@ -753,8 +763,9 @@ ForwardResult Session::forward(ArrayRef<Session *> Rows,
     if (Opts.CaptureFFN)
       R.FFNActivations.push_back(std::move(Act));
   }
+  bool Partial = Layers < M.numLayers() || Start > 0;
   for (size_t Tk = 0; Tk < T; ++Tk)
-    if (Layers < M.numLayers())
+    if (Partial)
       Rows[Tk]->reset();
     else
       Rows[Tk]->Pos = Positions[Tk] + 1;

@@ -373,6 +373,37 @@ TEST_P(EngineReference, RunManyGivesEachSequenceItsRows) {
   }
 }
 
+// A forward started mid-model from an earlier run's residual (what MODE
+// memit's probes do after updating the layer below) gives that run's rows
+// from there on, bit for bit, and the layers below are empty.
+TEST_P(EngineReference, StartLayerContinuesAnEarlierRun) {
+  std::string Name = GetParam();
+  Loaded *L = load(Name);
+  std::vector<int32_t> Ids = L->Tok->encode("The capital of France is");
+  size_t Layers = L->M->numLayers();
+  ForwardOptions O;
+  O.CaptureResiduals = true;
+  O.CaptureFFN = true;
+  Session S(*L->M, 1);
+  ForwardResult Full = S.run(Ids, O);
+  for (size_t Start = 1; Start < Layers; ++Start) {
+    ForwardOptions From = O;
+    From.StartLayer = Start;
+    From.StartResidual = Full.Residuals[Start];
+    S.reset();
+    ForwardResult R = S.run(Ids, From);
+    EXPECT_EQ(S.position(), 0u) << "no KV cache below layer " << Start;
+    ASSERT_EQ(R.Residuals.size(), Full.Residuals.size());
+    EXPECT_TRUE(R.Residuals[Start - 1].empty());
+    EXPECT_TRUE(R.FFNActivations[Start - 1].empty());
+    for (size_t Li = Start; Li <= Layers; ++Li)
+      EXPECT_EQ(R.Residuals[Li], Full.Residuals[Li]) << "from " << Start;
+    for (size_t Li = Start; Li < Layers; ++Li)
+      EXPECT_EQ(R.FFNActivations[Li], Full.FFNActivations[Li]);
+    EXPECT_EQ(R.Logits, Full.Logits);
+  }
+}
+
 // The hook that probing and editing use: adding to the residual stream
 // after a layer changes what comes after it, and only that.
 TEST_P(EngineReference, ResidualHookAddsToTheStream) {

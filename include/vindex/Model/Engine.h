@@ -165,6 +165,14 @@ struct ForwardOptions {
   /// probing needs: a residual mid-model, not the LM head); unset runs all.
   /// Later layers' KV caches are then missing, so the session is reset.
   std::optional<size_t> StopAfter;
+  /// Start at layer StartLayer from StartResidual ([T, hidden]: the input
+  /// of that layer at the positions of this call, Residuals[StartLayer] of
+  /// an earlier run of the same tokens on weights that differ from these
+  /// only from that layer on): the layers below are not run, and their
+  /// captured residuals and activations are empty. Their KV caches are not
+  /// filled either, so the session is reset.
+  size_t StartLayer = 0;
+  llvm::ArrayRef<float> StartResidual;
 };
 
 struct ForwardResult {
