@@ -537,14 +537,14 @@ Probe probe(const Model &M, ArrayRef<int32_t> Ids, size_t Pos, size_t Residual,
 /// the canonical prompt, the context's own residual (Own, one per context
 /// after the first) plus the offset Delta for the others.
 void setContextTargets(FactState &St, ArrayRef<double> Z,
-                       ArrayRef<double> Delta, MutableArrayRef<Probe> Own,
+                       ArrayRef<double> Delta, ArrayRef<Probe> Own,
                        const MemitOptions &Opts) {
   St.ContextZ.clear();
   if (Opts.Keys == MemitOptions::KeyGroups::Mean)
     return;
   St.ContextZ.push_back(Z.vec());
   for (size_t C = 1; C < St.Prompts.size(); ++C) {
-    std::vector<double> &H = Own[C - 1].Residual;
+    std::vector<double> H = Own[C - 1].Residual;
     for (size_t I = 0; I < H.size(); ++I)
       H[I] += Delta[I];
     St.ContextZ.push_back(std::move(H));
@@ -1033,32 +1033,32 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     // the model as it is; a unit whose piece must be lifted changes the
     // model for the units after it, so those of its window are optimised
     // again: the results are those of one unit at a time, in order.
+    //
+    // Every unit's contexts are probed first, at the first edit layer (step
+    // 3 starts with these): the held units' residuals are read from them.
+    // Step 2 changes no weight they depend on (a lift changes an output
+    // row, after untying a tied embedding).
+    std::vector<ProbeAt> At;
+    std::vector<size_t> FirstContext;
+    for (const FactState &St : States) {
+      FirstContext.push_back(At.size());
+      for (size_t C = 0; C < St.Prompts.size(); ++C)
+        At.push_back({St.Prompts[C], St.Positions[C]});
+    }
+    ProbeResume Resume;
+    std::vector<Probe> FirstLayer =
+        probeMany(M, At, Residual, Layers.front(), Opts.Jobs, &Resume);
     std::vector<std::optional<Expected<std::vector<double>>>> Ready(N);
     for (size_t J = 0; J < N; ++J) {
       FactState &St = States[J];
       if (Reached[J]) {
-        // This unit and the reached ones after it (nothing between them
-        // changes the model), probed together.
-        size_t End = J;
-        std::vector<ProbeAt> At;
-        for (; End < N && Reached[End]; ++End) {
-          At.push_back({States[End].Prompts[0], States[End].Positions[0]});
-          llvm::append_range(At, otherContexts(States[End], Opts));
-        }
-        std::vector<Probe> H =
-            probeMany(M, At, Residual, std::nullopt, Opts.Jobs);
-        for (size_t Next = 0; J < End; ++J) {
-          FactState &Held = States[J];
-          Held.Z = std::move(H[Next].Residual);
-          if (Held.FirstNorm == 0)
-            Held.FirstNorm = norm(Held.Z);
-          size_t Others = otherContexts(Held, Opts).size();
-          setContextTargets(
-              Held, Held.Z, std::vector<double>(Held.Z.size(), 0.0),
-              MutableArrayRef<Probe>(H).slice(Next + 1, Others), Opts);
-          Next += 1 + Others;
-        }
-        --J; // the loop's increment moves on to End
+        ArrayRef<Probe> H = ArrayRef<Probe>(FirstLayer)
+                                .slice(FirstContext[J], St.Prompts.size());
+        St.Z = H[0].Residual;
+        if (St.FirstNorm == 0)
+          St.FirstNorm = norm(St.Z);
+        setContextTargets(St, St.Z, std::vector<double>(St.Z.size(), 0.0),
+                          H.drop_front(), Opts);
         continue;
       }
       if (!Ready[J])
@@ -1112,7 +1112,6 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
 
     // Step 3, layer by layer from the lowest. Each layer's probes start
     // where the last layer's did: nothing below it changed since.
-    ProbeResume Resume;
     for (size_t LI = 0; LI < Layers.size(); ++LI) {
       unsigned L = Layers[LI];
       if (Error E = M.reload())
@@ -1148,12 +1147,9 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
             R[Row * D + I] *= Rms / double(W.PostFFNNorm[I]);
         }
       };
-      std::vector<ProbeAt> At;
-      for (const FactState &St : States)
-        for (size_t C = 0; C < St.Prompts.size(); ++C)
-          At.push_back({St.Prompts[C], St.Positions[C]});
       std::vector<Probe> Probes =
-          probeMany(M, At, Residual, L, Opts.Jobs, &Resume);
+          LI == 0 ? std::move(FirstLayer)
+                  : probeMany(M, At, Residual, L, Opts.Jobs, &Resume);
       size_t First = 0, Next = 0;
       for (size_t J = 0; J < N; ++J) {
         FactState &St = States[J];
