@@ -301,12 +301,15 @@ void forEachCorpusLine(StringRef Text, function_ref<void(StringRef)> Line) {
 
 void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
                    unsigned Layer, double Weight, std::vector<double> &C,
-                   unsigned Threads, bool NormKeys) {
+                   unsigned Threads, bool NormKeys, ForwardResume *Resume) {
   size_t F = M.layer(Layer).Down.Rows;
   std::vector<double> U(F * F, 0.0);
   ForwardOptions O;
   O.CaptureFFN = true;
+  O.CaptureResiduals = Resume != nullptr;
   O.StopAfter = size_t(Layer) + 1;
+  bool Resuming = Resume && !Resume->Inputs.empty() && Resume->Layer <= Layer;
+  std::vector<std::vector<float>> Inputs;
   std::vector<std::vector<float>> Scales;
   recordOutputScales(M, NormKeys, O, Scales);
   // The texts run TextsPerBatch at a time as one batched forward (the
@@ -334,7 +337,13 @@ void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
       Rows.push_back(Sessions[I].get());
       Tokens.push_back(Used[B + I]->Ids);
     }
+    if (Resuming) {
+      O.StartLayer = Resume->Layer;
+      O.StartResidual = Resume->Inputs[B / TextsPerBatch];
+    }
     ForwardResult R = Session::runMany(Rows, Tokens, O);
+    if (Resume)
+      Inputs.push_back(std::move(R.Residuals[Layer]));
     std::vector<float> &A = R.FFNActivations[Layer];
     scaleRows(A, F, 0, A.size() / F, Scales[Layer]);
     size_t Row = 0;
@@ -344,6 +353,10 @@ void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
                   A.begin() + (Row + T.Ids.size()) * F);
       Row += T.Ids.size();
     }
+  }
+  if (Resume) {
+    Resume->Layer = Layer;
+    Resume->Inputs = std::move(Inputs);
   }
   std::optional<DefaultThreadPool> Pool;
   if (Threads > 1)

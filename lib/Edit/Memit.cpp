@@ -451,22 +451,14 @@ struct ProbeAt {
   size_t Pos;
 };
 
-/// What one probe of a set of texts keeps for the next probe of the same
-/// texts at a layer as high or higher: the input of its layer, every row,
-/// batch by batch. The next one starts there (its weights may differ from
-/// that layer up only: MEMIT's update of that layer).
-struct ProbeResume {
-  unsigned Layer = 0;
-  std::vector<std::vector<float>> Inputs;
-};
-
 /// The probes of several texts, run a batch at a time as one forward (the
 /// weights read once per batch; the first session carries the threads):
 /// each the same as the text run alone (EngineTest,
 /// RunManyGivesEachSequenceItsRows), and from Resume's layer where given.
 std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
                              size_t Residual, std::optional<unsigned> Layer,
-                             unsigned Threads, ProbeResume *Resume = nullptr) {
+                             unsigned Threads,
+                             ForwardResume *Resume = nullptr) {
   bool Resuming =
       Resume && Layer && !Resume->Inputs.empty() && Resume->Layer <= *Layer;
   std::vector<std::vector<float>> Inputs;
@@ -1045,7 +1037,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
       for (size_t C = 0; C < St.Prompts.size(); ++C)
         At.push_back({St.Prompts[C], St.Positions[C]});
     }
-    ProbeResume Resume;
+    ForwardResume Resume, KeptResume;
     std::vector<Probe> FirstLayer =
         probeMany(M, At, Residual, Layers.front(), Opts.Jobs, &Resume);
     std::vector<std::optional<Expected<std::vector<double>>>> Ready(N);
@@ -1182,7 +1174,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
             Kept.push_back(Preserved[I]);
         if (Opts.PreserveWeight > 0 && !Kept.empty())
           addKeyMoments(M, Kept, L, Opts.PreserveWeight, C, Opts.Jobs,
-                        Opts.NormKeys);
+                        Opts.NormKeys, &KeptResume);
       }
       const std::vector<double> &C = Covariances[LI];
       Expected<std::vector<double>> Delta = std::vector<double>();

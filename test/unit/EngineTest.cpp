@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #include "vindex/Model/Engine.h"
 #include "vindex/Convert/Decompose.h"
+#include "vindex/Edit/Memit.h"
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Store/Vindex.h"
 
@@ -401,6 +402,29 @@ TEST_P(EngineReference, StartLayerContinuesAnEarlierRun) {
     for (size_t Li = Start; Li < Layers; ++Li)
       EXPECT_EQ(R.FFNActivations[Li], Full.FFNActivations[Li]);
     EXPECT_EQ(R.Logits, Full.Logits);
+  }
+}
+
+// MODE memit's preserved key moments, layer after layer: each layer's run
+// started where the layer below's stopped gives the sums of a run from the
+// embedding, bit for bit (more than 32 texts: two batches).
+TEST_P(EngineReference, KeyMomentsResumedGiveTheSameSums) {
+  std::string Name = GetParam();
+  Loaded *L = load(Name);
+  std::vector<edit::PreservedText> Texts;
+  for (int Copy = 0; Copy < 6; ++Copy)
+    for (const std::vector<int32_t> &Ids : goldenPrompts(Name))
+      Texts.push_back({Ids, size_t(Copy % 3)});
+  ASSERT_GT(Texts.size(), 32u);
+  edit::ForwardResume Resume;
+  for (unsigned Layer = 0; Layer < L->M->numLayers(); ++Layer) {
+    size_t F = L->M->layer(Layer).Down.Rows;
+    std::vector<double> Want(F * F, 0.0), Got(F * F, 0.0);
+    edit::addKeyMoments(*L->M, Texts, Layer, 2.0, Want);
+    edit::addKeyMoments(*L->M, Texts, Layer, 2.0, Got, 1, false, &Resume);
+    EXPECT_EQ(Resume.Layer, Layer);
+    EXPECT_EQ(0, std::memcmp(Got.data(), Want.data(), F * F * sizeof(double)))
+        << "layer " << Layer;
   }
 }
 

@@ -160,12 +160,26 @@ keyStatistics(const Model &M,
 void forEachCorpusLine(llvm::StringRef Text,
                        llvm::function_ref<void(llvm::StringRef)> Line);
 
+/// What one batched run over a set of texts keeps for the next run over
+/// the same texts at a layer as high or higher: the input of its layer,
+/// every row, batch by batch. The next run starts there
+/// (ForwardOptions::StartLayer); it is valid while no layer below has
+/// changed (MEMIT's step 3 updates each layer right after reading it, from
+/// the lowest).
+struct ForwardResume {
+  unsigned Layer = 0;
+  std::vector<std::vector<float>> Inputs;
+};
+
 /// C += Weight Σ k kᵀ over the keys of layer Layer at positions
 /// From ... of each text (C is [F * F], row-major, symmetric). The texts
 /// run in batches on Threads threads; C does not depend on the count.
+/// With Resume, the runs start from its layer where it holds one at or
+/// below Layer, and keep Layer's inputs in it.
 void addKeyMoments(const Model &M, llvm::ArrayRef<PreservedText> Texts,
                    unsigned Layer, double Weight, std::vector<double> &C,
-                   unsigned Threads = 1, bool NormKeys = false);
+                   unsigned Threads = 1, bool NormKeys = false,
+                   ForwardResume *Resume = nullptr);
 
 /// The upper triangle of C ([F * F], row-major) += Σ k kᵀ over Keys
 /// ([positions, F]), each element's products added in position order in
