@@ -974,33 +974,45 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
   auto RepairLost = [&]() -> size_t {
     if (!Opts.Repair)
       return 0;
-    std::vector<size_t> Which;
+    std::vector<size_t> Which, Limits;
     std::vector<std::vector<int32_t>> Prompts;
     size_t Longest = 0;
     for (size_t I = 0; I < Guarded.size(); ++I)
       if (!Repairing[I] && !Guarded[I].Target.empty()) {
         Which.push_back(I);
         Prompts.push_back(Guarded[I].Prompts.front());
+        Limits.push_back(Guarded[I].Target.size());
         Longest = std::max(Longest, Guarded[I].Target.size());
       }
+    // Each answer as long as its own target (the batch does not run on
+    // for the longest one's sake).
+    unsigned Threads = std::max(1u, Opts.Jobs);
     std::vector<std::vector<int32_t>> Answers =
-        Session::generateMany(M, Prompts, Longest, {}, std::max(1u, Opts.Jobs));
-    size_t Added = 0;
-    for (size_t K = 0; K < Which.size(); ++K) {
-      const Fact &G = Guarded[Which[K]];
-      if (Answers[K].size() >= G.Target.size() &&
-          std::equal(G.Target.begin(), G.Target.end(), Answers[K].begin()))
-        continue;
-      Repairing[Which[K]] = true;
+        Session::generateMany(M, Prompts, Limits, {}, Threads);
+    std::vector<size_t> Lost;
+    for (size_t K = 0; K < Which.size(); ++K)
+      if (Answers[K] != Guarded[Which[K]].Target)
+        Lost.push_back(K);
+    // What the lost ones say now, as long as the longest target.
+    std::vector<std::vector<int32_t>> Now;
+    if (Verbose) {
+      std::vector<std::vector<int32_t>> LostPrompts;
+      for (size_t K : Lost)
+        LostPrompts.push_back(Prompts[K]);
+      Now = Session::generateMany(M, LostPrompts, Longest, {}, Threads);
+    }
+    for (size_t LI = 0; LI < Lost.size(); ++LI) {
+      const Fact &G = Guarded[Which[Lost[LI]]];
+      Repairing[Which[Lost[LI]]] = true;
       All.push_back(G);
       AddUnits(All.size() - 1);
-      ++Added;
       if (Verbose)
         *Verbose << formatv("memit-repair: '{0}' {1}: the answer '{2}' "
                             "lost (now '{3}'), written back\n",
                             G.Entity, G.Relation, G.TargetText,
-                            Tok.decode(Answers[K]));
+                            Tok.decode(Now[LI]));
     }
+    size_t Added = Lost.size();
     N = States.size();
     Reached.resize(N, false);
     if (Added) { // the held guard texts change: C is measured again

@@ -813,8 +813,17 @@ std::vector<std::vector<int32_t>>
 Session::generateMany(const Model &M, ArrayRef<std::vector<int32_t>> Prompts,
                       size_t MaxNew, ArrayRef<int64_t> Stop, unsigned Threads,
                       size_t Batch) {
+  return generateMany(M, Prompts, std::vector<size_t>(Prompts.size(), MaxNew),
+                      Stop, Threads, Batch);
+}
+
+std::vector<std::vector<int32_t>>
+Session::generateMany(const Model &M, ArrayRef<std::vector<int32_t>> Prompts,
+                      ArrayRef<size_t> MaxNew, ArrayRef<int64_t> Stop,
+                      unsigned Threads, size_t Batch) {
+  assert(MaxNew.size() == Prompts.size() && "a limit for each prompt");
   std::vector<std::vector<int32_t>> Out(Prompts.size());
-  if (MaxNew == 0)
+  if (llvm::all_of(MaxNew, [](size_t N) { return N == 0; }))
     return Out;
   // The lead session runs the batches (its threads, its scratch space); the
   // sequences' own sessions hold only their caches.
@@ -826,7 +835,7 @@ Session::generateMany(const Model &M, ArrayRef<std::vector<int32_t>> Prompts,
     std::vector<bool> Done(E - B, false);
     for (size_t I = B; I < E; ++I) {
       Seqs.push_back(std::make_unique<Session>(M, 1));
-      Done[I - B] = Prompts[I].empty();
+      Done[I - B] = Prompts[I].empty() || MaxNew[I] == 0;
     }
     std::vector<size_t> Active, Positions;
     std::vector<Session *> Rows;
@@ -859,7 +868,7 @@ Session::generateMany(const Model &M, ArrayRef<std::vector<int32_t>> Prompts,
         int32_t Next =
             int32_t(argmax(ArrayRef<float>(Logits.data() + R * V, V)));
         Out[I].push_back(Next);
-        if (is_contained(Stop, int64_t(Next)) || Out[I].size() == MaxNew)
+        if (is_contained(Stop, int64_t(Next)) || Out[I].size() == MaxNew[I])
           Done[I - B] = true;
       }
     }

@@ -338,6 +338,15 @@ TEST_P(EngineReference, GenerateManyGivesEachPromptsGenerate) {
                 Want)
           << (Widen ? "f32" : "bf16") << ", threads " << Threads << ", batch "
           << Batch;
+    // A limit per prompt (0 included): each what generate gives with it.
+    std::vector<size_t> Limits;
+    std::vector<std::vector<int32_t>> WantEach;
+    for (size_t I = 0; I < Prompts.size(); ++I) {
+      Limits.push_back((I * 3) % 7);
+      WantEach.push_back(S.generate(Prompts[I], Limits.back(), Stop));
+    }
+    EXPECT_EQ(Session::generateMany(*L->M, Prompts, Limits, Stop, 2, 3),
+              WantEach);
   }
 }
 

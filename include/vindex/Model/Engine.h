@@ -235,6 +235,12 @@ public:
   generateMany(const Model &M, llvm::ArrayRef<std::vector<int32_t>> Prompts,
                size_t MaxNew, llvm::ArrayRef<int64_t> Stop,
                unsigned Threads = 1, size_t Batch = 128);
+  /// The same with a limit per prompt (MaxNew[I] tokens for Prompts[I]): a
+  /// sequence that is done leaves the batch.
+  static std::vector<std::vector<int32_t>>
+  generateMany(const Model &M, llvm::ArrayRef<std::vector<int32_t>> Prompts,
+               llvm::ArrayRef<size_t> MaxNew, llvm::ArrayRef<int64_t> Stop,
+               unsigned Threads = 1, size_t Batch = 128);
 
 private:
   void parallelFor(size_t N, size_t Grain,
