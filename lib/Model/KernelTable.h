@@ -56,7 +56,7 @@ extern const KernelTable AVX2Table;
 extern const KernelTable AVX512Table;
 extern const KernelTable AVX512BF16Table;
 
-/// A thread-local buffer of at least N floats (one per Slot < 5), kept
+/// A thread-local buffer of at least N floats (one per Slot < 6), kept
 /// between calls so that kernels allocate nothing per token.
 float *kernelScratch(unsigned Slot, size_t N);
 

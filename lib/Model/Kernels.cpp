@@ -137,7 +137,7 @@ KernelPath vindex::requireExactKernels() {
 }
 
 float *vindex::kernels::kernelScratch(unsigned Slot, size_t N) {
-  thread_local std::vector<float> Buffers[5];
+  thread_local std::vector<float> Buffers[6];
   std::vector<float> &B = Buffers[Slot];
   if (B.size() < N)
     B.resize(N);
