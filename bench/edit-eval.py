@@ -143,13 +143,17 @@ def first_batch(tool, base, out_v, work, tag, batch, style):
             "paraphrase": ins["paraphrase"]}
 
 
-def plan_pipeline(corpus, options):
+def plan_pipeline(corpus, options, jobs):
     """larql-opt's --pass-pipeline for --corpus and --plan-options (none
-    when neither is given: the default pipeline)."""
+    when neither is given: the default pipeline). A pipeline given replaces
+    the default one that larql-opt's --jobs reaches, so the planner is given
+    the jobs itself."""
     opts = []
     if corpus:
         opts.append("corpus=%s" % os.path.abspath(corpus))
     opts += options.split()
+    if opts and not any(o.startswith("jobs=") for o in opts):
+        opts.append("jobs=%d" % jobs)
     if not opts:
         return []
     return ["--pass-pipeline=builtin.module(larql-resolve-relations,"
@@ -386,7 +390,7 @@ def main():
               "mode": a.mode or "default", "jobs": a.jobs,
               "corpus": a.corpus, "paraphrases": a.paraphrases,
               "plan_options": a.plan_options, "models": []}
-    pipeline = plan_pipeline(a.corpus, a.plan_options)
+    pipeline = plan_pipeline(a.corpus, a.plan_options, a.jobs)
     for model in models:
         name = os.path.basename(model.rstrip("/")).replace(".vindex", "")
         work = os.path.join(a.work, name)

@@ -304,56 +304,60 @@ void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
                    unsigned Threads, bool NormKeys, ForwardResume *Resume) {
   size_t F = M.layer(Layer).Down.Rows;
   std::vector<double> U(F * F, 0.0);
-  ForwardOptions O;
-  O.CaptureFFN = true;
-  O.CaptureResiduals = Resume != nullptr;
-  O.StopAfter = size_t(Layer) + 1;
   bool Resuming = Resume && !Resume->Inputs.empty() && Resume->Layer <= Layer;
-  std::vector<std::vector<float>> Inputs;
-  std::vector<std::vector<float>> Scales;
-  recordOutputScales(M, NormKeys, O, Scales);
   // The texts run TextsPerBatch at a time as one batched forward (the
-  // weights read once per batch: the texts are hundreds of short
-  // prompts); the first session carries the threads.
+  // weights read once per batch: the texts are hundreds of short prompts).
   constexpr size_t TextsPerBatch = 32;
-  std::vector<std::unique_ptr<Session>> Sessions;
-  Sessions.push_back(std::make_unique<Session>(M, std::max(1u, Threads)));
-  for (size_t I = 1; I < TextsPerBatch; ++I)
-    Sessions.push_back(std::make_unique<Session>(M, 1));
   std::vector<const PreservedText *> Used;
   for (const PreservedText &T : Texts)
     if (!T.Ids.empty() && T.From < T.Ids.size())
       Used.push_back(&T);
-  // Every text's keys side by side, then one pass over U: the same
-  // additions in the same order as a pass per text, which streamed U (840
-  // MB at F = 10240) through memory once per text.
-  std::vector<float> Keys;
-  for (size_t B = 0; B < Used.size(); B += TextsPerBatch) {
+  size_t Batches = (Used.size() + TextsPerBatch - 1) / TextsPerBatch;
+  std::vector<std::vector<float>> Inputs(Resume ? Batches : 0);
+  // Every text's keys side by side, each batch's at its place, then one
+  // pass over U: the same additions in the same order as a pass per text,
+  // which streamed U (840 MB at F = 10240) through memory once per text.
+  std::vector<size_t> BatchRow(Batches + 1, 0);
+  for (size_t I = 0; I < Used.size(); ++I)
+    BatchRow[I / TextsPerBatch + 1] += Used[I]->Ids.size() - Used[I]->From;
+  for (size_t B = 0; B < Batches; ++B)
+    BatchRow[B + 1] += BatchRow[B];
+  std::vector<float> Keys(BatchRow[Batches] * F);
+  forEachBatch(M, Batches, Threads, [&](size_t BI, unsigned BatchThreads) {
+    ForwardOptions O;
+    O.CaptureFFN = true;
+    O.CaptureResiduals = Resume != nullptr;
+    O.StopAfter = size_t(Layer) + 1;
+    std::vector<std::vector<float>> Scales;
+    recordOutputScales(M, NormKeys, O, Scales);
+    size_t B = BI * TextsPerBatch;
     size_t N = std::min(TextsPerBatch, Used.size() - B);
+    std::vector<std::unique_ptr<Session>> Sessions;
     std::vector<Session *> Rows;
     std::vector<ArrayRef<int32_t>> Tokens;
     for (size_t I = 0; I < N; ++I) {
-      Sessions[I]->reset();
+      Sessions.push_back(std::make_unique<Session>(M, I ? 1 : BatchThreads));
       Rows.push_back(Sessions[I].get());
       Tokens.push_back(Used[B + I]->Ids);
     }
     if (Resuming) {
       O.StartLayer = Resume->Layer;
-      O.StartResidual = Resume->Inputs[B / TextsPerBatch];
+      O.StartResidual = Resume->Inputs[BI];
     }
     ForwardResult R = Session::runMany(Rows, Tokens, O);
     if (Resume)
-      Inputs.push_back(std::move(R.Residuals[Layer]));
+      Inputs[BI] = std::move(R.Residuals[Layer]);
     std::vector<float> &A = R.FFNActivations[Layer];
     scaleRows(A, F, 0, A.size() / F, Scales[Layer]);
     size_t Row = 0;
+    float *To = Keys.data() + BatchRow[BI] * F;
     for (size_t I = 0; I < N; ++I) {
       const PreservedText &T = *Used[B + I];
-      Keys.insert(Keys.end(), A.begin() + (Row + T.From) * F,
-                  A.begin() + (Row + T.Ids.size()) * F);
+      To = std::copy(A.begin() + (Row + T.From) * F,
+                     A.begin() + (Row + T.Ids.size()) * F, To);
       Row += T.Ids.size();
     }
-  }
+  });
   if (Resume) {
     Resume->Layer = Layer;
     Resume->Inputs = std::move(Inputs);

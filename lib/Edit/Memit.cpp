@@ -461,42 +461,41 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
                              ForwardResume *Resume = nullptr) {
   bool Resuming =
       Resume && Layer && !Resume->Inputs.empty() && Resume->Layer <= *Layer;
-  std::vector<std::vector<float>> Inputs;
-  ForwardOptions O;
-  O.CaptureResiduals = true;
-  O.CaptureFFN = Layer.has_value();
-  // Nothing above what is read, nor the LM head.
-  O.StopAfter = std::max<size_t>(Residual, Layer ? *Layer + 1 : 0);
-  size_t D = M.config().HiddenSize;
-  std::vector<float> FFNOut; // layer Layer's, every row of the batch
-  if (Layer)
-    O.AfterFFN = [&](size_t L, size_t, size_t T, ArrayRef<float>,
-                     MutableArrayRef<float> Out) {
-      if (L == *Layer)
-        FFNOut.assign(Out.begin(), Out.begin() + T * D);
-    };
   constexpr size_t TextsPerBatch = 32;
-  std::vector<std::unique_ptr<Session>> Sessions;
-  for (size_t I = 0; I < std::min(TextsPerBatch, At.size()); ++I)
-    Sessions.push_back(
-        std::make_unique<Session>(M, I ? 1 : std::max(1u, Threads)));
+  size_t Batches = (At.size() + TextsPerBatch - 1) / TextsPerBatch;
+  std::vector<std::vector<float>> Inputs(Resume && Layer ? Batches : 0);
+  size_t D = M.config().HiddenSize;
   std::vector<Probe> Out(At.size());
-  for (size_t B = 0; B < At.size(); B += TextsPerBatch) {
+  forEachBatch(M, Batches, Threads, [&](size_t BI, unsigned BatchThreads) {
+    ForwardOptions O;
+    O.CaptureResiduals = true;
+    O.CaptureFFN = Layer.has_value();
+    // Nothing above what is read, nor the LM head.
+    O.StopAfter = std::max<size_t>(Residual, Layer ? *Layer + 1 : 0);
+    std::vector<float> FFNOut; // layer Layer's, every row of the batch
+    if (Layer)
+      O.AfterFFN = [&](size_t L, size_t, size_t T, ArrayRef<float>,
+                       MutableArrayRef<float> Out) {
+        if (L == *Layer)
+          FFNOut.assign(Out.begin(), Out.begin() + T * D);
+      };
+    size_t B = BI * TextsPerBatch;
     size_t N = std::min(TextsPerBatch, At.size() - B);
+    std::vector<std::unique_ptr<Session>> Sessions;
     std::vector<Session *> Rows;
     std::vector<ArrayRef<int32_t>> Tokens;
     for (size_t I = 0; I < N; ++I) {
-      Sessions[I]->reset();
+      Sessions.push_back(std::make_unique<Session>(M, I ? 1 : BatchThreads));
       Rows.push_back(Sessions[I].get());
       Tokens.push_back(At[B + I].Ids);
     }
     if (Resuming) {
       O.StartLayer = Resume->Layer;
-      O.StartResidual = Resume->Inputs[B / TextsPerBatch];
+      O.StartResidual = Resume->Inputs[BI];
     }
     ForwardResult R = Session::runMany(Rows, Tokens, O);
     if (Resume && Layer)
-      Inputs.push_back(std::move(R.Residuals[*Layer]));
+      Inputs[BI] = std::move(R.Residuals[*Layer]);
     const std::vector<float> &H = R.Residuals[Residual];
     size_t TotalRows = H.size() / D, Row = 0;
     for (size_t I = 0; I < N; ++I) {
@@ -512,7 +511,7 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
       }
       Row += At[B + I].Ids.size();
     }
-  }
+  });
   if (Resume && Layer) {
     Resume->Layer = *Layer;
     Resume->Inputs = std::move(Inputs);

@@ -18,9 +18,11 @@
 #include "vindex/Support/Transpose.h"
 
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/ThreadPool.h"
 #include "llvm/Support/Threading.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 
@@ -825,11 +827,13 @@ Session::generateMany(const Model &M, ArrayRef<std::vector<int32_t>> Prompts,
   std::vector<std::vector<int32_t>> Out(Prompts.size());
   if (llvm::all_of(MaxNew, [](size_t N) { return N == 0; }))
     return Out;
-  // The lead session runs the batches (its threads, its scratch space); the
+  // A batch's lead session runs it (its threads, its scratch space); the
   // sequences' own sessions hold only their caches.
-  Session Lead(M, Threads);
   Batch = std::max<size_t>(1, Batch);
-  for (size_t B = 0; B < Prompts.size(); B += Batch) {
+  size_t Batches = (Prompts.size() + Batch - 1) / Batch;
+  forEachBatch(M, Batches, Threads, [&](size_t BI, unsigned LeadThreads) {
+    Session Lead(M, LeadThreads);
+    size_t B = BI * Batch;
     size_t E = std::min(Prompts.size(), B + Batch);
     std::vector<std::unique_ptr<Session>> Seqs;
     std::vector<bool> Done(E - B, false);
@@ -872,8 +876,39 @@ Session::generateMany(const Model &M, ArrayRef<std::vector<int32_t>> Prompts,
           Done[I - B] = true;
       }
     }
-  }
+  });
   return Out;
+}
+
+/// Whether threads should take whole batches rather than share each
+/// product: a layer's weights under a million elements.
+static bool batchesSideBySide(const Model &M) {
+  if (M.numLayers() == 0)
+    return true;
+  const LayerWeights &W = M.layer(0);
+  size_t Elements = 0;
+  for (const WeightMatrix *X :
+       {&W.Q, &W.K, &W.V, &W.O, &W.Gate, &W.Up, &W.Down})
+    Elements += X->Rows * X->Cols;
+  return Elements < (size_t(1) << 20);
+}
+
+void forEachBatch(const Model &M, size_t Count, unsigned Threads,
+                  function_ref<void(size_t Batch, unsigned Threads)> Work) {
+  Threads = std::max(1u, Threads);
+  if (Threads == 1 || Count < 2 || !batchesSideBySide(M)) {
+    for (size_t B = 0; B < Count; ++B)
+      Work(B, Threads);
+    return;
+  }
+  std::atomic<size_t> Next{0};
+  llvm::DefaultThreadPool Pool(llvm::hardware_concurrency(Threads));
+  for (unsigned T = 0; T < std::min<size_t>(Threads, Count); ++T)
+    Pool.async([&] {
+      for (size_t B; (B = Next++) < Count;)
+        Work(B, 1);
+    });
+  Pool.wait();
 }
 
 } // namespace vindex

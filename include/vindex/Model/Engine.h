@@ -15,6 +15,7 @@
 #include "vindex/Model/Kernels.h"
 
 #include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/Error.h"
 
@@ -174,6 +175,18 @@ struct ForwardOptions {
   size_t StartLayer = 0;
   llvm::ArrayRef<float> StartResidual;
 };
+
+/// Runs Work(Batch, Threads) for Batch = 0 ... Count - 1, independent
+/// batched forwards whose results Work keeps apart (each batch its own).
+/// Where a layer's matrices are too small for threads to share one
+/// product (the tiny fixtures: a thread's share of a 96-row projection is
+/// gone before the other wakes), the batches run side by side on Threads
+/// threads, each given 1; otherwise one after another, each given Threads.
+/// The bits do not depend on which: a forward's results do not depend on
+/// its threads.
+void forEachBatch(
+    const Model &M, size_t Count, unsigned Threads,
+    llvm::function_ref<void(size_t Batch, unsigned Threads)> Work);
 
 struct ForwardResult {
   /// [vocab] at the last position, or [T, vocab] with AllLogits.
