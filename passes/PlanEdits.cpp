@@ -260,9 +260,9 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       Memit.Widen = MemitWiden;
       Memit.Options.AlphaEdit = MemitAlphaEdit;
       Memit.Options.NullThreshold = MemitNullThreshold;
-      Memit.Options.Jobs = Jobs;
-      Memit.StatsMode = MemitStats;
       auto *D = getContext().getLoadedDialect<vx::VindexDialect>();
+      Memit.Options.Jobs = Jobs ? unsigned(Jobs) : D->session()->jobs();
+      Memit.StatsMode = MemitStats;
       return lowerMemit(Op, Facts, Ed, Tok, Memit, D->session()->log());
     }
     unsigned FailedRow = 0;

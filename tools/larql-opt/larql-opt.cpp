@@ -110,15 +110,10 @@ static cl::opt<bool> SplitInputFile(
 
 /// What runs against a V-index when --pass-pipeline is not given: the
 /// passes of builtin.module(...), as parsePassPipeline takes them into a
-/// module's pass manager.
+/// module's pass manager. --jobs reaches the planner through the session,
+/// so a pipeline of one's own gets it too.
 static const char *DefaultPipeline =
     "larql-resolve-relations,larql-lower-to-vindex,larql-plan-edits";
-
-/// The default pipeline with --jobs given to the planner's optimisation.
-static std::string defaultPipeline() {
-  return (Twine(DefaultPipeline) + "{jobs=" + Twine(unsigned(Jobs)) + "}")
-      .str();
-}
 
 static const char *Overview = R"(larql-opt: run LQL against a V-index
 
@@ -412,6 +407,7 @@ int main(int argc, char **argv) {
       return exitWith(Tool, OpenedV.takeError());
     V = std::move(*OpenedV);
     Session.emplace(*V);
+    Session->setJobs(Jobs);
     if (Verbose)
       Session->setLog(&errs());
   }
@@ -478,7 +474,7 @@ int main(int argc, char **argv) {
         return mlir::emitError(mlir::UnknownLoc::get(&Ctx), Msg);
       };
       if (failed(mlir::applyPassManagerCLOptions(PM)) ||
-          failed(Default ? mlir::parsePassPipeline(defaultPipeline(), PM)
+          failed(Default ? mlir::parsePassPipeline(DefaultPipeline, PM)
                          : PassPipeline.addToPipeline(PM, Report)) ||
           failed(PM.run(*Module)))
         return nullptr;

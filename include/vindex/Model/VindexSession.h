@@ -65,6 +65,10 @@ public:
   /// null unless the driver was asked (--verbose).
   llvm::raw_ostream *log() const { return Log; }
   void setLog(llvm::raw_ostream *OS) { Log = OS; }
+  /// The threads the driver was given (larql-opt's --jobs): what passes
+  /// use unless their own option says otherwise.
+  unsigned jobs() const { return Jobs; }
+  void setJobs(unsigned N) { Jobs = N ? N : 1; }
 
 private:
   const Vindex &V;
@@ -73,6 +77,7 @@ private:
   std::unique_ptr<Tokenizer> Tok;
   std::map<std::string, std::vector<std::string>> Relations;
   llvm::raw_ostream *Log = nullptr;
+  unsigned Jobs = 1;
 };
 
 } // namespace vindex

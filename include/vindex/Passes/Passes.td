@@ -149,10 +149,10 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "MODE memit's key statistics: auto (the V-index's "
                         "stored ones when valid, else measured), stored "
                         "(those or an error), measure">,
-                 Option<"Jobs", "jobs", "unsigned", "1",
-                        "Threads of MODE memit's target optimisation "
-                        "(results do not depend on it; larql-opt passes "
-                        "its --jobs)">];
+                 Option<"Jobs", "jobs", "unsigned", "0",
+                        "Threads of MODE memit (results do not depend on "
+                        "it); 0: the driver's (larql-opt's --jobs), also "
+                        "under a --pass-pipeline of one's own">];
   let dependentDialects = ["::vindex::vx::VindexDialect"];
 }
 
