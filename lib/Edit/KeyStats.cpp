@@ -232,50 +232,71 @@ keyStatistics(const Model &M,
     size_t F = M.layer(L).Down.Rows;
     S.Moment.emplace_back(F * F, 0.0);
   }
-  Session Sess(M, 1);
-  ForwardOptions O;
-  O.CaptureFFN = true;
-  std::vector<std::vector<float>> Scales;
-  recordOutputScales(M, NormKeys, O, Scales);
   // The keys of the highest layer need no layer above it, nor the LM head.
+  std::optional<size_t> StopAfter;
   if (!Layers.empty())
-    O.StopAfter = size_t(*llvm::max_element(Layers)) + 1;
+    StopAfter = size_t(*llvm::max_element(Layers)) + 1;
   // The keys of a few hundred positions at a time go into the moments
   // together (in position order, so the sums are the same): a text is a
   // dozen positions, and each call reads and writes the whole triangle.
-  constexpr size_t PositionsPerPass = 256;
+  // The texts of such a group run as batched forwards, TextsPerBatch texts
+  // each, on Threads threads.
+  constexpr size_t PositionsPerPass = 256, TextsPerBatch = 8;
   std::optional<DefaultThreadPool> Pool;
   if (Threads > 1)
     Pool.emplace(hardware_concurrency(Threads));
-  std::vector<std::vector<float>> Pending(Layers.size());
-  size_t PendingPositions = 0;
-  auto Flush = [&] {
+  std::vector<std::vector<int32_t>> Group;
+  size_t GroupPositions = 0;
+  auto RunGroup = [&] {
+    size_t Batches = (Group.size() + TextsPerBatch - 1) / TextsPerBatch;
+    // [batch][edit layer]: the keys of every position of the batch's texts.
+    std::vector<std::vector<std::vector<float>>> Keys(Batches);
+    forEachBatch(M, Batches, Threads, [&](size_t BI, unsigned BatchThreads) {
+      ForwardOptions O;
+      O.CaptureFFN = true;
+      O.StopAfter = StopAfter;
+      std::vector<std::vector<float>> Scales;
+      recordOutputScales(M, NormKeys, O, Scales);
+      size_t B = BI * TextsPerBatch;
+      size_t N = std::min(TextsPerBatch, Group.size() - B);
+      std::vector<std::unique_ptr<Session>> Sessions;
+      std::vector<Session *> Rows;
+      std::vector<ArrayRef<int32_t>> Tokens;
+      for (size_t I = 0; I < N; ++I) {
+        Sessions.push_back(std::make_unique<Session>(M, I ? 1 : BatchThreads));
+        Rows.push_back(Sessions[I].get());
+        Tokens.push_back(Group[B + I]);
+      }
+      ForwardResult R = Session::runMany(Rows, Tokens, O);
+      for (unsigned L : Layers) {
+        std::vector<float> &A = R.FFNActivations[L];
+        size_t F = M.layer(L).Down.Rows;
+        scaleRows(A, F, 0, A.size() / F, Scales[L]);
+        Keys[BI].push_back(std::move(A));
+      }
+    });
     for (size_t LI = 0; LI < Layers.size(); ++LI) {
-      size_t F = M.layer(Layers[LI]).Down.Rows;
-      accumulateKeyMoments(Pending[LI], F, S.Moment[LI],
+      std::vector<float> Pending;
+      for (std::vector<std::vector<float>> &B : Keys)
+        Pending.insert(Pending.end(), B[LI].begin(), B[LI].end());
+      accumulateKeyMoments(Pending, M.layer(Layers[LI]).Down.Rows, S.Moment[LI],
                            Pool ? &*Pool : nullptr);
-      Pending[LI].clear();
     }
-    PendingPositions = 0;
+    S.Positions += GroupPositions;
+    Group.clear();
+    GroupPositions = 0;
   };
   std::vector<int32_t> Ids;
   while (NextText(Ids)) {
     if (Ids.empty())
       continue;
-    Sess.reset();
-    ForwardResult R = Sess.run(Ids, O);
-    for (size_t LI = 0; LI < Layers.size(); ++LI) {
-      std::vector<float> &A = R.FFNActivations[Layers[LI]];
-      size_t F = A.size() / Ids.size();
-      scaleRows(A, F, 0, Ids.size(), Scales[Layers[LI]]);
-      Pending[LI].insert(Pending[LI].end(), A.begin(), A.end());
-    }
-    S.Positions += Ids.size();
-    PendingPositions += Ids.size();
-    if (PendingPositions >= PositionsPerPass)
-      Flush();
+    GroupPositions += Ids.size();
+    Group.push_back(std::move(Ids));
+    if (GroupPositions >= PositionsPerPass)
+      RunGroup();
   }
-  Flush();
+  if (!Group.empty())
+    RunGroup();
   if (!S.Positions)
     return makeError("memit: no text to measure the key statistics on");
   for (std::vector<double> &C : S.Moment) {

@@ -780,35 +780,92 @@ namespace {
 
 /// Whether every piece of Target is the greedy choice after Prompt
 /// (teacher-forced), on M as it is, with at least probability Margin.
-Expected<bool> reachedAfter(const Model &M, ArrayRef<int32_t> Prompt,
-                            ArrayRef<int32_t> Target, double Margin) {
-  std::vector<int32_t> Ids(Prompt.begin(), Prompt.end());
-  for (int32_t Piece : Target) {
-    Session S(M, 1);
-    ForwardResult R = S.run(Ids);
-    const std::vector<float> &L = R.Logits;
-    if (size_t(Piece) >= L.size())
-      return makeError("memit: target piece {0} outside the vocabulary", Piece);
-    if (std::max_element(L.begin(), L.end()) - L.begin() != Piece)
-      return false;
-    if (Margin > 0 && pieceProbability(L, Piece) < Margin)
-      return false;
-    Ids.push_back(Piece);
+/// Which units' targets are reached: after the canonical prompt of each
+/// (with EveryContext after each of its contexts too), every piece is the
+/// greedy choice, teacher-forced, with probability at least Margin when it
+/// is above 0. Each context runs once, prompt and pieces together, and the
+/// contexts run as batched forwards on Threads threads.
+Expected<std::vector<bool>> reachedMany(const Model &M,
+                                        ArrayRef<FactState> States,
+                                        double Margin, bool EveryContext,
+                                        unsigned Threads) {
+  struct Check {
+    size_t Unit;
+    size_t PromptSize;
+    std::vector<int32_t> Ids;  ///< the prompt, then the pieces but the last
+    std::vector<float> Logits; ///< [pieces, vocab], from the prompt's last
+  };
+  std::vector<Check> Checks;
+  for (size_t J = 0; J < States.size(); ++J) {
+    const FactState &St = States[J];
+    if (St.Target.empty())
+      continue;
+    size_t Contexts = EveryContext ? St.Prompts.size() : 1;
+    for (size_t C = 0; C < Contexts; ++C) {
+      Check K{J, St.Prompts[C].size(), St.Prompts[C], {}};
+      K.Ids.insert(K.Ids.end(), St.Target.begin(), St.Target.end() - 1);
+      Checks.push_back(std::move(K));
+    }
   }
-  return true;
-}
-
-/// Whether St's target is reached after its canonical prompt, and with
-/// EveryContext after each of its contexts too.
-Expected<bool> reached(const Model &M, const FactState &St, double Margin,
-                       bool EveryContext) {
-  size_t Contexts = EveryContext ? St.Prompts.size() : 1;
-  for (size_t C = 0; C < Contexts; ++C) {
-    Expected<bool> Ok = reachedAfter(M, St.Prompts[C], St.Target, Margin);
-    if (!Ok || !*Ok)
-      return Ok;
+  // Batches of texts whose rows' logits stay under 16 MB (a 262K-token
+  // vocabulary: a text or two), at most 32 texts.
+  size_t V = M.config().VocabSize;
+  size_t MaxRows =
+      std::max<size_t>(1, (size_t(1) << 22) / std::max<size_t>(1, V));
+  std::vector<size_t> BatchStart{0};
+  for (size_t I = 0, Rows = 0; I < Checks.size(); ++I) {
+    if (I > BatchStart.back() && (I - BatchStart.back() == 32 ||
+                                  Rows + Checks[I].Ids.size() > MaxRows)) {
+      BatchStart.push_back(I);
+      Rows = 0;
+    }
+    Rows += Checks[I].Ids.size();
   }
-  return true;
+  BatchStart.push_back(Checks.size());
+  size_t Batches = Checks.empty() ? 0 : BatchStart.size() - 1;
+  forEachBatch(M, Batches, Threads, [&](size_t BI, unsigned BatchThreads) {
+    size_t B = BatchStart[BI], E = BatchStart[BI + 1];
+    std::vector<std::unique_ptr<Session>> Sessions;
+    std::vector<Session *> Rows;
+    std::vector<ArrayRef<int32_t>> Tokens;
+    for (size_t I = B; I < E; ++I) {
+      Sessions.push_back(
+          std::make_unique<Session>(M, I > B ? 1 : BatchThreads));
+      Rows.push_back(Sessions.back().get());
+      Tokens.push_back(Checks[I].Ids);
+    }
+    ForwardOptions O;
+    O.AllLogits = true;
+    ForwardResult R = Session::runMany(Rows, Tokens, O);
+    size_t Row = 0;
+    for (size_t I = B; I < E; ++I) {
+      Check &K = Checks[I];
+      size_t From = Row + K.PromptSize - 1, To = Row + K.Ids.size();
+      K.Logits.assign(R.Logits.begin() + From * V, R.Logits.begin() + To * V);
+      Row += K.Ids.size();
+    }
+  });
+  // Unit by unit, context by context, piece by piece, as one run per piece
+  // would find them: the first piece missed decides.
+  std::vector<bool> Reached(States.size(), true);
+  for (const Check &K : Checks) {
+    if (!Reached[K.Unit])
+      continue;
+    ArrayRef<int32_t> Target = States[K.Unit].Target;
+    for (size_t P = 0; P < Target.size(); ++P) {
+      ArrayRef<float> L(K.Logits.data() + P * V, V);
+      if (size_t(Target[P]) >= V)
+        return makeError("memit: target piece {0} outside the vocabulary",
+                         Target[P]);
+      if (size_t(std::max_element(L.begin(), L.end()) - L.begin()) !=
+              size_t(Target[P]) ||
+          (Margin > 0 && pieceProbability(L, Target[P]) < Margin)) {
+        Reached[K.Unit] = false;
+        break;
+      }
+    }
+  }
+  return Reached;
 }
 
 /// Optimises the targets of the next Opts.Jobs units from First on that
@@ -1252,17 +1309,14 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     // Which units the update reached.
     if (Error E = M.reload())
       return std::move(E);
-    size_t Count = 0;
     // The last round asks the greedy choice alone: what "answered" means.
     double Margin = Round + 1 < Rounds ? Opts.Margin : 0.0;
-    for (size_t J = 0; J < N; ++J) {
-      Expected<bool> Ok =
-          reached(M, States[J], Margin, Opts.ReachAll && Round + 1 < Rounds);
-      if (!Ok)
-        return Ok.takeError();
-      Reached[J] = *Ok;
-      Count += *Ok;
-    }
+    Expected<std::vector<bool>> Now = reachedMany(
+        M, States, Margin, Opts.ReachAll && Round + 1 < Rounds, Opts.Jobs);
+    if (!Now)
+      return Now.takeError();
+    Reached = std::move(*Now);
+    size_t Count = llvm::count(Reached, true);
     if (Verbose)
       *Verbose << formatv("memit: round {0}: {1} of {2} units answered\n",
                           Round + 1, Count, N);
