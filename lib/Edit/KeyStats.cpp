@@ -259,15 +259,9 @@ keyStatistics(const Model &M,
       recordOutputScales(M, NormKeys, O, Scales);
       size_t B = BI * TextsPerBatch;
       size_t N = std::min(TextsPerBatch, Group.size() - B);
-      std::vector<std::unique_ptr<Session>> Sessions;
-      std::vector<Session *> Rows;
-      std::vector<ArrayRef<int32_t>> Tokens;
-      for (size_t I = 0; I < N; ++I) {
-        Sessions.push_back(std::make_unique<Session>(M, I ? 1 : BatchThreads));
-        Rows.push_back(Sessions[I].get());
-        Tokens.push_back(Group[B + I]);
-      }
-      ForwardResult R = Session::runMany(Rows, Tokens, O);
+      std::vector<ArrayRef<int32_t>> Tokens(Group.begin() + B,
+                                            Group.begin() + B + N);
+      ForwardResult R = Session::runTexts(M, Tokens, O, BatchThreads);
       for (unsigned L : Layers) {
         std::vector<float> &A = R.FFNActivations[L];
         size_t F = M.layer(L).Down.Rows;
@@ -353,19 +347,14 @@ void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
     recordOutputScales(M, NormKeys, O, Scales);
     size_t B = BI * TextsPerBatch;
     size_t N = std::min(TextsPerBatch, Used.size() - B);
-    std::vector<std::unique_ptr<Session>> Sessions;
-    std::vector<Session *> Rows;
     std::vector<ArrayRef<int32_t>> Tokens;
-    for (size_t I = 0; I < N; ++I) {
-      Sessions.push_back(std::make_unique<Session>(M, I ? 1 : BatchThreads));
-      Rows.push_back(Sessions[I].get());
+    for (size_t I = 0; I < N; ++I)
       Tokens.push_back(Used[B + I]->Ids);
-    }
     if (Resuming) {
       O.StartLayer = Resume->Layer;
       O.StartResidual = Resume->Inputs[BI];
     }
-    ForwardResult R = Session::runMany(Rows, Tokens, O);
+    ForwardResult R = Session::runTexts(M, Tokens, O, BatchThreads);
     if (Resume)
       Inputs[BI] = std::move(R.Residuals[Layer]);
     std::vector<float> &A = R.FFNActivations[Layer];

@@ -481,19 +481,14 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
       };
     size_t B = BI * TextsPerBatch;
     size_t N = std::min(TextsPerBatch, At.size() - B);
-    std::vector<std::unique_ptr<Session>> Sessions;
-    std::vector<Session *> Rows;
     std::vector<ArrayRef<int32_t>> Tokens;
-    for (size_t I = 0; I < N; ++I) {
-      Sessions.push_back(std::make_unique<Session>(M, I ? 1 : BatchThreads));
-      Rows.push_back(Sessions[I].get());
+    for (size_t I = 0; I < N; ++I)
       Tokens.push_back(At[B + I].Ids);
-    }
     if (Resuming) {
       O.StartLayer = Resume->Layer;
       O.StartResidual = Resume->Inputs[BI];
     }
-    ForwardResult R = Session::runMany(Rows, Tokens, O);
+    ForwardResult R = Session::runTexts(M, Tokens, O, BatchThreads);
     if (Resume && Layer)
       Inputs[BI] = std::move(R.Residuals[*Layer]);
     const std::vector<float> &H = R.Residuals[Residual];
@@ -825,18 +820,12 @@ Expected<std::vector<bool>> reachedMany(const Model &M,
   size_t Batches = Checks.empty() ? 0 : BatchStart.size() - 1;
   forEachBatch(M, Batches, Threads, [&](size_t BI, unsigned BatchThreads) {
     size_t B = BatchStart[BI], E = BatchStart[BI + 1];
-    std::vector<std::unique_ptr<Session>> Sessions;
-    std::vector<Session *> Rows;
     std::vector<ArrayRef<int32_t>> Tokens;
-    for (size_t I = B; I < E; ++I) {
-      Sessions.push_back(
-          std::make_unique<Session>(M, I > B ? 1 : BatchThreads));
-      Rows.push_back(Sessions.back().get());
+    for (size_t I = B; I < E; ++I)
       Tokens.push_back(Checks[I].Ids);
-    }
     ForwardOptions O;
     O.AllLogits = true;
-    ForwardResult R = Session::runMany(Rows, Tokens, O);
+    ForwardResult R = Session::runTexts(M, Tokens, O, BatchThreads);
     size_t Row = 0;
     for (size_t I = B; I < E; ++I) {
       Check &K = Checks[I];

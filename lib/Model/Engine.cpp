@@ -880,6 +880,18 @@ Session::generateMany(const Model &M, ArrayRef<std::vector<int32_t>> Prompts,
   return Out;
 }
 
+ForwardResult Session::runTexts(const Model &M,
+                                ArrayRef<ArrayRef<int32_t>> Texts,
+                                const ForwardOptions &Opts, unsigned Threads) {
+  std::vector<std::unique_ptr<Session>> Sessions;
+  std::vector<Session *> Rows;
+  for (size_t I = 0; I < Texts.size(); ++I) {
+    Sessions.push_back(std::make_unique<Session>(M, I ? 1 : Threads));
+    Rows.push_back(Sessions.back().get());
+  }
+  return runMany(Rows, Texts, Opts);
+}
+
 /// Whether threads should take whole batches rather than share each
 /// product: a layer's weights under a million elements.
 static bool batchesSideBySide(const Model &M) {

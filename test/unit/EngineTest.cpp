@@ -12,6 +12,7 @@
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Store/Vindex.h"
 
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -24,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <numeric>
 
 using namespace vindex;
@@ -380,6 +382,55 @@ TEST_P(EngineReference, RunManyGivesEachSequenceItsRows) {
     ForwardResult R = Session::runMany(Rows, Tokens, O);
     ASSERT_EQ(R.FFNActivations[1].size(), Want.size());
     EXPECT_EQ(R.FFNActivations[1], Want) << (Widen ? "f32" : "bf16");
+  }
+}
+
+// Texts run as one batch in fresh sessions (runTexts) give, at each
+// position, the logits a run of the text up to there gives last (what
+// memit's reach checks read: the prompt and the pieces in one run), on the
+// widened weights the planner runs a tiny model on. (On mapped bf16 weights
+// a run of a token or two differs from a longer run's rows in the last
+// bits.) forEachBatch hands each batch out once, side by side on the tiny
+// fixtures, each with one thread.
+TEST_P(EngineReference, RunTextsGivesEachPrefixsLastLogits) {
+  std::string Name = GetParam();
+  for (bool Widen : {true}) {
+    Loaded *L = load(Name, /*Compress=*/false, Widen);
+    std::vector<std::vector<int32_t>> Seqs = goldenPrompts(Name);
+    size_t V = L->M->config().VocabSize;
+    std::vector<float> Want;
+    for (const std::vector<int32_t> &S : Seqs)
+      for (size_t P = 1; P <= S.size(); ++P) {
+        Session One(*L->M, 1);
+        std::vector<float> Last =
+            One.run(ArrayRef<int32_t>(S).take_front(P)).Logits;
+        Want.insert(Want.end(), Last.begin(), Last.end());
+      }
+    ForwardOptions O;
+    O.AllLogits = true;
+    std::vector<ArrayRef<int32_t>> Tokens(Seqs.begin(), Seqs.end());
+    std::vector<std::vector<float>> Got(Seqs.size());
+    std::mutex Lock;
+    std::vector<std::pair<size_t, unsigned>> Calls;
+    forEachBatch(*L->M, Seqs.size(), 2, [&](size_t B, unsigned Threads) {
+      {
+        std::lock_guard<std::mutex> G(Lock);
+        Calls.push_back({B, Threads});
+      }
+      Got[B] = Session::runTexts(*L->M, Tokens[B], O, Threads).Logits;
+    });
+    llvm::sort(Calls);
+    ASSERT_EQ(Calls.size(), Seqs.size());
+    for (size_t B = 0; B < Calls.size(); ++B)
+      EXPECT_EQ(Calls[B], std::make_pair(B, 1u));
+    std::vector<float> All = Session::runTexts(*L->M, Tokens, O, 2).Logits;
+    std::vector<float> Joined;
+    for (const std::vector<float> &G : Got)
+      Joined.insert(Joined.end(), G.begin(), G.end());
+    ASSERT_EQ(All.size(), Want.size());
+    EXPECT_EQ(All, Want) << (Widen ? "f32" : "bf16");
+    EXPECT_EQ(Joined, Want) << (Widen ? "f32" : "bf16");
+    EXPECT_EQ(Want.size() % V, 0u);
   }
 }
 

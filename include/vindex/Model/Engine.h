@@ -240,6 +240,13 @@ public:
                                llvm::ArrayRef<llvm::ArrayRef<int32_t>> Tokens,
                                const ForwardOptions &Opts = {});
 
+  /// Each of Texts from position 0 in a fresh session of its own, run as
+  /// one batch (runMany; the first session carries Threads).
+  static ForwardResult runTexts(const Model &M,
+                                llvm::ArrayRef<llvm::ArrayRef<int32_t>> Texts,
+                                const ForwardOptions &Opts = {},
+                                unsigned Threads = 1);
+
   /// Greedy decoding of many prompts together: one token of each sequence
   /// per batched forward (as step(): the weights read once for all), Batch
   /// sequences at a time, on Threads threads. Result I is what
