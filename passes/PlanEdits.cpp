@@ -247,6 +247,7 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       Memit.Options.Rounds = MemitRounds;
       Memit.Options.Repair = MemitRepair;
       Memit.Options.RepairRounds = MemitRepairRounds;
+      Memit.Options.RepairGrants = MemitRepairGrants;
       if (!(MemitMargin >= 0 && MemitMargin < 1))
         return Op->emitError()
                << "memit-margin must be at least 0 and below 1, not "

@@ -1072,6 +1072,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
   const unsigned BaseRounds = std::max(1u, Opts.Rounds);
   unsigned Rounds = BaseRounds;
   unsigned ExtraRounds = Opts.Repair ? Opts.RepairRounds : 0;
+  unsigned GrantsLeft = Opts.RepairGrants;
   unsigned RoundsRun = 0;
   for (unsigned Round = 0; Round < Rounds; ++Round) {
     RoundsRun = Round + 1;
@@ -1320,12 +1321,12 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     }
     // The last round's update is asked too, answered or not (no round
     // follows to give anything back): what it lost is written back in
-    // rounds of the repair's own (once; they ask again whenever their
-    // units are all answered).
-    if (ExtraRounds == 0 || !RepairLost())
+    // rounds of the repair's own (memit-repair-grants times at most; they
+    // ask again whenever their units are all answered).
+    if (ExtraRounds == 0 || GrantsLeft == 0 || !RepairLost())
       break;
     Rounds += ExtraRounds;
-    ExtraRounds = 0;
+    --GrantsLeft;
   }
   // AlphaEdit holds this batch's keys in place for the next ones.
   if (Opts.AlphaEdit) {
@@ -1373,12 +1374,15 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     Plan.Record.push_back(std::move(St.Record));
   }
   if (Opts.Repair) {
+    std::string Added = std::to_string(Opts.RepairRounds);
+    if (Opts.RepairGrants != 1)
+      Added = formatv("{0} x {1}", Opts.RepairGrants, Added).str();
     std::string Line =
         formatv("memit-repair: {0} of {1} guard answers lost and written "
                 "back ({2} units, {3} not answered after the update; "
                 "{4} rounds of {5} + {6})",
                 llvm::count(Repairing, true), Guarded.size(), RepairUnits,
-                RepairLeft, RoundsRun, BaseRounds, Opts.RepairRounds)
+                RepairLeft, RoundsRun, BaseRounds, Added)
             .str();
     if (Verbose)
       *Verbose << Line << "\n";

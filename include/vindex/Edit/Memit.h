@@ -111,6 +111,10 @@ struct MemitOptions {
   /// when that round's update lost guard answers (the last update is
   /// otherwise never asked).
   unsigned RepairRounds = 8;
+  /// memit-repair-grants: how many times the repair may add its rounds
+  /// (each time the last round's update lost answers, until a check finds
+  /// none).
+  unsigned RepairGrants = 1;
   /// Threads optimising the units' targets (each unit's optimisation is
   /// its own; a lift's effect on later units is kept as if one at a time).
   unsigned Jobs = 1;

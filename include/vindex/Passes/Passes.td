@@ -115,6 +115,11 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "MODE memit with memit-repair: rounds added after "
                         "memit-rounds when the last round's update lost "
                         "guard answers">,
+                 Option<"MemitRepairGrants", "memit-repair-grants",
+                        "unsigned", "1",
+                        "MODE memit with memit-repair: how many times "
+                        "memit-repair-rounds may be added (again whenever "
+                        "the last added round's update lost answers)">,
                  Option<"MemitRounds", "memit-rounds", "unsigned", "8",
                         "MODE memit's rounds (units not answered are "
                         "solved again)">,
