@@ -198,7 +198,10 @@ struct ForwardResult {
 };
 
 /// A sequence being run: the KV cache and scratch space. Feeding tokens in
-/// several calls equals feeding them at once.
+/// several calls equals feeding them at once, bit for bit on f32 and
+/// widened weights. On mapped bf16 weights (a model too large to widen) a
+/// call of one to three tokens runs row dot products, whose sums differ in
+/// the last bits from the chains of a longer call's GEMM.
 class Session {
 public:
   /// Threads: 0 = one per core.
