@@ -3,10 +3,13 @@
 
 #include "vindex/Dialect/Larql/LarqlOps.h"
 #include "vindex/Dialect/Vindex/VindexOps.h"
+#include "vindex/Formats/Tokenizer.h"
 
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
+
+#include "llvm/Support/FormatVariadic.h"
 
 using namespace mlir;
 
@@ -126,6 +129,37 @@ void createInstallFeature(OpBuilder &B, Location Loc,
       floatResource(Ctx, Name + "_up", F.Up),
       floatResource(Ctx, Name + "_down", F.Down));
   I->setAttr(BalanceAttr, StringAttr::get(Ctx, Record));
+}
+
+FailureOr<edit::Fact> resolveFact(const Tokenizer &Tok,
+                                  llvm::ArrayRef<std::string> Templates,
+                                  StringRef Entity, StringRef Relation,
+                                  std::optional<StringRef> Target,
+                                  std::string &Why) {
+  edit::Fact F;
+  F.Entity = Entity.str();
+  F.Relation = Relation.str();
+  for (const std::string &T : Templates)
+    F.Prompts.push_back(Tok.encode(edit::fillTemplate(T, Entity)));
+  if (!Target)
+    return F;
+  std::string Canonical = edit::fillTemplate(Templates.front(), Entity);
+  std::vector<int32_t> P = Tok.encode(Canonical);
+  std::vector<int32_t> Whole = Tok.encode((Canonical + " " + *Target).str());
+  if (Whole.size() > P.size() && std::equal(P.begin(), P.end(), Whole.begin()))
+    F.Target.assign(Whole.begin() + P.size(), Whole.end());
+  else
+    F.Target = Tok.encode((" " + *Target).str(), /*AddSpecial=*/false);
+  std::string Back = Tok.decode(F.Target);
+  if (F.Target.empty() || StringRef(Back).trim() != Target->trim()) {
+    Why = llvm::formatv("the tokenizer cannot encode the target '{0}' (its "
+                        "pieces decode as '{1}')",
+                        *Target, Back)
+              .str();
+    return failure();
+  }
+  F.TargetText = Target->str();
+  return F;
 }
 
 } // namespace vindex

@@ -14,10 +14,13 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/Operation.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace vindex {
+
+class Tokenizer;
 
 /// The attribute larql-resolve-relations gives a fact edit: relation ->
 /// its prompt templates.
@@ -38,6 +41,16 @@ struct FactRow {
 /// feature, edit no fact (Rows stays empty). A DELETE or UPDATE that names
 /// entity or relation otherwise is an error, reported.
 mlir::LogicalResult factRows(mlir::Operation *Op, std::vector<FactRow> &Rows);
+
+/// The fact Entity/Relation with the relation's prompt templates (canonical
+/// first) filled in and encoded, and Target's pieces as they follow the
+/// canonical prompt (the tokenizer may join the space to the first piece);
+/// no Target: a DELETE's fact, no pieces. Fails, saying why in Why, when
+/// the pieces do not spell Target back.
+mlir::FailureOr<edit::Fact>
+resolveFact(const Tokenizer &Tok, llvm::ArrayRef<std::string> Templates,
+            llvm::StringRef Entity, llvm::StringRef Relation,
+            std::optional<llvm::StringRef> Target, std::string &Why);
 
 /// A 1-D f32 dense resource named Name holding V.
 mlir::ElementsAttr floatResource(mlir::MLIRContext *Ctx, llvm::StringRef Name,

@@ -19,6 +19,7 @@
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
 
 #include <cctype>
 
@@ -112,10 +113,19 @@ storedStats(const TensorView &View, llvm::ArrayRef<unsigned> Layers,
   return S;
 }
 
+static llvm::Expected<std::vector<uint64_t>>
+statsWeights(const TensorView &View, const edit::MemitOptions &Opts);
+
+/// The key statistics into Ctx.Stats (and Ctx.StatsWeights, the identities
+/// of the weights they describe): the stored ones when they describe
+/// StoredOn (default Ed's view), else (without StoredOn) measured on Ed's
+/// view, whose identities are CurrentIds.
 static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
                                   const Tokenizer &Tok, MemitContext &Ctx,
-                                  llvm::raw_ostream *Verbose) {
-  const TensorView &View = Ed.view();
+                                  llvm::raw_ostream *Verbose,
+                                  llvm::ArrayRef<uint64_t> CurrentIds,
+                                  const TensorView *StoredOn = nullptr) {
+  const TensorView &View = StoredOn ? *StoredOn : Ed.view();
   if (Ctx.StatsMode != "auto" && Ctx.StatsMode != "stored" &&
       Ctx.StatsMode != "measure") {
     Op->emitError() << "memit-stats must be auto, stored or measure, not '"
@@ -163,10 +173,19 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
                                   "stored ones, {1} positions of {2}\n",
                                   joinLayers(Layers), (*S)->Positions,
                                   (*S)->Source);
+      llvm::Expected<std::vector<uint64_t>> Ids =
+          statsWeights(View, Ctx.Options);
+      if (!Ids) {
+        Op->emitError() << llvm::toString(Ids.takeError());
+        return failure();
+      }
       Ctx.Stats = std::move(**S);
       Ctx.StatsStored = true;
+      Ctx.StatsWeights = std::move(*Ids);
       return success();
     }
+    if (StoredOn) // measured where this run's statements are
+      return success();
     if (Ctx.StatsMode == "stored") {
       Op->emitError() << "memit-stats=stored: " << Why;
       return failure();
@@ -174,6 +193,8 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
     if (Verbose && !View.base().manifest().KeyStats.empty())
       *Verbose << "memit: stored key statistics not used: " << Why
                << "; measuring them\n";
+  } else if (StoredOn) {
+    return success();
   }
   llvm::Expected<std::unique_ptr<Model>> M = Model::load(View);
   if (!M) {
@@ -215,6 +236,7 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
                     std::to_string(S->Positions) + " positions of " + Source;
   Ctx.Stats = std::move(*S);
   Ctx.StatsStored = false;
+  Ctx.StatsWeights.assign(CurrentIds.begin(), CurrentIds.end());
   return success();
 }
 
@@ -257,7 +279,12 @@ static double answerProbability(const Model &M, llvm::ArrayRef<int32_t> Prompt,
 /// 34-layer synthetic the 256 answers, one by one, took about 6 minutes.
 static LogicalResult measureGuards(Operation *Op, const edit::Editor &Ed,
                                    const Tokenizer &Tok, MemitContext &Ctx) {
-  llvm::Expected<std::unique_ptr<Model>> M = Model::load(Ed.view());
+  // The model the first memit statement met: below the earliest one the
+  // input's patches record, if any (their features and updates are no-ops
+  // there, as this run's appended features are before its updates).
+  TensorView Before(Ed.view().base(), Ctx.BeforeEarlier);
+  llvm::Expected<std::unique_ptr<Model>> M =
+      Model::load(Ctx.EarlierFrom ? Before : Ed.view());
   if (!M) {
     Op->emitError() << llvm::toString(M.takeError());
     return failure();
@@ -368,9 +395,139 @@ static LogicalResult widenLayers(Operation *Op, edit::Editor &Ed,
   return success();
 }
 
+/// The record line through which later runs hold a statement's facts.
+static constexpr llvm::StringLiteral WrittenLine = "memit: written ";
+
+/// The statement a patch records, without its balancer lines: the patches
+/// of one statement share it.
+static StringRef statementOf(const Patch &P) {
+  StringRef S = P.origin().Statement;
+  return S.substr(0, S.find("\n-- balance: "));
+}
+
+llvm::Error readEarlierMemit(const TensorView &View, MemitContext &Ctx) {
+  llvm::ArrayRef<std::shared_ptr<const Patch>> Patches =
+      View.patches().take_front(View.numPersisted());
+  std::string Last;
+  for (size_t I = 0; I < Patches.size(); ++I) {
+    llvm::SmallVector<StringRef> Lines;
+    StringRef(Patches[I]->origin().Statement).split(Lines, '\n');
+    for (StringRef L : Lines) {
+      L.consume_front("-- balance: ");
+      if (!L.consume_front(WrittenLine))
+        continue;
+      if (L == Last) // the statement's other patches
+        continue;
+      Last = L.str();
+      auto Bad = [&](llvm::StringRef Why) {
+        return llvm::createStringError(
+            llvm::formatv("patch {0} of the input: its record line '{1}' {2}",
+                          I + 1, WrittenLine.drop_back(), Why)
+                .str());
+      };
+      llvm::Expected<llvm::json::Value> V = llvm::json::parse(L);
+      if (!V)
+        return Bad("is not JSON: " + llvm::toString(V.takeError()));
+      const llvm::json::Array *Rows = V->getAsArray();
+      if (!Rows)
+        return Bad("is not a JSON array");
+      std::vector<MemitContext::EarlierRow> Statement;
+      for (const llvm::json::Value &R : *Rows) {
+        const llvm::json::Array *A = R.getAsArray();
+        std::optional<StringRef> E, Rel, T;
+        std::optional<bool> Answered;
+        if (A && A->size() == 4) {
+          E = (*A)[0].getAsString();
+          Rel = (*A)[1].getAsString();
+          T = (*A)[2].getAsString();
+          Answered = (*A)[3].getAsBoolean();
+        }
+        if (!E || !Rel || !T || !Answered)
+          return Bad("has a row that is not [entity, relation, target, "
+                     "answered]");
+        Statement.push_back({E->str(), Rel->str(), T->str(), *Answered});
+      }
+      if (Ctx.Earlier.empty()) {
+        size_t From = I;
+        while (From > 0 &&
+               statementOf(*Patches[From - 1]) == statementOf(*Patches[I]) &&
+               Patches[From - 1]->origin().ScriptSha256 ==
+                   Patches[I]->origin().ScriptSha256)
+          --From;
+        Ctx.BeforeEarlier = From;
+        Ctx.EarlierFrom = From + 1;
+      }
+      Ctx.Earlier.push_back(std::move(Statement));
+    }
+  }
+  return llvm::Error::success();
+}
+
+/// Replays what the input's earlier memit statements wrote into
+/// Ctx.Written and Ctx.Edited as lowerMemit's end would have (the prompts
+/// and pieces are this run's relations'). Record gets a line saying so.
+static LogicalResult replayEarlier(Operation *Op, const Tokenizer &Tok,
+                                   MemitContext &Ctx, std::string &Record) {
+  Ctx.EarlierReplayed = true;
+  if (Ctx.Earlier.empty())
+    return success();
+  size_t Rows = 0;
+  for (const std::vector<MemitContext::EarlierRow> &Statement : Ctx.Earlier) {
+    Rows += Statement.size();
+    for (const MemitContext::EarlierRow &R : Statement)
+      Ctx.Edited.emplace_back(R.Entity, R.Relation);
+    if (!Ctx.HoldWritten)
+      continue;
+    llvm::erase_if(Ctx.Written, [&](const edit::Fact &F) {
+      return llvm::any_of(Statement, [&](const MemitContext::EarlierRow &R) {
+        return R.Entity == F.Entity && R.Relation == F.Relation;
+      });
+    });
+    for (const MemitContext::EarlierRow &R : Statement) {
+      if (!R.Answered)
+        continue;
+      auto It = llvm::find_if(Ctx.Relations, [&](const auto &Rel) {
+        return Rel.first == R.Relation;
+      });
+      if (It == Ctx.Relations.end() || It->second.empty()) {
+        Op->emitError() << "the input's patches record a MODE memit fact of "
+                           "relation '"
+                        << R.Relation << "' ('" << R.Entity
+                        << "'), which this script does not create: later "
+                           "statements hold earlier facts by their "
+                           "relation's prompts (CREATE RELATION "
+                        << R.Relation
+                        << " AS '...'), or not at all (memit-hold=false)";
+        return failure();
+      }
+      std::string Why;
+      FailureOr<edit::Fact> F = resolveFact(
+          Tok, It->second, R.Entity, R.Relation, StringRef(R.Target), Why);
+      if (failed(F)) {
+        Op->emitError() << "the input's MODE memit fact '" << R.Entity << "' "
+                        << R.Relation << ": " << Why;
+        return failure();
+      }
+      Ctx.Written.push_back(std::move(*F));
+    }
+  }
+  Record = llvm::formatv("memit: the input records {0} earlier memit "
+                         "statements of {1} facts (from its patch {2}); {3} "
+                         "held, guard answers measured below patch {2}",
+                         Ctx.Earlier.size(), Rows, Ctx.EarlierFrom,
+                         Ctx.Written.size())
+               .str();
+  return success();
+}
+
 LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
                          edit::Editor &Ed, const Tokenizer &Tok,
                          MemitContext &Ctx, llvm::raw_ostream *Verbose) {
+  std::string EarlierLine;
+  if (!Ctx.EarlierReplayed && failed(replayEarlier(Op, Tok, Ctx, EarlierLine)))
+    return failure();
+  if (Verbose && !EarlierLine.empty())
+    *Verbose << EarlierLine << "\n";
   std::string WidenLine;
   if (Ctx.Widen && failed(widenLayers(Op, Ed, Ctx, Facts.size(), WidenLine)))
     return failure();
@@ -381,6 +538,14 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
   if (!Weights) {
     Op->emitError() << llvm::toString(Weights.takeError());
     return failure();
+  }
+  // The first statement over an input that earlier runs' memit statements
+  // made: the stored statistics if they describe the model the chain's
+  // first statement met (stale since, as in one run of them all).
+  if (!Ctx.Stats && Ctx.EarlierFrom) {
+    TensorView Before(Ed.view().base(), Ctx.BeforeEarlier);
+    if (failed(measureStats(Op, Ed, Tok, Ctx, Verbose, *Weights, &Before)))
+      return failure();
   }
   // Earlier statements changed the weights the keys depend on: the
   // statistics are measured again, from the same source, so that λ C
@@ -407,11 +572,8 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
   }
   if (Again)
     Ctx.Stats.reset();
-  if (!Ctx.Stats) {
-    if (failed(measureStats(Op, Ed, Tok, Ctx, Verbose)))
-      return failure();
-    Ctx.StatsWeights = std::move(*Weights);
-  }
+  if (!Ctx.Stats && failed(measureStats(Op, Ed, Tok, Ctx, Verbose, *Weights)))
+    return failure();
   std::string StatsLine = Ctx.StatsRecord;
   if (Again)
     StatsLine += ", measured again on the weights earlier statements left";
@@ -464,6 +626,17 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
   Record += "\n" + StatsLine;
   if (!WidenLine.empty())
     Record += "\n" + WidenLine;
+  if (!EarlierLine.empty())
+    Record += "\n" + EarlierLine;
+  // What a later run over the output holds (readEarlierMemit): every row,
+  // and whether it was answered.
+  llvm::json::Array Rows;
+  for (size_t I = 0; I < Facts.size(); ++I)
+    Rows.push_back(llvm::json::Array{Facts[I].Entity, Facts[I].Relation,
+                                     Facts[I].TargetText,
+                                     bool(Plan->Answered[I])});
+  Record += "\n" + WrittenLine.str() +
+            llvm::formatv("{0}", llvm::json::Value(std::move(Rows))).str();
   OpBuilder B(Op);
   MLIRContext *C = Op->getContext();
   // Lifted output rows (already on Ed's scratch view), then the updates.

@@ -15,6 +15,7 @@
 
 namespace vindex {
 
+class TensorView;
 class Tokenizer;
 
 /// What MODE memit keeps across a pass run: its options, the corpus
@@ -77,7 +78,30 @@ struct MemitContext {
   /// no-op until the update writes their down rows), so the update has more
   /// keys than the layer's width.
   unsigned Widen = 0;
+  /// What the input's patches record of the MODE memit statements of the
+  /// runs that made it (each statement's `memit: written` record line:
+  /// its rows and whether each was answered), in order. The first memit
+  /// statement of this run replays them into Written and Edited, so that a
+  /// chain of runs holds what one run of all the statements would.
+  struct EarlierRow {
+    std::string Entity, Relation, Target;
+    bool Answered = false;
+  };
+  std::vector<std::vector<EarlierRow>> Earlier;
+  /// How many of the input's patches lie below its earliest memit
+  /// statement's: the guards' answers and the stored statistics are
+  /// measured and checked on the input with those alone (the model the
+  /// chain's first memit statement met).
+  size_t BeforeEarlier = 0;
+  /// The patch (1-based) where the earliest memit statement starts.
+  size_t EarlierFrom = 0;
+  bool EarlierReplayed = false;
 };
+
+/// Reads View's persisted patches into Ctx.Earlier and Ctx.BeforeEarlier.
+/// A `memit: written` line that is not the JSON it should be is an error
+/// naming the patch.
+llvm::Error readEarlierMemit(const TensorView &View, MemitContext &Ctx);
 
 /// True when Op is an INSERT with MODE memit.
 bool isMemit(mlir::Operation *Op);

@@ -41,29 +41,6 @@ using namespace vindex;
 
 namespace {
 
-/// The target's ids as they follow Prompt (the tokenizer may join the
-/// space to the target's first piece), checked to spell Target.
-FailureOr<std::vector<int32_t>> targetIds(const Tokenizer &Tok,
-                                          StringRef Prompt, StringRef Target,
-                                          std::string &Why) {
-  std::vector<int32_t> P = Tok.encode(Prompt);
-  std::vector<int32_t> Whole = Tok.encode((Prompt + " " + Target).str());
-  std::vector<int32_t> Ids;
-  if (Whole.size() > P.size() && std::equal(P.begin(), P.end(), Whole.begin()))
-    Ids.assign(Whole.begin() + P.size(), Whole.end());
-  else
-    Ids = Tok.encode((" " + Target).str(), /*AddSpecial=*/false);
-  std::string Back = Tok.decode(Ids);
-  if (Ids.empty() || StringRef(Back).trim() != Target.trim()) {
-    Why = formatv("the tokenizer cannot encode the target '{0}' (its pieces "
-                  "decode as '{1}')",
-                  Target, Back)
-              .str();
-    return failure();
-  }
-  return Ids;
-}
-
 struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
   using LarqlPlanEditsBase::LarqlPlanEditsBase;
 
@@ -115,13 +92,39 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       if (!Relations.count(Name))
         Relations[Name] = T;
     Sample.Relations.assign(Relations.begin(), Relations.end());
-    for (Operation &Op : *getOperation().getBody()) {
-      std::vector<FactRow> Rows;
-      if (Op.hasAttr(RelationsAttr) && succeeded(factRows(&Op, Rows)))
-        for (const FactRow &R : Rows)
+    // The slot method's sample only when a statement plans slots: MODE
+    // memit needs it only for an output-row lift, which measures it then,
+    // with the entities of the statements up to the lifting one (each
+    // memit statement adds its own below).
+    Sample.MeasureAtCreate =
+        llvm::any_of(*getOperation().getBody(), [](Operation &Op) {
+          return Op.hasAttr(RelationsAttr) && !isMemit(&Op);
+        });
+    // MODE memit over an input that earlier runs' memit statements made:
+    // what they wrote is held as if they were this run's first statements
+    // (their entities first in the sample, which is measured on the model
+    // they met, as in one run of them all).
+    if (llvm::any_of(*getOperation().getBody(),
+                     [](Operation &Op) { return isMemit(&Op); })) {
+      if (llvm::Error E = readEarlierMemit(S->view(), Memit)) {
+        First->emitError() << llvm::toString(std::move(E));
+        return signalPassFailure();
+      }
+      for (const auto &Statement : Memit.Earlier)
+        for (const MemitContext::EarlierRow &R : Statement)
           if (!llvm::is_contained(Sample.Entities, R.Entity))
             Sample.Entities.push_back(R.Entity);
+      if (Memit.EarlierFrom)
+        Sample.MeasureOnPatches = Memit.BeforeEarlier;
     }
+    if (Sample.MeasureAtCreate)
+      for (Operation &Op : *getOperation().getBody()) {
+        std::vector<FactRow> Rows;
+        if (Op.hasAttr(RelationsAttr) && succeeded(factRows(&Op, Rows)))
+          for (const FactRow &R : Rows)
+            if (!llvm::is_contained(Sample.Entities, R.Entity))
+              Sample.Entities.push_back(R.Entity);
+      }
     // The guard entities: the probed ones when the V-index has labels
     // (else the editor takes the vocabulary's whole words).
     if (const Labels *L = S->vindex().labels())
@@ -137,12 +140,6 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
         Sample.Text.push_back(L.str());
       });
     }
-    // The slot method's sample only when a statement plans slots: MODE
-    // memit needs it only for an output-row lift, which measures it then.
-    Sample.MeasureAtCreate =
-        llvm::any_of(*getOperation().getBody(), [](Operation &Op) {
-          return Op.hasAttr(RelationsAttr) && !isMemit(&Op);
-        });
     Memit.Relations = Sample.Relations; // MODE memit's guards
     Memit.Known = Sample.Known;
     llvm::Expected<std::unique_ptr<edit::Editor>> Ed =
@@ -187,35 +184,30 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
     }
     std::vector<edit::Fact> Facts;
     for (const FactRow &R : Rows) {
-      edit::Fact F;
-      F.Entity = R.Entity;
-      F.Relation = R.Relation;
       auto Templates = dyn_cast_or_null<ArrayAttr>(Relations.get(R.Relation));
       if (!Templates || Templates.empty())
         return factError(Op, R.Index)
                << "relation '" << R.Relation << "' has no prompt";
-      std::string Canonical;
-      for (Attribute T : Templates) {
-        std::string P =
-            edit::fillTemplate(cast<StringAttr>(T).getValue(), R.Entity);
-        if (Canonical.empty())
-          Canonical = P;
-        F.Prompts.push_back(Tok.encode(P));
-      }
-      if (Kind != edit::EditKind::Delete) {
-        std::string Why;
-        FailureOr<std::vector<int32_t>> Ids =
-            targetIds(Tok, Canonical, R.Target, Why);
-        if (failed(Ids))
-          return factError(Op, R.Index) << Why;
-        F.Target = std::move(*Ids);
-        F.TargetText = R.Target;
-      }
-      Facts.push_back(std::move(F));
+      std::vector<std::string> Prompts;
+      for (Attribute T : Templates)
+        Prompts.push_back(cast<StringAttr>(T).getValue().str());
+      std::string Why;
+      FailureOr<edit::Fact> F = resolveFact(
+          Tok, Prompts, R.Entity, R.Relation,
+          Kind == edit::EditKind::Delete ? std::nullopt
+                                         : std::optional<StringRef>(R.Target),
+          Why);
+      if (failed(F))
+        return factError(Op, R.Index) << Why;
+      Facts.push_back(std::move(*F));
     }
     for (const edit::Fact &F : Facts)
       Memit.Edited.emplace_back(F.Entity, F.Relation);
     if (isMemit(Op)) { // MODE memit: passes/MemitEdits.cpp
+      std::vector<std::string> Entities;
+      for (const edit::Fact &F : Facts)
+        Entities.push_back(F.Entity);
+      Ed.addSampleEntities(Entities);
       Memit.Options.Layers.assign(MemitLayers.begin(), MemitLayers.end());
       Memit.Options.Lambda = MemitLambda;
       if (MemitAt != "last" && MemitAt != "subject")

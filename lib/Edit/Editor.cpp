@@ -429,7 +429,11 @@ Error Editor::Impl::loadSample(const Sample &S) {
   Pending = S;
   if (S.MeasureAtCreate)
     return measureSample(SampleDepth::Full);
-  Created.emplace(Scratch);
+  if (S.MeasureOnPatches >= Scratch.patches().size()) {
+    Created.emplace(Scratch);
+    return Error::success();
+  }
+  Created.emplace(Scratch.base(), S.MeasureOnPatches);
   return Error::success();
 }
 
@@ -1490,6 +1494,16 @@ Expected<PlannedRow> Editor::liftOutputRow(int32_t Token,
   if (E)
     return std::move(E);
   return std::move(Mine.back());
+}
+
+void Editor::addSampleEntities(ArrayRef<std::string> Entities) {
+  if (I->Pending.MeasureAtCreate)
+    return;
+  for (const std::string &E : Entities)
+    if (!is_contained(I->Pending.Entities, E)) {
+      I->Pending.Entities.push_back(E);
+      I->Measured = Impl::SampleDepth::None;
+    }
 }
 
 Expected<StatementPlan> Editor::plan(EditKind Kind, ArrayRef<Fact> Facts,

@@ -11,8 +11,9 @@ using namespace llvm;
 
 namespace vindex {
 
-TensorView::TensorView(const Vindex &V)
-    : V(&V), Stack(V.patches().begin(), V.patches().end()),
+TensorView::TensorView(const Vindex &V, size_t Patches)
+    : V(&V), Stack(V.patches().begin(),
+                   V.patches().begin() + std::min(Patches, V.patches().size())),
       Persisted(Stack.size()) {
   // Vindex::open checked the persisted patches (by pushing them).
   for (const std::shared_ptr<const Patch> &P : Stack)

@@ -278,9 +278,14 @@ static PatchOrigin originOf(SourceMgr &SM, mlir::Operation &Op) {
         Rest.take_until([&](char C) { return C == (IR ? '\n' : ';'); })
             .trim()
             .str();
-    // A planned fact's balancer record follows as LQL comments.
-    if (auto B = Op.getAttrOfType<mlir::StringAttr>("balance"))
-      O.Statement += "\n-- balance: " + B.getValue().str();
+    // A planned fact's balancer record follows as LQL comments, one per
+    // line of it.
+    if (auto B = Op.getAttrOfType<mlir::StringAttr>("balance")) {
+      SmallVector<StringRef> Lines;
+      B.getValue().split(Lines, '\n');
+      for (StringRef L : Lines)
+        O.Statement += ("\n-- balance: " + L).str();
+    }
     if (!Buf->getBufferIdentifier().starts_with("<"))
       O.ScriptSha256 =
           toHex(SHA256::hash(arrayRefFromStringRef(Buf->getBuffer())),

@@ -146,6 +146,12 @@ struct Sample {
   /// texts, every known entity's prompts and answers) costs more than
   /// their whole edit.
   bool MeasureAtCreate = true;
+  /// A deferred sample is measured on the V-index with its first
+  /// MeasureOnPatches persisted patches instead of the view given to
+  /// Editor::create (MODE memit over an input that
+  /// earlier runs' memit statements made: the model their first statement
+  /// met).
+  size_t MeasureOnPatches = SIZE_MAX;
 };
 
 class Editor {
@@ -175,6 +181,13 @@ public:
   /// model never emits, on the scratch view; returns the new row and
   /// appends its record to Record. (MODE memit's hook.)
   llvm::Expected<PlannedRow> liftOutputRow(int32_t Token, std::string &Record);
+
+  /// Adds entities to a deferred sample (Sample::MeasureAtCreate false),
+  /// which is measured again at its next use if any is new: MODE memit's
+  /// statements add theirs as they come, so that a statement's lifts read
+  /// its own and earlier statements' entities, never a later one's (and a
+  /// chain of runs lifts as one run of all its statements).
+  void addSampleEntities(llvm::ArrayRef<std::string> Entities);
 
   /// The scratch view: the session's view with every plan so far.
   const TensorView &view() const;

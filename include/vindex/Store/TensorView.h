@@ -43,8 +43,9 @@ class Vindex;
 
 class TensorView {
 public:
-  /// V with its persisted patches.
-  explicit TensorView(const Vindex &V);
+  /// V with its persisted patches, or with only the first Patches of them
+  /// (V as an earlier statement found it).
+  explicit TensorView(const Vindex &V, size_t Patches = SIZE_MAX);
 
   const Vindex &base() const { return *V; }
   /// The manifest's config (intermediate_size as recorded; see ffnWidth),
