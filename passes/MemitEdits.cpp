@@ -309,9 +309,11 @@ static LogicalResult measureGuards(Operation *Op, const edit::Editor &Ed,
   // The model the first memit statement met: below the earliest one the
   // input's patches record, if any (their features and updates are no-ops
   // there, as this run's appended features are before its updates).
-  TensorView Before(Ed.view().base(), Ctx.BeforeEarlier);
+  std::optional<TensorView> Before;
+  if (!Ctx.Earlier.empty())
+    Before.emplace(Ed.view().base(), Ctx.BeforeEarlier);
   llvm::Expected<std::unique_ptr<Model>> M =
-      Model::load(Ctx.EarlierFrom ? Before : Ed.view());
+      Model::load(Before ? *Before : Ed.view());
   if (!M) {
     Op->emitError() << llvm::toString(M.takeError());
     return failure();
@@ -482,7 +484,6 @@ llvm::Error readEarlierMemit(const TensorView &View, MemitContext &Ctx) {
                    Patches[I]->origin().ScriptSha256)
           --From;
         Ctx.BeforeEarlier = From;
-        Ctx.EarlierFrom = From + 1;
       }
       Ctx.Earlier.push_back(std::move(Statement));
     }
@@ -541,7 +542,7 @@ static LogicalResult replayEarlier(Operation *Op, const Tokenizer &Tok,
   Record = llvm::formatv("memit: the input records {0} earlier memit "
                          "statements of {1} facts (from its patch {2}); {3} "
                          "held, guard answers measured below patch {2}",
-                         Ctx.Earlier.size(), Rows, Ctx.EarlierFrom,
+                         Ctx.Earlier.size(), Rows, Ctx.BeforeEarlier + 1,
                          Ctx.Written.size())
                .str();
   return success();
@@ -569,7 +570,7 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
   // The first statement over an input that earlier runs' memit statements
   // made: the stored statistics if they describe the model the chain's
   // first statement met (stale since, as in one run of them all).
-  if (!Ctx.Stats && Ctx.EarlierFrom) {
+  if (!Ctx.Stats && !Ctx.Earlier.empty()) {
     TensorView Before(Ed.view().base(), Ctx.BeforeEarlier);
     if (failed(measureStats(Op, Ed, Tok, Ctx, Verbose, *Weights, &Before)))
       return failure();

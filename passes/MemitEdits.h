@@ -89,12 +89,10 @@ struct MemitContext {
   };
   std::vector<std::vector<EarlierRow>> Earlier;
   /// How many of the input's patches lie below its earliest memit
-  /// statement's: the guards' answers and the stored statistics are
-  /// measured and checked on the input with those alone (the model the
-  /// chain's first memit statement met).
+  /// statement's (when Earlier has any): the guards' answers and the
+  /// stored statistics are measured and checked on the input with those
+  /// alone (the model the chain's first memit statement met).
   size_t BeforeEarlier = 0;
-  /// The patch (1-based) where the earliest memit statement starts.
-  size_t EarlierFrom = 0;
   bool EarlierReplayed = false;
 };
 

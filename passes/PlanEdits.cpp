@@ -114,7 +114,7 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
         for (const MemitContext::EarlierRow &R : Statement)
           if (!llvm::is_contained(Sample.Entities, R.Entity))
             Sample.Entities.push_back(R.Entity);
-      if (Memit.EarlierFrom)
+      if (!Memit.Earlier.empty())
         Sample.MeasureOnPatches = Memit.BeforeEarlier;
     }
     if (Sample.MeasureAtCreate)
