@@ -124,40 +124,42 @@ static std::vector<double> unblockedUpdate(const std::vector<double> &C,
       A[I * F + J] = T / Ljj;
     }
   }
-  std::vector<double> X(N * F);
-  for (size_t J = 0; J < N; ++J) {
-    double *Xj = &X[J * F];
-    for (size_t I = 0; I < F; ++I) {
-      double T = K[J * F + I];
-      for (size_t P = 0; P < I; ++P)
-        T -= A[I * F + P] * Xj[P];
-      Xj[I] = T / A[I * F + I];
-    }
-    for (size_t I = F; I-- > 0;) {
-      double T = Xj[I];
-      for (size_t P = I + 1; P < F; ++P)
-        T -= A[P * F + I] * Xj[P];
-      Xj[I] = T / A[I * F + I];
-    }
-  }
+  // B = Kᵀ R, each element's products added in key order; then A⁻¹ B
+  // column by column (forward with L, back with Lᵀ).
   std::vector<double> Delta(F * D, 0.0);
   for (size_t J = 0; J < N; ++J)
     for (size_t Fi = 0; Fi < F; ++Fi)
       for (size_t I = 0; I < D; ++I)
-        Delta[Fi * D + I] += X[J * F + Fi] * R[J * D + I];
+        Delta[Fi * D + I] += K[J * F + Fi] * R[J * D + I];
+  for (size_t Col = 0; Col < D; ++Col) {
+    for (size_t I = 0; I < F; ++I) {
+      double T = Delta[I * D + Col];
+      for (size_t P = 0; P < I; ++P)
+        T -= A[I * F + P] * Delta[P * D + Col];
+      Delta[I * D + Col] = T / A[I * F + I];
+    }
+    for (size_t I = F; I-- > 0;) {
+      double T = Delta[I * D + Col];
+      for (size_t P = I + 1; P < F; ++P)
+        T -= A[P * F + I] * Delta[P * D + Col];
+      Delta[I * D + Col] = T / A[I * F + I];
+    }
+  }
   return Delta;
 }
 
 // Sizes below, at and across the blocks (64 columns, 8 x 16 tiles, panels
-// of 256, 32 keys a substitution), including ragged ones, on one thread and
-// on three (shares of rows from F = 1024 on; tiles of rows and chunks of
-// keys), on every exact kernel path (avx2: the scalar tiles).
+// of 256, bands of 64 rows, blocks of 256 keys, 32 columns a
+// substitution), including ragged ones, on one thread and on three (shares
+// of rows from F = 1024 on; bands of rows and chunks of columns), on every
+// exact kernel path (avx2: the scalar tiles).
 TEST(MemitTest, BlockedCholeskyGivesTheUnblockedBits) {
   std::mt19937 Rng(5);
   std::normal_distribution<double> G;
   for (size_t F : {1, 7, 64, 100, 333, 600, 1089})
-    for (size_t N : {3, 41}) {
-      size_t D = 21, Rank = 40;
+    for (size_t N : {3, 41, 300}) {
+      // D of one substitution chunk and of three, the last ragged.
+      size_t D = N == 3 ? 21 : 70, Rank = 40;
       std::vector<double> B(F * Rank);
       for (double &X : B)
         X = G(Rng);
