@@ -208,49 +208,64 @@ TEST_P(EngineReference, ResidualsMatchLayerByLayer) {
 }
 
 // Same results for any thread count, fed at once or token by token (KV
-// cache), and from a compressed V-index.
+// cache), on widened weights and on mapped bf16 ones (one to three tokens
+// run the column chains of a longer call's GEMM there), and from a
+// compressed V-index.
 TEST_P(EngineReference, DeterministicAcrossThreadsCacheAndCodec) {
   std::string Name = GetParam();
-  Loaded *L = load(Name);
-  std::vector<int32_t> Ids = L->Tok->encode(
-      "Vienna is a city in Austria. The capital of Peru is Lima. The "
-      "currency of Japan is the");
-  Session One(*L->M, 1), Two(*L->M, 2);
-  std::vector<float> A = One.run(Ids).Logits, B = Two.run(Ids).Logits;
-  EXPECT_EQ(A, B);
-  Session Steps(*L->M, 2);
-  std::vector<float> C;
-  for (int32_t Id : Ids)
-    C = Steps.run({Id}).Logits;
-  EXPECT_EQ(A, C);
-  // Several sessions stepped together, each at its own position: each row
-  // as that session run alone.
-  std::vector<std::vector<int32_t>> Prefixes = {
-      L->Tok->encode("The capital of Peru is"),
-      L->Tok->encode("Vienna is a city in"), L->Tok->encode("The")};
-  std::vector<int32_t> Next = {Ids[3], Ids[4], Ids[5]};
-  std::vector<std::unique_ptr<Session>> Batch;
-  std::vector<Session *> Ptrs;
-  for (const std::vector<int32_t> &P : Prefixes) {
-    Batch.push_back(std::make_unique<Session>(*L->M, 1));
-    Batch.back()->run(P);
-    Ptrs.push_back(Batch.back().get());
+  for (bool Widen : {true, false}) {
+    SCOPED_TRACE(Widen ? "widened" : "mapped bf16");
+    Loaded *L = load(Name, /*Compress=*/false, Widen);
+    std::vector<int32_t> Ids = L->Tok->encode(
+        "Vienna is a city in Austria. The capital of Peru is Lima. The "
+        "currency of Japan is the");
+    Session One(*L->M, 1), Two(*L->M, 2);
+    std::vector<float> A = One.run(Ids).Logits, B = Two.run(Ids).Logits;
+    EXPECT_EQ(A, B);
+    Session Steps(*L->M, 2);
+    std::vector<float> C;
+    for (int32_t Id : Ids)
+      C = Steps.run({Id}).Logits;
+    EXPECT_EQ(A, C);
+    // Two and three tokens a call.
+    Session Pairs(*L->M, 1);
+    for (size_t I = 0; I < Ids.size(); I += 2 + I % 2)
+      C = Pairs
+              .run(ArrayRef(Ids).slice(
+                  I, std::min<size_t>(2 + I % 2, Ids.size() - I)))
+              .Logits;
+    EXPECT_EQ(A, C);
+    // Several sessions stepped together, each at its own position: each
+    // row as that session run alone.
+    std::vector<std::vector<int32_t>> Prefixes = {
+        L->Tok->encode("The capital of Peru is"),
+        L->Tok->encode("Vienna is a city in"), L->Tok->encode("The")};
+    std::vector<int32_t> Next = {Ids[3], Ids[4], Ids[5]};
+    std::vector<std::unique_ptr<Session>> Batch;
+    std::vector<Session *> Ptrs;
+    for (const std::vector<int32_t> &P : Prefixes) {
+      Batch.push_back(std::make_unique<Session>(*L->M, 1));
+      Batch.back()->run(P);
+      Ptrs.push_back(Batch.back().get());
+    }
+    std::vector<float> Stepped = Session::step(Ptrs, Next).Logits;
+    size_t Vocab = L->M->config().VocabSize;
+    ASSERT_EQ(Stepped.size(), Prefixes.size() * Vocab);
+    for (size_t I = 0; I < Prefixes.size(); ++I) {
+      EXPECT_EQ(Ptrs[I]->position(), Prefixes[I].size() + 1);
+      std::vector<int32_t> Whole = Prefixes[I];
+      Whole.push_back(Next[I]);
+      Session Alone(*L->M, 1);
+      EXPECT_EQ(ArrayRef(Stepped).slice(I * Vocab, Vocab),
+                ArrayRef(Alone.run(Whole).Logits))
+          << "row " << I;
+    }
+    if (!Widen)
+      continue;
+    Loaded *Z = load(Name, /*Compress=*/true);
+    Session FromZstd(*Z->M, 1);
+    EXPECT_EQ(A, FromZstd.run(Ids).Logits);
   }
-  std::vector<float> Stepped = Session::step(Ptrs, Next).Logits;
-  size_t Vocab = L->M->config().VocabSize;
-  ASSERT_EQ(Stepped.size(), Prefixes.size() * Vocab);
-  for (size_t I = 0; I < Prefixes.size(); ++I) {
-    EXPECT_EQ(Ptrs[I]->position(), Prefixes[I].size() + 1);
-    std::vector<int32_t> Whole = Prefixes[I];
-    Whole.push_back(Next[I]);
-    Session Alone(*L->M, 1);
-    EXPECT_EQ(ArrayRef(Stepped).slice(I * Vocab, Vocab),
-              ArrayRef(Alone.run(Whole).Logits))
-        << "row " << I;
-  }
-  Loaded *Z = load(Name, /*Compress=*/true);
-  Session FromZstd(*Z->M, 1);
-  EXPECT_EQ(A, FromZstd.run(Ids).Logits);
 }
 
 // The walk with every feature fired is the dense FFN, exactly.

@@ -198,10 +198,9 @@ struct ForwardResult {
 };
 
 /// A sequence being run: the KV cache and scratch space. Feeding tokens in
-/// several calls equals feeding them at once, bit for bit on f32 and
-/// widened weights. On mapped bf16 weights (a model too large to widen) a
-/// call of one to three tokens runs row dot products, whose sums differ in
-/// the last bits from the chains of a longer call's GEMM.
+/// several calls equals feeding them at once, bit for bit, on widened and
+/// on mapped bf16 weights (every token count runs each output's chain over
+/// k in order from zero).
 class Session {
 public:
   /// Threads: 0 = one per core.
