@@ -474,18 +474,70 @@ struct ProbeAt {
   size_t Pos;
 };
 
+/// For each text of At, the text that is run for it: the longest text of At
+/// that it begins (itself when none is longer), as an index into the hosts
+/// returned, which are in the order of their first text in At. A unit of a
+/// target's k-th piece is its context followed by the k - 1 pieces before:
+/// every unit of a fact but the last is a prefix of the last one's text.
+std::vector<size_t> shareProbeTexts(ArrayRef<ProbeAt> At,
+                                    std::vector<size_t> &Hosts) {
+  std::vector<size_t> Sorted(At.size());
+  for (size_t I = 0; I < At.size(); ++I)
+    Sorted[I] = I;
+  auto Less = [&](size_t A, size_t B) {
+    return std::lexicographical_compare(At[A].Ids.begin(), At[A].Ids.end(),
+                                        At[B].Ids.begin(), At[B].Ids.end());
+  };
+  std::stable_sort(Sorted.begin(), Sorted.end(), Less);
+  // In sorted order a text that begins another begins the one after it
+  // (everything between them begins with it too): from the last back,
+  // each text goes to its successor's host when it begins the successor.
+  std::vector<size_t> HostText(At.size());
+  for (size_t S = At.size(); S-- > 0;) {
+    size_t I = Sorted[S];
+    HostText[I] = I;
+    if (S + 1 < At.size()) {
+      ArrayRef<int32_t> Ids = At[I].Ids, Next = At[Sorted[S + 1]].Ids;
+      if (Ids.size() <= Next.size() &&
+          std::equal(Ids.begin(), Ids.end(), Next.begin()))
+        HostText[I] = HostText[Sorted[S + 1]];
+    }
+  }
+  std::vector<size_t> HostOf(At.size());
+  std::vector<size_t> Index(At.size(), size_t(-1)); // text -> host index
+  Hosts.clear();
+  for (size_t I = 0; I < At.size(); ++I) {
+    size_t T = HostText[I];
+    if (Index[T] == size_t(-1)) {
+      Index[T] = Hosts.size();
+      Hosts.push_back(T);
+    }
+    HostOf[I] = Index[T];
+  }
+  return HostOf;
+}
+
 /// The probes of several texts, run a batch at a time as one forward (the
 /// weights read once per batch; the first session carries the threads):
 /// each the same as the text run alone (EngineTest,
 /// RunManyGivesEachSequenceItsRows), and from Resume's layer where given.
+/// A text that begins another is not run: its rows are the longer one's
+/// (a position's row does not depend on the tokens after it:
+/// EngineReference.DeterministicAcrossThreadsCacheAndCodec).
 std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
                              size_t Residual, std::optional<unsigned> Layer,
                              unsigned Threads,
                              ForwardResume *Resume = nullptr) {
   bool Resuming =
       Resume && Layer && !Resume->Inputs.empty() && Resume->Layer <= *Layer;
+  std::vector<size_t> Hosts;
+  std::vector<size_t> HostOf = shareProbeTexts(At, Hosts);
+  // The texts read in each host, in At's order.
+  std::vector<std::vector<size_t>> Readers(Hosts.size());
+  for (size_t I = 0; I < At.size(); ++I)
+    Readers[HostOf[I]].push_back(I);
   constexpr size_t TextsPerBatch = 32;
-  size_t Batches = (At.size() + TextsPerBatch - 1) / TextsPerBatch;
+  size_t Batches = (Hosts.size() + TextsPerBatch - 1) / TextsPerBatch;
   std::vector<std::vector<float>> Inputs(Resume && Layer ? Batches : 0);
   size_t D = M.config().HiddenSize;
   std::vector<Probe> Out(At.size());
@@ -503,10 +555,10 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
           FFNOut.assign(Out.begin(), Out.begin() + T * D);
       };
     size_t B = BI * TextsPerBatch;
-    size_t N = std::min(TextsPerBatch, At.size() - B);
+    size_t N = std::min(TextsPerBatch, Hosts.size() - B);
     std::vector<ArrayRef<int32_t>> Tokens;
     for (size_t I = 0; I < N; ++I)
-      Tokens.push_back(At[B + I].Ids);
+      Tokens.push_back(At[Hosts[B + I]].Ids);
     if (Resuming) {
       O.StartLayer = Resume->Layer;
       O.StartResidual = Resume->Inputs[BI];
@@ -517,17 +569,19 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
     const std::vector<float> &H = R.Residuals[Residual];
     size_t TotalRows = H.size() / D, Row = 0;
     for (size_t I = 0; I < N; ++I) {
-      size_t At0 = (Row + At[B + I].Pos);
-      Probe &P = Out[B + I];
-      P.Residual.assign(H.begin() + At0 * D, H.begin() + (At0 + 1) * D);
-      if (Layer) {
-        const std::vector<float> &A = R.FFNActivations[*Layer];
-        size_t F = A.size() / TotalRows;
-        P.Key.assign(A.begin() + At0 * F, A.begin() + (At0 + 1) * F);
-        P.FFNOut.assign(FFNOut.begin() + At0 * D,
-                        FFNOut.begin() + (At0 + 1) * D);
+      for (size_t Reader : Readers[B + I]) {
+        size_t At0 = Row + At[Reader].Pos;
+        Probe &P = Out[Reader];
+        P.Residual.assign(H.begin() + At0 * D, H.begin() + (At0 + 1) * D);
+        if (Layer) {
+          const std::vector<float> &A = R.FFNActivations[*Layer];
+          size_t F = A.size() / TotalRows;
+          P.Key.assign(A.begin() + At0 * F, A.begin() + (At0 + 1) * F);
+          P.FFNOut.assign(FFNOut.begin() + At0 * D,
+                          FFNOut.begin() + (At0 + 1) * D);
+        }
       }
-      Row += At[B + I].Ids.size();
+      Row += Tokens[I].size();
     }
   });
   if (Resume && Layer) {

@@ -403,13 +403,13 @@ TEST_P(EngineReference, RunManyGivesEachSequenceItsRows) {
 // Texts run as one batch in fresh sessions (runTexts) give, at each
 // position, the logits a run of the text up to there gives last (what
 // memit's reach checks read: the prompt and the pieces in one run), on the
-// widened weights the planner runs a tiny model on. (On mapped bf16 weights
-// a run of a token or two differs from a longer run's rows in the last
-// bits.) forEachBatch hands each batch out once, side by side on the tiny
+// widened weights the planner runs a tiny model on and on mapped bf16
+// (since a run of one to three tokens runs the column chains too).
+// forEachBatch hands each batch out once, side by side on the tiny
 // fixtures, each with one thread.
 TEST_P(EngineReference, RunTextsGivesEachPrefixsLastLogits) {
   std::string Name = GetParam();
-  for (bool Widen : {true}) {
+  for (bool Widen : {true, false}) {
     Loaded *L = load(Name, /*Compress=*/false, Widen);
     std::vector<std::vector<int32_t>> Seqs = goldenPrompts(Name);
     size_t V = L->M->config().VocabSize;
@@ -446,6 +446,64 @@ TEST_P(EngineReference, RunTextsGivesEachPrefixsLastLogits) {
     EXPECT_EQ(All, Want) << (Widen ? "f32" : "bf16");
     EXPECT_EQ(Joined, Want) << (Widen ? "f32" : "bf16");
     EXPECT_EQ(Want.size() % V, 0u);
+  }
+}
+
+// A text that begins another gives the longer one's rows at its positions:
+// every residual, FFN key and FFN output (MODE memit's probes run only the
+// longest of the texts that begin one another, a unit's context followed by
+// every piece of its target, and read the shorter units' rows from it), on
+// the widened weights the planner runs a tiny model on and on mapped bf16,
+// on the exact kernel paths (not avx512bf16's vdpbf16ps for one to three
+// tokens).
+TEST_P(EngineReference, RunTextsGivesAPrefixTheLongerTextsRows) {
+  std::string Name = GetParam();
+  for (bool Widen : {true, false}) {
+    Loaded *L = load(Name, /*Compress=*/false, Widen);
+    size_t D = L->M->config().HiddenSize;
+    ForwardOptions O;
+    O.CaptureResiduals = true;
+    O.CaptureFFN = true;
+    std::vector<float> FFNOut;
+    O.AfterFFN = [&](size_t Layer, size_t, size_t T, ArrayRef<float>,
+                     MutableArrayRef<float> Out) {
+      FFNOut.insert(FFNOut.end(), Out.begin(), Out.begin() + T * D);
+    };
+    for (const std::vector<int32_t> &S : goldenPrompts(Name)) {
+      FFNOut.clear();
+      ForwardResult Whole = Session::runTexts(*L->M, {S}, O, 1);
+      std::vector<float> WholeOut = std::move(FFNOut);
+      size_t T = S.size();
+      for (size_t P = 1; P < T; ++P) {
+        FFNOut.clear();
+        ArrayRef<int32_t> Prefix = ArrayRef<int32_t>(S).take_front(P);
+        ForwardResult Part = Session::runTexts(*L->M, {Prefix}, O, 1);
+        std::string Where = (Widen ? "f32, " : "bf16, ") + std::to_string(P) +
+                            " of " + std::to_string(T);
+        for (size_t Layer = 0; Layer < Part.Residuals.size(); ++Layer) {
+          const std::vector<float> &W = Whole.Residuals[Layer];
+          ASSERT_EQ(Part.Residuals[Layer],
+                    std::vector<float>(W.begin(), W.begin() + P * D))
+              << Where << ", residual " << Layer;
+        }
+        for (size_t Layer = 0; Layer < Part.FFNActivations.size(); ++Layer) {
+          const std::vector<float> &W = Whole.FFNActivations[Layer];
+          size_t F = W.size() / T;
+          ASSERT_EQ(Part.FFNActivations[Layer],
+                    std::vector<float>(W.begin(), W.begin() + P * F))
+              << Where << ", keys of layer " << Layer;
+        }
+        // Each layer's FFN output in turn: the first P rows of the whole
+        // text's.
+        size_t Layers = L->M->numLayers();
+        ASSERT_EQ(FFNOut.size(), Layers * P * D);
+        for (size_t Layer = 0; Layer < Layers; ++Layer)
+          ASSERT_TRUE(std::equal(FFNOut.begin() + Layer * P * D,
+                                 FFNOut.begin() + (Layer + 1) * P * D,
+                                 WholeOut.begin() + Layer * T * D))
+              << Where << ", FFN output of layer " << Layer;
+      }
+    }
   }
 }
 
