@@ -467,7 +467,11 @@ double norm(ArrayRef<double> V) {
 /// Residual Residual and the FFN keys and raw FFN output of layer Layer at
 /// position Pos of Ids, from the f32 engine.
 struct Probe {
-  std::vector<double> Residual, Key, FFNOut;
+  std::vector<double> Residual;
+  /// The engine's f32 keys as they are (F of them per probe, and tens of
+  /// thousands of probes a round: in double they were a gigabyte).
+  std::vector<float> Key;
+  std::vector<double> FFNOut;
 };
 struct ProbeAt {
   ArrayRef<int32_t> Ids;
