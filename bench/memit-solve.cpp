@@ -15,7 +15,7 @@
 // side; --dump writes Δ for a closer look).
 //
 // The defaults are link 7 of the 10 x 100 chain on tiny-llama
-// (docs/lql.md, "Measured as chains of runs"): F = 2800 after the
+// (docs/edit-measurements.md, "Measured as chains of runs"): F = 2800 after the
 // appended features, about 8,000 keys (the held facts' contexts), D = 96.
 //
 //===----------------------------------------------------------------------===//
