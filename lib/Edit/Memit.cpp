@@ -1385,7 +1385,10 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
           *Verbose << formatv(", null space {0} of {1}", Rank, F);
         *Verbose << "\n";
       }
-      LastKeys[LI] = std::move(K);
+      // Only AlphaEdit reads a layer's keys after its update (held for the
+      // next batches); otherwise they go now, not with the other layers'.
+      if (Opts.AlphaEdit)
+        LastKeys[LI] = std::move(K);
       // One update per layer in the plan: a later round's replaces it.
       auto Old = llvm::find_if(
           Plan.Updates, [&](const DownUpdate &X) { return X.Layer == L; });
