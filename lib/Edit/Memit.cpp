@@ -478,13 +478,17 @@ struct ProbeAt {
   size_t Pos;
 };
 
-/// For each text of At, the text that is run for it: the longest text of At
-/// that it begins (itself when none is longer), as an index into the hosts
-/// returned, which are in the order of their first text in At. A unit of a
-/// target's k-th piece is its context followed by the k - 1 pieces before:
-/// every unit of a fact but the last is a prefix of the last one's text.
-std::vector<size_t> shareProbeTexts(ArrayRef<ProbeAt> At,
-                                    std::vector<size_t> &Hosts) {
+/// The texts of At that are run (hosts, in the order of their first reader
+/// in At) and, for each, the texts of At read from its run: every text is
+/// read from the longest text of At that it begins (itself when none is
+/// longer). A unit of a target's k-th piece is its context followed by the
+/// k - 1 pieces before: every unit of a fact but the last is a prefix of
+/// the last one's text.
+struct ProbeHosts {
+  std::vector<size_t> Text;
+  std::vector<std::vector<size_t>> Readers;
+};
+ProbeHosts shareProbeTexts(ArrayRef<ProbeAt> At) {
   std::vector<size_t> Sorted(At.size());
   for (size_t I = 0; I < At.size(); ++I)
     Sorted[I] = I;
@@ -507,18 +511,18 @@ std::vector<size_t> shareProbeTexts(ArrayRef<ProbeAt> At,
         HostText[I] = HostText[Sorted[S + 1]];
     }
   }
-  std::vector<size_t> HostOf(At.size());
-  std::vector<size_t> Index(At.size(), size_t(-1)); // text -> host index
-  Hosts.clear();
+  ProbeHosts H;
+  std::vector<size_t> Index(At.size(), size_t(-1)); // text -> host
   for (size_t I = 0; I < At.size(); ++I) {
     size_t T = HostText[I];
     if (Index[T] == size_t(-1)) {
-      Index[T] = Hosts.size();
-      Hosts.push_back(T);
+      Index[T] = H.Text.size();
+      H.Text.push_back(T);
+      H.Readers.emplace_back();
     }
-    HostOf[I] = Index[T];
+    H.Readers[Index[T]].push_back(I);
   }
-  return HostOf;
+  return H;
 }
 
 /// The probes of several texts, run a batch at a time as one forward (the
@@ -527,21 +531,16 @@ std::vector<size_t> shareProbeTexts(ArrayRef<ProbeAt> At,
 /// RunManyGivesEachSequenceItsRows), and from Resume's layer where given.
 /// A text that begins another is not run: its rows are the longer one's
 /// (a position's row does not depend on the tokens after it:
-/// EngineReference.DeterministicAcrossThreadsCacheAndCodec).
+/// EngineReference.RunTextsGivesAPrefixTheLongerTextsRows).
 std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
                              size_t Residual, std::optional<unsigned> Layer,
                              unsigned Threads,
                              ForwardResume *Resume = nullptr) {
   bool Resuming =
       Resume && Layer && !Resume->Inputs.empty() && Resume->Layer <= *Layer;
-  std::vector<size_t> Hosts;
-  std::vector<size_t> HostOf = shareProbeTexts(At, Hosts);
-  // The texts read in each host, in At's order.
-  std::vector<std::vector<size_t>> Readers(Hosts.size());
-  for (size_t I = 0; I < At.size(); ++I)
-    Readers[HostOf[I]].push_back(I);
+  ProbeHosts Hosts = shareProbeTexts(At);
   constexpr size_t TextsPerBatch = 32;
-  size_t Batches = (Hosts.size() + TextsPerBatch - 1) / TextsPerBatch;
+  size_t Batches = (Hosts.Text.size() + TextsPerBatch - 1) / TextsPerBatch;
   std::vector<std::vector<float>> Inputs(Resume && Layer ? Batches : 0);
   size_t D = M.config().HiddenSize;
   std::vector<Probe> Out(At.size());
@@ -559,10 +558,10 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
           FFNOut.assign(Out.begin(), Out.begin() + T * D);
       };
     size_t B = BI * TextsPerBatch;
-    size_t N = std::min(TextsPerBatch, Hosts.size() - B);
+    size_t N = std::min(TextsPerBatch, Hosts.Text.size() - B);
     std::vector<ArrayRef<int32_t>> Tokens;
     for (size_t I = 0; I < N; ++I)
-      Tokens.push_back(At[Hosts[B + I]].Ids);
+      Tokens.push_back(At[Hosts.Text[B + I]].Ids);
     if (Resuming) {
       O.StartLayer = Resume->Layer;
       O.StartResidual = Resume->Inputs[BI];
@@ -573,7 +572,7 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
     const std::vector<float> &H = R.Residuals[Residual];
     size_t TotalRows = H.size() / D, Row = 0;
     for (size_t I = 0; I < N; ++I) {
-      for (size_t Reader : Readers[B + I]) {
+      for (size_t Reader : Hosts.Readers[B + I]) {
         size_t At0 = Row + At[Reader].Pos;
         Probe &P = Out[Reader];
         P.Residual.assign(H.begin() + At0 * D, H.begin() + (At0 + 1) * D);
