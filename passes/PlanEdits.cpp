@@ -136,6 +136,7 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
                            << "': " << Buf.getError().message();
         return signalPassFailure();
       }
+      S->noteFileRead(Corpus);
       edit::forEachCorpusLine((*Buf)->getBuffer(), [&](StringRef L) {
         Sample.Text.push_back(L.str());
       });

@@ -31,7 +31,6 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/ThreadPool.h"
 
-#include <set>
 
 using namespace llvm;
 
@@ -323,17 +322,6 @@ Error compileSafetensors(const TensorView &V, StringRef OutDir, unsigned Jobs) {
   if (Error E = copyAuxFiles(V, *Out))
     return E;
   return Out->commit();
-}
-
-std::vector<std::string> vindexInputFiles(const Vindex &V) {
-  std::set<std::string> Files{V.path(kManifestFileName)};
-  for (const TensorRecord &T : V.manifest().Tensors)
-    Files.insert(V.path(T.File));
-  for (const AuxFileRecord &F : V.manifest().Files)
-    Files.insert(V.path(F.Name));
-  for (const PatchRecord &P : V.manifest().Patches)
-    Files.insert(V.path(P.File));
-  return {Files.begin(), Files.end()};
 }
 
 } // namespace vindex

@@ -11,6 +11,7 @@
 #include "vindex/Dialect/Larql/LarqlOps.h"
 #include "vindex/Dialect/Vindex/VindexOps.h"
 #include "vindex/Exec/Executor.h"
+#include "vindex/Model/VindexSession.h"
 
 #include "mlir/Bytecode/BytecodeWriter.h"
 #include "mlir/IR/Builders.h"
@@ -104,6 +105,7 @@ Error Executor::applyPatch(mlir::Operation &Op) {
   std::string Path = A.getPath().str();
   if (!sys::fs::exists(Path))
     return opError("no such patch file '" + Path + "'");
+  VS.noteFileRead(Path);
   // The file's own errors (syntax, verifier) are reported at their place in
   // it, then the statement fails.
   SourceMgr SM;

@@ -17,6 +17,7 @@
 
 #include <cstdlib>
 #include <mutex>
+#include <set>
 
 using namespace llvm;
 
@@ -26,6 +27,21 @@ std::string Vindex::path(StringRef Name) const {
   SmallString<256> P(Dir);
   sys::path::append(P, Name);
   return P.str().str();
+}
+
+std::vector<std::string> Vindex::files() const {
+  std::set<std::string> Files{path(kManifestFileName)};
+  for (const TensorRecord &T : M.Tensors)
+    Files.insert(path(T.File));
+  for (const AuxFileRecord &F : M.Files)
+    Files.insert(path(F.Name));
+  for (const PatchRecord &P : M.Patches)
+    Files.insert(path(P.File));
+  if (M.LabelsFile)
+    Files.insert(path(M.LabelsFile->File));
+  for (const KeyStatsRecord &S : M.KeyStats)
+    Files.insert(path(S.File));
+  return {Files.begin(), Files.end()};
 }
 
 // VINDEX_LOAD=memory copies the tensor files into memory (huge pages where

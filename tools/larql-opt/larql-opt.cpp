@@ -26,6 +26,7 @@
 #include "vindex/Store/Patch.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
+#include "vindex/Support/Depfile.h"
 #include "vindex/Support/Error.h"
 #include "vindex/Support/ToolMain.h"
 
@@ -81,6 +82,15 @@ static cl::opt<unsigned> Jobs("jobs",
                               cl::desc("Threads of the forward pass (results "
                                        "do not depend on it)"),
                               cl::init(1), cl::cat(toolOptions()));
+static cl::alias JobsShort("j", cl::aliasopt(Jobs),
+                           cl::desc("Alias for --jobs"),
+                           cl::cat(toolOptions()));
+static cl::opt<std::string> Depfile(
+    "depfile",
+    cl::desc("With -o: write a make dependency file naming the input "
+             "V-index's files, the scripts and what they read (a corpus, "
+             "a saved patch)"),
+    cl::value_desc("FILE"), cl::cat(toolOptions()));
 
 enum class Emit { None, MLIR };
 static cl::opt<Emit>
@@ -124,11 +134,19 @@ comments. Without a V-index the statements are only parsed and checked.
 Every statement of LQL parses, is checked and lowers to the larql dialect
 (docs/lql.md); a pass pipeline rewrites that IR, and what comes out is what
 runs (--emit=mlir prints it). Against a V-index the pipeline is by default
-builtin.module(larql-lower-to-vindex); --pass-pipeline replaces it
-(--pass-pipeline='builtin.module()' runs none). Without a V-index only
---pass-pipeline runs. The engine and the tokenizer are loaded only by the
-passes and statements that need them. Passes:
-  larql-lower-to-vindex                 DELETE -> vindex.remove_feature
+builtin.module(larql-resolve-relations,larql-lower-to-vindex,
+larql-plan-edits); --pass-pipeline replaces it (--pass-pipeline=
+'builtin.module()' runs none). Without a V-index only --pass-pipeline runs.
+The engine and the tokenizer are loaded only by the passes and statements
+that need them. Passes:
+  larql-resolve-relations               give each fact edit its relation's
+                                        prompts (CREATE RELATION)
+  larql-lower-to-vindex                 DELETE of a feature ->
+                                        vindex.remove_feature
+  larql-plan-edits{corpus=F memit-...}  INSERT/DELETE/UPDATE of facts ->
+                                        vindex ops: keys captured, slots or
+                                        MEMIT updates planned and balanced
+                                        (--verbose explains)
   larql-strip-queries                   drop the read-only queries
   larql-resolve-tokens                  annotate INFER/WALK with the ids of
                                         their prompt (needs a V-index)
@@ -140,6 +158,10 @@ Statements that run against a V-index in this build:
   SELECT ... FROM features NEAREST TO 'entity' [AT LAYER n] ...
                                         KNN of the entity's residual at layer
                                         n against its gates (column score)
+  SELECT ... FROM edges | entities, DESCRIBE 'entity',
+  SHOW RELATIONS | ENTITIES | FEATURES n
+                                        the labels larql-probe wrote, and an
+                                        entity's edges from the model
   SHOW LAYERS | SHOW MODEL              per-layer summary; model facts
   SHOW PATCHES                          the patches on the V-index: its own,
                                         then this run's edits
@@ -149,13 +171,20 @@ Statements that run against a V-index in this build:
                                         layer only the k features scoring
                                         highest (|act(gate)|*|up|*|down|)
                                         fire (default F/4)
+  CREATE RELATION r AS 'prompt with {entity}'
+                                        a relation's prompt (again for each
+                                        paraphrase; the first is canonical)
+  INSERT INTO edges VALUES (entity='e', relation='r', target='t') [, ...]
+                 [AT LAYER n] [MODE slot|memit]
+  DELETE FROM edges WHERE entity = 'e' AND relation = 'r'
+  UPDATE edges SET target = 't' WHERE entity = 'e' AND relation = 'r'
+                                        write facts into the weights
+                                        (patches; docs/lql.md, "Methods")
+  DELETE FROM edges WHERE layer = L AND feature = F
+                                        zero the feature
   COMPILE CURRENT INTO VINDEX 'path'    write the V-index as it is now
   COMPILE CURRENT INTO MODEL 'path' FORMAT gguf|safetensors
                                         compile it, as vindex-compile does
-  DELETE FROM edges WHERE layer = L AND feature = F
-                                        zero the feature (lowered to
-                                        vindex.remove_feature by the default
-                                        pipeline)
   BEGIN PATCH 'name'; ...; SAVE PATCH ['p.mlir'|'p.mlirbc']
                                         also write the block's edits as
                                         vindex IR (text or bytecode)
@@ -170,6 +199,10 @@ Examples:
                                         # run a script, write the V-index it
                                         # leaves (its edits as patches/)
   larql-opt tiny.vindex -e "DELETE FROM edges WHERE layer = 1 AND feature = 2" -o out.vindex
+  larql-opt tiny.vindex edits.lql -o out.vindex --depfile out.vindex.d
+                                        # the make rule: out.vindex depends on
+                                        # tiny.vindex, edits.lql and what it
+                                        # read (a corpus, a patch file)
   larql-opt tiny.vindex q.lql --emit=mlir --pass-pipeline='builtin.module(larql-lower-to-vindex,larql-resolve-tokens)'
                                         # print (and run) the IR with the
                                         # prompts' token ids
@@ -295,6 +328,20 @@ static PatchOrigin originOf(SourceMgr &SM, mlir::Operation &Op) {
   return O;
 }
 
+/// What -o's V-index depends on (--depfile): the input V-index's files, the
+/// scripts (not standard input) and the files the passes and statements read
+/// as they ran (a corpus, a saved patch).
+static std::vector<std::string> dependencies(const Vindex &V,
+                                             ArrayRef<std::string> Scripts,
+                                             const VindexSession &Session) {
+  std::vector<std::string> Deps = V.files();
+  for (const std::string &S : Scripts)
+    if (S != "-")
+      Deps.push_back(S);
+  llvm::append_range(Deps, Session.filesRead());
+  return Deps;
+}
+
 int main(int argc, char **argv) {
   InitLLVM X(argc, argv);
   mlir::registerAsmPrinterCLOptions();
@@ -389,6 +436,11 @@ int main(int argc, char **argv) {
   if (!OutputPath.empty() && (VindexDir.empty() || Interactive)) {
     errs() << Tool << ": error: -o writes the V-index a script leaves: it "
            << "needs an input V-index and a script or -e\n";
+    return ExitUsageError;
+  }
+  if (!Depfile.empty() && (OutputPath.empty() || Interactive)) {
+    errs() << Tool << ": error: --depfile names what -o OUT.vindex depends "
+           << "on: give -o\n";
     return ExitUsageError;
   }
   if (!OutputPath.empty() && sys::fs::equivalent(VindexDir, OutputPath)) {
@@ -530,6 +582,10 @@ int main(int argc, char **argv) {
     // view kept as patches (patches/ and their manifest records).
     if (!OutputPath.empty())
       if (Error E = copyVindex(Exec->view(), OutputPath, PatchMode::Keep))
+        return exitWith(Tool, std::move(E));
+    if (!Depfile.empty())
+      if (Error E = writeDepfile(Depfile, OutputPath,
+                                 dependencies(*V, Scripts, *Session)))
         return exitWith(Tool, std::move(E));
     return Finish(true);
   }

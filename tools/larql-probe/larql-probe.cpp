@@ -343,10 +343,12 @@ static Error runKeyStats() {
   }
   if (Error E = copyVindexWithKeyStats(**V, Output, Files))
     return E;
-  if (!Depfile.empty())
-    if (Error E = writeDepfile(Depfile, Output,
-                               {(*V)->path(kManifestFileName), KeyStats}))
+  if (!Depfile.empty()) {
+    std::vector<std::string> Deps = (*V)->files();
+    Deps.push_back(KeyStats);
+    if (Error E = writeDepfile(Depfile, Output, Deps))
       return E;
+  }
   if (!StatsJSON.empty()) {
     json::Object O{
         {"layers", int64_t(Layers.size())},
@@ -446,7 +448,7 @@ static Error run() {
     return E;
 
   if (!Depfile.empty()) {
-    std::vector<std::string> Deps{(*V)->path(kManifestFileName)};
+    std::vector<std::string> Deps = (*V)->files();
     for (const ProbeInput &I : L.Inputs)
       Deps.push_back(I.Path);
     if (Error E = writeDepfile(Depfile, Output, Deps))

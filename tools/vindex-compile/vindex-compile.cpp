@@ -83,6 +83,6 @@ int main(int argc, char **argv) {
                     : compileSafetensors(**V, Output, Jobs))
     return exitWith(Tool, std::move(E));
   if (!Depfile.empty())
-    return exitWith(Tool, writeDepfile(Depfile, Output, vindexInputFiles(**V)));
+    return exitWith(Tool, writeDepfile(Depfile, Output, (*V)->files()));
   return ExitSuccess;
 }

@@ -42,9 +42,6 @@ llvm::Error compileGGUF(const Vindex &V, llvm::StringRef Path,
 llvm::Error compileGGUF(const TensorView &V, llvm::StringRef Path,
                         GGUFOutputType Type, unsigned Jobs);
 
-/// The files of a V-index that a compile reads (for a depfile).
-std::vector<std::string> vindexInputFiles(const Vindex &V);
-
 } // namespace vindex
 
 #endif // VINDEX_CONVERT_COMPILE_H

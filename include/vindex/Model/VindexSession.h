@@ -16,6 +16,8 @@
 #ifndef VINDEX_MODEL_VINDEXSESSION_H
 #define VINDEX_MODEL_VINDEXSESSION_H
 
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
 
 #include <map>
@@ -69,6 +71,14 @@ public:
   /// use unless their own option says otherwise.
   unsigned jobs() const { return Jobs; }
   void setJobs(unsigned N) { Jobs = N ? N : 1; }
+  /// Files outside the V-index that passes and statements read (a corpus,
+  /// a saved patch), each once, in the order first read: larql-opt's
+  /// --depfile names them beside the scripts and the V-index's own files.
+  const std::vector<std::string> &filesRead() const { return FilesRead; }
+  void noteFileRead(llvm::StringRef Path) {
+    if (!llvm::is_contained(FilesRead, Path))
+      FilesRead.push_back(Path.str());
+  }
 
 private:
   const Vindex &V;
@@ -78,6 +88,7 @@ private:
   std::map<std::string, std::vector<std::string>> Relations;
   llvm::raw_ostream *Log = nullptr;
   unsigned Jobs = 1;
+  std::vector<std::string> FilesRead;
 };
 
 } // namespace vindex

@@ -51,6 +51,10 @@ public:
 
   /// Path of a file inside the V-index.
   std::string path(llvm::StringRef Name) const;
+  /// Every file the manifest lists (the manifest itself, payloads, copied
+  /// files, patches, labels, key statistics), sorted: what a tool that
+  /// reads the V-index depends on (its --depfile).
+  std::vector<std::string> files() const;
 
   /// The bytes of an auxiliary file the manifest lists (config.json,
   /// tokenizer.json...), checked against its recorded length and checksum.
