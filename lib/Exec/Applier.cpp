@@ -125,8 +125,9 @@ Error applyVindexOp(Operation *Op, PatchBuilder &P) {
           .Case([&](vx::UpdateWeightsOp O) { return updateWeights(O, P); })
           .Case([&](vx::UntieOutputOp O) { return untieOutput(O, P); })
           .Case([&](vx::SetLabelOp) {
-            return makeError("labels arrive with the probe issue: nothing "
-                             "stores them yet");
+            return makeError("vindex.set_label does not run: labels are "
+                             "written by larql-probe (labels.vfb), not by "
+                             "patches");
           })
           .Default([&](Operation *) {
             return makeError("is not an op of the vindex dialect, which is "

@@ -8,6 +8,7 @@
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Engine.h"
 #include "vindex/Model/VindexSession.h"
+#include "vindex/Passes/Passes.h"
 #include "vindex/Store/Patch.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Store/Vindex.h"
@@ -134,13 +135,14 @@ Error Executor::run(Operation &Op) {
     return savePatch(Op);
   if (isa<larql::ApplyPatchOp>(Op))
     return applyPatch(Op);
-  // An edit runs once a pass has lowered it to vindex ops.
-  if (isa<larql::DeleteOp>(Op))
-    return createStringError(
-        inconvertibleErrorCode(),
-        "DELETE runs once lowered to vindex ops: "
-        "--pass-pipeline='builtin.module(larql-lower-to-vindex)' lowers one "
-        "that pins a layer and a feature");
+  // An edit, and the relation it needs, run once passes have lowered them
+  // to vindex ops: the pipeline given instead of the default one did not.
+  if (isa<larql::DeleteOp, larql::InsertOp, larql::UpdateOp,
+          larql::CreateRelationOp>(Op))
+    return createStringError(inconvertibleErrorCode(),
+                             "%s runs once lowered to vindex ops: the "
+                             "default pipeline, builtin.module(%s), lowers it",
+                             keyword(Op).c_str(), kDefaultPipeline);
   return createStringError(inconvertibleErrorCode(),
                            "%s does not run against a V-index yet (this "
                            "build parses, checks and lowers it: --emit=mlir)",

@@ -4,11 +4,11 @@
 //
 // larql-opt SCRIPT.lql --emit=mlir       print the lowered `larql` IR
 // larql-opt X.mlir [-verify-diagnostics] [-split-input-file]
-// larql-opt X.lql --pass-pipeline='builtin.module(larql-strip-queries)'
+// larql-opt IN.vindex X.lql -o OUT.vindex --depfile OUT.vindex.d
 //
 // A script is parsed (lib/LQL), lowered to the `larql` dialect, verified
 // and rewritten by a pass pipeline (--pass-pipeline; against a V-index
-// without it, larql-lower-to-vindex); the module that comes out is the
+// without it, kDefaultPipeline); the module that comes out is the
 // program. Without a V-index that is all (a linter for CI); with one its
 // ops run against it (lib/Exec), the engine and tokenizer being loaded
 // once, by the first op that needs them (INFER, WALK, NEAREST TO). A .mlir
@@ -21,6 +21,7 @@
 #include "vindex/LQL/ToIR.h"
 #include "vindex/Model/Kernels.h"
 #include "vindex/Model/VindexSession.h"
+#include "vindex/Passes/Passes.h"
 #include "vindex/RegisterAll.h"
 #include "vindex/Store/Copy.h"
 #include "vindex/Store/Patch.h"
@@ -118,13 +119,6 @@ static cl::opt<bool> SplitInputFile(
     cl::desc("Process each '// -----' chunk of a .mlir input on its own"),
     cl::init(false), cl::cat(toolOptions()));
 
-/// What runs against a V-index when --pass-pipeline is not given: the
-/// passes of builtin.module(...), as parsePassPipeline takes them into a
-/// module's pass manager. --jobs reaches the planner through the session,
-/// so a pipeline of one's own gets it too.
-static const char *DefaultPipeline =
-    "larql-resolve-relations,larql-lower-to-vindex,larql-plan-edits";
-
 static const char *Overview = R"(larql-opt: run LQL against a V-index
 
 Statements come from scripts (.lql) and -e, in that order, separated by ';'.
@@ -184,6 +178,7 @@ Statements that run against a V-index in this build:
                                         zero the feature
   COMPILE CURRENT INTO VINDEX 'path'    write the V-index as it is now
   COMPILE CURRENT INTO MODEL 'path' FORMAT gguf|safetensors
+                 [TYPE auto|f32|f16|bf16|q8_0]
                                         compile it, as vindex-compile does
   BEGIN PATCH 'name'; ...; SAVE PATCH ['p.mlir'|'p.mlirbc']
                                         also write the block's edits as
@@ -206,7 +201,7 @@ Examples:
   larql-opt tiny.vindex q.lql --emit=mlir --pass-pipeline='builtin.module(larql-lower-to-vindex,larql-resolve-tokens)'
                                         # print (and run) the IR with the
                                         # prompts' token ids
-  larql-opt tiny.vindex mixed.lql -o out.vindex --pass-pipeline='builtin.module(larql-strip-queries,larql-lower-to-vindex)'
+  larql-opt tiny.vindex mixed.lql -o out.vindex --pass-pipeline='builtin.module(larql-strip-queries,larql-resolve-relations,larql-lower-to-vindex,larql-plan-edits)'
 
   larql-opt checks.lql                  # lint a script without a model
   larql-opt edits.lql --emit=mlir       # print the lowered larql IR
@@ -524,6 +519,8 @@ int main(int argc, char **argv) {
     // rewrites the module before it is printed and run. Against a V-index
     // without --pass-pipeline, the default one lowers what it can, so that
     // edits run as written; without a V-index (linting) nothing is run.
+    // --jobs reaches the planner through the session, so a pipeline of
+    // one's own gets it too.
     bool Default = !PassPipeline.hasAnyOccurrences() && Session;
     if (PassPipeline.hasAnyOccurrences() || Default) {
       mlir::PassManager PM(&Ctx);
@@ -531,7 +528,7 @@ int main(int argc, char **argv) {
         return mlir::emitError(mlir::UnknownLoc::get(&Ctx), Msg);
       };
       if (failed(mlir::applyPassManagerCLOptions(PM)) ||
-          failed(Default ? mlir::parsePassPipeline(DefaultPipeline, PM)
+          failed(Default ? mlir::parsePassPipeline(kDefaultPipeline, PM)
                          : PassPipeline.addToPipeline(PM, Report)) ||
           failed(PM.run(*Module)))
         return nullptr;

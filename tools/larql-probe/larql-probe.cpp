@@ -122,6 +122,9 @@ Writes a copy of IN.vindex with labels.vfb beside its manifest:
 Usage:
   larql-probe IN.vindex -o OUT.vindex [--facts FACTS.tsv]
               [--templates TEMPLATES.json] [--jobs N] [--depfile F] [--force]
+              [--timing-json F] [--top-tokens 8] [--top-contributors 16]
+              [--min-entities 3] [--min-confidence 0.02]
+  larql-probe --summary OUT.vindex
 
 With --key-stats CORPUS.txt it labels nothing: it streams the corpus line
 by line through the model and stores, per layer (MODE memit's edit layers,

@@ -16,6 +16,12 @@
 
 namespace vindex {
 
+/// What runs against a V-index when larql-opt is given no --pass-pipeline
+/// (the passes of builtin.module(...)): every statement lowered as far as
+/// it runs.
+inline constexpr const char *kDefaultPipeline =
+    "larql-resolve-relations,larql-lower-to-vindex,larql-plan-edits";
+
 #define GEN_PASS_DECL
 #include "vindex/Passes/Passes.h.inc"
 

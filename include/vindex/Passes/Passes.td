@@ -24,7 +24,9 @@ def LarqlStripQueries : Pass<"larql-strip-queries", "::mlir::ModuleOp"> {
     What is left changes the V-index or writes it (edits, patch blocks,
     COMPILE), so a script written to explore and patch can be run as a patch
     only, e.g. in a make rule: `larql-opt in.vindex edits.lql -o out.vindex
-    --pass-pipeline='builtin.module(larql-strip-queries)'`.
+    --pass-pipeline='builtin.module(larql-strip-queries,
+    larql-resolve-relations,larql-lower-to-vindex,larql-plan-edits)'` (the
+    default pipeline after it: the edits still need lowering).
   }];
 }
 
@@ -58,8 +60,9 @@ def LarqlResolveRelations
 }
 
 def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
-  let summary = "Capture keys, plan slots and vectors, balance, and lower "
-                "INSERT/DELETE/UPDATE of facts to vindex.install_feature";
+  let summary = "Capture keys, plan slots and vectors or MEMIT updates, "
+                "balance, and lower INSERT/DELETE/UPDATE of facts to vindex "
+                "ops";
   let description = [{
     Needs a V-index and the relations' prompts (larql-resolve-relations).
     Statement by statement, in order, against the V-index as the earlier
@@ -71,7 +74,10 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
     balancer measures each fact's strength; a piece the model cannot emit
     gets its output row lifted. The op becomes one `vindex.update_weights`
     per lifted row, then one `vindex.install_feature` per feature, vectors
-    as dense resources and the balancer's record as `balance`. A target the tokenizer cannot
+    as dense resources and the balancer's record as `balance`. An INSERT
+    with MODE memit instead becomes `vindex.update_weights` of the down
+    projections of the `memit-layers` (plus lifted rows, and appended
+    features with `memit-widen`; docs/lql.md, "MODE memit"). A target the tokenizer cannot
     encode, a fact the balancer cannot reach, and a DELETE with no answer to
     remove are errors at the row or statement. The key statistics come from
     the relations' prompts filled with the vocabulary's whole-word entities,

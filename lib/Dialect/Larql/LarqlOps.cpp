@@ -322,6 +322,11 @@ LogicalResult InsertOp::verify() {
   if (auto M = getMode(); M && !llvm::is_contained(larql::InsertModes, *M))
     return emitOpError("unknown MODE '")
            << *M << "' (expected " << join(larql::InsertModes) << ")";
+  // MODE memit edits the layers its planner is given; a layer here would
+  // be silently ignored.
+  if (getMode() == "memit" && getLayer())
+    return emitOpError("AT LAYER applies to MODE slot: MODE memit edits the "
+                       "layers of larql-plan-edits{memit-layers=...}");
   return checkLayer(*this, getLayer());
 }
 
