@@ -71,14 +71,44 @@ Executor::Executor(VindexSession &VS, raw_ostream &OS, ResultFormat Format,
 Executor::~Executor() = default;
 
 Error Executor::applyEdit(Operation &Op) {
-  // One patch per edit, named after the open BEGIN PATCH block if any.
+  // One patch per statement, named after the open BEGIN PATCH block if
+  // any: the ops a statement was lowered to share its location, and a
+  // batch of facts lowers to thousands (one per appended feature), each of
+  // which carried the statement's text when each was a patch.
+  if (Pending && PendingLoc != Op.getLoc())
+    if (Error E = flushEdits())
+      return E;
   PatchOrigin O = Origin ? Origin(Op) : PatchOrigin();
   if (Recording)
     O.Name = PatchName;
-  PatchBuilder B(*View, std::move(O));
-  if (Error E = applyVindexOp(&Op, B))
+  // The statement's text, then each distinct balancer record of its ops.
+  std::string Record = O.Statement.substr(
+      std::min(O.Statement.size(), O.Statement.find("\n-- balance: ")));
+  if (!Pending) {
+    Pending = std::make_unique<PatchBuilder>(*View, std::move(O));
+    PendingLoc = Op.getLoc();
+    PendingRecords = {Record};
+  } else if (!llvm::is_contained(PendingRecords, Record)) {
+    Pending->origin().Statement += Record;
+    PendingRecords.push_back(Record);
+  }
+  // A statement applies whole or not at all: its earlier ops go with it.
+  if (Error E = applyVindexOp(&Op, *Pending)) {
+    Pending.reset();
+    PendingLoc.reset();
+    PendingRecords.clear();
     return E;
-  return View->push(B.finish());
+  }
+  return Error::success();
+}
+
+Error Executor::flushEdits() {
+  if (!Pending)
+    return Error::success();
+  std::unique_ptr<PatchBuilder> B = std::move(Pending);
+  PendingLoc.reset();
+  PendingRecords.clear();
+  return View->push(B->finish());
 }
 
 Expected<const Model &> Executor::model() {
@@ -105,6 +135,9 @@ static std::string keyword(Operation &Op) {
 }
 
 Error Executor::run(Operation &Op) {
+  if (!isEdit(Op))
+    if (Error E = flushEdits())
+      return E;
   if (auto I = dyn_cast<larql::InferOp>(Op)) {
     std::optional<unsigned> Generate;
     if (std::optional<uint64_t> G = I.getGenerate())

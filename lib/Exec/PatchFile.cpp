@@ -93,6 +93,13 @@ Error Executor::savePatch(mlir::Operation &Op) {
 }
 
 mlir::LogicalResult Executor::finish() {
+  if (PendingLoc) {
+    mlir::Location At = *PendingLoc;
+    if (Error E = flushEdits()) {
+      mlir::emitError(At) << toString(std::move(E));
+      return mlir::failure();
+    }
+  }
   if (!Recording)
     return mlir::success();
   mlir::emitError(Recording->getLoc())

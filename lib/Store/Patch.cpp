@@ -173,6 +173,8 @@ static std::vector<uint8_t> encode(ArrayRef<float> Values, DType T) {
 
 PatchBuilder::PatchBuilder(const TensorView &View, PatchOrigin Origin)
     : I(new Impl{View, std::move(Origin), {}, nullptr}) {}
+
+PatchOrigin &PatchBuilder::origin() { return I->Origin; }
 PatchBuilder::~PatchBuilder() = default;
 
 Error PatchBuilder::setRow(StringRef Tensor, uint64_t Row,

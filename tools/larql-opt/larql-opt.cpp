@@ -568,6 +568,11 @@ int main(int argc, char **argv) {
         LoadFailed |= Reported;
         return false;
       }
+    // The last statement's edits, as a patch (a shell line's too).
+    if (Error E = Exec->flushEdits()) {
+      printError(Tool, std::move(E));
+      return false;
+    }
     return true;
   };
   if (!Interactive) {

@@ -23,6 +23,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 namespace vindex {
 class Model;
@@ -31,6 +33,7 @@ class Tokenizer;
 class Vindex;
 class VindexSession;
 struct Labels;
+class PatchBuilder;
 struct PatchOrigin;
 } // namespace vindex
 
@@ -59,7 +62,8 @@ private:
 /// Runs ops against one V-index and prints each result: an aligned table,
 /// one JSON object per line, or CSV. The model and tokenizer are loaded
 /// once, when an op first needs them. Edits (vindex ops) go through the
-/// applier into a patch each, pushed on the executor's view of the V-index:
+/// applier into one patch per statement (the ops of one location), pushed
+/// on the executor's view of the V-index:
 /// every later op (the engine, the features queries, COMPILE) sees them.
 class Executor {
 public:
@@ -80,6 +84,10 @@ public:
   /// After the last op: a patch still open (BEGIN PATCH without SAVE PATCH)
   /// is an error, reported at its BEGIN PATCH.
   mlir::LogicalResult finish();
+  /// Pushes the last statement's edits on the view as one patch; run()
+  /// does so before any op that is not that statement's edit, finish()
+  /// at the end, and a driver after each module (the shell's lines).
+  llvm::Error flushEdits();
 
 private:
   /// The session's engine and tokenizer, their errors as LoadError.
@@ -126,6 +134,11 @@ private:
   bool CSVHeaderDone = false;
   /// The edits since BEGIN PATCH (null when no patch is open).
   mlir::OwningOpRef<mlir::ModuleOp> Recording;
+  /// The current statement's edits, not yet pushed (applyEdit), the
+  /// location they share, and the balancer records already in its origin.
+  std::unique_ptr<PatchBuilder> Pending;
+  std::optional<mlir::Location> PendingLoc;
+  std::vector<std::string> PendingRecords;
   std::string PatchName;
 };
 

@@ -137,6 +137,9 @@ public:
   /// already has an LM head.
   llvm::Expected<std::string> untieOutput();
 
+  /// What the patch records of where it came from (given at construction).
+  PatchOrigin &origin();
+
   /// Layer's FFN width with the changes recorded so far.
   uint64_t ffnWidth(unsigned Layer) const;
   /// Rows of Tensor with the changes recorded so far (0: no such tensor).
