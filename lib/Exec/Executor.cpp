@@ -78,25 +78,28 @@ Error Executor::applyEdit(Operation &Op) {
   if (Pending && PendingLoc != Op.getLoc())
     if (Error E = flushEdits())
       return E;
-  PatchOrigin O = Origin ? Origin(Op) : PatchOrigin();
-  if (Recording)
-    O.Name = PatchName;
-  // The statement's text, then each distinct balancer record of its ops.
-  std::string Record = O.Statement.substr(
-      std::min(O.Statement.size(), O.Statement.find("\n-- balance: ")));
+  // The statement's text, then each distinct balancer record of its ops
+  // (uniqued attributes: a memit statement's ops share one). The origin,
+  // which hashes the script, is asked only for a record not yet seen.
+  mlir::Attribute Balance = Op.getAttr("balance");
   if (!Pending) {
+    PatchOrigin O = Origin ? Origin(Op) : PatchOrigin();
+    if (Recording)
+      O.Name = PatchName;
     Pending = std::make_unique<PatchBuilder>(*View, std::move(O));
     PendingLoc = Op.getLoc();
-    PendingRecords = {Record};
-  } else if (!llvm::is_contained(PendingRecords, Record)) {
-    Pending->origin().Statement += Record;
-    PendingRecords.push_back(Record);
+    PendingBalances = {Balance};
+  } else if (Origin && !llvm::is_contained(PendingBalances, Balance)) {
+    std::string Statement = Origin(Op).Statement;
+    Pending->origin().Statement += Statement.substr(
+        std::min(Statement.size(), Statement.find("\n-- balance: ")));
+    PendingBalances.push_back(Balance);
   }
   // A statement applies whole or not at all: its earlier ops go with it.
   if (Error E = applyVindexOp(&Op, *Pending)) {
     Pending.reset();
     PendingLoc.reset();
-    PendingRecords.clear();
+    PendingBalances.clear();
     return E;
   }
   return Error::success();
@@ -107,7 +110,7 @@ Error Executor::flushEdits() {
     return Error::success();
   std::unique_ptr<PatchBuilder> B = std::move(Pending);
   PendingLoc.reset();
-  PendingRecords.clear();
+  PendingBalances.clear();
   return View->push(B->finish());
 }
 

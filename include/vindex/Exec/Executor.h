@@ -135,10 +135,11 @@ private:
   /// The edits since BEGIN PATCH (null when no patch is open).
   mlir::OwningOpRef<mlir::ModuleOp> Recording;
   /// The current statement's edits, not yet pushed (applyEdit), the
-  /// location they share, and the balancer records already in its origin.
+  /// location they share, and the balancer records (their ops' `balance`
+  /// attributes) already in its origin.
   std::unique_ptr<PatchBuilder> Pending;
   std::optional<mlir::Location> PendingLoc;
-  std::vector<std::string> PendingRecords;
+  std::vector<mlir::Attribute> PendingBalances;
   std::string PatchName;
 };
 
