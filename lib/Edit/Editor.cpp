@@ -270,6 +270,10 @@ struct Editor::Impl {
   std::vector<const SamplePrompt *> guards(const Fact &F, unsigned Layer,
                                            ArrayRef<float> Key, unsigned N);
   NegativePool negatives(const Fact &F, size_t FactIndex, unsigned Layer);
+  /// The keys (every layer) after Piece following each of a few ordinary
+  /// beginnings of text ("He", "The", ...): the piece outside the fact.
+  std::vector<std::vector<std::vector<float>>>
+  pieceElsewhereKeys(int32_t Piece, ArrayRef<TrialFeature> Trials);
   std::vector<float> writeDirection(unsigned Layer, ArrayRef<int32_t> Ctx,
                                     ArrayRef<TrialFeature> Trials,
                                     ArrayRef<int32_t> Raise,
@@ -634,6 +638,19 @@ NegativePool Editor::Impl::negatives(const Fact &F, size_t FactIndex,
     for (const auto &X : Repairs[FactIndex])
       Pool.add(X[Layer], RepairWeight / double(Repairs[FactIndex].size()));
   return Pool;
+}
+
+std::vector<std::vector<std::vector<float>>>
+Editor::Impl::pieceElsewhereKeys(int32_t Piece, ArrayRef<TrialFeature> Trials) {
+  static constexpr const char *Beginnings[] = {"He", "The", "It was",  "She",
+                                               "A",  "We",  "This is", "They"};
+  std::vector<std::vector<std::vector<float>>> Out;
+  for (const char *B : Beginnings) {
+    std::vector<int32_t> Ids = Tok.encode(B);
+    Ids.push_back(Piece);
+    Out.push_back(captureKeys(*M, Ids, Trials));
+  }
+  return Out;
 }
 
 std::vector<float>
@@ -1062,6 +1079,13 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
             return std::move(E);
       }
       std::vector<std::vector<float>> Keys = captureKeys(*M, Ctx, Trials);
+      // A later piece's feature is keyed on a state whose last token (the
+      // piece before) weighs most: the same token after other words is a
+      // negative, or the feature fires wherever that token ends a text
+      // ("He chose" answered Poseidon's 'id' after 'ose').
+      std::vector<std::vector<std::vector<float>>> Elsewhere;
+      if (J > 0)
+        Elsewhere = pieceElsewhereKeys(Ctx.back(), Trials);
       // The same position under the relation's other prompts (paraphrases):
       // the gate is fitted to fire there too.
       std::vector<std::vector<std::vector<float>>> ParaKeys;
@@ -1093,6 +1117,8 @@ Editor::Impl::planFact(EditKind Kind, const Fact &F, size_t FactIndex,
         for (const auto &PK : ParaKeys)
           Pos.push_back(PK[L]);
         NegativePool Pool = negatives(F, FactIndex, L);
+        for (const auto &X : Elsewhere)
+          Pool.add(X[L], 1.0 / double(Elsewhere.size()));
         GateFit Fit = fitGate(Stats[L], Pos, Pool, Sib);
         std::vector<double> &Sep = Fit.G;
         FitNote = formatv(" (fit: {0} reweighting rounds, {1} negatives "
