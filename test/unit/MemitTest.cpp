@@ -205,38 +205,41 @@ TEST(MemitTest, KeyMomentsAreThePositionOrderSums) {
   std::mt19937 Rng(11);
   std::normal_distribution<float> G;
   llvm::DefaultThreadPool Pool(llvm::hardware_concurrency(3));
+  // F = 300 and 4,000 positions: two blocks of positions (3,495 and 505).
+  std::vector<std::pair<size_t, size_t>> Sizes = {{300, 4000}};
   for (size_t F : {1, 5, 16, 17, 33, 100, 130, 300})
-    for (size_t Positions : {1, 7, 300}) {
-      std::vector<float> Keys(Positions * F);
-      for (float &X : Keys)
-        X = Rng() % 5 == 0 ? 0.0f : G(Rng) * 3.0f;
-      std::vector<double> Start(F * F);
-      for (double &X : Start)
-        X = double(G(Rng));
-      std::vector<double> Want = Start;
-      for (size_t P = 0; P < Positions; ++P)
+    for (size_t Positions : {1, 7, 300})
+      Sizes.push_back({F, Positions});
+  for (auto [F, Positions] : Sizes) {
+    std::vector<float> Keys(Positions * F);
+    for (float &X : Keys)
+      X = Rng() % 5 == 0 ? 0.0f : G(Rng) * 3.0f;
+    std::vector<double> Start(F * F);
+    for (double &X : Start)
+      X = double(G(Rng));
+    std::vector<double> Want = Start;
+    for (size_t P = 0; P < Positions; ++P)
+      for (size_t I = 0; I < F; ++I)
+        for (size_t J = I; J < F; ++J)
+          Want[I * F + J] += double(Keys[P * F + I]) * double(Keys[P * F + J]);
+    for (KernelPath Path : supportedKernelPaths()) {
+      if (!kernelPathExact(Path))
+        continue;
+      ASSERT_TRUE(setKernelPath(Path));
+      for (llvm::ThreadPoolInterface *P :
+           {(llvm::ThreadPoolInterface *)nullptr,
+            (llvm::ThreadPoolInterface *)&Pool}) {
+        std::vector<double> Got = Start;
+        edit::accumulateKeyMoments(Keys, F, Got, P);
         for (size_t I = 0; I < F; ++I)
           for (size_t J = I; J < F; ++J)
-            Want[I * F + J] +=
-                double(Keys[P * F + I]) * double(Keys[P * F + J]);
-      for (KernelPath Path : supportedKernelPaths()) {
-        if (!kernelPathExact(Path))
-          continue;
-        ASSERT_TRUE(setKernelPath(Path));
-        for (llvm::ThreadPoolInterface *P :
-             {(llvm::ThreadPoolInterface *)nullptr,
-              (llvm::ThreadPoolInterface *)&Pool}) {
-          std::vector<double> Got = Start;
-          edit::accumulateKeyMoments(Keys, F, Got, P);
-          for (size_t I = 0; I < F; ++I)
-            for (size_t J = I; J < F; ++J)
-              ASSERT_EQ(0, std::memcmp(&Got[I * F + J], &Want[I * F + J],
-                                       sizeof(double)))
-                  << "F = " << F << ", " << Positions << " positions, (" << I
-                  << ", " << J << "), " << kernelPathName(Path)
-                  << (P ? ", 3 threads" : "");
-        }
+            ASSERT_EQ(0, std::memcmp(&Got[I * F + J], &Want[I * F + J],
+                                     sizeof(double)))
+                << "F = " << F << ", " << Positions << " positions, (" << I
+                << ", " << J << "), " << kernelPathName(Path)
+                << (P ? ", 3 threads" : "");
       }
-      setKernelPath(defaultKernelPath());
     }
+    setKernelPath(defaultKernelPath());
+  }
 }
