@@ -324,14 +324,28 @@ void runTasks(size_t Count, unsigned Jobs, function_ref<void(size_t)> Task) {
 
 } // namespace
 
-Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
-                                          ArrayRef<double> K,
-                                          ArrayRef<double> R, size_t F,
-                                          size_t D, unsigned Jobs) {
+/// The inputs that fix λ C + K Kᵀ: C's, K's bytes, λ and the shapes.
+static XXH128_hash_t hashFactorInputs(ArrayRef<double> C, double Lambda,
+                                      ArrayRef<double> K, size_t F) {
+  auto Bytes = [](ArrayRef<double> V) {
+    return ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(V.data()),
+                             V.size() * sizeof(double));
+  };
+  XXH128_hash_t Parts[2] = {xxh3_128bits(Bytes(C)), xxh3_128bits(Bytes(K))};
+  double Shape[3] = {Lambda, double(F), double(K.size())};
+  std::vector<uint8_t> All(reinterpret_cast<const uint8_t *>(Parts),
+                           reinterpret_cast<const uint8_t *>(Parts + 2));
+  All.insert(All.end(), reinterpret_cast<const uint8_t *>(Shape),
+             reinterpret_cast<const uint8_t *>(Shape + 3));
+  return xxh3_128bits(All);
+}
+
+/// λ C + K Kᵀ = L Lᵀ: L below the diagonal of the result, Lᵀ above it.
+static Expected<std::vector<double>> factorUpdate(ArrayRef<double> C,
+                                                  double Lambda,
+                                                  ArrayRef<double> K, size_t F,
+                                                  unsigned Jobs, bool Wide) {
   size_t N = K.size() / F;
-  if (C.size() != F * F || K.size() != N * F || R.size() != N * D)
-    return makeError("memit: the update's shapes disagree");
-  bool Wide = activeKernelPath() != KernelPath::AVX2;
   // A = λ C + K Kᵀ (F x F, symmetric positive definite when λ C is), each
   // element's products added in key order; only the lower triangle and
   // the diagonal are read below, so each band of rows computes only the
@@ -360,6 +374,39 @@ Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
   // Lᵀ into the upper triangle, so that the back substitution reads rows
   // (a column of L is F apart per element: a cache miss each).
   forUpperInTiles(F, [&](size_t I, size_t P) { A[I * F + P] = A[P * F + I]; });
+  return A;
+}
+
+Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
+                                          ArrayRef<double> K,
+                                          ArrayRef<double> R, size_t F,
+                                          size_t D, unsigned Jobs,
+                                          UpdateFactor *Keep) {
+  size_t N = K.size() / F;
+  if (C.size() != F * F || K.size() != N * F || R.size() != N * D)
+    return makeError("memit: the update's shapes disagree");
+  bool Wide = activeKernelPath() != KernelPath::AVX2;
+  XXH128_hash_t Inputs{};
+  if (Keep)
+    Inputs = hashFactorInputs(C, Lambda, K, F);
+  std::vector<double> Own;
+  const std::vector<double> *Factor = &Own;
+  if (Keep && !Keep->A.empty() && Keep->Inputs == Inputs) {
+    Factor = &Keep->A;
+  } else {
+    Expected<std::vector<double>> Made =
+        factorUpdate(C, Lambda, K, F, Jobs, Wide);
+    if (!Made)
+      return Made.takeError();
+    Own = std::move(*Made);
+    if (Keep) {
+      Keep->A = std::move(Own);
+      Keep->Inputs = Inputs;
+      Factor = &Keep->A;
+    }
+  }
+  const std::vector<double> &A = *Factor;
+  constexpr size_t TileRows = 64;
   // Δᵀ = A⁻¹ (Kᵀ R): the right-hand side B = Kᵀ R first (F x D, feature
   // f's row Σ_j K_j[f] R_j in key order), then forward and back
   // substitution on its D columns, 32 at a time (padded with zero columns
@@ -1098,6 +1145,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
   std::vector<int32_t> Lifted;
   std::vector<std::vector<double>> Projectors(Layers.size());
   std::vector<std::vector<double>> Covariances(Layers.size());
+  UpdateFactor LowestFactor;
   std::vector<std::vector<double>> LastKeys(Layers.size());
   // memit-repair: a guard whose answer (up to punctuation) the model as it is
   // no longer gives (earlier statements lost it, or this one's update) joins
@@ -1357,14 +1405,21 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         Delta = solveNullSpaceUpdate(Projectors[LI], E, Opts.AlphaRidge, K, R,
                                      F, D);
       } else {
-        Delta = solveUpdate(C, 1.0, K, R, F, D, Opts.Jobs);
+        // The lowest edit layer's keys come before any update: from
+        // round to round only its residuals change (its factor is kept;
+        // one F x F, the lowest layer's only).
+        Delta = solveUpdate(C, 1.0, K, R, F, D, Opts.Jobs,
+                            LI == 0 ? &LowestFactor : nullptr);
       }
       if (!Delta)
         return Delta.takeError();
       // The last round's solve is this layer's last use of its F x F
       // covariance (840 MB at F = 10240): one layer's at a time stays.
-      if (Round + 1 == Rounds)
+      if (Round + 1 == Rounds) {
         std::vector<double>().swap(Covariances[LI]);
+        if (LI == 0)
+          std::vector<double>().swap(LowestFactor.A);
+      }
       const TensorRecord *T = V.find(TensorRole::FFNDown, int(L));
       if (!T || V.rowElements(*T) != D || V.rows(*T) != F)
         return makeError("memit: layer {0} has no feature-major down "

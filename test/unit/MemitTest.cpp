@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <tuple>
 
 using namespace vindex;
 
@@ -194,6 +195,54 @@ TEST(MemitTest, BlockedCholeskyGivesTheUnblockedBits) {
       }
       setKernelPath(defaultKernelPath());
     }
+}
+
+// A kept factor: reused (its bits are the result's) while C, λ and the
+// keys are the ones it was made of, made again when any of them changes.
+TEST(MemitTest, KeptFactorIsReusedForTheSameKeysOnly) {
+  std::mt19937 Rng(7);
+  std::normal_distribution<double> G;
+  size_t F = 100, N = 41, D = 21;
+  std::vector<double> C(F * F, 0.0), K(N * F), R(N * D), R2(N * D);
+  for (size_t I = 0; I < F; ++I)
+    C[I * F + I] = 1.0 + 0.01 * double(I);
+  for (std::vector<double> *V : {&K, &R, &R2})
+    for (double &X : *V)
+      X = G(Rng);
+  auto Same = [](const std::vector<double> &A, const std::vector<double> &B) {
+    return A.size() == B.size() &&
+           !std::memcmp(A.data(), B.data(), A.size() * sizeof(double));
+  };
+  edit::UpdateFactor Keep;
+  llvm::Expected<std::vector<double>> First =
+      edit::solveUpdate(C, 10.0, K, R, F, D, 1, &Keep);
+  ASSERT_TRUE(bool(First)) << llvm::toString(First.takeError());
+  EXPECT_TRUE(Same(*First, unblockedUpdate(C, 10.0, K, R, F, D)));
+  ASSERT_EQ(Keep.A.size(), F * F);
+  // Other residuals, the same keys: the kept factor's bits are the result's.
+  llvm::Expected<std::vector<double>> Again =
+      edit::solveUpdate(C, 10.0, K, R2, F, D, 1, &Keep);
+  ASSERT_TRUE(bool(Again));
+  EXPECT_TRUE(Same(*Again, unblockedUpdate(C, 10.0, K, R2, F, D)));
+  // A factor spoiled on purpose shows that it was read...
+  Keep.A[0] *= 2.0;
+  llvm::Expected<std::vector<double>> Spoiled =
+      edit::solveUpdate(C, 10.0, K, R2, F, D, 1, &Keep);
+  ASSERT_TRUE(bool(Spoiled));
+  EXPECT_FALSE(Same(*Spoiled, *Again));
+  // ...and that another key, another C or another λ is not solved with it.
+  std::vector<double> K2 = K, C2 = C;
+  K2[5 * F + 3] += 1.0;
+  C2[7 * F + 7] += 1.0;
+  for (auto [Cx, Kx, Lambda] :
+       {std::tuple(&C, &K2, 10.0), std::tuple(&C2, &K, 10.0),
+        std::tuple(&C, &K, 3.0)}) {
+    Keep.A[0] *= 2.0;
+    llvm::Expected<std::vector<double>> Other =
+        edit::solveUpdate(*Cx, Lambda, *Kx, R2, F, D, 1, &Keep);
+    ASSERT_TRUE(bool(Other));
+    EXPECT_TRUE(Same(*Other, unblockedUpdate(*Cx, Lambda, *Kx, R2, F, D)));
+  }
 }
 
 // The key moments, tile by tile in registers, against one position at a
