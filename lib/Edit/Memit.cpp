@@ -324,6 +324,9 @@ void runTasks(size_t Count, unsigned Jobs, function_ref<void(size_t)> Task) {
 
 } // namespace
 
+/// Rows of K Kᵀ and Kᵀ R a task computes.
+static constexpr size_t BandRows = 64;
+
 /// The inputs that fix λ C + K Kᵀ: C's, K's bytes, λ and the shapes.
 static XXH128_hash_t hashFactorInputs(ArrayRef<double> C, double Lambda,
                                       ArrayRef<double> K, size_t F) {
@@ -353,11 +356,10 @@ static Expected<std::vector<double>> factorUpdate(ArrayRef<double> C,
   std::vector<double> A(F * F);
   for (size_t I = 0; I < F * F; ++I)
     A[I] = Lambda * C[I];
-  // Bands of 64 rows a task: a block of keys' Left rows (256 x 64
+  // Bands of BandRows rows a task: a block of keys' Left rows (256 x 64
   // doubles) stay in L2 over the band's columns.
-  constexpr size_t TileRows = 64;
-  runTasks((F + TileRows - 1) / TileRows, Jobs, [&](size_t T) {
-    size_t I0 = T * TileRows, Rows = std::min(TileRows, F - I0);
+  runTasks((F + BandRows - 1) / BandRows, Jobs, [&](size_t T) {
+    size_t I0 = T * BandRows, Rows = std::min(BandRows, F - I0);
     addProducts(&A[I0 * F], F, K.data() + I0, F, K.data(), F, N, Rows,
                 I0 + Rows, Wide);
   });
@@ -406,7 +408,6 @@ Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
     }
   }
   const std::vector<double> &A = *Factor;
-  constexpr size_t TileRows = 64;
   // Δᵀ = A⁻¹ (Kᵀ R): the right-hand side B = Kᵀ R first (F x D, feature
   // f's row Σ_j K_j[f] R_j in key order), then forward and back
   // substitution on its D columns, 32 at a time (padded with zero columns
@@ -417,10 +418,10 @@ Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
   constexpr size_t Chunk = 32;
   size_t Stride = (D + Chunk - 1) / Chunk * Chunk;
   std::vector<double> B(F * Stride, 0.0); // [F][Stride]
-  runTasks((F + TileRows - 1) / TileRows, Jobs, [&](size_t T) {
-    size_t F0 = T * TileRows;
+  runTasks((F + BandRows - 1) / BandRows, Jobs, [&](size_t T) {
+    size_t F0 = T * BandRows;
     addProducts(&B[F0 * Stride], Stride, K.data() + F0, F, R.data(), D, N,
-                std::min(TileRows, F - F0), D, Wide);
+                std::min(BandRows, F - F0), D, Wide);
   });
   runTasks(Stride / Chunk, Jobs, [&](size_t T) {
     double *Cols = &B[T * Chunk];
