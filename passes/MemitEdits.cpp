@@ -618,18 +618,20 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
                         [&](const edit::Fact &F) { return SamePair(F, X); });
   };
   // Earlier statements' facts, but those this statement writes again.
-  std::vector<edit::Fact> Held;
+  std::vector<edit::Fact> Earlier, Held;
   if (Ctx.HoldWritten)
     for (const edit::Fact &F : Ctx.Written)
       if (!EditedHere(F))
-        Held.push_back(F);
-  // The guards but those this statement edits (and those held: a guard
-  // keeps the answer the input model gave).
+        Earlier.push_back(F);
+  if (!Ctx.HoldAsGuards)
+    Held = Earlier;
+  // The guards but those this statement edits (and the earlier facts: a
+  // guard keeps the answer the input model gave).
   std::vector<edit::PreservedText> Preserved;
   std::vector<edit::Fact> Guarded; // their answers, for memit-repair
   if (Ctx.Guards)
     for (const MemitContext::Guard &G : *Ctx.Guards)
-      if (!EditedHere(G) && llvm::none_of(Held, [&](const edit::Fact &F) {
+      if (!EditedHere(G) && llvm::none_of(Earlier, [&](const edit::Fact &F) {
             return SamePair(F, G);
           })) {
         Preserved.push_back(G.Text);
@@ -640,6 +642,22 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
                                std::make_pair(G.Entity, G.Relation)))
           Guarded.back().Target.clear(); // not written back
       }
+  // memit-hold=guards: an earlier fact is held as MEMIT's sequential use
+  // holds earlier edits, by its keys in λ C + μ Σ k kᵀ (the canonical
+  // prompt's last position and each target piece's, or every position),
+  // and its units join the update only when an update loses its whole
+  // target (memit-repair). Units held every round cost the solve their
+  // keys each round: 8,000 units at the 10 x 100 chain's link 7.
+  if (Ctx.HoldAsGuards)
+    for (const edit::Fact &F : Earlier) {
+      edit::PreservedText T;
+      T.Ids = F.Prompts.front();
+      T.From = Ctx.GuardEveryPosition ? 0 : T.Ids.size() - 1;
+      T.Ids.insert(T.Ids.end(), F.Target.begin(), F.Target.end());
+      Preserved.push_back(std::move(T));
+      if (Ctx.Options.Repair)
+        Guarded.push_back(F);
+    }
   llvm::Expected<edit::MemitPlan> Plan = edit::planMemit(
       Ed.view(), Tok, Facts, *Ctx.Stats, Preserved, Ctx.Options, Verbose,
       [&](int32_t Token, std::string &Rec) {

@@ -65,9 +65,12 @@ struct MemitContext {
   bool GuardEveryPosition = false;
   /// The facts earlier MODE memit statements of this run wrote, and
   /// whether later statements hold them (`memit-hold`): their units join
-  /// each later update, held where they are.
+  /// each later update, held where they are (`units`), or their texts join
+  /// the guards (`guards`: their keys held in the solve's λ C + μ Σ k kᵀ,
+  /// their whole targets written back by memit-repair when lost).
   std::vector<edit::Fact> Written;
   bool HoldWritten = true;
+  bool HoldAsGuards = false;
   /// The (entity, relation) pairs every statement of the run so far edits,
   /// whatever its mode: `memit-repair` never writes back the answer the
   /// input model gave to one of them (a slot-mode UPDATE between two memit

@@ -227,7 +227,13 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
                << "memit-guard-positions must be last or all, not '"
                << MemitGuardPositions << "'";
       Memit.GuardEveryPosition = MemitGuardPositions == "all";
-      Memit.HoldWritten = MemitHold;
+      if (MemitHold != "units" && MemitHold != "true" &&
+          MemitHold != "guards" && MemitHold != "false")
+        return Op->emitError()
+               << "memit-hold must be units, guards or false, not '"
+               << MemitHold << "'";
+      Memit.HoldWritten = MemitHold != "false";
+      Memit.HoldAsGuards = MemitHold == "guards";
       Memit.Restat = MemitRestat;
       Memit.Options.AtSubject = MemitAt == "subject";
       Memit.Options.Keys =

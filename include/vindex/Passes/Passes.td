@@ -109,9 +109,12 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "std::string", "\"last\"",
                         "MODE memit: the guard texts' positions held: last "
                         "(the prompt's last and its answer's) or all">,
-                 Option<"MemitHold", "memit-hold", "bool", "true",
-                        "MODE memit: each statement's update holds the "
-                        "facts earlier statements of the run wrote">,
+                 Option<"MemitHold", "memit-hold", "std::string",
+                        "\"units\"",
+                        "MODE memit: how each statement's update holds the "
+                        "facts earlier statements wrote: units (their "
+                        "units join the update; true the same), guards "
+                        "(their texts join the guards) or false">,
                  Option<"MemitRepair", "memit-repair", "bool", "false",
                         "MODE memit: a guard answer (a known entity's, up "
                         "to punctuation) that earlier statements or this "
