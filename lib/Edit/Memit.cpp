@@ -495,6 +495,10 @@ struct FactState {
   /// edit position in each.
   std::vector<std::vector<int32_t>> Prompts;
   std::vector<size_t> Positions;
+  /// Each context followed by the fact's whole target (and the word's end):
+  /// every unit's teacher-forced sequence begins it, so the units of a fact
+  /// share its unedited run (SequenceRuns).
+  std::vector<std::vector<int32_t>> Wholes;
   /// The pieces the offset writes (teacher-forced after each prompt).
   std::vector<int32_t> Target;
   std::vector<double> Z; ///< the target residual at Lmax + 1
@@ -689,12 +693,12 @@ std::vector<ProbeAt> otherContexts(const FactState &St,
 
 /// Step 2: the offset δ at residual Residual that makes the model emit the
 /// target (Adam on OffsetObjective); returns h + δ.
-Expected<std::vector<double>> optimiseOffset(const Model &M,
-                                             const Tokenizer &Tok,
-                                             const Fact &F, FactState &St,
-                                             size_t Residual, double Reach,
-                                             const MemitOptions &Opts) {
+Expected<std::vector<double>>
+optimiseOffset(const Model &M, const Tokenizer &Tok, const Fact &F,
+               FactState &St, size_t Residual, double Reach,
+               const MemitOptions &Opts, SequenceRuns *Runs) {
   std::vector<LossSequence> Seqs;
+  std::vector<std::vector<int32_t>> Wholes = St.Wholes;
   for (size_t C = 0; C < St.Prompts.size(); ++C) {
     LossSequence S = teacherForced(St.Prompts[C], St.Target);
     S.OffsetPositions = {St.Positions[C]};
@@ -715,7 +719,7 @@ Expected<std::vector<double>> optimiseOffset(const Model &M,
   }
   size_t NSeq = Seqs.size();
   Expected<OffsetObjective> Obj =
-      OffsetObjective::create(M, std::move(Seqs), Residual);
+      OffsetObjective::create(M, std::move(Seqs), Residual, Runs, Wholes);
   if (!Obj)
     return Obj.takeError();
   Probe H = probe(M, St.Prompts[0], St.Positions[0], Residual, std::nullopt);
@@ -1004,7 +1008,7 @@ void optimiseWindow(
     const Model &M, const Tokenizer &Tok, ArrayRef<Fact> Facts,
     ArrayRef<size_t> FactOf, MutableArrayRef<FactState> States,
     const std::vector<bool> &Reached, size_t First, size_t Residual,
-    double Reach, const MemitOptions &Opts,
+    double Reach, const MemitOptions &Opts, SequenceRuns &Runs,
     std::vector<std::optional<Expected<std::vector<double>>>> &Ready) {
   std::vector<size_t> Window;
   for (size_t J = First;
@@ -1013,7 +1017,7 @@ void optimiseWindow(
       Window.push_back(J);
   auto Run = [&](size_t J) {
     Ready[J].emplace(optimiseOffset(M, Tok, Facts[FactOf[J]], States[J],
-                                    Residual, Reach, Opts));
+                                    Residual, Reach, Opts, &Runs));
   };
   if (Window.size() == 1) {
     Run(Window.front());
@@ -1114,6 +1118,11 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
       FactState St;
       St.Group = Group;
       for (std::vector<int32_t> P : Contexts) {
+        std::vector<int32_t> Whole = P;
+        Whole.insert(Whole.end(), F.Target.begin(), F.Target.end());
+        if (End)
+          Whole.push_back(*End);
+        St.Wholes.push_back(std::move(Whole));
         if (Opts.AtSubject) {
           St.Positions.push_back(subjectPosition(Tok, P, F.Entity));
         } else {
@@ -1254,6 +1263,9 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         At.push_back({St.Prompts[C], St.Positions[C]});
     }
     ForwardResume Resume, KeptResume;
+    // The units' unedited runs, shared by the units of a fact (this
+    // round's weights).
+    SequenceRuns Runs;
     std::vector<Probe> FirstLayer =
         probeMany(M, At, Residual, Layers.front(), Opts.Jobs, &Resume);
     std::vector<std::optional<Expected<std::vector<double>>>> Ready(N);
@@ -1271,7 +1283,7 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
       }
       if (!Ready[J])
         optimiseWindow(M, Tok, All, FactOf, States, Reached, J, Residual, Reach,
-                       Opts, Ready);
+                       Opts, Runs, Ready);
       Expected<std::vector<double>> Z = std::move(*Ready[J]);
       Ready[J].reset();
       if (!Z)
@@ -1306,7 +1318,9 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         Plan.Rows.push_back(std::move(*Row));
         if (Verbose)
           *Verbose << "memit: piece " << St.Target[0] << Rec << "\n";
-        Z = optimiseOffset(M, Tok, All[FactOf[J]], St, Residual, Reach, Opts);
+        Runs.clear(); // (a lift changes no run; a new model, a new cache)
+        Z = optimiseOffset(M, Tok, All[FactOf[J]], St, Residual, Reach, Opts,
+                           &Runs);
         if (!Z)
           return Z.takeError();
         St.Record += Rec;

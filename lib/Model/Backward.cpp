@@ -15,7 +15,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
+#include <future>
 #include <map>
+#include <mutex>
 
 #include <immintrin.h>
 
@@ -1018,21 +1021,136 @@ std::pair<size_t, size_t> activeRange(const LossSequence &S) {
   return {*llvm::min_element(Read), *llvm::max_element(Read) + 1};
 }
 
-/// Packs Seqs (checked) for an objective at residual Residual: runs them
-/// whole once, unedited, for the contexts' keys and values at the layers
-/// from Residual up and for the tape tokens' residual Residual.
-PackedSequences pack(const Model &M, ArrayRef<LossSequence> Seqs,
-                     size_t Residual) {
+/// One whole sequence run unedited up to residual Residual: that residual
+/// at every position, and the keys and values of the layers from Residual
+/// up (what the contexts of an objective's tape tokens read).
+struct WholeRun {
+  std::vector<double> X; ///< [T, hidden]
+  std::vector<std::vector<double>> K,
+      V; ///< Per layer from Residual, [T, KVDim].
+};
+
+/// Runs Wholes as one tape (each attending within itself, each weight row
+/// read once for all of them).
+std::vector<std::shared_ptr<const WholeRun>>
+runWholes(const Model &M, ArrayRef<std::vector<int32_t>> Wholes,
+          size_t Residual) {
   const ModelConfig &C = M.config();
   size_t D = C.HiddenSize, KVDim = C.NumKVHeads * C.HeadDim;
+  std::vector<LossSequence> Seqs(Wholes.size());
+  for (size_t I = 0; I < Wholes.size(); ++I)
+    Seqs[I].Tokens = Wholes[I];
   auto [Whole, WholeSegs] = concatenate(Seqs);
   Tape Run(M, Whole, nullptr, &WholeSegs);
   std::vector<double> Top = Run.residual(M.numLayers());
-  auto ResidualRow = [&](size_t Token) {
-    const std::vector<double> &X =
-        Residual < M.numLayers() ? Run.layer(Residual).X : Top;
-    return &X[Token * D];
-  };
+  const std::vector<double> &X =
+      Residual < M.numLayers() ? Run.layer(Residual).X : Top;
+  std::vector<std::shared_ptr<const WholeRun>> Out;
+  for (size_t I = 0; I < Wholes.size(); ++I) {
+    auto R = std::make_shared<WholeRun>();
+    size_t Base = WholeSegs.First[I], T = Wholes[I].size();
+    R->X.assign(X.begin() + Base * D, X.begin() + (Base + T) * D);
+    for (size_t L = Residual; L < M.numLayers(); ++L) {
+      const LayerTape &Tp = Run.layer(L);
+      R->K.emplace_back(Tp.K.begin() + Base * KVDim,
+                        Tp.K.begin() + (Base + T) * KVDim);
+      R->V.emplace_back(Tp.V.begin() + Base * KVDim,
+                        Tp.V.begin() + (Base + T) * KVDim);
+    }
+    Out.push_back(std::move(R));
+  }
+  return Out;
+}
+
+} // namespace
+
+struct SequenceRuns::Impl {
+  using Shared = std::shared_future<std::shared_ptr<const WholeRun>>;
+  std::mutex Lock;
+  size_t Residual = 0;
+  std::map<std::vector<int32_t>, Shared> Runs;
+  /// Insertion order, for the budget: the oldest go first.
+  std::deque<std::vector<int32_t>> Order;
+  size_t Bytes = 0;
+  /// About 256 MB of runs (4B-shaped layers hold 0.3 MB a token).
+  static constexpr size_t Budget = size_t(256) << 20;
+
+  /// The runs of Wholes: those held (or being run by another thread), the
+  /// others run here, as one tape, and held.
+  std::vector<std::shared_ptr<const WholeRun>>
+  runs(const Model &M, ArrayRef<std::vector<int32_t>> Wholes, size_t R) {
+    const ModelConfig &C = M.config();
+    size_t PerToken =
+        C.HiddenSize + 2 * (M.numLayers() - R) * C.NumKVHeads * C.HeadDim;
+    std::vector<Shared> Found(Wholes.size());
+    std::vector<std::vector<int32_t>> Missing;
+    std::vector<std::promise<std::shared_ptr<const WholeRun>>> Promises;
+    {
+      std::lock_guard<std::mutex> G(Lock);
+      if (R != Residual) {
+        clearLocked();
+        Residual = R;
+      }
+      for (size_t I = 0; I < Wholes.size(); ++I) {
+        auto It = Runs.find(Wholes[I]);
+        if (It != Runs.end()) {
+          Found[I] = It->second;
+          continue;
+        }
+        Promises.emplace_back();
+        Found[I] = Promises.back().get_future().share();
+        Runs.emplace(Wholes[I], Found[I]);
+        Order.push_back(Wholes[I]);
+        Bytes += Wholes[I].size() * PerToken * sizeof(double);
+        Missing.push_back(Wholes[I]);
+      }
+      // Evicting drops the map's reference only: a run in use stays alive.
+      while (Bytes > Budget && Order.size() > Missing.size()) {
+        Bytes -= Order.front().size() * PerToken * sizeof(double);
+        Runs.erase(Order.front());
+        Order.pop_front();
+      }
+    }
+    if (!Missing.empty()) {
+      std::vector<std::shared_ptr<const WholeRun>> Made =
+          runWholes(M, Missing, R);
+      for (size_t I = 0; I < Made.size(); ++I)
+        Promises[I].set_value(std::move(Made[I]));
+    }
+    std::vector<std::shared_ptr<const WholeRun>> Out;
+    for (const Shared &F : Found)
+      Out.push_back(F.get());
+    return Out;
+  }
+
+  void clearLocked() {
+    Runs.clear();
+    Order.clear();
+    Bytes = 0;
+  }
+};
+
+SequenceRuns::SequenceRuns() : P(std::make_unique<Impl>()) {}
+SequenceRuns::~SequenceRuns() = default;
+void SequenceRuns::clear() {
+  std::lock_guard<std::mutex> G(P->Lock);
+  P->clearLocked();
+}
+
+namespace {
+
+/// Packs Seqs (checked) for an objective at residual Residual from their
+/// unedited runs (Wholes[I]'s for sequence I, through Runs when given): the
+/// contexts' keys and values at the layers from Residual up and the tape
+/// tokens' residual Residual.
+PackedSequences pack(const Model &M, ArrayRef<LossSequence> Seqs,
+                     size_t Residual, ArrayRef<std::vector<int32_t>> Wholes,
+                     SequenceRuns *Runs) {
+  const ModelConfig &C = M.config();
+  size_t D = C.HiddenSize, KVDim = C.NumKVHeads * C.HeadDim;
+  std::vector<std::shared_ptr<const WholeRun>> Whole =
+      Runs ? Runs->P->runs(M, Wholes, Residual)
+           : runWholes(M, Wholes, Residual);
 
   PackedSequences P;
   P.Segs.ContextK.resize(M.numLayers());
@@ -1040,24 +1158,23 @@ PackedSequences pack(const Model &M, ArrayRef<LossSequence> Seqs,
   size_t ContextRows = 0;
   for (size_t I = 0; I < Seqs.size(); ++I) {
     const LossSequence &S = Seqs[I];
+    const WholeRun &Run = *Whole[I];
     auto [Begin, End] = activeRange(S);
-    size_t Base = WholeSegs.First[I];
     P.Begin.push_back(Begin);
     P.Segs.First.push_back(P.All.Tokens.size());
     P.Segs.ContextRow.push_back(ContextRows);
     ContextRows += Begin;
     for (size_t L = Residual; L < M.numLayers(); ++L) {
-      const LayerTape &Tp = Run.layer(L);
-      for (auto [From, To] : {std::pair(&Tp.K, &P.Segs.ContextK[L]),
-                              {&Tp.V, &P.Segs.ContextV[L]}})
-        To->insert(To->end(), From->begin() + Base * KVDim,
-                   From->begin() + (Base + Begin) * KVDim);
+      size_t Li = L - Residual;
+      for (auto [From, To] : {std::pair(&Run.K[Li], &P.Segs.ContextK[L]),
+                              {&Run.V[Li], &P.Segs.ContextV[L]}})
+        To->insert(To->end(), From->begin(), From->begin() + Begin * KVDim);
     }
     for (size_t Pos = Begin; Pos < End; ++Pos) {
       P.All.Tokens.push_back(S.Tokens[Pos]);
       P.Segs.Index.push_back(I);
       P.Segs.Position.push_back(Pos);
-      const double *X = ResidualRow(Base + Pos);
+      const double *X = &Run.X[Pos * D];
       P.Prefix.insert(P.Prefix.end(), X, X + D);
     }
     for (LossSequence::Target Tg : S.Targets) {
@@ -1078,7 +1195,8 @@ PackedSequences pack(const Model &M, ArrayRef<LossSequence> Seqs,
 
 Expected<OffsetObjective>
 OffsetObjective::create(const Model &M, std::vector<LossSequence> Sequences,
-                        size_t Residual) {
+                        size_t Residual, SequenceRuns *Runs,
+                        ArrayRef<std::vector<int32_t>> Wholes) {
   OffsetObjective O;
   O.M = &M;
   O.Residual = Residual;
@@ -1090,7 +1208,22 @@ OffsetObjective::create(const Model &M, std::vector<LossSequence> Sequences,
   for (const LossSequence &S : O.Sequences)
     if (Error E = Tape(M, S).check(Zero))
       return std::move(E);
-  O.Packed = std::make_shared<PackedSequences>(pack(M, O.Sequences, Residual));
+  std::vector<std::vector<int32_t>> Whole;
+  for (size_t I = 0; I < O.Sequences.size(); ++I) {
+    const std::vector<int32_t> &Tokens = O.Sequences[I].Tokens;
+    if (I >= Wholes.size() || Wholes[I].empty()) {
+      Whole.push_back(Tokens);
+      continue;
+    }
+    if (Wholes[I].size() < Tokens.size() ||
+        !std::equal(Tokens.begin(), Tokens.end(), Wholes[I].begin()))
+      return makeError("offset objective: sequence {0} does not begin the "
+                       "whole sequence given for it",
+                       I);
+    Whole.push_back(Wholes[I]);
+  }
+  O.Packed = std::make_shared<PackedSequences>(
+      pack(M, O.Sequences, Residual, Whole, Runs));
   return O;
 }
 

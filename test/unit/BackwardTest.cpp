@@ -432,6 +432,54 @@ TEST_P(Backward, PackedSequencesGiveEachSequenceItsBits) {
   EXPECT_EQ(G->Gradient, Want);
 }
 
+// Objectives that read their sequences' unedited runs from the runs of
+// longer sequences they begin (SequenceRuns: a fact's units share its
+// contexts followed by the whole target), the second objective from runs the
+// first one made: the bits of running each sequence itself. Wholes longer
+// than tiny-gemma3's sliding window (16) check the window.
+TEST_P(Backward, SharedRunsGiveThePrefixesTheirBits) {
+  const Model &M = load(GetParam());
+  size_t D = M.config().HiddenSize;
+  std::vector<int32_t> Context = {2};
+  for (size_t I = 1; I < 14; ++I)
+    Context.push_back(int32_t(260 + (I * 101) % 1500));
+  std::vector<int32_t> Target = {1706, 582, 1657, 303, 607};
+  std::vector<int32_t> Whole = Context;
+  Whole.insert(Whole.end(), Target.begin(), Target.end());
+  std::vector<int32_t> Other = {2, 303, 342, 270};
+  std::vector<double> Delta;
+  for (size_t I = 0; I < D; ++I)
+    Delta.push_back(0.02 * std::sin(double(I)));
+  for (size_t Residual : {M.numLayers() / 2, M.numLayers()}) {
+    SequenceRuns Runs;
+    for (size_t Piece = 0; Piece < Target.size(); ++Piece) {
+      std::vector<int32_t> Prompt = Context;
+      Prompt.insert(Prompt.end(), Target.begin(), Target.begin() + Piece);
+      LossSequence A = teacherForced(Prompt, {Target[Piece]});
+      A.OffsetPositions = {Prompt.size() - 1};
+      LossSequence B = teacherForced(Other, {1657});
+      B.OffsetPositions = {Other.size() - 1};
+      Expected<OffsetObjective> Own =
+          OffsetObjective::create(M, {A, B}, Residual);
+      Expected<OffsetObjective> Shared =
+          OffsetObjective::create(M, {A, B}, Residual, &Runs, {Whole, {}});
+      ASSERT_TRUE(Own && Shared);
+      Expected<OffsetGradient> Want = Own->evaluate(Delta);
+      Expected<OffsetGradient> Got = Shared->evaluate(Delta);
+      ASSERT_TRUE(Want && Got);
+      EXPECT_EQ(Got->Loss, Want->Loss) << "piece " << Piece;
+      EXPECT_EQ(Got->Gradient, Want->Gradient) << "piece " << Piece;
+    }
+  }
+  LossSequence A = teacherForced(Other, {1657});
+  SequenceRuns Runs;
+  Expected<OffsetObjective> Bad =
+      OffsetObjective::create(M, {A}, 1, &Runs, {Whole});
+  ASSERT_FALSE(bool(Bad));
+  EXPECT_NE(toString(Bad.takeError()).find("does not begin the whole"),
+            std::string::npos);
+}
+
 TEST_P(Backward, StopsAtTheLowestResidualAndIsDeterministic) {
   const Model &M = load(GetParam());
   LossSequence S = teacherForced({2, 303, 342, 270, 607, 264}, {1657});

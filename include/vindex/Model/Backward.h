@@ -138,10 +138,32 @@ private:
 
 struct PackedSequences;
 
+/// Runs of whole sequences up to a residual, kept for
+/// OffsetObjective::create: an optimiser's sequences are often prefixes of
+/// one whole (a fact's context teacher-forced one more target piece at a
+/// time), and a token's arithmetic does not depend on the tokens after it
+/// (the tape's reductions run per token, attention up to the token's
+/// position), so one run of the whole gives each prefix its bits. Valid
+/// for one model's weights and one residual: clear() when they change.
+/// Safe to share between threads.
+class SequenceRuns {
+public:
+  SequenceRuns();
+  ~SequenceRuns();
+  void clear();
+  struct Impl;
+  std::unique_ptr<Impl> P;
+};
+
 class OffsetObjective {
 public:
+  /// With Runs, sequence I's unedited run is that of Wholes[I] (when given
+  /// and not empty: Sequences[I]'s tokens must begin it), shared through
+  /// Runs with the objectives created after it; the same bits as without.
   static llvm::Expected<OffsetObjective>
-  create(const Model &M, std::vector<LossSequence> Sequences, size_t Residual);
+  create(const Model &M, std::vector<LossSequence> Sequences, size_t Residual,
+         SequenceRuns *Runs = nullptr,
+         llvm::ArrayRef<std::vector<int32_t>> Wholes = {});
   /// The summed loss and its gradient with Delta ([hidden]) added.
   llvm::Expected<OffsetGradient> evaluate(llvm::ArrayRef<double> Delta) const;
   const std::vector<LossSequence> &sequences() const { return Sequences; }
