@@ -13,6 +13,7 @@
 #include "vindex/Store/Patch.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Support/Error.h"
+#include "vindex/Support/Progress.h"
 
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/ThreadPool.h"
@@ -1266,6 +1267,14 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
     // The units' unedited runs, shared by the units of a fact (this
     // round's weights).
     SequenceRuns Runs;
+    // A round of a large batch takes minutes: on a terminal (and without
+    // --verbose, whose lines it would break) its targets and layers count
+    // up.
+    std::optional<Progress> Bar;
+    if (!Verbose)
+      Bar.emplace(formatv("memit: round {0}", Round + 1).str(),
+                  uint64_t(llvm::count(Reached, false) + Layers.size()),
+                  "targets and layers");
     std::vector<Probe> FirstLayer =
         probeMany(M, At, Residual, Layers.front(), Opts.Jobs, &Resume);
     std::vector<std::optional<Expected<std::vector<double>>>> Ready(N);
@@ -1326,6 +1335,8 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         St.Record += Rec;
       }
       St.Z = std::move(*Z);
+      if (Bar)
+        Bar->advance(1);
       if (Round)
         St.Record += formatv(" (round {0})", Round + 1).str();
       if (Verbose)
@@ -1435,6 +1446,8 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         if (LI == 0)
           std::vector<double>().swap(LowestFactor.A);
       }
+      if (Bar)
+        Bar->advance(1);
       const TensorRecord *T = V.find(TensorRole::FFNDown, int(L));
       if (!T || V.rowElements(*T) != D || V.rows(*T) != F)
         return makeError("memit: layer {0} has no feature-major down "
