@@ -13,6 +13,7 @@ PACKAGES=(
   pkg-config libutf8proc-dev
   libgtest-dev libbenchmark-dev
   clang-19 libclang-rt-19-dev
+  bsdutils # script(1): a terminal for the progress line's test (essential)
 )
 
 # Node and npm run the tokenizer conformance suite: Debian's, unless the
