@@ -699,7 +699,6 @@ optimiseOffset(const Model &M, const Tokenizer &Tok, const Fact &F,
                FactState &St, size_t Residual, double Reach,
                const MemitOptions &Opts, SequenceRuns *Runs) {
   std::vector<LossSequence> Seqs;
-  std::vector<std::vector<int32_t>> Wholes = St.Wholes;
   for (size_t C = 0; C < St.Prompts.size(); ++C) {
     LossSequence S = teacherForced(St.Prompts[C], St.Target);
     S.OffsetPositions = {St.Positions[C]};
@@ -720,7 +719,7 @@ optimiseOffset(const Model &M, const Tokenizer &Tok, const Fact &F,
   }
   size_t NSeq = Seqs.size();
   Expected<OffsetObjective> Obj =
-      OffsetObjective::create(M, std::move(Seqs), Residual, Runs, Wholes);
+      OffsetObjective::create(M, std::move(Seqs), Residual, Runs, St.Wholes);
   if (!Obj)
     return Obj.takeError();
   Probe H = probe(M, St.Prompts[0], St.Positions[0], Residual, std::nullopt);
@@ -1327,7 +1326,9 @@ Expected<MemitPlan> planMemit(const TensorView &View, const Tokenizer &Tok,
         Plan.Rows.push_back(std::move(*Row));
         if (Verbose)
           *Verbose << "memit: piece " << St.Target[0] << Rec << "\n";
-        Runs.clear(); // (a lift changes no run; a new model, a new cache)
+        // A lift changes an output row, which no run reads; the runs are
+        // dropped anyway, as for any change of the weights.
+        Runs.clear();
         Z = optimiseOffset(M, Tok, All[FactOf[J]], St, Residual, Reach, Opts,
                            &Runs);
         if (!Z)
