@@ -504,7 +504,7 @@ static LogicalResult replayEarlier(Operation *Op, const Tokenizer &Tok,
     Rows += Statement.size();
     for (const MemitContext::EarlierRow &R : Statement)
       Ctx.Edited.emplace_back(R.Entity, R.Relation);
-    if (!Ctx.HoldWritten)
+    if (Ctx.HoldWritten == MemitContext::Hold::None)
       continue;
     llvm::erase_if(Ctx.Written, [&](const edit::Fact &F) {
       return llvm::any_of(Statement, [&](const MemitContext::EarlierRow &R) {
@@ -619,11 +619,11 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
   };
   // Earlier statements' facts, but those this statement writes again.
   std::vector<edit::Fact> Earlier, Held;
-  if (Ctx.HoldWritten)
+  if (Ctx.HoldWritten != MemitContext::Hold::None)
     for (const edit::Fact &F : Ctx.Written)
       if (!EditedHere(F))
         Earlier.push_back(F);
-  if (!Ctx.HoldAsGuards)
+  if (Ctx.HoldWritten == MemitContext::Hold::Units)
     Held = Earlier;
   // The guards but those this statement edits (and the earlier facts: a
   // guard keeps the answer the input model gave).
@@ -648,7 +648,7 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
   // and its units join the update only when an update loses its whole
   // target (memit-repair). Units held every round cost the solve their
   // keys each round: 8,000 units at the 10 x 100 chain's link 7.
-  if (Ctx.HoldAsGuards)
+  if (Ctx.HoldWritten == MemitContext::Hold::Guards)
     for (const edit::Fact &F : Earlier) {
       edit::PreservedText T;
       T.Ids = F.Prompts.front();

@@ -69,8 +69,8 @@ struct MemitContext {
   /// the guards (`guards`: their keys held in the solve's λ C + μ Σ k kᵀ,
   /// their whole targets written back by memit-repair when lost).
   std::vector<edit::Fact> Written;
-  bool HoldWritten = true;
-  bool HoldAsGuards = false;
+  enum class Hold { None, Units, Guards };
+  Hold HoldWritten = Hold::Units;
   /// The (entity, relation) pairs every statement of the run so far edits,
   /// whatever its mode: `memit-repair` never writes back the answer the
   /// input model gave to one of them (a slot-mode UPDATE between two memit

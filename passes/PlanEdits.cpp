@@ -232,8 +232,9 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
         return Op->emitError()
                << "memit-hold must be units, guards or false, not '"
                << MemitHold << "'";
-      Memit.HoldWritten = MemitHold != "false";
-      Memit.HoldAsGuards = MemitHold == "guards";
+      Memit.HoldWritten = MemitHold == "false"    ? MemitContext::Hold::None
+                          : MemitHold == "guards" ? MemitContext::Hold::Guards
+                                                  : MemitContext::Hold::Units;
       Memit.Restat = MemitRestat;
       Memit.Options.AtSubject = MemitAt == "subject";
       Memit.Options.Keys =

@@ -1025,9 +1025,9 @@ std::pair<size_t, size_t> activeRange(const LossSequence &S) {
 /// at every position, and the keys and values of the layers from Residual
 /// up (what the contexts of an objective's tape tokens read).
 struct WholeRun {
-  std::vector<double> X; ///< [T, hidden]
-  std::vector<std::vector<double>> K,
-      V; ///< Per layer from Residual, [T, KVDim].
+  std::vector<double> X;                ///< [T, hidden]
+  std::vector<std::vector<double>> K;   ///< Per layer from Residual, [T, KVDim]
+  std::vector<std::vector<double>> V;   ///< The same for the values
 };
 
 /// Runs Wholes as one tape (each attending within itself, each weight row
