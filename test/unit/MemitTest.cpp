@@ -150,15 +150,15 @@ static std::vector<double> unblockedUpdate(const std::vector<double> &C,
 }
 
 // Sizes below, at and across the blocks (64 columns, 8 x 16 tiles, panels
-// of 256, bands of 64 rows, blocks of 256 keys, 32 columns a
-// substitution), including ragged ones, on one thread and on three (shares
-// of rows from F = 1024 on; bands of rows and chunks of columns), on every
-// exact kernel path (avx2: the scalar tiles).
+// of 256, bands of 64 rows, blocks of 256 keys for Kᵀ R and of 512 for
+// K Kᵀ, 32 columns a substitution), including ragged ones, on one thread and on
+// three (shares of rows from F = 1024 on; bands of rows and chunks of columns),
+// on every exact kernel path (avx2: the scalar tiles).
 TEST(MemitTest, BlockedCholeskyGivesTheUnblockedBits) {
   std::mt19937 Rng(5);
   std::normal_distribution<double> G;
   for (size_t F : {1, 7, 64, 100, 333, 600, 1089})
-    for (size_t N : {3, 41, 300}) {
+    for (size_t N : {3, 41, 300, 700}) {
       // D of one substitution chunk and of three, the last ragged.
       size_t D = N == 3 ? 21 : 70, Rank = 40;
       std::vector<double> B(F * Rank);
