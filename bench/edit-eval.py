@@ -14,7 +14,8 @@ For each fixture model (a checkpoint directory or a V-index) and each batch
      best of --reps runs, minus the time the same command takes with the
      CREATE RELATION statements alone: loading is not the edit);
   3. runs vindex-bench-edit-eval --before IN --after OUT --facts BATCH.
-Each run records its wall and CPU seconds and the machine's load average;
+Each run records its wall and CPU seconds, larql-opt's peak resident
+memory (larql_opt_peak_rss_mib) and the machine's load average;
 "one_fact" per model is the whole command for the first fact alone (the
 issue's interactive figure: well under a second).
 Prints one JSON object: the unedited model's measurements, then one entry
@@ -49,10 +50,10 @@ input's patches record, so the chain computes what one run would), and
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,24 +64,35 @@ class Failed(Exception):
     pass
 
 
-def run(cmd, may_fail=False, cpu=None):
+def run(cmd, may_fail=False, cpu=None, rss=None):
     """Runs cmd; returns (wall seconds, stdout). With cpu (a list), appends
     the command's CPU seconds (user + system): on a loaded machine the wall
-    time measures the other processes too."""
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    time measures the other processes too. With rss (a list), appends its
+    peak resident memory in MiB (the kernel's high-water mark for this one
+    process, as wait4 reports it)."""
     t0 = time.monotonic()
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    # Both pipes drained at once (a full one would stall the child); the
+    # child reaped here rather than by Popen, so its own usage is read.
+    err = []
+    drain = threading.Thread(target=lambda: err.append(p.stderr.read()))
+    drain.start()
+    out = p.stdout.read()
+    drain.join()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - t0
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if cpu is not None:
-        cpu.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+        cpu.append(usage.ru_utime + usage.ru_stime)
+    if rss is not None:
+        rss.append(usage.ru_maxrss / 1024.0)
     if p.returncode != 0:
         if may_fail:
-            raise Failed(p.stderr.strip())
+            raise Failed(err[0].strip())
         sys.exit("edit-eval: failed (%d): %s\n%s" %
-                 (p.returncode, " ".join(cmd), p.stderr))
-    return wall, p.stdout
+                 (p.returncode, " ".join(cmd), err[0]))
+    return wall, out
 
 
 def lql_string(s):
@@ -154,12 +166,13 @@ def run_chain(tool, base, head, statements, link_dir, jobs, pipeline,
     """--chain: each statement in a larql-opt run of its own over the last
     run's output (CREATE RELATION of every relation in each), as a make
     pipeline would apply them. Link i writes link_dir/NNNN.vindex and
-    NNNN.json (its wall and CPU seconds); with resume, a link whose two
-    files are there is not run again (larql-opt writes its output
-    atomically, so one that is there is whole). Returns (the last output,
-    wall seconds, CPU seconds, links run now)."""
+    NNNN.json (its wall and CPU seconds and peak memory); with resume, a
+    link whose two files are there is not run again (larql-opt writes its
+    output atomically, so one that is there is whole). Returns (the last
+    output, wall seconds, CPU seconds, the largest peak in MiB (None when
+    no link recorded one), links run now)."""
     os.makedirs(link_dir, exist_ok=True)
-    cur, wall, cpu, ran = base, 0.0, 0.0, 0
+    cur, wall, cpu, peak, ran = base, 0.0, 0.0, None, 0
     for i, st in enumerate(statements):
         stem = os.path.join(link_dir, "%04d" % (i + 1))
         times = stem + ".json"
@@ -169,18 +182,20 @@ def run_chain(tool, base, head, statements, link_dir, jobs, pipeline,
             with open(lql, "w") as f:
                 f.write(head + st + "\n")
             shutil.rmtree(out_v, ignore_errors=True)
-            c = []
+            c, m = [], []
             w = run([tool("larql-opt"), cur, lql, "-o", out_v, "--jobs",
-                     str(jobs)] + pipeline, may_fail=True, cpu=c)[0]
+                     str(jobs)] + pipeline, may_fail=True, cpu=c, rss=m)[0]
             with open(times, "w") as f:
-                json.dump({"wall": w, "cpu": c[0]}, f)
+                json.dump({"wall": w, "cpu": c[0], "peak_rss_mib": m[0]}, f)
             ran += 1
         with open(times) as f:
             t = json.load(f)
         wall += t["wall"]
         cpu += t["cpu"]
+        if t.get("peak_rss_mib") is not None:
+            peak = max(peak or 0.0, t["peak_rss_mib"])
         cur = out_v
-    return cur, wall, cpu, ran
+    return cur, wall, cpu, peak, ran
 
 
 def plan_pipeline(corpus, options, jobs):
@@ -466,7 +481,7 @@ def main():
                     with open(paths[kind], "w") as f:
                         f.write(text)
                 out_v = os.path.join(work, tag + ".vindex")
-                best, cpu = {}, {}
+                best, cpu, rss = {}, {}, {}
                 try:
                     if a.chain:
                         # One run per statement; loading is counted once
@@ -478,7 +493,8 @@ def main():
                                            pipeline, may_fail=True, cpu=c)[0]
                         cpu["head"] = c[0]
                         shutil.rmtree(out_v, ignore_errors=True)
-                        last, best["edit"], cpu["edit"], ran = run_chain(
+                        (last, best["edit"], cpu["edit"], rss["edit"],
+                         ran) = run_chain(
                             tool, base, head, statements,
                             os.path.join(work, tag + ".chain"), a.jobs,
                             pipeline, a.resume)
@@ -486,13 +502,15 @@ def main():
                         cpu["head"] *= len(statements)
                         out_v = last
                     for kind in ("head", "edit") if not a.chain else ():
-                        cpu[kind] = []
+                        cpu[kind], rss[kind] = [], []
                         best[kind] = min(
                             run([tool("larql-opt"), base, paths[kind], "-o",
                                  out_v, "--jobs", str(a.jobs)] + pipeline,
-                                may_fail=True, cpu=cpu[kind])[0]
+                                may_fail=True, cpu=cpu[kind],
+                                rss=rss[kind])[0]
                             for _ in range(a.reps))
                         cpu[kind] = min(cpu[kind])
+                        rss[kind] = max(rss[kind])
                 except Failed as e:
                     # The edit did not go through: nothing to measure (and
                     # the output of the CREATE RELATION run is not it).
@@ -518,6 +536,7 @@ def main():
                     "seconds_per_fact": max(0.0, best["edit"] - best["head"])
                     / n,
                     "larql_opt_cpu_seconds": cpu["edit"],
+                    "larql_opt_peak_rss_mib": rss["edit"],
                     "cpu_seconds_per_fact": max(0.0, cpu["edit"] -
                                                 cpu["head"]) / n,
                     "load_average": os.getloadavg()[0],
@@ -530,6 +549,7 @@ def main():
                     entry["one_fact"] = {
                         "larql_opt_seconds": best["edit"],
                         "larql_opt_cpu_seconds": cpu["edit"],
+                        "larql_opt_peak_rss_mib": rss["edit"],
                         "load_average": os.getloadavg()[0]}
         if not a.no_delete_update:
             entry["cases"] = delete_update(tool, base, work, templates,
