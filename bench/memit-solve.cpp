@@ -3,7 +3,7 @@
 // vindex-bench-memit-solve [--features F] [--keys N] [--dim D] [--jobs J]
 //                          [--reps R] [--seed S] [--moments]
 //
-// One call of solveUpdate (lib/Edit/Memit.cpp), the update MODE memit
+// One call of solveUpdate (lib/Edit/Solve.cpp), the update MODE memit
 // solves at every edit layer of every round: Δ = R Kᵀ (λ C + K Kᵀ)⁻¹ with
 // F features, N keys and a hidden size D. C is a pseudo-random symmetric
 // positive definite matrix (Gram matrix of 256 random columns, over 256,

@@ -28,6 +28,7 @@
 #define VINDEX_EDIT_MEMIT_H
 
 #include "vindex/Edit/Editor.h"
+#include "vindex/Edit/Solve.h"
 
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/STLFunctionalExtras.h"
@@ -208,27 +209,6 @@ double outputScale(llvm::ArrayRef<double> FFNOut, double Eps);
 std::vector<std::vector<int32_t>>
 greedyTexts(const Model &M, const Tokenizer &Tok, size_t Count, size_t MaxNew);
 
-/// λ C + K Kᵀ as a solveUpdate factored it, kept for a later solve: one
-/// whose C, λ and keys hash the same (xxh3, 128 bits) reuses the factor and
-/// solves only for its residuals. MODE memit's lowest edit layer reads its
-/// keys before any update, so they are the same from round to round.
-struct UpdateFactor {
-  llvm::XXH128_hash_t Inputs{};
-  std::vector<double> A; // L below the diagonal, Lᵀ above it
-};
-
-/// The closed form: Δ = R Kᵀ (λ C + K Kᵀ)⁻¹, in the down projection's
-/// stored (feature-major) layout: [F * D], row f the change of feature f's
-/// down vector. C is [F * F], K [N * F] (a key per row), R [N * D] (a
-/// residual per row). Solved by Cholesky in double, on Jobs threads (the
-/// bits do not depend on it). With Keep, the factor is taken from it when
-/// its inputs are these, and left in it otherwise (the same bits either
-/// way).
-llvm::Expected<std::vector<double>>
-solveUpdate(llvm::ArrayRef<double> C, double Lambda, llvm::ArrayRef<double> K,
-            llvm::ArrayRef<double> R, size_t F, size_t D, unsigned Jobs = 1,
-            UpdateFactor *Keep = nullptr);
-
 /// A layer's new down projection, all rows: [F * hidden] (lowers to
 /// vindex.update_weights of rows 0 ... F of Tensor).
 struct DownUpdate {
@@ -279,20 +259,6 @@ planMemit(const TensorView &View, const Tokenizer &Tok,
 llvm::Expected<std::vector<PlannedFeature>>
 appendedFeatures(const TensorView &View, llvm::ArrayRef<unsigned> Layers,
                  size_t Count);
-
-/// AlphaEdit's update (feature-major [F * D], as solveUpdate): P projects
-/// onto the null space ([F * F]), E = Σ k_e k_eᵀ of earlier edits' keys
-/// (empty: none), Δᵀ = (P (K Kᵀ + E) + α I)⁻¹ P K Rᵀ (LU, double).
-llvm::Expected<std::vector<double>>
-solveNullSpaceUpdate(llvm::ArrayRef<double> P, llvm::ArrayRef<double> E,
-                     double Alpha, llvm::ArrayRef<double> K,
-                     llvm::ArrayRef<double> R, size_t F, size_t D);
-
-/// The projector onto the eigenvectors of the symmetric C ([F * F]) whose
-/// eigenvalues are at most Threshold times the largest (cyclic Jacobi,
-/// double, a fixed order); Rank gets their number.
-std::vector<double> nullSpaceProjector(llvm::ArrayRef<double> C, size_t F,
-                                       double Threshold, size_t &Rank);
 
 } // namespace edit
 } // namespace vindex
