@@ -870,9 +870,9 @@ Error MemitPlanner::liftPiece(size_t J, Round &R, OffsetResults &Ready,
   Plan.Rows.push_back(std::move(*Row));
   if (Verbose)
     *Verbose << "memit: piece " << St.Target[0] << Rec << "\n";
-  // A lift changes an output row, which no run reads; the runs are
-  // dropped anyway, as for any change of the weights.
-  R.Runs.clear();
+  // The runs are kept: a lift changes an output row (after untying a tied
+  // embedding, whose input rows stay), which no run reads, since a run
+  // ends at the residual stream and the attention's keys and values.
   Z = optimiseOffset(model(), Tok, All[FactOf[J]], St, Residual, Reach, Opts,
                      &R.Runs);
   if (!Z)
