@@ -548,19 +548,13 @@ static LogicalResult replayEarlier(Operation *Op, const Tokenizer &Tok,
   return success();
 }
 
-LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
-                         edit::Editor &Ed, const Tokenizer &Tok,
-                         MemitContext &Ctx, llvm::raw_ostream *Verbose) {
-  std::string EarlierLine;
-  if (!Ctx.EarlierReplayed && failed(replayEarlier(Op, Tok, Ctx, EarlierLine)))
-    return failure();
-  if (Verbose && !EarlierLine.empty())
-    *Verbose << EarlierLine << "\n";
-  std::string WidenLine;
-  if (Ctx.Widen && failed(widenLayers(Op, Ed, Ctx, Facts.size(), WidenLine)))
-    return failure();
-  if (Verbose && !WidenLine.empty())
-    *Verbose << WidenLine << "\n";
+/// The key statistics this statement solves with (Ctx.Stats): stored or
+/// measured, and measured again when earlier statements changed the
+/// weights their keys depend on. StatsLine gets their record line.
+static LogicalResult prepareStats(Operation *Op, edit::Editor &Ed,
+                                  const Tokenizer &Tok, MemitContext &Ctx,
+                                  bool Widened, llvm::raw_ostream *Verbose,
+                                  std::string &StatsLine) {
   llvm::Expected<std::vector<uint64_t>> Weights =
       statsWeights(Ed.view(), Ctx.Options);
   if (!Weights) {
@@ -581,7 +575,7 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
   // statistics, 3 statements of 100 facts collapsed the model).
   bool Stale = Ctx.Stats && *Weights != Ctx.StatsWeights;
   llvm::StringRef Kept;
-  if (!WidenLine.empty())
+  if (Widened)
     ; // statistics of the layers' old width cannot describe them
   else if (!Ctx.Restat)
     Kept = "memit-restat=false";
@@ -602,45 +596,58 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
     Ctx.Stats.reset();
   if (!Ctx.Stats && failed(measureStats(Op, Ed, Tok, Ctx, Verbose, *Weights)))
     return failure();
-  std::string StatsLine = Ctx.StatsRecord;
+  StatsLine = Ctx.StatsRecord;
   if (Again)
     StatsLine += ", measured again on the weights earlier statements left";
   else if (Stale)
     StatsLine += ", stale (measured before earlier statements' edits)";
-  if (!Ctx.Guards && (Ctx.Options.PreserveWeight > 0 || Ctx.Options.Repair) &&
-      failed(measureGuards(Op, Ed, Tok, Ctx)))
-    return failure();
-  auto SamePair = [](const auto &A, const auto &B) {
-    return A.Entity == B.Entity && A.Relation == B.Relation;
-  };
+  return success();
+}
+
+/// Whether two rows (facts, guards) name the same entity and relation.
+template <typename A, typename B> static bool samePair(const A &X, const B &Y) {
+  return X.Entity == Y.Entity && X.Relation == Y.Relation;
+}
+
+/// What the planner holds for a statement: the earlier statements' facts
+/// it does not write again (their units, with memit-hold=units), the guard
+/// texts whose keys stay where they are and, for memit-repair, their
+/// answers.
+struct HeldAndGuarded {
+  std::vector<edit::Fact> Held;
+  std::vector<edit::PreservedText> Preserved;
+  std::vector<edit::Fact> Guarded;
+};
+
+static HeldAndGuarded holdAndGuard(llvm::ArrayRef<edit::Fact> Facts,
+                                   const MemitContext &Ctx) {
   auto EditedHere = [&](const auto &X) {
     return llvm::any_of(Facts,
-                        [&](const edit::Fact &F) { return SamePair(F, X); });
+                        [&](const edit::Fact &F) { return samePair(F, X); });
   };
+  HeldAndGuarded Out;
   // Earlier statements' facts, but those this statement writes again.
-  std::vector<edit::Fact> Earlier, Held;
+  std::vector<edit::Fact> Earlier;
   if (Ctx.HoldWritten != MemitContext::Hold::None)
     for (const edit::Fact &F : Ctx.Written)
       if (!EditedHere(F))
         Earlier.push_back(F);
   if (Ctx.HoldWritten == MemitContext::Hold::Units)
-    Held = Earlier;
+    Out.Held = Earlier;
   // The guards but those this statement edits (and the earlier facts: a
   // guard keeps the answer the input model gave).
-  std::vector<edit::PreservedText> Preserved;
-  std::vector<edit::Fact> Guarded; // their answers, for memit-repair
   if (Ctx.Guards)
     for (const MemitContext::Guard &G : *Ctx.Guards)
       if (!EditedHere(G) && llvm::none_of(Earlier, [&](const edit::Fact &F) {
-            return SamePair(F, G);
+            return samePair(F, G);
           })) {
-        Preserved.push_back(G.Text);
+        Out.Preserved.push_back(G.Text);
         if (!Ctx.Options.Repair)
           continue;
-        Guarded.push_back(G.Answer);
+        Out.Guarded.push_back(G.Answer);
         if (llvm::is_contained(Ctx.Edited,
                                std::make_pair(G.Entity, G.Relation)))
-          Guarded.back().Target.clear(); // not written back
+          Out.Guarded.back().Target.clear(); // not written back
       }
   // memit-hold=guards: an earlier fact is held as MEMIT's sequential use
   // holds earlier edits, by its keys in λ C + μ Σ k kᵀ (the canonical
@@ -654,39 +661,22 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
       T.Ids = F.Prompts.front();
       T.From = Ctx.GuardEveryPosition ? 0 : T.Ids.size() - 1;
       T.Ids.insert(T.Ids.end(), F.Target.begin(), F.Target.end());
-      Preserved.push_back(std::move(T));
+      Out.Preserved.push_back(std::move(T));
       if (Ctx.Options.Repair)
-        Guarded.push_back(F);
+        Out.Guarded.push_back(F);
     }
-  llvm::Expected<edit::MemitPlan> Plan = edit::planMemit(
-      Ed.view(), Tok, Facts, *Ctx.Stats, Preserved, Ctx.Options, Verbose,
-      [&](int32_t Token, std::string &Rec) {
-        return Ed.liftOutputRow(Token, Rec);
-      },
-      Held, Guarded);
-  if (!Plan) {
-    Op->emitError() << llvm::toString(Plan.takeError());
-    return failure();
-  }
-  std::string Record = llvm::join(Plan->Record, "\n");
-  Record += "\n" + StatsLine;
-  if (!WidenLine.empty())
-    Record += "\n" + WidenLine;
-  if (!EarlierLine.empty())
-    Record += "\n" + EarlierLine;
-  // What a later run over the output holds (readEarlierMemit): every row,
-  // and whether it was answered.
-  llvm::json::Array Rows;
-  for (size_t I = 0; I < Facts.size(); ++I)
-    Rows.push_back(llvm::json::Array{Facts[I].Entity, Facts[I].Relation,
-                                     Facts[I].TargetText,
-                                     bool(Plan->Answered[I])});
-  Record += "\n" + WrittenLine.str() +
-            llvm::formatv("{0}", llvm::json::Value(std::move(Rows))).str();
+  return Out;
+}
+
+/// The plan as `vindex` ops before Op, each carrying Record: the lifted
+/// output rows (already on Ed's scratch view), then the layers' updates
+/// (pushed onto it here, so that the next statement is planned against
+/// them).
+static LogicalResult emitPlan(Operation *Op, const edit::MemitPlan &Plan,
+                              const std::string &Record, edit::Editor &Ed) {
   OpBuilder B(Op);
   MLIRContext *C = Op->getContext();
-  // Lifted output rows (already on Ed's scratch view), then the updates.
-  for (const edit::PlannedRow &R : Plan->Rows) {
+  for (const edit::PlannedRow &R : Plan.Rows) {
     if (R.UntieFirst)
       B.create<vx::UntieOutputOp>(Op->getLoc(), R.Tensor);
     std::string Name = llvm::formatv("memit_row_{0}", R.Row).str();
@@ -701,7 +691,7 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
                                            cast<ElementsAttr>(V));
     W->setAttr(BalanceAttr, StringAttr::get(C, Record));
   }
-  for (const edit::DownUpdate &U : Plan->Updates) {
+  for (const edit::DownUpdate &U : Plan.Updates) {
     size_t D = U.Values.size() / U.Rows;
     auto Ty = RankedTensorType::get({int64_t(U.Rows), int64_t(D)},
                                     Float32Type::get(C));
@@ -721,10 +711,64 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
       return failure();
     }
   }
+  return success();
+}
+
+LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
+                         edit::Editor &Ed, const Tokenizer &Tok,
+                         MemitContext &Ctx, llvm::raw_ostream *Verbose) {
+  std::string EarlierLine;
+  if (!Ctx.EarlierReplayed && failed(replayEarlier(Op, Tok, Ctx, EarlierLine)))
+    return failure();
+  if (Verbose && !EarlierLine.empty())
+    *Verbose << EarlierLine << "\n";
+  std::string WidenLine;
+  if (Ctx.Widen && failed(widenLayers(Op, Ed, Ctx, Facts.size(), WidenLine)))
+    return failure();
+  if (Verbose && !WidenLine.empty())
+    *Verbose << WidenLine << "\n";
+  std::string StatsLine;
+  if (failed(prepareStats(Op, Ed, Tok, Ctx, !WidenLine.empty(), Verbose,
+                          StatsLine)))
+    return failure();
+  if (!Ctx.Guards && (Ctx.Options.PreserveWeight > 0 || Ctx.Options.Repair) &&
+      failed(measureGuards(Op, Ed, Tok, Ctx)))
+    return failure();
+  HeldAndGuarded H = holdAndGuard(Facts, Ctx);
+  llvm::Expected<edit::MemitPlan> Plan = edit::planMemit(
+      Ed.view(), Tok, Facts, *Ctx.Stats, H.Preserved, Ctx.Options, Verbose,
+      [&](int32_t Token, std::string &Rec) {
+        return Ed.liftOutputRow(Token, Rec);
+      },
+      H.Held, H.Guarded);
+  if (!Plan) {
+    Op->emitError() << llvm::toString(Plan.takeError());
+    return failure();
+  }
+  std::string Record = llvm::join(Plan->Record, "\n");
+  Record += "\n" + StatsLine;
+  if (!WidenLine.empty())
+    Record += "\n" + WidenLine;
+  if (!EarlierLine.empty())
+    Record += "\n" + EarlierLine;
+  // What a later run over the output holds (readEarlierMemit): every row,
+  // and whether it was answered.
+  llvm::json::Array Rows;
+  for (size_t I = 0; I < Facts.size(); ++I)
+    Rows.push_back(llvm::json::Array{Facts[I].Entity, Facts[I].Relation,
+                                     Facts[I].TargetText,
+                                     bool(Plan->Answered[I])});
+  Record += "\n" + WrittenLine.str() +
+            llvm::formatv("{0}", llvm::json::Value(std::move(Rows))).str();
+  if (failed(emitPlan(Op, *Plan, Record, Ed)))
+    return failure();
   // What later statements hold: this statement's facts replace the same
   // pairs written before; a fact not answered after the last round is not
   // held (holding a statement that did not converge compounds it).
-  llvm::erase_if(Ctx.Written, EditedHere);
+  llvm::erase_if(Ctx.Written, [&](const edit::Fact &X) {
+    return llvm::any_of(Facts,
+                        [&](const edit::Fact &F) { return samePair(F, X); });
+  });
   for (size_t I = 0; I < Facts.size(); ++I)
     if (Plan->Answered[I])
       Ctx.Written.push_back(Facts[I]);
