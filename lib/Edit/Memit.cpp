@@ -1,6 +1,7 @@
 //===- Memit.cpp - INSERT ... MODE memit ----------------------------------===//
 //
-// See Memit.h for the method. The key statistics are KeyStats.cpp's.
+// See Memit.h for the method. The key statistics are KeyStats.cpp's, the
+// closed-form solves Solve.cpp's; MemitPlanner (below) runs the rounds.
 //
 //===----------------------------------------------------------------------===//
 #include "vindex/Edit/Memit.h"
@@ -9,7 +10,6 @@
 #include "vindex/Formats/Tokenizer.h"
 #include "vindex/Model/Backward.h"
 #include "vindex/Model/Engine.h"
-#include "vindex/Model/Kernels.h"
 #include "vindex/Store/Patch.h"
 #include "vindex/Store/TensorView.h"
 #include "vindex/Support/Error.h"
@@ -23,8 +23,6 @@
 #include <cmath>
 #include <limits>
 #include <optional>
-
-#include <immintrin.h>
 
 using namespace llvm;
 
