@@ -890,28 +890,29 @@ void Tape::attentionBackward(size_t L, const std::vector<double> &DO,
   // Back through RoPE (the inverse rotation) and the QK-norm.
   std::vector<double> Cos(HD / 2), Sin(HD / 2), Tmp(HD);
   std::vector<double> DQRaw(T * QDim, 0.0), DKRaw(T * KVDim, 0.0);
+  // Token Tk's Heads heads of one projection (Dim wide): the gradient G
+  // rotated back, then through the head's QK-norm (Raw its input, Inv its
+  // 1 / rms) into DRaw.
+  auto BackHeads = [&](size_t Tk, size_t Heads, size_t Dim, double *G,
+                       const std::vector<double> &Raw,
+                       const std::vector<double> &Inv,
+                       const std::vector<float> &Norm, double *DRaw) {
+    for (size_t H = 0; H < Heads; ++H) {
+      size_t Off = Tk * Dim + H * HD;
+      rope(G + Off, HD, Cos.data(), Sin.data(), -1.0);
+      if (C.QKNorm)
+        rmsNormBackward(&Raw[Off], Inv[Tk * Heads + H], HD, Norm, G + Off,
+                        DRaw + Off);
+      else
+        axpy(1.0, G + Off, DRaw + Off, HD);
+    }
+  };
   for (size_t Tk = 0; Tk < T; ++Tk) {
     ropeAngles(W.RopeInvFreq, position(Tk), Cos.data(), Sin.data());
-    for (size_t H = 0; H < NH; ++H) {
-      double *G = &DQ[Tk * QDim + H * HD];
-      rope(G, HD, Cos.data(), Sin.data(), -1.0);
-      size_t Off = Tk * QDim + H * HD;
-      if (C.QKNorm)
-        rmsNormBackward(&Tp.QRaw[Off], Tp.QInv[Tk * NH + H], HD, W.QNorm, G,
-                        &DQRaw[Off]);
-      else
-        axpy(1.0, G, &DQRaw[Off], HD);
-    }
-    for (size_t H = 0; H < NKV; ++H) {
-      double *G = &DK[Tk * KVDim + H * HD];
-      rope(G, HD, Cos.data(), Sin.data(), -1.0);
-      size_t Off = Tk * KVDim + H * HD;
-      if (C.QKNorm)
-        rmsNormBackward(&Tp.KRaw[Off], Tp.KInv[Tk * NKV + H], HD, W.KNorm, G,
-                        &DKRaw[Off]);
-      else
-        axpy(1.0, G, &DKRaw[Off], HD);
-    }
+    BackHeads(Tk, NH, QDim, DQ.data(), Tp.QRaw, Tp.QInv, W.QNorm,
+              DQRaw.data());
+    BackHeads(Tk, NKV, KVDim, DK.data(), Tp.KRaw, Tp.KInv, W.KNorm,
+              DKRaw.data());
   }
   accumulateRows(W.Q, DQRaw.data(), T, DH.data(), Wide);
   accumulateRows(W.K, DKRaw.data(), T, DH.data(), Wide);
