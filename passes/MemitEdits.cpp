@@ -116,86 +116,65 @@ storedStats(const TensorView &View, llvm::ArrayRef<unsigned> Layers,
 static llvm::Expected<std::vector<uint64_t>>
 statsWeights(const TensorView &View, const edit::MemitOptions &Opts);
 
-/// The key statistics into Ctx.Stats (and Ctx.StatsWeights, the identities
-/// of the weights they describe): the stored ones when they describe
-/// StoredOn (default Ed's view), else (without StoredOn) measured on Ed's
-/// view, whose identities are CurrentIds.
-static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
-                                  const Tokenizer &Tok, MemitContext &Ctx,
-                                  llvm::raw_ostream *Verbose,
-                                  llvm::ArrayRef<uint64_t> CurrentIds,
-                                  const TensorView *StoredOn = nullptr) {
-  const TensorView &View = StoredOn ? *StoredOn : Ed.view();
-  if (Ctx.StatsMode != "auto" && Ctx.StatsMode != "stored" &&
-      Ctx.StatsMode != "measure") {
-    Op->emitError() << "memit-stats must be auto, stored or measure, not '"
-                    << Ctx.StatsMode << "'";
-    return failure();
-  }
-  std::vector<unsigned> Layers =
-      edit::memitLayers(Ctx.Options, View.config().NumLayers);
-  // Stored statistics are of raw keys: memit-norm-keys on a model with a
-  // post-FFN norm measures its own.
-  bool ScaledKeys = Ctx.Options.NormKeys && View.config().PostNorms;
-  if (ScaledKeys && Ctx.StatsMode == "stored") {
-    Op->emitError() << "memit-stats=stored: the stored key statistics are "
-                       "of raw keys, memit-norm-keys needs its own";
-    return failure();
-  }
-  if (Ctx.StatsMode != "measure" && !ScaledKeys) {
-    std::string CorpusSha;
-    if (!Ctx.CorpusName.empty()) {
-      llvm::Expected<std::unique_ptr<MappedFile>> F =
-          MappedFile::open(Ctx.CorpusName);
-      if (!F) {
-        Op->emitError() << llvm::toString(F.takeError());
-        return failure();
-      }
-      CorpusSha = sha256Hex(**F);
-    }
-    std::string Why;
-    std::pair<std::string, std::string> Corpus;
-    llvm::Expected<std::optional<edit::KeyStatistics>> S =
-        storedStats(View, Layers, CorpusSha, Why, Corpus);
-    if (!S) {
-      Op->emitError() << llvm::toString(S.takeError());
+/// The stored statistics (stats/) when they are View's and of Layers, into
+/// Ctx (Used true); else Why says why not.
+static LogicalResult useStoredStats(Operation *Op, const TensorView &View,
+                                    llvm::ArrayRef<unsigned> Layers,
+                                    MemitContext &Ctx,
+                                    llvm::raw_ostream *Verbose, bool &Used,
+                                    std::string &Why) {
+  Used = false;
+  std::string CorpusSha;
+  if (!Ctx.CorpusName.empty()) {
+    llvm::Expected<std::unique_ptr<MappedFile>> F =
+        MappedFile::open(Ctx.CorpusName);
+    if (!F) {
+      Op->emitError() << llvm::toString(F.takeError());
       return failure();
     }
-    if (*S) {
-      Ctx.StatsRecord =
-          llvm::formatv("memit: key statistics: stored, corpus SHA-256 {0} "
-                        "('{1}', {2} positions, layers {3})",
-                        Corpus.second, Corpus.first, (*S)->Positions,
-                        joinLayers(Layers))
-              .str();
-      if (Verbose)
-        *Verbose << llvm::formatv("memit: key statistics of layers {0}: the "
-                                  "stored ones, {1} positions of {2}\n",
-                                  joinLayers(Layers), (*S)->Positions,
-                                  (*S)->Source);
-      llvm::Expected<std::vector<uint64_t>> Ids =
-          statsWeights(View, Ctx.Options);
-      if (!Ids) {
-        Op->emitError() << llvm::toString(Ids.takeError());
-        return failure();
-      }
-      Ctx.Stats = std::move(**S);
-      Ctx.StatsStored = true;
-      Ctx.StatsWeights = std::move(*Ids);
-      return success();
-    }
-    if (StoredOn) // measured where this run's statements are
-      return success();
-    if (Ctx.StatsMode == "stored") {
-      Op->emitError() << "memit-stats=stored: " << Why;
-      return failure();
-    }
-    if (Verbose && !View.base().manifest().KeyStats.empty())
-      *Verbose << "memit: stored key statistics not used: " << Why
-               << "; measuring them\n";
-  } else if (StoredOn) {
+    CorpusSha = sha256Hex(**F);
+  }
+  std::pair<std::string, std::string> Corpus;
+  llvm::Expected<std::optional<edit::KeyStatistics>> S =
+      storedStats(View, Layers, CorpusSha, Why, Corpus);
+  if (!S) {
+    Op->emitError() << llvm::toString(S.takeError());
+    return failure();
+  }
+  if (!*S)
     return success();
+  Ctx.StatsRecord =
+      llvm::formatv("memit: key statistics: stored, corpus SHA-256 {0} "
+                    "('{1}', {2} positions, layers {3})",
+                    Corpus.second, Corpus.first, (*S)->Positions,
+                    joinLayers(Layers))
+          .str();
+  if (Verbose)
+    *Verbose << llvm::formatv("memit: key statistics of layers {0}: the "
+                              "stored ones, {1} positions of {2}\n",
+                              joinLayers(Layers), (*S)->Positions,
+                              (*S)->Source);
+  llvm::Expected<std::vector<uint64_t>> Ids = statsWeights(View, Ctx.Options);
+  if (!Ids) {
+    Op->emitError() << llvm::toString(Ids.takeError());
+    return failure();
   }
+  Ctx.Stats = std::move(**S);
+  Ctx.StatsStored = true;
+  Ctx.StatsWeights = std::move(*Ids);
+  Used = true;
+  return success();
+}
+
+/// Key statistics of Layers measured on View over the corpus (else the
+/// model's own greedy text), into Ctx; CurrentIds are the weights they
+/// describe.
+static LogicalResult measureStatsNow(Operation *Op, const TensorView &View,
+                                     const Tokenizer &Tok,
+                                     llvm::ArrayRef<unsigned> Layers,
+                                     bool ScaledKeys, MemitContext &Ctx,
+                                     llvm::raw_ostream *Verbose,
+                                     llvm::ArrayRef<uint64_t> CurrentIds) {
   llvm::Expected<std::unique_ptr<Model>> M = Model::load(View);
   if (!M) {
     Op->emitError() << llvm::toString(M.takeError());
@@ -226,18 +205,62 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
   if (Verbose)
     *Verbose << llvm::formatv("memit: key statistics of layers {0} over {1} "
                               "positions of {2}\n",
-                              llvm::join(llvm::map_range(Layers,
-                                                         [](unsigned L) {
-                                                           return std::to_string(L);
-                                                         }),
-                                         ","),
-                              S->Positions, Source);
+                              joinLayers(Layers), S->Positions, Source);
   Ctx.StatsRecord = "memit: key statistics over " +
                     std::to_string(S->Positions) + " positions of " + Source;
   Ctx.Stats = std::move(*S);
   Ctx.StatsStored = false;
   Ctx.StatsWeights.assign(CurrentIds.begin(), CurrentIds.end());
   return success();
+}
+
+/// The key statistics into Ctx.Stats (and Ctx.StatsWeights, the identities
+/// of the weights they describe): the stored ones when they describe
+/// StoredOn (default Ed's view), else (without StoredOn) measured on Ed's
+/// view, whose identities are CurrentIds.
+static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
+                                  const Tokenizer &Tok, MemitContext &Ctx,
+                                  llvm::raw_ostream *Verbose,
+                                  llvm::ArrayRef<uint64_t> CurrentIds,
+                                  const TensorView *StoredOn = nullptr) {
+  const TensorView &View = StoredOn ? *StoredOn : Ed.view();
+  if (Ctx.StatsMode != "auto" && Ctx.StatsMode != "stored" &&
+      Ctx.StatsMode != "measure") {
+    Op->emitError() << "memit-stats must be auto, stored or measure, not '"
+                    << Ctx.StatsMode << "'";
+    return failure();
+  }
+  std::vector<unsigned> Layers =
+      edit::memitLayers(Ctx.Options, View.config().NumLayers);
+  // Stored statistics are of raw keys: memit-norm-keys on a model with a
+  // post-FFN norm measures its own.
+  bool ScaledKeys = Ctx.Options.NormKeys && View.config().PostNorms;
+  if (ScaledKeys && Ctx.StatsMode == "stored") {
+    Op->emitError() << "memit-stats=stored: the stored key statistics are "
+                       "of raw keys, memit-norm-keys needs its own";
+    return failure();
+  }
+  if (Ctx.StatsMode != "measure" && !ScaledKeys) {
+    bool Used = false;
+    std::string Why;
+    if (failed(useStoredStats(Op, View, Layers, Ctx, Verbose, Used, Why)))
+      return failure();
+    if (Used)
+      return success();
+    if (StoredOn) // measured where this run's statements are
+      return success();
+    if (Ctx.StatsMode == "stored") {
+      Op->emitError() << "memit-stats=stored: " << Why;
+      return failure();
+    }
+    if (Verbose && !View.base().manifest().KeyStats.empty())
+      *Verbose << "memit: stored key statistics not used: " << Why
+               << "; measuring them\n";
+  } else if (StoredOn) {
+    return success();
+  }
+  return measureStatsNow(Op, View, Tok, Layers, ScaledKeys, Ctx, Verbose,
+                         CurrentIds);
 }
 
 /// Where the answer at the start of Text ends: at the first punctuation
