@@ -101,6 +101,32 @@ struct FactJob {
   size_t Pieces = 0;
 };
 
+/// A piece's step: where it is written (Ctx, with Trials in place), what
+/// its write raises and lowers, the piece it wants (-1: DELETE's), and the
+/// keys (every layer) its features are fitted to: the step's own, the same
+/// position under the relation's other prompts, the piece after other
+/// words (a later piece's) and the fact's other positions.
+struct PieceStep {
+  size_t J = 0;
+  std::vector<int32_t> Ctx;
+  std::vector<TrialFeature> Trials;
+  std::vector<int32_t> Raise, Lower;
+  int32_t Want = -1;
+  std::vector<std::vector<float>> Keys;
+  std::vector<std::vector<std::vector<float>>> Elsewhere, ParaKeys;
+  ArrayRef<std::vector<std::vector<float>>> PosKeys;
+};
+
+/// One layer's feature for a piece: T; a later piece's second feature
+/// (Cap), its write subtracted from T's; the write direction; the
+/// feature's activation at the key.
+struct PiecePart {
+  TrialFeature T;
+  std::optional<TrialFeature> Cap;
+  std::vector<float> Dir;
+  double ActKey = 0;
+};
+
 /// How a piece's step ended: its features written; not needed (the end of
 /// the word, where the model already ends it); failed (no strength
 /// reached the goal).
@@ -313,6 +339,12 @@ struct Editor::Impl {
             ArrayRef<std::vector<std::vector<float>>> PosKeys,
             std::vector<TrialFeature> &Mine, raw_ostream &StepOS,
             std::string &Failure);
+  Expected<PiecePart> piecePart(const FactJob &Job, const PieceStep &Step,
+                                unsigned L, double Sharp, double &Saturated,
+                                std::string &FitNote);
+  std::tuple<bool, Outcome, std::vector<TrialFeature>>
+  tryStrength(const FactJob &Job, const PieceStep &Step,
+              ArrayRef<PiecePart> Parts, double S, double Need);
   std::vector<std::vector<std::vector<float>>>
   factPositionKeys(const FactJob &Job, ArrayRef<TrialFeature> Previous);
   bool generatesWhole(const FactJob &Job, ArrayRef<TrialFeature> Mine,
@@ -1009,6 +1041,115 @@ void Editor::Impl::saturate(TrialFeature &T, std::optional<TrialFeature> &Cap,
 /// layer writes. PosKeys are the fact's positions' keys (what a piece's
 /// feature stays quiet on at the others); a step goes to StepOS, why it
 /// failed to Failure.
+/// Step's feature at layer L, gates of sharpness Sharp: the gate fitted
+/// to fire on the step's key (and its paraphrases') and stay quiet on the
+/// layer's negatives, the fact's other positions and (a later piece's) the
+/// piece after other words, the up vector whitened against the same, the
+/// write direction (Saturated: how much of the piece's probability it can
+/// reach). FitNote gets the fit's record.
+Expected<PiecePart> Editor::Impl::piecePart(const FactJob &Job,
+                                            const PieceStep &Step, unsigned L,
+                                            double Sharp, double &Saturated,
+                                            std::string &FitNote) {
+  EditKind Kind = Job.Kind;
+  const Fact &F = *Job.F;
+  size_t FactIndex = Job.FactIndex, J = Step.J, Pieces = Job.Pieces;
+  ArrayRef<std::vector<std::vector<float>>> PosKeys = Step.PosKeys;
+  const auto &ParaKeys = Step.ParaKeys;
+  const auto &Elsewhere = Step.Elsewhere;
+  PiecePart P;
+  const std::vector<float> &Key = Step.Keys[L];
+  std::vector<std::vector<float>> Sib;
+  for (size_t K = 0; K < PosKeys.size(); ++K)
+    if (K != J)
+      Sib.push_back(PosKeys[K][L]);
+  std::vector<std::vector<float>> Pos{Key};
+  for (const auto &PK : ParaKeys)
+    Pos.push_back(PK[L]);
+  NegativePool Pool = negatives(F, FactIndex, L);
+  for (const auto &X : Elsewhere)
+    Pool.add(X[L], 1.0 / double(Elsewhere.size()));
+  GateFit Fit = fitGate(Stats[L], Pos, Pool, Sib);
+  std::vector<double> &Sep = Fit.G;
+  FitNote = formatv(" (fit: {0} reweighting rounds, {1} negatives "
+                    "above the margin, worst {2:F2})",
+                    Fit.Rounds, Fit.Violators, Fit.WorstNegative)
+                .str();
+  std::vector<float> SepF(Sep.begin(), Sep.end());
+  double KS = dot(SepF, Key);
+  if (!(KS > 0))
+    return makeError("the key of '{0}' at layer {1} cannot be told "
+                     "apart from the layer's ordinary inputs",
+                     F.Entity, L);
+  // Scaled so that the key's gate pre-activation is Sharp.
+  P.T.Layer = L;
+  P.T.Gate.resize(Sep.size());
+  for (size_t I = 0; I < Sep.size(); ++I)
+    P.T.Gate[I] = float(Sep[I] * Sharp / KS);
+  roundTo(ffnType(L), P.T.Gate);
+  P.T.Fire = dot(P.T.Gate, Key);
+  // up: the key whitened against the inputs the feature must stay
+  // quiet on (fitQuietUp), 1 at the key: a second test of the key
+  // beside the gate. Measured on tiny-llama (fictional facts in one
+  // INSERT; before, up was the layer's mean input direction scaled to
+  // 1 at the key): 10 facts keep 1158 of 1161 trained answers instead
+  // of 1154, mean KL 0.087 instead of 0.950; all 61 go through where
+  // the mean direction stopped at row 36. On tiny-gemma3 (before, up =
+  // gate), each of the 61 facts alone: 58 written against 59, trained
+  // answers kept 1122 on average against 1082.
+  P.T.Up = fitQuietUp(Stats[L], Pos, Pool, Sib);
+  roundTo(ffnType(L), P.T.Up);
+  float G = float(dot(P.T.Gate, Key)), U = float(dot(P.T.Up, Key));
+  activateAndMultiply(M->config().Act, &G, &U, 1);
+  P.ActKey = G;
+  if (Kind != EditKind::Delete && J > 0 && J < Pieces &&
+      !M->config().PostNorms)
+    saturate(P.T, P.Cap, P.ActKey, Sep, KS, L, Key, Sharp);
+  P.Dir = writeDirection(L, Step.Ctx, Step.Trials, Step.Raise, Step.Lower,
+                         Saturated);
+  return std::move(P);
+}
+
+/// The step's features (Parts) with down vectors of strength S in place:
+/// whether the step's goal is met (the piece the greedy choice at Need at
+/// least; DELETE: the old answer gone), the outcome, and the features.
+std::tuple<bool, Outcome, std::vector<TrialFeature>>
+Editor::Impl::tryStrength(const FactJob &Job, const PieceStep &Step,
+                          ArrayRef<PiecePart> Parts, double S, double Need) {
+  EditKind Kind = Job.Kind;
+  const Outcome &Before = Job.Before;
+  const std::vector<int32_t> &Suppress = Job.Suppress;
+  double Goal = Job.Goal;
+  int32_t Want = Step.Want;
+  const std::vector<int32_t> &Ctx = Step.Ctx;
+  std::vector<TrialFeature> All = Step.Trials, Cs;
+  for (const PiecePart &P : Parts) {
+    TrialFeature C = P.T;
+    C.Down.resize(P.Dir.size());
+    for (size_t I = 0; I < P.Dir.size(); ++I)
+      C.Down[I] = float(P.Dir[I] * S / P.ActKey);
+    roundTo(ffnType(C.Layer), C.Down);
+    if (P.Cap) {
+      TrialFeature Cap = *P.Cap;
+      Cap.Down = C.Down;
+      for (float &X : Cap.Down)
+        X = -X;
+      All.push_back(Cap);
+      Cs.push_back(std::move(Cap));
+    }
+    All.push_back(C);
+    Cs.push_back(std::move(C));
+  }
+  // DELETE: the old answer below 1 - Goal (0.005 by default), and
+  // none of the relation's other answers in its place.
+  bool Del = Kind == EditKind::Delete;
+  Outcome O = outcome(Ctx, All, Del ? Before.Top : Want);
+  bool Ok = Del ? !is_contained(Suppress, O.Top) &&
+                      O.Top != Before.Top && O.PWant <= 1 - Goal
+                : O.Top == Want && O.PWant >= Need;
+  return std::make_tuple(Ok, O, Cs);
+}
+
 Expected<PieceResult>
 Editor::Impl::planPiece(const FactJob &Job, size_t J, double Sharp,
                         ArrayRef<std::vector<std::vector<float>>> PosKeys,
@@ -1025,12 +1166,17 @@ Editor::Impl::planPiece(const FactJob &Job, size_t J, double Sharp,
   const std::vector<int32_t> &Suppress = Job.Suppress;
   double Goal = Job.Goal;
   size_t Pieces = Job.Pieces;
-  std::vector<int32_t> Ctx(Prompt.begin(), Prompt.end());
+  PieceStep Step;
+  Step.J = J;
+  Step.PosKeys = PosKeys;
+  std::vector<int32_t> &Ctx = Step.Ctx;
+  Ctx.assign(Prompt.begin(), Prompt.end());
   Ctx.insert(Ctx.end(), F.Target.begin(), F.Target.begin() + J);
-  std::vector<TrialFeature> Trials(Accepted.begin(), Accepted.end());
+  std::vector<TrialFeature> &Trials = Step.Trials;
+  Trials.assign(Accepted.begin(), Accepted.end());
   Trials.insert(Trials.end(), Mine.begin(), Mine.end());
-  std::vector<int32_t> Raise, Lower;
-  int32_t Want = -1;
+  std::vector<int32_t> &Raise = Step.Raise, &Lower = Step.Lower;
+  int32_t &Want = Step.Want;
   if (Kind != EditKind::Delete && J == Pieces) {
     std::vector<double> P = softmax(logits(Ctx, Trials));
     int32_t Top = int32_t(std::max_element(P.begin(), P.end()) - P.begin());
@@ -1052,85 +1198,31 @@ Editor::Impl::planPiece(const FactJob &Job, size_t J, double Sharp,
       if (Error E = liftRow(Want, FactIndex, Rec))
         return std::move(E);
   }
-  std::vector<std::vector<float>> Keys = captureKeys(*M, Ctx, Trials);
+  Step.Keys = captureKeys(*M, Ctx, Trials);
+  const std::vector<std::vector<float>> &Keys = Step.Keys;
   // A later piece's feature is keyed on a state whose last token (the
   // piece before) weighs most: the same token after other words is a
   // negative, or the feature fires wherever that token ends a text
   // ("He chose" answered Poseidon's 'id' after 'ose').
-  std::vector<std::vector<std::vector<float>>> Elsewhere;
   if (J > 0)
-    Elsewhere = pieceElsewhereKeys(Ctx.back(), Trials);
+    Step.Elsewhere = pieceElsewhereKeys(Ctx.back(), Trials);
   // The same position under the relation's other prompts (paraphrases):
   // the gate is fitted to fire there too.
-  std::vector<std::vector<std::vector<float>>> ParaKeys;
   for (size_t P = 1; P < F.Prompts.size(); ++P) {
     std::vector<int32_t> PC(F.Prompts[P].begin(), F.Prompts[P].end());
     PC.insert(PC.end(), F.Target.begin(), F.Target.begin() + J);
-    ParaKeys.push_back(captureKeys(*M, PC, Trials));
+    Step.ParaKeys.push_back(captureKeys(*M, PC, Trials));
   }
   // One feature per layer of the piece; a layer whose write saturates
   // (Gemma norms the FFN's output) gets a neighbour to help.
-  struct Part {
-    TrialFeature T;
-    /// A later piece's second feature, its write subtracted from T's.
-    std::optional<TrialFeature> Cap;
-    std::vector<float> Dir;
-    double ActKey = 0;
-  };
-  std::vector<Part> Parts;
+  std::vector<PiecePart> Parts;
   double Saturated = 1;
   std::string FitNote;
   auto AddLayer = [&](unsigned L) -> Error {
-    Part P;
-    const std::vector<float> &Key = Keys[L];
-    std::vector<std::vector<float>> Sib;
-    for (size_t K = 0; K < PosKeys.size(); ++K)
-      if (K != J)
-        Sib.push_back(PosKeys[K][L]);
-    std::vector<std::vector<float>> Pos{Key};
-    for (const auto &PK : ParaKeys)
-      Pos.push_back(PK[L]);
-    NegativePool Pool = negatives(F, FactIndex, L);
-    for (const auto &X : Elsewhere)
-      Pool.add(X[L], 1.0 / double(Elsewhere.size()));
-    GateFit Fit = fitGate(Stats[L], Pos, Pool, Sib);
-    std::vector<double> &Sep = Fit.G;
-    FitNote = formatv(" (fit: {0} reweighting rounds, {1} negatives "
-                      "above the margin, worst {2:F2})",
-                      Fit.Rounds, Fit.Violators, Fit.WorstNegative)
-                  .str();
-    std::vector<float> SepF(Sep.begin(), Sep.end());
-    double KS = dot(SepF, Key);
-    if (!(KS > 0))
-      return makeError("the key of '{0}' at layer {1} cannot be told "
-                       "apart from the layer's ordinary inputs",
-                       F.Entity, L);
-    // Scaled so that the key's gate pre-activation is Sharp.
-    P.T.Layer = L;
-    P.T.Gate.resize(Sep.size());
-    for (size_t I = 0; I < Sep.size(); ++I)
-      P.T.Gate[I] = float(Sep[I] * Sharp / KS);
-    roundTo(ffnType(L), P.T.Gate);
-    P.T.Fire = dot(P.T.Gate, Key);
-    // up: the key whitened against the inputs the feature must stay
-    // quiet on (fitQuietUp), 1 at the key: a second test of the key
-    // beside the gate. Measured on tiny-llama (fictional facts in one
-    // INSERT; before, up was the layer's mean input direction scaled to
-    // 1 at the key): 10 facts keep 1158 of 1161 trained answers instead
-    // of 1154, mean KL 0.087 instead of 0.950; all 61 go through where
-    // the mean direction stopped at row 36. On tiny-gemma3 (before, up =
-    // gate), each of the 61 facts alone: 58 written against 59, trained
-    // answers kept 1122 on average against 1082.
-    P.T.Up = fitQuietUp(Stats[L], Pos, Pool, Sib);
-    roundTo(ffnType(L), P.T.Up);
-    float G = float(dot(P.T.Gate, Key)), U = float(dot(P.T.Up, Key));
-    activateAndMultiply(M->config().Act, &G, &U, 1);
-    P.ActKey = G;
-    if (Kind != EditKind::Delete && J > 0 && J < Pieces &&
-        !M->config().PostNorms)
-      saturate(P.T, P.Cap, P.ActKey, Sep, KS, L, Key, Sharp);
-    P.Dir = writeDirection(L, Ctx, Trials, Raise, Lower, Saturated);
-    Parts.push_back(std::move(P));
+    Expected<PiecePart> P = piecePart(Job, Step, L, Sharp, Saturated, FitNote);
+    if (!P)
+      return P.takeError();
+    Parts.push_back(std::move(*P));
     return Error::success();
   };
   if (Error E = AddLayer(Layer))
@@ -1144,32 +1236,7 @@ Editor::Impl::planPiece(const FactJob &Job, size_t J, double Sharp,
                               : std::min(Goal, 0.8 * Saturated);
   double ResNorm = std::sqrt(std::max(dot(Keys[Layer], Keys[Layer]), 1e-12));
   auto Try = [&](double S) {
-    std::vector<TrialFeature> All = Trials, Cs;
-    for (const Part &P : Parts) {
-      TrialFeature C = P.T;
-      C.Down.resize(P.Dir.size());
-      for (size_t I = 0; I < P.Dir.size(); ++I)
-        C.Down[I] = float(P.Dir[I] * S / P.ActKey);
-      roundTo(ffnType(C.Layer), C.Down);
-      if (P.Cap) {
-        TrialFeature Cap = *P.Cap;
-        Cap.Down = C.Down;
-        for (float &X : Cap.Down)
-          X = -X;
-        All.push_back(Cap);
-        Cs.push_back(std::move(Cap));
-      }
-      All.push_back(C);
-      Cs.push_back(std::move(C));
-    }
-    // DELETE: the old answer below 1 - Goal (0.005 by default), and
-    // none of the relation's other answers in its place.
-    bool Del = Kind == EditKind::Delete;
-    Outcome O = outcome(Ctx, All, Del ? Before.Top : Want);
-    bool Ok = Del ? !is_contained(Suppress, O.Top) &&
-                        O.Top != Before.Top && O.PWant <= 1 - Goal
-                  : O.Top == Want && O.PWant >= Need;
-    return std::make_tuple(Ok, O, Cs);
+    return tryStrength(Job, Step, Parts, S, Need);
   };
   double Lo = 0, Hi = 0;
   bool Ok = false;
@@ -1220,7 +1287,7 @@ Editor::Impl::planPiece(const FactJob &Job, size_t J, double Sharp,
     }
     // Saturated: add the next layer up, else down.
     unsigned Top = 0, Bottom = unsigned(M->numLayers());
-    for (const Part &P : Parts)
+    for (const PiecePart &P : Parts)
       Top = std::max(Top, P.T.Layer), Bottom = std::min(Bottom, P.T.Layer);
     unsigned Next = Top + 1 < M->numLayers() ? Top + 1 : Bottom - 1;
     if (Bottom == 0 && Top + 1 >= M->numLayers())
@@ -1258,7 +1325,7 @@ Editor::Impl::planPiece(const FactJob &Job, size_t J, double Sharp,
       Lo = Mid;
   }
   std::string LayersText;
-  for (const Part &P : Parts)
+  for (const PiecePart &P : Parts)
     LayersText += (LayersText.empty() ? "" : ",") + std::to_string(P.T.Layer);
   StepOS << formatv(" piece {0} '{1}' at layer {6}: strength {2:g} in "
                     "({3:g}, {2:g}], p={4:F4} top '{5}'{8}{7};",
