@@ -294,18 +294,27 @@ __attribute__((target("avx512f"))) void substitute32(const double *A, size_t F,
 }
 #endif
 
-/// Runs Task(0) ... Task(Count - 1) on Jobs threads (each task's output
-/// its own: the bits do not depend on the threads).
-void runTasks(size_t Count, unsigned Jobs, function_ref<void(size_t)> Task) {
-  if (Jobs < 2 || Count < 2) {
+/// Runs Task(0) ... Task(Count - 1) on Pool's threads, or here without
+/// one (each task's output its own: the bits do not depend on the
+/// threads).
+void runTasks(size_t Count, ThreadPoolInterface *Pool,
+              function_ref<void(size_t)> Task) {
+  if (!Pool || Count < 2) {
     for (size_t T = 0; T < Count; ++T)
       Task(T);
     return;
   }
-  DefaultThreadPool Pool(hardware_concurrency(Jobs));
   for (size_t T = 0; T < Count; ++T)
-    Pool.async([&Task, T] { Task(T); });
-  Pool.wait();
+    Pool->async([&Task, T] { Task(T); });
+  Pool->wait();
+}
+
+/// The same on a pool of Jobs threads made for the call.
+void runTasks(size_t Count, unsigned Jobs, function_ref<void(size_t)> Task) {
+  if (Jobs < 2 || Count < 2)
+    return runTasks(Count, nullptr, Task);
+  DefaultThreadPool Pool(hardware_concurrency(Jobs));
+  runTasks(Count, &Pool, Task);
 }
 
 } // namespace
@@ -346,22 +355,14 @@ static void addKeyGram(double *A, size_t F, const double *K, size_t N,
   std::optional<DefaultThreadPool> Pool;
   if (Jobs > 1 && Bands > 1)
     Pool.emplace(hardware_concurrency(Jobs));
-  auto Run = [&](size_t Count, function_ref<void(size_t)> Task) {
-    if (!Pool) {
-      for (size_t T = 0; T < Count; ++T)
-        Task(T);
-      return;
-    }
-    for (size_t T = 0; T < Count; ++T)
-      Pool->async([&Task, T] { Task(T); });
-    Pool->wait();
-  };
+  // One pool for every block (two hand-offs a block).
+  ThreadPoolInterface *Threads = Pool ? &*Pool : nullptr;
   size_t PanelCount = Wide ? (F + 15) / 16 : 0;
   std::vector<double> Panels(PanelCount * KeyBlock * 16);
   for (size_t J0 = 0; J0 < N; J0 += KeyBlock) {
     size_t Keys = std::min(KeyBlock, N - J0);
     const double *Block = K + J0 * F;
-    Run(PanelCount, [&](size_t P) {
+    runTasks(PanelCount, Threads, [&](size_t P) {
       double *Panel = &Panels[P * KeyBlock * 16];
       size_t C0 = P * 16, Width = std::min<size_t>(16, F - C0);
       for (size_t J = 0; J < Keys; ++J) {
@@ -369,7 +370,7 @@ static void addKeyGram(double *A, size_t F, const double *K, size_t N,
         std::fill(Panel + J * 16 + Width, Panel + J * 16 + 16, 0.0);
       }
     });
-    Run(Bands, [&](size_t T) {
+    runTasks(Bands, Threads, [&](size_t T) {
       size_t I0 = T * BandRows, Rows = std::min(BandRows, F - I0);
       size_t Cols = I0 + Rows;
       double *Out = &A[I0 * F];
