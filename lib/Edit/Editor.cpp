@@ -127,6 +127,23 @@ struct PiecePart {
   double ActKey = 0;
 };
 
+/// The strength search of one piece: the layers that write it (Parts;
+/// Saturated, the share of the piece's probability their writes can reach;
+/// the last fit's note), the probability it needs, whether its output row
+/// was lifted, the bracket (Lo, Hi] and the last trial's outcome (Ok, O)
+/// and features (Cs).
+struct PieceSearch {
+  std::vector<PiecePart> Parts;
+  double Saturated = 1;
+  std::string FitNote;
+  double Need = 0;
+  bool LiftedHere = false;
+  double Lo = 0, Hi = 0;
+  bool Ok = false;
+  Outcome O;
+  std::vector<TrialFeature> Cs;
+};
+
 /// How a piece's step ended: its features written; not needed (the end of
 /// the word, where the model already ends it); failed (no strength
 /// reached the goal).
@@ -293,6 +310,10 @@ struct Editor::Impl {
   /// statistics are the same whenever they are taken.
   Error measureSample(SampleDepth Depth = SampleDepth::Full);
   Error measure(const Sample &S, SampleDepth Depth);
+  std::vector<SampleSeq> sampleSequences(const Sample &S, bool Full,
+                                         std::vector<std::string> &Entities,
+                                         size_t &Guarding, size_t &NumKnown);
+  void poolPromptKeys();
   Sample Pending;
   std::optional<TensorView> Created;
   SampleDepth Measured = SampleDepth::None;
@@ -339,6 +360,18 @@ struct Editor::Impl {
             ArrayRef<std::vector<std::vector<float>>> PosKeys,
             std::vector<TrialFeature> &Mine, raw_ostream &StepOS,
             std::string &Failure);
+  Expected<bool>
+  beginPieceStep(const FactJob &Job, size_t J,
+                 ArrayRef<std::vector<std::vector<float>>> PosKeys,
+                 ArrayRef<TrialFeature> Mine, PieceStep &Step);
+  Error addPieceLayer(const FactJob &Job, const PieceStep &Step, PieceSearch &S,
+                      unsigned L, double Sharp);
+  void doubleStrength(const FactJob &Job, const PieceStep &Step, PieceSearch &S,
+                      double ResNorm);
+  Expected<bool> widenPiece(const FactJob &Job, const PieceStep &Step,
+                            PieceSearch &S, double Sharp);
+  void bisectStrength(const FactJob &Job, const PieceStep &Step,
+                      PieceSearch &S);
   Expected<PiecePart> piecePart(const FactJob &Job, const PieceStep &Step,
                                 unsigned L, double Sharp, double &Saturated,
                                 std::string &FitNote);
@@ -528,22 +561,18 @@ Error Editor::Impl::measureSample(SampleDepth Depth) {
   return E;
 }
 
-Error Editor::Impl::measure(const Sample &S, SampleDepth Depth) {
-  size_t D = hidden(), L = M->numLayers();
-  bool Full = Depth == SampleDepth::Full;
-  // From the start: a full measurement after a finals-only one sums again.
-  Finals = FinalStats();
-  MaxTopLogit = -1e30;
-  Prompts.clear();
-  Stats.assign(L, LayerStats());
-  for (LayerStats &St : Stats)
-    St.D = D;
-  std::vector<std::string> Entities = vocabularyEntities(Tok, 160);
+/// The sample's sequences, in order: the relation prompts of the
+/// statistics' entities (Entities), the corpus lines, the model's own text,
+/// and for a full measurement the guards' prompts (Guarding of them, of
+/// NumKnown known entities).
+std::vector<Editor::Impl::SampleSeq>
+Editor::Impl::sampleSequences(const Sample &S, bool Full,
+                              std::vector<std::string> &Entities,
+                              size_t &Guarding, size_t &NumKnown) {
+  Entities = vocabularyEntities(Tok, 160);
   for (const std::string &E : S.Entities)
     if (!is_contained(Entities, E))
       Entities.push_back(E);
-  // The sequences, in order: the relation prompts of the statistics'
-  // entities, the corpus lines, the model's own text, the guards' prompts.
   std::vector<SampleSeq> Seqs;
   auto Add = [&](std::vector<int32_t> Ids, unsigned Extend, StringRef Entity,
                  StringRef Relation, bool InStats) {
@@ -587,8 +616,9 @@ Error Editor::Impl::measure(const Sample &S, SampleDepth Depth) {
   std::vector<std::string> Known = S.Known;
   if (Known.empty())
     Known = vocabularyEntities(Tok, MaxKnown);
+  NumKnown = Known.size();
   // (A lift reads none of them.)
-  size_t Guarding = 0;
+  Guarding = 0;
   for (const auto &[Relation, Templates] : S.Relations)
     for (const std::string &E : Known) {
       if (!Full || is_contained(Entities, E))
@@ -597,6 +627,43 @@ Error Editor::Impl::measure(const Sample &S, SampleDepth Depth) {
         Add(Tok.encode(fillTemplate(T, E)), AnswerSteps, E, Relation, false),
             ++Guarding;
     }
+  return Seqs;
+}
+
+/// The pooled moments of every prompt's keys (its own and its answers'),
+/// per layer: the sum and the uncentred second moment.
+void Editor::Impl::poolPromptKeys() {
+  size_t D = hidden(), L = M->numLayers();
+  PoolSecond.assign(L, std::vector<double>(D * D, 0.0));
+  PoolSum.assign(L, std::vector<double>(D, 0.0));
+  for (size_t Layer = 0; Layer < L; ++Layer)
+    for (const SamplePrompt &P : Prompts)
+      for (size_t K = 0; K <= P.AnswerKeys.size(); ++K) {
+        const std::vector<float> &X =
+            K == 0 ? P.Keys[Layer] : P.AnswerKeys[K - 1][Layer];
+        for (size_t I = 0; I < D; ++I) {
+          PoolSum[Layer][I] += X[I];
+          double *Row = &PoolSecond[Layer][I * D];
+          for (size_t J = 0; J < D; ++J)
+            Row[J] += double(X[I]) * X[J];
+        }
+      }
+}
+
+Error Editor::Impl::measure(const Sample &S, SampleDepth Depth) {
+  size_t D = hidden(), L = M->numLayers();
+  bool Full = Depth == SampleDepth::Full;
+  // From the start: a full measurement after a finals-only one sums again.
+  Finals = FinalStats();
+  MaxTopLogit = -1e30;
+  Prompts.clear();
+  Stats.assign(L, LayerStats());
+  for (LayerStats &St : Stats)
+    St.D = D;
+  std::vector<std::string> Entities;
+  size_t Guarding = 0, NumKnown = 0;
+  std::vector<SampleSeq> Seqs =
+      sampleSequences(S, Full, Entities, Guarding, NumKnown);
   for (size_t B = 0; B < Seqs.size(); B += SampleBatch) {
     MutableArrayRef<SampleSeq> Chunk =
         MutableArrayRef(Seqs).slice(B, std::min(SampleBatch, Seqs.size() - B));
@@ -616,23 +683,10 @@ Error Editor::Impl::measure(const Sample &S, SampleDepth Depth) {
                           size_t(Finals.Count));
     return Error::success();
   }
-  PoolSecond.assign(L, std::vector<double>(D * D, 0.0));
-  PoolSum.assign(L, std::vector<double>(D, 0.0));
-  for (size_t Layer = 0; Layer < L; ++Layer)
-    for (const SamplePrompt &P : Prompts)
-      for (size_t K = 0; K <= P.AnswerKeys.size(); ++K) {
-        const std::vector<float> &X =
-            K == 0 ? P.Keys[Layer] : P.AnswerKeys[K - 1][Layer];
-        for (size_t I = 0; I < D; ++I) {
-          PoolSum[Layer][I] += X[I];
-          double *Row = &PoolSecond[Layer][I * D];
-          for (size_t J = 0; J < D; ++J)
-            Row[J] += double(X[I]) * X[J];
-        }
-      }
+  poolPromptKeys();
   if (Verbose)
     *Verbose << formatv("edit: {0} guard prompts of {1} known entities\n",
-                        Guarding, Known.size());
+                        Guarding, NumKnown);
   for (LayerStats &St : Stats)
     St.finish();
   if (Stats.front().Count == 0)
@@ -1032,15 +1086,6 @@ void Editor::Impl::saturate(TrialFeature &T, std::optional<TrialFeature> &Cap,
   Cap = std::move(Second);
 }
 
-/// Piece J of Job's fact (DELETE: its one step; J == Pieces: the end of the
-/// word) with gates of sharpness Sharp, after the features of the earlier
-/// pieces (Mine, which gets this piece's): a feature on Job.Layer whose
-/// strength is searched (doubling, then bisection) until the piece is the
-/// greedy choice at its goal, with a neighbouring layer added while the
-/// write saturates and the piece's output row lifted once when every
-/// layer writes. PosKeys are the fact's positions' keys (what a piece's
-/// feature stays quiet on at the others); a step goes to StepOS, why it
-/// failed to Failure.
 /// Step's feature at layer L, gates of sharpness Sharp: the gate fitted
 /// to fire on the step's key (and its paraphrases') and stay quiet on the
 /// layer's negatives, the fact's other positions and (a later piece's) the
@@ -1150,56 +1195,46 @@ Editor::Impl::tryStrength(const FactJob &Job, const PieceStep &Step,
   return std::make_tuple(Ok, O, Cs);
 }
 
-Expected<PieceResult>
-Editor::Impl::planPiece(const FactJob &Job, size_t J, double Sharp,
-                        ArrayRef<std::vector<std::vector<float>>> PosKeys,
-                        std::vector<TrialFeature> &Mine, raw_ostream &StepOS,
-                        std::string &Failure) {
-  EditKind Kind = Job.Kind;
+/// Sets up step J of the fact: its context, the features in place, what
+/// its write raises and lowers, and the keys it is fitted to. False when
+/// the step is not needed (the end of the word, where the model already
+/// ends it).
+Expected<bool>
+Editor::Impl::beginPieceStep(const FactJob &Job, size_t J,
+                             ArrayRef<std::vector<std::vector<float>>> PosKeys,
+                             ArrayRef<TrialFeature> Mine, PieceStep &Step) {
   const Fact &F = *Job.F;
-  size_t FactIndex = Job.FactIndex;
-  ArrayRef<TrialFeature> Accepted = Job.Accepted;
-  raw_ostream &Rec = *Job.Rec;
-  ArrayRef<int32_t> Prompt = Job.Prompt;
-  unsigned Layer = Job.Layer;
-  const Outcome &Before = Job.Before;
-  const std::vector<int32_t> &Suppress = Job.Suppress;
-  double Goal = Job.Goal;
-  size_t Pieces = Job.Pieces;
-  PieceStep Step;
   Step.J = J;
   Step.PosKeys = PosKeys;
   std::vector<int32_t> &Ctx = Step.Ctx;
-  Ctx.assign(Prompt.begin(), Prompt.end());
+  Ctx.assign(Job.Prompt.begin(), Job.Prompt.end());
   Ctx.insert(Ctx.end(), F.Target.begin(), F.Target.begin() + J);
   std::vector<TrialFeature> &Trials = Step.Trials;
-  Trials.assign(Accepted.begin(), Accepted.end());
+  Trials.assign(Job.Accepted.begin(), Job.Accepted.end());
   Trials.insert(Trials.end(), Mine.begin(), Mine.end());
-  std::vector<int32_t> &Raise = Step.Raise, &Lower = Step.Lower;
   int32_t &Want = Step.Want;
-  if (Kind != EditKind::Delete && J == Pieces) {
+  if (Job.Kind != EditKind::Delete && J == Job.Pieces) {
     std::vector<double> P = softmax(logits(Ctx, Trials));
     int32_t Top = int32_t(std::max_element(P.begin(), P.end()) - P.begin());
     if (!continues(Top))
-      return PieceResult::Unneeded;
+      return false;
     for (size_t T = 0; T < P.size(); ++T)
       if (!continues(int32_t(T)) && (Want < 0 || P[T] > P[Want]))
         Want = int32_t(T);
-    Raise.push_back(Want);
-  } else if (Kind == EditKind::Delete) {
-    Lower = Suppress;
-    Lower.push_back(Before.Top); // the answer counts twice
+    Step.Raise.push_back(Want);
+  } else if (Job.Kind == EditKind::Delete) {
+    Step.Lower = Job.Suppress;
+    Step.Lower.push_back(Job.Before.Top); // the answer counts twice
   } else {
     Want = F.Target[J];
-    Raise.push_back(Want);
+    Step.Raise.push_back(Want);
     double Sat = 0;
-    writeDirection(Layer, Ctx, Trials, Raise, Lower, Sat);
+    writeDirection(Job.Layer, Ctx, Trials, Step.Raise, Step.Lower, Sat);
     if (Sat < (J == 0 ? 0.999 : 0.9))
-      if (Error E = liftRow(Want, FactIndex, Rec))
+      if (Error E = liftRow(Want, Job.FactIndex, *Job.Rec))
         return std::move(E);
   }
   Step.Keys = captureKeys(*M, Ctx, Trials);
-  const std::vector<std::vector<float>> &Keys = Step.Keys;
   // A later piece's feature is keyed on a state whose last token (the
   // piece before) weighs most: the same token after other words is a
   // negative, or the feature fires wherever that token ends a text
@@ -1213,126 +1248,172 @@ Editor::Impl::planPiece(const FactJob &Job, size_t J, double Sharp,
     PC.insert(PC.end(), F.Target.begin(), F.Target.begin() + J);
     Step.ParaKeys.push_back(captureKeys(*M, PC, Trials));
   }
+  return true;
+}
+
+/// Adds the piece's feature at layer L to the search's parts.
+Error Editor::Impl::addPieceLayer(const FactJob &Job, const PieceStep &Step,
+                                  PieceSearch &S, unsigned L, double Sharp) {
+  Expected<PiecePart> P =
+      piecePart(Job, Step, L, Sharp, S.Saturated, S.FitNote);
+  if (!P)
+    return P.takeError();
+  S.Parts.push_back(std::move(*P));
+  return Error::success();
+}
+
+/// The strength doubled from a tenth of the key's norm (ResNorm) while it
+/// helps, until the goal is met: the bracket (Lo, Hi] and the last trial.
+void Editor::Impl::doubleStrength(const FactJob &Job, const PieceStep &Step,
+                                  PieceSearch &S, double ResNorm) {
+  S.Lo = 0, S.Hi = 0.1 * ResNorm;
+  std::tie(S.Ok, S.O, S.Cs) = tryStrength(Job, Step, S.Parts, S.Hi, S.Need);
+  // Progress is the log-probability of the piece (for DELETE, of the
+  // answer going down); four doublings without any stop the search.
+  auto Score = [&](const Outcome &X) {
+    // (The logit margin while the probability underflows.)
+    double LogP = X.PWant > 1e-12 ? std::log(X.PWant) : -28 + X.Margin;
+    return Job.Kind == EditKind::Delete ? -LogP : LogP;
+  };
+  double BestP = Score(S.O);
+  unsigned Flat = 0;
+  // Bounded: a write ten thousand times the key's norm only saturates the
+  // norms after it (unbounded, failing pieces of tiny-gemma3 ran to
+  // strengths of 1e9 before giving up).
+  const double MaxStrength = 1e4 * ResNorm;
+  while (!S.Ok && S.Hi * 2 <= MaxStrength && Flat < 4) {
+    S.Lo = S.Hi, S.Hi *= 2;
+    std::tie(S.Ok, S.O, S.Cs) = tryStrength(Job, Step, S.Parts, S.Hi, S.Need);
+    double P = Score(S.O);
+    Flat = P > BestP + 0.01 ? 0 : Flat + 1;
+    BestP = std::max(BestP, P);
+  }
+}
+
+/// A piece that no strength brought to its goal gets more: a saturated
+/// write the next layer up (else down); once every layer writes, its
+/// output row lifted (once per piece) and the search begun again from the
+/// step's own layer. False when nothing is left to add.
+Expected<bool> Editor::Impl::widenPiece(const FactJob &Job,
+                                        const PieceStep &Step, PieceSearch &S,
+                                        double Sharp) {
+  unsigned NumLayers = M->numLayers();
+  if (S.Parts.size() >= NumLayers) {
+    // Every layer writes and the piece is still short: its output row is
+    // what limits it.
+    if (Job.Kind == EditKind::Delete || S.LiftedHere)
+      return false;
+    S.LiftedHere = true;
+    if (Error E = liftRow(Step.Want, Job.FactIndex, *Job.Rec))
+      return std::move(E);
+    S.Parts.clear();
+    if (Error E = addPieceLayer(Job, Step, S, Job.Layer, Sharp))
+      return std::move(E);
+    if (Step.J > 0 && Step.J < Job.Pieces)
+      S.Need = std::min(Job.Goal, 0.8 * S.Saturated);
+    return true;
+  }
+  unsigned Top = 0, Bottom = NumLayers;
+  for (const PiecePart &P : S.Parts)
+    Top = std::max(Top, P.T.Layer), Bottom = std::min(Bottom, P.T.Layer);
+  if (Bottom == 0 && Top + 1 >= NumLayers)
+    return false;
+  unsigned Next = Top + 1 < NumLayers ? Top + 1 : Bottom - 1;
+  if (Error E = addPieceLayer(Job, Step, S, Next, Sharp))
+    return std::move(E);
+  return true;
+}
+
+/// Five halvings of the bracket (Lo, Hi]: the smallest strength found
+/// that meets the goal, with its outcome and features.
+void Editor::Impl::bisectStrength(const FactJob &Job, const PieceStep &Step,
+                                  PieceSearch &S) {
+  for (unsigned B = 0; B < 5 && S.Lo > 0; ++B) {
+    double Mid = (S.Lo + S.Hi) / 2;
+    auto [MOk, MO, MC] = tryStrength(Job, Step, S.Parts, Mid, S.Need);
+    if (MOk)
+      S.Hi = Mid, S.O = MO, S.Cs = MC;
+    else
+      S.Lo = Mid;
+  }
+}
+
+/// Piece J of Job's fact (DELETE: its one step; J == Pieces: the end of the
+/// word) with gates of sharpness Sharp, after the features of the earlier
+/// pieces (Mine, which gets this piece's): a feature on Job.Layer whose
+/// strength is searched (doubling, then bisection) until the piece is the
+/// greedy choice at its goal, with a neighbouring layer added while the
+/// write saturates and the piece's output row lifted once when every
+/// layer writes. PosKeys are the fact's positions' keys (what a piece's
+/// feature stays quiet on at the others); a step goes to StepOS, why it
+/// failed to Failure.
+Expected<PieceResult>
+Editor::Impl::planPiece(const FactJob &Job, size_t J, double Sharp,
+                        ArrayRef<std::vector<std::vector<float>>> PosKeys,
+                        std::vector<TrialFeature> &Mine, raw_ostream &StepOS,
+                        std::string &Failure) {
+  PieceStep Step;
+  Expected<bool> Needed = beginPieceStep(Job, J, PosKeys, Mine, Step);
+  if (!Needed)
+    return Needed.takeError();
+  if (!*Needed)
+    return PieceResult::Unneeded;
   // One feature per layer of the piece; a layer whose write saturates
   // (Gemma norms the FFN's output) gets a neighbour to help.
-  std::vector<PiecePart> Parts;
-  double Saturated = 1;
-  std::string FitNote;
-  auto AddLayer = [&](unsigned L) -> Error {
-    Expected<PiecePart> P = piecePart(Job, Step, L, Sharp, Saturated, FitNote);
-    if (!P)
-      return P.takeError();
-    Parts.push_back(std::move(*P));
-    return Error::success();
-  };
-  if (Error E = AddLayer(Layer))
+  PieceSearch S;
+  if (Error E = addPieceLayer(Job, Step, S, Job.Layer, Sharp))
     return std::move(E);
   // The goal: the first piece at Goal; a later piece the greedy choice
   // with most of the probability its unembedding row can reach; the end
   // of the word, the greedy choice.
-  bool LiftedHere = false;
-  double Need = J == 0        ? Goal
-                : J == Pieces ? 0.0
-                              : std::min(Goal, 0.8 * Saturated);
-  double ResNorm = std::sqrt(std::max(dot(Keys[Layer], Keys[Layer]), 1e-12));
-  auto Try = [&](double S) {
-    return tryStrength(Job, Step, Parts, S, Need);
-  };
-  double Lo = 0, Hi = 0;
-  bool Ok = false;
-  Outcome O;
-  std::vector<TrialFeature> Cs;
+  size_t Pieces = Job.Pieces;
+  S.Need = J == 0        ? Job.Goal
+           : J == Pieces ? 0.0
+                         : std::min(Job.Goal, 0.8 * S.Saturated);
+  const std::vector<float> &Key = Step.Keys[Job.Layer];
+  double ResNorm = std::sqrt(std::max(dot(Key, Key), 1e-12));
   for (;;) {
-    // Doubling from a tenth of the key's norm while it helps, then
-    // bisection.
-    Lo = 0, Hi = 0.1 * ResNorm;
-    std::tie(Ok, O, Cs) = Try(Hi);
-    // Progress is the log-probability of the piece (for DELETE, of the
-    // answer going down); four doublings without any stop the search.
-    auto Score = [&](const Outcome &X) {
-      // (The logit margin while the probability underflows.)
-      double LogP = X.PWant > 1e-12 ? std::log(X.PWant) : -28 + X.Margin;
-      return Kind == EditKind::Delete ? -LogP : LogP;
-    };
-    double BestP = Score(O);
-    unsigned Flat = 0;
-    // Bounded: a write ten thousand times the key's norm only
-    // saturates the norms after it (unbounded, failing pieces of
-    // tiny-gemma3 ran to strengths of 1e9 before giving up).
-    const double MaxStrength = 1e4 * ResNorm;
-    while (!Ok && Hi * 2 <= MaxStrength && Flat < 4) {
-      Lo = Hi, Hi *= 2;
-      std::tie(Ok, O, Cs) = Try(Hi);
-      double P = Score(O);
-      Flat = P > BestP + 0.01 ? 0 : Flat + 1;
-      BestP = std::max(BestP, P);
-    }
-    if (Ok)
+    doubleStrength(Job, Step, S, ResNorm);
+    if (S.Ok)
       break;
-    if (Parts.size() >= M->numLayers() ||
-        (Parts.front().T.Layer == 0 && Parts.size() == M->numLayers())) {
-      // Every layer writes and the piece is still short: its output row
-      // is what limits it (once per piece).
-      if (Kind == EditKind::Delete || LiftedHere)
-        break;
-      LiftedHere = true;
-      if (Error E = liftRow(Want, FactIndex, Rec))
-        return std::move(E);
-      Parts.clear();
-      if (Error E = AddLayer(Layer))
-        return std::move(E);
-      if (J > 0 && J < Pieces)
-        Need = std::min(Goal, 0.8 * Saturated);
-      continue;
-    }
-    // Saturated: add the next layer up, else down.
-    unsigned Top = 0, Bottom = unsigned(M->numLayers());
-    for (const PiecePart &P : Parts)
-      Top = std::max(Top, P.T.Layer), Bottom = std::min(Bottom, P.T.Layer);
-    unsigned Next = Top + 1 < M->numLayers() ? Top + 1 : Bottom - 1;
-    if (Bottom == 0 && Top + 1 >= M->numLayers())
+    Expected<bool> Widened = widenPiece(Job, Step, S, Sharp);
+    if (!Widened)
+      return Widened.takeError();
+    if (!*Widened)
       break;
-    if (Error E = AddLayer(Next))
-      return std::move(E);
   }
   // A later piece that every layer together makes the greedy choice,
   // short of the probability goal: generation needs no more (the
   // statement check then generates the whole target). Measured on
   // tiny-gemma3's 10-fact batch: 'lan' of "Atlantean" at p = 0.77.
   std::string Short;
-  if (!Ok && Kind != EditKind::Delete && J > 0 && J < Pieces &&
-      O.Top == Want) {
-    Ok = true;
-    Lo = 0;
-    Short = formatv(" (short of p={0:F4}: accepted as the greedy choice)",
-                    Need)
-                .str();
+  bool Delete = Job.Kind == EditKind::Delete;
+  int32_t Want = Step.Want;
+  if (!S.Ok && !Delete && J > 0 && J < Pieces && S.O.Top == Want) {
+    S.Ok = true;
+    S.Lo = 0;
+    Short =
+        formatv(" (short of p={0:F4}: accepted as the greedy choice)", S.Need)
+            .str();
   }
-  if (!Ok) {
+  if (!S.Ok) {
     Failure = formatv("piece {0} '{1}' reached p={2:F4} (needs {5:F4}) at "
                       "strength {3:g} on {6} layer(s) (top '{4}')",
-                      J + 1, Want >= 0 ? text({Want}) : "", O.PWant, Hi,
-                      text({O.Top}), Need, Parts.size())
+                      J + 1, Want >= 0 ? text({Want}) : "", S.O.PWant, S.Hi,
+                      text({S.O.Top}), S.Need, S.Parts.size())
                   .str();
     return PieceResult::Failed;
   }
-  for (unsigned B = 0; B < 5 && Lo > 0; ++B) {
-    double Mid = (Lo + Hi) / 2;
-    auto [MOk, MO, MC] = Try(Mid);
-    if (MOk)
-      Hi = Mid, O = MO, Cs = MC;
-    else
-      Lo = Mid;
-  }
+  bisectStrength(Job, Step, S);
   std::string LayersText;
-  for (const PiecePart &P : Parts)
+  for (const PiecePart &P : S.Parts)
     LayersText += (LayersText.empty() ? "" : ",") + std::to_string(P.T.Layer);
   StepOS << formatv(" piece {0} '{1}' at layer {6}: strength {2:g} in "
                     "({3:g}, {2:g}], p={4:F4} top '{5}'{8}{7};",
-                    J + 1, Want >= 0 ? text({Want}) : text({O.Top}), Hi,
-                    Lo, O.PWant, text({O.Top}), LayersText, FitNote,
+                    J + 1, Want >= 0 ? text({Want}) : text({S.O.Top}), S.Hi,
+                    S.Lo, S.O.PWant, text({S.O.Top}), LayersText, S.FitNote,
                     Short);
-  for (TrialFeature &C : Cs)
+  for (TrialFeature &C : S.Cs)
     Mine.push_back(std::move(C));
   return PieceResult::Written;
 }
