@@ -337,6 +337,260 @@ static std::vector<std::string> dependencies(const Vindex &V,
   return Deps;
 }
 
+/// A .mlir input processed alone: parsed, verified, rewritten by
+/// --pass-pipeline and printed back, as mlir-opt does.
+static int processIR(StringRef Tool, mlir::DialectRegistry &Registry,
+                     mlir::PassPipelineCLParser &PassPipeline) {
+  if (Inputs.size() != 1 || !Statements.empty()) {
+    errs() << Tool << ": error: a .mlir input is processed alone\n";
+    return ExitUsageError;
+  }
+  std::string ErrorMessage;
+  std::unique_ptr<MemoryBuffer> Buf =
+      mlir::openInputFile(Inputs.front(), &ErrorMessage);
+  if (!Buf)
+    return exitWith(
+        Tool, fileError(Inputs.front(), "cannot read: {0}", ErrorMessage));
+  mlir::MlirOptMainConfig Config;
+  Config.verifyDiagnostics(VerifyDiagnostics);
+  Config.setPassPipelineSetupFn([&](mlir::PassManager &PM) {
+    return PassPipeline.addToPipeline(PM, [&](const Twine &Msg) {
+      return mlir::emitError(mlir::UnknownLoc::get(PM.getContext()), Msg);
+    });
+  });
+  if (SplitInputFile)
+    Config.splitInputFile().outputSplitMarker();
+  return failed(mlir::MlirOptMain(outs(), std::move(Buf), Registry, Config))
+             ? ExitUserError
+             : ExitSuccess;
+}
+
+/// The inputs of a run against scripts: the V-index (the first input, when
+/// it is a directory or ends in .vindex) and the scripts, whose text (then
+/// each -e statement's) is added to SM, one buffer each, in order.
+struct ScriptInputs {
+  std::string VindexDir;
+  std::vector<std::string> Scripts;
+};
+
+static Expected<ScriptInputs> readInputs(SourceMgr &SM) {
+  ScriptInputs In;
+  for (const std::string &Path : Inputs) {
+    bool First = In.VindexDir.empty() && In.Scripts.empty();
+    if (First &&
+        (sys::fs::is_directory(Path) || StringRef(Path).ends_with(".vindex")))
+      In.VindexDir = Path;
+    else
+      In.Scripts.push_back(Path);
+  }
+  if (!In.VindexDir.empty() && !sys::fs::is_directory(In.VindexDir))
+    return fileError(In.VindexDir, "no such V-index directory");
+  for (const std::string &S : In.Scripts) {
+    ErrorOr<std::unique_ptr<MemoryBuffer>> Buf =
+        S == "-" ? MemoryBuffer::getSTDIN() : MemoryBuffer::getFile(S);
+    if (!Buf)
+      return fileError(S, "cannot read: {0}", Buf.getError().message());
+    SM.AddNewSourceBuffer(std::move(*Buf), SMLoc());
+  }
+  for (size_t I = 0; I < Statements.size(); ++I)
+    SM.AddNewSourceBuffer(
+        MemoryBuffer::getMemBufferCopy(Statements[I],
+                                       "<-e #" + std::to_string(I + 1) + ">"),
+        SMLoc());
+  return std::move(In);
+}
+
+/// What -o, --depfile and the statements need of the inputs; false (the
+/// usage error printed) when they are not there.
+static bool checkUsage(StringRef Tool, const ScriptInputs &In, bool Interactive,
+                       unsigned NumBuffers) {
+  if (!OutputPath.empty() && (In.VindexDir.empty() || Interactive)) {
+    errs() << Tool << ": error: -o writes the V-index a script leaves: it "
+           << "needs an input V-index and a script or -e\n";
+    return false;
+  }
+  if (!Depfile.empty() && (OutputPath.empty() || Interactive)) {
+    errs() << Tool << ": error: --depfile names what -o OUT.vindex depends "
+           << "on: give -o\n";
+    return false;
+  }
+  if (!OutputPath.empty() && sys::fs::equivalent(In.VindexDir, OutputPath)) {
+    errs() << Tool << ": error: -o " << OutputPath << " is the input "
+           << "V-index; inputs are never modified (write to another path)\n";
+    return false;
+  }
+  if (NumBuffers == 0 && !Interactive) {
+    errs() << Tool << ": error: no statements (give a script or -e)\n";
+    return false;
+  }
+  return true;
+}
+
+namespace {
+/// Scripts (or IR) checked and run against a V-index. Every diagnostic,
+/// the parser's, the verifiers' and the executor's, is an MLIR diagnostic
+/// located in the script: printed as "larql-opt: file:line:col: error:
+/// ..." with the token underlined (DESIGN 9), or checked against the
+/// script's expected-error comments under -verify-diagnostics, as mlir-opt
+/// does.
+class ScriptDriver {
+public:
+  ScriptDriver(StringRef Tool, const mlir::DialectRegistry &Registry,
+               SourceMgr &SM, mlir::PassPipelineCLParser &PassPipeline,
+               VindexSession *Session, bool RunIR)
+      : Tool(Tool), Ctx(Registry), SM(SM), PassPipeline(PassPipeline),
+        Session(Session), RunIR(RunIR) {
+    if (Session)
+      Ctx.getOrLoadDialect<vx::VindexDialect>()->setSession(Session);
+    // A verifier error names the statement's op; the op's generic form
+    // (MLIR's "see current operation" note) would only repeat the script
+    // line.
+    Ctx.printOpOnDiagnostic(false);
+    if (VerifyDiagnostics)
+      Verifier.emplace(SM, &Ctx, errs());
+    else
+      Printer.emplace(Ctx, SM, Tool, errs());
+    if (Session)
+      Exec.emplace(*Session, outs(), Format, Jobs,
+                   [&](mlir::Operation &Op) { return originOf(SM, Op); });
+  }
+
+  /// The exit status; with -verify-diagnostics it says whether the
+  /// diagnostics were exactly the expected ones.
+  int finish(bool Ok) {
+    if (Verifier)
+      return succeeded(Verifier->verify()) ? ExitSuccess : ExitUserError;
+    return Ok ? ExitSuccess : ExitUserError;
+  }
+
+  /// Parses buffers [First, last], lowers them to one larql module,
+  /// verifies it and runs the pass pipeline over it: what comes out is the
+  /// program (printed by --emit=mlir). Every error is reported and then
+  /// nothing runs; statements that parsed cleanly are still lowered and
+  /// verified when others failed. The AST ends here.
+  mlir::OwningOpRef<mlir::ModuleOp> check(unsigned First) {
+    mlir::OwningOpRef<mlir::ModuleOp> Module =
+        RunIR ? mlir::parseSourceFile<mlir::ModuleOp>(SM,
+                                                      mlir::ParserConfig(&Ctx))
+              : lowerScripts(First);
+    if (!Module || failed(runPipeline(*Module)))
+      return nullptr;
+    if (EmitKind == Emit::MLIR)
+      Module->print(outs()), outs() << "\n";
+    return Module;
+  }
+
+  /// Runs the ops of a checked module in order, up to the first failure: a
+  /// statement's error is reported at its op (the script location), an
+  /// error loading the V-index's engine or tokenizer as the tool's.
+  bool run(mlir::ModuleOp Module) {
+    for (mlir::Operation &Op : *Module.getBody())
+      if (Error E = Exec->run(Op)) {
+        bool Reported = false;
+        handleAllErrors(
+            std::move(E),
+            [&](const lql::LoadError &L) {
+              printError(Tool, createStringError(inconvertibleErrorCode(),
+                                                 L.message()));
+              Reported = true;
+            },
+            [&](const ErrorInfoBase &Info) {
+              Op.emitError() << Info.message();
+            });
+        LoadFailed |= Reported;
+        return false;
+      }
+    // The last statement's edits, as a patch (a shell line's too).
+    if (Error E = Exec->flushEdits()) {
+      printError(Tool, std::move(E));
+      return false;
+    }
+    return true;
+  }
+
+  /// Runs the checked program and writes what -o and --depfile ask for.
+  int runProgram(mlir::ModuleOp Program, const Vindex &V,
+                 ArrayRef<std::string> Scripts) {
+    if (!run(Program))
+      return LoadFailed ? ExitUserError : finish(false);
+    if (failed(Exec->finish()))
+      return finish(false);
+    // The V-index the script leaves: its input with the patches of the
+    // view kept as patches (patches/ and their manifest records).
+    if (!OutputPath.empty())
+      if (Error E = copyVindex(Exec->view(), OutputPath, PatchMode::Keep))
+        return exitWith(Tool, std::move(E));
+    if (!Depfile.empty())
+      if (Error E = writeDepfile(Depfile, OutputPath,
+                                 dependencies(V, Scripts, *Session)))
+        return exitWith(Tool, std::move(E));
+    return finish(true);
+  }
+
+  /// The interactive shell over this driver (statements only checked
+  /// without a V-index).
+  int runShell(StringRef VindexDir) {
+    int Status = ::runShell(
+        SM, [&](unsigned First) { return check(First); },
+        Exec ? std::function<bool(mlir::ModuleOp)>(
+                   [&](mlir::ModuleOp M) { return run(M); })
+             : std::function<bool(mlir::ModuleOp)>(),
+        VindexDir);
+    if (Exec && failed(Exec->finish()))
+      return ExitUserError;
+    return Status;
+  }
+
+private:
+  mlir::OwningOpRef<mlir::ModuleOp> lowerScripts(unsigned First) {
+    bool Failed = false;
+    std::vector<lql::Statement> Clean;
+    for (unsigned B = First; B <= SM.getNumBuffers(); ++B)
+      if (!lql::parseScript(SM, B, Ctx, &Clean))
+        Failed = true;
+    mlir::OwningOpRef<mlir::ModuleOp> Module = lql::lowerToIR(Ctx, SM, Clean);
+    bool Invalid = false;
+    for (mlir::Operation &Op : *Module->getBody())
+      Invalid |= failed(mlir::verify(&Op));
+    if (Failed || Invalid || failed(mlir::verify(*Module)))
+      return nullptr;
+    return Module;
+  }
+
+  /// The pass pipeline (--pass-pipeline, --mlir-print-ir-after-all, ...)
+  /// rewrites the module before it is printed and run. Against a V-index
+  /// without --pass-pipeline, the default one lowers what it can, so that
+  /// edits run as written; without a V-index (linting) nothing is run.
+  /// --jobs reaches the planner through the session, so a pipeline of one's
+  /// own gets it too.
+  mlir::LogicalResult runPipeline(mlir::ModuleOp Module) {
+    bool Default = !PassPipeline.hasAnyOccurrences() && Session;
+    if (!PassPipeline.hasAnyOccurrences() && !Default)
+      return mlir::success();
+    mlir::PassManager PM(&Ctx);
+    auto Report = [&](const Twine &Msg) {
+      return mlir::emitError(mlir::UnknownLoc::get(&Ctx), Msg);
+    };
+    if (failed(mlir::applyPassManagerCLOptions(PM)) ||
+        failed(Default ? mlir::parsePassPipeline(kDefaultPipeline, PM)
+                       : PassPipeline.addToPipeline(PM, Report)))
+      return mlir::failure();
+    return PM.run(Module);
+  }
+
+  StringRef Tool;
+  mlir::MLIRContext Ctx;
+  SourceMgr &SM;
+  mlir::PassPipelineCLParser &PassPipeline;
+  VindexSession *Session;
+  bool RunIR;
+  std::optional<lql::ScriptDiagnosticPrinter> Printer;
+  std::optional<mlir::SourceMgrDiagnosticVerifierHandler> Verifier;
+  std::optional<lql::Executor> Exec;
+  bool LoadFailed = false;
+};
+} // namespace
+
 int main(int argc, char **argv) {
   InitLLVM X(argc, argv);
   mlir::registerAsmPrinterCLOptions();
@@ -370,91 +624,29 @@ int main(int argc, char **argv) {
   bool RunIR = AnyMLIR && Inputs.size() == 2 && Statements.empty() &&
                !SplitInputFile && !IsIR(Inputs[0]) &&
                sys::fs::is_directory(Inputs[0]) && IsIR(Inputs[1]);
-  if (AnyMLIR && !RunIR) {
-    if (Inputs.size() != 1 || !Statements.empty()) {
-      errs() << Tool << ": error: a .mlir input is processed alone\n";
-      return ExitUsageError;
-    }
-    std::string ErrorMessage;
-    std::unique_ptr<MemoryBuffer> Buf =
-        mlir::openInputFile(Inputs.front(), &ErrorMessage);
-    if (!Buf)
-      return exitWith(
-          Tool, fileError(Inputs.front(), "cannot read: {0}", ErrorMessage));
-    mlir::MlirOptMainConfig Config;
-    Config.verifyDiagnostics(VerifyDiagnostics);
-    Config.setPassPipelineSetupFn([&](mlir::PassManager &PM) {
-      return PassPipeline.addToPipeline(PM, [&](const Twine &Msg) {
-        return mlir::emitError(mlir::UnknownLoc::get(PM.getContext()), Msg);
-      });
-    });
-    if (SplitInputFile)
-      Config.splitInputFile().outputSplitMarker();
-    return failed(mlir::MlirOptMain(outs(), std::move(Buf), Registry, Config))
-               ? ExitUserError
-               : ExitSuccess;
-  }
-
+  if (AnyMLIR && !RunIR)
+    return processIR(Tool, Registry, PassPipeline);
   if (SplitInputFile) {
     errs() << Tool << ": error: -split-input-file applies to a .mlir input\n";
     return ExitUsageError;
   }
 
-  std::string VindexDir;
-  std::vector<std::string> Scripts;
-  for (const std::string &In : Inputs) {
-    bool First = VindexDir.empty() && Scripts.empty();
-    if (First &&
-        (sys::fs::is_directory(In) || StringRef(In).ends_with(".vindex")))
-      VindexDir = In;
-    else
-      Scripts.push_back(In);
-  }
-  if (!VindexDir.empty() && !sys::fs::is_directory(VindexDir))
-    return exitWith(Tool, fileError(VindexDir, "no such V-index directory"));
   SourceMgr SM;
-  for (const std::string &S : Scripts) {
-    ErrorOr<std::unique_ptr<MemoryBuffer>> Buf =
-        S == "-" ? MemoryBuffer::getSTDIN() : MemoryBuffer::getFile(S);
-    if (!Buf)
-      return exitWith(
-          Tool, fileError(S, "cannot read: {0}", Buf.getError().message()));
-    SM.AddNewSourceBuffer(std::move(*Buf), SMLoc());
-  }
-  for (size_t I = 0; I < Statements.size(); ++I)
-    SM.AddNewSourceBuffer(
-        MemoryBuffer::getMemBufferCopy(Statements[I],
-                                       "<-e #" + std::to_string(I + 1) + ">"),
-        SMLoc());
-  bool Interactive = Scripts.empty() && Statements.empty() &&
+  Expected<ScriptInputs> In = readInputs(SM);
+  if (!In)
+    return exitWith(Tool, In.takeError());
+  bool Interactive = In->Scripts.empty() && Statements.empty() &&
                      (Shell || sys::Process::StandardInIsUserInput());
-  if (!OutputPath.empty() && (VindexDir.empty() || Interactive)) {
-    errs() << Tool << ": error: -o writes the V-index a script leaves: it "
-           << "needs an input V-index and a script or -e\n";
+  if (!checkUsage(Tool, *In, Interactive, SM.getNumBuffers()))
     return ExitUsageError;
-  }
-  if (!Depfile.empty() && (OutputPath.empty() || Interactive)) {
-    errs() << Tool << ": error: --depfile names what -o OUT.vindex depends "
-           << "on: give -o\n";
-    return ExitUsageError;
-  }
-  if (!OutputPath.empty() && sys::fs::equivalent(VindexDir, OutputPath)) {
-    errs() << Tool << ": error: -o " << OutputPath << " is the input "
-           << "V-index; inputs are never modified (write to another path)\n";
-    return ExitUsageError;
-  }
-  if (SM.getNumBuffers() == 0 && !Interactive) {
-    errs() << Tool << ": error: no statements (give a script or -e)\n";
-    return ExitUsageError;
-  }
 
   // The V-index is mapped once, before the pipeline: the session loads the
   // engine and the tokenizer when a pass or a statement first needs them,
   // and passes find it on the context's vindex dialect.
   std::unique_ptr<Vindex> V;
   std::optional<VindexSession> Session;
-  if (!VindexDir.empty()) {
-    Expected<std::unique_ptr<Vindex>> OpenedV = Vindex::open(VindexDir);
+  if (!In->VindexDir.empty()) {
+    Expected<std::unique_ptr<Vindex>> OpenedV = Vindex::open(In->VindexDir);
     if (!OpenedV)
       return exitWith(Tool, OpenedV.takeError());
     V = std::move(*OpenedV);
@@ -464,138 +656,16 @@ int main(int argc, char **argv) {
       Session->setLog(&errs());
   }
 
-  // Every diagnostic, the parser's, the verifiers' and the executor's, is
-  // an MLIR diagnostic located in the script: printed as "larql-opt:
-  // file:line:col: error: ..." with the token underlined (DESIGN 9), or
-  // checked against the script's expected-error comments under
-  // -verify-diagnostics, as mlir-opt does.
-  mlir::MLIRContext Ctx(Registry);
-  if (Session)
-    Ctx.getOrLoadDialect<vx::VindexDialect>()->setSession(&*Session);
-  // A verifier error names the statement's op; the op's generic form (MLIR's
-  // "see current operation" note) would only repeat the script line.
-  Ctx.printOpOnDiagnostic(false);
-  std::optional<lql::ScriptDiagnosticPrinter> Printer;
-  std::optional<mlir::SourceMgrDiagnosticVerifierHandler> Verifier;
-  if (VerifyDiagnostics)
-    Verifier.emplace(SM, &Ctx, errs());
-  else
-    Printer.emplace(Ctx, SM, Tool, errs());
-  // With -verify-diagnostics the exit status says whether the diagnostics
-  // were exactly the expected ones.
-  bool LoadFailed = false;
-  auto Finish = [&](bool Ok) {
-    if (Verifier)
-      return succeeded(Verifier->verify()) ? ExitSuccess : ExitUserError;
-    return Ok ? ExitSuccess : ExitUserError;
-  };
-  // Parses buffers [First, last], lowers them to one larql module, verifies
-  // it and runs the pass pipeline over it: what comes out is the program
-  // (printed by --emit=mlir). Every error is reported and then nothing runs;
-  // statements that parsed cleanly are still lowered and verified when
-  // others failed. The AST ends here.
-  auto Check = [&](unsigned First) -> mlir::OwningOpRef<mlir::ModuleOp> {
-    mlir::OwningOpRef<mlir::ModuleOp> Module;
-    if (RunIR) {
-      // IR given as such: parsed and verified by MLIR's parser.
-      Module =
-          mlir::parseSourceFile<mlir::ModuleOp>(SM, mlir::ParserConfig(&Ctx));
-      if (!Module)
-        return nullptr;
-    } else {
-      bool Failed = false;
-      std::vector<lql::Statement> Clean;
-      for (unsigned B = First; B <= SM.getNumBuffers(); ++B)
-        if (!lql::parseScript(SM, B, Ctx, &Clean))
-          Failed = true;
-      Module = lql::lowerToIR(Ctx, SM, Clean);
-      bool Invalid = false;
-      for (mlir::Operation &Op : *Module->getBody())
-        Invalid |= failed(mlir::verify(&Op));
-      if (Failed || Invalid || failed(mlir::verify(*Module)))
-        return nullptr;
-    }
-    // The pass pipeline (--pass-pipeline, --mlir-print-ir-after-all, ...)
-    // rewrites the module before it is printed and run. Against a V-index
-    // without --pass-pipeline, the default one lowers what it can, so that
-    // edits run as written; without a V-index (linting) nothing is run.
-    // --jobs reaches the planner through the session, so a pipeline of
-    // one's own gets it too.
-    bool Default = !PassPipeline.hasAnyOccurrences() && Session;
-    if (PassPipeline.hasAnyOccurrences() || Default) {
-      mlir::PassManager PM(&Ctx);
-      auto Report = [&](const Twine &Msg) {
-        return mlir::emitError(mlir::UnknownLoc::get(&Ctx), Msg);
-      };
-      if (failed(mlir::applyPassManagerCLOptions(PM)) ||
-          failed(Default ? mlir::parsePassPipeline(kDefaultPipeline, PM)
-                         : PassPipeline.addToPipeline(PM, Report)) ||
-          failed(PM.run(*Module)))
-        return nullptr;
-    }
-    if (EmitKind == Emit::MLIR)
-      Module->print(outs()), outs() << "\n";
-    return Module;
-  };
-
-  mlir::OwningOpRef<mlir::ModuleOp> Program = Check(1);
+  ScriptDriver Driver(Tool, Registry, SM, PassPipeline,
+                      Session ? &*Session : nullptr, RunIR);
+  // (The shell too checks the scripts' empty module first: a bad
+  // --pass-pipeline is reported before the first prompt.)
+  mlir::OwningOpRef<mlir::ModuleOp> Program = Driver.check(1);
   if (!Program)
-    return Finish(false);
-  if (VindexDir.empty() && !Interactive)
-    return Finish(true);
-
-  std::optional<lql::Executor> Exec;
-  if (Session)
-    Exec.emplace(*Session, outs(), Format, Jobs,
-                 [&](mlir::Operation &Op) { return originOf(SM, Op); });
-  // Runs the ops of a checked module in order, up to the first failure: a
-  // statement's error is reported at its op (the script location), an
-  // error loading the V-index's engine or tokenizer as the tool's.
-  auto Run = [&](mlir::ModuleOp Module) {
-    for (mlir::Operation &Op : *Module.getBody())
-      if (Error E = Exec->run(Op)) {
-        bool Reported = false;
-        handleAllErrors(
-            std::move(E),
-            [&](const lql::LoadError &L) {
-              printError(Tool, createStringError(inconvertibleErrorCode(),
-                                                 L.message()));
-              Reported = true;
-            },
-            [&](const ErrorInfoBase &Info) {
-              Op.emitError() << Info.message();
-            });
-        LoadFailed |= Reported;
-        return false;
-      }
-    // The last statement's edits, as a patch (a shell line's too).
-    if (Error E = Exec->flushEdits()) {
-      printError(Tool, std::move(E));
-      return false;
-    }
-    return true;
-  };
-  if (!Interactive) {
-    if (!Run(*Program))
-      return LoadFailed ? ExitUserError : Finish(false);
-    if (failed(Exec->finish()))
-      return Finish(false);
-    // The V-index the script leaves: its input with the patches of the
-    // view kept as patches (patches/ and their manifest records).
-    if (!OutputPath.empty())
-      if (Error E = copyVindex(Exec->view(), OutputPath, PatchMode::Keep))
-        return exitWith(Tool, std::move(E));
-    if (!Depfile.empty())
-      if (Error E = writeDepfile(Depfile, OutputPath,
-                                 dependencies(*V, Scripts, *Session)))
-        return exitWith(Tool, std::move(E));
-    return Finish(true);
-  }
-  int Status = runShell(SM, Check,
-                        Exec ? std::function<bool(mlir::ModuleOp)>(Run)
-                             : std::function<bool(mlir::ModuleOp)>(),
-                        VindexDir);
-  if (Exec && failed(Exec->finish()))
-    return ExitUserError;
-  return Status;
+    return Driver.finish(false);
+  if (Interactive)
+    return Driver.runShell(In->VindexDir);
+  if (!V)
+    return Driver.finish(true);
+  return Driver.runProgram(*Program, *V, In->Scripts);
 }
