@@ -272,6 +272,33 @@ static Error printSummary() {
   return Error::success();
 }
 
+/// --key-stats-layers, sorted and unique (MODE memit's default edit layers
+/// when none is given), checked against the model.
+static Expected<std::vector<unsigned>> keyStatsLayers(const Model &M) {
+  std::vector<unsigned> Layers(KeyStatsLayers.begin(), KeyStatsLayers.end());
+  llvm::sort(Layers);
+  Layers.erase(std::unique(Layers.begin(), Layers.end()), Layers.end());
+  if (Layers.empty())
+    Layers = edit::memitLayers(edit::MemitOptions(), M.numLayers());
+  for (unsigned L : Layers)
+    if (L >= M.numLayers())
+      return makeError("--key-stats-layers: no layer {0} (the model has {1})",
+                       L, M.numLayers());
+  return std::move(Layers);
+}
+
+/// The command line a stats/ record keeps: only what determines the bytes.
+static std::string keyStatsCommandLine(ArrayRef<unsigned> Layers) {
+  std::string CommandLine =
+      std::string(Tool) + " " + Input.getValue() + " --key-stats " + KeyStats;
+  if (!KeyStatsLayers.empty()) {
+    CommandLine += " --key-stats-layers=";
+    for (size_t I = 0; I < Layers.size(); ++I)
+      CommandLine += formatv("{0}{1}", I ? "," : "", Layers[I]).str();
+  }
+  return CommandLine;
+}
+
 /// --key-stats: the statistics of each layer over the corpus' lines, one
 /// line in memory at a time, stored in a copy of the V-index.
 static Error runKeyStats() {
@@ -293,15 +320,10 @@ static Error runKeyStats() {
   Expected<const Tokenizer &> Tok = Session.tokenizer();
   if (!Tok)
     return Tok.takeError();
-  std::vector<unsigned> Layers(KeyStatsLayers.begin(), KeyStatsLayers.end());
-  llvm::sort(Layers);
-  Layers.erase(std::unique(Layers.begin(), Layers.end()), Layers.end());
-  if (Layers.empty())
-    Layers = edit::memitLayers(edit::MemitOptions(), M->numLayers());
-  for (unsigned L : Layers)
-    if (L >= M->numLayers())
-      return makeError("--key-stats-layers: no layer {0} (the model has {1})",
-                       L, M->numLayers());
+  Expected<std::vector<unsigned>> ChosenLayers = keyStatsLayers(*M);
+  if (!ChosenLayers)
+    return ChosenLayers.takeError();
+  const std::vector<unsigned> &Layers = *ChosenLayers;
   // The lines one at a time, as `corpus=F` reads them.
   std::vector<StringRef> Lines;
   edit::forEachCorpusLine(text(**Corpus),
@@ -320,13 +342,7 @@ static Error runKeyStats() {
   if (!S)
     return fileError(KeyStats, "{0}", toString(S.takeError()));
 
-  std::string CommandLine =
-      std::string(Tool) + " " + Input.getValue() + " --key-stats " + KeyStats;
-  if (!KeyStatsLayers.empty()) {
-    CommandLine += " --key-stats-layers=";
-    for (size_t I = 0; I < Layers.size(); ++I)
-      CommandLine += (I ? "," : "") + std::to_string(Layers[I]);
-  }
+  std::string CommandLine = keyStatsCommandLine(Layers);
   std::vector<KeyStatsFileData> Files;
   for (size_t I = 0; I < Layers.size(); ++I) {
     KeyStatsFileData D;
@@ -367,23 +383,10 @@ static Error runKeyStats() {
   return Error::success();
 }
 
-static Error run() {
-  auto Start = std::chrono::steady_clock::now();
-  Expected<std::unique_ptr<Vindex>> V = Vindex::open(Input);
-  if (!V)
-    return V.takeError();
-  if ((*V)->labels() && !Force)
-    return fileError(Input,
-                     "is already probed (it has {0}, from {1} facts); "
-                     "--force re-probes it into the new output",
-                     kLabelsFileName, (*V)->labels()->Facts);
-  if (!Facts.empty() && Templates.empty())
-    return makeError("--facts needs --templates (the prompt of each "
-                     "relation)");
-
-  Labels L;
+/// --templates (the relations, into L) and --facts, each recorded in
+/// L.Inputs.
+static Expected<std::vector<Fact>> readFactsAndTemplates(Labels &L) {
   std::vector<Fact> FactList;
-  std::vector<std::unique_ptr<MappedFile>> Held;
   if (!Templates.empty()) {
     Expected<std::unique_ptr<MappedFile>> F =
         readInput(Templates, "templates", L.Inputs);
@@ -405,6 +408,53 @@ static Error run() {
       return Parsed.takeError();
     FactList = std::move(*Parsed);
   }
+  return std::move(FactList);
+}
+
+/// What labels.vfb records of how it was made: only what determines the
+/// bytes (not -o, --jobs, --depfile, --force), and the inputs read.
+static LabelsFileRecord labelsRecord(const Labels &L) {
+  LabelsFileRecord Record;
+  Record.CommandLine = std::string(Tool) + " " + Input.getValue();
+  if (!Facts.empty())
+    Record.CommandLine += " --facts " + Facts;
+  if (!Templates.empty())
+    Record.CommandLine += " --templates " + Templates;
+  ProbeOptions Defaults;
+  if (TopTokens != Defaults.TopTokens)
+    Record.CommandLine += formatv(" --top-tokens={0}", TopTokens).str();
+  if (TopContributors != Defaults.TopContributors)
+    Record.CommandLine +=
+        formatv(" --top-contributors={0}", TopContributors).str();
+  if (MinEntities != Defaults.MinEntities)
+    Record.CommandLine += formatv(" --min-entities={0}", MinEntities).str();
+  if (MinConfidence != Defaults.MinConfidence)
+    Record.CommandLine +=
+        formatv(" --min-confidence={0}", float(MinConfidence)).str();
+  for (const ProbeInput &I : L.Inputs)
+    Record.Sources.push_back({I.Path, I.Size, I.Sha256});
+  return Record;
+}
+
+static Error run() {
+  auto Start = std::chrono::steady_clock::now();
+  Expected<std::unique_ptr<Vindex>> V = Vindex::open(Input);
+  if (!V)
+    return V.takeError();
+  if ((*V)->labels() && !Force)
+    return fileError(Input,
+                     "is already probed (it has {0}, from {1} facts); "
+                     "--force re-probes it into the new output",
+                     kLabelsFileName, (*V)->labels()->Facts);
+  if (!Facts.empty() && Templates.empty())
+    return makeError("--facts needs --templates (the prompt of each "
+                     "relation)");
+
+  Labels L;
+  Expected<std::vector<Fact>> Read = readFactsAndTemplates(L);
+  if (!Read)
+    return Read.takeError();
+  std::vector<Fact> FactList = std::move(*Read);
 
   VindexSession Session(**V);
   Expected<const Model &> M = Session.model();
@@ -427,27 +477,7 @@ static Error run() {
   if (Error E = probe(*M, *Tok, FactList, Opts, L, Stats))
     return E;
 
-  // Only what determines the bytes: not -o, --jobs, --depfile, --force.
-  LabelsFileRecord Record;
-  Record.CommandLine = std::string(Tool) + " " + Input.getValue();
-  if (!Facts.empty())
-    Record.CommandLine += " --facts " + Facts;
-  if (!Templates.empty())
-    Record.CommandLine += " --templates " + Templates;
-  ProbeOptions Defaults;
-  if (TopTokens != Defaults.TopTokens)
-    Record.CommandLine += formatv(" --top-tokens={0}", TopTokens).str();
-  if (TopContributors != Defaults.TopContributors)
-    Record.CommandLine +=
-        formatv(" --top-contributors={0}", TopContributors).str();
-  if (MinEntities != Defaults.MinEntities)
-    Record.CommandLine += formatv(" --min-entities={0}", MinEntities).str();
-  if (MinConfidence != Defaults.MinConfidence)
-    Record.CommandLine +=
-        formatv(" --min-confidence={0}", float(MinConfidence)).str();
-  for (const ProbeInput &I : L.Inputs)
-    Record.Sources.push_back({I.Path, I.Size, I.Sha256});
-  if (Error E = copyVindexWithLabels(**V, Output, L, std::move(Record)))
+  if (Error E = copyVindexWithLabels(**V, Output, L, labelsRecord(L)))
     return E;
 
   if (!Depfile.empty()) {
