@@ -451,8 +451,9 @@ public:
     else
       Printer.emplace(Ctx, SM, Tool, errs());
     if (Session)
-      Exec.emplace(*Session, outs(), Format, Jobs,
-                   [&](mlir::Operation &Op) { return originOf(SM, Op); });
+      Exec.emplace(*Session, outs(), Format, Jobs, [this](mlir::Operation &Op) {
+        return originOf(this->SM, Op);
+      });
   }
 
   /// The exit status; with -verify-diagnostics it says whether the
