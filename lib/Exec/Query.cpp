@@ -85,7 +85,12 @@ int exprCost(const Expr &E, CostFn Cost) {
 } // namespace
 
 bool Expr::uses(StringRef Col) const {
-  return K == Kind::Cmp ? Column == Col : LHS->uses(Col) || RHS->uses(Col);
+  return usesAny([&](StringRef C) { return C == Col; });
+}
+
+bool Expr::usesAny(function_ref<bool(StringRef)> Pred) const {
+  return K == Kind::Cmp ? Pred(Column)
+                        : LHS->usesAny(Pred) || RHS->usesAny(Pred);
 }
 
 std::unique_ptr<Expr> toExpr(mlir::ArrayAttr A) {

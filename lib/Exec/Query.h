@@ -42,6 +42,8 @@ struct Expr {
 
   /// True if the expression compares Column anywhere.
   bool uses(llvm::StringRef Col) const;
+  /// True if the expression compares a column Pred accepts anywhere.
+  bool usesAny(llvm::function_ref<bool(llvm::StringRef)> Pred) const;
 };
 
 std::unique_ptr<Expr> toExpr(mlir::ArrayAttr A);

@@ -24,7 +24,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <numeric>
 
 using namespace llvm;
@@ -202,26 +201,100 @@ void scan(const Query &S, FeatureTable &T, std::vector<FeatureRow> &Rows) {
   }
 }
 
+/// The columns a SELECT prints: those named, else every column of
+/// features (score only under NEAREST TO).
+std::vector<std::string> selectedColumns(const Query &S) {
+  if (!S.Columns.empty())
+    return S.Columns;
+  std::vector<std::string> Cols;
+  for (StringRef C : schema::FeatureColumns)
+    if (C != "score" || S.Nearest)
+      Cols.push_back(C.str());
+  return Cols;
+}
+
+/// Whether the query reads a column named by Pred (in its columns, ORDER
+/// BY or WHERE).
+bool readsColumn(const Query &S, ArrayRef<std::string> Cols,
+                 function_ref<bool(StringRef)> Pred) {
+  return any_of(Cols, [&](StringRef C) { return Pred(C); }) ||
+         any_of(S.OrderBy, [&](const OrderKey &K) { return Pred(K.Column); }) ||
+         (S.Where && S.Where->usesAny(Pred));
+}
+
+/// NEAREST TO: the entity's last-token residual at the input of the layer
+/// against the layer's gate vectors, by dot product, best first, then
+/// WHERE.
+Error nearestRows(const Query &S, const Model &Engine, const Tokenizer &Tok,
+                  const FeatureWeights &W, FeatureTable &T, unsigned Threads,
+                  std::vector<FeatureRow> &Rows) {
+  size_t NL = Engine.numLayers();
+  int64_t L = S.Layer ? *S.Layer : int64_t(NL / 2);
+  if (L < 0 || uint64_t(L) >= NL)
+    return createStringError(inconvertibleErrorCode(),
+                             "layer %lld is out of range (the model has "
+                             "%zu layers)",
+                             (long long)L, NL);
+  std::vector<int32_t> Ids = Tok.encode(*S.Nearest);
+  if (Ids.empty())
+    return createStringError(inconvertibleErrorCode(),
+                             "the entity encodes to no tokens");
+  Session Sess(Engine, Threads);
+  ForwardOptions Opts;
+  Opts.CaptureResiduals = true;
+  Opts.StopAfter = size_t(L); // the input of layer L is all we need
+  ForwardResult FR = Sess.run(Ids, Opts);
+  size_t D = Engine.config().HiddenSize;
+  const float *H = FR.Residuals[L].data() + (Ids.size() - 1) * D;
+  const WeightMatrix &G = W.layer(L).Gate;
+  for (size_t I = 0; I < G.Rows; ++I) {
+    FeatureRow R;
+    R.Layer = uint32_t(L);
+    R.Feature = uint32_t(I);
+    R.Score = double(dotRow(H, G, I));
+    Rows.push_back(std::move(R));
+  }
+  std::stable_sort(Rows.begin(), Rows.end(),
+                   [](const FeatureRow &A, const FeatureRow &B) {
+                     return *A.Score > *B.Score;
+                   });
+  if (S.Where) {
+    std::vector<FeatureRow> Kept;
+    for (FeatureRow &R : Rows)
+      if (T.eval(*S.Where, R))
+        Kept.push_back(std::move(R));
+    Rows = std::move(Kept);
+  }
+  return Error::success();
+}
+
+/// ORDER BY; ties fall back to (layer, feature), the scan order.
+void orderFeatureRows(const Query &S, FeatureTable &T,
+                      std::vector<FeatureRow> &Rows) {
+  if (S.OrderBy.empty())
+    return;
+  std::vector<size_t> Order =
+      orderRows(Rows.size(), S.OrderBy, [&](size_t Row, size_t K) {
+        return T.get(Rows[Row], S.OrderBy[K].Column);
+      });
+  std::vector<FeatureRow> Sorted;
+  for (size_t I : Order)
+    Sorted.push_back(std::move(Rows[I]));
+  Rows = std::move(Sorted);
+}
+
 } // namespace
 
 Error Executor::select(mlir::Operation &Op) {
   Query S = toQuery(cast<larql::SelectOp>(Op));
   if (S.From != "features")
     return selectLabels(Op);
-  std::vector<std::string> Cols = S.Columns;
-  if (Cols.empty())
-    for (StringRef C : schema::FeatureColumns)
-      if (C != "score" || S.Nearest)
-        Cols.push_back(C.str());
-  if (!S.Nearest) {
-    bool Score = is_contained(Cols, "score") ||
-                 any_of(S.OrderBy,
-                        [](const OrderKey &K) { return K.Column == "score"; });
-    if (Score || (S.Where && S.Where->uses("score")))
-      return createStringError(inconvertibleErrorCode(),
-                               "column 'score' of features is the score of "
-                               "NEAREST TO and needs it");
-  }
+  std::vector<std::string> Cols = selectedColumns(S);
+  auto IsScore = [](StringRef C) { return C == "score"; };
+  if (!S.Nearest && readsColumn(S, Cols, IsScore))
+    return createStringError(inconvertibleErrorCode(),
+                             "column 'score' of features is the score of "
+                             "NEAREST TO and needs it");
 
   // NEAREST TO runs the model; the other columns read the weights only, and
   // the tokenizer only for the top_* columns.
@@ -235,20 +308,9 @@ Error Executor::select(mlir::Operation &Op) {
   Expected<const FeatureWeights &> W = weights();
   if (!W)
     return W.takeError();
-  std::function<bool(const Expr &)> UsesTop = [&](const Expr &E) {
-    return E.K == Expr::Kind::Cmp ? E.Column.starts_with("top_")
-                                  : UsesTop(*E.LHS) || UsesTop(*E.RHS);
-  };
-  bool NeedsTok =
-      S.Nearest ||
-      any_of(Cols, [](StringRef C) { return C.starts_with("top_"); }) ||
-      any_of(S.OrderBy,
-             [](const OrderKey &K) {
-               return StringRef(K.Column).starts_with("top_");
-             }) ||
-      (S.Where && UsesTop(*S.Where));
+  auto IsTop = [](StringRef C) { return C.starts_with("top_"); };
   const Tokenizer *Tok = nullptr;
-  if (NeedsTok) {
+  if (S.Nearest || readsColumn(S, Cols, IsTop)) {
     Expected<const Tokenizer &> Loaded = tokenizer();
     if (!Loaded)
       return Loaded.takeError();
@@ -258,62 +320,14 @@ Error Executor::select(mlir::Operation &Op) {
   std::vector<FeatureRow> Rows;
   std::optional<int64_t> Limit = S.Limit;
   if (S.Nearest) {
-    // KNN: the entity's last-token residual at the input of the layer
-    // against the layer's gate vectors, by dot product.
-    size_t NL = Engine->numLayers();
-    int64_t L = S.Layer ? *S.Layer : int64_t(NL / 2);
-    if (L < 0 || uint64_t(L) >= NL)
-      return createStringError(inconvertibleErrorCode(),
-                               "layer %lld is out of range (the model has "
-                               "%zu layers)",
-                               (long long)L, NL);
-    std::vector<int32_t> Ids = Tok->encode(*S.Nearest);
-    if (Ids.empty())
-      return createStringError(inconvertibleErrorCode(),
-                               "the entity encodes to no tokens");
-    Session Sess(*Engine, Threads);
-    ForwardOptions Opts;
-    Opts.CaptureResiduals = true;
-    Opts.StopAfter = size_t(L); // the input of layer L is all we need
-    ForwardResult FR = Sess.run(Ids, Opts);
-    size_t D = Engine->config().HiddenSize;
-    const float *H = FR.Residuals[L].data() + (Ids.size() - 1) * D;
-    const WeightMatrix &G = W->layer(L).Gate;
-    for (size_t I = 0; I < G.Rows; ++I) {
-      FeatureRow R;
-      R.Layer = uint32_t(L);
-      R.Feature = uint32_t(I);
-      R.Score = double(dotRow(H, G, I));
-      Rows.push_back(std::move(R));
-    }
-    std::stable_sort(Rows.begin(), Rows.end(),
-                     [](const FeatureRow &A, const FeatureRow &B) {
-                       return *A.Score > *B.Score;
-                     });
-    if (S.Where) {
-      std::vector<FeatureRow> Kept;
-      for (FeatureRow &R : Rows)
-        if (T.eval(*S.Where, R))
-          Kept.push_back(std::move(R));
-      Rows = std::move(Kept);
-    }
+    if (Error E = nearestRows(S, *Engine, *Tok, *W, T, Threads, Rows))
+      return E;
     if (!Limit)
       Limit = kNearestDefault;
   } else {
     scan(S, T, Rows);
   }
-
-  if (!S.OrderBy.empty()) {
-    // Ties fall back to (layer, feature), the scan order.
-    std::vector<size_t> Order =
-        orderRows(Rows.size(), S.OrderBy, [&](size_t Row, size_t K) {
-          return T.get(Rows[Row], S.OrderBy[K].Column);
-        });
-    std::vector<FeatureRow> Sorted;
-    for (size_t I : Order)
-      Sorted.push_back(std::move(Rows[I]));
-    Rows = std::move(Sorted);
-  }
+  orderFeatureRows(S, T, Rows);
   if (Limit && Rows.size() > uint64_t(*Limit))
     Rows.resize(*Limit);
 
