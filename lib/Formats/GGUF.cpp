@@ -369,15 +369,11 @@ Expected<std::unique_ptr<GGUFFile>> GGUFFile::open(StringRef Path) {
   return std::move(G);
 }
 
-Error GGUFFile::parse() {
-  ArrayRef<uint8_t> Bytes = File->bytes();
-  Cursor C(path(), Bytes);
-  if (Bytes.size() < 4 || std::memcmp(Bytes.data(), "GGUF", 4) != 0)
-    return fileError(path(), "byte 0: not a GGUF file (bad magic {0})",
-                     Bytes.size() < 4 ? std::string("<file too short>")
-                                      : "'" + toHex(Bytes.take_front(4)) + "'");
+/// The header after the magic: version, tensor count and KV count, both
+/// counts checked against what the file can hold.
+static Error readHeader(Cursor &C, uint64_t FileSize, uint64_t &NTensors,
+                        uint64_t &NKV) {
   uint32_t Magic, Version;
-  uint64_t NTensors, NKV;
   if (Error E = C.u32(Magic, "magic"))
     return E;
   if (Error E = C.u32(Version, "version"))
@@ -392,76 +388,151 @@ Error GGUFFile::parse() {
   // A KV takes at least 13 bytes, a tensor info at least 32.
   if (NKV > C.remaining() / 13)
     return C.fail(16, "KV count {0} cannot fit in the file ({1} bytes)", NKV,
-                  Bytes.size());
+                  FileSize);
   if (NTensors > (C.remaining() - NKV * 13) / 32)
     return C.fail(8, "tensor count {0} cannot fit in the file ({1} bytes)",
-                  NTensors, Bytes.size());
+                  NTensors, FileSize);
+  return Error::success();
+}
 
+/// One KV: its key (not empty), value type and value.
+static Error readKV(Cursor &C, GGUFKV &KV) {
+  uint64_t At = C.pos();
+  if (Error E = C.string(KV.Key, "key"))
+    return E;
+  if (KV.Key.empty())
+    return C.fail(At, "empty key");
+  uint32_t Type = 0;
+  if (Error E = C.u32(Type, formatv("value type of KV '{0}'", KV.Key).str()))
+    return E;
+  return readValue(C, Type, KV.Value, KV.Key, false);
+}
+
+/// general.alignment if the file has it (a UINT32 power of two), else
+/// the default.
+static Expected<uint64_t> alignmentOf(const GGUFFile &G) {
+  const GGUFValue *A = G.find("general.alignment");
+  if (!A)
+    return kGGUFDefaultAlignment;
+  if (A->Type != GGUFType::UInt32)
+    return fileError(G.path(),
+                     "KV 'general.alignment' must be UINT32, not "
+                     "{0}",
+                     ggufTypeName(A->Type));
+  if (A->Bits == 0 || !isPowerOf2_64(A->Bits))
+    return fileError(G.path(),
+                     "KV 'general.alignment' is {0} (must be a "
+                     "power of two)",
+                     A->Bits);
+  return A->Bits;
+}
+
+/// One tensor info: name, dimensions, a type we read, offset, and the
+/// length its type and shape give.
+static Error readTensorInfo(Cursor &C, GGUFTensorInfo &T) {
+  uint64_t At = C.pos();
+  if (Error E = C.string(T.Name, "tensor name"))
+    return E;
+  if (T.Name.size() > kGGUFMaxNameLength)
+    return C.fail(At, "tensor name '{0}' is longer than {1} bytes", T.Name,
+                  kGGUFMaxNameLength);
+  uint32_t NDims, Type;
+  if (Error E = C.u32(NDims, "dimension count"))
+    return E;
+  if (NDims == 0 || NDims > kGGUFMaxDims)
+    return C.fail(At, "tensor '{0}' has {1} dimensions (1 to {2} allowed)",
+                  T.Name, NDims, kGGUFMaxDims);
+  for (uint32_t D = 0; D < NDims; ++D) {
+    uint64_t N;
+    if (Error E = C.u64(N, "dimension"))
+      return E;
+    T.Ne.push_back(N);
+  }
+  if (Error E = C.u32(Type, "tensor type"))
+    return E;
+  if (!isKnownGGMLType(Type))
+    return C.fail(At,
+                  "tensor '{0}' has unsupported ggml type {1} "
+                  "(supported: F32 0, F16 1, Q8_0 8, BF16 30)",
+                  T.Name, Type);
+  T.Type = GGMLType(Type);
+  if (Error E = C.u64(T.Offset, "tensor offset"))
+    return E;
+  std::optional<uint64_t> Len = ggmlTensorBytes(T.Type, T.Ne);
+  if (!Len)
+    return C.fail(At, "tensor '{0}' has an invalid shape for {1}", T.Name,
+                  ggmlTypeName(T.Type));
+  T.Length = *Len;
+  return Error::success();
+}
+
+/// llama.cpp requires offset_i = sum_{j<i} PAD(nbytes_j, align), each
+/// tensor's data inside the file. Errors name the file byte where the
+/// tensor's data would start.
+static Error checkDataLayout(StringRef Path, ArrayRef<GGUFTensorInfo> Tensors,
+                             uint64_t Alignment, uint64_t DataOffset,
+                             uint64_t FileSize) {
+  uint64_t Expected = 0;
+  for (size_t I = 0; I < Tensors.size(); ++I) {
+    const GGUFTensorInfo &T = Tensors[I];
+    uint64_t At = DataOffset + T.Offset;
+    if (T.Offset % Alignment)
+      return fileError(Path,
+                       "byte {3}: tensor '{0}': data offset {1} is not a "
+                       "multiple of the alignment {2}",
+                       T.Name, T.Offset, Alignment, At);
+    if (I > 0 && T.Offset < Tensors[I - 1].Offset + Tensors[I - 1].Length)
+      return fileError(Path,
+                       "byte {5}: tensor '{0}': data at offset {1} overlaps "
+                       "tensor '{2}' (offsets {3}-{4})",
+                       T.Name, T.Offset, Tensors[I - 1].Name,
+                       Tensors[I - 1].Offset,
+                       Tensors[I - 1].Offset + Tensors[I - 1].Length, At);
+    if (T.Offset != Expected)
+      return fileError(Path,
+                       "byte {3}: tensor '{0}': data offset {1} is not the "
+                       "expected {2} (offsets must be sequential)",
+                       T.Name, T.Offset, Expected, At);
+    uint64_t End = DataOffset + T.Offset;
+    if (End > FileSize || T.Length > FileSize - End)
+      return fileError(Path,
+                       "tensor '{0}': data at bytes {1}-{2} runs "
+                       "past the end of the file ({3} bytes)",
+                       T.Name, End, End + T.Length, FileSize);
+    Expected = alignTo(T.Offset + T.Length, Alignment);
+  }
+  return Error::success();
+}
+
+Error GGUFFile::parse() {
+  ArrayRef<uint8_t> Bytes = File->bytes();
+  Cursor C(path(), Bytes);
+  if (Bytes.size() < 4 || std::memcmp(Bytes.data(), "GGUF", 4) != 0)
+    return fileError(path(), "byte 0: not a GGUF file (bad magic {0})",
+                     Bytes.size() < 4
+                         ? std::string("<file too short>")
+                         : formatv("'{0}'", toHex(Bytes.take_front(4))).str());
+  uint64_t NTensors, NKV;
+  if (Error E = readHeader(C, Bytes.size(), NTensors, NKV))
+    return E;
   for (uint64_t I = 0; I < NKV; ++I) {
     uint64_t At = C.pos();
     GGUFKV KV;
-    if (Error E = C.string(KV.Key, "key"))
-      return E;
-    if (KV.Key.empty())
-      return C.fail(At, "empty key");
-    uint32_t Type;
-    if (Error E = C.u32(Type, "value type of KV '" + KV.Key + "'"))
-      return E;
-    if (Error E = readValue(C, Type, KV.Value, KV.Key, false))
+    if (Error E = readKV(C, KV))
       return E;
     if (!KVIndex.try_emplace(KV.Key, KVs.size()).second)
       return C.fail(At, "duplicate key '{0}'", KV.Key);
     KVs.push_back(std::move(KV));
   }
-  if (const GGUFValue *A = find("general.alignment")) {
-    if (A->Type != GGUFType::UInt32)
-      return fileError(path(),
-                       "KV 'general.alignment' must be UINT32, not "
-                       "{0}",
-                       ggufTypeName(A->Type));
-    if (A->Bits == 0 || !isPowerOf2_64(A->Bits))
-      return fileError(path(),
-                       "KV 'general.alignment' is {0} (must be a "
-                       "power of two)",
-                       A->Bits);
-    Alignment = A->Bits;
-  }
-
+  Expected<uint64_t> Align = alignmentOf(*this);
+  if (!Align)
+    return Align.takeError();
+  Alignment = *Align;
   for (uint64_t I = 0; I < NTensors; ++I) {
     uint64_t At = C.pos();
     GGUFTensorInfo T;
-    if (Error E = C.string(T.Name, "tensor name"))
+    if (Error E = readTensorInfo(C, T))
       return E;
-    if (T.Name.size() > kGGUFMaxNameLength)
-      return C.fail(At, "tensor name '{0}' is longer than {1} bytes", T.Name,
-                    kGGUFMaxNameLength);
-    uint32_t NDims, Type;
-    if (Error E = C.u32(NDims, "dimension count"))
-      return E;
-    if (NDims == 0 || NDims > kGGUFMaxDims)
-      return C.fail(At, "tensor '{0}' has {1} dimensions (1 to {2} allowed)",
-                    T.Name, NDims, kGGUFMaxDims);
-    for (uint32_t D = 0; D < NDims; ++D) {
-      uint64_t N;
-      if (Error E = C.u64(N, "dimension"))
-        return E;
-      T.Ne.push_back(N);
-    }
-    if (Error E = C.u32(Type, "tensor type"))
-      return E;
-    if (!isKnownGGMLType(Type))
-      return C.fail(At,
-                    "tensor '{0}' has unsupported ggml type {1} "
-                    "(supported: F32 0, F16 1, Q8_0 8, BF16 30)",
-                    T.Name, Type);
-    T.Type = GGMLType(Type);
-    if (Error E = C.u64(T.Offset, "tensor offset"))
-      return E;
-    std::optional<uint64_t> Len = ggmlTensorBytes(T.Type, T.Ne);
-    if (!Len)
-      return C.fail(At, "tensor '{0}' has an invalid shape for {1}", T.Name,
-                    ggmlTypeName(T.Type));
-    T.Length = *Len;
     if (!TensorIndex.try_emplace(T.Name, Tensors.size()).second)
       return C.fail(At, "duplicate tensor name '{0}'", T.Name);
     Tensors.push_back(std::move(T));
@@ -472,39 +543,7 @@ Error GGUFFile::parse() {
                      "byte {0}: the data section starts past the end "
                      "of the file ({1} bytes)",
                      DataOffset, Bytes.size());
-
-  // llama.cpp requires offset_i = sum_{j<i} PAD(nbytes_j, align). Errors
-  // name the file byte where the tensor's data would start.
-  uint64_t Expected = 0;
-  for (size_t I = 0; I < Tensors.size(); ++I) {
-    const GGUFTensorInfo &T = Tensors[I];
-    uint64_t At = DataOffset + T.Offset;
-    if (T.Offset % Alignment)
-      return fileError(path(),
-                       "byte {3}: tensor '{0}': data offset {1} is not a "
-                       "multiple of the alignment {2}",
-                       T.Name, T.Offset, Alignment, At);
-    if (I > 0 && T.Offset < Tensors[I - 1].Offset + Tensors[I - 1].Length)
-      return fileError(path(),
-                       "byte {5}: tensor '{0}': data at offset {1} overlaps "
-                       "tensor '{2}' (offsets {3}-{4})",
-                       T.Name, T.Offset, Tensors[I - 1].Name,
-                       Tensors[I - 1].Offset,
-                       Tensors[I - 1].Offset + Tensors[I - 1].Length, At);
-    if (T.Offset != Expected)
-      return fileError(path(),
-                       "byte {3}: tensor '{0}': data offset {1} is not the "
-                       "expected {2} (offsets must be sequential)",
-                       T.Name, T.Offset, Expected, At);
-    uint64_t End = DataOffset + T.Offset;
-    if (End > Bytes.size() || T.Length > Bytes.size() - End)
-      return fileError(path(),
-                       "tensor '{0}': data at bytes {1}-{2} runs "
-                       "past the end of the file ({3} bytes)",
-                       T.Name, End, End + T.Length, Bytes.size());
-    Expected = alignTo(T.Offset + T.Length, Alignment);
-  }
-  return Error::success();
+  return checkDataLayout(path(), Tensors, Alignment, DataOffset, Bytes.size());
 }
 
 const GGUFValue *GGUFFile::find(StringRef Key) const {
