@@ -504,6 +504,24 @@ static Error checkDataLayout(StringRef Path, ArrayRef<GGUFTensorInfo> Tensors,
   return Error::success();
 }
 
+/// Count items, each read by Read and appended to Items, their names (Name)
+/// unique: Index maps each to its place. What names the name in the error.
+template <typename T, typename ReadFn, typename NameFn>
+static Error readUnique(Cursor &C, uint64_t Count, ReadFn Read, NameFn Name,
+                        StringRef What, std::vector<T> &Items,
+                        StringMap<size_t> &Index) {
+  for (uint64_t I = 0; I < Count; ++I) {
+    uint64_t At = C.pos();
+    T Item;
+    if (Error E = Read(C, Item))
+      return E;
+    if (!Index.try_emplace(Name(Item), Items.size()).second)
+      return C.fail(At, "duplicate {0} '{1}'", What, Name(Item));
+    Items.push_back(std::move(Item));
+  }
+  return Error::success();
+}
+
 Error GGUFFile::parse() {
   ArrayRef<uint8_t> Bytes = File->bytes();
   Cursor C(path(), Bytes);
@@ -515,28 +533,19 @@ Error GGUFFile::parse() {
   uint64_t NTensors, NKV;
   if (Error E = readHeader(C, Bytes.size(), NTensors, NKV))
     return E;
-  for (uint64_t I = 0; I < NKV; ++I) {
-    uint64_t At = C.pos();
-    GGUFKV KV;
-    if (Error E = readKV(C, KV))
-      return E;
-    if (!KVIndex.try_emplace(KV.Key, KVs.size()).second)
-      return C.fail(At, "duplicate key '{0}'", KV.Key);
-    KVs.push_back(std::move(KV));
-  }
+  if (Error E = readUnique<GGUFKV>(
+          C, NKV, readKV, [](const GGUFKV &KV) { return KV.Key; }, "key", KVs,
+          KVIndex))
+    return E;
   Expected<uint64_t> Align = alignmentOf(*this);
   if (!Align)
     return Align.takeError();
   Alignment = *Align;
-  for (uint64_t I = 0; I < NTensors; ++I) {
-    uint64_t At = C.pos();
-    GGUFTensorInfo T;
-    if (Error E = readTensorInfo(C, T))
-      return E;
-    if (!TensorIndex.try_emplace(T.Name, Tensors.size()).second)
-      return C.fail(At, "duplicate tensor name '{0}'", T.Name);
-    Tensors.push_back(std::move(T));
-  }
+  if (Error E = readUnique<GGUFTensorInfo>(
+          C, NTensors, readTensorInfo,
+          [](const GGUFTensorInfo &T) { return T.Name; }, "tensor name",
+          Tensors, TensorIndex))
+    return E;
   DataOffset = alignTo(C.pos(), Alignment);
   if (DataOffset > Bytes.size() && !Tensors.empty())
     return fileError(path(),

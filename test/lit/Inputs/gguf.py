@@ -138,6 +138,9 @@ def malform(kind, src, dst):
         for i in range(3):
             kvs.append([b"test.pad.%d" % i, 9, (0, bytes(3 << 20))])
         out = serialize(version, kvs, tensors, body)
+    elif kind == "duplicate-key":
+        kvs.append(list(kvs[0]))
+        out = serialize(version, kvs, tensors, body)
     elif kind == "duplicate-tensor":
         tensors[1][0] = tensors[0][0]
         out = serialize(version, kvs, tensors, body)
