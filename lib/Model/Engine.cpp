@@ -239,16 +239,9 @@ size_t Model::maxFFNWidth() const {
   return F;
 }
 
-Error Model::bind(const BoundMatrices *Reuse, uint64_t Since) {
-  const TensorView &V = *View;
-  Generation = V.generation();
-  Config = V.config();
-  const ModelConfig &C = Config;
-  if (!findArchitecture(C.Architecture))
-    return makeError("{0}: the engine does not run '{1}'", V.base().directory(),
-                     C.Architecture);
-  // A tensor the engine would not use changes the model (an MLP bias, an
-  // o_proj bias...): refuse rather than compute something else.
+/// A tensor the engine would not use changes the model (an MLP bias, an
+/// o_proj bias...): refuse rather than compute something else.
+static Error checkEveryTensorUsed(const TensorView &V, const ModelConfig &C) {
   for (const TensorRecord *TP : V.tensors()) {
     const TensorRecord &T = *TP;
     bool Unused = T.Role == TensorRole::Other ||
@@ -263,6 +256,81 @@ Error Model::bind(const BoundMatrices *Reuse, uint64_t Since) {
       return makeError("{0}: the engine does not support tensor '{1}'",
                        V.base().directory(), T.Name);
   }
+  return Error::success();
+}
+
+/// Layer L's matrices and vectors (the norms with NormAdd added) and its
+/// RoPE frequencies.
+static Error bindLayer(Binder &B, const TensorView &V, const ModelConfig &C,
+                       size_t L, float NormAdd, LayerWeights &W) {
+  size_t D = C.HiddenSize, HD = C.HeadDim;
+  size_t QDim = C.NumHeads * HD, KVDim = C.NumKVHeads * HD;
+  int I = int(L);
+  size_t F = V.ffnWidth(unsigned(L)); // appended slots widen a layer
+  struct MatrixSpec {
+    TensorRole Role;
+    size_t Rows, Cols;
+    WeightMatrix LayerWeights::*Field;
+  };
+  const MatrixSpec Matrices[] = {
+      {TensorRole::AttnQ, QDim, D, &LayerWeights::Q},
+      {TensorRole::AttnK, KVDim, D, &LayerWeights::K},
+      {TensorRole::AttnV, KVDim, D, &LayerWeights::V},
+      {TensorRole::AttnO, D, QDim, &LayerWeights::O},
+      {TensorRole::FFNGate, F, D, &LayerWeights::Gate},
+      {TensorRole::FFNUp, F, D, &LayerWeights::Up},
+      {TensorRole::FFNDown, F, D, &LayerWeights::Down}};
+  for (const MatrixSpec &S : Matrices) {
+    Expected<WeightMatrix> M = B.matrix(S.Role, I, S.Rows, S.Cols);
+    if (!M)
+      return M.takeError();
+    W.*S.Field = *M;
+  }
+  struct VectorSpec {
+    TensorRole Role;
+    size_t N;
+    float Add;
+    std::vector<float> LayerWeights::*Field;
+    bool Present;
+  };
+  const VectorSpec Vectors[] = {
+      {TensorRole::InputNorm, D, NormAdd, &LayerWeights::InputNorm, true},
+      {TensorRole::PostAttnNorm, D, NormAdd, &LayerWeights::PostAttnNorm, true},
+      {TensorRole::PreFFNNorm, D, NormAdd, &LayerWeights::PreFFNNorm,
+       C.PostNorms},
+      {TensorRole::PostFFNNorm, D, NormAdd, &LayerWeights::PostFFNNorm,
+       C.PostNorms},
+      {TensorRole::AttnQNorm, HD, NormAdd, &LayerWeights::QNorm, C.QKNorm},
+      {TensorRole::AttnKNorm, HD, NormAdd, &LayerWeights::KNorm, C.QKNorm},
+      {TensorRole::AttnQBias, QDim, 0, &LayerWeights::QBias, C.AttentionBias},
+      {TensorRole::AttnKBias, KVDim, 0, &LayerWeights::KBias, C.AttentionBias},
+      {TensorRole::AttnVBias, KVDim, 0, &LayerWeights::VBias, C.AttentionBias}};
+  for (const VectorSpec &S : Vectors) {
+    if (!S.Present)
+      continue;
+    Expected<std::vector<float>> Vec = B.vector(S.Role, I, S.N, S.Add);
+    if (!Vec)
+      return Vec.takeError();
+    W.*S.Field = std::move(*Vec);
+  }
+  W.Sliding = L < C.LayerKinds.size() && C.LayerKinds[L] == LayerKind::Sliding;
+  Expected<std::vector<float>> Inv = ropeInverseFrequencies(C, W.Sliding);
+  if (!Inv)
+    return Inv.takeError();
+  W.RopeInvFreq = std::move(*Inv);
+  return Error::success();
+}
+
+Error Model::bind(const BoundMatrices *Reuse, uint64_t Since) {
+  const TensorView &V = *View;
+  Generation = V.generation();
+  Config = V.config();
+  const ModelConfig &C = Config;
+  if (!findArchitecture(C.Architecture))
+    return makeError("{0}: the engine does not run '{1}'", V.base().directory(),
+                     C.Architecture);
+  if (Error E = checkEveryTensorUsed(V, C))
+    return E;
   Binder B(V, Bound);
   B.Reuse = Reuse;
   B.Since = Since;
@@ -273,8 +341,7 @@ Error Model::bind(const BoundMatrices *Reuse, uint64_t Since) {
     Elements += numElements(V.record(*T).Dims).value_or(0);
   B.WidenBF16 = Elements * 4 <= Opts.WidenBudget;
   TransposeLMHead = B.WidenBF16;
-  size_t D = C.HiddenSize, HD = C.HeadDim;
-  size_t QDim = C.NumHeads * HD, KVDim = C.NumKVHeads * HD;
+  size_t D = C.HiddenSize;
   float NormAdd = C.Norm == NormStyle::OnePlusWeight ? 1.0f : 0.0f;
 
   Expected<WeightMatrix> Emb =
@@ -298,75 +365,9 @@ Error Model::bind(const BoundMatrices *Reuse, uint64_t Since) {
   FinalNorm = std::move(*Final);
 
   Layers.resize(C.NumLayers);
-  for (size_t L = 0; L < C.NumLayers; ++L) {
-    LayerWeights &W = Layers[L];
-    int I = int(L);
-    size_t F = V.ffnWidth(unsigned(L)); // appended slots widen a layer
-    auto Mat = [&](TensorRole R, size_t Rows, size_t Cols,
-                   WeightMatrix &Out) -> Error {
-      Expected<WeightMatrix> M = B.matrix(R, I, Rows, Cols);
-      if (!M)
-        return M.takeError();
-      Out = *M;
-      return Error::success();
-    };
-    auto Vec = [&](TensorRole R, size_t N, float Add,
-                   std::vector<float> &Out) -> Error {
-      Expected<std::vector<float>> V = B.vector(R, I, N, Add);
-      if (!V)
-        return V.takeError();
-      Out = std::move(*V);
-      return Error::success();
-    };
-    struct MatrixSpec {
-      TensorRole Role;
-      size_t Rows, Cols;
-      WeightMatrix LayerWeights::*Field;
-    };
-    const MatrixSpec Matrices[] = {
-        {TensorRole::AttnQ, QDim, D, &LayerWeights::Q},
-        {TensorRole::AttnK, KVDim, D, &LayerWeights::K},
-        {TensorRole::AttnV, KVDim, D, &LayerWeights::V},
-        {TensorRole::AttnO, D, QDim, &LayerWeights::O},
-        {TensorRole::FFNGate, F, D, &LayerWeights::Gate},
-        {TensorRole::FFNUp, F, D, &LayerWeights::Up},
-        {TensorRole::FFNDown, F, D, &LayerWeights::Down}};
-    for (const MatrixSpec &S : Matrices)
-      if (Error E = Mat(S.Role, S.Rows, S.Cols, W.*S.Field))
-        return E;
-    struct VectorSpec {
-      TensorRole Role;
-      size_t N;
-      float Add;
-      std::vector<float> LayerWeights::*Field;
-      bool Present;
-    };
-    const VectorSpec Vectors[] = {
-        {TensorRole::InputNorm, D, NormAdd, &LayerWeights::InputNorm, true},
-        {TensorRole::PostAttnNorm, D, NormAdd, &LayerWeights::PostAttnNorm,
-         true},
-        {TensorRole::PreFFNNorm, D, NormAdd, &LayerWeights::PreFFNNorm,
-         C.PostNorms},
-        {TensorRole::PostFFNNorm, D, NormAdd, &LayerWeights::PostFFNNorm,
-         C.PostNorms},
-        {TensorRole::AttnQNorm, HD, NormAdd, &LayerWeights::QNorm, C.QKNorm},
-        {TensorRole::AttnKNorm, HD, NormAdd, &LayerWeights::KNorm, C.QKNorm},
-        {TensorRole::AttnQBias, QDim, 0, &LayerWeights::QBias, C.AttentionBias},
-        {TensorRole::AttnKBias, KVDim, 0, &LayerWeights::KBias,
-         C.AttentionBias},
-        {TensorRole::AttnVBias, KVDim, 0, &LayerWeights::VBias,
-         C.AttentionBias}};
-    for (const VectorSpec &S : Vectors)
-      if (S.Present)
-        if (Error E = Vec(S.Role, S.N, S.Add, W.*S.Field))
-          return E;
-    W.Sliding =
-        L < C.LayerKinds.size() && C.LayerKinds[L] == LayerKind::Sliding;
-    Expected<std::vector<float>> Inv = ropeInverseFrequencies(C, W.Sliding);
-    if (!Inv)
-      return Inv.takeError();
-    W.RopeInvFreq = std::move(*Inv);
-  }
+  for (size_t L = 0; L < C.NumLayers; ++L)
+    if (Error E = bindLayer(B, V, C, L, NormAdd, Layers[L]))
+      return E;
   return Error::success();
 }
 
