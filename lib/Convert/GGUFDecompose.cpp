@@ -158,6 +158,16 @@ public:
 
 private:
   Expected<std::string> buildConfig();
+  /// The attention window keys: Gemma's per-layer kinds, or one window.
+  Error addWindowKeys(json::Object &C, Hyperparams &H, uint64_t Layers,
+                      uint64_t Embedding, uint64_t Heads, uint64_t HeadDim,
+                      uint64_t Window);
+  /// rope_scaling: linear from the KVs, llama3 from rope_freqs.weight.
+  Error addRopeScaling(json::Object &C, Hyperparams &H, float Theta,
+                       uint64_t HeadDim);
+  /// What config.json keeps of the file: its name, sources and special
+  /// token ids.
+  void addProvenanceKeys(json::Object &C);
   Error planTensors(const ModelConfig &C);
   Error writePayload(const std::string &File, ArrayRef<size_t> Items,
                      Progress &P);
@@ -208,15 +218,7 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
   json::Object C;
   C["model_type"] = Info->ModelType;
   C["architectures"] = json::Array{Info->HFClass};
-  if (const GGUFValue *N = G.find("general.name"))
-    if (N->Type == GGUFType::String)
-      C["_name_or_path"] = N->Str;
-  if (const GGUFValue *S = G.find("general.source.files")) {
-    json::Array A;
-    for (const GGUFValue &E : S->Elems)
-      A.push_back(E.Str);
-    C["_vindex_sources"] = std::move(A);
-  }
+  addProvenanceKeys(C);
   C["hidden_size"] = Embedding;
   C["intermediate_size"] = FF;
   C["num_hidden_layers"] = Layers;
@@ -234,7 +236,24 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
   C["torch_dtype"] = MatrixType == DType::BF16  ? "bfloat16"
                      : MatrixType == DType::F16 ? "float16"
                                                 : "float32";
-  if (Gemma) {
+  if (Error E = addWindowKeys(C, H, Layers, Embedding, Heads, HeadDim, Window))
+    return std::move(E);
+  if (G.find(H.key("final_logit_softcapping"))) {
+    TRY_ASSIGN(Cap, H.f32("final_logit_softcapping", 0.0f));
+    C["final_logit_softcapping"] = shortFloat(Cap);
+  }
+  if (Error E = addRopeScaling(C, H, Theta, HeadDim))
+    return std::move(E);
+  if (Info->QKVBias)
+    C["attention_bias"] = true;
+  return formatv("{0:2}", json::Value(std::move(C))).str() + "\n";
+}
+
+Error GGUFDecomposer::addWindowKeys(json::Object &C, Hyperparams &H,
+                                    uint64_t Layers, uint64_t Embedding,
+                                    uint64_t Heads, uint64_t HeadDim,
+                                    uint64_t Window) {
+  if (Info->Gemma) {
     TRY_ASSIGN(SwaTheta, H.f32("rope.freq_base_swa", 10000.0f));
     TRY_ASSIGN(Pattern, H.u64("attention.sliding_window_pattern", 6));
     C["rope_local_base_freq"] = shortFloat(SwaTheta);
@@ -255,10 +274,11 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
     C["sliding_window"] = Window;
     C["max_window_layers"] = 0;
   }
-  if (G.find(H.key("final_logit_softcapping"))) {
-    TRY_ASSIGN(Cap, H.f32("final_logit_softcapping", 0.0f));
-    C["final_logit_softcapping"] = shortFloat(Cap);
-  }
+  return Error::success();
+}
+
+Error GGUFDecomposer::addRopeScaling(json::Object &C, Hyperparams &H,
+                                     float Theta, uint64_t HeadDim) {
   if (const GGUFValue *S = G.find(H.key("rope.scaling.type"))) {
     if (S->Str == "linear") {
       TRY_ASSIGN(Factor, H.f32("rope.scaling.factor", 1.0f));
@@ -291,8 +311,19 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
         {"high_freq_factor", S->HighFreqFactor},
         {"original_max_position_embeddings", S->OriginalMaxPositions}};
   }
-  if (Info->QKVBias)
-    C["attention_bias"] = true;
+  return Error::success();
+}
+
+void GGUFDecomposer::addProvenanceKeys(json::Object &C) {
+  if (const GGUFValue *N = G.find("general.name"))
+    if (N->Type == GGUFType::String)
+      C["_name_or_path"] = N->Str;
+  if (const GGUFValue *S = G.find("general.source.files")) {
+    json::Array A;
+    for (const GGUFValue &E : S->Elems)
+      A.push_back(E.Str);
+    C["_vindex_sources"] = std::move(A);
+  }
   for (auto [Key, HFKey] :
        {std::pair<StringRef, StringRef>{"tokenizer.ggml.bos_token_id",
                                         "bos_token_id"},
@@ -301,7 +332,6 @@ Expected<std::string> GGUFDecomposer::buildConfig() {
     if (const GGUFValue *V = G.find(Key))
       if (std::optional<int64_t> I = V->asInt())
         C[HFKey] = *I;
-  return formatv("{0:2}", json::Value(std::move(C))).str() + "\n";
 }
 
 Error GGUFDecomposer::planTensors(const ModelConfig &C) {
