@@ -148,6 +148,20 @@ public:
 private:
   Error plan();
   Error buildKVs();
+  /// general.*: what the model is and where it came from (CfgObj: the
+  /// V-index's config.json, if it parses).
+  void addGeneralKVs(const json::Object *CfgObj);
+  /// The hyperparameters, attention windows and RoPE scaling.
+  Error addHyperparameterKVs();
+  /// The attention windows llama.cpp can express.
+  Error addWindowKVs();
+  void add(StringRef Key, GGUFValue Val) {
+    KVs.push_back({Key.str(), std::move(Val)});
+  }
+  /// Arch's key Suffix ("llama.context_length").
+  std::string archKey(StringRef Suffix) const {
+    return (Arch + "." + Suffix).str();
+  }
   Error writeTensors(unsigned Threads, Progress &P);
   Error prepare(size_t I, Progress &P);
   void compute(Slot &S);
@@ -271,24 +285,9 @@ std::string modelName(const Vindex &V, const json::Object *Cfg) {
       .str();
 }
 
-Error GGUFCompiler::buildKVs() {
-  const ModelConfig &C = V.config();
-  Expected<std::string> CfgText = readAux(V, "config.json");
-  if (!CfgText)
-    return CfgText.takeError();
-  Expected<json::Value> CfgJson = parseJSON(*CfgText);
-  const json::Object *CfgObj = CfgJson ? CfgJson->getAsObject() : nullptr;
-  if (!CfgJson)
-    consumeError(CfgJson.takeError());
-
-  auto Add = [&](StringRef Key, GGUFValue Val) {
-    KVs.push_back({Key.str(), std::move(Val)});
-  };
-  auto A = [&](StringRef Suffix) { return (Arch + "." + Suffix).str(); };
-
-  // general.*: what the model is and where it came from.
-  Add("general.architecture", GGUFValue::string(Arch.str()));
-  Add("general.name", GGUFValue::string(modelName(V, CfgObj)));
+void GGUFCompiler::addGeneralKVs(const json::Object *CfgObj) {
+  add("general.architecture", GGUFValue::string(Arch.str()));
+  add("general.name", GGUFValue::string(modelName(V, CfgObj)));
   // Source provenance: carried through a GGUF -> V-index -> GGUF round
   // trip in config.json, else the V-index's own record of its sources.
   std::vector<GGUFValue> Sources;
@@ -302,7 +301,7 @@ Error GGUFCompiler::buildKVs() {
       Sources.push_back(GGUFValue::string(
           (sys::path::filename(S.Path) + " sha256:" + S.Sha256).str()));
   }
-  Add("general.source.files",
+  add("general.source.files",
       GGUFValue::array(GGUFType::String, std::move(Sources)));
   // llama_ftype from the bulk of the weights (the FFN matrices).
   uint32_t FileType = 0; // LLAMA_FTYPE_ALL_F32
@@ -312,26 +311,14 @@ Error GGUFCompiler::buildKVs() {
                  : P.Out == GGMLType::Q8_0 ? 7
                  : P.Out == GGMLType::BF16 ? 32
                                            : 0;
-  Add("general.file_type", GGUFValue::u32(FileType));
-  Add("general.quantization_version", GGUFValue::u32(2));
+  add("general.file_type", GGUFValue::u32(FileType));
+  add("general.quantization_version", GGUFValue::u32(2));
+}
 
-  // Hyperparameters.
-  Add(A("context_length"), GGUFValue::u32(uint32_t(C.MaxPositions)));
-  Add(A("embedding_length"), GGUFValue::u32(uint32_t(C.HiddenSize)));
-  Add(A("block_count"), GGUFValue::u32(uint32_t(C.NumLayers)));
-  // One width for every layer (narrower ones are padded: plan()).
-  Add(A("feed_forward_length"),
-      GGUFValue::u32(uint32_t(View.ffnWidthsChanged() ? View.maxFFNWidth()
-                                                      : C.IntermediateSize)));
-  Add(A("attention.head_count"), GGUFValue::u32(uint32_t(C.NumHeads)));
-  Add(A("attention.head_count_kv"), GGUFValue::u32(uint32_t(C.NumKVHeads)));
-  Add(A("attention.key_length"), GGUFValue::u32(uint32_t(C.HeadDim)));
-  Add(A("attention.value_length"), GGUFValue::u32(uint32_t(C.HeadDim)));
-  Add(A("attention.layer_norm_rms_epsilon"), GGUFValue::f32(float(C.NormEps)));
-  Add(A("rope.dimension_count"), GGUFValue::u32(uint32_t(C.HeadDim)));
-  Add(A("rope.freq_base"), GGUFValue::f32(float(C.RopeTheta)));
+Error GGUFCompiler::addWindowKVs() {
+  const ModelConfig &C = V.config();
   if (Info->Gemma) {
-    Add(A("rope.freq_base_swa"), GGUFValue::f32(float(C.RopeLocalTheta)));
+    add(archKey("rope.freq_base_swa"), GGUFValue::f32(float(C.RopeLocalTheta)));
     if (C.SlidingWindow && is_contained(C.LayerKinds, LayerKind::Sliding)) {
       // llama.cpp: layer il slides iff il % pattern < pattern - 1.
       uint64_t Pattern = 0;
@@ -346,9 +333,9 @@ Error GGUFCompiler::buildKVs() {
         return fileError(V.directory(), "the sliding/full layer sequence "
                                         "has no period llama.cpp can "
                                         "express");
-      Add(A("attention.sliding_window"),
+      add(archKey("attention.sliding_window"),
           GGUFValue::u32(uint32_t(C.SlidingWindow)));
-      Add(A("attention.sliding_window_pattern"),
+      add(archKey("attention.sliding_window_pattern"),
           GGUFValue::u32(uint32_t(Pattern)));
     }
   } else if (C.SlidingWindow &&
@@ -363,16 +350,42 @@ Error GGUFCompiler::buildKVs() {
                        "a mix of sliding and full attention layers "
                        "cannot be written for architecture '{0}'",
                        Arch);
-    Add(A("attention.sliding_window"),
+    add(archKey("attention.sliding_window"),
         GGUFValue::u32(uint32_t(C.SlidingWindow)));
   }
+  return Error::success();
+}
+
+Error GGUFCompiler::addHyperparameterKVs() {
+  const ModelConfig &C = V.config();
+  auto U32 = [&](StringRef Suffix, uint64_t X) {
+    add(archKey(Suffix), GGUFValue::u32(uint32_t(X)));
+  };
+  auto F32 = [&](StringRef Suffix, double X) {
+    add(archKey(Suffix), GGUFValue::f32(float(X)));
+  };
+  U32("context_length", C.MaxPositions);
+  U32("embedding_length", C.HiddenSize);
+  U32("block_count", C.NumLayers);
+  // One width for every layer (narrower ones are padded: plan()).
+  U32("feed_forward_length",
+      View.ffnWidthsChanged() ? View.maxFFNWidth() : C.IntermediateSize);
+  U32("attention.head_count", C.NumHeads);
+  U32("attention.head_count_kv", C.NumKVHeads);
+  U32("attention.key_length", C.HeadDim);
+  U32("attention.value_length", C.HeadDim);
+  F32("attention.layer_norm_rms_epsilon", C.NormEps);
+  U32("rope.dimension_count", C.HeadDim);
+  F32("rope.freq_base", C.RopeTheta);
+  if (Error E = addWindowKVs())
+    return E;
   if (C.FinalSoftcap)
-    Add(A("final_logit_softcapping"), GGUFValue::f32(float(C.FinalSoftcap)));
+    F32("final_logit_softcapping", C.FinalSoftcap);
   if (C.AttnSoftcap)
-    Add(A("attn_logit_softcapping"), GGUFValue::f32(float(C.AttnSoftcap)));
+    F32("attn_logit_softcapping", C.AttnSoftcap);
   if (C.Scaling.Type == "linear") {
-    Add(A("rope.scaling.type"), GGUFValue::string("linear"));
-    Add(A("rope.scaling.factor"), GGUFValue::f32(float(C.Scaling.Factor)));
+    add(archKey("rope.scaling.type"), GGUFValue::string("linear"));
+    F32("rope.scaling.factor", C.Scaling.Factor);
   } else if (!C.Scaling.Type.empty() && C.Scaling.Type != "default" &&
              C.Scaling.Type != "llama3") { // llama3: rope_freqs.weight
     return fileError(V.directory(),
@@ -381,8 +394,22 @@ Error GGUFCompiler::buildKVs() {
                      C.Scaling.Type);
   }
   if (Info->LlamaConverter)
-    Add(A("vocab_size"), GGUFValue::u32(uint32_t(C.VocabSize)));
+    U32("vocab_size", C.VocabSize);
+  return Error::success();
+}
 
+Error GGUFCompiler::buildKVs() {
+  const ModelConfig &C = V.config();
+  Expected<std::string> CfgText = readAux(V, "config.json");
+  if (!CfgText)
+    return CfgText.takeError();
+  Expected<json::Value> CfgJson = parseJSON(*CfgText);
+  const json::Object *CfgObj = CfgJson ? CfgJson->getAsObject() : nullptr;
+  if (!CfgJson)
+    consumeError(CfgJson.takeError());
+  addGeneralKVs(CfgObj);
+  if (Error E = addHyperparameterKVs())
+    return E;
   Expected<std::string> TokText = readAux(V, "tokenizer.json");
   if (!TokText)
     return TokText.takeError();
