@@ -2194,6 +2194,58 @@ static constexpr uint32_t kCompiledFormatVersion = 1;
 /// half full, so that probes stay short and an empty slot ends each one.
 static size_t tableSlots(size_t N) { return PowerOf2Ceil(2 * N + 2); }
 
+/// The vocabulary's hash table: per slot, 1 + the index (in Sorted, by id)
+/// of the piece there, 0 for a free slot.
+static std::vector<uint32_t>
+vocabHashTable(ArrayRef<std::pair<int32_t, StringRef>> Sorted) {
+  std::vector<uint32_t> Table(tableSlots(Sorted.size()), 0);
+  size_t Mask = Table.size() - 1;
+  for (size_t I = 0; I < Sorted.size(); ++I) {
+    size_t Slot = uint32_t(flatHash(Sorted[I].second)) & Mask;
+    while (Table[Slot])
+      Slot = (Slot + 1) & Mask;
+    Table[Slot] = uint32_t(I + 1);
+  }
+  return Table;
+}
+
+/// Every character's id (ASCII and the rest), by code point.
+static std::vector<tfb::CharId> sortedCharIds(const BPEModel &M) {
+  std::vector<tfb::CharId> CharIds;
+  for (uint32_t CP = 0; CP < 128; ++CP)
+    if (M.AsciiIds[CP] >= 0)
+      CharIds.emplace_back(CP, M.AsciiIds[CP]);
+  for (const auto &[CP, Id] : M.CharIds)
+    CharIds.emplace_back(CP, Id);
+  llvm::sort(CharIds, [](const tfb::CharId &A, const tfb::CharId &B) {
+    return A.code_point() < B.code_point();
+  });
+  return CharIds;
+}
+
+/// The merges' hash table, keyed by the pair, free slots left -1. Inserted
+/// by rank, so that the table's bytes depend only on the merges.
+static std::vector<tfb::Merge> mergeHashTable(const BPEModel &Model) {
+  std::vector<tfb::Merge> Merges;
+  Merges.reserve(Model.Merges.size());
+  for (const auto &[Pair, RankMerged] : Model.Merges)
+    Merges.emplace_back(Pair.first, Pair.second, RankMerged.first,
+                        RankMerged.second);
+  llvm::sort(Merges, [](const tfb::Merge &A, const tfb::Merge &B) {
+    return A.rank() < B.rank();
+  });
+  std::vector<tfb::Merge> Table(tableSlots(Merges.size()),
+                                tfb::Merge(-1, -1, -1, -1));
+  size_t Mask = Table.size() - 1;
+  for (const tfb::Merge &M : Merges) {
+    size_t Slot = uint32_t(flatHash(M.left(), M.right())) & Mask;
+    while (Table[Slot].left() >= 0)
+      Slot = (Slot + 1) & Mask;
+    Table[Slot] = M;
+  }
+  return Table;
+}
+
 std::string Tokenizer::compiled() const {
   const Impl &T = *P;
   if (T.FlatBuffer) // Mapped from a compiled form: that is the answer.
@@ -2214,14 +2266,7 @@ std::string Tokenizer::compiled() const {
     VocabPieces.push_back(Str(Piece));
     VocabIds.push_back(Id);
   }
-  std::vector<uint32_t> VocabTable(tableSlots(Sorted.size()), 0);
-  for (size_t I = 0; I < Sorted.size(); ++I) {
-    size_t Mask = VocabTable.size() - 1;
-    size_t Slot = uint32_t(flatHash(Sorted[I].second)) & Mask;
-    while (VocabTable[Slot])
-      Slot = (Slot + 1) & Mask;
-    VocabTable[Slot] = uint32_t(I + 1);
-  }
+  std::vector<uint32_t> VocabTable = vocabHashTable(Sorted);
   // pieces_by_id shares the vocabulary's strings where they are the same.
   std::vector<flatbuffers::Offset<flatbuffers::String>> PiecesById(
       T.Pieces.size());
@@ -2235,33 +2280,8 @@ std::string Tokenizer::compiled() const {
   for (size_t Id = 0; Id < T.Pieces.size(); ++Id)
     if (!Shared[Id])
       PiecesById[Id] = T.Pieces[Id].empty() ? Empty : Str(T.Pieces[Id]);
-  std::vector<tfb::CharId> CharIds;
-  for (uint32_t CP = 0; CP < 128; ++CP)
-    if (T.Model.AsciiIds[CP] >= 0)
-      CharIds.emplace_back(CP, T.Model.AsciiIds[CP]);
-  for (const auto &[CP, Id] : T.Model.CharIds)
-    CharIds.emplace_back(CP, Id);
-  llvm::sort(CharIds, [](const tfb::CharId &A, const tfb::CharId &Bc) {
-    return A.code_point() < Bc.code_point();
-  });
-  // Inserted by rank, so that the table's bytes depend only on the merges.
-  std::vector<tfb::Merge> Merges;
-  Merges.reserve(T.Model.Merges.size());
-  for (const auto &[Pair, RankMerged] : T.Model.Merges)
-    Merges.emplace_back(Pair.first, Pair.second, RankMerged.first,
-                        RankMerged.second);
-  llvm::sort(Merges, [](const tfb::Merge &A, const tfb::Merge &Bm) {
-    return A.rank() < Bm.rank();
-  });
-  std::vector<tfb::Merge> MergeTable(tableSlots(Merges.size()),
-                                     tfb::Merge(-1, -1, -1, -1));
-  for (const tfb::Merge &M : Merges) {
-    size_t Mask = MergeTable.size() - 1;
-    size_t Slot = uint32_t(flatHash(M.left(), M.right())) & Mask;
-    while (MergeTable[Slot].left() >= 0)
-      Slot = (Slot + 1) & Mask;
-    MergeTable[Slot] = M;
-  }
+  std::vector<tfb::CharId> CharIds = sortedCharIds(T.Model);
+  std::vector<tfb::Merge> MergeTable = mergeHashTable(T.Model);
 
   std::vector<flatbuffers::Offset<tfb::AddedToken>> Added;
   for (const AddedToken &A : T.Added)
@@ -2320,6 +2340,13 @@ public:
   Error load(const tfb::Tokenizer &R);
 
 private:
+  /// The model's tables (vocabulary, merges, characters) and settings.
+  Error loadModel(const tfb::Tokenizer &R);
+  Error loadAddedTokens(const tfb::Tokenizer &R);
+  /// The normalizer, pre-tokenizer and decoder steps.
+  Error loadSteps(const tfb::Tokenizer &R);
+  /// The post-processor's ids and the BOS and EOS ids.
+  Error loadSpecialIds(const tfb::Tokenizer &R);
   Error fail(const Twine &Msg) const {
     return createStringError(inconvertibleErrorCode(), File + ": " + Msg);
   }
@@ -2338,6 +2365,16 @@ Error CompiledLoader::load(const tfb::Tokenizer &R) {
     return fail("unknown tokenizer kind");
   T.TheKind = Tokenizer::Kind(R.kind());
 
+  if (Error E = loadModel(R))
+    return E;
+  if (Error E = loadAddedTokens(R))
+    return E;
+  if (Error E = loadSteps(R))
+    return E;
+  return loadSpecialIds(R);
+}
+
+Error CompiledLoader::loadModel(const tfb::Tokenizer &R) {
   // The tables are used in place; what encoding relies on is checked
   // here: sizes, a free slot in each hash table, ids in range.
   const auto *Pieces = R.vocab_pieces();
@@ -2400,6 +2437,10 @@ Error CompiledLoader::load(const tfb::Tokenizer &R) {
   T.Model.IgnoreMerges = R.ignore_merges();
   T.Model.CutBeforeMetaspace = R.cut_before_metaspace();
 
+  return Error::success();
+}
+
+Error CompiledLoader::loadAddedTokens(const tfb::Tokenizer &R) {
   if (const auto *Added = R.added_tokens())
     for (const tfb::AddedToken *A : *Added) {
       if (!validId(A->id()))
@@ -2412,6 +2453,10 @@ Error CompiledLoader::load(const tfb::Tokenizer &R) {
                                  A->special(), A->lstrip(), A->rstrip(),
                                  A->single_word(), A->normalized()});
     }
+  return Error::success();
+}
+
+Error CompiledLoader::loadSteps(const tfb::Tokenizer &R) {
   if (const auto *Normalizers = R.normalizers())
     for (const tfb::Normalizer *N : *Normalizers) {
       if (uint8_t(N->kind()) > uint8_t(tfb::NormalizerKind::MAX))
@@ -2458,6 +2503,10 @@ Error CompiledLoader::load(const tfb::Tokenizer &R) {
       Step.Scheme = PrependScheme(D->scheme());
       T.Decoders.push_back(std::move(Step));
     }
+  return Error::success();
+}
+
+Error CompiledLoader::loadSpecialIds(const tfb::Tokenizer &R) {
   auto Copy = [&](const flatbuffers::Vector<int32_t> *V,
                   std::vector<int32_t> &Out) -> Error {
     if (V)
