@@ -331,6 +331,12 @@ struct Editor::Impl {
   /// SelfLength).
   std::vector<std::vector<int32_t>> selfTextSeeds();
   Error liftRow(int32_t Token, size_t Fact, raw_ostream &Rec);
+  /// Adds Sign R R^T to HeadSecond (and R.R to its trace).
+  void addHeadRow(ArrayRef<double> R, double Sign);
+  /// The direction least used by ordinary final states and by every output
+  /// row: the eigenvector of the smallest eigenvalue of their normalised
+  /// second moments' sum (inverse iteration); none if the solve fails.
+  std::optional<std::vector<double>> leastUsedDirection();
   /// Gives a model whose LM head is its embedding an output matrix of its
   /// own on the scratch view (before its first lifted row); false when it
   /// already has one.
@@ -922,6 +928,53 @@ const std::vector<float> &Editor::Impl::biasVector(unsigned Layer) {
   return Out;
 }
 
+void Editor::Impl::addHeadRow(ArrayRef<double> R, double Sign) {
+  size_t D = R.size();
+  for (size_t I = 0; I < D; ++I) {
+    HeadTrace += Sign * R[I] * R[I];
+    for (size_t J = 0; J < D; ++J)
+      HeadSecond[I * D + J] += Sign * R[I] * R[J];
+  }
+}
+
+std::optional<std::vector<double>> Editor::Impl::leastUsedDirection() {
+  size_t D = hidden(), V = M->config().VocabSize;
+  const WeightMatrix &U = M->lmHead();
+  if (HeadSecond.empty()) {
+    // The output rows' second moment, once; each lift updates it.
+    HeadSecond.assign(D * D, 0);
+    HeadTrace = 0;
+    std::vector<double> Row(D);
+    for (size_t T = 0; T < V; ++T) {
+      for (size_t I = 0; I < D; ++I)
+        Row[I] = U.at(T, I);
+      addHeadRow(Row, 1);
+    }
+  }
+  double TrY = 0;
+  for (size_t I = 0; I < D; ++I)
+    TrY += Finals.Second[I * D + I];
+  std::vector<double> A(D * D, 0);
+  for (size_t K = 0; K < D * D; ++K)
+    A[K] = Finals.Second[K] / TrY + HeadSecond[K] / HeadTrace;
+  for (size_t I = 0; I < D; ++I)
+    A[I * D + I] += 1e-9;
+  std::vector<double> E(D);
+  for (size_t I = 0; I < D; ++I)
+    E[I] = 1.0 + 0.01 * double(I % 7);
+  for (unsigned It = 0; It < 40; ++It) {
+    if (!solveSPD(A, E, D))
+      return std::nullopt;
+    double N = 0;
+    for (double X : E)
+      N += X * X;
+    N = std::sqrt(N);
+    for (double &X : E)
+      X /= N;
+  }
+  return E;
+}
+
 Error Editor::Impl::liftRow(int32_t Token, size_t Fact, raw_ostream &Rec) {
   // A piece whose output row no final state makes likely (a token the
   // model never learned to emit) gets a lifted row: its own plus c e, with
@@ -933,48 +986,12 @@ Error Editor::Impl::liftRow(int32_t Token, size_t Fact, raw_ostream &Rec) {
   Expected<bool> Untied = untieOutput();
   if (!Untied)
     return Untied.takeError();
-  size_t D = hidden(), V = M->config().VocabSize;
+  size_t D = hidden();
   const WeightMatrix &U = M->lmHead();
-  std::vector<double> A(D * D, 0);
-  double TrY = 0;
-  for (size_t I = 0; I < D; ++I)
-    TrY += Finals.Second[I * D + I];
-  std::vector<double> Row(D);
-  auto AddRow = [&](ArrayRef<double> R, double Sign) {
-    for (size_t I = 0; I < D; ++I) {
-      HeadTrace += Sign * R[I] * R[I];
-      for (size_t J = 0; J < D; ++J)
-        HeadSecond[I * D + J] += Sign * R[I] * R[J];
-    }
-  };
-  if (HeadSecond.empty()) {
-    // The output rows' second moment, once; each lift below updates it.
-    HeadSecond.assign(D * D, 0);
-    HeadTrace = 0;
-    for (size_t T = 0; T < V; ++T) {
-      for (size_t I = 0; I < D; ++I)
-        Row[I] = U.at(T, I);
-      AddRow(Row, 1);
-    }
-  }
-  for (size_t K = 0; K < D * D; ++K)
-    A[K] = Finals.Second[K] / TrY + HeadSecond[K] / HeadTrace;
-  for (size_t I = 0; I < D; ++I)
-    A[I * D + I] += 1e-9;
-  // Inverse iteration: the eigenvector of the smallest eigenvalue.
-  std::vector<double> E(D);
-  for (size_t I = 0; I < D; ++I)
-    E[I] = 1.0 + 0.01 * double(I % 7);
-  for (unsigned It = 0; It < 40; ++It) {
-    if (!solveSPD(A, E, D))
-      return makeError("cannot lift the output row of '{0}'", text({Token}));
-    double N = 0;
-    for (double X : E)
-      N += X * X;
-    N = std::sqrt(N);
-    for (double &X : E)
-      X /= N;
-  }
+  std::optional<std::vector<double>> Least = leastUsedDirection();
+  if (!Least)
+    return makeError("cannot lift the output row of '{0}'", text({Token}));
+  const std::vector<double> &E = *Least;
   size_t Big = 0;
   for (size_t I = 1; I < D; ++I)
     if (std::fabs(E[I]) > std::fabs(E[Big]))
@@ -991,12 +1008,14 @@ Error Editor::Impl::liftRow(int32_t Token, size_t Fact, raw_ostream &Rec) {
   P.Values.resize(D);
   for (size_t I = 0; I < D; ++I)
     P.Values[I] = float(U.at(size_t(Token), I) + Sign * C * E[I]);
+  // The moment follows the row: the old one out, the lifted one in.
+  std::vector<double> Row(D);
   for (size_t I = 0; I < D; ++I)
     Row[I] = U.at(size_t(Token), I);
-  AddRow(Row, -1);
+  addHeadRow(Row, -1);
   for (size_t I = 0; I < D; ++I)
     Row[I] = P.Values[I];
-  AddRow(Row, 1);
+  addHeadRow(Row, 1);
   PatchBuilder B(Scratch);
   if (Error Err = B.setRow(P.Tensor, P.Row, P.Values))
     return Err;
