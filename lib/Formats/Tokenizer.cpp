@@ -1387,11 +1387,20 @@ private:
   Error parseModel(const json::Value *V);
   Error parseMerges(const json::Array &Merges);
   Error parseAddedTokens(const json::Value *V);
-  Error parseNormalizer(const json::Value &V, const std::string &Path);
-  Error parsePreTokenizer(const json::Value &V, const std::string &Path);
+  /// Parses one step of a component whose "type" is Type.
+  using StepParser = Error (Loader::*)(const json::Object &O, StringRef Type,
+                                       const std::string &Path);
+  Error parseComponent(const json::Value &V, const std::string &Path,
+                       StringRef ListKey, StepParser Parse);
+  Error parseNormalizer(const json::Object &O, StringRef Type,
+                        const std::string &Path);
+  Error parsePreTokenizer(const json::Object &O, StringRef Type,
+                          const std::string &Path);
   Error parseSplit(const json::Object &O, const std::string &Path);
-  Error parseDecoder(const json::Value &V, const std::string &Path);
-  Error parsePostProcessor(const json::Value &V, const std::string &Path);
+  Error parseDecoder(const json::Object &O, StringRef Type,
+                     const std::string &Path);
+  Error parsePostProcessor(const json::Object &O, StringRef Type,
+                           const std::string &Path);
   Error parseTemplate(const json::Object &O, const std::string &Path);
   void deriveBosEos();
 
@@ -1634,61 +1643,69 @@ Error Loader::parseAddedTokens(const json::Value *V) {
   return Error::success();
 }
 
-Error Loader::parseNormalizer(const json::Value &V, const std::string &Path) {
+/// A component (normalizer, pre-tokenizer, decoder or post-processor) at
+/// Path: absent when null, else an object whose "type" is a step that Parse
+/// reads or a "Sequence" whose ListKey array holds components in turn.
+Error Loader::parseComponent(const json::Value &V, const std::string &Path,
+                             StringRef ListKey, StepParser Parse) {
   Expected<const json::Object *> O = getComponent(V, Path);
   if (!O || !*O)
     return O.takeError();
   Expected<StringRef> Type = getType(**O, Path);
   if (!Type)
     return Type.takeError();
+  if (*Type != "Sequence")
+    return (this->*Parse)(**O, *Type, Path);
+  std::string ListPath = Path + "." + ListKey.str();
+  const json::Array *Steps = (*O)->getArray(ListKey);
+  if (!Steps)
+    return fail(ListPath + " is missing or not an array");
+  for (size_t I = 0; I < Steps->size(); ++I)
+    if (Error E =
+            parseComponent((*Steps)[I], indexed(ListPath, I), ListKey, Parse))
+      return E;
+  return Error::success();
+}
 
-  if (*Type == "Sequence") {
-    const json::Array *Steps = (*O)->getArray("normalizers");
-    if (!Steps)
-      return fail(Path + ".normalizers is missing or not an array");
-    for (size_t I = 0; I < Steps->size(); ++I)
-      if (Error E =
-              parseNormalizer((*Steps)[I], indexed(Path + ".normalizers", I)))
-        return E;
-    return Error::success();
-  }
+Error Loader::parseNormalizer(const json::Object &O, StringRef Type,
+                              const std::string &Path) {
   NormalizerStep Step;
-  if (*Type == "Prepend") {
-    Expected<StringRef> Prefix = getString(**O, "prepend", Path);
+  if (Type == "Prepend") {
+    Expected<StringRef> Prefix = getString(O, "prepend", Path);
     if (!Prefix)
       return Prefix.takeError();
     Step.Kind = NormalizerStep::Prepend;
     Step.To = Prefix->str();
-  } else if (*Type == "Replace") {
-    Expected<std::string> From = getStringPattern(**O, Path);
+  } else if (Type == "Replace") {
+    Expected<std::string> From = getStringPattern(O, Path);
     if (!From)
       return From.takeError();
-    Expected<StringRef> To = getString(**O, "content", Path);
+    Expected<StringRef> To = getString(O, "content", Path);
     if (!To)
       return To.takeError();
     Step.Kind = NormalizerStep::Replace;
     Step.From = *From;
     Step.To = To->str();
-  } else if (*Type == "Strip") {
-    Expected<bool> Left = getBool(**O, "strip_left", Path, true);
+  } else if (Type == "Strip") {
+    Expected<bool> Left = getBool(O, "strip_left", Path, true);
     if (!Left)
       return Left.takeError();
-    Expected<bool> Right = getBool(**O, "strip_right", Path, true);
+    Expected<bool> Right = getBool(O, "strip_right", Path, true);
     if (!Right)
       return Right.takeError();
     Step.Kind = NormalizerStep::Strip;
     Step.Left = *Left;
     Step.Right = *Right;
-  } else if (*Type == "NFC") {
+  } else if (Type == "NFC") {
     Step.Kind = NormalizerStep::NFC;
-  } else if (*Type == "NFD") {
+  } else if (Type == "NFD") {
     Step.Kind = NormalizerStep::NFD;
-  } else if (*Type == "NFKC") {
+  } else if (Type == "NFKC") {
     Step.Kind = NormalizerStep::NFKC;
-  } else if (*Type == "NFKD") {
+  } else if (Type == "NFKD") {
     Step.Kind = NormalizerStep::NFKD;
   } else {
-    return unsupported(Path, *Type,
+    return unsupported(Path, Type,
                        "Prepend, Replace, Strip, NFC, NFD, NFKC, NFKD, "
                        "Sequence");
   }
@@ -1696,55 +1713,39 @@ Error Loader::parseNormalizer(const json::Value &V, const std::string &Path) {
   return Error::success();
 }
 
-Error Loader::parsePreTokenizer(const json::Value &V, const std::string &Path) {
-  Expected<const json::Object *> O = getComponent(V, Path);
-  if (!O || !*O)
-    return O.takeError();
-  Expected<StringRef> Type = getType(**O, Path);
-  if (!Type)
-    return Type.takeError();
-
-  if (*Type == "Sequence") {
-    const json::Array *Steps = (*O)->getArray("pretokenizers");
-    if (!Steps)
-      return fail(Path + ".pretokenizers is missing or not an array");
-    for (size_t I = 0; I < Steps->size(); ++I)
-      if (Error E = parsePreTokenizer((*Steps)[I],
-                                      indexed(Path + ".pretokenizers", I)))
-        return E;
-    return Error::success();
-  }
-  if (*Type == "Split")
-    return parseSplit(**O, Path);
+Error Loader::parsePreTokenizer(const json::Object &O, StringRef Type,
+                                const std::string &Path) {
+  if (Type == "Split")
+    return parseSplit(O, Path);
 
   PreTokenizerStep Step;
-  if (*Type == "Metaspace") {
-    Expected<std::string> Replacement = getChar(**O, "replacement", Path);
+  if (Type == "Metaspace") {
+    Expected<std::string> Replacement = getChar(O, "replacement", Path);
     if (!Replacement)
       return Replacement.takeError();
-    Expected<PrependScheme> Scheme = getPrependScheme(**O, Path);
+    Expected<PrependScheme> Scheme = getPrependScheme(O, Path);
     if (!Scheme)
       return Scheme.takeError();
-    Expected<bool> Split = getBool(**O, "split", Path, true);
+    Expected<bool> Split = getBool(O, "split", Path, true);
     if (!Split)
       return Split.takeError();
     Step.Kind = PreTokenizerStep::Metaspace;
     Step.Literal = *Replacement;
     Step.Scheme = *Scheme;
     Step.MetaspaceSplit = *Split;
-  } else if (*Type == "Digits") {
-    Expected<bool> Individual = getBool(**O, "individual_digits", Path, false);
+  } else if (Type == "Digits") {
+    Expected<bool> Individual = getBool(O, "individual_digits", Path, false);
     if (!Individual)
       return Individual.takeError();
     Step.Kind = PreTokenizerStep::Digits;
     Step.Behavior =
         *Individual ? SplitBehavior::Isolated : SplitBehavior::Contiguous;
-  } else if (*Type == "ByteLevel") {
+  } else if (Type == "ByteLevel") {
     Expected<bool> AddPrefixSpace =
-        getBool(**O, "add_prefix_space", Path, true);
+        getBool(O, "add_prefix_space", Path, true);
     if (!AddPrefixSpace)
       return AddPrefixSpace.takeError();
-    Expected<bool> UseRegex = getBool(**O, "use_regex", Path, true);
+    Expected<bool> UseRegex = getBool(O, "use_regex", Path, true);
     if (!UseRegex)
       return UseRegex.takeError();
     Step.Kind = PreTokenizerStep::ByteLevel;
@@ -1752,7 +1753,7 @@ Error Loader::parsePreTokenizer(const json::Value &V, const std::string &Path) {
     Step.UseRegex = *UseRegex;
     T.TheKind = Tokenizer::Kind::ByteLevelBPE;
   } else {
-    return unsupported(Path, *Type,
+    return unsupported(Path, Type,
                        "Metaspace, ByteLevel, Split, Digits, Sequence");
   }
   T.PreTokenizers.push_back(std::move(Step));
@@ -1805,96 +1806,64 @@ Error Loader::parseSplit(const json::Object &O, const std::string &Path) {
   return Error::success();
 }
 
-Error Loader::parseDecoder(const json::Value &V, const std::string &Path) {
-  Expected<const json::Object *> O = getComponent(V, Path);
-  if (!O || !*O)
-    return O.takeError();
-  Expected<StringRef> Type = getType(**O, Path);
-  if (!Type)
-    return Type.takeError();
-  T.HasDecoder = true;
-
-  if (*Type == "Sequence") {
-    const json::Array *Steps = (*O)->getArray("decoders");
-    if (!Steps)
-      return fail(Path + ".decoders is missing or not an array");
-    for (size_t I = 0; I < Steps->size(); ++I)
-      if (Error E = parseDecoder((*Steps)[I], indexed(Path + ".decoders", I)))
-        return E;
-    return Error::success();
-  }
+Error Loader::parseDecoder(const json::Object &O, StringRef Type,
+                           const std::string &Path) {
   DecoderStep Step;
-  if (*Type == "Replace") {
-    Expected<std::string> From = getStringPattern(**O, Path);
+  if (Type == "Replace") {
+    Expected<std::string> From = getStringPattern(O, Path);
     if (!From)
       return From.takeError();
-    Expected<StringRef> To = getString(**O, "content", Path);
+    Expected<StringRef> To = getString(O, "content", Path);
     if (!To)
       return To.takeError();
     Step.Kind = DecoderStep::Replace;
     Step.From = *From;
     Step.To = To->str();
-  } else if (*Type == "ByteFallback") {
+  } else if (Type == "ByteFallback") {
     Step.Kind = DecoderStep::ByteFallback;
-  } else if (*Type == "Fuse") {
+  } else if (Type == "Fuse") {
     Step.Kind = DecoderStep::Fuse;
-  } else if (*Type == "Strip") {
-    Expected<std::string> Content = getChar(**O, "content", Path);
+  } else if (Type == "Strip") {
+    Expected<std::string> Content = getChar(O, "content", Path);
     if (!Content)
       return Content.takeError();
-    std::optional<int64_t> Start = (*O)->getInteger("start");
-    std::optional<int64_t> Stop = (*O)->getInteger("stop");
+    std::optional<int64_t> Start = O.getInteger("start");
+    std::optional<int64_t> Stop = O.getInteger("stop");
     if (!Start || !Stop || *Start < 0 || *Stop < 0)
       return fail(Path + ".start/stop are missing or not valid counts");
     Step.Kind = DecoderStep::Strip;
     Step.From = *Content;
     Step.Start = unsigned(*Start);
     Step.Stop = unsigned(*Stop);
-  } else if (*Type == "Metaspace") {
-    Expected<std::string> Replacement = getChar(**O, "replacement", Path);
+  } else if (Type == "Metaspace") {
+    Expected<std::string> Replacement = getChar(O, "replacement", Path);
     if (!Replacement)
       return Replacement.takeError();
-    Expected<PrependScheme> Scheme = getPrependScheme(**O, Path);
+    Expected<PrependScheme> Scheme = getPrependScheme(O, Path);
     if (!Scheme)
       return Scheme.takeError();
     Step.Kind = DecoderStep::Metaspace;
     Step.From = *Replacement;
     Step.Scheme = *Scheme;
-  } else if (*Type == "ByteLevel") {
+  } else if (Type == "ByteLevel") {
     Step.Kind = DecoderStep::ByteLevel;
     T.TheKind = Tokenizer::Kind::ByteLevelBPE;
   } else {
     return unsupported(
-        Path, *Type,
+        Path, Type,
         "Replace, ByteFallback, Fuse, Strip, Metaspace, ByteLevel, Sequence");
   }
   T.Decoders.push_back(std::move(Step));
   return Error::success();
 }
 
-Error Loader::parsePostProcessor(const json::Value &V,
+Error Loader::parsePostProcessor(const json::Object &O, StringRef Type,
                                  const std::string &Path) {
-  Expected<const json::Object *> O = getComponent(V, Path);
-  if (!O || !*O)
-    return O.takeError();
-  Expected<StringRef> Type = getType(**O, Path);
-  if (!Type)
-    return Type.takeError();
-  if (*Type == "Sequence") {
-    const json::Array *Steps = (*O)->getArray("processors");
-    if (!Steps)
-      return fail(Path + ".processors is missing or not an array");
-    for (size_t I = 0; I < Steps->size(); ++I)
-      if (Error E =
-              parsePostProcessor((*Steps)[I], indexed(Path + ".processors", I)))
-        return E;
-    return Error::success();
-  }
-  if (*Type == "TemplateProcessing")
-    return parseTemplate(**O, Path);
-  if (*Type == "ByteLevel")
+  if (Type == "TemplateProcessing")
+    return parseTemplate(O, Path);
+  if (Type == "ByteLevel")
     return Error::success(); // Only adjusts offsets, which we do not track.
-  return unsupported(Path, *Type, "TemplateProcessing, ByteLevel, Sequence");
+  return unsupported(Path, Type, "TemplateProcessing, ByteLevel, Sequence");
 }
 
 /// The "single" template: special tokens before $A form the prefix, those
@@ -1969,15 +1938,22 @@ Error Loader::load(const json::Object &Root) {
     const json::Value *V = Root.get(Key);
     return V ? *V : Null;
   };
-  if (Error E = parseNormalizer(Field("normalizer"), "normalizer"))
+  if (Error E = parseComponent(Field("normalizer"), "normalizer",
+                               "normalizers", &Loader::parseNormalizer))
     return E;
   if (Error E = parseAddedTokens(Root.get("added_tokens")))
     return E;
-  if (Error E = parsePreTokenizer(Field("pre_tokenizer"), "pre_tokenizer"))
+  if (Error E = parseComponent(Field("pre_tokenizer"), "pre_tokenizer",
+                               "pretokenizers", &Loader::parsePreTokenizer))
     return E;
-  if (Error E = parseDecoder(Field("decoder"), "decoder"))
+  // A decoder that is there, even an empty Sequence, replaces the default
+  // (tokens joined with spaces).
+  T.HasDecoder = Field("decoder").kind() != json::Value::Null;
+  if (Error E = parseComponent(Field("decoder"), "decoder", "decoders",
+                               &Loader::parseDecoder))
     return E;
-  if (Error E = parsePostProcessor(Field("post_processor"), "post_processor"))
+  if (Error E = parseComponent(Field("post_processor"), "post_processor",
+                               "processors", &Loader::parsePostProcessor))
     return E;
   deriveBosEos();
   return Error::success();
