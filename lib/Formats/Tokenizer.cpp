@@ -1383,6 +1383,8 @@ private:
                                          const std::string &Path);
   Expected<PrependScheme> getPrependScheme(const json::Object &O,
                                            const std::string &Path);
+  Error readReplace(const json::Object &O, const std::string &Path,
+                    std::string &From, std::string &To);
 
   Error parseModel(const json::Value *V);
   Error parseMerges(const json::Array &Merges);
@@ -1485,6 +1487,21 @@ Expected<PrependScheme> Loader::getPrependScheme(const json::Object &O,
     return PrependScheme::Never;
   return fail(Path + ".prepend_scheme '" + *S +
               "' is not one of first, always, never");
+}
+
+/// A Replace step's pattern and its "content", a normalizer's or a
+/// decoder's.
+Error Loader::readReplace(const json::Object &O, const std::string &Path,
+                          std::string &From, std::string &To) {
+  Expected<std::string> Pattern = getStringPattern(O, Path);
+  if (!Pattern)
+    return Pattern.takeError();
+  Expected<StringRef> Content = getString(O, "content", Path);
+  if (!Content)
+    return Content.takeError();
+  From = *Pattern;
+  To = Content->str();
+  return Error::success();
 }
 
 Error Loader::parseModel(const json::Value *V) {
@@ -1677,15 +1694,9 @@ Error Loader::parseNormalizer(const json::Object &O, StringRef Type,
     Step.Kind = NormalizerStep::Prepend;
     Step.To = Prefix->str();
   } else if (Type == "Replace") {
-    Expected<std::string> From = getStringPattern(O, Path);
-    if (!From)
-      return From.takeError();
-    Expected<StringRef> To = getString(O, "content", Path);
-    if (!To)
-      return To.takeError();
+    if (Error E = readReplace(O, Path, Step.From, Step.To))
+      return E;
     Step.Kind = NormalizerStep::Replace;
-    Step.From = *From;
-    Step.To = To->str();
   } else if (Type == "Strip") {
     Expected<bool> Left = getBool(O, "strip_left", Path, true);
     if (!Left)
@@ -1810,15 +1821,9 @@ Error Loader::parseDecoder(const json::Object &O, StringRef Type,
                            const std::string &Path) {
   DecoderStep Step;
   if (Type == "Replace") {
-    Expected<std::string> From = getStringPattern(O, Path);
-    if (!From)
-      return From.takeError();
-    Expected<StringRef> To = getString(O, "content", Path);
-    if (!To)
-      return To.takeError();
+    if (Error E = readReplace(O, Path, Step.From, Step.To))
+      return E;
     Step.Kind = DecoderStep::Replace;
-    Step.From = *From;
-    Step.To = To->str();
   } else if (Type == "ByteFallback") {
     Step.Kind = DecoderStep::ByteFallback;
   } else if (Type == "Fuse") {
