@@ -43,41 +43,24 @@ public:
     return Error::success();
   }
   Error u64(StringRef Key, uint64_t &Out) const {
-    if (!has(Key))
-      return Error::success();
-    std::optional<uint64_t> V = O.get(Key)->getAsUINT64();
-    if (!V)
-      return fileError(File, "field '{0}' must be a non-negative integer",
-                       where(Key));
-    Out = *V;
-    return Error::success();
+    return typed(
+        Key, Out, [](const json::Value &V) { return V.getAsUINT64(); },
+        "a non-negative integer");
   }
   Error f64(StringRef Key, double &Out) const {
-    if (!has(Key))
-      return Error::success();
-    std::optional<double> V = O.get(Key)->getAsNumber();
-    if (!V)
-      return fileError(File, "field '{0}' must be a number", where(Key));
-    Out = *V;
-    return Error::success();
+    return typed(
+        Key, Out, [](const json::Value &V) { return V.getAsNumber(); },
+        "a number");
   }
   Error boolean(StringRef Key, bool &Out) const {
-    if (!has(Key))
-      return Error::success();
-    std::optional<bool> V = O.get(Key)->getAsBoolean();
-    if (!V)
-      return fileError(File, "field '{0}' must be true or false", where(Key));
-    Out = *V;
-    return Error::success();
+    return typed(
+        Key, Out, [](const json::Value &V) { return V.getAsBoolean(); },
+        "true or false");
   }
   Error string(StringRef Key, std::string &Out) const {
-    if (!has(Key))
-      return Error::success();
-    std::optional<StringRef> V = O.get(Key)->getAsString();
-    if (!V)
-      return fileError(File, "field '{0}' must be a string", where(Key));
-    Out = V->str();
-    return Error::success();
+    return typed(
+        Key, Out, [](const json::Value &V) { return V.getAsString(); },
+        "a string");
   }
   /// An id or a list of ids (eos_token_id may be either).
   Error ids(StringRef Key, SmallVectorImpl<int64_t> &Out) const {
@@ -121,6 +104,19 @@ public:
   }
 
 private:
+  /// Out = Get(the field) where the field is there and Get reads it (an
+  /// optional); Must says what the field must be where it does not.
+  template <typename T, typename Getter>
+  Error typed(StringRef Key, T &Out, Getter Get, StringRef Must) const {
+    if (!has(Key))
+      return Error::success();
+    auto V = Get(*O.get(Key));
+    if (!V)
+      return fileError(File, "field '{0}' must be {1}", where(Key), Must);
+    Out = T(*V);
+    return Error::success();
+  }
+
   const json::Object &O;
   StringRef File;
   std::string Path;
