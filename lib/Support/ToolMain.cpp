@@ -7,6 +7,9 @@
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
+#include <thread>
+
 using namespace llvm;
 
 namespace vindex {
@@ -39,6 +42,10 @@ void parseToolCommandLine(int Argc, const char *const *Argv, StringRef Overview,
     errs() << "Run '" << Argv[0] << " --help' for usage.\n";
     std::exit(ExitUsageError);
   }
+}
+
+unsigned FileToolOptions::threads() const {
+  return Jobs ? Jobs : std::max(1u, std::thread::hardware_concurrency());
 }
 
 int exitWith(StringRef Tool, Error E) {

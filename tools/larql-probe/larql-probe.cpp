@@ -51,17 +51,7 @@ static cl::opt<std::string> Templates("templates",
                                       cl::desc("Prompt templates per relation"),
                                       cl::value_desc("TEMPLATES.json"),
                                       cl::cat(toolOptions()));
-static cl::opt<unsigned> Jobs("jobs",
-                              cl::desc("Worker threads (default: all cores; "
-                                       "the output does not depend on it)"),
-                              cl::init(0), cl::cat(toolOptions()));
-static cl::alias JobsShort("j", cl::aliasopt(Jobs),
-                           cl::desc("Alias for --jobs"),
-                           cl::cat(toolOptions()));
-static cl::opt<std::string> Depfile("depfile",
-                                    cl::desc("Write a make dependency file"),
-                                    cl::value_desc("FILE"),
-                                    cl::cat(toolOptions()));
+static FileToolOptions Common;
 static cl::opt<bool> Force("force",
                            cl::desc("Probe a V-index that is already probed "
                                     "(its labels are replaced in the output)"),
@@ -338,7 +328,7 @@ static Error runKeyStats() {
         return true;
       },
       Layers, KeyStats, /*NormKeys=*/false,
-      Jobs ? Jobs : std::max(1u, std::thread::hardware_concurrency()));
+      Common.threads());
   if (!S)
     return fileError(KeyStats, "{0}", toString(S.takeError()));
 
@@ -362,10 +352,10 @@ static Error runKeyStats() {
   }
   if (Error E = copyVindexWithKeyStats(**V, Output, Files))
     return E;
-  if (!Depfile.empty()) {
+  if (!Common.Depfile.empty()) {
     std::vector<std::string> Deps = (*V)->files();
     Deps.push_back(KeyStats);
-    if (Error E = writeDepfile(Depfile, Output, Deps))
+    if (Error E = writeDepfile(Common.Depfile, Output, Deps))
       return E;
   }
   if (!StatsJSON.empty()) {
@@ -468,7 +458,7 @@ static Error run() {
     return E;
 
   ProbeOptions Opts;
-  Opts.Jobs = Jobs ? Jobs : std::max(1u, std::thread::hardware_concurrency());
+  Opts.Jobs = Common.threads();
   Opts.TopTokens = TopTokens;
   Opts.TopContributors = TopContributors;
   Opts.MinEntities = MinEntities;
@@ -480,11 +470,11 @@ static Error run() {
   if (Error E = copyVindexWithLabels(**V, Output, L, labelsRecord(L)))
     return E;
 
-  if (!Depfile.empty()) {
+  if (!Common.Depfile.empty()) {
     std::vector<std::string> Deps = (*V)->files();
     for (const ProbeInput &I : L.Inputs)
       Deps.push_back(I.Path);
-    if (Error E = writeDepfile(Depfile, Output, Deps))
+    if (Error E = writeDepfile(Common.Depfile, Output, Deps))
       return E;
   }
   if (!StatsJSON.empty())

@@ -32,17 +32,7 @@ static cl::opt<std::string>
          cl::desc("GGUF matrix type: auto (as stored), f32, f16, bf16 or "
                   "q8_0; vectors are always f32"),
          cl::value_desc("TYPE"), cl::init("auto"), cl::cat(toolOptions()));
-static cl::opt<unsigned> Jobs("jobs",
-                              cl::desc("Worker threads (default: all cores; "
-                                       "the output does not depend on it)"),
-                              cl::init(0), cl::cat(toolOptions()));
-static cl::alias JobsShort("j", cl::aliasopt(Jobs),
-                           cl::desc("Alias for --jobs"),
-                           cl::cat(toolOptions()));
-static cl::opt<std::string> Depfile("depfile",
-                                    cl::desc("Write a make dependency file"),
-                                    cl::value_desc("FILE"),
-                                    cl::cat(toolOptions()));
+static FileToolOptions Common;
 
 static const char *Overview = R"(vindex-compile: V-index -> model files
 
@@ -79,10 +69,10 @@ int main(int argc, char **argv) {
   if (!V)
     return exitWith(Tool, V.takeError());
   if (Error E = Format == OutputFormat::GGUF
-                    ? compileGGUF(**V, Output, *GGUFType, Jobs)
-                    : compileSafetensors(**V, Output, Jobs))
+                    ? compileGGUF(**V, Output, *GGUFType, Common.Jobs)
+                    : compileSafetensors(**V, Output, Common.Jobs))
     return exitWith(Tool, std::move(E));
-  if (!Depfile.empty())
-    return exitWith(Tool, writeDepfile(Depfile, Output, (*V)->files()));
+  if (!Common.Depfile.empty())
+    return exitWith(Tool, writeDepfile(Common.Depfile, Output, (*V)->files()));
   return ExitSuccess;
 }

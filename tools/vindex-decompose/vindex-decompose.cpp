@@ -27,17 +27,7 @@ static cl::opt<CompressKind>
              cl::init(CompressKind::None), cl::cat(toolOptions()));
 static cl::opt<int> ZstdLevel("zstd-level", cl::desc("zstd level (1-22)"),
                               cl::init(3), cl::cat(toolOptions()));
-static cl::opt<unsigned> Jobs("jobs",
-                              cl::desc("Worker threads (default: all cores; "
-                                       "the output does not depend on it)"),
-                              cl::init(0), cl::cat(toolOptions()));
-static cl::alias JobsShort("j", cl::aliasopt(Jobs),
-                           cl::desc("Alias for --jobs"),
-                           cl::cat(toolOptions()));
-static cl::opt<std::string> Depfile("depfile",
-                                    cl::desc("Write a make dependency file"),
-                                    cl::value_desc("FILE"),
-                                    cl::cat(toolOptions()));
+static FileToolOptions Common;
 static cl::opt<bool>
     Verify("verify",
            cl::desc("Re-check every checksum of the written V-index "
@@ -82,7 +72,7 @@ int main(int argc, char **argv) {
     Expected<std::unique_ptr<Vindex>> V = Vindex::open(Input);
     if (!V)
       return exitWith(Tool, V.takeError());
-    return exitWith(Tool, (*V)->verify(Jobs));
+    return exitWith(Tool, (*V)->verify(Common.Jobs));
   }
 
   if (ZstdLevel < 1 || ZstdLevel > 22) {
@@ -94,7 +84,7 @@ int main(int argc, char **argv) {
   Opts.Output = Output;
   Opts.Compress = Compress == CompressKind::Zstd;
   Opts.ZstdLevel = ZstdLevel;
-  Opts.Jobs = Jobs;
+  Opts.Jobs = Common.Jobs;
   Opts.Verify = Verify;
   // Only what determines the bytes: not -o, --jobs, --depfile or --verify.
   Opts.CommandLine = std::string(Tool) + " " + Input.getValue() +
@@ -104,7 +94,7 @@ int main(int argc, char **argv) {
   std::vector<std::string> Inputs;
   if (Error E = decompose(Opts, Inputs))
     return exitWith(Tool, std::move(E));
-  if (!Depfile.empty())
-    return exitWith(Tool, writeDepfile(Depfile, Output, Inputs));
+  if (!Common.Depfile.empty())
+    return exitWith(Tool, writeDepfile(Common.Depfile, Output, Inputs));
   return ExitSuccess;
 }

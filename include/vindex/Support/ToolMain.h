@@ -25,6 +25,25 @@ llvm::StringRef toolVersion();
 /// (libLLVM registers hundreds of its own options in the general category).
 llvm::cl::OptionCategory &toolOptions();
 
+/// --jobs (-j) and --depfile as the file-to-file tools (vindex-decompose,
+/// vindex-compile, larql-probe) declare them: one static instance a tool.
+struct FileToolOptions {
+  llvm::cl::opt<unsigned> Jobs{
+      "jobs",
+      llvm::cl::desc("Worker threads (default: all cores; the output does "
+                     "not depend on it)"),
+      llvm::cl::init(0), llvm::cl::cat(toolOptions())};
+  llvm::cl::alias JobsShort{"j", llvm::cl::aliasopt(Jobs),
+                            llvm::cl::desc("Alias for --jobs"),
+                            llvm::cl::cat(toolOptions())};
+  llvm::cl::opt<std::string> Depfile{
+      "depfile", llvm::cl::desc("Write a make dependency file"),
+      llvm::cl::value_desc("FILE"), llvm::cl::cat(toolOptions())};
+
+  /// --jobs, or every core where it is 0.
+  unsigned threads() const;
+};
+
 /// Parses the command line with llvm::cl; on a usage error prints it and
 /// exits with ExitUsageError. --help shows the tool's options and AlsoShow
 /// (options registered by a library, e.g. MLIR's printing flags).
