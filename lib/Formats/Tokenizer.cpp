@@ -1385,6 +1385,8 @@ private:
                                            const std::string &Path);
   Error readReplace(const json::Object &O, const std::string &Path,
                     std::string &From, std::string &To);
+  Error readMetaspace(const json::Object &O, const std::string &Path,
+                      std::string &Replacement, PrependScheme &Scheme);
 
   Error parseModel(const json::Value *V);
   Error parseMerges(const json::Array &Merges);
@@ -1501,6 +1503,21 @@ Error Loader::readReplace(const json::Object &O, const std::string &Path,
     return Content.takeError();
   From = *Pattern;
   To = Content->str();
+  return Error::success();
+}
+
+/// A Metaspace step's replacement character and prepend scheme, a
+/// pre-tokenizer's or a decoder's.
+Error Loader::readMetaspace(const json::Object &O, const std::string &Path,
+                            std::string &Replacement, PrependScheme &Scheme) {
+  Expected<std::string> Char = getChar(O, "replacement", Path);
+  if (!Char)
+    return Char.takeError();
+  Expected<PrependScheme> Prepend = getPrependScheme(O, Path);
+  if (!Prepend)
+    return Prepend.takeError();
+  Replacement = *Char;
+  Scheme = *Prepend;
   return Error::success();
 }
 
@@ -1731,18 +1748,12 @@ Error Loader::parsePreTokenizer(const json::Object &O, StringRef Type,
 
   PreTokenizerStep Step;
   if (Type == "Metaspace") {
-    Expected<std::string> Replacement = getChar(O, "replacement", Path);
-    if (!Replacement)
-      return Replacement.takeError();
-    Expected<PrependScheme> Scheme = getPrependScheme(O, Path);
-    if (!Scheme)
-      return Scheme.takeError();
+    if (Error E = readMetaspace(O, Path, Step.Literal, Step.Scheme))
+      return E;
     Expected<bool> Split = getBool(O, "split", Path, true);
     if (!Split)
       return Split.takeError();
     Step.Kind = PreTokenizerStep::Metaspace;
-    Step.Literal = *Replacement;
-    Step.Scheme = *Scheme;
     Step.MetaspaceSplit = *Split;
   } else if (Type == "Digits") {
     Expected<bool> Individual = getBool(O, "individual_digits", Path, false);
@@ -1841,15 +1852,9 @@ Error Loader::parseDecoder(const json::Object &O, StringRef Type,
     Step.Start = unsigned(*Start);
     Step.Stop = unsigned(*Stop);
   } else if (Type == "Metaspace") {
-    Expected<std::string> Replacement = getChar(O, "replacement", Path);
-    if (!Replacement)
-      return Replacement.takeError();
-    Expected<PrependScheme> Scheme = getPrependScheme(O, Path);
-    if (!Scheme)
-      return Scheme.takeError();
+    if (Error E = readMetaspace(O, Path, Step.From, Step.Scheme))
+      return E;
     Step.Kind = DecoderStep::Metaspace;
-    Step.From = *Replacement;
-    Step.Scheme = *Scheme;
   } else if (Type == "ByteLevel") {
     Step.Kind = DecoderStep::ByteLevel;
     T.TheKind = Tokenizer::Kind::ByteLevelBPE;
