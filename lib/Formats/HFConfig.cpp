@@ -238,8 +238,10 @@ Error parseLayerKinds(const Fields &F, StringRef File, ModelConfig &C,
   return Error::success();
 }
 
-Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
-  const ArchitectureInfo &D = *findArchitecture(C.Architecture);
+/// The sizes: widths, layers, heads, vocabulary (checked before anything
+/// is sized by them).
+Error parseSizes(const Fields &F, StringRef File, const ArchitectureInfo &D,
+                 ModelConfig &C) {
   if (D.Gemma) {
     // Gemma3TextConfig has defaults for every size (those of the 2B-class
     // model), and real multimodal configs rely on them: gemma-3-4b's
@@ -274,8 +276,12 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
   if (Error E = F.u64("head_dim", C.HeadDim))
     return E;
   // Before anything is sized by these (the layer kinds below).
-  if (Error E = checkModelConfig(C, File))
-    return E;
+  return checkModelConfig(C, File);
+}
+
+/// Positions: the context length and RoPE's bases and scaling.
+Error parsePositions(const Fields &F, StringRef File, const ArchitectureInfo &D,
+                     ModelConfig &C) {
   if (Error E = F.u64("max_position_embeddings", C.MaxPositions))
     return E;
 
@@ -290,7 +296,12 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
   C.NormEps = 1e-6;
   if (Error E = F.f64("rms_norm_eps", C.NormEps))
     return E;
+  return Error::success();
+}
 
+/// The FFN activation and the sliding windows of the layers.
+Error parseActivationAndWindows(const Fields &F, StringRef File,
+                                const ArchitectureInfo &D, ModelConfig &C) {
   std::string Act = D.Gemma ? "gelu_pytorch_tanh" : "silu";
   if (Error E = F.string(D.Gemma ? "hidden_activation" : "hidden_act", Act))
     return E;
@@ -302,8 +313,12 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
     if (Error E = F.u64("sliding_window", C.SlidingWindow))
       return E;
   }
-  if (Error E = parseLayerKinds(F, File, C, D.Window))
-    return E;
+  return parseLayerKinds(F, File, C, D.Window);
+}
+
+/// The rest: tied embeddings, biases, norms, scales, softcaps and the
+/// special ids.
+Error parseRest(const Fields &F, const ArchitectureInfo &D, ModelConfig &C) {
 
   C.TiedEmbeddings = D.Tied;
   if (Error E = F.boolean("tie_word_embeddings", C.TiedEmbeddings))
@@ -330,6 +345,18 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
   if (Error E = F.ids("eos_token_id", C.EosIds))
     return E;
   return F.id("pad_token_id", C.PadId);
+}
+
+
+Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
+  const ArchitectureInfo &D = *findArchitecture(C.Architecture);
+  if (Error E = parseSizes(F, File, D, C))
+    return E;
+  if (Error E = parsePositions(F, File, D, C))
+    return E;
+  if (Error E = parseActivationAndWindows(F, File, D, C))
+    return E;
+  return parseRest(F, D, C);
 }
 
 } // namespace
