@@ -277,6 +277,57 @@ static TensorRecord readTensor(const fb::Tensor &F) {
   return T;
 }
 
+static std::vector<SourceFileRecord>
+readSources(const flatbuffers::Vector<flatbuffers::Offset<fb::SourceFile>> *V) {
+  std::vector<SourceFileRecord> Sources;
+  if (V)
+    for (const fb::SourceFile *S : *V)
+      Sources.push_back({str(S->path()), S->size(), str(S->sha256())});
+  return Sources;
+}
+
+static ProvenanceRecord readProvenance(const fb::Provenance &P) {
+  ProvenanceRecord R;
+  R.Tool = str(P.tool());
+  R.Version = str(P.version());
+  R.CommandLine = str(P.command_line());
+  R.Sources = readSources(P.sources());
+  return R;
+}
+
+static PatchRecord readPatch(const fb::Patch &P) {
+  PatchRecord R;
+  R.Name = str(P.name());
+  R.Description = str(P.description());
+  R.File = str(P.file());
+  R.Length = P.length();
+  R.Checksum = P.checksum();
+  R.Statement = str(P.statement());
+  R.ScriptSha256 = str(P.script_sha256());
+  if (P.tensors())
+    for (const fb::PatchedTensor *T : *P.tensors()) {
+      PatchedTensorRecord PT;
+      PT.Name = str(T->name());
+      PT.Layer = T->layer();
+      PT.BaseRows = T->base_rows();
+      appendElements(T->rows(), PT.Rows);
+      PT.AppendedRows = T->appended_rows();
+      PT.CopyOf = str(T->copy_of());
+      R.Tensors.push_back(std::move(PT));
+    }
+  return R;
+}
+
+static LabelsFileRecord readLabelsFile(const fb::LabelsFile &L) {
+  LabelsFileRecord R;
+  R.File = str(L.file());
+  R.Length = L.length();
+  R.Checksum = L.checksum();
+  R.CommandLine = str(L.command_line());
+  R.Sources = readSources(L.sources());
+  return R;
+}
+
 Expected<Manifest> parseManifest(ArrayRef<uint8_t> Bytes, StringRef File) {
   if (Bytes.size() < 8 ||
       !flatbuffers::BufferHasIdentifier(Bytes.data(), fb::ManifestIdentifier()))
@@ -311,39 +362,11 @@ Expected<Manifest> parseManifest(ArrayRef<uint8_t> Bytes, StringRef File) {
   if (F->files())
     for (const fb::AuxFile *A : *F->files())
       M.Files.push_back({str(A->name()), A->length(), A->checksum()});
-  if (const fb::Provenance *P = F->provenance()) {
-    M.Provenance.Tool = str(P->tool());
-    M.Provenance.Version = str(P->version());
-    M.Provenance.CommandLine = str(P->command_line());
-    if (P->sources())
-      for (const fb::SourceFile *S : *P->sources())
-        M.Provenance.Sources.push_back(
-            {str(S->path()), S->size(), str(S->sha256())});
-  }
+  if (const fb::Provenance *P = F->provenance())
+    M.Provenance = readProvenance(*P);
   if (F->patches())
-    for (const fb::Patch *P : *F->patches()) {
-      PatchRecord R;
-      R.Name = str(P->name());
-      R.Description = str(P->description());
-      R.File = str(P->file());
-      R.Length = P->length();
-      R.Checksum = P->checksum();
-      R.Statement = str(P->statement());
-      R.ScriptSha256 = str(P->script_sha256());
-      if (P->tensors())
-        for (const fb::PatchedTensor *T : *P->tensors()) {
-          PatchedTensorRecord PT;
-          PT.Name = str(T->name());
-          PT.Layer = T->layer();
-          PT.BaseRows = T->base_rows();
-          PT.Rows.clear();
-          appendElements(T->rows(), PT.Rows);
-          PT.AppendedRows = T->appended_rows();
-          PT.CopyOf = str(T->copy_of());
-          R.Tensors.push_back(std::move(PT));
-        }
-      M.Patches.push_back(std::move(R));
-    }
+    for (const fb::Patch *P : *F->patches())
+      M.Patches.push_back(readPatch(*P));
   if (!M.Patches.empty() && M.FormatVersion < kVindexFormatVersionPatches)
     return fileError(File,
                      "patch records in a version {0} manifest (patches "
@@ -351,17 +374,8 @@ Expected<Manifest> parseManifest(ArrayRef<uint8_t> Bytes, StringRef File) {
                      M.FormatVersion, kVindexFormatVersionPatches);
   M.IndexMetadata = keyValues(F->index_metadata());
   M.SourceIndex = F->source_index();
-  if (const fb::LabelsFile *L = F->labels()) {
-    LabelsFileRecord R;
-    R.File = str(L->file());
-    R.Length = L->length();
-    R.Checksum = L->checksum();
-    R.CommandLine = str(L->command_line());
-    if (L->sources())
-      for (const fb::SourceFile *S : *L->sources())
-        R.Sources.push_back({str(S->path()), S->size(), str(S->sha256())});
-    M.LabelsFile = std::move(R);
-  }
+  if (const fb::LabelsFile *L = F->labels())
+    M.LabelsFile = readLabelsFile(*L);
   if (F->key_stats())
     for (const fb::KeyStatsFile *K : *F->key_stats())
       M.KeyStats.push_back({str(K->file()), K->length(), K->checksum(),
