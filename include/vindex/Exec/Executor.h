@@ -103,8 +103,13 @@ private:
                     std::optional<llvm::ArrayRef<int32_t>> Tokens, unsigned Top,
                     std::optional<unsigned> Generate, std::optional<size_t> K);
   llvm::Error select(mlir::Operation &Op);  ///< Select.cpp
-  llvm::Error show(mlir::Operation &Op);    ///< Show.cpp
   llvm::Error compile(mlir::Operation &Op); ///< Compile.cpp
+
+  // Show.cpp
+  llvm::Error show(mlir::Operation &Op);
+  llvm::Error showLayers();
+  void showModel();
+  void showPatches();
 
   // LabelQueries.cpp
   /// The V-index's labels, or the statement's error saying to probe it.
