@@ -169,8 +169,21 @@ private:
   /// token ids.
   void addProvenanceKeys(json::Object &C);
   Error planTensors(const ModelConfig &C);
+  /// general.architecture, and the type of the matrices (the embedding's).
+  Error readArchitecture();
+  /// Items by output file (tensors/*.bin), each file's in role and name
+  /// order.
+  using FileItems = std::pair<std::string, std::vector<size_t>>;
+  std::vector<FileItems> itemsByFile() const;
+  /// Every file's payload, on the pool's threads, and the GGUF's record as
+  /// a source (its SHA-256 beside them).
+  Error writePayloads(ArrayRef<FileItems> Files, SourceFileRecord &Source);
   Error writePayload(const std::string &File, ArrayRef<size_t> Items,
                      Progress &P);
+  /// config.json, tokenizer.json (and its compiled form) and the manifest.
+  Error writeManifest(const ModelConfig &Config, StringRef ConfigText,
+                      StringRef TokText, ArrayRef<FileItems> Files,
+                      const SourceFileRecord &Source);
   Error emit(Item &I, OutputFile &F, ZstdShuffleEncoder &Enc,
              std::vector<uint8_t> &Scratch, std::vector<uint8_t> &T2);
 
@@ -504,19 +517,8 @@ Error GGUFDecomposer::writePayload(const std::string &File,
 }
 
 Error GGUFDecomposer::run() {
-  Expected<StringRef> ArchName = G.requiredString("general.architecture");
-  if (!ArchName)
-    return ArchName.takeError();
-  Arch = ArchName->str();
-  if (!findGGUFArchitecture(Arch, /*Windowed=*/false))
-    return fileError(G.path(),
-                     "architecture '{0}' is not supported as input "
-                     "(supported: {1})",
-                     Arch, ggufArchitectureList());
-  if (const GGUFTensorInfo *E =
-          G.findTensor(ggufGlobalTensorName(TensorRole::Embedding)))
-    MatrixType = dtypeOf(E->Type);
-
+  if (Error E = readArchitecture())
+    return E;
   Expected<std::string> ConfigText = buildConfig();
   if (!ConfigText)
     return ConfigText.takeError();
@@ -529,7 +531,30 @@ Error GGUFDecomposer::run() {
     return TokText.takeError();
   if (Error E = planTensors(*Config))
     return E;
+  std::vector<FileItems> Files = itemsByFile();
+  SourceFileRecord Source;
+  if (Error E = writePayloads(Files, Source))
+    return E;
+  return writeManifest(*Config, *ConfigText, *TokText, Files, Source);
+}
 
+Error GGUFDecomposer::readArchitecture() {
+  Expected<StringRef> ArchName = G.requiredString("general.architecture");
+  if (!ArchName)
+    return ArchName.takeError();
+  Arch = ArchName->str();
+  if (!findGGUFArchitecture(Arch, /*Windowed=*/false))
+    return fileError(G.path(),
+                     "architecture '{0}' is not supported as input "
+                     "(supported: {1})",
+                     Arch, ggufArchitectureList());
+  if (const GGUFTensorInfo *E =
+          G.findTensor(ggufGlobalTensorName(TensorRole::Embedding)))
+    MatrixType = dtypeOf(E->Type);
+  return Error::success();
+}
+
+std::vector<GGUFDecomposer::FileItems> GGUFDecomposer::itemsByFile() const {
   std::map<std::string, std::vector<size_t>> ByFile;
   for (size_t I = 0; I < Items.size(); ++I)
     ByFile[Items[I].R.File].push_back(I);
@@ -538,18 +563,19 @@ Error GGUFDecomposer::run() {
       return std::make_pair(Items[A].R.Role, Items[A].R.Name) <
              std::make_pair(Items[B].R.Role, Items[B].R.Name);
     });
+  return {ByFile.begin(), ByFile.end()};
+}
+
+Error GGUFDecomposer::writePayloads(ArrayRef<FileItems> Files,
+                                    SourceFileRecord &Source) {
   if (std::error_code EC = sys::fs::create_directories(
           Out.file("tensors"), /*IgnoreExisting=*/true, sys::fs::all_all))
     return fileError(Out.file("tensors"), "cannot create: {0}", EC.message());
-
   uint64_t Total = 0;
   for (const Item &I : Items)
     Total += I.G->Length;
   Progress P("decompose", Total);
-  std::vector<std::pair<std::string, std::vector<size_t>>> Files(ByFile.begin(),
-                                                                 ByFile.end());
   std::vector<std::string> Errors(Files.size() + 1);
-  SourceFileRecord Source;
   {
     DefaultThreadPool Pool(hardware_concurrency(Opts.Jobs));
     for (size_t I = 0; I < Files.size(); ++I)
@@ -566,9 +592,15 @@ Error GGUFDecomposer::run() {
   for (const std::string &E : Errors)
     if (!E.empty())
       return makeError("{0}", E);
+  return Error::success();
+}
 
+Error GGUFDecomposer::writeManifest(const ModelConfig &Config,
+                                    StringRef ConfigText, StringRef TokText,
+                                    ArrayRef<FileItems> Files,
+                                    const SourceFileRecord &Source) {
   Manifest M;
-  M.Config = *Config;
+  M.Config = Config;
   for (const auto &[File, Indices] : Files)
     for (size_t I : Indices)
       M.Tensors.push_back(Items[I].R);
@@ -580,14 +612,14 @@ Error GGUFDecomposer::run() {
   for (uint64_t L = 0; L < M.Config.NumLayers; ++L)
     M.Layers.push_back({uint32_t(L), M.Config.IntermediateSize, 0});
   for (auto [Name, Bytes] :
-       {std::pair<StringRef, StringRef>{"config.json", *ConfigText},
-        {"tokenizer.json", *TokText}}) {
+       {std::pair<StringRef, StringRef>{"config.json", ConfigText},
+        {"tokenizer.json", TokText}}) {
     if (Error E = writeFileAtomically(Out.file(Name), Bytes))
       return E;
     M.Files.push_back(
         {Name.str(), Bytes.size(), checksum(arrayRefFromStringRef(Bytes))});
   }
-  if (Error E = addCompiledTokenizer(*TokText,
+  if (Error E = addCompiledTokenizer(TokText,
                                      (G.path() + " (tokenizer.json)").str(),
                                      M.Config.VocabSize, Out, M.Files))
     return E;
