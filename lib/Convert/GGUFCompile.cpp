@@ -147,6 +147,13 @@ public:
 
 private:
   Error plan();
+  /// One of the V-index's tensors: its name, shape and type in the GGUF
+  /// and what is done to it on the way.
+  Expected<Planned> planTensor(const TensorRecord &T);
+  /// The GGUF type of a tensor of source shape Src under --type.
+  GGMLType outputType(const TensorRecord &T, const Shape &Src) const;
+  /// rope_freqs.weight, for a llama3 RoPE scaling (none otherwise).
+  Error planRopeFreqs();
   Error buildKVs();
   /// general.*: what the model is and where it came from (CfgObj: the
   /// V-index's config.json, if it parses).
@@ -184,84 +191,14 @@ private:
 };
 
 Error GGUFCompiler::plan() {
-  const ModelConfig &C = V.config();
-  for (const TensorRecord *TP : View.tensors()) {
-    const TensorRecord &T = *TP;
-    Planned P;
-    P.T = &T;
-    P.Eff = View.record(T);
-    if (isFFNRole(T.Role) && View.ffnWidthsChanged() &&
-        P.Eff.Dims.size() == 2) {
-      P.Eff.Dims[0] = std::max(P.Eff.Dims[0], View.maxFFNWidth());
-      P.Eff.Length = P.Eff.Dims[0] * View.rowBytes(T);
-    }
-    P.ThroughView = View.isPatched(T) || P.Eff.Length != T.Length;
-    P.Name = ggufTensorName(*Info, T.Role, T.Layer);
-    if (P.Name.empty())
-      return fileError(V.directory(),
-                       "tensor '{0}' has no llama.cpp name "
-                       "for architecture '{1}'",
-                       T.Name, Arch);
-    Shape Src = P.Eff.sourceDims();
-    P.Ne.assign(Src.rbegin(), Src.rend());
-    GGMLType Stored = storedGGMLType(T.Type);
-    if (Src.size() < 2) {
-      P.Out = GGMLType::F32;
-    } else {
-      switch (Type) {
-      case GGUFOutputType::Auto:
-        P.Out = Stored;
-        break;
-      case GGUFOutputType::F32:
-        P.Out = GGMLType::F32;
-        break;
-      case GGUFOutputType::F16:
-        P.Out = GGMLType::F16;
-        break;
-      case GGUFOutputType::BF16:
-        P.Out = GGMLType::BF16;
-        break;
-      case GGUFOutputType::Q8_0:
-        // As llama.cpp's converter: rows that are not whole blocks in F16.
-        // The vocabulary matrices (the output projection, or the embedding
-        // tied to it) stay F16 too: their error lands on the logits
-        // directly (tiny-gemma3 in Q8_0 throughout loses the top-1 of a
-        // prompt whose top two logits are 0.009 apart).
-        P.Out = Src.back() % kQ8_0Block || T.Role == TensorRole::Embedding ||
-                        T.Role == TensorRole::LMHead
-                    ? GGMLType::F16
-                    : GGMLType::Q8_0;
-        break;
-      }
-    }
-    P.PlusOne = C.Norm == NormStyle::OnePlusWeight && isNormRole(T.Role);
-    if (Info->LlamaConverter &&
-        (T.Role == TensorRole::AttnQ || T.Role == TensorRole::AttnK)) {
-      if (C.HeadDim % 2 || Src[0] % C.HeadDim)
-        return fileError(V.directory(),
-                         "tensor '{0}' of shape {1} cannot "
-                         "be split in heads of {2} rows",
-                         T.Name, shapeString(Src), C.HeadDim);
-      P.PermuteHeadDim = C.HeadDim;
-    }
-    Tensors.push_back(std::move(P));
+  for (const TensorRecord *T : View.tensors()) {
+    Expected<Planned> P = planTensor(*T);
+    if (!P)
+      return P.takeError();
+    Tensors.push_back(std::move(*P));
   }
-  // llama.cpp applies a llama3 RoPE scaling through per-pair frequency
-  // factors, which its converter derives from config.json.
-  if (C.Scaling.Type == "llama3") {
-    if (!Info->LlamaConverter)
-      return fileError(V.directory(),
-                       "llama3 RoPE scaling cannot be written for "
-                       "architecture '{0}'",
-                       Arch);
-    Planned P;
-    P.T = nullptr;
-    P.Name = kGGUFRopeFreqsName.str();
-    P.Out = GGMLType::F32;
-    P.Values = llama3RopeFactors(C.RopeTheta, C.HeadDim, C.Scaling);
-    P.Ne = {P.Values.size()};
-    Tensors.push_back(std::move(P));
-  }
+  if (Error E = planRopeFreqs())
+    return E;
   // Globals first (token_embd, output_norm, output), then layer by layer in
   // llama.cpp's name order.
   auto Key = [](const Planned &P) {
@@ -270,6 +207,87 @@ Error GGUFCompiler::plan() {
   llvm::sort(Tensors, [&](const Planned &A, const Planned &B) {
     return Key(A) < Key(B);
   });
+  return Error::success();
+}
+
+Expected<Planned>
+GGUFCompiler::planTensor(const TensorRecord &T) {
+  const ModelConfig &C = V.config();
+  Planned P;
+  P.T = &T;
+  P.Eff = View.record(T);
+  if (isFFNRole(T.Role) && View.ffnWidthsChanged() && P.Eff.Dims.size() == 2) {
+    P.Eff.Dims[0] = std::max(P.Eff.Dims[0], View.maxFFNWidth());
+    P.Eff.Length = P.Eff.Dims[0] * View.rowBytes(T);
+  }
+  P.ThroughView = View.isPatched(T) || P.Eff.Length != T.Length;
+  P.Name = ggufTensorName(*Info, T.Role, T.Layer);
+  if (P.Name.empty())
+    return fileError(V.directory(),
+                     "tensor '{0}' has no llama.cpp name "
+                     "for architecture '{1}'",
+                     T.Name, Arch);
+  Shape Src = P.Eff.sourceDims();
+  P.Ne.assign(Src.rbegin(), Src.rend());
+  P.Out = outputType(T, Src);
+  P.PlusOne = C.Norm == NormStyle::OnePlusWeight && isNormRole(T.Role);
+  if (Info->LlamaConverter &&
+      (T.Role == TensorRole::AttnQ || T.Role == TensorRole::AttnK)) {
+    if (C.HeadDim % 2 || Src[0] % C.HeadDim)
+      return fileError(V.directory(),
+                       "tensor '{0}' of shape {1} cannot "
+                       "be split in heads of {2} rows",
+                       T.Name, shapeString(Src), C.HeadDim);
+    P.PermuteHeadDim = C.HeadDim;
+  }
+  return P;
+}
+
+GGMLType GGUFCompiler::outputType(const TensorRecord &T,
+                                  const Shape &Src) const {
+  if (Src.size() < 2)
+    return GGMLType::F32;
+  switch (Type) {
+  case GGUFOutputType::Auto:
+    return storedGGMLType(T.Type);
+  case GGUFOutputType::F32:
+    return GGMLType::F32;
+  case GGUFOutputType::F16:
+    return GGMLType::F16;
+  case GGUFOutputType::BF16:
+    return GGMLType::BF16;
+  case GGUFOutputType::Q8_0:
+    // As llama.cpp's converter: rows that are not whole blocks in F16.
+    // The vocabulary matrices (the output projection, or the embedding
+    // tied to it) stay F16 too: their error lands on the logits
+    // directly (tiny-gemma3 in Q8_0 throughout loses the top-1 of a
+    // prompt whose top two logits are 0.009 apart).
+    return Src.back() % kQ8_0Block || T.Role == TensorRole::Embedding ||
+                   T.Role == TensorRole::LMHead
+               ? GGMLType::F16
+               : GGMLType::Q8_0;
+  }
+  llvm_unreachable("every GGUF output type is handled");
+}
+
+Error GGUFCompiler::planRopeFreqs() {
+  // llama.cpp applies a llama3 RoPE scaling through per-pair frequency
+  // factors, which its converter derives from config.json.
+  const ModelConfig &C = V.config();
+  if (C.Scaling.Type != "llama3")
+    return Error::success();
+  if (!Info->LlamaConverter)
+    return fileError(V.directory(),
+                     "llama3 RoPE scaling cannot be written for "
+                     "architecture '{0}'",
+                     Arch);
+  Planned P;
+  P.T = nullptr;
+  P.Name = kGGUFRopeFreqsName.str();
+  P.Out = GGMLType::F32;
+  P.Values = llama3RopeFactors(C.RopeTheta, C.HeadDim, C.Scaling);
+  P.Ne = {P.Values.size()};
+  Tensors.push_back(std::move(P));
   return Error::success();
 }
 
