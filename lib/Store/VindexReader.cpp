@@ -101,66 +101,10 @@ Error Vindex::load() {
   if (Error E = checkManifest(ManifestPath))
     return E;
   for (size_t I = 0; I < M.Tensors.size(); ++I) {
-    const TensorRecord &T = M.Tensors[I];
-    auto Bad = [&](const char *Problem) {
-      return fileError(ManifestPath, "tensor '{0}': {1}", T.Name, Problem);
-    };
-    if (uint8_t(T.Type) > uint8_t(DType::BF16))
-      return Bad("unknown dtype");
-    if (uint8_t(T.Role) > uint8_t(TensorRole::FFNDown))
-      return Bad("unknown role");
-    if (T.Layer < -1 ||
-        (T.Layer >= 0 && uint64_t(T.Layer) >= M.Config.NumLayers))
-      return Bad("layer out of range");
-    if (T.Transposed && T.Dims.size() != 2)
-      return Bad("a transposed tensor must have two dimensions");
-    if (!ByName.try_emplace(T.Name, I).second)
-      return Bad("appears twice");
-    if (!isSafeRelativePath(T.File))
-      return Bad("payload file name leaves the V-index directory");
-    std::optional<uint64_t> N = numElements(T.Dims);
-    bool Overflow = !N;
-    uint64_t Bytes =
-        N ? SaturatingMultiply<uint64_t>(*N, dtypeSize(T.Type), &Overflow) : 0;
-    if (Overflow || Bytes != T.Length)
-      return Bad("shape and dtype disagree with the decoded length");
-    if (T.Compression == Codec::None && T.StoredLength != T.Length)
-      return Bad("uncompressed but stored length differs from length");
-    if (T.Compression == Codec::ZstdShuffle &&
-        (T.CodecChunk == 0 || T.CodecChunk % dtypeSize(T.Type) ||
-         T.CodecChunk > kCodecChunk))
-      return fileError(ManifestPath,
-                       "tensor '{0}': invalid codec chunk size {1} (a "
-                       "multiple of the element size, at most {2})",
-                       T.Name, T.CodecChunk, kCodecChunk);
-    // Decoding sizes buffers by the claimed length: the stored bytes must
-    // be able to hold it.
-    if (T.Compression == Codec::ZstdShuffle &&
-        T.StoredLength < minZstdShuffleStored(T.Length, T.CodecChunk))
-      return fileError(ManifestPath,
-                       "tensor '{0}': {1} stored bytes cannot hold {2} "
-                       "decoded bytes",
-                       T.Name, T.StoredLength, T.Length);
-    if (T.Transposed != (T.Role == TensorRole::FFNDown))
-      return Bad("only the FFN down projection is stored transposed");
-    if (T.Compression != Codec::None && T.Compression != Codec::ZstdShuffle)
-      return Bad("unknown codec");
-    if (!M.Shards.empty() && T.SourceShard >= M.Shards.size())
-      return Bad("source shard index out of range");
-    auto &File = Files[T.File];
-    if (!File) {
-      Expected<std::unique_ptr<MappedFile>> Opened =
-          MappedFile::open(path(T.File), Load);
-      if (!Opened)
-        return Opened.takeError();
-      File = std::move(*Opened);
-    }
-    if (T.Offset > File->size() || T.StoredLength > File->size() - T.Offset)
-      return fileError(File->path(),
-                       "tensor '{0}' [{1}, {2}) lies past the "
-                       "end of the file ({3} bytes)",
-                       T.Name, T.Offset, T.Offset + T.StoredLength,
-                       File->size());
+    if (Error E = checkTensorRecord(I, ManifestPath))
+      return E;
+    if (Error E = mapPayload(M.Tensors[I]))
+      return E;
   }
   if (Error E = checkModelTensors(M.Config, M.Tensors, ManifestPath, M.Layers))
     return E;
@@ -169,6 +113,74 @@ Error Vindex::load() {
   if (Error E = checkKeyStatsRecords(M, Dir, ManifestPath))
     return E;
   return loadPatches();
+}
+
+Error Vindex::checkTensorRecord(size_t I, StringRef ManifestPath) {
+  const TensorRecord &T = M.Tensors[I];
+  auto Bad = [&](const char *Problem) {
+    return fileError(ManifestPath, "tensor '{0}': {1}", T.Name, Problem);
+  };
+  if (uint8_t(T.Type) > uint8_t(DType::BF16))
+    return Bad("unknown dtype");
+  if (uint8_t(T.Role) > uint8_t(TensorRole::FFNDown))
+    return Bad("unknown role");
+  if (T.Layer < -1 ||
+      (T.Layer >= 0 && uint64_t(T.Layer) >= M.Config.NumLayers))
+    return Bad("layer out of range");
+  if (T.Transposed && T.Dims.size() != 2)
+    return Bad("a transposed tensor must have two dimensions");
+  if (!ByName.try_emplace(T.Name, I).second)
+    return Bad("appears twice");
+  if (!isSafeRelativePath(T.File))
+    return Bad("payload file name leaves the V-index directory");
+  std::optional<uint64_t> N = numElements(T.Dims);
+  bool Overflow = !N;
+  uint64_t Bytes =
+      N ? SaturatingMultiply<uint64_t>(*N, dtypeSize(T.Type), &Overflow) : 0;
+  if (Overflow || Bytes != T.Length)
+    return Bad("shape and dtype disagree with the decoded length");
+  if (T.Compression == Codec::None && T.StoredLength != T.Length)
+    return Bad("uncompressed but stored length differs from length");
+  if (T.Compression == Codec::ZstdShuffle &&
+      (T.CodecChunk == 0 || T.CodecChunk % dtypeSize(T.Type) ||
+       T.CodecChunk > kCodecChunk))
+    return fileError(ManifestPath,
+                     "tensor '{0}': invalid codec chunk size {1} (a "
+                     "multiple of the element size, at most {2})",
+                     T.Name, T.CodecChunk, kCodecChunk);
+  // Decoding sizes buffers by the claimed length: the stored bytes must
+  // be able to hold it.
+  if (T.Compression == Codec::ZstdShuffle &&
+      T.StoredLength < minZstdShuffleStored(T.Length, T.CodecChunk))
+    return fileError(ManifestPath,
+                     "tensor '{0}': {1} stored bytes cannot hold {2} "
+                     "decoded bytes",
+                     T.Name, T.StoredLength, T.Length);
+  if (T.Transposed != (T.Role == TensorRole::FFNDown))
+    return Bad("only the FFN down projection is stored transposed");
+  if (T.Compression != Codec::None && T.Compression != Codec::ZstdShuffle)
+    return Bad("unknown codec");
+  if (!M.Shards.empty() && T.SourceShard >= M.Shards.size())
+    return Bad("source shard index out of range");
+  return Error::success();
+}
+
+Error Vindex::mapPayload(const TensorRecord &T) {
+  auto &File = Files[T.File];
+  if (!File) {
+    Expected<std::unique_ptr<MappedFile>> Opened =
+        MappedFile::open(path(T.File), Load);
+    if (!Opened)
+      return Opened.takeError();
+    File = std::move(*Opened);
+  }
+  if (T.Offset > File->size() || T.StoredLength > File->size() - T.Offset)
+    return fileError(File->path(),
+                     "tensor '{0}' [{1}, {2}) lies past the "
+                     "end of the file ({3} bytes)",
+                     T.Name, T.Offset, T.Offset + T.StoredLength,
+                     File->size());
+  return Error::success();
 }
 
 Expected<std::unique_ptr<MemoryBuffer>>

@@ -77,6 +77,11 @@ public:
 
 private:
   llvm::Error load();
+  /// Tensor record I of the manifest: its type, role, layer, shape, codec
+  /// and file name make sense, and its name is new (ByName).
+  llvm::Error checkTensorRecord(size_t I, llvm::StringRef ManifestPath);
+  /// Maps T's payload file (once a file) and checks that T lies inside it.
+  llvm::Error mapPayload(const TensorRecord &T);
   llvm::Error loadLabels();
   /// File (relative to the V-index) read whole and checked against its
   /// manifest record's length and checksum; What names it in the message.
