@@ -210,8 +210,7 @@ Error GGUFCompiler::plan() {
   return Error::success();
 }
 
-Expected<Planned>
-GGUFCompiler::planTensor(const TensorRecord &T) {
+Expected<Planned> GGUFCompiler::planTensor(const TensorRecord &T) {
   const ModelConfig &C = V.config();
   Planned P;
   P.T = &T;

@@ -619,9 +619,9 @@ Error GGUFDecomposer::writeManifest(const ModelConfig &Config,
     M.Files.push_back(
         {Name.str(), Bytes.size(), checksum(arrayRefFromStringRef(Bytes))});
   }
-  if (Error E = addCompiledTokenizer(TokText,
-                                     (G.path() + " (tokenizer.json)").str(),
-                                     M.Config.VocabSize, Out, M.Files))
+  if (Error E =
+          addCompiledTokenizer(TokText, (G.path() + " (tokenizer.json)").str(),
+                               M.Config.VocabSize, Out, M.Files))
     return E;
   M.Provenance = {
       "vindex-decompose", toolVersion().str(), Opts.CommandLine, {Source}};

@@ -98,8 +98,7 @@ void Executor::showModel() {
   Add("max_positions", int64_t(C.MaxPositions));
   int64_t Sliding = 0;
   for (size_t L = 0; L < C.NumLayers; ++L)
-    Sliding +=
-        L < C.LayerKinds.size() && C.LayerKinds[L] == LayerKind::Sliding;
+    Sliding += L < C.LayerKinds.size() && C.LayerKinds[L] == LayerKind::Sliding;
   Add("sliding_layers", Sliding);
   Add("sliding_window", int64_t(C.SlidingWindow));
   // Bases are whole numbers in practice: print them so.
@@ -117,10 +116,10 @@ void Executor::showModel() {
   printResult(R, Format, OS);
 }
 
+/// SHOW PATCHES: the view's patch stack, oldest first: the V-index's own
+/// patches, then those of this run's edits.
 void Executor::showPatches() {
   ResultTable R;
-  // The stack of the view, oldest first: the V-index's own patches, then
-  // those of this run's edits.
   R.Statement = "SHOW PATCHES";
   R.Columns = {"patch", "name", "origin", "tensors", "rows", "statement"};
   ArrayRef<std::shared_ptr<const Patch>> Stack = View->patches();

@@ -275,7 +275,7 @@ Error parseSizes(const Fields &F, StringRef File, const ArchitectureInfo &D,
   C.HeadDim = D.Gemma ? 256 : C.HiddenSize / std::max<uint64_t>(C.NumHeads, 1);
   if (Error E = F.u64("head_dim", C.HeadDim))
     return E;
-  // Before anything is sized by these (the layer kinds below).
+  // Before anything is sized by these (the layer kinds).
   return checkModelConfig(C, File);
 }
 
@@ -316,10 +316,9 @@ Error parseActivationAndWindows(const Fields &F, StringRef File,
   return parseLayerKinds(F, File, C, D.Window);
 }
 
-/// The rest: tied embeddings, biases, norms, scales, softcaps and the
-/// special ids.
-Error parseRest(const Fields &F, const ArchitectureInfo &D, ModelConfig &C) {
-
+/// Embedding tying, biases, norms, scales, softcaps and the special ids.
+Error parseEmbeddingNormsAndIds(const Fields &F, const ArchitectureInfo &D,
+                                ModelConfig &C) {
   C.TiedEmbeddings = D.Tied;
   if (Error E = F.boolean("tie_word_embeddings", C.TiedEmbeddings))
     return E;
@@ -347,7 +346,6 @@ Error parseRest(const Fields &F, const ArchitectureInfo &D, ModelConfig &C) {
   return F.id("pad_token_id", C.PadId);
 }
 
-
 Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
   const ArchitectureInfo &D = *findArchitecture(C.Architecture);
   if (Error E = parseSizes(F, File, D, C))
@@ -356,7 +354,7 @@ Error parseTextConfig(const Fields &F, StringRef File, ModelConfig &C) {
     return E;
   if (Error E = parseActivationAndWindows(F, File, D, C))
     return E;
-  return parseRest(F, D, C);
+  return parseEmbeddingNormsAndIds(F, D, C);
 }
 
 } // namespace

@@ -1763,8 +1763,7 @@ Error Loader::parsePreTokenizer(const json::Object &O, StringRef Type,
     Step.Behavior =
         *Individual ? SplitBehavior::Isolated : SplitBehavior::Contiguous;
   } else if (Type == "ByteLevel") {
-    Expected<bool> AddPrefixSpace =
-        getBool(O, "add_prefix_space", Path, true);
+    Expected<bool> AddPrefixSpace = getBool(O, "add_prefix_space", Path, true);
     if (!AddPrefixSpace)
       return AddPrefixSpace.takeError();
     Expected<bool> UseRegex = getBool(O, "use_regex", Path, true);
@@ -1948,8 +1947,8 @@ Error Loader::load(const json::Object &Root) {
     const json::Value *V = Root.get(Key);
     return V ? *V : Null;
   };
-  if (Error E = parseComponent(Field("normalizer"), "normalizer",
-                               "normalizers", &Loader::parseNormalizer))
+  if (Error E = parseComponent(Field("normalizer"), "normalizer", "normalizers",
+                               &Loader::parseNormalizer))
     return E;
   if (Error E = parseAddedTokens(Root.get("added_tokens")))
     return E;

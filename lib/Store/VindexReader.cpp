@@ -124,8 +124,7 @@ Error Vindex::checkTensorRecord(size_t I, StringRef ManifestPath) {
     return Bad("unknown dtype");
   if (uint8_t(T.Role) > uint8_t(TensorRole::FFNDown))
     return Bad("unknown role");
-  if (T.Layer < -1 ||
-      (T.Layer >= 0 && uint64_t(T.Layer) >= M.Config.NumLayers))
+  if (T.Layer < -1 || (T.Layer >= 0 && uint64_t(T.Layer) >= M.Config.NumLayers))
     return Bad("layer out of range");
   if (T.Transposed && T.Dims.size() != 2)
     return Bad("a transposed tensor must have two dimensions");
@@ -178,8 +177,7 @@ Error Vindex::mapPayload(const TensorRecord &T) {
     return fileError(File->path(),
                      "tensor '{0}' [{1}, {2}) lies past the "
                      "end of the file ({3} bytes)",
-                     T.Name, T.Offset, T.Offset + T.StoredLength,
-                     File->size());
+                     T.Name, T.Offset, T.Offset + T.StoredLength, File->size());
   return Error::success();
 }
 

@@ -160,11 +160,10 @@ TEST(Describe, AtLayerAndBandChooseTheCarrierNotTheScore) {
   for (const DescribeEdge &E : At4) {
     EXPECT_EQ(E.Layer, 4u);
     EXPECT_EQ(E.LayerBand, Band::Output);
-    for (const DescribeEdge &A : All) {
+    for (const DescribeEdge &A : All)
       if (A.Target == E.Target) {
         EXPECT_DOUBLE_EQ(A.Score, E.Score);
       }
-    }
   }
   Opts.Layer.reset();
   Opts.OnlyBand = Band::Knowledge;

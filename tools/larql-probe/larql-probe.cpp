@@ -31,7 +31,6 @@
 #include <sys/resource.h>
 
 #include <chrono>
-#include <thread>
 
 using namespace llvm;
 using namespace vindex;
@@ -327,8 +326,7 @@ static Error runKeyStats() {
         Ids = Tok->encode(Lines[Next++]);
         return true;
       },
-      Layers, KeyStats, /*NormKeys=*/false,
-      Common.threads());
+      Layers, KeyStats, /*NormKeys=*/false, Common.threads());
   if (!S)
     return fileError(KeyStats, "{0}", toString(S.takeError()));
 

@@ -78,7 +78,8 @@ public:
 private:
   llvm::Error load();
   /// Tensor record I of the manifest: its type, role, layer, shape, codec
-  /// and file name make sense, and its name is new (ByName).
+  /// and file name make sense, and its name is new; records the name in
+  /// ByName.
   llvm::Error checkTensorRecord(size_t I, llvm::StringRef ManifestPath);
   /// Maps T's payload file (once a file) and checks that T lies inside it.
   llvm::Error mapPayload(const TensorRecord &T);

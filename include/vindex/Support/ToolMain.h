@@ -26,7 +26,9 @@ llvm::StringRef toolVersion();
 llvm::cl::OptionCategory &toolOptions();
 
 /// --jobs (-j) and --depfile as the file-to-file tools (vindex-decompose,
-/// vindex-compile, larql-probe) declare them: one static instance a tool.
+/// vindex-compile, larql-probe) declare them. Exactly one static instance a
+/// tool: the options register themselves globally, and a second instance
+/// aborts at startup ("registered more than once").
 struct FileToolOptions {
   llvm::cl::opt<unsigned> Jobs{
       "jobs",
