@@ -5,10 +5,8 @@
 
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/WithColor.h"
+#include "llvm/Support/Threading.h"
 #include "llvm/Support/raw_ostream.h"
-
-#include <algorithm>
-#include <thread>
 
 using namespace llvm;
 
@@ -45,7 +43,8 @@ void parseToolCommandLine(int Argc, const char *const *Argv, StringRef Overview,
 }
 
 unsigned FileToolOptions::threads() const {
-  return Jobs ? Jobs : std::max(1u, std::thread::hardware_concurrency());
+  // As the engine and the pools count cores: those this process may run on.
+  return Jobs ? Jobs : hardware_concurrency().compute_thread_count();
 }
 
 int exitWith(StringRef Tool, Error E) {
