@@ -917,11 +917,7 @@ const std::vector<float> &Editor::Impl::biasVector(unsigned Layer) {
   const LayerStats &St = Stats[Layer];
   size_t D = St.D;
   std::vector<double> A = St.Second, B = St.Mean;
-  double Trace = 0;
-  for (size_t I = 0; I < D; ++I)
-    Trace += A[I * D + I];
-  for (size_t I = 0; I < D; ++I)
-    A[I * D + I] += 1e-4 * Trace / double(D);
+  addTraceRidge(A, D);
   if (!solveSPD(A, B, D))
     B.assign(D, 0.0);
   Out.assign(B.begin(), B.end());

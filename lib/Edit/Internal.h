@@ -46,6 +46,11 @@ struct LayerStats {
 /// Cholesky); false if A is not positive definite.
 bool solveSPD(std::vector<double> A, std::vector<double> &B, size_t N);
 
+/// Adds 1e-4 times A's mean diagonal to its diagonal (N x N): a ridge that
+/// scales with A, so that a moment of fewer samples than dimensions still
+/// solves.
+void addTraceRidge(std::vector<double> &A, size_t N);
+
 /// The separator of the slot method: g with g.Key ~ +1 and g.x ~ -1 for the
 /// layer's ordinary inputs (Stats) and for Negatives (the nearest other
 /// prompts' keys, weighted as much as all of Stats), ridge-regularised.

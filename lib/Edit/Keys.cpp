@@ -109,6 +109,15 @@ void LayerStats::finish() {
     V /= Count;
 }
 
+void addTraceRidge(std::vector<double> &A, size_t N) {
+  double Trace = 0;
+  for (size_t I = 0; I < N; ++I)
+    Trace += A[I * N + I];
+  double Lambda = 1e-4 * Trace / double(N);
+  for (size_t I = 0; I < N; ++I)
+    A[I * N + I] += Lambda;
+}
+
 bool solveSPD(std::vector<double> A, std::vector<double> &B, size_t N) {
   // A = L L^T in place (lower triangle).
   for (size_t J = 0; J < N; ++J) {
@@ -193,12 +202,7 @@ std::vector<double> fitSeparator(const LayerStats &Stats, ArrayRef<float> Key,
     for (size_t J = 0; J < D; ++J)
       A[I * D + J] += WKey * double(Key[I]) * Key[J];
   }
-  double Trace = 0;
-  for (size_t I = 0; I < D; ++I)
-    Trace += A[I * D + I];
-  double Lambda = 1e-4 * Trace / double(D);
-  for (size_t I = 0; I < D; ++I)
-    A[I * D + I] += Lambda;
+  addTraceRidge(A, D);
   if (!solveSPD(A, B, D))
     return std::vector<double>(D, 0.0);
   return B;
@@ -246,12 +250,7 @@ GateFit fitGate(const LayerStats &Stats, ArrayRef<std::vector<float>> Positives,
   for (size_t P = 0; P < Positives.size(); ++P)
     AddOuter(Positives[P].data(),
              P == 0 ? WKey : 0.5 * WKey / double(Positives.size() - 1), 1.0);
-  double Trace = 0;
-  for (size_t I = 0; I < D; ++I)
-    Trace += A[I * D + I];
-  double Lambda = 1e-4 * Trace / double(D);
-  for (size_t I = 0; I < D; ++I)
-    A[I * D + I] += Lambda;
+  addTraceRidge(A, D);
   GateFit Fit;
   for (unsigned R = 0;; ++R) {
     std::vector<double> G = B;
@@ -322,11 +321,7 @@ std::vector<float> fitQuietUp(const LayerStats &Stats,
   for (size_t P = 0; P < Positives.size(); ++P)
     AddOuter(Positives[P].data(),
              P == 0 ? WKey : 0.5 * WKey / double(Positives.size() - 1), 1.0);
-  double Trace = 0;
-  for (size_t I = 0; I < D; ++I)
-    Trace += A[I * D + I];
-  for (size_t I = 0; I < D; ++I)
-    A[I * D + I] += 1e-4 * Trace / double(D);
+  addTraceRidge(A, D);
   ArrayRef<float> Key = Positives.front();
   if (!solveSPD(A, U, D))
     return std::vector<float>(Key.begin(), Key.end());
