@@ -46,6 +46,9 @@ measured after the last statement.
 the last run's output (the make-pipeline form; MODE memit holds what the
 input's patches record, so the chain computes what one run would), and
 --resume keeps the links a killed benchmark finished (work/TAG.chain/).
+With --chain and batches:K the run's `links` measures each link on the
+facts so far and on the first statement's facts (efficacy, paraphrase,
+the trained answers kept; kept as NNNN.eval.json beside the link).
 """
 import argparse
 import json
@@ -141,6 +144,25 @@ def memit_batches(rows, k, tail):
             tail + ";" for i in range(0, len(rows), size)]
 
 
+def write_facts(path, facts):
+    with open(path, "w") as f:
+        f.write("entity\trelation\ttarget\n")
+        f.writelines("%s\t%s\t%s\n" % x for x in facts)
+
+
+def inserted_after(tool, base, out_v, tsv):
+    """vindex-bench-edit-eval on the facts of tsv (one KL sentence: the
+    cheap form): its whole JSON."""
+    _, out = run([tool("vindex-bench-edit-eval"), "--fixtures", FIX,
+                  "--before", base, "--after", out_v, "--facts", tsv,
+                  "--kl-sentences", "1"])
+    return json.loads(out)
+
+
+def batch_size(n, style):
+    return max(1, -(-n // int(style.split(":")[1])))
+
+
 def first_batch(tool, base, out_v, work, tag, batch, style):
     """For batches:K, the first statement's facts measured after the last
     statement (AlphaEdit's question: are the earlier edits kept?): their
@@ -148,17 +170,48 @@ def first_batch(tool, base, out_v, work, tag, batch, style):
     alone. None for the other styles."""
     if not style.startswith("batches:"):
         return None
-    size = max(1, -(-len(batch) // int(style.split(":")[1])))
+    size = batch_size(len(batch), style)
     tsv = os.path.join(work, "%s-first.tsv" % tag)
-    with open(tsv, "w") as f:
-        f.write("entity\trelation\ttarget\n")
-        f.writelines("%s\t%s\t%s\n" % x for x in batch[:size])
-    _, out = run([tool("vindex-bench-edit-eval"), "--fixtures", FIX,
-                  "--before", base, "--after", out_v, "--facts", tsv,
-                  "--kl-sentences", "1"])
-    ins = json.loads(out)["inserted"]["after"]
+    write_facts(tsv, batch[:size])
+    ins = inserted_after(tool, base, out_v, tsv)["inserted"]["after"]
     return {"facts": size, "efficacy": ins["efficacy"],
             "paraphrase": ins["paraphrase"]}
+
+
+def measure_links(tool, base, link_dir, batch, style):
+    """--chain with batches:K: each link measured on the facts so far and on
+    the first statement's facts (is the first batch kept link after link,
+    and what do the trained answers do?). Each measure is kept beside its
+    link as NNNN.eval.json, so --resume measures only the new links."""
+    size = batch_size(len(batch), style)
+    first_tsv = os.path.join(link_dir, "first.tsv")
+    write_facts(first_tsv, batch[:size])
+    links = []
+    for i in range(-(-len(batch) // size)):
+        stem = os.path.join(link_dir, "%04d" % (i + 1))
+        if not os.path.isdir(stem + ".vindex"):
+            break
+        path = stem + ".eval.json"
+        if not os.path.exists(path):
+            so_far = stem + ".facts.tsv"
+            write_facts(so_far, batch[:(i + 1) * size])
+            ev = inserted_after(tool, base, stem + ".vindex", so_far)
+            first = inserted_after(tool, base, stem + ".vindex", first_tsv)
+            trained = ev["trained"]["after"]
+            link = {"link": i + 1, "facts_so_far": min(len(batch),
+                                                       (i + 1) * size),
+                    "so_far": ev["inserted"]["after"],
+                    "first_batch": first["inserted"]["after"],
+                    "trained_canonical_hits": trained["canonical"]["hits"],
+                    "trained_heldout_hits": trained["heldout"]["hits"]}
+            with open(stem + ".json") as f:
+                link["run"] = json.load(f)
+            with open(path + ".tmp", "w") as f:
+                json.dump(link, f, indent=1)
+            os.replace(path + ".tmp", path)
+        with open(path) as f:
+            links.append(json.load(f))
+    return links
 
 
 def run_chain(tool, base, head, statements, link_dir, jobs, pipeline,
@@ -182,6 +235,8 @@ def run_chain(tool, base, head, statements, link_dir, jobs, pipeline,
             with open(lql, "w") as f:
                 f.write(head + st + "\n")
             shutil.rmtree(out_v, ignore_errors=True)
+            if os.path.exists(stem + ".eval.json"):  # an earlier link's
+                os.remove(stem + ".eval.json")
             c, m = [], []
             w = run([tool("larql-opt"), cur, lql, "-o", out_v, "--jobs",
                      str(jobs)] + pipeline, may_fail=True, cpu=c, rss=m)[0]
@@ -468,9 +523,7 @@ def main():
             n = len(facts) if size == "all" else int(size)
             batch = facts[:n]
             tsv = os.path.join(work, "facts-%d.tsv" % n)
-            with open(tsv, "w") as f:
-                f.write("entity\trelation\ttarget\n")
-                f.writelines("%s\t%s\t%s\n" % x for x in batch)
+            write_facts(tsv, batch)
             for style in a.styles.split(","):
                 tag = "%s-%d" % (style, n)
                 head, full, statements = script(batch, templates, style,
@@ -528,6 +581,11 @@ def main():
                 ev = json.loads(out)
                 first = first_batch(tool, base, out_v, work, tag, batch,
                                     style)
+                links = None
+                if a.chain and style.startswith("batches:"):
+                    links = measure_links(tool, base,
+                                          os.path.join(work, tag + ".chain"),
+                                          batch, style)
                 entry["runs"].append({
                     "style": style, "facts": n, "script": paths["edit"],
                     "chain": a.chain,
@@ -543,6 +601,8 @@ def main():
                     "eval": ev})
                 if first is not None:
                     entry["runs"][-1]["first_batch"] = first
+                if links is not None:
+                    entry["runs"][-1]["links"] = links
                 if n == 1 and style == "batch":
                     # The interactive figure: one fact's INSERT, the whole
                     # larql-opt command (loading the V-index included).
