@@ -248,6 +248,11 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       Memit.Options.Repair = MemitRepair;
       Memit.Options.RepairRounds = MemitRepairRounds;
       Memit.Options.RepairGrants = MemitRepairGrants;
+      if (!(MemitRepairMargin >= 0 && MemitRepairMargin < 1))
+        return Op->emitError()
+               << "memit-repair-margin must be at least 0 and below 1, not "
+               << MemitRepairMargin;
+      Memit.Options.RepairMargin = MemitRepairMargin;
       if (!(MemitMargin >= 0 && MemitMargin < 1))
         return Op->emitError()
                << "memit-margin must be at least 0 and below 1, not "

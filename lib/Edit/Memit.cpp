@@ -540,7 +540,7 @@ private:
 
   Error load();
   void addUnits(size_t FI);
-  size_t repairLost(bool WriteBack = true);
+  Expected<size_t> repairLost(bool WriteBack = true);
   void beginRound(Round &R);
   Error targetValues(Round &R);
   Error liftPiece(size_t J, Round &R, OffsetResults &Ready,
@@ -597,6 +597,8 @@ private:
   std::vector<std::vector<double>> Projectors, Covariances, LastKeys;
   UpdateFactor LowestFactor;
   unsigned BaseRounds = 1, Rounds = 1, RoundsRun = 0;
+  /// memit-repair-margin: guard answers written back while still given.
+  size_t WeakWritten = 0;
 };
 
 Error MemitPlanner::load() {
@@ -710,7 +712,7 @@ void MemitPlanner::addUnits(size_t FI) {
 /// written back (their units join the update) and counted. With WriteBack
 /// false the losses are only counted (and named with --verbose): the last
 /// update's, when no round is left to write them back.
-size_t MemitPlanner::repairLost(bool WriteBack) {
+Expected<size_t> MemitPlanner::repairLost(bool WriteBack) {
   if (!Opts.Repair)
     return 0;
   std::vector<size_t> Which, Limits;
@@ -732,6 +734,39 @@ size_t MemitPlanner::repairLost(bool WriteBack) {
   for (size_t K = 0; K < Which.size(); ++K)
     if (Answers[K] != Guarded[Which[K]].Target)
       Lost.push_back(K);
+  // memit-repair-margin: the answers still given but barely are the next
+  // update's losses; written back now, while a round is left for them.
+  size_t Weak = 0;
+  if (WriteBack && Opts.RepairMargin > 0) {
+    std::vector<FactState> Kept;
+    std::vector<size_t> KeptAt;
+    for (size_t K = 0, LI = 0; K < Which.size(); ++K) {
+      if (LI < Lost.size() && Lost[LI] == K) {
+        ++LI;
+        continue;
+      }
+      FactState St;
+      St.Prompts = {Prompts[K]};
+      St.Target = Guarded[Which[K]].Target;
+      Kept.push_back(std::move(St));
+      KeptAt.push_back(K);
+    }
+    Expected<std::vector<bool>> Strong =
+        reachedMany(model(), Kept, Opts.RepairMargin, false, Threads);
+    if (!Strong)
+      return Strong.takeError();
+    for (size_t I = 0; I < Kept.size(); ++I)
+      if (!(*Strong)[I]) {
+        Lost.push_back(KeptAt[I]);
+        ++Weak;
+      }
+    llvm::sort(Lost);
+    WeakWritten += Weak;
+  }
+  if (Verbose && Weak)
+    *Verbose << formatv("memit-repair: {0} guard answers still given below "
+                        "p {1}, written back\n",
+                        Weak, Opts.RepairMargin);
   // What the lost ones say now, as long as the longest target.
   std::vector<std::vector<int32_t>> Now;
   if (Verbose) {
@@ -1130,6 +1165,10 @@ MemitPlan MemitPlanner::finish(std::optional<size_t> LostLast) {
                 llvm::count(Repairing, true), Guarded.size(), RepairUnits,
                 RepairLeft, RoundsRun, BaseRounds, Added)
             .str();
+    if (Opts.RepairMargin > 0)
+      Line += formatv("; {0} of them still given, below p {1}", WeakWritten,
+                      Opts.RepairMargin)
+                  .str();
     if (LostLast)
       Line +=
           formatv("; {0} lost by the last update, not written back", *LostLast)
@@ -1167,7 +1206,8 @@ Expected<MemitPlan> MemitPlanner::run() {
   Reached.assign(N, false);
   for (size_t J = Own; J < N; ++J)
     Reached[J] = true;
-  repairLost();
+  if (Expected<size_t> Added = repairLost(); !Added)
+    return Added.takeError();
   BaseRounds = std::max(1u, Opts.Rounds);
   Rounds = BaseRounds;
   unsigned ExtraRounds = Opts.Repair ? Opts.RepairRounds : 0;
@@ -1196,7 +1236,12 @@ Expected<MemitPlan> MemitPlanner::run() {
     // gives back (one fact on tiny-llama lost 544 of 4,596 after its first
     // round, 3 of the 1,161 trained ones at the end).
     if (!R.Last) {
-      if (*Count == N && !repairLost())
+      if (*Count != N)
+        continue;
+      Expected<size_t> Added = repairLost();
+      if (!Added)
+        return Added.takeError();
+      if (!*Added)
         break;
       continue;
     }
@@ -1208,7 +1253,10 @@ Expected<MemitPlan> MemitPlanner::run() {
       LastAsked = false;
       break;
     }
-    if (!repairLost())
+    Expected<size_t> Added = repairLost();
+    if (!Added)
+      return Added.takeError();
+    if (!*Added)
       break;
     Rounds += ExtraRounds;
     --GrantsLeft;
@@ -1218,8 +1266,12 @@ Expected<MemitPlan> MemitPlanner::run() {
   // facts on tiny-llama: 46 trained answers lost in one statement whose
   // record said every loss was written back).
   std::optional<size_t> LostLast;
-  if (Opts.Repair && !LastAsked)
-    LostLast = repairLost(/*WriteBack=*/false);
+  if (Opts.Repair && !LastAsked) {
+    Expected<size_t> Lost = repairLost(/*WriteBack=*/false);
+    if (!Lost)
+      return Lost.takeError();
+    LostLast = *Lost;
+  }
   if (Opts.AlphaEdit)
     holdAlphaEditKeys();
   return finish(LostLast);

@@ -117,6 +117,10 @@ struct MemitOptions {
   /// (each time the last round's update lost answers, until a check finds
   /// none).
   unsigned RepairGrants = 1;
+  /// memit-repair-margin: a guard answer the model still gives but with a
+  /// piece below this probability (teacher-forced on its prompt) is written
+  /// back too, before an update takes it (0: only the answers lost).
+  double RepairMargin = 0.0;
   /// Threads optimising the units' targets (each unit's optimisation is
   /// its own; a lift's effect on later units is kept as if one at a time).
   unsigned Jobs = 1;

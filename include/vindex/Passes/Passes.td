@@ -129,6 +129,12 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "MODE memit with memit-repair: how many times "
                         "memit-repair-rounds may be added (again whenever "
                         "the last added round's update lost answers)">,
+                 Option<"MemitRepairMargin", "memit-repair-margin",
+                        "double", "0.0",
+                        "MODE memit with memit-repair: a guard answer "
+                        "still given but whose pieces fall below this "
+                        "probability is written back as well (0: only "
+                        "lost ones)">,
                  Option<"MemitRounds", "memit-rounds", "unsigned", "8",
                         "MODE memit's rounds (units not answered are "
                         "solved again)">,
