@@ -708,8 +708,10 @@ void MemitPlanner::addUnits(size_t FI) {
   }
 }
 
-/// memit-repair: the guard answers the model as it is no longer gives,
-/// written back (their units join the update) and counted. With WriteBack
+/// memit-repair: the guard answers the model as it is no longer gives
+/// (and, with memit-repair-margin, those it still gives with a piece below
+/// that probability), written back (their units join the update) and
+/// counted. With WriteBack
 /// false the losses are only counted (and named with --verbose): the last
 /// update's, when no round is left to write them back.
 Expected<size_t> MemitPlanner::repairLost(bool WriteBack) {
@@ -791,7 +793,16 @@ Expected<size_t> MemitPlanner::repairLost(bool WriteBack) {
     Repairing[Which[Lost[LI]]] = true;
     All.push_back(G);
     addUnits(All.size() - 1);
-    if (Verbose)
+    // Now runs on to the longest target: a weak answer begins with its own.
+    bool StillGiven =
+        Verbose && Now[LI].size() >= G.Target.size() &&
+        std::equal(G.Target.begin(), G.Target.end(), Now[LI].begin());
+    if (StillGiven)
+      *Verbose << formatv("memit-repair: '{0}' {1}: the answer '{2}' still "
+                          "given below p {3}, written back\n",
+                          G.Entity, G.Relation, G.TargetText,
+                          Opts.RepairMargin);
+    else if (Verbose)
       *Verbose << formatv("memit-repair: '{0}' {1}: the answer '{2}' "
                           "lost (now '{3}'), written back\n",
                           G.Entity, G.Relation, G.TargetText,
