@@ -21,8 +21,6 @@
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 
-#include <cctype>
-
 using namespace mlir;
 
 namespace vindex {
@@ -263,37 +261,6 @@ static LogicalResult measureStats(Operation *Op, const edit::Editor &Ed,
                          CurrentIds);
 }
 
-/// Where the answer at the start of Text ends: at the first punctuation
-/// that ends a phrase (".", ",", a newline...), not at one inside a name:
-/// an apostrophe or hyphen ("N'Djamena", "Port-au-Prince", "I-Kiribati"),
-/// a period before a letter ("D.C"), or after a capitalised abbreviation
-/// of one or two letters before a capitalised word ("St. George's").
-/// Words after a space go on (" Swazi lilangeni", " El Salvador").
-static size_t answerEnd(StringRef Text) {
-  auto Alnum = [](unsigned char C) { return C >= 0x80 || std::isalnum(C); };
-  for (size_t I = 0; I < Text.size(); ++I) {
-    unsigned char C = Text[I];
-    if (Alnum(C) || C == ' ' || C == '\'' || C == '-')
-      continue;
-    if (C == '.') {
-      unsigned char Next = I + 1 < Text.size() ? Text[I + 1] : 0;
-      if (Alnum(Next))
-        continue;
-      StringRef Word = Text.take_front(I);
-      Word = Word.substr(Word.rfind(' ') + 1);
-      bool Abbreviation =
-          !Word.empty() && Word.size() <= 2 &&
-          std::isupper((unsigned char)Word[0]) &&
-          llvm::all_of(Word, [](unsigned char X) { return std::isalpha(X); });
-      if (Abbreviation && Next == ' ' && I + 2 < Text.size() &&
-          std::isupper((unsigned char)Text[I + 2]))
-        continue;
-    }
-    return I;
-  }
-  return Text.size();
-}
-
 /// The answer in Pieces: the first piece and the ones after it that start
 /// before answerEnd (a multi-word answer's later words are what a
 /// batch's pieces overwrite first: "lilantean", "Elbonian"; an answer's
@@ -302,7 +269,7 @@ static size_t answerEnd(StringRef Text) {
 static std::vector<int32_t> answerWords(const Tokenizer &Tok,
                                         llvm::ArrayRef<int32_t> Pieces) {
   std::string Text = Tok.decode(Pieces);
-  size_t End = answerEnd(Text);
+  size_t End = edit::answerEnd(Text);
   // A piece that starts inside the answer is kept whole ("ena." as one
   // piece), one that starts at its end is not.
   std::vector<int32_t> Words;

@@ -292,3 +292,28 @@ TEST(MemitTest, KeyMomentsAreThePositionOrderSums) {
     setKernelPath(defaultKernelPath());
   }
 }
+
+// Where a guard's answer ends (docs/lql.md, "MODE memit", item 11): the
+// punctuation that ends a phrase, not the one inside a name, and the
+// period that closes a dotted abbreviation is the answer's (the trained
+// target "Washington D.C." lost its period unasked before).
+TEST(MemitTest, AnswerEnd) {
+  using edit::answerEnd;
+  auto Answer = [](llvm::StringRef Text) {
+    return Text.take_front(answerEnd(Text)).str();
+  };
+  EXPECT_EQ(Answer(" Paris. The capital"), " Paris");
+  EXPECT_EQ(Answer(" Swazi lilangeni, and"), " Swazi lilangeni");
+  EXPECT_EQ(Answer(" N'Djamena."), " N'Djamena");
+  EXPECT_EQ(Answer(" Port-au-Prince\nThe"), " Port-au-Prince");
+  EXPECT_EQ(Answer(" St. George's."), " St. George's");
+  EXPECT_EQ(Answer(" Washington D.C. The"), " Washington D.C.");
+  EXPECT_EQ(Answer(" Washington D.C."), " Washington D.C.");
+  EXPECT_EQ(Answer(" Washington D.C neighbour"), " Washington D.C neighbour");
+  EXPECT_EQ(Answer(" the U.S.A. and"), " the U.S.A.");
+  // A capitalised word of two letters before a period ends the phrase
+  // when no capitalised word follows; so does a lone capital.
+  EXPECT_EQ(Answer(" Ur. it"), " Ur");
+  EXPECT_EQ(Answer(" A."), " A");
+  EXPECT_EQ(Answer(" Paris"), " Paris");
+}

@@ -32,6 +32,7 @@
 
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/STLFunctionalExtras.h"
+#include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Support/xxhash.h"
@@ -203,6 +204,16 @@ void accumulateKeyMoments(llvm::ArrayRef<float> Keys, size_t F,
 
 /// The softmax probability Logits give Piece.
 double pieceProbability(llvm::ArrayRef<float> Logits, int32_t Piece);
+
+/// Where a guard's answer at the start of Text ends: at the first
+/// punctuation that ends a phrase (".", ",", a newline...), not at one
+/// inside a name: an apostrophe or hyphen ("N'Djamena", "Port-au-Prince",
+/// "I-Kiribati"), a period before a letter ("D.C"), or after a capitalised
+/// abbreviation of one or two letters before a capitalised word ("St.
+/// George's"). The period that closes a dotted abbreviation of capitals
+/// is the answer's ("Washington D.C."). Words after a space go on (" Swazi
+/// lilangeni", " El Salvador").
+size_t answerEnd(llvm::StringRef Text);
 
 /// MemitOptions::NormKeys: 1 / rms of a raw FFN output.
 double outputScale(llvm::ArrayRef<double> FFNOut, double Eps);
