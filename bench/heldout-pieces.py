@@ -24,11 +24,10 @@ test) and tokenizes with vindex-tokenize from --bin.
                           [--layer 3] [--bin build/bin]
 """
 import argparse
+import importlib.util
 import json
 import os
-import subprocess
 import sys
-import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(ROOT, "test", "fixtures")
@@ -38,6 +37,14 @@ import torch  # noqa: E402
 
 import models  # noqa: E402
 import st_io  # noqa: E402
+
+# The tokenizing step is entity-key-specificity.py's (vindex-tokenize).
+_spec = importlib.util.spec_from_file_location(
+    "entity_key_specificity",
+    os.path.join(ROOT, "bench", "entity-key-specificity.py"))
+_eks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_eks)
+encode = _eks.encode
 
 
 def load_model(mdir):
@@ -56,15 +63,6 @@ def load_model(mdir):
         model.model.embed_tokens.weight = torch.nn.Parameter(
             sd["model.embed_tokens.weight"])
     return model.double().eval()
-
-
-def encode(tool, tokenizer, texts):
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
-        json.dump(texts, f)
-        f.flush()
-        out = subprocess.run([tool, tokenizer, f.name], capture_output=True,
-                             text=True, check=True).stdout
-    return [json.loads(line)["ids"] for line in out.splitlines()]
 
 
 def run(model, ids):
