@@ -22,7 +22,6 @@
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/JSON.h"
-#include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
@@ -51,29 +50,20 @@ static cl::opt<bool>
     Separately("separately",
                cl::desc("One objective per sequence, evaluated in turn"));
 
-static int fail(Error E) {
-  WithColor::error(errs(), "vindex-bench-backward")
-      << toString(std::move(E)) << "\n";
-  return 1;
-}
+static ExitOnError ExitOnErr("vindex-bench-backward: error: ");
 
 int main(int argc, char **argv) {
   InitLLVM X(argc, argv);
   cl::ParseCommandLineOptions(argc, argv, "offset-objective benchmark\n");
-  auto V = Vindex::open(Input);
-  if (!V)
-    return fail(V.takeError());
-  auto M = Model::load(**V);
-  if (!M)
-    return fail(M.takeError());
-  const Model &Mod = **M;
+  std::unique_ptr<Vindex> V = ExitOnErr(Vindex::open(Input));
+  std::unique_ptr<Model> M = ExitOnErr(Model::load(*V));
+  const Model &Mod = *M;
   size_t Vocab = Mod.config().VocabSize, D = Mod.config().HiddenSize;
   size_t Residual =
       ResidualOpt >= 0 ? size_t(ResidualOpt) : Mod.numLayers() / 2 + 1;
   if (NumPieces == 0 || NumTokens < NumPieces + 2 || NumSequences == 0)
-    return fail(createStringError(inconvertibleErrorCode(),
-                                  "need --pieces >= 1, --tokens >= pieces + "
-                                  "2 and --sequences >= 1"));
+    ExitOnErr(createStringError("need --pieces >= 1, --tokens >= pieces + "
+                                "2 and --sequences >= 1"));
   uint64_t State = 12345;
   auto NextId = [&] {
     State = State * 6364136223846793005ull + 1442695040888963407ull;
@@ -92,20 +82,15 @@ int main(int argc, char **argv) {
   }
   std::vector<OffsetObjective> Objectives;
   auto CreateStart = std::chrono::steady_clock::now();
-  auto Add = [&](std::vector<LossSequence> Of) -> Error {
-    Expected<OffsetObjective> O =
-        OffsetObjective::create(Mod, std::move(Of), Residual);
-    if (!O)
-      return O.takeError();
-    Objectives.push_back(std::move(*O));
-    return Error::success();
+  auto Add = [&](std::vector<LossSequence> Of) {
+    Objectives.push_back(
+        ExitOnErr(OffsetObjective::create(Mod, std::move(Of), Residual)));
   };
   if (Separately) {
     for (const LossSequence &S : Seqs)
-      if (Error E = Add({S}))
-        return fail(std::move(E));
-  } else if (Error E = Add(Seqs)) {
-    return fail(std::move(E));
+      Add({S});
+  } else {
+    Add(Seqs);
   }
   double CreateWall = std::chrono::duration<double>(
                           std::chrono::steady_clock::now() - CreateStart)
@@ -119,10 +104,7 @@ int main(int argc, char **argv) {
     std::clock_t Cpu = std::clock();
     Loss = 0;
     for (const OffsetObjective &O : Objectives) {
-      Expected<OffsetGradient> G = O.evaluate(Delta);
-      if (!G)
-        return fail(G.takeError());
-      Loss += G->Loss;
+      Loss += ExitOnErr(O.evaluate(Delta)).Loss;
     }
     BestCpu = std::min(BestCpu, double(std::clock() - Cpu) / CLOCKS_PER_SEC);
     BestWall = std::min(BestWall, std::chrono::duration<double>(

@@ -42,7 +42,6 @@
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
-#include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
@@ -74,15 +73,11 @@ static cl::opt<unsigned> Threads("engine-threads", cl::init(1),
 
 namespace {
 
-[[noreturn]] void fail(const Twine &Msg) {
-  WithColor::error(errs(), "edit-eval") << Msg << "\n";
-  std::exit(1);
-}
+ExitOnError ExitOnErr("vindex-bench-edit-eval: error: ");
 
-template <typename T> T check(Expected<T> V) {
-  if (!V)
-    fail(toString(V.takeError()));
-  return std::move(*V);
+[[noreturn]] void fail(const Twine &Msg) {
+  ExitOnErr(createStringError(Msg));
+  llvm_unreachable("ExitOnError exits");
 }
 
 std::string fixture(StringRef Rel) {
@@ -112,7 +107,7 @@ std::vector<Item> readEvalItems(const std::string &Path) {
   auto Buf = readFile(Path);
   Buf->getBuffer().split(Lines, '\n', -1, false);
   for (StringRef Line : Lines) {
-    json::Value V = check(json::parse(Line));
+    json::Value V = ExitOnErr(json::parse(Line));
     const json::Object *O = V.getAsObject();
     const json::Array *Targets = O ? O->getArray("targets") : nullptr;
     if (!Targets || Targets->empty())
@@ -136,7 +131,7 @@ struct Template {
 
 StringMap<Template> readTemplates() {
   auto Buf = readFile(fixture("facts/templates.json"));
-  json::Value V = check(json::parse(Buf->getBuffer()));
+  json::Value V = ExitOnErr(json::parse(Buf->getBuffer()));
   StringMap<Template> Out;
   for (const auto &[Rel, T] : *V.getAsObject()) {
     const json::Object *O = T.getAsObject();
@@ -178,10 +173,10 @@ struct Loaded {
   const Tokenizer *Tok = nullptr;
 
   explicit Loaded(StringRef Path) {
-    V = check(Vindex::open(Path));
+    V = ExitOnErr(Vindex::open(Path));
     VS = std::make_unique<VindexSession>(*V);
-    M = &check<const Model &>(VS->model());
-    Tok = &check<const Tokenizer &>(VS->tokenizer());
+    M = &ExitOnErr(VS->model());
+    Tok = &ExitOnErr(VS->tokenizer());
   }
 
   json::Array widths() const {

@@ -22,7 +22,6 @@
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/JSON.h"
-#include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <atomic>
@@ -109,26 +108,20 @@ static double readBandwidth(unsigned Threads, unsigned Reps) {
   return double(Buffer.size() * sizeof(uint64_t)) / Best;
 }
 
+static ExitOnError ExitOnErr("vindex-bench-forward: error: ");
+
 int main(int argc, char **argv) {
   InitLLVM X(argc, argv);
   cl::ParseCommandLineOptions(argc, argv, "forward-pass benchmark\n");
-  auto V = Vindex::open(Input);
-  if (!V) {
-    WithColor::error(errs(), "bench") << toString(V.takeError()) << "\n";
-    return 1;
-  }
-  auto M = Model::load(**V);
-  if (!M) {
-    WithColor::error(errs(), "bench") << toString(M.takeError()) << "\n";
-    return 1;
-  }
+  std::unique_ptr<Vindex> V = ExitOnErr(Vindex::open(Input));
+  std::unique_ptr<Model> M = ExitOnErr(Model::load(*V));
   std::vector<unsigned> Threads(ThreadCounts.begin(), ThreadCounts.end());
   if (Threads.empty())
     Threads = {1, 2};
   std::vector<unsigned> Prompts(PromptSizes.begin(), PromptSizes.end());
   if (Prompts.empty())
     Prompts = {64, 512};
-  size_t Vocab = (*M)->config().VocabSize;
+  size_t Vocab = M->config().VocabSize;
   std::vector<int32_t> Ids(*std::max_element(Prompts.begin(), Prompts.end()));
   uint64_t State = 12345;
   for (int32_t &Id : Ids) {
@@ -138,19 +131,16 @@ int main(int argc, char **argv) {
   std::vector<KernelPath> Paths;
   for (const std::string &Name : KernelPaths) {
     std::optional<KernelPath> P = parseKernelPath(Name);
-    if (!P || !kernelPathSupported(*P)) {
-      WithColor::error(errs(), "bench")
-          << "--kernels: " << Name
-          << (P ? ": this CPU or build cannot run it"
-                : ": unknown path (avx2, avx512, avx512bf16)")
-          << "\n";
-      return 1;
-    }
+    if (!P || !kernelPathSupported(*P))
+      ExitOnErr(
+          createStringError("--kernels: " + Name +
+                            (P ? ": this CPU or build cannot run it"
+                               : ": unknown path (avx2, avx512, avx512bf16)")));
     Paths.push_back(*P);
   }
   if (Paths.empty())
     Paths = {activeKernelPath()};
-  uint64_t WeightBytes = weightBytesPerToken(**M, WalkK);
+  uint64_t WeightBytes = weightBytesPerToken(*M, WalkK);
   json::Object Bandwidth;
   std::map<unsigned, double> BytesPerSecond;
   for (unsigned T : Threads) {
@@ -163,7 +153,7 @@ int main(int argc, char **argv) {
   for (KernelPath Path : Paths)
     for (unsigned T : Threads) {
       setKernelPath(Path);
-      Session S(**M, T);
+      Session S(*M, T);
       // One untimed token first, as llama-bench's warm-up run: it reads
       // every weight, so the first timed prompt does not pay for faulting
       // in the mapped file (about 2 s per GiB on a fresh VM page).
@@ -211,8 +201,8 @@ int main(int argc, char **argv) {
     }
   json::Object Out{{"benchmark", "forward"},
                    {"vindex", Input.getValue()},
-                   {"architecture", (*M)->config().Architecture},
-                   {"layers", (*M)->config().NumLayers},
+                   {"architecture", M->config().Architecture},
+                   {"layers", M->config().NumLayers},
                    {"walk_k", WalkK.getValue()},
                    {"weight_bytes_per_token", WeightBytes},
                    {"read_bandwidth_gb_per_s", std::move(Bandwidth)},

@@ -15,7 +15,6 @@
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/JSON.h"
-#include "llvm/Support/WithColor.h"
 
 #include <algorithm>
 #include <chrono>
@@ -30,20 +29,14 @@ static cl::opt<unsigned> Layer("layer", cl::init(0), cl::desc("Layer"));
 static cl::opt<unsigned> K("k", cl::init(10), cl::desc("Neighbours kept"));
 static cl::opt<unsigned> Reps("reps", cl::init(20), cl::desc("Repetitions"));
 
+static ExitOnError ExitOnErr("vindex-bench-gate-knn: error: ");
+
 int main(int argc, char **argv) {
   InitLLVM X(argc, argv);
   cl::ParseCommandLineOptions(argc, argv, "gate KNN benchmark\n");
-  auto V = Vindex::open(Input);
-  if (!V) {
-    WithColor::error(errs(), "bench") << toString(V.takeError()) << "\n";
-    return 1;
-  }
-  auto M = Model::load(**V);
-  if (!M) {
-    WithColor::error(errs(), "bench") << toString(M.takeError()) << "\n";
-    return 1;
-  }
-  const WeightMatrix &Gate = (*M)->layer(Layer).Gate;
+  std::unique_ptr<Vindex> V = ExitOnErr(Vindex::open(Input));
+  std::unique_ptr<Model> M = ExitOnErr(Model::load(*V));
+  const WeightMatrix &Gate = M->layer(Layer).Gate;
   std::vector<float> H(Gate.Cols), Scores(Gate.Rows);
   for (size_t I = 0; I < H.size(); ++I)
     H[I] = float((I * 2654435761u) % 1000) / 1000.0f - 0.5f;

@@ -74,23 +74,12 @@ static double anonRSSMiB() {
   return 0;
 }
 
-static void fail(Error E) {
-  errs() << "vindex-bench-probe: error: " << toString(std::move(E)) << "\n";
-  exit(1);
-}
-
-template <typename T> static T check(Expected<T> V) {
-  if (!V)
-    fail(V.takeError());
-  return std::move(*V);
-}
+static ExitOnError ExitOnErr("vindex-bench-probe: error: ");
 
 static std::string readText(StringRef Path) {
   auto B = MemoryBuffer::getFile(Path);
-  if (!B) {
-    errs() << Path << ": " << B.getError().message() << "\n";
-    exit(1);
-  }
+  if (!B)
+    ExitOnErr(createFileError(Path, B.getError()));
   return (*B)->getBuffer().str();
 }
 
@@ -140,11 +129,11 @@ static json::Object quality(const Labels &L, ArrayRef<Fact> Facts,
 int main(int argc, char **argv) {
   InitLLVM X(argc, argv);
   cl::ParseCommandLineOptions(argc, argv, "larql-probe timing\n");
-  auto V = check(Vindex::open(Input));
+  auto V = ExitOnErr(Vindex::open(Input));
   VindexSession S(*V);
   auto T0 = std::chrono::steady_clock::now();
-  const Model &M = check<const Model &>(S.model());
-  const Tokenizer &Tok = check<const Tokenizer &>(S.tokenizer());
+  const Model &M = ExitOnErr(S.model());
+  const Tokenizer &Tok = ExitOnErr(S.tokenizer());
   double LoadSeconds = seconds(T0);
 
   ProbeOptions Opts;
@@ -180,19 +169,21 @@ int main(int argc, char **argv) {
   Features.shrink_to_fit();
 
   if (!FactsPath.empty()) {
-    std::vector<Fact> Facts = check(parseFacts(readText(FactsPath), FactsPath));
+    std::vector<Fact> Facts =
+        ExitOnErr(parseFacts(readText(FactsPath), FactsPath));
     Labels L;
-    L.Relations = check(parseTemplates(readText(TemplatesPath), TemplatesPath));
+    L.Relations =
+        ExitOnErr(parseTemplates(readText(TemplatesPath), TemplatesPath));
     if (Prompts && Prompts < Facts.size())
       Facts.resize(Prompts);
     if (Error E = checkFacts(Facts, L.Relations, Tok, M.config().MaxPositions,
                              FactsPath))
-      fail(std::move(E));
+      ExitOnErr(std::move(E));
     Opts.TokenLabels = Quality;
     ProbeStats Stats;
     T0 = std::chrono::steady_clock::now();
     if (Error E = probe(M, Tok, Facts, Opts, L, Stats))
-      fail(std::move(E));
+      ExitOnErr(std::move(E));
     double Secs = seconds(T0);
     Out["facts"] = int64_t(Facts.size());
     Out["attribution_total_seconds"] = Secs;

@@ -18,7 +18,6 @@
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
-#include "llvm/Support/WithColor.h"
 
 #include <cmath>
 
@@ -40,34 +39,26 @@ static std::vector<double> softmax(ArrayRef<float> L) {
   return P;
 }
 
+static ExitOnError ExitOnErr("vindex-bench-walk: error: ");
+
 int main(int argc, char **argv) {
   InitLLVM X(argc, argv);
   cl::ParseCommandLineOptions(argc, argv, "walk FFN benchmark\n");
-  auto Fail = [](Error E) {
-    WithColor::error(errs(), "bench") << toString(std::move(E)) << "\n";
-    return 1;
-  };
-  auto V = Vindex::open(Input);
-  if (!V)
-    return Fail(V.takeError());
-  auto M = Model::load(**V);
-  if (!M)
-    return Fail(M.takeError());
-  auto Tok = Tokenizer::fromFile((*V)->path("tokenizer.json"));
-  if (!Tok)
-    return Fail(Tok.takeError());
+  std::unique_ptr<Vindex> V = ExitOnErr(Vindex::open(Input));
+  std::unique_ptr<Model> M = ExitOnErr(Model::load(*V));
+  Tokenizer Tok = ExitOnErr(Tokenizer::fromFile(V->path("tokenizer.json")));
   auto Buf = MemoryBuffer::getFile(Prompts);
   if (!Buf)
-    return Fail(createStringError(Buf.getError(), "cannot read prompts"));
+    ExitOnErr(createFileError(Prompts, Buf.getError()));
   SmallVector<StringRef> Lines;
   (*Buf)->getBuffer().split(Lines, '\n', -1, false);
 
-  size_t F = (*M)->config().IntermediateSize;
-  Session S(**M, 1);
+  size_t F = M->config().IntermediateSize;
+  Session S(*M, 1);
   std::vector<std::vector<float>> Dense;
   std::vector<std::vector<int32_t>> Ids;
   for (StringRef L : Lines) {
-    Ids.push_back(Tok->encode(L));
+    Ids.push_back(Tok.encode(L));
     S.reset();
     Dense.push_back(S.run(Ids.back()).Logits);
   }
