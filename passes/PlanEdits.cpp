@@ -230,7 +230,7 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       if (MemitHold != "units" && MemitHold != "true" &&
           MemitHold != "guards" && MemitHold != "false")
         return Op->emitError()
-               << "memit-hold must be units, guards or false, not '"
+               << "memit-hold must be units (or true), guards or false, not '"
                << MemitHold << "'";
       Memit.HoldWritten = MemitHold == "false"    ? MemitContext::Hold::None
                           : MemitHold == "guards" ? MemitContext::Hold::Guards

@@ -82,10 +82,20 @@ struct ResolveRelations
             It = Known.emplace(R.Relation, std::vector<std::string>{*T})
                      .first;
         if (It == Known.end()) {
-          vindex::factError(&Op, R.Index)
-              << "unknown relation '" << R.Relation
-              << "' (no CREATE RELATION " << R.Relation
-              << " AS '... {entity} ...' before it, and no stored template)";
+          InFlightDiagnostic Diag = vindex::factError(&Op, R.Index);
+          Diag << "unknown relation '" << R.Relation << "'";
+          // CREATE RELATION's name is an identifier, lower-cased; a row's
+          // relation is a string, compared as written.
+          auto Alike = llvm::find_if(Known, [&](const auto &K) {
+            return StringRef(K.first).equals_insensitive(R.Relation);
+          });
+          if (Alike != Known.end())
+            Diag << " (did you mean '" << Alike->first
+                 << "'? CREATE RELATION lower-cases its name)";
+          else
+            Diag << " (no CREATE RELATION " << R.Relation
+                 << " AS '... {entity} ...' before it, and no stored "
+                    "template)";
           Failed = true;
           continue;
         }

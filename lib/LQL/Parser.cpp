@@ -66,8 +66,9 @@ public:
       T.Kind = Tok::Semi;
     } else if (C == '\'' || C == '"') {
       return lexString();
-    } else if (isDigit(C) || (C == '-' && isDigit(Peek(1))) ||
-               (C == '.' && isDigit(Peek(1)))) {
+    } else if (isDigit(C) || (C == '.' && isDigit(Peek(1))) ||
+               (C == '-' &&
+                (isDigit(Peek(1)) || (Peek(1) == '.' && isDigit(Peek(2)))))) {
       if (C == '-')
         ++Cur;
       while (Cur != Text.end() && isDigit(*Cur))
@@ -606,13 +607,17 @@ private:
       if (!P)
         return false;
       I.Prompt = *P;
+      // TOP and GENERATE, each at most once, in any order.
+      bool Top = false, Generate = false;
       while (true) {
-        if (consumeKeyword("TOP")) {
+        if (!Top && consumeKeyword("TOP")) {
+          Top = true;
           std::optional<unsigned> N = integer("a count after TOP");
           if (!N)
             return false;
           I.Top = *N;
-        } else if (consumeKeyword("GENERATE")) {
+        } else if (!Generate && consumeKeyword("GENERATE")) {
+          Generate = true;
           std::optional<unsigned> N = integer("a token count after GENERATE");
           if (!N)
             return false;
@@ -630,13 +635,17 @@ private:
       if (!P)
         return false;
       W.Prompt = *P;
+      // TOP and WITH K, each at most once, in any order.
+      bool Top = false, WithK = false;
       while (true) {
-        if (consumeKeyword("TOP")) {
+        if (!Top && consumeKeyword("TOP")) {
+          Top = true;
           std::optional<unsigned> N = integer("a count after TOP");
           if (!N)
             return false;
           W.Top = *N;
-        } else if (consumeKeyword("WITH")) {
+        } else if (!WithK && consumeKeyword("WITH")) {
+          WithK = true;
           if (!consumeKeyword("K")) {
             unexpected("K after WITH");
             return false;

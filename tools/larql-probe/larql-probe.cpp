@@ -72,9 +72,9 @@ static cl::opt<float>
                   cl::init(ProbeOptions().MinConfidence),
                   cl::cat(toolOptions()));
 static cl::opt<std::string>
-    StatsJSON("timing-json",
-              cl::desc("Write timings and counts as JSON ('-': stdout)"),
-              cl::value_desc("FILE"), cl::cat(toolOptions()));
+    TimingJSON("timing-json",
+               cl::desc("Write timings and counts as JSON ('-': stdout)"),
+               cl::value_desc("FILE"), cl::cat(toolOptions()));
 
 static cl::opt<std::string>
     KeyStats("key-stats",
@@ -152,17 +152,17 @@ static long peakRSSKiB() {
   return U.ru_maxrss;
 }
 
-/// The --stats-json object, on standard output for "-".
-static Error writeStatsJSON(json::Object O) {
+/// The --timing-json object, on standard output for "-".
+static Error writeTimingJSON(json::Object O) {
   std::string Text = formatv("{0}", json::Value(std::move(O))).str() + "\n";
-  if (StatsJSON == "-") {
+  if (TimingJSON == "-") {
     outs() << Text;
     return Error::success();
   }
   std::error_code EC;
-  raw_fd_ostream OS(StatsJSON, EC);
+  raw_fd_ostream OS(TimingJSON, EC);
   if (EC)
-    return fileError(StatsJSON, "cannot write: {0}", EC.message());
+    return fileError(TimingJSON, "cannot write: {0}", EC.message());
   OS << Text;
   return Error::success();
 }
@@ -181,7 +181,7 @@ static Error writeStats(const ProbeStats &S, double Seconds) {
       {"total_seconds", Seconds},
       {"peak_rss_mib", double(peakRSSKiB()) / 1024},
   };
-  return writeStatsJSON(std::move(O));
+  return writeTimingJSON(std::move(O));
 }
 
 /// The labels, one line per layer and per relation.
@@ -356,7 +356,7 @@ static Error runKeyStats() {
     if (Error E = writeDepfile(Common.Depfile, Output, Deps))
       return E;
   }
-  if (!StatsJSON.empty()) {
+  if (!TimingJSON.empty()) {
     json::Object O{
         {"layers", int64_t(Layers.size())},
         {"lines", int64_t(Lines.size())},
@@ -366,7 +366,7 @@ static Error runKeyStats() {
                               .count()},
         {"peak_rss_mib", double(peakRSSKiB()) / 1024},
     };
-    return writeStatsJSON(std::move(O));
+    return writeTimingJSON(std::move(O));
   }
   return Error::success();
 }
@@ -475,7 +475,7 @@ static Error run() {
     if (Error E = writeDepfile(Common.Depfile, Output, Deps))
       return E;
   }
-  if (!StatsJSON.empty())
+  if (!TimingJSON.empty())
     return writeStats(Stats, std::chrono::duration<double>(
                                  std::chrono::steady_clock::now() - Start)
                                  .count());
