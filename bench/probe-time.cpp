@@ -176,8 +176,7 @@ int main(int argc, char **argv) {
         ExitOnErr(parseTemplates(readText(TemplatesPath), TemplatesPath));
     if (Prompts && Prompts < Facts.size())
       Facts.resize(Prompts);
-    if (Error E = checkFacts(Facts, L.Relations, Tok, M.config().MaxPositions,
-                             FactsPath))
+    if (Error E = checkFacts(Facts, L.Relations, Tok, M.config(), FactsPath))
       ExitOnErr(std::move(E));
     Opts.TokenLabels = Quality;
     ProbeStats Stats;

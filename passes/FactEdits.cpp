@@ -131,16 +131,27 @@ void createInstallFeature(OpBuilder &B, Location Loc,
   I->setAttr(BalanceAttr, StringAttr::get(Ctx, Record));
 }
 
-FailureOr<edit::Fact> resolveFact(const Tokenizer &Tok,
+FailureOr<edit::Fact> resolveFact(const Tokenizer &Tok, uint64_t EmbeddingRows,
                                   llvm::ArrayRef<std::string> Templates,
                                   StringRef Entity, StringRef Relation,
                                   std::optional<StringRef> Target,
                                   std::string &Why) {
+  auto InEmbedding = [&](llvm::ArrayRef<int32_t> Ids, const Twine &What) {
+    if (llvm::Error E = Tok.checkInEmbedding(Ids, EmbeddingRows, What.str())) {
+      Why = llvm::toString(std::move(E));
+      return false;
+    }
+    return true;
+  };
   edit::Fact F;
   F.Entity = Entity.str();
   F.Relation = Relation.str();
-  for (const std::string &T : Templates)
-    F.Prompts.push_back(Tok.encode(edit::fillTemplate(T, Entity)));
+  for (const std::string &T : Templates) {
+    std::string Prompt = edit::fillTemplate(T, Entity);
+    F.Prompts.push_back(Tok.encode(Prompt));
+    if (!InEmbedding(F.Prompts.back(), "the prompt '" + Prompt + "'"))
+      return failure();
+  }
   if (!Target)
     return F;
   std::string Canonical = edit::fillTemplate(Templates.front(), Entity);
@@ -158,6 +169,8 @@ FailureOr<edit::Fact> resolveFact(const Tokenizer &Tok,
               .str();
     return failure();
   }
+  if (!InEmbedding(F.Target, "the target '" + *Target + "'"))
+    return failure();
   F.TargetText = Target->str();
   return F;
 }

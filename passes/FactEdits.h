@@ -46,11 +46,13 @@ mlir::LogicalResult factRows(mlir::Operation *Op, std::vector<FactRow> &Rows);
 /// first) filled in and encoded, and Target's pieces as they follow the
 /// canonical prompt (the tokenizer may join the space to the first piece);
 /// no Target: a DELETE's fact, no pieces. Fails, saying why in Why, when
-/// the pieces do not spell Target back.
+/// the pieces do not spell Target back or a prompt or the target holds a
+/// token past the model's EmbeddingRows (an added token spelled out).
 mlir::FailureOr<edit::Fact>
-resolveFact(const Tokenizer &Tok, llvm::ArrayRef<std::string> Templates,
-            llvm::StringRef Entity, llvm::StringRef Relation,
-            std::optional<llvm::StringRef> Target, std::string &Why);
+resolveFact(const Tokenizer &Tok, uint64_t EmbeddingRows,
+            llvm::ArrayRef<std::string> Templates, llvm::StringRef Entity,
+            llvm::StringRef Relation, std::optional<llvm::StringRef> Target,
+            std::string &Why);
 
 /// A 1-D f32 dense resource named Name holding V.
 mlir::ElementsAttr floatResource(mlir::MLIRContext *Ctx, llvm::StringRef Name,

@@ -485,7 +485,8 @@ llvm::Error readEarlierMemit(const TensorView &View, MemitContext &Ctx) {
 /// Ctx.Written and Ctx.Edited as lowerMemit's end would have (the prompts
 /// and pieces are this run's relations'). Record gets a line saying so.
 static LogicalResult replayEarlier(Operation *Op, const Tokenizer &Tok,
-                                   MemitContext &Ctx, std::string &Record) {
+                                   uint64_t EmbeddingRows, MemitContext &Ctx,
+                                   std::string &Record) {
   Ctx.EarlierReplayed = true;
   if (Ctx.Earlier.empty())
     return success();
@@ -519,8 +520,9 @@ static LogicalResult replayEarlier(Operation *Op, const Tokenizer &Tok,
         return failure();
       }
       std::string Why;
-      FailureOr<edit::Fact> F = resolveFact(
-          Tok, It->second, R.Entity, R.Relation, StringRef(R.Target), Why);
+      FailureOr<edit::Fact> F =
+          resolveFact(Tok, EmbeddingRows, It->second, R.Entity, R.Relation,
+                      StringRef(R.Target), Why);
       if (failed(F)) {
         Op->emitError() << "the input's MODE memit fact '" << R.Entity << "' "
                         << R.Relation << ": " << Why;
@@ -708,7 +710,9 @@ LogicalResult lowerMemit(Operation *Op, llvm::ArrayRef<edit::Fact> Facts,
                          edit::Editor &Ed, const Tokenizer &Tok,
                          MemitContext &Ctx, llvm::raw_ostream *Verbose) {
   std::string EarlierLine;
-  if (!Ctx.EarlierReplayed && failed(replayEarlier(Op, Tok, Ctx, EarlierLine)))
+  if (!Ctx.EarlierReplayed &&
+      failed(replayEarlier(Op, Tok, Ed.view().config().VocabSize, Ctx,
+                           EarlierLine)))
     return failure();
   if (Verbose && !EarlierLine.empty())
     *Verbose << EarlierLine << "\n";

@@ -194,7 +194,7 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
         Prompts.push_back(cast<StringAttr>(T).getValue().str());
       std::string Why;
       FailureOr<edit::Fact> F = resolveFact(
-          Tok, Prompts, R.Entity, R.Relation,
+          Tok, Ed.view().config().VocabSize, Prompts, R.Entity, R.Relation,
           Kind == edit::EditKind::Delete ? std::nullopt
                                          : std::optional<StringRef>(R.Target),
           Why);

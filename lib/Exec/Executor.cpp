@@ -209,20 +209,8 @@ Error Executor::infer(StringRef Kind, StringRef Prompt,
   if (Ids.empty())
     return createStringError(inconvertibleErrorCode(),
                              "the prompt encodes to no tokens");
-  for (int32_t Id : Ids)
-    if (Id < 0 || uint64_t(Id) >= M.config().VocabSize) {
-      // An added token past the embedding (Tokenizer::idsPastEmbedding).
-      if (StringRef Piece = Tok.piece(Id); !Piece.empty())
-        return createStringError(
-            inconvertibleErrorCode(),
-            "the prompt holds the token '%s' (id %d), which is past the "
-            "model's embedding (%llu rows)",
-            Piece.str().c_str(), Id, (unsigned long long)M.config().VocabSize);
-      return createStringError(inconvertibleErrorCode(),
-                               "token id %d is not in the model's vocabulary "
-                               "(%llu tokens)",
-                               Id, (unsigned long long)M.config().VocabSize);
-    }
+  if (Error E = Tok.checkInEmbedding(Ids, M.config().VocabSize, "the prompt"))
+    return E;
   Session Forward(M, Threads);
   ForwardOptions Opts;
   Opts.WalkK = WalkK;

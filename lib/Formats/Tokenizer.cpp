@@ -47,6 +47,14 @@ namespace tfb = vindex::fb::tokenizer;
 /// gigabytes.
 static constexpr int64_t kMaxTokenId = int64_t(1) << 24;
 
+/// Whether Id can belong to a table of Entries tokens. Ids index a table,
+/// so beyond kMaxTokenId they must also be about as dense as real
+/// vocabularies are (0 to N - 1, added tokens just past them): a 66-byte
+/// tokenizer.json with one id of 16,777,215 took half a gigabyte.
+static bool plausibleId(int64_t Id, size_t Entries) {
+  return Id >= 0 && Id < kMaxTokenId && uint64_t(Id) < 2 * Entries + 1024;
+}
+
 static StringRef fbStr(const flatbuffers::String *S) {
   return S ? StringRef(S->data(), S->size()) : StringRef();
 }
@@ -1353,6 +1361,44 @@ Tokenizer::Impl::applyDecoder(const DecoderStep &Step,
 //===----------------------------------------------------------------------===//
 
 namespace {
+/// How many times longer Replace steps may make a text. Each occurrence of
+/// a From (at least a byte) becomes its To, so a chain of "a" -> "aa" steps
+/// doubles a text per step: 34 of them in a 2 KB tokenizer.json asked for
+/// gigabytes while its added tokens were normalized. Real chains stay
+/// below 4 (" " -> "\u2581" is 3).
+static constexpr uint64_t kMaxTextGrowth = 64;
+
+template <typename StepT> static bool growsTooMuch(ArrayRef<StepT> Steps) {
+  uint64_t Growth = 1;
+  for (const StepT &S : Steps) {
+    if (S.Kind != StepT::Replace || S.From.empty())
+      continue;
+    Growth *= std::max<uint64_t>(1, divideCeil(S.To.size(), S.From.size()));
+    if (Growth > kMaxTextGrowth)
+      return true;
+  }
+  return false;
+}
+
+/// Why the steps Impl holds could run away on a text, if they could.
+static std::optional<std::string>
+unboundedSteps(const std::vector<NormalizerStep> &Normalizers,
+               const std::vector<DecoderStep> &Decoders) {
+  for (auto [Grows, Which] :
+       {std::pair(growsTooMuch<NormalizerStep>(Normalizers), "normalizer"),
+        std::pair(growsTooMuch<DecoderStep>(Decoders), "decoder")})
+    if (Grows)
+      return (Twine("the ") + Which +
+              "'s Replace steps can make a text more than " +
+              Twine(kMaxTextGrowth) + " times longer")
+          .str();
+  for (const DecoderStep &D : Decoders)
+    if ((D.Kind == DecoderStep::Strip || D.Kind == DecoderStep::Metaspace) &&
+        D.From.empty())
+      return std::string("a Strip or Metaspace decoder has no character");
+  return std::nullopt;
+}
+
 /// Fills a Tokenizer::Impl from the parsed JSON. Every error names the file
 /// and the JSON path of the offending component.
 class Loader {
@@ -1542,10 +1588,10 @@ Error Loader::parseModel(const json::Value *V) {
   for (const auto &[Key, IdValue] : *Vocab) {
     StringRef Piece = Key;
     std::optional<int64_t> Id = IdValue.getAsInteger();
-    // Ids index a table: bound them far above any real vocabulary (262K)
-    // so that a corrupt file cannot make us allocate gigabytes.
-    if (!Id || *Id < 0 || *Id >= kMaxTokenId)
-      return fail("model.vocab['" + Piece + "'] is not a valid id");
+    if (!Id || !plausibleId(*Id, Vocab->size()))
+      return fail("model.vocab['" + Piece + "'] is not a valid id (ids " +
+                  "run from 0 to about the number of entries, " +
+                  Twine(Vocab->size()) + ")");
     T.addVocabEntry(Piece, int32_t(*Id));
   }
   T.Model.deriveByteIds();
@@ -1670,7 +1716,7 @@ Error Loader::parseAddedTokens(const json::Value *V) {
 
     if (T.AddedByContent.count(Tok.Content))
       return fail(Path + ": duplicate added token '" + Tok.Content + "'");
-    if (Tok.Id < 0 || Tok.Id >= kMaxTokenId)
+    if (!plausibleId(Tok.Id, T.numPieces() + A->size()))
       return fail(Path + ": id " + Twine(Tok.Id) + " is not a valid id");
     T.addAddedToken(std::move(Tok));
   }
@@ -1950,6 +1996,9 @@ Error Loader::load(const json::Object &Root) {
   if (Error E = parseComponent(Field("normalizer"), "normalizer", "normalizers",
                                &Loader::parseNormalizer))
     return E;
+  // Before the added tokens, which are normalized as they load.
+  if (std::optional<std::string> Why = unboundedSteps(T.Normalizers, {}))
+    return fail(*Why);
   if (Error E = parseAddedTokens(Root.get("added_tokens")))
     return E;
   if (Error E = parseComponent(Field("pre_tokenizer"), "pre_tokenizer",
@@ -1961,6 +2010,8 @@ Error Loader::load(const json::Object &Root) {
   if (Error E = parseComponent(Field("decoder"), "decoder", "decoders",
                                &Loader::parseDecoder))
     return E;
+  if (std::optional<std::string> Why = unboundedSteps({}, T.Decoders))
+    return fail(*Why);
   if (Error E = parseComponent(Field("post_processor"), "post_processor",
                                "processors", &Loader::parsePostProcessor))
     return E;
@@ -2118,6 +2169,25 @@ Tokenizer::idsPastEmbedding(uint64_t Rows, StringRef File) const {
       return Fail("the vocabulary's token", int32_t(Id));
   }
   return Past;
+}
+
+Error Tokenizer::checkInEmbedding(ArrayRef<int32_t> Ids, uint64_t Rows,
+                                  StringRef What) const {
+  for (int32_t Id : Ids) {
+    if (Id >= 0 && uint64_t(Id) < Rows)
+      continue;
+    if (StringRef Piece = piece(Id); !Piece.empty())
+      return createStringError(inconvertibleErrorCode(),
+                               What + " holds the token '" + Piece + "' (id " +
+                                   Twine(Id) +
+                                   "), which is past the model's embedding (" +
+                                   Twine(Rows) + " rows)");
+    return createStringError(inconvertibleErrorCode(),
+                             "token id " + Twine(Id) +
+                                 " is not in the model's vocabulary (" +
+                                 Twine(Rows) + " tokens)");
+  }
+  return Error::success();
 }
 
 std::string Tokenizer::describeIdsPastEmbedding(ArrayRef<int32_t> Ids,
@@ -2335,7 +2405,9 @@ private:
   Error fail(const Twine &Msg) const {
     return createStringError(inconvertibleErrorCode(), File + ": " + Msg);
   }
-  bool validId(int64_t Id) const { return Id >= 0 && Id < kMaxTokenId; }
+  /// An id with a piece: decode and the embedding checks look it up.
+  bool validId(int64_t Id) const { return Id >= 0 && Id < NumIds; }
+  int64_t NumIds = 0; // pieces_by_id's size, once loadModel checked it.
   StringRef File;
   Tokenizer::Impl &T;
 };
@@ -2371,6 +2443,7 @@ Error CompiledLoader::loadModel(const tfb::Tokenizer &R) {
   if (!Pieces || !Ids || !Table || !ById || !Merges || !Chars ||
       Pieces->size() != Ids->size() || ById->size() > kMaxTokenId)
     return fail("the vocabulary's tables are missing or differ in size");
+  NumIds = int64_t(ById->size());
   auto IsTable = [](size_t Slots, size_t Used) {
     return isPowerOf2_64(Slots) && Used < Slots;
   };
@@ -2488,6 +2561,9 @@ Error CompiledLoader::loadSteps(const tfb::Tokenizer &R) {
       Step.Scheme = PrependScheme(D->scheme());
       T.Decoders.push_back(std::move(Step));
     }
+  if (std::optional<std::string> Why =
+          unboundedSteps(T.Normalizers, T.Decoders))
+    return fail(*Why);
   return Error::success();
 }
 
@@ -2521,7 +2597,8 @@ Tokenizer::fromCompiled(std::unique_ptr<MemoryBuffer> Buffer,
   flatbuffers::Verifier V(Data, Bytes.size(),
                           flatbuffers::Verifier::Options{
                               /*max_depth=*/64, /*max_tables=*/1u << 30});
-  if (!tfb::TokenizerBufferHasIdentifier(Data) || !tfb::VerifyTokenizerBuffer(V))
+  // The verifier checks the identifier too, after the buffer's size.
+  if (!tfb::VerifyTokenizerBuffer(V))
     return createStringError(inconvertibleErrorCode(),
                              FileName + ": not a compiled tokenizer");
   auto I = std::make_unique<Impl>();

@@ -262,11 +262,15 @@ std::vector<DescribeEdge> finish(std::vector<DescribeEdge> Edges,
   return Out;
 }
 
-Error checkPrompt(const Model &M, StringRef Text, ArrayRef<int32_t> Ids) {
+Error checkPrompt(const Model &M, const Tokenizer &Tok, StringRef Text,
+                  ArrayRef<int32_t> Ids) {
   if (Ids.empty())
     return createStringError(inconvertibleErrorCode(),
                              "the prompt '%s' encodes to no tokens",
                              Text.str().c_str());
+  if (Error E = Tok.checkInEmbedding(Ids, M.config().VocabSize,
+                                     "the prompt '" + Text.str() + "'"))
+    return E;
   uint64_t Max = M.config().MaxPositions;
   if (Max && Ids.size() >= Max)
     return createStringError(inconvertibleErrorCode(),
@@ -287,13 +291,13 @@ describeFromResidual(const Model &M, const Tokenizer &Tok, const Labels &L,
   for (uint32_t Rel = 0; Rel < L.Relations.size(); ++Rel) {
     std::string Text = L.Relations[Rel].prompt(Entity);
     std::vector<int32_t> Ids = Tok.encode(Text);
-    if (Error E = checkPrompt(M, Text, Ids))
+    if (Error E = checkPrompt(M, Tok, Text, Ids))
       return std::move(E);
     RD.prompt(Text, Ids, {Rel}, /*NeedOutputToken=*/false, Edges);
   }
   if (Opts.EntityAlone) {
     std::vector<int32_t> Ids = Tok.encode(Entity);
-    if (Error E = checkPrompt(M, Entity, Ids))
+    if (Error E = checkPrompt(M, Tok, Entity, Ids))
       return std::move(E);
     std::vector<uint32_t> All(L.Relations.size());
     std::iota(All.begin(), All.end(), 0);
@@ -313,6 +317,9 @@ describeFromEmbedding(const Model &M, const Tokenizer &Tok, const Labels &L,
                              "the entity '%s' encodes to no tokens",
                              Entity.str().c_str());
   const ModelConfig &C = M.config();
+  if (Error E = Tok.checkInEmbedding(Ids, C.VocabSize,
+                                     "the entity '" + Entity.str() + "'"))
+    return std::move(E);
   size_t D = C.HiddenSize;
   std::vector<float> Q(D, 0.0f);
   for (int32_t Id : Ids)

@@ -105,8 +105,9 @@ Expected<std::vector<RelationInfo>> parseTemplates(StringRef Text,
 }
 
 Error checkFacts(ArrayRef<Fact> Facts, ArrayRef<RelationInfo> Relations,
-                 const Tokenizer &Tok, size_t MaxPositions,
+                 const Tokenizer &Tok, const ModelConfig &Config,
                  StringRef FactsFile) {
+  size_t MaxPositions = Config.MaxPositions;
   StringMap<const RelationInfo *> ByName;
   for (const RelationInfo &R : Relations)
     ByName[R.Name] = &R;
@@ -126,6 +127,12 @@ Error checkFacts(ArrayRef<Fact> Facts, ArrayRef<RelationInfo> Relations,
                        "than the model's context of {4}",
                        FactsFile, F.Line, F.Entity, T.Prompt.size(),
                        MaxPositions);
+    std::vector<int32_t> Ids = T.Prompt;
+    Ids.push_back(T.Target);
+    if (Error E = Tok.checkInEmbedding(Ids, Config.VocabSize,
+                                       "the fact of '" + F.Entity + "'"))
+      return makeError("{0}:{1}: {2}", FactsFile, F.Line,
+                       toString(std::move(E)));
   }
   return Error::success();
 }

@@ -1,6 +1,7 @@
 //===- Labels.cpp - labels.vfb <-> Labels ---------------------------------===//
 #include "vindex/Store/Labels.h"
 
+#include "Unaligned.h"
 #include "vindex/Store/Labels_generated.h"
 #include "vindex/Store/Manifest.h"
 #include "vindex/Support/Error.h"
@@ -261,7 +262,7 @@ Expected<Labels> readLabels(ArrayRef<uint8_t> Bytes, StringRef File) {
       !flatbuffers::BufferHasIdentifier(Bytes.data(), lfb::LabelsIdentifier()))
     return fileError(File, "not a labels file (missing the 'VLAB' "
                            "identifier)");
-  flatbuffers::Verifier V(Bytes.data(), Bytes.size());
+  flatbuffers::Verifier V(Bytes.data(), Bytes.size(), verifierOptions());
   if (!lfb::VerifyLabelsBuffer(V))
     return fileError(File, "corrupt labels file (flatbuffer verification "
                            "failed)");

@@ -333,7 +333,7 @@ Expected<Manifest> parseManifest(ArrayRef<uint8_t> Bytes, StringRef File) {
       !flatbuffers::BufferHasIdentifier(Bytes.data(), fb::ManifestIdentifier()))
     return fileError(File, "not a V-index manifest (missing the 'VIDX' "
                            "identifier)");
-  flatbuffers::Verifier V(Bytes.data(), Bytes.size());
+  flatbuffers::Verifier V(Bytes.data(), Bytes.size(), verifierOptions());
   if (!fb::VerifyManifestBuffer(V))
     return fileError(File, "corrupt manifest (flatbuffer verification "
                            "failed)");

@@ -382,7 +382,7 @@ Expected<std::shared_ptr<const Patch>> readPatchFile(ArrayRef<uint8_t> Bytes,
                               Bytes.data(), fb::PatchFileIdentifier()))
     return fileError(File, "not a V-index patch (missing the 'VPAT' "
                            "identifier)");
-  flatbuffers::Verifier V(Bytes.data(), Bytes.size());
+  flatbuffers::Verifier V(Bytes.data(), Bytes.size(), verifierOptions());
   if (!fb::VerifyPatchFileBuffer(V))
     return fileError(File, "corrupt patch (flatbuffer verification failed)");
   const fb::PatchFile *F = fb::GetPatchFile(Bytes.data());

@@ -373,6 +373,46 @@ TEST(TokenizerErrors, UnsupportedComponentsAreNamed) {
             "tokenizer.json: model.merges[0]: 'b' is not in model.vocab");
 }
 
+TEST(TokenizerErrors, RunawayInputsAreRefused) {
+  auto With = [](StringRef Extra) {
+    return ("{" + Twine(MinimalModel) + ", " + Extra + "}").str();
+  };
+  // Each "a" -> "aa" step doubles a text: 34 of them asked for gigabytes
+  // while the added tokens were normalized.
+  std::string Double = R"({"type": "Replace", "pattern": {"String": "a"},
+                            "content": "aa"})";
+  std::string Doubling = Double;
+  for (int I = 1; I < 8; ++I)
+    Doubling += "," + Double;
+  EXPECT_EQ(loadError(With(R"("normalizer": {"type": "Sequence",
+                                "normalizers": [)" +
+                           Doubling + "]}")),
+            "tokenizer.json: the normalizer's Replace steps can make a text "
+            "more than 64 times longer");
+  EXPECT_EQ(loadError(With(R"("decoder": {"type": "Sequence",
+                                "decoders": [)" +
+                           Doubling + "]}")),
+            "tokenizer.json: the decoder's Replace steps can make a text more "
+            "than 64 times longer");
+  // A few doublings are what real tokenizers do (" " -> U+2581 is 3 bytes).
+  EXPECT_TRUE(bool(loadText(With(R"("normalizer": {"type": "Sequence",
+      "normalizers": [)" + Double +
+                                 "]}"))));
+  // Ids index tables: one far past the entries is refused, not allocated.
+  EXPECT_EQ(loadError(R"({"model": {"type": "BPE", "vocab": {"a": 16777215},
+                                    "merges": []}})"),
+            "tokenizer.json: model.vocab['a'] is not a valid id (ids run "
+            "from 0 to about the number of entries, 1)");
+  EXPECT_EQ(loadError(With(R"("added_tokens": [{"id": 9000000,
+      "content": "<x>", "special": true}])")),
+            "tokenizer.json: added_tokens[0]: id 9000000 is not a valid id");
+  // A compiled tokenizer shorter than its identifier.
+  Expected<Tokenizer> Short = Tokenizer::fromCompiled(
+      MemoryBuffer::getMemBufferCopy("VTO", "short.vfb"), "short.vfb");
+  ASSERT_FALSE(bool(Short));
+  EXPECT_EQ(toString(Short.takeError()), "short.vfb: not a compiled tokenizer");
+}
+
 //===----------------------------------------------------------------------===//
 // Byte-level BPE (GPT-2 style), built by hand
 //===----------------------------------------------------------------------===//

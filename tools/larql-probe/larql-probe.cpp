@@ -451,8 +451,7 @@ static Error run() {
   Expected<const Tokenizer &> Tok = Session.tokenizer();
   if (!Tok)
     return Tok.takeError();
-  if (Error E = checkFacts(FactList, L.Relations, *Tok,
-                           M->config().MaxPositions, Facts))
+  if (Error E = checkFacts(FactList, L.Relations, *Tok, M->config(), Facts))
     return E;
 
   ProbeOptions Opts;

@@ -118,6 +118,13 @@ public:
   /// of tokenizer against embedding, at decompose, compile and open alike.
   llvm::Expected<std::vector<int32_t>>
   idsPastEmbedding(uint64_t Rows, llvm::StringRef File) const;
+  /// The refusal idsPastEmbedding leaves to the caller that holds the
+  /// embedding: an Error naming the first of \p Ids that is not one of its
+  /// \p Rows rows ("<What> holds the token '<piece>' (id N), which is past
+  /// the model's embedding"), success if every id is one. Every text that
+  /// reaches the model passes it: prompts, targets, entities.
+  llvm::Error checkInEmbedding(llvm::ArrayRef<int32_t> Ids, uint64_t Rows,
+                               llvm::StringRef What) const;
   /// The warning for idsPastEmbedding's ids: how many, and which.
   std::string describeIdsPastEmbedding(llvm::ArrayRef<int32_t> Ids,
                                        uint64_t Rows) const;

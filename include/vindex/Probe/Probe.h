@@ -18,6 +18,7 @@
 #ifndef VINDEX_PROBE_PROBE_H
 #define VINDEX_PROBE_PROBE_H
 
+#include "vindex/Formats/ModelConfig.h"
 #include "vindex/Model/Kernels.h"
 #include "vindex/Store/Labels.h"
 
@@ -142,11 +143,12 @@ llvm::Error probe(const Model &M, const Tokenizer &Tok,
                   llvm::ArrayRef<Fact> Facts, const ProbeOptions &Opts,
                   Labels &L, ProbeStats &Stats);
 
-/// Every fact's relation has a template with `{e}` and its prompt fits the
-/// model's context. Errors name FactsFile:line.
+/// Every fact's relation has a template with `{e}`, its prompt fits the
+/// model's context, and its prompt and target tokens are rows of the
+/// model's embedding. Errors name FactsFile:line.
 llvm::Error checkFacts(llvm::ArrayRef<Fact> Facts,
                        llvm::ArrayRef<RelationInfo> Relations,
-                       const Tokenizer &Tok, size_t MaxPositions,
+                       const Tokenizer &Tok, const ModelConfig &Config,
                        llvm::StringRef FactsFile);
 
 /// The bands from the per-layer evidence already in L.Layers (attribution
