@@ -434,6 +434,9 @@ std::string tokenizerJson(json::Array Added, json::Value Normalizer,
   return formatv("{0:2}", json::Value(std::move(Root))).str() + "\n";
 }
 
+/// The longest piece a SentencePiece vocabulary read from a GGUF may hold.
+constexpr size_t kMaxSentencePieceBytes = 256;
+
 /// tokenizer.ggml.model "llama": SentencePiece BPE, merges recovered from
 /// the scores (see the file comment).
 std::string sentencePieceJson(const GGUFVocab &V) {
@@ -573,8 +576,18 @@ Expected<std::string> tokenizerJsonFromGGUF(const GGUFFile &G) {
   Expected<GGUFVocab> Vocab = readVocab(G);
   if (!Vocab)
     return Vocab.takeError();
-  if (*Model == "llama")
+  if (*Model == "llama") {
+    // Recovering the merges tries every split of every piece, a cost of
+    // the square of its length: a hostile 1 MB piece would hang it. Real
+    // SentencePiece pieces are far shorter (Gemma 3's longest: 93 bytes).
+    for (size_t I = 0; I < Vocab->size(); ++I)
+      if (Vocab->piece(I).size() > kMaxSentencePieceBytes)
+        return fileError(G.path(),
+                         "tokenizer.ggml.tokens[{0}] is {1} bytes long; a "
+                         "SentencePiece piece may be at most {2}",
+                         I, Vocab->piece(I).size(), kMaxSentencePieceBytes);
     return sentencePieceJson(*Vocab);
+  }
   return byteLevelJson(G, *Vocab);
 }
 

@@ -138,6 +138,12 @@ def malform(kind, src, dst):
         for i in range(3):
             kvs.append([b"test.pad.%d" % i, 9, (0, bytes(3 << 20))])
         out = serialize(version, kvs, tensors, body)
+    elif kind == "long-piece":
+        # The vocabulary's last token spelled with 300 bytes.
+        for kv in kvs:
+            if kv[0] == b"tokenizer.ggml.tokens":
+                kv[2][1][-1] = b"a" * 300
+        out = serialize(version, kvs, tensors, body)
     elif kind == "duplicate-key":
         kvs.append(list(kvs[0]))
         out = serialize(version, kvs, tensors, body)
