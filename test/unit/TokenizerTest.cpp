@@ -406,6 +406,46 @@ TEST(TokenizerErrors, RunawayInputsAreRefused) {
   EXPECT_EQ(loadError(With(R"("added_tokens": [{"id": 9000000,
       "content": "<x>", "special": true}])")),
             "tokenizer.json: added_tokens[0]: id 9000000 is not a valid id");
+  // A compiled tokenizer edited by hand: a Strip decoder whose character
+  // is empty would loop Start times a token, and a vocabulary id without
+  // a piece would be looked up past pieces_by_id.
+  auto Edited = [](std::string Bytes, StringRef From, StringRef To) {
+    size_t At = Bytes.find(From.str());
+    EXPECT_NE(At, std::string::npos);
+    EXPECT_EQ(Bytes.find(From.str(), At + 1), std::string::npos);
+    if (At != std::string::npos)
+      Bytes.replace(At, From.size(), To.str());
+    return toString(Tokenizer::fromCompiled(
+                        MemoryBuffer::getMemBufferCopy(Bytes, "t.vfb"), "t.vfb")
+                        .takeError());
+  };
+  Expected<std::string> Strip = Tokenizer::compile(
+      With(R"("decoder": {"type": "Strip", "content": " ", "start": 4,
+                          "stop": 0})"),
+      "t.json");
+  ASSERT_TRUE(bool(Strip)) << toString(Strip.takeError());
+  EXPECT_EQ(
+      Edited(*Strip, StringRef("\1\0\0\0 \0", 6), StringRef("\0\0\0\0\0\0", 6)),
+      "t.vfb: a Strip or Metaspace decoder has no character");
+  Expected<std::string> Plain =
+      Tokenizer::compile(With("\"decoder\": null"), "t.json");
+  ASSERT_TRUE(bool(Plain)) << toString(Plain.takeError());
+  // vocab_ids: 3 ids, 0 to 2 in some order; the 2 becomes 3.
+  std::string Ids = Plain->substr(0, 0);
+  for (const char *Order :
+       {"\0\1\2", "\0\2\1", "\1\0\2", "\1\2\0", "\2\0\1", "\2\1\0"}) {
+    std::string V("\3\0\0\0", 4);
+    for (int I = 0; I < 3; ++I)
+      V += std::string(1, Order[I]) + std::string(3, '\0');
+    if (Plain->find(V) != std::string::npos)
+      Ids = V;
+  }
+  ASSERT_FALSE(Ids.empty());
+  std::string Past = Ids;
+  Past[4 + 4 * (Ids.find(std::string("\2\0\0\0", 4), 4) / 4 - 1)] = '\3';
+  EXPECT_EQ(Edited(*Plain, Ids, Past),
+            "t.vfb: vocabulary id 3 is not a valid id");
+
   // A compiled tokenizer shorter than its identifier.
   Expected<Tokenizer> Short = Tokenizer::fromCompiled(
       MemoryBuffer::getMemBufferCopy("VTO", "short.vfb"), "short.vfb");
