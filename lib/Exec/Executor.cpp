@@ -222,10 +222,9 @@ Error Executor::infer(StringRef Kind, StringRef Prompt,
   std::vector<int32_t> Generated;
   if (Generate) {
     ArrayRef<int64_t> Stop = M.config().EosIds;
-    uint64_t Limit = uint64_t(*Generate) + 32;
-    if (uint64_t Max = M.config().MaxPositions)
-      Limit =
-          std::min<uint64_t>(Limit, Max > Ids.size() ? Max - Ids.size() : 0);
+    uint64_t Max = M.config().generationPositions();
+    uint64_t Limit = std::min<uint64_t>(
+        uint64_t(*Generate) + 32, Max > Ids.size() ? Max - Ids.size() : 0);
     for (uint64_t Step = 0; Step < Limit; ++Step) {
       int32_t Next = int32_t(argmax(Logits));
       bool Eos = is_contained(Stop, int64_t(Next)) || Tok.isSpecial(Next);

@@ -41,41 +41,6 @@ std::string shapeString(ArrayRef<uint64_t> S) {
   return Out;
 }
 
-// llvm::json keeps the last of duplicate keys silently, and a duplicate
-// tensor name is an error, so the top-level keys are listed from the text
-// itself. The text is already known to be valid JSON.
-static std::vector<std::string> topLevelKeys(StringRef Json) {
-  std::vector<std::string> Keys;
-  int Depth = 0;
-  bool ExpectKey = false;
-  for (size_t I = 0; I < Json.size(); ++I) {
-    char C = Json[I];
-    if (C == '"') {
-      size_t Start = I++;
-      for (; I < Json.size() && Json[I] != '"'; ++I)
-        if (Json[I] == '\\')
-          ++I;
-      if (Depth == 1 && ExpectKey) {
-        if (Expected<json::Value> K = parseJSON(Json.slice(Start, I + 1)))
-          Keys.push_back(K->getAsString()->str());
-        else
-          consumeError(K.takeError());
-        ExpectKey = false;
-      }
-      continue;
-    }
-    if (C == '{' || C == '[') {
-      ++Depth;
-      ExpectKey = Depth == 1;
-    } else if (C == '}' || C == ']') {
-      --Depth;
-    } else if (C == ',' && Depth == 1) {
-      ExpectKey = true;
-    }
-  }
-  return Keys;
-}
-
 static Error parseUnsignedArray(const json::Value *V, StringRef What,
                                 StringRef Tensor, Shape &Out) {
   const json::Array *A = V ? V->getAsArray() : nullptr;
@@ -227,10 +192,13 @@ Error parseSafetensorsHeader(StringRef FileName, ArrayRef<uint8_t> Bytes,
   if (!Obj)
     return fileError(FileName, "header must be a JSON object");
 
+  // llvm::json keeps the last of duplicate keys silently, and a duplicate
+  // tensor name is an error, so the keys are listed from the text itself.
   StringSet<> Seen;
-  for (const std::string &Key : topLevelKeys(Text))
-    if (!Seen.insert(Key).second)
-      return fileError(FileName, "duplicate tensor '{0}' in the header", Key);
+  for (const JSONKey &Key : topLevelKeys(Text))
+    if (!Seen.insert(Key.Name).second)
+      return fileError(FileName, "duplicate tensor '{0}' in the header",
+                       Key.Name);
 
   uint64_t DataStart = 8 + HeaderLen;
   uint64_t DataSize = Bytes.size() - DataStart;

@@ -46,8 +46,8 @@ Expected<std::vector<Fact>> parseFacts(StringRef Text, StringRef File) {
   return Facts;
 }
 
-/// The 1-based line of the first occurrence of Needle (1 if absent): JSON
-/// values carry no positions, but a relation's key is unique text.
+/// The 1-based line of the first occurrence of Needle (1 if absent), for an
+/// error about a value: JSON values carry no positions.
 static unsigned lineOf(StringRef Text, StringRef Needle) {
   size_t At = Text.find(Needle);
   return At == StringRef::npos ? 1 : 1 + Text.take_front(At).count('\n');
@@ -61,11 +61,24 @@ Expected<std::vector<RelationInfo>> parseTemplates(StringRef Text,
   const json::Object *Root = Parsed->getAsObject();
   if (!Root)
     return fileError(File, "expected an object of relations");
-  std::vector<RelationInfo> Relations;
+  // json::Object is a hash map that keeps the last of duplicate keys: the
+  // file's order, lines and duplicates come from a scan of the text.
+  std::vector<JSONKey> Keys = topLevelKeys(Text);
+  StringMap<size_t> Place;
+  for (size_t I = 0; I < Keys.size(); ++I) {
+    auto [At, New] = Place.try_emplace(Keys[I].Name, I);
+    if (!New)
+      return makeError("{0}:{1}: relation '{2}' is given twice (first on "
+                       "line {3})",
+                       File, Keys[I].Line, Keys[I].Name, Keys[At->second].Line);
+  }
+  std::vector<std::pair<size_t, RelationInfo>> Placed;
   for (const auto &KV : *Root) {
     RelationInfo R;
     R.Name = KV.first.str();
-    unsigned No = lineOf(Text, "\"" + R.Name + "\"");
+    auto At = Place.find(R.Name);
+    size_t Order = At == Place.end() ? Keys.size() : At->second;
+    unsigned No = At == Place.end() ? 1 : Keys[Order].Line;
     const json::Object *O = KV.second.getAsObject();
     if (!O)
       return makeError("{0}:{1}: relation '{2}': expected an object", File, No,
@@ -93,14 +106,13 @@ Expected<std::vector<RelationInfo>> parseTemplates(StringRef Text,
                          lineOf(Text, "\"" + R.HeldoutPrompt + "\""),
                          R.HeldoutPrompt);
     }
-    Relations.push_back(std::move(R));
+    Placed.emplace_back(Order, std::move(R));
   }
-  // json::Object is a hash map: the file's order is the order of the keys'
-  // first appearance in the text.
-  llvm::stable_sort(Relations, [&](const RelationInfo &A,
-                                   const RelationInfo &B) {
-    return Text.find("\"" + A.Name + "\"") < Text.find("\"" + B.Name + "\"");
-  });
+  llvm::stable_sort(
+      Placed, [](const auto &A, const auto &B) { return A.first < B.first; });
+  std::vector<RelationInfo> Relations;
+  for (auto &[Order, R] : Placed)
+    Relations.push_back(std::move(R));
   return Relations;
 }
 

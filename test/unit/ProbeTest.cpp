@@ -124,3 +124,33 @@ TEST(ProbeInputs, FactsAndTemplates) {
             "t.json:2: relation 'a': the heldout_prompt has no {e} for the "
             "entity: \"h\"");
 }
+
+// The order, lines and duplicates of relations come from the keys
+// themselves, not from the first place their text occurs: "a" and "c" are
+// train templates of "b" before they are relations.
+TEST(ProbeInputs, TemplatesOrderIsTheKeys) {
+  auto T = parseTemplates("{\"b\": {\"canonical\": \"{e} b\", \"train\": "
+                          "[\"a\"]},\n"
+                          "\"c\": {\"canonical\": \"{e} c\"},\n"
+                          "\"a\": {\"train\": []}}",
+                          "t.json");
+  ASSERT_FALSE(bool(T));
+  EXPECT_EQ(toString(T.takeError()),
+            "t.json:3: relation 'a' has no \"canonical\" prompt");
+  T = parseTemplates("{\"b\": {\"canonical\": \"{e} b\", \"train\": "
+                     "[\"c\", \"a\"]},\n"
+                     "\"a\": {\"canonical\": \"{e} a\"},\n"
+                     "\"c\": {\"canonical\": \"{e} c\"}}",
+                     "t.json");
+  ASSERT_TRUE(bool(T)) << toString(T.takeError());
+  ASSERT_EQ(T->size(), 3u);
+  EXPECT_EQ((*T)[0].Name, "b");
+  EXPECT_EQ((*T)[1].Name, "a");
+  EXPECT_EQ((*T)[2].Name, "c");
+  auto Twice = parseTemplates("{\"a\": {\"canonical\": \"{e} a\"},\n"
+                              "\"a\": {\"canonical\": \"{e} b\"}}",
+                              "t.json");
+  ASSERT_FALSE(bool(Twice));
+  EXPECT_EQ(toString(Twice.takeError()),
+            "t.json:2: relation 'a' is given twice (first on line 1)");
+}

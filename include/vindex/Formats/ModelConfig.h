@@ -47,7 +47,15 @@ struct ModelConfig {
   uint64_t NumKVHeads = 0;
   uint64_t HeadDim = 0;
   uint64_t VocabSize = 0;
-  uint64_t MaxPositions = 0;
+  uint64_t MaxPositions = 0; ///< 0: the config states none.
+
+  /// Positions a generated sequence may reach: the config's, else
+  /// kUnstatedMaxPositions, so that a long GENERATE stops before the KV
+  /// cache takes the machine's memory.
+  uint64_t generationPositions() const {
+    return MaxPositions ? MaxPositions : kUnstatedMaxPositions;
+  }
+  static constexpr uint64_t kUnstatedMaxPositions = 8192;
 
   double RopeTheta = 10000.0;      ///< Base of full-attention layers.
   double RopeLocalTheta = 10000.0; ///< Base of sliding layers (Gemma 3).

@@ -12,6 +12,9 @@
 
 #include "llvm/Support/JSON.h"
 
+#include <string>
+#include <vector>
+
 namespace vindex {
 
 /// How deeply arrays and objects may nest (Hugging Face files nest a dozen
@@ -21,6 +24,17 @@ constexpr unsigned kMaxJSONDepth = 256;
 /// llvm::json::parse, after checking that no array or object nests deeper
 /// than kMaxJSONDepth ("JSON nests deeper than 256 levels at byte N").
 llvm::Expected<llvm::json::Value> parseJSON(llvm::StringRef Text);
+
+/// A key of a document's top-level object, where the file has it.
+struct JSONKey {
+  std::string Name; ///< Decoded (escapes resolved).
+  unsigned Line;    ///< 1-based.
+};
+
+/// The keys of the top-level object of Text, a document parseJSON accepted,
+/// in the file's order (json::Object is a hash map and keeps none), in one
+/// pass over the text.
+std::vector<JSONKey> topLevelKeys(llvm::StringRef Text);
 
 } // namespace vindex
 
