@@ -289,9 +289,10 @@ static double answerProbability(const Model &M, llvm::ArrayRef<int32_t> Prompt,
 }
 
 /// The guard texts: each relation's canonical prompt (or every prompt,
-/// `memit-guards=all`) with each known
-/// entity, and the model's greedy answer (3 pieces) after it. The answers
-/// are generated together, a token of each per batched forward on
+/// `memit-guards=all`) with each known entity (or, with
+/// `memit-guard-entities=probed`, each entity the labels record facts of
+/// with the relation), and the model's greedy answer (3 pieces) after it. The
+/// answers are generated together, a token of each per batched forward on
 /// Options.Jobs threads (each answer is what its prompt alone gives): on the
 /// 34-layer synthetic the 256 answers, one by one, took about 6 minutes.
 static LogicalResult measureGuards(Operation *Op, const edit::Editor &Ed,
@@ -316,7 +317,13 @@ static LogicalResult measureGuards(Operation *Op, const edit::Editor &Ed,
     if (Templates.empty())
       continue;
     size_t Prompts = Ctx.GuardEveryPrompt ? Templates.size() : 1;
-    for (const std::string &E : Known)
+    const std::vector<std::string> *Entities = &Known;
+    if (Ctx.GuardProbedPairs) {
+      auto It = Ctx.ProbedEntities.find(Relation);
+      if (It != Ctx.ProbedEntities.end())
+        Entities = &It->second;
+    }
+    for (const std::string &E : *Entities)
       for (size_t P = 0; P < Prompts; ++P) {
         MemitContext::Guard G;
         G.Entity = E;

@@ -10,6 +10,7 @@
 #include "vindex/Edit/Memit.h"
 
 #include "mlir/IR/Operation.h"
+#include "llvm/ADT/StringMap.h"
 
 #include <optional>
 
@@ -49,6 +50,11 @@ struct MemitContext {
   /// own greedy answer (measured once, on the input's weights).
   std::vector<std::pair<std::string, std::vector<std::string>>> Relations;
   std::vector<std::string> Known;
+  /// Per relation, the entities the labels record facts of with it;
+  /// with `memit-guard-entities=probed` (GuardProbedPairs) a relation
+  /// found here asks its guards of these alone.
+  llvm::StringMap<std::vector<std::string>> ProbedEntities;
+  bool GuardProbedPairs = false;
   struct Guard {
     std::string Entity, Relation;
     edit::PreservedText Text;

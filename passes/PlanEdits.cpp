@@ -127,8 +127,12 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       }
     // The guard entities: the probed ones when the V-index has labels
     // (else the editor takes the vocabulary's whole words).
-    if (const Labels *L = S->vindex().labels())
+    if (const Labels *L = S->vindex().labels()) {
       Sample.Known = L->Entities;
+      for (const RelationInfo &R : L->Relations)
+        for (uint32_t E : R.Entities)
+          Memit.ProbedEntities[R.Name].push_back(L->Entities[E]);
+    }
     if (!Corpus.empty()) {
       auto Buf = llvm::MemoryBuffer::getFile(Corpus);
       if (!Buf) {
@@ -222,6 +226,11 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
         return Op->emitError() << "memit-guards must be canonical or all, not '"
                                << MemitGuards << "'";
       Memit.GuardEveryPrompt = MemitGuards == "all";
+      if (MemitGuardEntities != "all" && MemitGuardEntities != "probed")
+        return Op->emitError()
+               << "memit-guard-entities must be all or probed, not '"
+               << MemitGuardEntities << "'";
+      Memit.GuardProbedPairs = MemitGuardEntities == "probed";
       if (MemitGuardPositions != "last" && MemitGuardPositions != "all")
         return Op->emitError()
                << "memit-guard-positions must be last or all, not '"

@@ -199,6 +199,21 @@ void computeBands(std::vector<LayerLabel> &Layers, uint32_t Facts) {
                                       : Band::Syntax;
 }
 
+/// Each relation's entities (those with a fact of it), so that an edit's
+/// guards ask the pairs the facts name, not every entity with every
+/// relation ("The capital of Paris is").
+static void recordRelationEntities(ArrayRef<Fact> Facts, Labels &L) {
+  StringMap<uint32_t> EntityIndex;
+  for (size_t I = 0; I < L.Entities.size(); ++I)
+    EntityIndex[L.Entities[I]] = I;
+  std::vector<std::set<uint32_t>> Sets(L.Relations.size());
+  for (const Fact &F : Facts)
+    if (std::optional<uint32_t> Rel = L.relation(F.Relation))
+      Sets[*Rel].insert(EntityIndex.lookup(F.Entity));
+  for (size_t R = 0; R < Sets.size(); ++R)
+    L.Relations[R].Entities.assign(Sets[R].begin(), Sets[R].end());
+}
+
 namespace {
 /// A (layer, feature, relation) key's evidence, summed in fact order.
 struct LabelEvidence {
@@ -218,14 +233,12 @@ static void reduce(ArrayRef<Fact> Facts, ArrayRef<FactEvidence> Evidence,
   StringMap<uint32_t> EntityIndex;
   for (size_t I = 0; I < L.Entities.size(); ++I)
     EntityIndex[L.Entities[I]] = I;
-  std::vector<std::set<uint32_t>> RelationEntities(L.Relations.size());
   std::map<std::tuple<uint32_t, uint32_t, uint32_t>, LabelEvidence> ByKey;
   double Total = 0;
   std::vector<double> PerLayer(L.Layers.size());
   for (size_t I = 0; I < Facts.size(); ++I) {
     uint32_t Rel = *L.relation(Facts[I].Relation);
     uint32_t Ent = EntityIndex[Facts[I].Entity];
-    RelationEntities[Rel].insert(Ent);
     for (size_t Y = 0; Y < PerLayer.size(); ++Y) {
       PerLayer[Y] += LayerPositive[I][Y];
       Total += LayerPositive[I][Y];
@@ -246,7 +259,8 @@ static void reduce(ArrayRef<Fact> Facts, ArrayRef<FactEvidence> Evidence,
   for (const auto &[Key, LE] : ByKey) {
     auto [Layer, Feature, Rel] = Key;
     uint32_t Entities = LE.Entities.size();
-    float Confidence = float(Entities) / float(RelationEntities[Rel].size());
+    float Confidence =
+        float(Entities) / float(L.Relations[Rel].Entities.size());
     if (Entities < Opts.MinEntities || Confidence < Opts.MinConfidence)
       continue;
     RelationLabel RL;
@@ -287,6 +301,7 @@ Error probe(const Model &M, const Tokenizer &Tok, ArrayRef<Fact> Facts,
       if (Seen.try_emplace(F.Entity, true).second)
         L.Entities.push_back(F.Entity);
   }
+  recordRelationEntities(Facts, L);
 
   // Token labels, a layer at a time.
   auto T0 = Clock::now();

@@ -126,9 +126,10 @@ public:
   std::string build(const Labels &L) {
     std::vector<flatbuffers::Offset<lfb::Relation>> Relations;
     for (const RelationInfo &R : L.Relations)
-      Relations.push_back(lfb::CreateRelation(B, str(R.Name), str(R.Canonical),
-                                              strings(R.Templates),
-                                              str(R.HeldoutPrompt)));
+      Relations.push_back(lfb::CreateRelation(
+          B, str(R.Name), str(R.Canonical), strings(R.Templates),
+          str(R.HeldoutPrompt),
+          R.Entities.empty() ? 0 : B.CreateVector(R.Entities)));
     auto Entities = strings(L.Entities);
     std::vector<flatbuffers::Offset<lfb::Layer>> Layers;
     for (const LayerLabel &Y : L.Layers)
@@ -251,6 +252,17 @@ static Error checkIndices(const Labels &L, StringRef File) {
                          "range ({3} relations)",
                          F.Layer, F.Feature, R.Relation, L.Relations.size());
   }
+  for (const RelationInfo &R : L.Relations)
+    for (size_t I = 0; I < R.Entities.size(); ++I) {
+      if (R.Entities[I] >= L.Entities.size())
+        return fileError(File,
+                         "relation '{0}': entity index {1} out of range ({2} "
+                         "entities)",
+                         R.Name, R.Entities[I], L.Entities.size());
+      if (I && R.Entities[I - 1] >= R.Entities[I])
+        return fileError(
+            File, "relation '{0}': entities out of order or repeated", R.Name);
+    }
   for (size_t I = 1; I < L.Tokens.size(); ++I)
     if (L.Tokens[I - 1].first >= L.Tokens[I].first)
       return fileError(File, "token table is not in ascending id order");
@@ -276,8 +288,11 @@ Expected<Labels> readLabels(ArrayRef<uint8_t> Bytes, StringRef File) {
   if (F->relations())
     for (const lfb::Relation *R : *F->relations())
       L.Relations.push_back({str(R->name()), str(R->canonical()),
-                             strings(R->templates()),
-                             str(R->heldout_prompt())});
+                             strings(R->templates()), str(R->heldout_prompt()),
+                             R->entities()
+                                 ? std::vector<uint32_t>(R->entities()->begin(),
+                                                         R->entities()->end())
+                                 : std::vector<uint32_t>()});
   L.Entities = strings(F->entities());
   if (F->layers())
     for (const lfb::Layer *Y : *F->layers())

@@ -18,8 +18,9 @@ using namespace llvm;
 
 static Labels sample(unsigned NumLayers = 2) {
   Labels L;
-  L.Relations = {{"capital", "The capital of {e} is", {"{e}'s capital is"}, ""},
-                 {"language", "In {e}, people speak", {}, "{e} speaks"}};
+  L.Relations = {
+      {"capital", "The capital of {e} is", {"{e}'s capital is"}, "", {0, 2}},
+      {"language", "In {e}, people speak", {}, "{e} speaks"}};
   L.Entities = {"France", "Japan", "Cote d'Ivoire"};
   for (unsigned I = 0; I < NumLayers; ++I)
     L.Layers.push_back({I, I + 1 == NumLayers ? Band::Output : Band::Knowledge,
@@ -54,6 +55,8 @@ TEST(Labels, RoundTripsEveryField) {
   EXPECT_EQ(Back->Relations[1].HeldoutPrompt, "{e} speaks");
   EXPECT_EQ(Back->Relations[0].Templates[0], "{e}'s capital is");
   EXPECT_EQ(Back->Entities[2], "Cote d'Ivoire");
+  EXPECT_EQ(Back->Relations[0].Entities, (std::vector<uint32_t>{0, 2}));
+  EXPECT_TRUE(Back->Relations[1].Entities.empty()); // as labels before them
   EXPECT_EQ(Back->Layers[1].Band, Band::Output);
   EXPECT_EQ(Back->Layers[1].LensTop10First, 3u);
   EXPECT_EQ(Back->Parameters.TopContributors, 16u);
@@ -111,6 +114,15 @@ TEST(Labels, RejectsBadIndices) {
   L = sample();
   std::swap(L.Tokens[0], L.Tokens[2]);
   EXPECT_NE(readError(L).find("ascending"), std::string::npos);
+  L = sample();
+  L.Relations[0].Entities = {0, 3};
+  EXPECT_NE(readError(L).find("relation 'capital': entity index 3 out of "
+                              "range (3 entities)"),
+            std::string::npos);
+  L = sample();
+  L.Relations[0].Entities = {2, 0};
+  EXPECT_NE(readError(L).find("entities out of order or repeated"),
+            std::string::npos);
 }
 
 TEST(Labels, RejectsCorruptBytes) {

@@ -202,8 +202,11 @@ static void printLabels(const Labels *L) {
   std::vector<uint32_t> Counts = L->relationFeatureCounts();
   std::vector<std::vector<uint32_t>> Layers = L->relationLayers();
   for (size_t R = 0; R < L->Relations.size(); ++R) {
-    outs() << formatv(
-        "relation {0}: features={1} layers=", L->Relations[R].Name, Counts[R]);
+    outs() << formatv("relation {0}: features={1} ", L->Relations[R].Name,
+                      Counts[R]);
+    if (!L->Relations[R].Entities.empty())
+      outs() << formatv("entities={0} ", L->Relations[R].Entities.size());
+    outs() << "layers=";
     interleave(Layers[R], outs(), ",");
     outs() << " prompt=\"" << L->Relations[R].Canonical << "\"\n";
     // Its strongest features: most entities, then attribution.

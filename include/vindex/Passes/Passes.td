@@ -105,6 +105,12 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "MODE memit's guard prompts: canonical (each "
                         "relation's canonical prompt) or all (every prompt "
                         "the relation was given)">,
+                 Option<"MemitGuardEntities", "memit-guard-entities",
+                        "std::string", "\"all\"",
+                        "MODE memit's guard entities per relation: all "
+                        "(every known entity) or probed (the entities the "
+                        "labels record facts of with the relation, where "
+                        "they do)">,
                  Option<"MemitGuardPositions", "memit-guard-positions",
                         "std::string", "\"last\"",
                         "MODE memit: the guard texts' positions held: last "

@@ -48,6 +48,10 @@ struct RelationInfo {
   std::string Canonical;
   std::vector<std::string> Templates;
   std::string HeldoutPrompt; ///< "" when not given.
+  /// The entities the probe was given facts of with this relation, as
+  /// indices into Labels::Entities, ascending; empty in templates and in
+  /// labels written before they were recorded.
+  std::vector<uint32_t> Entities;
 
   /// Canonical with every `{e}` replaced by Entity.
   std::string prompt(llvm::StringRef Entity) const;
