@@ -231,6 +231,12 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
                << "memit-guard-entities must be all or probed, not '"
                << MemitGuardEntities << "'";
       Memit.GuardProbedPairs = MemitGuardEntities == "probed";
+      if (Memit.GuardProbedPairs && Memit.ProbedEntities.empty())
+        return Op->emitError()
+               << "memit-guard-entities=probed: the V-index's labels record "
+                  "no relation's entities (not probed, or probed before "
+                  "labels recorded them: larql-probe --force probes it "
+                  "again)";
       if (MemitGuardPositions != "last" && MemitGuardPositions != "all")
         return Op->emitError()
                << "memit-guard-positions must be last or all, not '"
