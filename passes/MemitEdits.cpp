@@ -317,17 +317,18 @@ static LogicalResult measureGuards(Operation *Op, const edit::Editor &Ed,
     if (Templates.empty())
       continue;
     size_t Prompts = Ctx.GuardEveryPrompt ? Templates.size() : 1;
+    auto It = Ctx.ProbedEntities.find(Relation);
+    const std::vector<std::string> *Probed =
+        It == Ctx.ProbedEntities.end() ? nullptr : &It->second;
     const std::vector<std::string> *Entities = &Known;
-    if (Ctx.GuardProbedPairs) {
-      auto It = Ctx.ProbedEntities.find(Relation);
-      if (It != Ctx.ProbedEntities.end())
-        Entities = &It->second;
-    }
+    if (Probed && Ctx.Pairs == MemitContext::GuardPairs::Probed)
+      Entities = Probed;
     for (const std::string &E : *Entities)
       for (size_t P = 0; P < Prompts; ++P) {
         MemitContext::Guard G;
         G.Entity = E;
         G.Relation = Relation;
+        G.Probed = !Probed || llvm::is_contained(*Probed, E);
         G.Text.Ids = Tok.encode(edit::fillTemplate(Templates[P], E));
         if (G.Text.Ids.empty())
           continue;
@@ -644,8 +645,10 @@ static HeldAndGuarded holdAndGuard(llvm::ArrayRef<edit::Fact> Facts,
         if (!Ctx.Options.Repair)
           continue;
         Out.Guarded.push_back(G.Answer);
-        if (llvm::is_contained(Ctx.Edited,
-                               std::make_pair(G.Entity, G.Relation)))
+        bool Unnamed =
+            Ctx.Pairs == MemitContext::GuardPairs::ProbedRepair && !G.Probed;
+        if (Unnamed || llvm::is_contained(Ctx.Edited,
+                                          std::make_pair(G.Entity, G.Relation)))
           Out.Guarded.back().Target.clear(); // not written back
       }
   // memit-hold=guards: an earlier fact is held as MEMIT's sequential use

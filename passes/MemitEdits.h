@@ -50,14 +50,20 @@ struct MemitContext {
   /// own greedy answer (measured once, on the input's weights).
   std::vector<std::pair<std::string, std::vector<std::string>>> Relations;
   std::vector<std::string> Known;
-  /// Per relation, the entities the labels record facts of with it;
-  /// with `memit-guard-entities=probed` (GuardProbedPairs) a relation
-  /// found here asks its guards of these alone.
+  /// Per relation, the entities the labels record facts of with it
+  /// (`memit-guard-entities`): `all` guards every known entity with every
+  /// relation; `probed` a relation found here with these alone;
+  /// `probed-repair` every one, but memit-repair writes back the answers
+  /// of these alone.
   llvm::StringMap<std::vector<std::string>> ProbedEntities;
-  bool GuardProbedPairs = false;
+  enum class GuardPairs { All, Probed, ProbedRepair };
+  GuardPairs Pairs = GuardPairs::All;
   struct Guard {
     std::string Entity, Relation;
     edit::PreservedText Text;
+    /// A pair the labels record (or any, where they record none for the
+    /// relation).
+    bool Probed = true;
     /// The prompt alone, and the answer up to punctuation as its target
     /// (`memit-repair` writes it back where an edit lost it).
     edit::Fact Answer;

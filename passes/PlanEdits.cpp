@@ -226,14 +226,21 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
         return Op->emitError() << "memit-guards must be canonical or all, not '"
                                << MemitGuards << "'";
       Memit.GuardEveryPrompt = MemitGuards == "all";
-      if (MemitGuardEntities != "all" && MemitGuardEntities != "probed")
+      if (MemitGuardEntities != "all" && MemitGuardEntities != "probed" &&
+          MemitGuardEntities != "probed-repair")
         return Op->emitError()
-               << "memit-guard-entities must be all or probed, not '"
+               << "memit-guard-entities must be all, probed or probed-repair, "
+                  "not '"
                << MemitGuardEntities << "'";
-      Memit.GuardProbedPairs = MemitGuardEntities == "probed";
-      if (Memit.GuardProbedPairs && Memit.ProbedEntities.empty())
+      using Pairs = MemitContext::GuardPairs;
+      Memit.Pairs = MemitGuardEntities == "probed" ? Pairs::Probed
+                    : MemitGuardEntities == "probed-repair"
+                        ? Pairs::ProbedRepair
+                        : Pairs::All;
+      if (Memit.Pairs != Pairs::All && Memit.ProbedEntities.empty())
         return Op->emitError()
-               << "memit-guard-entities=probed: the V-index's labels record "
+               << "memit-guard-entities=" << MemitGuardEntities
+               << ": the V-index's labels record "
                   "no relation's entities (not probed, or probed before "
                   "labels recorded them: larql-probe --force probes it "
                   "again)";
