@@ -291,7 +291,9 @@ static double answerProbability(const Model &M, llvm::ArrayRef<int32_t> Prompt,
 /// The guard texts: each relation's canonical prompt (or every prompt,
 /// `memit-guards=all`) with each known entity (or, with
 /// `memit-guard-entities=probed`, each entity the labels record facts of
-/// with the relation), and the model's greedy answer (3 pieces) after it. The
+/// with the relation; with `probed-repair` each known entity, marked
+/// whether the labels record it), and the model's greedy answer (3 pieces)
+/// after it. The
 /// answers are generated together, a token of each per batched forward on
 /// Options.Jobs threads (each answer is what its prompt alone gives): on the
 /// 34-layer synthetic the 256 answers, one by one, took about 6 minutes.
