@@ -257,11 +257,6 @@ struct PlanEdits : vindex::impl::LarqlPlanEditsBase<PlanEdits> {
       Memit.HoldWritten = MemitHold == "false"    ? MemitContext::Hold::None
                           : MemitHold == "guards" ? MemitContext::Hold::Guards
                                                   : MemitContext::Hold::Units;
-      if (MemitHoldContexts != "all" && MemitHoldContexts != "canonical")
-        return Op->emitError()
-               << "memit-hold-contexts must be all or canonical, not '"
-               << MemitHoldContexts << "'";
-      Memit.Options.HoldCanonical = MemitHoldContexts == "canonical";
       Memit.Restat = MemitRestat;
       Memit.Options.AtSubject = MemitAt == "subject";
       Memit.Options.Keys =

@@ -651,22 +651,14 @@ void MemitPlanner::addUnits(size_t FI) {
       std::equal(Special.begin(), Special.end(), Body.begin()))
     Body = Body.drop_front(Special.size());
   std::vector<std::vector<int32_t>> Contexts = {Canon.vec()};
-  // memit-hold-contexts=canonical: a fact this statement does not write
-  // (an earlier one's, or a guard answer written back) is held at its
-  // canonical prompt alone, where its answer is asked; its other contexts
-  // were the most of a late link's forwards and keys (10 x 100 facts:
-  // 606 held and 537 written back against 100 written at link 7).
-  bool CanonicalOnly = Opts.HoldCanonical && FI >= Facts.size();
   for (const char *P : Prefixes) {
-    if (CanonicalOnly)
-      break;
     std::vector<int32_t> Ids = Special;
     std::vector<int32_t> Pre = Tok.encode(P, /*AddSpecial=*/false);
     Ids.insert(Ids.end(), Pre.begin(), Pre.end());
     Ids.insert(Ids.end(), Body.begin(), Body.end());
     Contexts.push_back(std::move(Ids));
   }
-  for (size_t C = 1; C < F.Prompts.size() && !CanonicalOnly; ++C)
+  for (size_t C = 1; C < F.Prompts.size(); ++C)
     Contexts.push_back(F.Prompts[C]);
   std::vector<size_t> Group(Contexts.size(), 0);
   for (size_t C = 1; C < Contexts.size(); ++C)
@@ -1202,8 +1194,6 @@ MemitPlan MemitPlanner::finish(std::optional<size_t> LostLast) {
                 "{2} optimised again, {3} not answered",
                 HeldEnd - Own, Held.size(), HeldAgain, HeldLost)
             .str();
-    if (Opts.HoldCanonical)
-      Line += " (at the canonical prompt alone)";
     if (Verbose)
       *Verbose << Line << "\n";
     Plan.Record.push_back(std::move(Line));

@@ -122,10 +122,6 @@ struct MemitOptions {
   /// piece below this probability (teacher-forced on its prompt) is written
   /// back too, before an update takes it (0: only the answers lost).
   double RepairMargin = 0.0;
-  /// memit-hold-contexts=canonical: the units of the facts the statement
-  /// holds (earlier statements' facts, guard answers written back) have
-  /// the canonical prompt as their only context.
-  bool HoldCanonical = false;
   /// Threads optimising the units' targets (each unit's optimisation is
   /// its own; a lift's effect on later units is kept as if one at a time).
   unsigned Jobs = 1;

@@ -121,12 +121,6 @@ def LarqlPlanEdits : Pass<"larql-plan-edits", "::mlir::ModuleOp"> {
                         "facts earlier statements wrote: units (their "
                         "units join the update; true the same), guards "
                         "(their texts join the guards) or false">,
-                 Option<"MemitHoldContexts", "memit-hold-contexts",
-                        "std::string", "\"all\"",
-                        "MODE memit: the contexts of the facts a statement "
-                        "holds (earlier statements' facts, guard answers "
-                        "written back): all (like its own facts') or "
-                        "canonical (the canonical prompt alone)">,
                  Option<"MemitRepair", "memit-repair", "bool", "false",
                         "MODE memit: a guard answer (a known entity's, up "
                         "to punctuation) that earlier statements or this "
