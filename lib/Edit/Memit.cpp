@@ -279,22 +279,16 @@ void setContextTargets(FactState &St, ArrayRef<double> Z,
   }
 }
 
-/// The probes setContextTargets needs: St's contexts after the first.
-std::vector<ProbeAt> otherContexts(const FactState &St,
-                                   const MemitOptions &Opts) {
-  std::vector<ProbeAt> At;
-  if (Opts.Keys != MemitOptions::KeyGroups::Mean)
-    for (size_t C = 1; C < St.Prompts.size(); ++C)
-      At.push_back({St.Prompts[C], St.Positions[C]});
-  return At;
-}
-
 /// Step 2: the offset δ at residual Residual that makes the model emit the
-/// target (Adam on OffsetObjective); returns h + δ.
+/// target (Adam on OffsetObjective); returns h + δ. Own are St's contexts'
+/// probes on M (their residuals at Residual, canonical first): the round's
+/// first probes, whose texts a unit's optimisation ran again before (the
+/// same rows: probeMany gives each text what it alone gives), a fifth of
+/// a late chain link's forwards.
 Expected<std::vector<double>>
 optimiseOffset(const Model &M, const Tokenizer &Tok, const Fact &F,
-               FactState &St, size_t Residual, double Reach,
-               const MemitOptions &Opts, SequenceRuns *Runs) {
+               FactState &St, ArrayRef<Probe> Own, size_t Residual,
+               double Reach, const MemitOptions &Opts, SequenceRuns *Runs) {
   std::vector<LossSequence> Seqs;
   for (size_t C = 0; C < St.Prompts.size(); ++C) {
     LossSequence S = teacherForced(St.Prompts[C], St.Target);
@@ -319,9 +313,9 @@ optimiseOffset(const Model &M, const Tokenizer &Tok, const Fact &F,
       OffsetObjective::create(M, std::move(Seqs), Residual, Runs, St.Wholes);
   if (!Obj)
     return Obj.takeError();
-  Probe H = probe(M, St.Prompts[0], St.Positions[0], Residual, std::nullopt);
-  size_t D = H.Residual.size();
-  double HNorm = norm(H.Residual);
+  ArrayRef<double> H = Own.front().Residual;
+  size_t D = H.size();
+  double HNorm = norm(H);
   double Lr = Opts.LearningRate * HNorm / std::sqrt(double(D));
   if (St.FirstNorm == 0)
     St.FirstNorm = HNorm;
@@ -364,10 +358,8 @@ optimiseOffset(const Model &M, const Tokenizer &Tok, const Fact &F,
           .str();
   std::vector<double> Z(D);
   for (size_t I = 0; I < D; ++I)
-    Z[I] = H.Residual[I] + Delta[I];
-  std::vector<Probe> Others =
-      probeMany(M, otherContexts(St, Opts), Residual, std::nullopt, 1);
-  setContextTargets(St, Z, Delta, Others, Opts);
+    Z[I] = H[I] + Delta[I];
+  setContextTargets(St, Z, Delta, Own.drop_front(), Opts);
   return Z;
 }
 
@@ -472,7 +464,8 @@ Expected<std::vector<bool>> reachedMany(const Model &M,
 void optimiseWindow(
     const Model &M, const Tokenizer &Tok, ArrayRef<Fact> Facts,
     ArrayRef<size_t> FactOf, MutableArrayRef<FactState> States,
-    const std::vector<bool> &Reached, size_t First, size_t Residual,
+    const std::vector<bool> &Reached, size_t First,
+    function_ref<ArrayRef<Probe>(size_t)> OwnProbes, size_t Residual,
     double Reach, const MemitOptions &Opts, SequenceRuns &Runs,
     std::vector<std::optional<Expected<std::vector<double>>>> &Ready) {
   std::vector<size_t> Window;
@@ -482,7 +475,8 @@ void optimiseWindow(
       Window.push_back(J);
   auto Run = [&](size_t J) {
     Ready[J].emplace(optimiseOffset(M, Tok, Facts[FactOf[J]], States[J],
-                                    Residual, Reach, Opts, &Runs));
+                                    OwnProbes(J), Residual, Reach, Opts,
+                                    &Runs));
   };
   if (Window.size() == 1) {
     Run(Window.front());
@@ -542,6 +536,11 @@ private:
   void addUnits(size_t FI);
   Expected<size_t> repairLost(bool WriteBack = true);
   void beginRound(Round &R);
+  /// Unit J's contexts' probes at the round's start, canonical first.
+  ArrayRef<Probe> firstProbes(const Round &R, size_t J) const {
+    return ArrayRef<Probe>(R.FirstLayer)
+        .slice(R.FirstContext[J], States[J].Prompts.size());
+  }
   Error targetValues(Round &R);
   Error liftPiece(size_t J, Round &R, OffsetResults &Ready,
                   Expected<std::vector<double>> &Z);
@@ -849,8 +848,7 @@ Error MemitPlanner::targetValues(Round &R) {
   for (size_t J = 0; J < N; ++J) {
     FactState &St = States[J];
     if (Reached[J]) {
-      ArrayRef<Probe> H = ArrayRef<Probe>(R.FirstLayer)
-                              .slice(R.FirstContext[J], St.Prompts.size());
+      ArrayRef<Probe> H = firstProbes(R, J);
       St.Z = H[0].Residual;
       if (St.FirstNorm == 0)
         St.FirstNorm = norm(St.Z);
@@ -859,8 +857,10 @@ Error MemitPlanner::targetValues(Round &R) {
       continue;
     }
     if (!Ready[J])
-      optimiseWindow(model(), Tok, All, FactOf, States, Reached, J, Residual,
-                     Reach, Opts, R.Runs, Ready);
+      optimiseWindow(
+          model(), Tok, All, FactOf, States, Reached, J,
+          [&](size_t K) { return firstProbes(R, K); }, Residual, Reach, Opts,
+          R.Runs, Ready);
     Expected<std::vector<double>> Z = std::move(*Ready[J]);
     Ready[J].reset();
     if (!Z)
@@ -917,8 +917,8 @@ Error MemitPlanner::liftPiece(size_t J, Round &R, OffsetResults &Ready,
   // The runs are kept: a lift changes an output row (after untying a tied
   // embedding, whose input rows stay), which no run reads, since a run
   // ends at the residual stream and the attention's keys and values.
-  Z = optimiseOffset(model(), Tok, All[FactOf[J]], St, Residual, Reach, Opts,
-                     &R.Runs);
+  Z = optimiseOffset(model(), Tok, All[FactOf[J]], St, firstProbes(R, J),
+                     Residual, Reach, Opts, &R.Runs);
   if (!Z)
     return Z.takeError();
   St.Record += Rec;
