@@ -199,13 +199,19 @@ void computeBands(std::vector<LayerLabel> &Layers, uint32_t Facts) {
                                       : Band::Syntax;
 }
 
+/// Each entity's index in L.Entities.
+static StringMap<uint32_t> entityIndex(const Labels &L) {
+  StringMap<uint32_t> Index;
+  for (size_t I = 0; I < L.Entities.size(); ++I)
+    Index[L.Entities[I]] = I;
+  return Index;
+}
+
 /// Each relation's entities (those with a fact of it), so that an edit's
 /// guards ask the pairs the facts name, not every entity with every
 /// relation ("The capital of Paris is").
 static void recordRelationEntities(ArrayRef<Fact> Facts, Labels &L) {
-  StringMap<uint32_t> EntityIndex;
-  for (size_t I = 0; I < L.Entities.size(); ++I)
-    EntityIndex[L.Entities[I]] = I;
+  StringMap<uint32_t> EntityIndex = entityIndex(L);
   std::vector<std::set<uint32_t>> Sets(L.Relations.size());
   for (const Fact &F : Facts)
     if (std::optional<uint32_t> Rel = L.relation(F.Relation))
@@ -230,9 +236,7 @@ static void reduce(ArrayRef<Fact> Facts, ArrayRef<FactEvidence> Evidence,
                    ArrayRef<std::vector<float>> LayerPositive,
                    const ProbeOptions &Opts, Labels &L,
                    std::vector<size_t> &LayerOffset) {
-  StringMap<uint32_t> EntityIndex;
-  for (size_t I = 0; I < L.Entities.size(); ++I)
-    EntityIndex[L.Entities[I]] = I;
+  StringMap<uint32_t> EntityIndex = entityIndex(L);
   std::map<std::tuple<uint32_t, uint32_t, uint32_t>, LabelEvidence> ByKey;
   double Total = 0;
   std::vector<double> PerLayer(L.Layers.size());
