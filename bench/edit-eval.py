@@ -48,7 +48,8 @@ input's patches record, so the chain computes what one run would), and
 --resume keeps the links a killed benchmark finished (work/TAG.chain/).
 With --chain and batches:K the run's `links` measures each link on the
 facts so far and on the first statement's facts (efficacy, paraphrase,
-the trained answers kept; kept as NNNN.eval.json beside the link).
+the trained answers kept; kept as NNNN.eval.json beside the link), each
+as soon as it is made, with a line on stderr.
 """
 import argparse
 import json
@@ -214,8 +215,18 @@ def measure_links(tool, base, link_dir, batch, style):
     return links
 
 
+def link_line(link):
+    """One finished link's figures, for stderr."""
+    so_far, first = link["so_far"]["efficacy"], link["first_batch"]["efficacy"]
+    return ("edit-eval: link %d: %d/%d answered, first batch %d/%d, trained "
+            "%d, held-out %d, %.0f CPU s" %
+            (link["link"], so_far["hits"], so_far["total"], first["hits"],
+             first["total"], link["trained_canonical_hits"],
+             link["trained_heldout_hits"], link["run"]["cpu"]))
+
+
 def run_chain(tool, base, head, statements, link_dir, jobs, pipeline,
-              resume):
+              resume, after_link=None):
     """--chain: each statement in a larql-opt run of its own over the last
     run's output (CREATE RELATION of every relation in each), as a make
     pipeline would apply them. Link i writes link_dir/NNNN.vindex and
@@ -223,7 +234,9 @@ def run_chain(tool, base, head, statements, link_dir, jobs, pipeline,
     link whose two files are there is not run again (larql-opt writes its
     output atomically, so one that is there is whole). Returns (the last
     output, wall seconds, CPU seconds, the largest peak in MiB (None when
-    no link recorded one), links run now)."""
+    no link recorded one), links run now). after_link (when given) is
+    called after each link run now, so that a chain stopped half-way
+    leaves the links it finished measured."""
     os.makedirs(link_dir, exist_ok=True)
     cur, wall, cpu, peak, ran = base, 0.0, 0.0, None, 0
     for i, st in enumerate(statements):
@@ -243,6 +256,8 @@ def run_chain(tool, base, head, statements, link_dir, jobs, pipeline,
             with open(times, "w") as f:
                 json.dump({"wall": w, "cpu": c[0], "peak_rss_mib": m[0]}, f)
             ran += 1
+            if after_link:
+                after_link()
         with open(times) as f:
             t = json.load(f)
         wall += t["wall"]
@@ -546,11 +561,21 @@ def main():
                                            pipeline, may_fail=True, cpu=c)[0]
                         cpu["head"] = c[0]
                         shutil.rmtree(out_v, ignore_errors=True)
+                        link_dir = os.path.join(work, tag + ".chain")
+
+                        def measured():
+                            # Each link measured as it is made (batches:K),
+                            # a line on stderr: hours of links are not
+                            # lost with the benchmark.
+                            if style.startswith("batches:"):
+                                done = measure_links(tool, base, link_dir,
+                                                     batch, style)
+                                print(link_line(done[-1]), file=sys.stderr,
+                                      flush=True)
                         (last, best["edit"], cpu["edit"], rss["edit"],
                          ran) = run_chain(
-                            tool, base, head, statements,
-                            os.path.join(work, tag + ".chain"), a.jobs,
-                            pipeline, a.resume)
+                            tool, base, head, statements, link_dir, a.jobs,
+                            pipeline, a.resume, measured)
                         best["head"] *= len(statements)
                         cpu["head"] *= len(statements)
                         out_v = last
