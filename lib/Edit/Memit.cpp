@@ -283,8 +283,7 @@ void setContextTargets(FactState &St, ArrayRef<double> Z,
 /// target (Adam on OffsetObjective); returns h + δ. Own are St's contexts'
 /// probes on M (their residuals at Residual, canonical first): the round's
 /// first probes, whose texts each optimisation used to run again (the same
-/// rows: probeMany gives each text what it alone gives; 4% of the CPU of
-/// 30 facts in one statement).
+/// rows: probeMany gives each text what it alone gives).
 Expected<std::vector<double>>
 optimiseOffset(const Model &M, const Tokenizer &Tok, const Fact &F,
                FactState &St, ArrayRef<Probe> Own, size_t Residual,
