@@ -5,10 +5,18 @@
 #include "vindex/Edit/Editor.h"
 #include "vindex/Model/Engine.h"
 
+#include "llvm/ADT/STLFunctionalExtras.h"
+
 #include <algorithm>
 #include <vector>
 
 namespace vindex::edit {
+
+/// Runs Task(0) ... Task(Count - 1) on a pool of Jobs threads made for the
+/// call, or here when Jobs or Count is below 2 (each task's output its
+/// own: the bits do not depend on the threads).
+void runTasks(size_t Count, unsigned Jobs,
+              llvm::function_ref<void(size_t)> Task);
 
 /// A feature tried before it is installed: the forward pass adds it to its
 /// layer's FFN output (before the post-FFN norm), as an installed slot

@@ -228,6 +228,15 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
       O.StartLayer = Resume->Layer;
       O.StartResidual = Resume->Inputs[BI];
     }
+    // The top layer gives only the rows read (every text is read at a
+    // position or three of a dozen).
+    std::vector<size_t> Read;
+    for (size_t I = 0, Row = 0; I < N; Row += Tokens[I].size(), ++I)
+      for (size_t Reader : Hosts.Readers[B + I])
+        Read.push_back(Row + At[Reader].Pos);
+    llvm::sort(Read);
+    Read.erase(std::unique(Read.begin(), Read.end()), Read.end());
+    O.OutputRows = Read;
     ForwardResult R = Session::runTexts(M, Tokens, O, BatchThreads);
     if (Resume && Layer)
       Inputs[BI] = std::move(R.Residuals[*Layer]);
@@ -402,36 +411,45 @@ Expected<std::vector<bool>> reachedMany(const Model &M,
       Checks.push_back(std::move(K));
     }
   }
-  // Batches of texts whose rows' logits stay under 16 MB (a 262K-token
+  // A check whose text begins another's is read from the longer run (a
+  // unit's text is its fact's next unit's, less a piece): the hosts alone
+  // run, in batches whose rows' logits stay under 16 MB (a 262K-token
   // vocabulary: a text or two), at most 32 texts.
+  std::vector<ProbeAt> Texts;
+  for (const Check &K : Checks)
+    Texts.push_back({K.Ids, 0});
+  ProbeHosts Hosts = shareProbeTexts(Texts);
   size_t V = M.config().VocabSize;
   size_t MaxRows =
       std::max<size_t>(1, (size_t(1) << 22) / std::max<size_t>(1, V));
   std::vector<size_t> BatchStart{0};
-  for (size_t I = 0, Rows = 0; I < Checks.size(); ++I) {
-    if (I > BatchStart.back() && (I - BatchStart.back() == 32 ||
-                                  Rows + Checks[I].Ids.size() > MaxRows)) {
+  for (size_t I = 0, Rows = 0; I < Hosts.Text.size(); ++I) {
+    size_t Size = Checks[Hosts.Text[I]].Ids.size();
+    if (I > BatchStart.back() &&
+        (I - BatchStart.back() == 32 || Rows + Size > MaxRows)) {
       BatchStart.push_back(I);
       Rows = 0;
     }
-    Rows += Checks[I].Ids.size();
+    Rows += Size;
   }
-  BatchStart.push_back(Checks.size());
-  size_t Batches = Checks.empty() ? 0 : BatchStart.size() - 1;
+  BatchStart.push_back(Hosts.Text.size());
+  size_t Batches = Hosts.Text.empty() ? 0 : BatchStart.size() - 1;
   forEachBatch(M, Batches, Threads, [&](size_t BI, unsigned BatchThreads) {
     size_t B = BatchStart[BI], E = BatchStart[BI + 1];
     std::vector<ArrayRef<int32_t>> Tokens;
     for (size_t I = B; I < E; ++I)
-      Tokens.push_back(Checks[I].Ids);
+      Tokens.push_back(Checks[Hosts.Text[I]].Ids);
     ForwardOptions O;
     O.AllLogits = true;
     ForwardResult R = Session::runTexts(M, Tokens, O, BatchThreads);
     size_t Row = 0;
     for (size_t I = B; I < E; ++I) {
-      Check &K = Checks[I];
-      size_t From = Row + K.PromptSize - 1, To = Row + K.Ids.size();
-      K.Logits.assign(R.Logits.begin() + From * V, R.Logits.begin() + To * V);
-      Row += K.Ids.size();
+      for (size_t Reader : Hosts.Readers[I]) {
+        Check &K = Checks[Reader];
+        size_t From = Row + K.PromptSize - 1, To = Row + K.Ids.size();
+        K.Logits.assign(R.Logits.begin() + From * V, R.Logits.begin() + To * V);
+      }
+      Row += Tokens[I - B].size();
     }
   });
   // Unit by unit, context by context, piece by piece, as one run per piece
@@ -457,9 +475,12 @@ Expected<std::vector<bool>> reachedMany(const Model &M,
   return Reached;
 }
 
-/// Optimises the targets of the next Opts.Jobs units from First on that
-/// are not reached, in parallel, into Ready (each unit's optimisation reads
-/// the model and writes only its own state).
+/// Optimises the targets of the next units from First on that are not
+/// reached, in parallel, into Ready (each unit's optimisation reads the
+/// model and writes only its own state). A window holds several units a
+/// thread, taken as threads come free: units differ a hundredfold in their
+/// Adam steps, and a window of one a thread waited on its slowest. A lift
+/// drops the window's later results (targetValues), so it stays short.
 void optimiseWindow(
     const Model &M, const Tokenizer &Tok, ArrayRef<Fact> Facts,
     ArrayRef<size_t> FactOf, MutableArrayRef<FactState> States,
@@ -467,24 +488,21 @@ void optimiseWindow(
     function_ref<ArrayRef<Probe>(size_t)> OwnProbes, size_t Residual,
     double Reach, const MemitOptions &Opts, SequenceRuns &Runs,
     std::vector<std::optional<Expected<std::vector<double>>>> &Ready) {
+  constexpr size_t UnitsPerThread = 8;
+  unsigned Jobs = std::max(1u, Opts.Jobs);
   std::vector<size_t> Window;
   for (size_t J = First;
-       J < States.size() && Window.size() < std::max(1u, Opts.Jobs); ++J)
+       J < States.size() && Window.size() < size_t(Jobs) * UnitsPerThread; ++J)
     if (!Reached[J])
       Window.push_back(J);
-  auto Run = [&](size_t J) {
+  if (Jobs == 1)
+    Window.resize(std::min<size_t>(Window.size(), 1));
+  runTasks(Window.size(), Jobs, [&](size_t I) {
+    size_t J = Window[I];
     Ready[J].emplace(optimiseOffset(M, Tok, Facts[FactOf[J]], States[J],
                                     OwnProbes(J), Residual, Reach, Opts,
                                     &Runs));
-  };
-  if (Window.size() == 1) {
-    Run(Window.front());
-    return;
-  }
-  DefaultThreadPool Pool(hardware_concurrency(Window.size()));
-  for (size_t J : Window)
-    Pool.async([&, J] { Run(J); });
-  Pool.wait();
+  });
 }
 
 using OffsetResults = std::vector<std::optional<Expected<std::vector<double>>>>;
@@ -544,7 +562,8 @@ private:
   Error liftPiece(size_t J, Round &R, OffsetResults &Ready,
                   Expected<std::vector<double>> &Z);
   Error updateLayer(size_t LI, Round &R);
-  LayerKeys layerKeys(size_t LI, const LayerWeights &W, ArrayRef<Probe> Probes);
+  void layerKeys(size_t LI, const LayerWeights &W, ArrayRef<Probe> Probes,
+                 LayerKeys &Out);
   const std::vector<double> &covariance(size_t LI, unsigned L, size_t F,
                                         Round &R);
   Expected<DownUpdate> writeDown(unsigned L, size_t F, ArrayRef<double> Delta);
@@ -593,6 +612,8 @@ private:
   MemitPlan Plan;
   std::vector<int32_t> Lifted;
   std::vector<std::vector<double>> Projectors, Covariances, LastKeys;
+  /// Each layer's keys, in buffers kept from layer to layer.
+  LayerKeys KeysBuffer;
   UpdateFactor LowestFactor;
   unsigned BaseRounds = 1, Rounds = 1, RoundsRun = 0;
   /// memit-repair-margin: guard answers written back while still given.
@@ -925,17 +946,23 @@ Error MemitPlanner::liftPiece(size_t J, Round &R, OffsetResults &Ready,
 }
 
 /// A key per group of a unit's contexts: its contexts' mean, with the
-/// residual its first context is missing, over the layers left.
-MemitPlanner::LayerKeys MemitPlanner::layerKeys(size_t LI,
-                                                const LayerWeights &W,
-                                                ArrayRef<Probe> Probes) {
+/// residual its first context is missing, over the layers left; into Out,
+/// whose buffers are kept from layer to layer (a late link's keys are
+/// hundreds of megabytes, and each fresh buffer's page faults cost more
+/// than filling it). Units are filled side by side, each its own rows.
+void MemitPlanner::layerKeys(size_t LI, const LayerWeights &W,
+                             ArrayRef<Probe> Probes, LayerKeys &Out) {
   size_t F = W.Down.Rows;
-  LayerKeys Out;
-  for (const FactState &St : States)
-    Out.Count += St.Group.back() + 1;
+  // Where each unit's rows and probes begin.
+  std::vector<size_t> FirstRow(N + 1, 0), FirstProbe(N + 1, 0);
+  for (size_t J = 0; J < N; ++J) {
+    FirstRow[J + 1] = FirstRow[J] + States[J].Group.back() + 1;
+    FirstProbe[J + 1] = FirstProbe[J] + States[J].Prompts.size();
+  }
+  Out.Count = FirstRow[N];
   std::vector<double> &K = Out.K, &R = Out.R;
-  K.assign(Out.Count * F, 0.0);
-  R.assign(Out.Count * D, 0.0);
+  K.resize(Out.Count * F);
+  R.resize(Out.Count * D);
   double Left = double(Layers.size() - LI);
   double Eps = model().config().NormEps;
   // Row Row's residual still missing, Target - P.Residual over the layers
@@ -951,26 +978,35 @@ MemitPlanner::LayerKeys MemitPlanner::layerKeys(size_t LI,
         R[Row * D + I] *= Rms / double(W.PostFFNNorm[I]);
     }
   };
-  size_t First = 0, Next = 0;
-  for (size_t J = 0; J < N; ++J) {
-    FactState &St = States[J];
-    for (size_t C = 0; C < St.Prompts.size(); ++C) {
-      const Probe &P = Probes[Next++];
-      size_t G = St.Group[C], Row = First + G;
-      double Size = double(llvm::count(St.Group, G));
-      double Scale = Opts.NormKeys && !W.PostFFNNorm.empty()
-                         ? outputScale(P.FFNOut, Eps)
-                         : 1.0;
-      for (size_t I = 0; I < F; ++I)
-        K[Row * F + I] += P.Key[I] * Scale / Size;
-      if (C == 0 || G != St.Group[C - 1])
-        SetMissing(Row, St.ContextZ.empty() ? St.Z : St.ContextZ[C], P);
-      if (C == 0)
-        Out.Missing += norm(ArrayRef<double>(R).slice(Row * D, D)) * Left;
+  // Each unit's canonical |z - h|, summed in unit order below.
+  std::vector<double> Missing(N, 0.0);
+  constexpr size_t UnitsPerTask = 64;
+  runTasks((N + UnitsPerTask - 1) / UnitsPerTask, Opts.Jobs, [&](size_t T) {
+    size_t J1 = std::min(N, (T + 1) * UnitsPerTask);
+    for (size_t J = T * UnitsPerTask; J < J1; ++J) {
+      const FactState &St = States[J];
+      size_t First = FirstRow[J], Next = FirstProbe[J];
+      std::fill(K.begin() + First * F, K.begin() + FirstRow[J + 1] * F, 0.0);
+      std::fill(R.begin() + First * D, R.begin() + FirstRow[J + 1] * D, 0.0);
+      for (size_t C = 0; C < St.Prompts.size(); ++C) {
+        const Probe &P = Probes[Next++];
+        size_t G = St.Group[C], Row = First + G;
+        double Size = double(llvm::count(St.Group, G));
+        double Scale = Opts.NormKeys && !W.PostFFNNorm.empty()
+                           ? outputScale(P.FFNOut, Eps)
+                           : 1.0;
+        for (size_t I = 0; I < F; ++I)
+          K[Row * F + I] += P.Key[I] * Scale / Size;
+        if (C == 0 || G != St.Group[C - 1])
+          SetMissing(Row, St.ContextZ.empty() ? St.Z : St.ContextZ[C], P);
+        if (C == 0)
+          Missing[J] = norm(ArrayRef<double>(R).slice(Row * D, D)) * Left;
+      }
     }
-    First += St.Group.back() + 1;
-  }
-  return Out;
+  });
+  Out.Missing = 0;
+  for (double M : Missing)
+    Out.Missing += M;
 }
 
 /// λ C and the preserved keys at layer L, measured in the first round (on
@@ -1038,7 +1074,8 @@ Error MemitPlanner::updateLayer(size_t LI, Round &R) {
   std::vector<Probe> Probes =
       LI == 0 ? std::move(R.FirstLayer)
               : probeMany(model(), R.At, Residual, L, Opts.Jobs, &R.Resume);
-  LayerKeys Keys = layerKeys(LI, W, Probes);
+  LayerKeys &Keys = KeysBuffer;
+  layerKeys(LI, W, Probes, Keys);
   const std::vector<double> &C = covariance(LI, L, F, R);
   Expected<std::vector<double>> Delta = std::vector<double>();
   size_t Rank = F;

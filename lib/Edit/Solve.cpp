@@ -309,15 +309,14 @@ void runTasks(size_t Count, ThreadPoolInterface *Pool,
   Pool->wait();
 }
 
-/// The same on a pool of Jobs threads made for the call.
+} // namespace
+
 void runTasks(size_t Count, unsigned Jobs, function_ref<void(size_t)> Task) {
   if (Jobs < 2 || Count < 2)
     return runTasks(Count, nullptr, Task);
   DefaultThreadPool Pool(hardware_concurrency(Jobs));
   runTasks(Count, &Pool, Task);
 }
-
-} // namespace
 
 /// Rows of K Kᵀ and Kᵀ R a task computes.
 static constexpr size_t BandRows = 64;
@@ -370,7 +369,10 @@ static void addKeyGram(double *A, size_t F, const double *K, size_t N,
         std::fill(Panel + J * 16 + Width, Panel + J * 16 + 16, 0.0);
       }
     });
-    runTasks(Bands, Threads, [&](size_t T) {
+    // The last rows' bands (which reach the most columns) first, so that
+    // the threads finish together.
+    runTasks(Bands, Threads, [&](size_t Task) {
+      size_t T = Bands - 1 - Task;
       size_t I0 = T * BandRows, Rows = std::min(BandRows, F - I0);
       size_t Cols = I0 + Rows;
       double *Out = &A[I0 * F];

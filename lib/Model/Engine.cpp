@@ -660,6 +660,29 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
   }
 }
 
+void Session::ffnRows(const LayerWeights &W, const float *X, size_t T,
+                      ArrayRef<size_t> Rows, size_t WalkK, float *Out,
+                      std::vector<float> *Activations) {
+  size_t F = W.Gate.Rows, D = M.config().HiddenSize, N = Rows.size();
+  assert(llvm::all_of(Rows, [&](size_t R) { return R < T; }) &&
+         "output rows within the call");
+  // A row's FFN does not depend on the rows beside it (EngineTest,
+  // RunManyGivesEachSequenceItsRows): the rows asked for, gathered, give
+  // what they give among the others.
+  std::vector<float> In(N * D), Part(N * D), PartAct;
+  for (size_t I = 0; I < N; ++I)
+    std::copy_n(X + Rows[I] * D, D, &In[I * D]);
+  ffn(W, In.data(), N, WalkK, Part.data(), Activations ? &PartAct : nullptr);
+  std::fill(Out, Out + T * D, 0.0f);
+  for (size_t I = 0; I < N; ++I)
+    std::copy_n(&Part[I * D], D, Out + Rows[I] * D);
+  if (!Activations)
+    return;
+  Activations->assign(T * F, 0.0f);
+  for (size_t I = 0; I < N; ++I)
+    std::copy_n(&PartAct[I * F], F, Activations->data() + Rows[I] * F);
+}
+
 ForwardResult Session::run(ArrayRef<int32_t> Tokens,
                            const ForwardOptions &Opts) {
   std::vector<Session *> Rows(Tokens.size(), this);
@@ -748,7 +771,11 @@ ForwardResult Session::forward(ArrayRef<Session *> Rows,
               C.NormEps, &H[Tk * D]);
     }
     std::vector<float> Act;
-    ffn(W, H, T, Opts.WalkK, A, Opts.CaptureFFN ? &Act : nullptr);
+    if (L + 1 == Layers && !Opts.OutputRows.empty())
+      ffnRows(W, H, T, Opts.OutputRows, Opts.WalkK, A,
+              Opts.CaptureFFN ? &Act : nullptr);
+    else
+      ffn(W, H, T, Opts.WalkK, A, Opts.CaptureFFN ? &Act : nullptr);
     if (Opts.AfterFFN)
       Opts.AfterFFN(L, Positions.front(), T, ArrayRef<float>(H, T * D),
                     MutableArrayRef<float>(A, T * D));

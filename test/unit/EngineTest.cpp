@@ -400,6 +400,67 @@ TEST_P(EngineReference, RunManyGivesEachSequenceItsRows) {
   }
 }
 
+// A run whose top layer gives only some rows (OutputRows, what memit's
+// probes ask) gives those rows' output residual, FFN activations and FFN
+// output bit for bit as the whole run does, on the f32 and the mapped bf16
+// weights, stopping early and running every layer.
+TEST_P(EngineReference, OutputRowsGiveTheirRowsOfTheWholeRun) {
+  std::string Name = GetParam();
+  for (bool Widen : {true, false}) {
+    Loaded *L = load(Name, /*Compress=*/false, Widen);
+    std::vector<std::vector<int32_t>> Seqs = goldenPrompts(Name);
+    std::vector<ArrayRef<int32_t>> Tokens(Seqs.begin(), Seqs.end());
+    size_t D = L->M->config().HiddenSize, Rows = 0;
+    for (const std::vector<int32_t> &S : Seqs)
+      Rows += S.size();
+    // The first row, each text's last and one in the middle.
+    std::vector<size_t> Out{0};
+    for (size_t I = 0, Row = 0; I < Seqs.size(); Row += Seqs[I].size(), ++I) {
+      if (Seqs[I].size() > 2 && Row + 1 > Out.back())
+        Out.push_back(Row + 1);
+      if (Row + Seqs[I].size() - 1 > Out.back())
+        Out.push_back(Row + Seqs[I].size() - 1);
+    }
+    ASSERT_LT(Out.size(), Rows);
+    for (size_t Stop : {size_t(2), L->M->numLayers()}) {
+      size_t Top = Stop - 1;
+      std::vector<std::vector<float>> FFNOut(2);
+      auto Run = [&](bool Some) {
+        ForwardOptions O;
+        O.CaptureFFN = true;
+        O.CaptureResiduals = true;
+        O.StopAfter = Stop;
+        O.AfterFFN = [&, Some](size_t Layer, size_t, size_t T, ArrayRef<float>,
+                               MutableArrayRef<float> Y) {
+          if (Layer == Top)
+            FFNOut[Some].assign(Y.begin(), Y.begin() + T * D);
+        };
+        if (Some)
+          O.OutputRows = Out;
+        return Session::runTexts(*L->M, Tokens, O, 1);
+      };
+      ForwardResult All = Run(false), Some = Run(true);
+      size_t F = All.FFNActivations[Top].size() / Rows;
+      for (size_t Row : Out) {
+        auto Slice = [&](const std::vector<float> &V, size_t W) {
+          return std::vector<float>(V.begin() + Row * W,
+                                    V.begin() + (Row + 1) * W);
+        };
+        std::string Where = formatv("{0}, {1} layers, row {2}",
+                                    Widen ? "f32" : "bf16", Stop, Row);
+        EXPECT_EQ(Slice(Some.Residuals[Stop], D), Slice(All.Residuals[Stop], D))
+            << Where;
+        EXPECT_EQ(Slice(Some.FFNActivations[Top], F),
+                  Slice(All.FFNActivations[Top], F))
+            << Where;
+        EXPECT_EQ(Slice(FFNOut[1], D), Slice(FFNOut[0], D)) << Where;
+      }
+      // The layers below give every row.
+      EXPECT_EQ(Some.Residuals[Top], All.Residuals[Top]);
+    }
+  }
+}
+
 // Texts run as one batch in fresh sessions (runTexts) give, at each
 // position, the logits a run of the text up to there gives last (what
 // memit's reach checks read: the prompt and the pieces in one run), on the

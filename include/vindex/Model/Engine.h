@@ -174,6 +174,13 @@ struct ForwardOptions {
   /// filled either, so the session is reset.
   size_t StartLayer = 0;
   llvm::ArrayRef<float> StartResidual;
+  /// The rows of this call (ascending) whose output the last layer run
+  /// must give; empty: every row. The others need that layer's keys and
+  /// values (which the attention computes for every row) but not its FFN,
+  /// which is skipped for them: their rows of its FFN output, activations
+  /// and output residual hold only what the attention added. A probe that
+  /// reads a few positions of each text saves most of its top layer.
+  llvm::ArrayRef<size_t> OutputRows;
 };
 
 /// Runs Work(Batch, Threads) for Batch = 0 ... Count - 1, independent
@@ -279,6 +286,11 @@ private:
                  llvm::ArrayRef<size_t> Positions);
   void ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
            float *Out, std::vector<float> *Activations);
+  /// ffn for the rows Rows of X alone; the others' output and activations
+  /// are zero.
+  void ffnRows(const LayerWeights &W, const float *X, size_t T,
+               llvm::ArrayRef<size_t> Rows, size_t WalkK, float *Out,
+               std::vector<float> *Activations);
   void project(const float *X, size_t T, const WeightMatrix &W, float *Y);
 
   const Model &M;
