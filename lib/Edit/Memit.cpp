@@ -614,6 +614,8 @@ private:
   std::vector<std::vector<double>> Projectors, Covariances, LastKeys;
   /// Each layer's keys, in buffers kept from layer to layer.
   LayerKeys KeysBuffer;
+  /// The factor of the layers above the lowest, its buffer kept.
+  std::vector<double> FactorWork;
   UpdateFactor LowestFactor;
   unsigned BaseRounds = 1, Rounds = 1, RoundsRun = 0;
   /// memit-repair-margin: guard answers written back while still given.
@@ -1094,7 +1096,7 @@ Error MemitPlanner::updateLayer(size_t LI, Round &R) {
     // round only its residuals change (its factor is kept; one F x F, the
     // lowest layer's only).
     Delta = solveUpdate(C, 1.0, Keys.K, Keys.R, F, D, Opts.Jobs,
-                        LI == 0 ? &LowestFactor : nullptr);
+                        LI == 0 ? &LowestFactor : nullptr, &FactorWork);
   }
   if (!Delta)
     return Delta.takeError();
@@ -1104,6 +1106,8 @@ Error MemitPlanner::updateLayer(size_t LI, Round &R) {
     std::vector<double>().swap(Covariances[LI]);
     if (LI == 0)
       std::vector<double>().swap(LowestFactor.A);
+    if (LI + 1 == Layers.size())
+      std::vector<double>().swap(FactorWork);
   }
   if (R.Bar)
     R.Bar->advance(1);

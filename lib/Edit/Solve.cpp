@@ -130,7 +130,10 @@ Error choleskyInPlace(std::vector<double> &AV, size_t F, unsigned Jobs) {
       Pool->wait();
     }
     // The block itself, column by column, with the products of its own
-    // columns left of each.
+    // columns left of each; then the rows below it, each on its own (row
+    // I's column J reads row I's columns left of J and the block's row J:
+    // the same operations in the same order as column by column), in
+    // shares on the pool's threads.
     for (size_t J = J0; J < J1; ++J) {
       double S = A[J * F + J];
       for (size_t P = J0; P < J; ++P)
@@ -141,13 +144,30 @@ Error choleskyInPlace(std::vector<double> &AV, size_t F, unsigned Jobs) {
                          J);
       double Ljj = std::sqrt(S);
       A[J * F + J] = Ljj;
-      for (size_t I = J + 1; I < F; ++I) {
+      for (size_t I = J + 1; I < J1; ++I) {
         double T = A[I * F + J];
         for (size_t P = J0; P < J; ++P)
           T -= A[I * F + P] * A[J * F + P];
         A[I * F + J] = T / Ljj;
       }
     }
+    auto Below = [=](size_t I0, size_t I1) {
+      for (size_t I = I0; I < I1; ++I)
+        for (size_t J = J0; J < J1; ++J) {
+          double T = A[I * F + J];
+          for (size_t P = J0; P < J; ++P)
+            T -= A[I * F + P] * A[J * F + P];
+          A[I * F + J] = T / A[J * F + J];
+        }
+    };
+    if (!Pool || F - J1 < 2 * B) {
+      Below(J1, F);
+      continue;
+    }
+    size_t Share = (F - J1 + Jobs - 1) / Jobs;
+    for (size_t I = J1; I < F; I += Share)
+      Pool->async([=] { Below(I, std::min(F, I + Share)); });
+    Pool->wait();
   }
   return Error::success();
 }
@@ -400,19 +420,23 @@ static void addKeyGram(double *A, size_t F, const double *K, size_t N,
   }
 }
 
-/// λ C + K Kᵀ = L Lᵀ: L below the diagonal of the result, Lᵀ above it.
-static Expected<std::vector<double>> factorUpdate(ArrayRef<double> C,
-                                                  double Lambda,
-                                                  ArrayRef<double> K, size_t F,
-                                                  unsigned Jobs, bool Wide) {
+/// λ C + K Kᵀ = L Lᵀ into A: L below the diagonal, Lᵀ above it. A's
+/// buffer is reused when it has the size (a fresh F x F one a solve was
+/// page faults that cost as much as the Cholesky at F = 2000).
+static Error factorUpdate(ArrayRef<double> C, double Lambda, ArrayRef<double> K,
+                          size_t F, unsigned Jobs, bool Wide,
+                          std::vector<double> &A) {
   size_t N = K.size() / F;
   // A = λ C + K Kᵀ (F x F, symmetric positive definite when λ C is), each
   // element's products added in key order; only the lower triangle and
   // the diagonal are read below, so each band of rows computes only the
   // columns up to its last row.
-  std::vector<double> A(F * F);
-  for (size_t I = 0; I < F * F; ++I)
-    A[I] = Lambda * C[I];
+  A.resize(F * F);
+  runTasks((F + BandRows - 1) / BandRows, Jobs, [&](size_t T) {
+    size_t I1 = std::min(F, (T + 1) * BandRows) * F;
+    for (size_t I = T * BandRows * F; I < I1; ++I)
+      A[I] = Lambda * C[I];
+  });
   addKeyGram(A.data(), F, K.data(), N, Jobs, Wide);
   // Cholesky A = L Lᵀ, L in the lower triangle of A. A tiny ridge keeps a
   // key direction the text never used solvable.
@@ -423,18 +447,17 @@ static Expected<std::vector<double>> factorUpdate(ArrayRef<double> C,
   for (size_t I = 0; I < F; ++I)
     A[I * F + I] += Ridge;
   if (Error E = choleskyInPlace(A, F, Jobs))
-    return std::move(E);
+    return E;
   // Lᵀ into the upper triangle, so that the back substitution reads rows
   // (a column of L is F apart per element: a cache miss each).
   forUpperInTiles(F, [&](size_t I, size_t P) { A[I * F + P] = A[P * F + I]; });
-  return A;
+  return Error::success();
 }
 
-Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
-                                          ArrayRef<double> K,
-                                          ArrayRef<double> R, size_t F,
-                                          size_t D, unsigned Jobs,
-                                          UpdateFactor *Keep) {
+Expected<std::vector<double>>
+solveUpdate(ArrayRef<double> C, double Lambda, ArrayRef<double> K,
+            ArrayRef<double> R, size_t F, size_t D, unsigned Jobs,
+            UpdateFactor *Keep, std::vector<double> *Work) {
   size_t N = K.size() / F;
   if (C.size() != F * F || K.size() != N * F || R.size() != N * D)
     return makeError("memit: the update's shapes disagree");
@@ -443,20 +466,20 @@ Expected<std::vector<double>> solveUpdate(ArrayRef<double> C, double Lambda,
   if (Keep)
     Inputs = hashFactorInputs(C, Lambda, K, F);
   std::vector<double> Own;
-  const std::vector<double> *Factor = &Own;
+  std::vector<double> *Factor = Work ? Work : &Own;
   if (Keep && !Keep->A.empty() && Keep->Inputs == Inputs) {
     Factor = &Keep->A;
   } else {
-    Expected<std::vector<double>> Made =
-        factorUpdate(C, Lambda, K, F, Jobs, Wide);
-    if (!Made)
-      return Made.takeError();
-    Own = std::move(*Made);
-    if (Keep) {
-      Keep->A = std::move(Own);
-      Keep->Inputs = Inputs;
+    if (Keep) { // refactored in place: no stale factor if it fails
+      Keep->Inputs = {};
       Factor = &Keep->A;
     }
+    if (Error E = factorUpdate(C, Lambda, K, F, Jobs, Wide, *Factor)) {
+      Factor->clear();
+      return std::move(E);
+    }
+    if (Keep)
+      Keep->Inputs = Inputs;
   }
   const std::vector<double> &A = *Factor;
   // Δᵀ = A⁻¹ (Kᵀ R): the right-hand side B = Kᵀ R first (F x D, feature

@@ -36,11 +36,12 @@ struct UpdateFactor {
 /// residual per row). Solved by Cholesky in double, on Jobs threads (the
 /// bits do not depend on it). With Keep, the factor is taken from it when
 /// its inputs are these, and left in it otherwise (the same bits either
-/// way).
+/// way). Without Keep, the factor is made in Work when given (its buffer
+/// reused from solve to solve).
 llvm::Expected<std::vector<double>>
 solveUpdate(llvm::ArrayRef<double> C, double Lambda, llvm::ArrayRef<double> K,
             llvm::ArrayRef<double> R, size_t F, size_t D, unsigned Jobs = 1,
-            UpdateFactor *Keep = nullptr);
+            UpdateFactor *Keep = nullptr, std::vector<double> *Work = nullptr);
 
 /// AlphaEdit's update (feature-major [F * D], as solveUpdate): P projects
 /// onto the null space ([F * F]), E = Σ k_e k_eᵀ of earlier edits' keys
