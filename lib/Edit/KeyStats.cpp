@@ -355,6 +355,7 @@ void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
   forEachBatch(M, Batches, Threads, [&](size_t BI, unsigned BatchThreads) {
     ForwardOptions O;
     O.CaptureFFN = true;
+    O.CaptureFFNLayer = Layer;
     O.CaptureResiduals = Resume != nullptr;
     O.StopAfter = size_t(Layer) + 1;
     std::vector<std::vector<float>> Scales;

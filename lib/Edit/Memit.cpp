@@ -210,6 +210,7 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
     ForwardOptions O;
     O.CaptureResiduals = true;
     O.CaptureFFN = Layer.has_value();
+    O.CaptureFFNLayer = Layer;
     // Nothing above what is read, nor the LM head.
     O.StopAfter = std::max<size_t>(Residual, Layer ? *Layer + 1 : 0);
     std::vector<float> FFNOut; // layer Layer's, every row of the batch

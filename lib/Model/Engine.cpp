@@ -771,11 +771,14 @@ ForwardResult Session::forward(ArrayRef<Session *> Rows,
               C.NormEps, &H[Tk * D]);
     }
     std::vector<float> Act;
+    std::vector<float> *Capture =
+        Opts.CaptureFFN && (!Opts.CaptureFFNLayer || *Opts.CaptureFFNLayer == L)
+            ? &Act
+            : nullptr;
     if (L + 1 == Layers && !Opts.OutputRows.empty())
-      ffnRows(W, H, T, Opts.OutputRows, Opts.WalkK, A,
-              Opts.CaptureFFN ? &Act : nullptr);
+      ffnRows(W, H, T, Opts.OutputRows, Opts.WalkK, A, Capture);
     else
-      ffn(W, H, T, Opts.WalkK, A, Opts.CaptureFFN ? &Act : nullptr);
+      ffn(W, H, T, Opts.WalkK, A, Capture);
     if (Opts.AfterFFN)
       Opts.AfterFFN(L, Positions.front(), T, ArrayRef<float>(H, T * D),
                     MutableArrayRef<float>(A, T * D));

@@ -145,6 +145,10 @@ struct ForwardOptions {
   bool CaptureResiduals = false;
   /// Record the FFN activations act(gate) * up per layer, [T, F].
   bool CaptureFFN = false;
+  /// With CaptureFFN, record this layer's alone (the others' stay empty):
+  /// a probe of one layer's keys copied every layer's, tens of megabytes a
+  /// batch on a widened model.
+  std::optional<size_t> CaptureFFNLayer;
   /// Called after layer L with that layer's output [T, hidden] for the
   /// positions of this call; it may read or add to it (the hook editing
   /// uses). Positions are absolute: the first row is position Start.
