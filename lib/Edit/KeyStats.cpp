@@ -386,6 +386,8 @@ void addKeyMoments(const Model &M, ArrayRef<PreservedText> Texts,
   if (Resume) {
     Resume->Layer = Layer;
     Resume->Inputs = std::move(Inputs);
+    Resume->AttentionOut.clear();
+    Resume->Keys.clear();
   }
   std::optional<DefaultThreadPool> Pool;
   if (Threads > 1)

@@ -204,6 +204,14 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
   constexpr size_t TextsPerBatch = 32;
   size_t Batches = (Hosts.Text.size() + TextsPerBatch - 1) / TextsPerBatch;
   std::vector<std::vector<float>> Inputs(Resume && Layer ? Batches : 0);
+  // Where the next probe can start at this layer's down projection (its
+  // update changes nothing below it): not when this layer is the top one
+  // run, whose rows are not all given.
+  bool AtDown = Resuming && !Resume->Keys.empty();
+  size_t StopAfter = std::max<size_t>(Residual, Layer ? *Layer + 1 : 0);
+  bool KeepKeys = Resume && Layer && *Layer + 1 < StopAfter;
+  std::vector<std::vector<float>> AttentionOut(KeepKeys ? Batches : 0),
+      Keys(KeepKeys ? Batches : 0);
   size_t D = M.config().HiddenSize;
   std::vector<Probe> Out(At.size());
   forEachBatch(M, Batches, Threads, [&](size_t BI, unsigned BatchThreads) {
@@ -212,7 +220,9 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
     O.CaptureFFN = Layer.has_value();
     O.CaptureFFNLayer = Layer;
     // Nothing above what is read, nor the LM head.
-    O.StopAfter = std::max<size_t>(Residual, Layer ? *Layer + 1 : 0);
+    O.StopAfter = StopAfter;
+    if (KeepKeys)
+      O.CaptureAttentionResidual = *Layer;
     std::vector<float> FFNOut; // layer Layer's, every row of the batch
     if (Layer)
       O.AfterFFN = [&](size_t L, size_t, size_t T, ArrayRef<float>,
@@ -225,7 +235,11 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
     std::vector<ArrayRef<int32_t>> Tokens;
     for (size_t I = 0; I < N; ++I)
       Tokens.push_back(At[Hosts.Text[B + I]].Ids);
-    if (Resuming) {
+    if (AtDown) {
+      O.StartLayer = Resume->Layer;
+      O.StartResidual = Resume->AttentionOut[BI];
+      O.StartKeys = Resume->Keys[BI];
+    } else if (Resuming) {
       O.StartLayer = Resume->Layer;
       O.StartResidual = Resume->Inputs[BI];
     }
@@ -239,6 +253,13 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
     Read.erase(std::unique(Read.begin(), Read.end()), Read.end());
     O.OutputRows = Read;
     ForwardResult R = Session::runTexts(M, Tokens, O, BatchThreads);
+    if (Resuming) { // read once: freed as the batch's own are made
+      std::vector<float>().swap(Resume->Inputs[BI]);
+      if (AtDown) {
+        std::vector<float>().swap(Resume->AttentionOut[BI]);
+        std::vector<float>().swap(Resume->Keys[BI]);
+      }
+    }
     if (Resume && Layer)
       Inputs[BI] = std::move(R.Residuals[*Layer]);
     const std::vector<float> &H = R.Residuals[Residual];
@@ -258,10 +279,16 @@ std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
       }
       Row += Tokens[I].size();
     }
+    if (KeepKeys) {
+      AttentionOut[BI] = std::move(R.AttentionResiduals[*Layer]);
+      Keys[BI] = std::move(R.FFNActivations[*Layer]);
+    }
   });
   if (Resume && Layer) {
     Resume->Layer = *Layer;
     Resume->Inputs = std::move(Inputs);
+    Resume->AttentionOut = std::move(AttentionOut);
+    Resume->Keys = std::move(Keys);
   }
   return Out;
 }

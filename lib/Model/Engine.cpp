@@ -585,31 +585,13 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
   size_t F = W.Gate.Rows, D = C.HiddenSize; // per layer: patches append
   float *G = room(Work.Gate, T * F);
   project(X, T, W.Gate, G);
-  std::fill(Out, Out + T * D, 0.0f);
   if (WalkK == 0 || WalkK >= F) {
     // Dense (K = F is the walk with every feature fired: the same sums in
     // the same order).
     float *U = room(Work.Up, T * F);
     project(X, T, W.Up, U);
     activateAndMultiply(C.Act, G, U, T * F);
-    size_t Grain =
-        std::max<size_t>(32, (1u << 18) / std::max<size_t>(1, T * F));
-    // Generation: one share of columns per thread, a multiple of 32 (the
-    // kernel reads a cache line of each row at a time): narrower shares
-    // would read every row in short pieces, which streams poorly.
-    if (T < 4)
-      Grain = std::max(Grain, (D + 32 * Threads - 1) / (32 * Threads) * 32);
-    if (T >= 4 && Team && D > Grain) {
-      size_t Units = (D + PromptShareUnit - 1) / PromptShareUnit;
-      parallelFor(Units, 1, [&](size_t U0, size_t U1) {
-        matmulNN(G, T, F, W.Down, 0, F, U0 * PromptShareUnit,
-                 std::min(D, U1 * PromptShareUnit), Out, D);
-      });
-    } else {
-      parallelFor(D, Grain, [&](size_t C0, size_t C1) {
-        matmulNN(G, T, F, W.Down, 0, F, C0, C1, Out, D);
-      });
-    }
+    downProject(W, G, T, Out);
     if (Activations)
       Activations->assign(G, G + T * F);
     return;
@@ -620,6 +602,7 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
   // the feature's contribution: |act(gate)| * |up| * |down| (the input's
   // norm is common to all), which ranks SwiGLU's negative-gate features
   // correctly where the raw gate score would not.
+  std::fill(Out, Out + T * D, 0.0f);
   if (Activations)
     Activations->assign(T * F, 0.0f);
   std::vector<uint32_t> Order(F);
@@ -657,6 +640,29 @@ void Session::ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
     if (Activations)
       for (size_t J = 0; J < WalkK; ++J)
         (*Activations)[Tk * F + Order[J]] = Acts[J];
+  }
+}
+
+void Session::downProject(const LayerWeights &W, const float *G, size_t T,
+                          float *Out) {
+  size_t F = W.Down.Rows, D = M.config().HiddenSize;
+  std::fill(Out, Out + T * D, 0.0f);
+  size_t Grain = std::max<size_t>(32, (1u << 18) / std::max<size_t>(1, T * F));
+  // Generation: one share of columns per thread, a multiple of 32 (the
+  // kernel reads a cache line of each row at a time): narrower shares
+  // would read every row in short pieces, which streams poorly.
+  if (T < 4)
+    Grain = std::max(Grain, (D + 32 * Threads - 1) / (32 * Threads) * 32);
+  if (T >= 4 && Team && D > Grain) {
+    size_t Units = (D + PromptShareUnit - 1) / PromptShareUnit;
+    parallelFor(Units, 1, [&](size_t U0, size_t U1) {
+      matmulNN(G, T, F, W.Down, 0, F, U0 * PromptShareUnit,
+               std::min(D, U1 * PromptShareUnit), Out, D);
+    });
+  } else {
+    parallelFor(D, Grain, [&](size_t C0, size_t C1) {
+      matmulNN(G, T, F, W.Down, 0, F, C0, C1, Out, D);
+    });
   }
 }
 
@@ -738,7 +744,8 @@ ForwardResult Session::forward(ArrayRef<Session *> Rows,
   float *X = room(Work.X, T * D), *H = room(Work.H, T * D),
         *A = room(Work.A, T * D);
   size_t Start = std::min(Opts.StartLayer, M.numLayers());
-  if (Start) {
+  bool AtDown = !Opts.StartKeys.empty() && Start < M.numLayers();
+  if (Start || AtDown) {
     assert(Opts.StartResidual.size() == T * D && "a residual for each row");
     llvm::copy(Opts.StartResidual, X);
   } else {
@@ -759,26 +766,43 @@ ForwardResult Session::forward(ArrayRef<Session *> Rows,
       std::min(Opts.StopAfter.value_or(M.numLayers()), M.numLayers());
   for (size_t L = Start; L < Layers; ++L) {
     const LayerWeights &W = M.layer(L);
-    for (size_t Tk = 0; Tk < T; ++Tk)
-      rmsNorm(&X[Tk * D], D, W.InputNorm, C.NormEps, &H[Tk * D]);
-    attention(W, L, H, T, A, Rows, Positions);
+    bool Resumed = AtDown && L == Start; // X is after the attention
+    if (!Resumed) {
+      for (size_t Tk = 0; Tk < T; ++Tk)
+        rmsNorm(&X[Tk * D], D, W.InputNorm, C.NormEps, &H[Tk * D]);
+      attention(W, L, H, T, A, Rows, Positions);
+    }
     for (size_t Tk = 0; Tk < T; ++Tk) {
-      if (C.PostNorms)
-        rmsNorm(&A[Tk * D], D, W.PostAttnNorm, C.NormEps, &A[Tk * D]);
-      for (size_t I = 0; I < D; ++I)
-        X[Tk * D + I] += A[Tk * D + I];
+      if (!Resumed) {
+        if (C.PostNorms)
+          rmsNorm(&A[Tk * D], D, W.PostAttnNorm, C.NormEps, &A[Tk * D]);
+        for (size_t I = 0; I < D; ++I)
+          X[Tk * D + I] += A[Tk * D + I];
+      }
       rmsNorm(&X[Tk * D], D, C.PostNorms ? W.PreFFNNorm : W.PostAttnNorm,
               C.NormEps, &H[Tk * D]);
+    }
+    if (Opts.CaptureAttentionResidual == L) {
+      R.AttentionResiduals.resize(L + 1);
+      R.AttentionResiduals[L].assign(X, X + T * D);
     }
     std::vector<float> Act;
     std::vector<float> *Capture =
         Opts.CaptureFFN && (!Opts.CaptureFFNLayer || *Opts.CaptureFFNLayer == L)
             ? &Act
             : nullptr;
-    if (L + 1 == Layers && !Opts.OutputRows.empty())
+    if (Resumed) {
+      size_t F = W.Down.Rows;
+      assert(Opts.StartKeys.size() == T * F && "keys for each row");
+      assert(Opts.WalkK == 0 && "the dense FFN resumes at its down");
+      downProject(W, Opts.StartKeys.data(), T, A);
+      if (Capture)
+        Capture->assign(Opts.StartKeys.begin(), Opts.StartKeys.begin() + T * F);
+    } else if (L + 1 == Layers && !Opts.OutputRows.empty()) {
       ffnRows(W, H, T, Opts.OutputRows, Opts.WalkK, A, Capture);
-    else
+    } else {
       ffn(W, H, T, Opts.WalkK, A, Capture);
+    }
     if (Opts.AfterFFN)
       Opts.AfterFFN(L, Positions.front(), T, ArrayRef<float>(H, T * D),
                     MutableArrayRef<float>(A, T * D));
@@ -796,7 +820,7 @@ ForwardResult Session::forward(ArrayRef<Session *> Rows,
     if (Opts.CaptureFFN)
       R.FFNActivations.push_back(std::move(Act));
   }
-  bool Partial = Layers < M.numLayers() || Start > 0;
+  bool Partial = Layers < M.numLayers() || Start > 0 || AtDown;
   for (size_t Tk = 0; Tk < T; ++Tk)
     if (Partial)
       Rows[Tk]->reset();

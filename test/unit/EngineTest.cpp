@@ -461,6 +461,41 @@ TEST_P(EngineReference, OutputRowsGiveTheirRowsOfTheWholeRun) {
   }
 }
 
+// A run started at a layer's down projection (StartKeys, from an earlier
+// run's keys and residual after the attention of that layer) gives the
+// later layers' residuals bit for bit as the whole run, at the first
+// layer and at a middle one, on the f32 and the mapped bf16 weights.
+TEST_P(EngineReference, RunFromADownProjectionGivesTheWholeRuns) {
+  std::string Name = GetParam();
+  for (bool Widen : {true, false}) {
+    Loaded *L = load(Name, /*Compress=*/false, Widen);
+    std::vector<std::vector<int32_t>> Seqs = goldenPrompts(Name);
+    std::vector<ArrayRef<int32_t>> Tokens(Seqs.begin(), Seqs.end());
+    size_t Top = L->M->numLayers();
+    for (size_t At : {size_t(0), Top / 2}) {
+      ForwardOptions O;
+      O.CaptureResiduals = true;
+      O.CaptureFFN = true;
+      O.CaptureFFNLayer = At;
+      O.CaptureAttentionResidual = At;
+      O.StopAfter = Top;
+      ForwardResult Whole = Session::runTexts(*L->M, Tokens, O, 1);
+      ASSERT_FALSE(Whole.FFNActivations[At].empty());
+      ForwardOptions From;
+      From.CaptureResiduals = true;
+      From.StopAfter = Top;
+      From.StartLayer = At;
+      From.StartResidual = Whole.AttentionResiduals[At];
+      From.StartKeys = Whole.FFNActivations[At];
+      ForwardResult Part = Session::runTexts(*L->M, Tokens, From, 1);
+      for (size_t R = At + 1; R <= Top; ++R)
+        EXPECT_EQ(Part.Residuals[R], Whole.Residuals[R])
+            << (Widen ? "f32" : "bf16") << ", from layer " << At
+            << "'s down, residual " << R;
+    }
+  }
+}
+
 // Texts run as one batch in fresh sessions (runTexts) give, at each
 // position, the logits a run of the text up to there gives last (what
 // memit's reach checks read: the prompt and the pieces in one run), on the

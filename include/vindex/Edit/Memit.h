@@ -180,6 +180,10 @@ void forEachCorpusLine(llvm::StringRef Text,
 struct ForwardResume {
   unsigned Layer = 0;
   std::vector<std::vector<float>> Inputs;
+  /// Where the runs can start at layer Layer's down projection instead
+  /// (MODE memit's probes, one per batch): that layer's residual after its
+  /// attention and its keys, every row; empty otherwise.
+  std::vector<std::vector<float>> AttentionOut, Keys;
 };
 
 /// C += Weight Σ k kᵀ over the keys of layer Layer at positions

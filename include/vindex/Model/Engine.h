@@ -178,6 +178,17 @@ struct ForwardOptions {
   /// filled either, so the session is reset.
   size_t StartLayer = 0;
   llvm::ArrayRef<float> StartResidual;
+  /// With StartKeys ([T, F]: FFNActivations[StartLayer] of the earlier
+  /// run), the run starts at layer StartLayer's down projection instead,
+  /// StartResidual being that layer's residual after its attention
+  /// (AttentionResiduals[StartLayer]); the earlier run's weights must
+  /// differ from these only in that layer's down projection and above.
+  /// Each later layer of MODE memit's round resumes so after the update of
+  /// the one below, whose attention and gate and up it does not run again.
+  llvm::ArrayRef<float> StartKeys;
+  /// Record layer L's residual after its attention (before the FFN),
+  /// AttentionResiduals[L], for this layer alone.
+  std::optional<size_t> CaptureAttentionResidual;
   /// The rows of this call (ascending) whose output the last layer run
   /// must give; empty: every row. The others need that layer's keys and
   /// values (which the attention computes for every row) but not its FFN,
@@ -204,6 +215,7 @@ struct ForwardResult {
   std::vector<float> Logits;
   std::vector<std::vector<float>> Residuals;
   std::vector<std::vector<float>> FFNActivations;
+  std::vector<std::vector<float>> AttentionResiduals;
   /// The last position after the final norm.
   std::vector<float> FinalNormLast;
 };
@@ -290,6 +302,9 @@ private:
                  llvm::ArrayRef<size_t> Positions);
   void ffn(const LayerWeights &W, const float *X, size_t T, size_t WalkK,
            float *Out, std::vector<float> *Activations);
+  /// The dense FFN's down projection of the activations G ([T, F]) into
+  /// Out ([T, hidden]).
+  void downProject(const LayerWeights &W, const float *G, size_t T, float *Out);
   /// ffn for the rows Rows of X alone; the others' output and activations
   /// are zero.
   void ffnRows(const LayerWeights &W, const float *X, size_t T,
