@@ -190,9 +190,15 @@ void addProductsScalar(double *Out, size_t OutStride, const double *Left,
 
 #if defined(__x86_64__)
 /// addProductsScalar for 8 rows x 16 columns, AVX-512, held in registers
-/// over every J: the same operations in the same order.
+/// over every J: the same operations in the same order. Fused, with fused
+/// multiply-adds: the same bits where every product is exact in double, as
+/// a product of two floats is (24-bit significands, 48 bits of product
+/// against double's 53): the multiply then rounds nothing and the addition
+/// rounds once, as the fused one does. K Kᵀ of keys the engine gave in f32
+/// is such a product.
+template <bool Fused>
 __attribute__((target("avx512f"))) void
-addProducts8x16(double *Out, size_t OutStride, const double *Left,
+addProductsTile(double *Out, size_t OutStride, const double *Left,
                 size_t LeftStride, const double *Right, size_t RightStride,
                 size_t N) {
   __m512d Acc[8][2];
@@ -201,18 +207,24 @@ addProducts8x16(double *Out, size_t OutStride, const double *Left,
       Acc[I][H] = _mm512_loadu_pd(Out + I * OutStride + 8 * H);
   for (size_t J = 0; J < N; ++J) {
     const double *Row = Right + J * RightStride;
-    __m512d B0 = _mm512_loadu_pd(Row), B1 = _mm512_loadu_pd(Row + 8);
+    __m512d B[2] = {_mm512_loadu_pd(Row), _mm512_loadu_pd(Row + 8)};
     for (unsigned I = 0; I < 8; ++I) {
       __m512d L = _mm512_set1_pd(Left[J * LeftStride + I]);
-      Acc[I][0] = _mm512_add_pd(Acc[I][0], _mm512_mul_pd(L, B0));
-      Acc[I][1] = _mm512_add_pd(Acc[I][1], _mm512_mul_pd(L, B1));
+      for (unsigned H = 0; H < 2; ++H)
+        Acc[I][H] = Fused ? _mm512_fmadd_pd(L, B[H], Acc[I][H])
+                          : _mm512_add_pd(Acc[I][H], _mm512_mul_pd(L, B[H]));
     }
   }
   for (unsigned I = 0; I < 8; ++I)
     for (unsigned H = 0; H < 2; ++H)
       _mm512_storeu_pd(Out + I * OutStride + 8 * H, Acc[I][H]);
 }
+constexpr auto addProducts8x16 = addProductsTile<false>;
+constexpr auto addExactProducts8x16 = addProductsTile<true>;
 #endif
+
+/// Whether X holds a float's value exactly (not NaN).
+inline bool floatExact(double X) { return double(float(X)) == X; }
 
 /// addProductsScalar over Rows x Cols, in AVX-512 tiles where Wide: each
 /// 16 columns' tiles of Right in turn, the row tiles' Left read again for
@@ -381,14 +393,22 @@ static void addKeyGram(double *A, size_t F, const double *K, size_t N,
   for (size_t J0 = 0; J0 < N; J0 += KeyBlock) {
     size_t Keys = std::min(KeyBlock, N - J0);
     const double *Block = K + J0 * F;
+    // Whether each panel's values are floats' (then so is every product
+    // of the block, and the fused tiles give the same bits).
+    std::vector<char> PanelExact(PanelCount, 1);
     runTasks(PanelCount, Threads, [&](size_t P) {
       double *Panel = &Panels[P * KeyBlock * 16];
       size_t C0 = P * 16, Width = std::min<size_t>(16, F - C0);
+      bool Exact = true;
       for (size_t J = 0; J < Keys; ++J) {
         std::copy_n(Block + J * F + C0, Width, Panel + J * 16);
         std::fill(Panel + J * 16 + Width, Panel + J * 16 + 16, 0.0);
+        for (size_t C = 0; C < Width; ++C)
+          Exact &= floatExact(Panel[J * 16 + C]);
       }
+      PanelExact[P] = Exact;
     });
+    bool Exact = llvm::all_of(PanelExact, [](char E) { return E != 0; });
     // The last rows' bands (which reach the most columns) first, so that
     // the threads finish together.
     runTasks(Bands, Threads, [&](size_t Task) {
@@ -404,9 +424,10 @@ static void addKeyGram(double *A, size_t F, const double *K, size_t N,
         for (size_t C = 0; C < TiledCols; C += 16)
           for (size_t I = 0; I < TiledRows; I += 8) {
             size_t Row = I0 + I;
-            addProducts8x16(Out + I * F + C, F,
-                            &Panels[Row / 16 * KeyBlock * 16 + Row % 16], 16,
-                            &Panels[C / 16 * KeyBlock * 16], 16, Keys);
+            (Exact ? addExactProducts8x16 : addProducts8x16)(
+                Out + I * F + C, F,
+                &Panels[Row / 16 * KeyBlock * 16 + Row % 16], 16,
+                &Panels[C / 16 * KeyBlock * 16], 16, Keys);
           }
         if (TiledRows)
           addProductsScalar(Out + TiledCols, F, Block + I0, F,

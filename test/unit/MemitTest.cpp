@@ -177,8 +177,12 @@ TEST(MemitTest, BlockedCholeskyGivesTheUnblockedBits) {
           C[I * F + J] = S / Rank + (I == J);
         }
       std::vector<double> K(N * F), R(N * D);
+      // Keys of f32 values (as the engine gives them) for two of the key
+      // counts: K Kᵀ then runs its fused tiles, which must give the same
+      // bits since every product is exact.
+      bool Floats = N == 41 || N == 700;
       for (double &X : K)
-        X = G(Rng);
+        X = Floats ? double(float(G(Rng))) : G(Rng);
       for (double &X : R)
         X = G(Rng);
       std::vector<double> Want = unblockedUpdate(C, 10.0, K, R, F, D);
