@@ -1,7 +1,7 @@
 //===- memit-solve.cpp - MODE memit's closed-form solve, timed, as JSON ---===//
 //
 // vindex-bench-memit-solve [--features F] [--keys N] [--dim D] [--jobs J]
-//                          [--reps R] [--seed S] [--moments]
+//                          [--reps R] [--seed S] [--moments] [--f32-keys]
 //
 // One call of solveUpdate (lib/Edit/Solve.cpp), the update MODE memit
 // solves at every edit layer of every round: Δ = R Kᵀ (λ C + K Kᵀ)⁻¹ with
@@ -58,6 +58,10 @@ static cl::opt<uint64_t> Seed("seed", cl::init(1),
 static cl::opt<bool>
     Moments("moments",
             cl::desc("Time the key moments of --keys positions instead"));
+static cl::opt<bool>
+    F32Keys("f32-keys",
+            cl::desc("Keys of f32 values, as the engine gives them (K Kᵀ "
+                     "then runs its fused tiles: the same bits)"));
 static cl::opt<std::string> Dump("dump",
                                  cl::desc("Write Δ there, F x D "
                                           "doubles, little-endian"),
@@ -162,7 +166,7 @@ int main(int argc, char **argv) {
   std::vector<double> C = randomCovariance(F, S);
   std::vector<double> K(N * F), R(N * D);
   for (double &V : K)
-    V = S.next();
+    V = F32Keys ? double(float(S.next())) : S.next();
   for (double &V : R)
     V = S.next();
   BestTimes Best;
@@ -199,6 +203,7 @@ int main(int argc, char **argv) {
                    {"jobs", int64_t(Jobs)},
                    {"seed", int64_t(Seed)},
                    {"reps", int64_t(Reps)},
+                   {"f32_keys", bool(F32Keys)},
                    {"solve_wall_s", Best.Wall},
                    {"solve_cpu_s", Best.Cpu},
                    {"delta_xxh3", formatv("{0:x16}", Hash).str()},
