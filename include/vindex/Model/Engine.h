@@ -181,8 +181,9 @@ struct ForwardOptions {
   /// With StartKeys ([T, F]: FFNActivations[StartLayer] of the earlier
   /// run), the run starts at layer StartLayer's down projection instead,
   /// StartResidual being that layer's residual after its attention
-  /// (AttentionResiduals[StartLayer]); the earlier run's weights must
-  /// differ from these only in that layer's down projection and above.
+  /// (AttentionResiduals[StartLayer]; Residuals[StartLayer] is then that
+  /// residual); the earlier run's weights must differ from these only in
+  /// that layer's down projection and above.
   /// Each later layer of MODE memit's round resumes so after the update of
   /// the one below, whose attention and gate and up it does not run again.
   llvm::ArrayRef<float> StartKeys;
@@ -215,6 +216,8 @@ struct ForwardResult {
   std::vector<float> Logits;
   std::vector<std::vector<float>> Residuals;
   std::vector<std::vector<float>> FFNActivations;
+  /// With CaptureAttentionResidual = L: [L] is layer L's residual after
+  /// its attention, [T, hidden]; the entries below it are empty.
   std::vector<std::vector<float>> AttentionResiduals;
   /// The last position after the final norm.
   std::vector<float> FinalNormLast;
