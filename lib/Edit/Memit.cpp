@@ -190,10 +190,12 @@ ProbeHosts shareProbeTexts(ArrayRef<ProbeAt> At) {
 /// The probes of several texts, run a batch at a time as one forward (the
 /// weights read once per batch; the first session carries the threads):
 /// each the same as the text run alone (EngineTest,
-/// RunManyGivesEachSequenceItsRows), and from Resume's layer where given.
-/// A text that begins another is not run: its rows are the longer one's
-/// (a position's row does not depend on the tokens after it:
-/// EngineReference.RunTextsGivesAPrefixTheLongerTextsRows).
+/// RunManyGivesEachSequenceItsRows), and from Resume's layer where given:
+/// at its down projection where Resume holds that layer's keys, else at
+/// its input. A text that begins another is not run: its rows are the
+/// longer one's (a position's row does not depend on the tokens after it:
+/// EngineReference.RunTextsGivesAPrefixTheLongerTextsRows). Only the rows
+/// read are given by the top layer run.
 std::vector<Probe> probeMany(const Model &M, ArrayRef<ProbeAt> At,
                              size_t Residual, std::optional<unsigned> Layer,
                              unsigned Threads,
